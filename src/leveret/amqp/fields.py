@@ -1,0 +1,195 @@
+"""AMQP 0-9-1 field values: short strings, long strings, field tables and arrays.
+
+Decoders read from a buffer (bytes, bytearray or memoryview) at an offset and return
+``(value, new_offset)``, so nothing is sliced until a value is materialised.
+
+Type tags follow RabbitMQ's dialect of 0-9-1 (the "errata" table), which is what every
+client in the field speaks: ``t b B s u I i l f d D S x A T F V``. Decoded values keep
+enough type to be re-encoded faithfully: unsigned and narrower integer tags decode to
+``int``, and encoding an ``int`` picks the narrowest signed tag that fits, as pamqp does.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import struct
+from typing import Any
+
+from leveret.errors import FrameError
+
+_B = struct.Struct(">B")
+_b = struct.Struct(">b")
+_h = struct.Struct(">h")
+_H = struct.Struct(">H")
+_i = struct.Struct(">i")
+_I = struct.Struct(">I")
+_q = struct.Struct(">q")
+_Q = struct.Struct(">Q")
+_f = struct.Struct(">f")
+_d = struct.Struct(">d")
+
+FieldTable = dict[str, Any]
+
+# A table nested deeper than this is refused: it can only be an attack on the stack.
+MAX_DEPTH = 64
+
+
+def decode_shortstr(buf: Any, off: int) -> tuple[str, int]:
+    n = buf[off]
+    end = off + 1 + n
+    if end > len(buf):
+        raise FrameError("short string runs past the end of the frame")
+    return bytes(buf[off + 1 : end]).decode("utf-8", "surrogateescape"), end
+
+
+def decode_longstr(buf: Any, off: int) -> tuple[bytes, int]:
+    (n,) = _I.unpack_from(buf, off)
+    end = off + 4 + n
+    if end > len(buf):
+        raise FrameError("long string runs past the end of the frame")
+    return bytes(buf[off + 4 : end]), end
+
+
+def encode_shortstr(value: str | bytes) -> bytes:
+    raw = value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
+    if len(raw) > 255:
+        raise ValueError(f"short string longer than 255 bytes: {raw[:32]!r}...")
+    return _B.pack(len(raw)) + raw
+
+
+def encode_longstr(value: str | bytes) -> bytes:
+    raw = value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
+    return _I.pack(len(raw)) + raw
+
+
+def decode_table(buf: Any, off: int, depth: int = 0) -> tuple[FieldTable, int]:
+    (size,) = _I.unpack_from(buf, off)
+    off += 4
+    end = off + size
+    if end > len(buf):
+        raise FrameError("field table runs past the end of the frame")
+    if depth > MAX_DEPTH:
+        raise FrameError("field table nested too deeply")
+    table: FieldTable = {}
+    while off < end:
+        key, off = decode_shortstr(buf, off)
+        table[key], off = decode_value(buf, off, depth)
+    if off != end:
+        raise FrameError("field table length does not match its contents")
+    return table, off
+
+
+def decode_array(buf: Any, off: int, depth: int = 0) -> tuple[list[Any], int]:
+    (size,) = _I.unpack_from(buf, off)
+    off += 4
+    end = off + size
+    if end > len(buf):
+        raise FrameError("field array runs past the end of the frame")
+    if depth > MAX_DEPTH:
+        raise FrameError("field array nested too deeply")
+    items: list[Any] = []
+    while off < end:
+        value, off = decode_value(buf, off, depth)
+        items.append(value)
+    if off != end:
+        raise FrameError("field array length does not match its contents")
+    return items, off
+
+
+def decode_value(buf: Any, off: int, depth: int = 0) -> tuple[Any, int]:  # noqa: C901, PLR0911
+    tag = buf[off]
+    off += 1
+    if tag == 0x53:  # S long string: text if it is UTF-8, else bytes
+        raw, off = decode_longstr(buf, off)
+        try:
+            return raw.decode("utf-8"), off
+        except UnicodeDecodeError:
+            return raw, off
+    if tag == 0x49:  # I
+        return _i.unpack_from(buf, off)[0], off + 4
+    if tag == 0x46:  # F
+        return decode_table(buf, off, depth + 1)
+    if tag == 0x74:  # t
+        return bool(buf[off]), off + 1
+    if tag == 0x6C:  # l
+        return _q.unpack_from(buf, off)[0], off + 8
+    if tag == 0x41:  # A
+        return decode_array(buf, off, depth + 1)
+    if tag == 0x54:  # T
+        (ts,) = _Q.unpack_from(buf, off)
+        return datetime.datetime.fromtimestamp(ts, datetime.UTC), off + 8
+    if tag == 0x62:  # b
+        return _b.unpack_from(buf, off)[0], off + 1
+    if tag == 0x42:  # B
+        return buf[off], off + 1
+    if tag == 0x73:  # s
+        return _h.unpack_from(buf, off)[0], off + 2
+    if tag == 0x75:  # u
+        return _H.unpack_from(buf, off)[0], off + 2
+    if tag == 0x69:  # i
+        return _I.unpack_from(buf, off)[0], off + 4
+    if tag == 0x66:  # f
+        return _f.unpack_from(buf, off)[0], off + 4
+    if tag == 0x64:  # d
+        return _d.unpack_from(buf, off)[0], off + 8
+    if tag == 0x44:  # D
+        scale = buf[off]
+        (raw,) = _i.unpack_from(buf, off + 1)
+        return decimal.Decimal(raw).scaleb(-scale), off + 5
+    if tag == 0x78:  # x
+        return decode_longstr(buf, off)
+    if tag == 0x56:  # V
+        return None, off
+    raise FrameError(f"unknown field value type {chr(tag)!r}")
+
+
+def encode_table(table: FieldTable | None) -> bytes:
+    if not table:
+        return b"\x00\x00\x00\x00"
+    parts = []
+    for key, value in table.items():
+        parts.append(encode_shortstr(key))
+        parts.append(encode_value(value))
+    body = b"".join(parts)
+    return _I.pack(len(body)) + body
+
+
+def encode_array(items: list[Any] | tuple[Any, ...]) -> bytes:
+    body = b"".join(encode_value(v) for v in items)
+    return _I.pack(len(body)) + body
+
+
+def encode_value(value: Any) -> bytes:  # noqa: C901, PLR0911
+    if isinstance(value, str):
+        raw = value.encode("utf-8", "surrogateescape")
+        return b"S" + _I.pack(len(raw)) + raw
+    if isinstance(value, bool):
+        return b"t\x01" if value else b"t\x00"
+    if isinstance(value, int):
+        if -(2**7) <= value < 2**7:
+            return b"b" + _b.pack(value)
+        if -(2**15) <= value < 2**15:
+            return b"s" + _h.pack(value)
+        if -(2**31) <= value < 2**31:
+            return b"I" + _i.pack(value)
+        return b"l" + _q.pack(value)
+    if isinstance(value, dict):
+        return b"F" + encode_table(value)
+    if isinstance(value, (list, tuple)):
+        return b"A" + encode_array(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        raw = bytes(value)
+        return b"x" + _I.pack(len(raw)) + raw
+    if isinstance(value, float):
+        return b"d" + _d.pack(value)
+    if isinstance(value, datetime.datetime):
+        return b"T" + _Q.pack(int(value.timestamp()))
+    if isinstance(value, decimal.Decimal):
+        sign, digits, exponent = value.normalize().as_tuple()
+        scale = max(0, -int(exponent))
+        unscaled = int(value.scaleb(scale))
+        return b"D" + _B.pack(scale) + _i.pack(unscaled)
+    if value is None:
+        return b"V"
+    raise TypeError(f"cannot encode {type(value).__name__} in an AMQP field table")
