@@ -123,3 +123,38 @@ def parse_content_header(payload: bytes) -> tuple[int, int, bytes]:
         raise FrameError("content header frame too short")
     class_id, _weight, body_size = struct.unpack_from(">HHQ", payload, 0)
     return class_id, body_size, payload[12:]
+
+
+_DELIVER_HEAD = b"\x00\x3c\x00\x3c"  # basic.deliver: class 60, method 60
+_GET_OK_HEAD = b"\x00\x3c\x00\x47"  # basic.get-ok: class 60, method 71
+_Q = struct.Struct(">Q")
+_QB = struct.Struct(">QB")
+_QI = struct.Struct(">I")
+
+
+def route_bytes(exchange: str, routing_key: str) -> bytes:
+    """exchange and routing key as two short strings, the tail of deliver/get-ok/return."""
+    e = exchange.encode("utf-8", "surrogateescape")
+    r = routing_key.encode("utf-8", "surrogateescape")
+    return bytes([len(e)]) + e + bytes([len(r)]) + r
+
+
+def encode_deliver(channel: int, tag_frame: bytes, delivery_tag: int, redelivered: bool,
+                   route: bytes, properties: bytes, body: bytes, frame_max: int) -> bytes:
+    """basic.deliver + content header + body, hand-written for the hot path."""
+    size = 4 + len(tag_frame) + 9 + len(route)
+    return b"".join((
+        _FRAME_HEAD.pack(METHOD, channel, size), _DELIVER_HEAD, tag_frame,
+        _QB.pack(delivery_tag, 1 if redelivered else 0), route, FRAME_END_BYTE,
+        encode_content(channel, 60, properties, body, frame_max),
+    ))
+
+
+def encode_get_ok(channel: int, delivery_tag: int, redelivered: bool, route: bytes,
+                  message_count: int, properties: bytes, body: bytes, frame_max: int) -> bytes:
+    size = 4 + 9 + len(route) + 4
+    return b"".join((
+        _FRAME_HEAD.pack(METHOD, channel, size), _GET_OK_HEAD,
+        _QB.pack(delivery_tag, 1 if redelivered else 0), route, _QI.pack(message_count),
+        FRAME_END_BYTE, encode_content(channel, 60, properties, body, frame_max),
+    ))

@@ -1,0 +1,364 @@
+"""One AMQP channel: its consumers, unacked deliveries, prefetch, confirms and transactions.
+
+Methods arrive decoded from ``ServerConnection``; replies and deliveries go out through
+``connection.write``. Errors are raised as ``leveret.errors`` exceptions and turned into
+channel.close / connection.close by the connection, which knows the method at fault.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+from leveret.amqp import spec
+from leveret.amqp.frames import encode_content, encode_deliver, encode_get_ok, route_bytes
+from leveret.broker.consumer import Consumer
+from leveret.broker.message import FLAG_REPLY_TO, FLAG_USER_ID, Message
+from leveret.broker.queue import Entry, Queue
+from leveret.broker.vhost import server_name
+from leveret.errors import (
+    AccessRefused,
+    NotAllowed,
+    NotImplemented_,
+    PreconditionFailed,
+)
+
+if TYPE_CHECKING:
+    from leveret.broker.connection import ServerConnection
+
+REPLY_TO = "amq.rabbitmq.reply-to"
+REPLY_TO_PREFIX = REPLY_TO + "."
+
+
+class Unacked:
+    __slots__ = ("consumer", "entry", "queue")
+
+    def __init__(self, entry: Entry, queue: Queue, consumer: Consumer | None) -> None:
+        self.entry = entry
+        self.queue = queue
+        self.consumer = consumer
+
+
+class Channel:
+    def __init__(self, connection: ServerConnection, number: int) -> None:
+        self.connection = connection
+        self.number = number
+        self.vhost = connection.vhost
+        self.consumers: dict[str, Consumer] = {}
+        self.unacked: OrderedDict[int, Unacked] = OrderedDict()
+        self.delivery_tag = 0
+        self.prefetch = 0  # for consumers created from now on (basic.qos global=false)
+        self.global_prefetch = 0  # shared by the whole channel (basic.qos global=true)
+        self.flow_active = True
+        self.closing = False
+        self.confirm = False
+        self.publish_seq = 0
+        self.confirmed_upto = 0
+        self.tx: list[tuple[str, Any]] | None = None
+        self.reply_queue: Queue | None = None  # direct reply-to pseudo-queue
+        self.last_queue = ""  # an empty queue name means the one declared last
+        # The message being assembled from method, header and body frames.
+        self.pending: spec.BasicPublish | None = None
+        self.pending_props = b""
+        self.pending_size = 0
+        self.pending_body: list[bytes] = []
+        self.pending_received = 0
+
+    # -- delivery --------------------------------------------------------------------
+
+    def can_deliver(self) -> bool:
+        if not (self.flow_active and self.connection.writable) or self.closing:
+            return False
+        return not (self.global_prefetch and len(self.unacked) >= self.global_prefetch)
+
+    def deliver(self, consumer: Consumer, entry: Entry) -> None:
+        self.delivery_tag += 1
+        tag = self.delivery_tag
+        msg = entry.message
+        if not consumer.no_ack:
+            self.unacked[tag] = Unacked(entry, consumer.queue, consumer)
+            consumer.unacked += 1
+            consumer.queue.unacked += 1
+        conn = self.connection
+        conn.write(encode_deliver(self.number, consumer.tag_frame, tag, entry.redelivered,
+                                  route_bytes(msg.exchange, msg.routing_key),
+                                  msg.properties_raw, msg.body, conn.frame_max))
+
+    def redispatch(self) -> None:
+        """Capacity came back (acks, flow, qos, writable socket): let queues deliver."""
+        seen: set[int] = set()
+        for consumer in list(self.consumers.values()):
+            q = consumer.queue
+            if id(q) not in seen:
+                seen.add(id(q))
+                q.dispatch()
+
+    # -- publishing ------------------------------------------------------------------
+
+    def start_publish(self, method: spec.BasicPublish) -> None:
+        if method.immediate:
+            raise NotImplemented_("immediate=true")
+        self.pending = method
+
+    def publish(self, method: spec.BasicPublish, properties_raw: bytes, body: bytes) -> None:
+        conn = self.connection
+        exchange = self.vhost.exchange(method.exchange)
+        if exchange.internal:
+            raise AccessRefused(
+                f"cannot publish to internal exchange '{exchange.name}' in vhost "
+                f"'{self.vhost.name}'")
+        msg = Message(method.exchange, method.routing_key, properties_raw, body)
+        flags = msg.flags
+        if flags & (FLAG_USER_ID | FLAG_REPLY_TO):
+            self._check_properties(msg)
+        if self.confirm:
+            self.publish_seq += 1
+        if self.tx is not None:
+            self.tx.append(("publish", (exchange, msg, method.mandatory)))
+            return
+        routed = self._route(exchange, msg)
+        if not routed and method.mandatory:
+            self._return(msg, 312, "NO_ROUTE")
+        if self.confirm:
+            conn.confirm_ready(self)
+
+    def _check_properties(self, msg: Message) -> None:
+        props = msg.properties
+        user = self.connection.user
+        if props.user_id is not None and props.user_id != user:
+            raise PreconditionFailed(
+                f"user_id property set to '{props.user_id}' but authenticated user was "
+                f"'{user}'")
+        if props.reply_to == REPLY_TO:
+            if self.reply_queue is None:
+                raise PreconditionFailed("fast reply consumer does not exist")
+            props.reply_to = self.reply_queue.name
+            msg.replace_properties(props)
+
+    def _route(self, exchange: Any, msg: Message) -> bool:
+        if exchange.name == "" and msg.routing_key.startswith(REPLY_TO_PREFIX):
+            q = self.connection.node_reply_queue(msg.routing_key)
+            if q is None:
+                return False
+            q.push(msg)
+            return True
+        queues = self.vhost.route(exchange, msg)
+        for q in queues:
+            q.push(msg)
+        return bool(queues)
+
+    def _return(self, msg: Message, code: int, text: str) -> None:
+        conn = self.connection
+        ret = spec.BasicReturn(reply_code=code, reply_text=text, exchange=msg.exchange,
+                               routing_key=msg.routing_key)
+        conn.send(self.number, ret)
+        conn.write(encode_content(self.number, 60, msg.properties_raw, msg.body,
+                                  conn.frame_max))
+
+    def flush_confirms(self) -> None:
+        if self.publish_seq > self.confirmed_upto:
+            upto = self.publish_seq
+            multiple = upto - self.confirmed_upto > 1
+            self.confirmed_upto = upto
+            self.connection.send(self.number, spec.BasicAck(delivery_tag=upto, multiple=multiple))
+
+    # -- consuming -------------------------------------------------------------------
+
+    def consume(self, m: spec.BasicConsume) -> None:
+        tag = m.consumer_tag or server_name("amq.ctag-")
+        if tag in self.consumers:
+            raise NotAllowed(f"attempt to reuse consumer tag '{tag}'")
+        if m.queue == REPLY_TO:
+            self._consume_reply_to(m, tag)
+            return
+        q = self.vhost.queue(m.queue or self.last_queue, self.connection)
+        if q.consumers and (m.exclusive or q.has_exclusive_consumer):
+            raise AccessRefused(f"queue '{q.name}' in vhost '{self.vhost.name}' in exclusive use")
+        consumer = Consumer(self, q, tag, m.no_ack, m.exclusive, self.prefetch, m.arguments)
+        self.consumers[tag] = consumer
+        if not m.nowait:
+            self.connection.send(self.number, spec.BasicConsumeOk(consumer_tag=tag))
+        q.add_consumer(consumer)
+
+    def _consume_reply_to(self, m: spec.BasicConsume, tag: str) -> None:
+        if not m.no_ack:
+            raise PreconditionFailed("reply consumer cannot acknowledge")
+        if self.reply_queue is not None:
+            raise PreconditionFailed("reply consumer already set")
+        q = Queue(self.vhost.name, server_name(REPLY_TO_PREFIX))
+        self.reply_queue = q
+        self.connection.register_reply_queue(q)
+        consumer = Consumer(self, q, tag, True, True, 0, m.arguments)
+        self.consumers[tag] = consumer
+        if not m.nowait:
+            self.connection.send(self.number, spec.BasicConsumeOk(consumer_tag=tag))
+        q.add_consumer(consumer)
+
+    def cancel(self, tag: str) -> None:
+        consumer = self.consumers.pop(tag, None)
+        if consumer is None:
+            return
+        q = consumer.queue
+        q.remove_consumer(consumer)
+        if q is self.reply_queue:
+            self.connection.unregister_reply_queue(q)
+            self.reply_queue = None
+        elif q.auto_delete and not q.consumers and not q.deleted:
+            self.vhost.drop_queue(q)
+
+    def cancel_by_server(self, consumer: Consumer) -> None:
+        """The queue went away: tell the client, if it understands basic.cancel."""
+        if self.consumers.pop(consumer.tag, None) is None:
+            return
+        if self.connection.client_capability("consumer_cancel_notify") and not self.closing:
+            self.connection.send(self.number, spec.BasicCancel(consumer_tag=consumer.tag,
+                                                               nowait=True))
+
+    def get(self, m: spec.BasicGet) -> None:
+        conn = self.connection
+        q = self.vhost.queue(m.queue or self.last_queue, conn)
+        entry = q.get()
+        if entry is None:
+            conn.send(self.number, spec.BasicGetEmpty())
+            return
+        self.delivery_tag += 1
+        tag = self.delivery_tag
+        if not m.no_ack:
+            self.unacked[tag] = Unacked(entry, q, None)
+            q.unacked += 1
+        msg = entry.message
+        conn.write(encode_get_ok(self.number, tag, entry.redelivered,
+                                 route_bytes(msg.exchange, msg.routing_key), len(q.ready),
+                                 msg.properties_raw, msg.body, conn.frame_max))
+
+    def qos(self, m: spec.BasicQos) -> None:
+        if m.prefetch_size:
+            raise NotImplemented_(f"prefetch_size!=0 ({m.prefetch_size})")
+        if m.global_:
+            self.global_prefetch = m.prefetch_count
+        else:
+            self.prefetch = m.prefetch_count
+        self.connection.send(self.number, spec.BasicQosOk())
+        self.redispatch()
+
+    # -- acknowledgements ------------------------------------------------------------
+
+    def _take(self, tag: int, multiple: bool) -> list[Unacked]:
+        unacked = self.unacked
+        if multiple and tag == 0:
+            taken = list(unacked.values())
+            unacked.clear()
+            return taken
+        if tag not in unacked:
+            raise PreconditionFailed(f"unknown delivery tag {tag}")
+        if not multiple:
+            return [unacked.pop(tag)]
+        taken = []
+        while True:
+            t, u = unacked.popitem(last=False)
+            taken.append(u)
+            if t == tag:
+                return taken
+
+    def _settle(self, records: list[Unacked]) -> None:
+        for u in records:
+            u.queue.unacked -= 1
+            if u.consumer is not None:
+                u.consumer.unacked -= 1
+
+    def ack(self, tag: int, multiple: bool) -> None:
+        if self.tx is not None:
+            self._check_tags(tag, multiple)
+            self.tx.append(("ack", (tag, multiple)))
+            return
+        self._settle(self._take(tag, multiple))
+        self.redispatch()
+
+    def _check_tags(self, tag: int, multiple: bool) -> None:
+        if not (multiple and tag == 0) and tag not in self.unacked:
+            raise PreconditionFailed(f"unknown delivery tag {tag}")
+
+    def nack(self, tag: int, multiple: bool, requeue: bool) -> None:
+        if self.tx is not None:
+            self._check_tags(tag, multiple)
+            self.tx.append(("nack", (tag, multiple, requeue)))
+            return
+        records = self._take(tag, multiple)
+        self._settle(records)
+        if requeue:
+            self._requeue(records)
+        self.redispatch()
+
+    def _requeue(self, records: list[Unacked]) -> None:
+        by_queue: dict[int, tuple[Queue, list[Entry]]] = {}
+        for u in records:
+            if u.queue.deleted:
+                continue
+            by_queue.setdefault(id(u.queue), (u.queue, []))[1].append(u.entry)
+        for q, entries in by_queue.values():
+            q.requeue(entries)
+
+    def recover(self, requeue: bool) -> None:
+        if not requeue:
+            raise NotImplemented_("requeue=false")
+        records = list(self.unacked.values())
+        self.unacked.clear()
+        self._settle(records)
+        self._requeue(records)
+
+    # -- transactions and confirms ---------------------------------------------------
+
+    def tx_select(self) -> None:
+        if self.confirm:
+            raise PreconditionFailed("cannot switch from confirm to tx mode")
+        if self.tx is None:
+            self.tx = []
+
+    def tx_commit(self) -> None:
+        if self.tx is None:
+            raise PreconditionFailed("channel is not transactional")
+        ops, self.tx = self.tx, []
+        for op, args in ops:
+            if op == "publish":
+                exchange, msg, mandatory = args
+                if not self._route(exchange, msg) and mandatory:
+                    self._return(msg, 312, "NO_ROUTE")
+            elif op == "ack":
+                self._settle(self._take(*args))
+            else:
+                tag, multiple, requeue = args
+                records = self._take(tag, multiple)
+                self._settle(records)
+                if requeue:
+                    self._requeue(records)
+        self.redispatch()
+
+    def tx_rollback(self) -> None:
+        if self.tx is None:
+            raise PreconditionFailed("channel is not transactional")
+        self.tx = []
+
+    def confirm_select(self) -> None:
+        if self.tx is not None:
+            raise PreconditionFailed("cannot switch from tx to confirm mode")
+        self.confirm = True
+
+    def flow(self, active: bool) -> None:
+        self.flow_active = active
+        if active:
+            self.redispatch()
+
+    # -- lifetime --------------------------------------------------------------------
+
+    def release(self) -> None:
+        """The channel is gone: cancel consumers and requeue what was never acked."""
+        self.closing = True
+        for tag in list(self.consumers):
+            self.cancel(tag)
+        records = list(self.unacked.values())
+        self.unacked.clear()
+        self._settle(records)
+        self._requeue(records)
+        self.pending = None
+        self.pending_body = []
+

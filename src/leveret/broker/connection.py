@@ -1,0 +1,418 @@
+"""The server side of one AMQP connection, sans I/O: bytes in, bytes out.
+
+``receive_data`` parses every whole frame in the batch, runs it against the broker, and
+queues replies and deliveries; the server writes ``take_output()`` once per batch. The
+handshake, channel multiplexing, content assembly and the translation of errors into
+channel.close / connection.close all live here, so the asyncio layer decides nothing.
+
+    header -> start/start-ok -> tune/tune-ok -> open/open-ok -> open -> closing -> closed
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from leveret.amqp import frames, spec
+from leveret.amqp.fields import decode_table
+from leveret.amqp.frames import FrameBuffer, encode_method
+from leveret.broker.channel import Channel
+from leveret.broker.dispatch import HANDLERS
+from leveret.broker.node import Node
+from leveret.broker.queue import Queue
+from leveret.broker.vhost import VirtualHost
+from leveret.errors import (
+    AccessRefusedHard,
+    AMQPError,
+    ChannelErrorHard,
+    CommandInvalid,
+    FrameError,
+    InternalError,
+    NotAllowed,
+    PreconditionFailed,
+    UnexpectedFrame,
+)
+
+log = logging.getLogger("leveret.connection")
+
+HEADER, START_OK, TUNE_OK, OPEN, RUNNING, CLOSING, CLOSED = range(7)
+
+
+class ServerConnection:
+    def __init__(self, node: Node, peer: tuple[str, int] = ("?", 0),
+                 on_write: Callable[[], None] = lambda: None,
+                 on_close: Callable[[], None] = lambda: None) -> None:
+        self.node = node
+        self.peer = peer
+        self.on_write = on_write  # schedule a flush of take_output(), once per batch
+        self.on_close = on_close  # close the transport after the next flush
+        self.state = HEADER
+        self.buffer = FrameBuffer(node.limits.frame_max)
+        self.out: list[bytes] = []
+        self._flush_requested = False
+        self.writable = True
+        self.channels: dict[int, Channel] = {}
+        self.closing_channels: set[int] = set()
+        self._confirming: dict[int, Channel] = {}
+        self.vhost: VirtualHost = node.vhosts["/"]
+        self.user = ""
+        self.client_properties: dict[str, Any] = {}
+        self.channel_max = node.limits.channel_max
+        self.frame_max = node.limits.frame_max
+        self.heartbeat = 0
+        self.published = 0  # messages received, for the server's flow control
+
+    # -- output ----------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        self.out.append(data)
+        if not self._flush_requested:
+            self._flush_requested = True
+            self.on_write()
+
+    def send(self, channel: int, method: spec.Method) -> None:
+        self.write(encode_method(channel, method))
+
+    def take_output(self) -> bytes:
+        self._flush_requested = False
+        data = b"".join(self.out)
+        self.out.clear()
+        return data
+
+    def confirm_ready(self, channel: Channel) -> None:
+        self._confirming[channel.number] = channel
+
+    # -- input -----------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        if self.state == CLOSED:
+            return
+        buf = self.buffer
+        buf.feed(data)
+        try:
+            if self.state == HEADER and not self._read_protocol_header():
+                return
+            while self.state != CLOSED:
+                frame = buf.next_frame()
+                if frame is None:
+                    break
+                self._frame(*frame)
+        except AMQPError as exc:
+            self._hard_error(exc)
+        except Exception as exc:  # a bug must close one connection, never the broker
+            log.exception("internal error on connection from %s:%s", *self.peer[:2])
+            self._hard_error(InternalError(str(exc)))
+        finally:
+            if self._confirming:
+                for ch in self._confirming.values():
+                    if not ch.closing:
+                        ch.flush_confirms()
+                self._confirming.clear()
+        buf.compact()
+
+    def _read_protocol_header(self) -> bool:
+        head = self.buffer.take(8)
+        if head is None:
+            return False
+        if head != frames.PROTOCOL_HEADER:
+            self.write(frames.PROTOCOL_HEADER)
+            self._close_transport()
+            return False
+        self.state = START_OK
+        self.send(0, spec.ConnectionStart(
+            version_major=0, version_minor=9, server_properties=self.node.server_properties(),
+            mechanisms=b"PLAIN AMQPLAIN", locales=b"en_US"))
+        return True
+
+    def _frame(self, ftype: int, channel: int, payload: bytes) -> None:
+        if ftype == frames.METHOD:
+            if len(payload) < 4:
+                raise FrameError("method frame too short")
+            index = int.from_bytes(payload[:4], "big")
+            cls = spec.METHODS.get(index)
+            if cls is None:
+                raise CommandInvalid(f"unknown method {index >> 16}.{index & 0xFFFF}")
+            try:
+                method = cls.decode(payload, 4)
+            except (IndexError, ValueError, UnicodeDecodeError) as exc:
+                raise FrameError(f"malformed {cls.NAME}: {exc}") from None
+            except Exception as exc:  # struct.error
+                raise FrameError(f"malformed {cls.NAME}: {exc}") from None
+            if channel == 0:
+                self._connection_method(method)
+            else:
+                self._channel_method(channel, method)
+        elif ftype == frames.HEADER or ftype == frames.BODY:
+            self._content_frame(ftype, channel, payload)
+        elif ftype == frames.HEARTBEAT:
+            if channel != 0:
+                raise FrameError("heartbeat frame on a non-zero channel")
+        else:
+            raise FrameError(f"unknown frame type {ftype}")
+
+    # -- connection class --------------------------------------------------------------
+
+    def _connection_method(self, m: spec.Method) -> None:  # noqa: C901
+        state = self.state
+        if state == CLOSING:
+            if isinstance(m, spec.ConnectionCloseOk | spec.ConnectionClose):
+                if isinstance(m, spec.ConnectionClose):
+                    self.send(0, spec.ConnectionCloseOk())
+                self._close_transport()
+            return
+        if isinstance(m, spec.ConnectionStartOk) and state == START_OK:
+            self._start_ok(m)
+        elif isinstance(m, spec.ConnectionSecureOk) and state == START_OK:
+            raise AccessRefusedHard("secure-ok is not used by PLAIN or AMQPLAIN")
+        elif isinstance(m, spec.ConnectionTuneOk) and state == TUNE_OK:
+            self._tune_ok(m)
+        elif isinstance(m, spec.ConnectionOpen) and state == OPEN:
+            vhost = self.node.vhosts.get(m.virtual_host)
+            if vhost is None:
+                raise NotAllowed(f"vhost {m.virtual_host} not found", 10, 40)
+            self.vhost = vhost
+            self.state = RUNNING
+            self.node.connections.add(self)
+            self.send(0, spec.ConnectionOpenOk())
+        elif isinstance(m, spec.ConnectionClose):
+            self.send(0, spec.ConnectionCloseOk())
+            self._close_transport()
+        elif isinstance(m, spec.ConnectionUpdateSecret) and state == RUNNING:
+            self.send(0, spec.ConnectionUpdateSecretOk())
+        elif isinstance(m, spec.ConnectionBlocked | spec.ConnectionUnblocked):
+            pass  # a client may not block a server; ignore as RabbitMQ does
+        elif state == RUNNING:
+            raise CommandInvalid(f"unexpected method {m.NAME} on channel 0",
+                                 m.CLASS_ID, m.METHOD_ID)
+        else:
+            raise CommandInvalid(f"expected the next handshake method, got {m.NAME}",
+                                 m.CLASS_ID, m.METHOD_ID)
+
+    def _start_ok(self, m: spec.ConnectionStartOk) -> None:
+        self.client_properties = m.client_properties
+        user, password = self._credentials(m.mechanism, m.response)
+        if user is None or not self.node.authenticate(user, password):
+            log.warning("login refused for user %r from %s", user, self.peer[0])
+            if self.client_capability("authentication_failure_close"):
+                raise AccessRefusedHard(
+                    f"Login was refused using authentication mechanism {m.mechanism}. For "
+                    "details see the broker logfile.", 10, 11)
+            self._close_transport()
+            return
+        self.user = user
+        self.state = TUNE_OK
+        limits = self.node.limits
+        self.send(0, spec.ConnectionTune(channel_max=limits.channel_max,
+                                         frame_max=limits.frame_max, heartbeat=limits.heartbeat))
+
+    def _credentials(self, mechanism: str, response: bytes) -> tuple[str | None, str]:
+        try:
+            if mechanism == "PLAIN":
+                _authzid, user, password = response.split(b"\x00", 2)
+                return user.decode(), password.decode()
+            if mechanism == "AMQPLAIN":
+                # AMQPLAIN sends a field table without its 4-byte length prefix.
+                table, _ = decode_table(len(response).to_bytes(4, "big") + response, 0)
+                return str(table.get("LOGIN", "")), str(table.get("PASSWORD", ""))
+        except (ValueError, UnicodeDecodeError, FrameError, IndexError):
+            return None, ""
+        raise AccessRefusedHard(f"unsupported authentication mechanism '{mechanism}'", 10, 11)
+
+    def _tune_ok(self, m: spec.ConnectionTuneOk) -> None:
+        limits = self.node.limits
+        frame_max = m.frame_max or limits.frame_max
+        if frame_max < frames.FRAME_MIN_SIZE:
+            raise NotAllowed(f"negotiated frame_max = {frame_max} is lower than the minimum "
+                             f"allowed value ({frames.FRAME_MIN_SIZE})", 10, 31)
+        if frame_max > limits.frame_max:
+            raise NotAllowed(f"negotiated frame_max = {frame_max} is higher than the maximum "
+                             f"allowed value ({limits.frame_max})", 10, 31)
+        channel_max = m.channel_max or limits.channel_max
+        if channel_max > limits.channel_max:
+            raise NotAllowed(f"negotiated channel_max = {channel_max} is higher than the "
+                             f"maximum allowed value ({limits.channel_max})", 10, 31)
+        self.frame_max = frame_max
+        self.buffer.frame_max = frame_max
+        self.channel_max = channel_max
+        self.heartbeat = m.heartbeat
+        self.state = OPEN
+
+    def client_capability(self, name: str) -> bool:
+        caps = self.client_properties.get("capabilities")
+        return isinstance(caps, dict) and bool(caps.get(name))
+
+    # -- channels ----------------------------------------------------------------------
+
+    def _channel_method(self, number: int, m: spec.Method) -> None:
+        if self.state == CLOSING:
+            return
+        if self.state != RUNNING:
+            raise CommandInvalid(f"channel method {m.NAME} before the connection is open",
+                                 m.CLASS_ID, m.METHOD_ID)
+        if number > self.channel_max:
+            raise ChannelErrorHard(f"channel number {number} out of range",
+                                   m.CLASS_ID, m.METHOD_ID)
+        if number in self.closing_channels:
+            # We sent channel.close: everything but close/close-ok is discarded.
+            if isinstance(m, spec.ChannelCloseOk):
+                self.closing_channels.discard(number)
+            elif isinstance(m, spec.ChannelClose):
+                self.send(number, spec.ChannelCloseOk())
+            return
+        ch = self.channels.get(number)
+        if ch is None:
+            if not isinstance(m, spec.ChannelOpen):
+                raise ChannelErrorHard(f"expected 'channel.open' on channel {number}",
+                                       m.CLASS_ID, m.METHOD_ID)
+            self.channels[number] = Channel(self, number)
+            self.send(number, spec.ChannelOpenOk())
+            return
+        if ch.pending is not None:
+            raise UnexpectedFrame(f"expected content header for class 60, got {m.NAME}",
+                                  m.CLASS_ID, m.METHOD_ID)
+        try:
+            handler = HANDLERS.get(m.INDEX)
+            if handler is None:
+                raise CommandInvalid(f"unexpected method {m.NAME} on a channel",
+                                     m.CLASS_ID, m.METHOD_ID)
+            handler(self, ch, m)
+        except AMQPError as exc:
+            if not exc.class_id:
+                exc.class_id, exc.method_id = m.CLASS_ID, m.METHOD_ID
+            if not exc.soft:
+                raise
+            self.channel_error(ch, exc)
+
+    def _content_frame(self, ftype: int, number: int, payload: bytes) -> None:
+        if self.state == CLOSING or number in self.closing_channels:
+            return
+        ch = self.channels.get(number)
+        if ch is None or ch.pending is None:
+            raise UnexpectedFrame(
+                "expected method frame, got non method frame instead" if ch is not None
+                else f"content frame on channel {number}, which is not open", 60, 40)
+        if ftype == frames.HEADER:
+            if ch.pending_props:
+                raise UnexpectedFrame("expected content body, got content header", 60, 40)
+            class_id, size, props = frames.parse_content_header(payload)
+            if class_id != 60:
+                raise FrameError(f"content header for class {class_id}, expected 60", 60, 40)
+            ch.pending_props = props or b"\x00\x00"
+            ch.pending_size = size
+            if size > self.node.limits.max_message_size:
+                self._publish_error(ch, PreconditionFailed(
+                    f"message size {size} is larger than configured max size "
+                    f"{self.node.limits.max_message_size}", 60, 40))
+                return
+            if size == 0:
+                self._complete_publish(ch, b"")
+            return
+        if not ch.pending_props:
+            raise UnexpectedFrame("expected content header for class 60, got non content "
+                                  "header frame instead", 60, 40)
+        ch.pending_received += len(payload)
+        if ch.pending_received > ch.pending_size:
+            raise FrameError("content body larger than the size in its header", 60, 40)
+        if ch.pending_received == ch.pending_size:
+            parts = ch.pending_body
+            if parts:
+                parts.append(payload)
+                body = b"".join(parts)
+                parts.clear()
+            else:
+                body = payload
+            self._complete_publish(ch, body)
+        else:
+            ch.pending_body.append(payload)
+
+    def _complete_publish(self, ch: Channel, body: bytes) -> None:
+        method = ch.pending
+        props = ch.pending_props
+        ch.pending = None
+        ch.pending_props = b""
+        ch.pending_received = 0
+        ch.pending_body = []
+        self.published += 1
+        try:
+            ch.publish(method, props, body)  # type: ignore[arg-type]
+        except AMQPError as exc:
+            if not exc.class_id:
+                exc.class_id, exc.method_id = 60, 40
+            if not exc.soft:
+                raise
+            self.channel_error(ch, exc)
+
+    def _publish_error(self, ch: Channel, exc: AMQPError) -> None:
+        ch.pending = None
+        ch.pending_props = b""
+        ch.pending_received = 0
+        ch.pending_body = []
+        self.channel_error(ch, exc)
+
+    def channel_error(self, ch: Channel, exc: AMQPError) -> None:
+        """A soft error: close this channel only, as the spec says."""
+        log.debug("channel %s error: %s", ch.number, exc.reply_text)
+        self.close_channel(ch)
+        self.closing_channels.add(ch.number)
+        self.send(ch.number, spec.ChannelClose(reply_code=exc.reply_code,
+                                               reply_text=exc.reply_text,
+                                               class_id=exc.class_id, method_id=exc.method_id))
+
+    def close_channel(self, ch: Channel) -> None:
+        self.channels.pop(ch.number, None)
+        self._confirming.pop(ch.number, None)
+        ch.release()
+
+    # -- direct reply-to ---------------------------------------------------------------
+
+    def register_reply_queue(self, q: Queue) -> None:
+        self.node.reply_queues[q.name] = q
+
+    def unregister_reply_queue(self, q: Queue) -> None:
+        self.node.reply_queues.pop(q.name, None)
+
+    def node_reply_queue(self, name: str) -> Queue | None:
+        return self.node.reply_queues.get(name)
+
+    # -- closing -----------------------------------------------------------------------
+
+    def _hard_error(self, exc: AMQPError) -> None:
+        if self.state in (CLOSING, CLOSED):
+            return
+        log.info("closing connection from %s:%s: %s", *self.peer[:2], exc.reply_text)
+        self.close(exc.reply_code, exc.reply_text, exc.class_id, exc.method_id)
+
+    def close(self, code: int, text: str, class_id: int = 0, method_id: int = 0) -> None:
+        """Start closing from the server side (errors, shutdown): send connection.close and
+        discard everything but close-ok, which the server waits for with a timeout."""
+        if self.state in (CLOSING, CLOSED):
+            return
+        self.release()
+        self.state = CLOSING
+        self.send(0, spec.ConnectionClose(reply_code=code, reply_text=text, class_id=class_id,
+                                          method_id=method_id))
+
+    def _close_transport(self) -> None:
+        self.release()
+        self.state = CLOSED
+        self.on_close()
+
+    def release(self) -> None:
+        """Free everything the connection holds; safe to call more than once."""
+        for ch in list(self.channels.values()):
+            self.close_channel(ch)
+        self.node.connections.discard(self)
+        for vh in self.node.vhosts.values():
+            for q in [q for q in vh.queues.values() if q.exclusive_owner is self]:
+                vh.drop_queue(q)
+
+    def connection_lost(self) -> None:
+        self.release()
+        self.state = CLOSED
+
+    def set_writable(self, writable: bool) -> None:
+        self.writable = writable
+        if writable:
+            for ch in list(self.channels.values()):
+                ch.redispatch()

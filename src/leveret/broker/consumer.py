@@ -1,0 +1,38 @@
+"""A consumer: a subscription of one channel to one queue, with its prefetch window."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from leveret.amqp.fields import FieldTable
+
+if TYPE_CHECKING:
+    from leveret.broker.channel import Channel
+    from leveret.broker.queue import Entry, Queue
+
+
+class Consumer:
+    __slots__ = ("arguments", "channel", "exclusive", "no_ack", "prefetch", "queue", "tag",
+                 "tag_frame", "unacked")
+
+    def __init__(self, channel: Channel, queue: Queue, tag: str, no_ack: bool, exclusive: bool,
+                 prefetch: int, arguments: FieldTable) -> None:
+        self.channel = channel
+        self.queue = queue
+        self.tag = tag
+        self.no_ack = no_ack
+        self.exclusive = exclusive
+        self.prefetch = prefetch  # 0 = unlimited
+        self.arguments = arguments
+        self.unacked = 0
+        # The consumer tag as a short string, encoded once for every basic.deliver.
+        raw = tag.encode("utf-8", "surrogateescape")
+        self.tag_frame = bytes([len(raw)]) + raw
+
+    def can_take(self) -> bool:
+        if self.prefetch and self.unacked >= self.prefetch:
+            return False
+        return self.channel.can_deliver()
+
+    def deliver(self, entry: Entry) -> None:
+        self.channel.deliver(self, entry)

@@ -1,0 +1,80 @@
+"""What every exchange type shares: identity, flags, and its set of bindings."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from leveret.amqp.fields import FieldTable
+from leveret.broker.message import Message
+
+# A binding destination is a Queue or an Exchange; both have .name and .kind.
+Destination = Any
+
+
+class Binding:
+    __slots__ = ("arguments", "destination", "routing_key", "source")
+
+    def __init__(self, source: str, destination: Destination, routing_key: str,
+                 arguments: FieldTable) -> None:
+        self.source = source
+        self.destination = destination
+        self.routing_key = routing_key
+        self.arguments = arguments
+
+    @property
+    def key(self) -> tuple[int, str, str, str, str]:
+        # Destinations of different kinds may share a name.
+        d = self.destination
+        return (id(d), d.kind, d.name, self.routing_key, repr(sorted(self.arguments.items())))
+
+
+class Exchange:
+    kind = "exchange"
+    TYPE: ClassVar[str] = ""
+
+    def __init__(self, name: str, durable: bool = False, auto_delete: bool = False,
+                 internal: bool = False, arguments: FieldTable | None = None) -> None:
+        self.name = name
+        self.durable = durable
+        self.auto_delete = auto_delete
+        self.internal = internal
+        self.arguments: FieldTable = arguments or {}
+        self.bindings: dict[tuple, Binding] = {}
+
+    @property
+    def type(self) -> str:
+        return self.TYPE
+
+    @property
+    def alternate_exchange(self) -> str | None:
+        ae = self.arguments.get("alternate-exchange")
+        return ae if isinstance(ae, str) else None
+
+    def add_binding(self, binding: Binding) -> bool:
+        """Add; False if an identical binding already existed (binding is idempotent)."""
+        key = binding.key
+        if key in self.bindings:
+            return False
+        self.bindings[key] = binding
+        self.bindings_changed()
+        return True
+
+    def remove_binding(self, binding: Binding) -> bool:
+        if self.bindings.pop(binding.key, None) is None:
+            return False
+        self.bindings_changed()
+        return True
+
+    def remove_destination(self, destination: Destination) -> int:
+        doomed = [k for k, b in self.bindings.items() if b.destination is destination]
+        for k in doomed:
+            del self.bindings[k]
+        if doomed:
+            self.bindings_changed()
+        return len(doomed)
+
+    def bindings_changed(self) -> None:
+        """Hook for types that keep a routing index."""
+
+    def route(self, message: Message, routing_key: str) -> list[Destination]:
+        raise NotImplementedError

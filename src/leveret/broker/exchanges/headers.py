@@ -1,0 +1,52 @@
+"""headers: match on message headers instead of the routing key.
+
+The binding's ``x-match`` is ``all`` (default), ``any``, ``all-with-x`` or ``any-with-x``;
+binding arguments starting with ``x-`` take part only in the ``-with-x`` forms. A binding
+value of void (None) matches the header's presence, whatever its value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from leveret.amqp.fields import FieldTable
+from leveret.broker.exchanges.base import Destination, Exchange
+from leveret.broker.message import Message
+
+_MISSING = object()
+MATCH_MODES = ("all", "any", "all-with-x", "any-with-x")
+
+
+def _same(a: Any, b: Any) -> bool:
+    # bool is an int in Python; on the wire they are different types.
+    return type(a) is type(b) and a == b if isinstance(a, bool) or isinstance(b, bool) else a == b
+
+
+def headers_match(arguments: FieldTable, headers: FieldTable) -> bool:
+    mode = arguments.get("x-match", "all")
+    with_x = isinstance(mode, str) and mode.endswith("-with-x")
+    want_all = mode in ("all", "all-with-x")
+    checked = 0
+    for key, want in arguments.items():
+        if key == "x-match" or (key.startswith("x-") and not with_x):
+            continue
+        checked += 1
+        have = headers.get(key, _MISSING)
+        ok = have is not _MISSING and (want is None or _same(want, have))
+        if ok and not want_all:
+            return True
+        if not ok and want_all:
+            return False
+    return want_all
+
+
+class HeadersExchange(Exchange):
+    TYPE = "headers"
+
+    def route(self, message: Message, routing_key: str) -> list[Destination]:
+        headers = message.headers
+        found: dict[int, Destination] = {}
+        for b in self.bindings.values():
+            if headers_match(b.arguments, headers):
+                found.setdefault(id(b.destination), b.destination)
+        return list(found.values())

@@ -1,0 +1,69 @@
+"""The broker's shared state: virtual hosts, users, and what it says about itself."""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass, field
+from typing import Any
+
+from leveret.broker.vhost import VirtualHost
+
+CAPABILITIES = {
+    "publisher_confirms": True,
+    "exchange_exchange_bindings": True,
+    "basic.nack": True,
+    "consumer_cancel_notify": True,
+    "connection.blocked": True,
+    "consumer_priorities": True,
+    "authentication_failure_close": True,
+    "per_consumer_qos": True,
+    "direct_reply_to": True,
+}
+
+
+@dataclass
+class Limits:
+    channel_max: int = 2047
+    frame_max: int = 131072
+    heartbeat: int = 60
+    max_message_size: int = 128 * 1024 * 1024
+    # Bytes of message bodies held in memory above which publishers are paused.
+    memory_high_watermark: int = 1 << 30
+
+
+@dataclass
+class Node:
+    """Everything connections share. One per broker process (or embedded broker)."""
+
+    users: dict[str, str] = field(default_factory=lambda: {"guest": "guest"})
+    limits: Limits = field(default_factory=Limits)
+    vhosts: dict[str, VirtualHost] = field(default_factory=dict)
+    connections: set[Any] = field(default_factory=set)
+    # direct reply-to pseudo-queues by their amq.rabbitmq.reply-to.<id> name
+    reply_queues: dict[str, Any] = field(default_factory=dict)
+    cluster_name: str = "leveret"
+
+    def __post_init__(self) -> None:
+        if not self.vhosts:
+            self.vhosts["/"] = VirtualHost("/")
+
+    def authenticate(self, user: str, password: str) -> bool:
+        expected = self.users.get(user)
+        return expected is not None and expected == password
+
+    @property
+    def memory_used(self) -> int:
+        return sum(q.ready_bytes for vh in self.vhosts.values() for q in vh.queues.values())
+
+    def server_properties(self) -> dict[str, Any]:
+        from leveret import __version__
+
+        return {
+            "product": "leveret",
+            "version": __version__,
+            "platform": f"Python {platform.python_version()}",
+            "copyright": "leveret contributors",
+            "information": "Licensed under the MIT licence",
+            "cluster_name": self.cluster_name,
+            "capabilities": dict(CAPABILITIES),
+        }

@@ -1,0 +1,141 @@
+"""A queue: ready messages in order, the consumers it feeds, and requeue semantics.
+
+Ready messages are a deque of ``Entry`` in publication order. Each entry carries a
+queue-local sequence number so that requeued messages go back to their original position,
+as RabbitMQ's classic queues do. Unacked messages are tracked by the channel that holds
+them; the queue only counts them.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from leveret.amqp.fields import FieldTable
+from leveret.broker.message import Message
+
+if TYPE_CHECKING:
+    from leveret.broker.consumer import Consumer
+    from leveret.broker.exchanges.base import Binding, Exchange
+
+
+class Entry:
+    __slots__ = ("message", "redelivered", "seq")
+
+    def __init__(self, seq: int, message: Message, redelivered: bool = False) -> None:
+        self.seq = seq
+        self.message = message
+        self.redelivered = redelivered
+
+
+class Queue:
+    kind = "queue"
+
+    def __init__(self, vhost: str, name: str, durable: bool = False, exclusive_owner: Any = None,
+                 auto_delete: bool = False, arguments: FieldTable | None = None) -> None:
+        self.vhost = vhost
+        self.name = name
+        self.durable = durable
+        self.exclusive_owner = exclusive_owner  # the owning connection, or None
+        self.auto_delete = auto_delete
+        self.arguments: FieldTable = arguments or {}
+        self.ready: deque[Entry] = deque()
+        self.consumers: list[Consumer] = []
+        self.bindings: list[tuple[Exchange, Binding]] = []
+        self.unacked = 0
+        self.deleted = False
+        self.ready_bytes = 0
+        self._seq = 0
+        self._rr = 0
+        self._dispatching = False
+
+    @property
+    def exclusive(self) -> bool:
+        return self.exclusive_owner is not None
+
+    @property
+    def message_count(self) -> int:
+        return len(self.ready)
+
+    @property
+    def consumer_count(self) -> int:
+        return len(self.consumers)
+
+    # -- messages in -----------------------------------------------------------------
+
+    def push(self, message: Message) -> None:
+        self._seq += 1
+        self.ready.append(Entry(self._seq, message))
+        self.ready_bytes += len(message.body)
+        if self.consumers:
+            self.dispatch()
+
+    def requeue(self, entries: Iterable[Entry]) -> None:
+        """Put unacked entries back at their original positions, marked redelivered."""
+        back = sorted(entries, key=lambda e: e.seq)
+        if not back:
+            return
+        for e in back:
+            e.redelivered = True
+            self.ready_bytes += len(e.message.body)
+        ready = self.ready
+        if not ready or back[-1].seq < ready[0].seq:
+            ready.extendleft(reversed(back))
+        else:
+            merged = sorted([*ready, *back], key=lambda e: e.seq)
+            ready.clear()
+            ready.extend(merged)
+        self.dispatch()
+
+    # -- messages out ----------------------------------------------------------------
+
+    def get(self) -> Entry | None:
+        if not self.ready:
+            return None
+        entry = self.ready.popleft()
+        self.ready_bytes -= len(entry.message.body)
+        return entry
+
+    def dispatch(self) -> None:
+        """Deliver ready messages round-robin to consumers that have capacity."""
+        if self._dispatching or self.deleted:
+            return
+        self._dispatching = True
+        try:
+            ready = self.ready
+            consumers = self.consumers
+            while ready and consumers:
+                n = len(consumers)
+                for _ in range(n):
+                    consumer = consumers[self._rr % n]
+                    self._rr += 1
+                    if consumer.can_take():
+                        entry = ready.popleft()
+                        self.ready_bytes -= len(entry.message.body)
+                        consumer.deliver(entry)
+                        break
+                else:
+                    return
+        finally:
+            self._dispatching = False
+
+    def purge(self) -> int:
+        count = len(self.ready)
+        self.ready.clear()
+        self.ready_bytes = 0
+        return count
+
+    # -- consumers -------------------------------------------------------------------
+
+    def add_consumer(self, consumer: Consumer) -> None:
+        self.consumers.append(consumer)
+        self.dispatch()
+
+    def remove_consumer(self, consumer: Consumer) -> None:
+        if consumer in self.consumers:
+            self.consumers.remove(consumer)
+
+    @property
+    def has_exclusive_consumer(self) -> bool:
+        return any(c.exclusive for c in self.consumers)

@@ -1,0 +1,294 @@
+"""A virtual host: the registry of exchanges, queues and bindings, and their rules.
+
+Declare, delete, bind and route follow AMQP 0-9-1 as RabbitMQ implements it, including its
+reply texts, so clients that match on them keep working.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from typing import Any
+
+from leveret.amqp.fields import FieldTable
+from leveret.broker.exchanges import TYPES, Binding, Exchange
+from leveret.broker.exchanges.headers import MATCH_MODES
+from leveret.broker.message import Message
+from leveret.broker.queue import Queue
+from leveret.errors import (
+    AccessRefused,
+    CommandInvalid,
+    NotFound,
+    PreconditionFailed,
+    ResourceLocked,
+)
+
+DEFAULT_EXCHANGES = {
+    "amq.direct": "direct",
+    "amq.fanout": "fanout",
+    "amq.topic": "topic",
+    "amq.headers": "headers",
+    "amq.match": "headers",
+}
+
+
+def server_name(prefix: str) -> str:
+    """A server-generated name like RabbitMQ's ``amq.gen-<22 url-safe chars>``."""
+    return prefix + base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class VirtualHost:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.exchanges: dict[str, Exchange] = {}
+        self.queues: dict[str, Queue] = {}
+        default = TYPES["direct"]("", durable=True)
+        self.exchanges[""] = default
+        for ex_name, ex_type in DEFAULT_EXCHANGES.items():
+            self.exchanges[ex_name] = TYPES[ex_type](ex_name, durable=True)
+
+    # -- lookups -----------------------------------------------------------------------
+
+    def _where(self) -> str:
+        return f"in vhost '{self.name}'"
+
+    def exchange(self, name: str) -> Exchange:
+        ex = self.exchanges.get(name)
+        if ex is None:
+            raise NotFound(f"no exchange '{name}' {self._where()}")
+        return ex
+
+    def queue(self, name: str, connection: Any = None) -> Queue:
+        q = self.queues.get(name)
+        if q is None:
+            raise NotFound(f"no queue '{name}' {self._where()}")
+        if connection is not None:
+            self.check_exclusive(q, connection)
+        return q
+
+    def check_exclusive(self, q: Queue, connection: Any) -> None:
+        if q.exclusive_owner is not None and q.exclusive_owner is not connection:
+            raise ResourceLocked(
+                f"cannot obtain exclusive access to locked queue '{q.name}' {self._where()}. "
+                "It could be originally declared on another connection or the exclusive "
+                "property value does not match that of the original declaration."
+            )
+
+    # -- exchanges ---------------------------------------------------------------------
+
+    def declare_exchange(self, name: str, type_: str, passive: bool, durable: bool,
+                         auto_delete: bool, internal: bool, arguments: FieldTable) -> Exchange:
+        if passive:
+            return self.exchange(name)
+        if name == "":
+            raise AccessRefused("operation not permitted on the default exchange")
+        cls = TYPES.get(type_)
+        if cls is None:
+            raise CommandInvalid(f"unknown exchange type '{type_}'")
+        existing = self.exchanges.get(name)
+        if existing is None:
+            if name.startswith("amq."):
+                raise AccessRefused(
+                    f"exchange name '{name}' contains reserved prefix 'amq.*'")
+            ex = cls(name, durable=durable, auto_delete=auto_delete, internal=internal,
+                     arguments=arguments)
+            self.exchanges[name] = ex
+            return ex
+        what = f"for exchange '{name}' {self._where()}"
+        for arg, got, have in (("type", type_, existing.type),
+                               ("durable", durable, existing.durable),
+                               ("auto_delete", auto_delete, existing.auto_delete),
+                               ("internal", internal, existing.internal)):
+            if got != have:
+                raise PreconditionFailed(
+                    f"inequivalent arg '{arg}' {what}: received '{_fmt(got)}' but current is "
+                    f"'{_fmt(have)}'")
+        self._check_arguments(existing.arguments, arguments, what)
+        return existing
+
+    def delete_exchange(self, name: str, if_unused: bool) -> None:
+        if name == "" or name.startswith("amq."):
+            raise AccessRefused(
+                "operation not permitted on the default exchange" if name == ""
+                else f"cannot delete exchange '{name}' {self._where()}: reserved name")
+        ex = self.exchanges.get(name)
+        if ex is None:
+            return  # deleting what is not there succeeds, as in RabbitMQ
+        if if_unused and ex.bindings:
+            raise PreconditionFailed(f"exchange '{name}' {self._where()} in use")
+        self._drop_exchange(ex)
+
+    def _drop_exchange(self, ex: Exchange) -> None:
+        self.exchanges.pop(ex.name, None)
+        for other in list(self.exchanges.values()):
+            if other.remove_destination(ex):
+                self._maybe_auto_delete_exchange(other)
+        for q in self.queues.values():
+            q.bindings = [(e, b) for e, b in q.bindings if e is not ex]
+        ex.bindings.clear()
+
+    def _maybe_auto_delete_exchange(self, ex: Exchange) -> None:
+        if ex.auto_delete and not ex.bindings and ex.name in self.exchanges:
+            self._drop_exchange(ex)
+
+    # -- queues ------------------------------------------------------------------------
+
+    def declare_queue(self, name: str, passive: bool, durable: bool, exclusive: bool,
+                      auto_delete: bool, arguments: FieldTable, connection: Any) -> Queue:
+        if passive:
+            if not name:
+                raise NotFound(f"no queue '' {self._where()}")
+            return self.queue(name, connection)
+        if not name:
+            name = server_name("amq.gen-")
+        existing = self.queues.get(name)
+        if existing is None:
+            if name.startswith("amq."):
+                raise AccessRefused(f"queue name '{name}' contains reserved prefix 'amq.*'")
+            q = Queue(self.name, name, durable=durable,
+                      exclusive_owner=connection if exclusive else None,
+                      auto_delete=auto_delete, arguments=arguments)
+            self.queues[name] = q
+            return q
+        self.check_exclusive(existing, connection)
+        what = f"for queue '{name}' {self._where()}"
+        for arg, got, have in (("durable", durable, existing.durable),
+                               ("exclusive", exclusive, existing.exclusive),
+                               ("auto_delete", auto_delete, existing.auto_delete)):
+            if got != have:
+                if arg == "exclusive":
+                    self.check_exclusive(existing, object())
+                raise PreconditionFailed(
+                    f"inequivalent arg '{arg}' {what}: received '{_fmt(got)}' but current is "
+                    f"'{_fmt(have)}'")
+        self._check_arguments(existing.arguments, arguments, what)
+        return existing
+
+    def _check_arguments(self, have: FieldTable, got: FieldTable, what: str) -> None:
+        for key in sorted(set(have) | set(got)):
+            if key in have and key in got and have[key] == got[key]:
+                continue
+            if key not in have:
+                raise PreconditionFailed(
+                    f"inequivalent arg '{key}' {what}: received the value '{_fmt(got[key])}' "
+                    "but current is none")
+            if key not in got:
+                raise PreconditionFailed(
+                    f"inequivalent arg '{key}' {what}: received none but current is the value "
+                    f"'{_fmt(have[key])}'")
+            raise PreconditionFailed(
+                f"inequivalent arg '{key}' {what}: received the value '{_fmt(got[key])}' but "
+                f"current is the value '{_fmt(have[key])}'")
+
+    def delete_queue(self, name: str, if_unused: bool, if_empty: bool, connection: Any) -> int:
+        q = self.queues.get(name)
+        if q is None:
+            return 0
+        self.check_exclusive(q, connection)
+        if if_unused and q.consumers:
+            raise PreconditionFailed(f"queue '{name}' {self._where()} in use")
+        if if_empty and q.ready:
+            raise PreconditionFailed(f"queue '{name}' {self._where()} not empty")
+        return self.drop_queue(q)
+
+    def drop_queue(self, q: Queue) -> int:
+        """Remove a queue: cancel its consumers, drop its bindings, discard its messages."""
+        if q.deleted:
+            return 0
+        count = len(q.ready)
+        q.deleted = True
+        self.queues.pop(q.name, None)
+        for consumer in list(q.consumers):
+            consumer.channel.cancel_by_server(consumer)
+        q.consumers.clear()
+        for ex, b in q.bindings:
+            if ex.remove_binding(b):
+                self._maybe_auto_delete_exchange(ex)
+        q.bindings.clear()
+        q.purge()
+        return count
+
+    # -- bindings ----------------------------------------------------------------------
+
+    def _check_bind_args(self, source: Exchange, arguments: FieldTable) -> None:
+        if source.type == "headers" and "x-match" in arguments:
+            mode = arguments["x-match"]
+            if mode not in MATCH_MODES:
+                raise PreconditionFailed(
+                    f"Invalid x-match field value {mode!r}; expected all, any, all-with-x, or "
+                    "any-with-x")
+
+    def bind_queue(self, queue: str, exchange: str, routing_key: str, arguments: FieldTable,
+                   connection: Any) -> None:
+        if exchange == "":
+            raise AccessRefused("operation not permitted on the default exchange")
+        q = self.queue(queue, connection)
+        ex = self.exchange(exchange)
+        self._check_bind_args(ex, arguments)
+        b = Binding(exchange, q, routing_key, arguments)
+        if ex.add_binding(b):
+            q.bindings.append((ex, b))
+
+    def unbind_queue(self, queue: str, exchange: str, routing_key: str, arguments: FieldTable,
+                     connection: Any) -> None:
+        if exchange == "":
+            raise AccessRefused("operation not permitted on the default exchange")
+        q = self.queue(queue, connection)
+        ex = self.exchange(exchange)
+        b = Binding(exchange, q, routing_key, arguments)
+        if ex.remove_binding(b):
+            q.bindings = [(e, x) for e, x in q.bindings if not (e is ex and x.key == b.key)]
+            self._maybe_auto_delete_exchange(ex)
+
+    def bind_exchange(self, destination: str, source: str, routing_key: str,
+                      arguments: FieldTable, unbind: bool = False) -> None:
+        if destination == "" or source == "":
+            raise AccessRefused("operation not permitted on the default exchange")
+        dest = self.exchange(destination)
+        src = self.exchange(source)
+        b = Binding(source, dest, routing_key, arguments)
+        if unbind:
+            if src.remove_binding(b):
+                self._maybe_auto_delete_exchange(src)
+        else:
+            self._check_bind_args(src, arguments)
+            src.add_binding(b)
+
+    # -- routing -----------------------------------------------------------------------
+
+    def route(self, exchange: Exchange, message: Message) -> list[Queue]:
+        """The queues a message reaches from an exchange, following exchange-to-exchange
+        bindings and alternate exchanges, each queue once."""
+        rk = message.routing_key
+        if exchange.name == "":
+            q = self.queues.get(rk)
+            return [q] if q is not None else []
+        queues: dict[int, Queue] = {}
+        visited: set[int] = set()
+        pending = [exchange]
+        while pending:
+            ex = pending.pop()
+            if id(ex) in visited:
+                continue
+            visited.add(id(ex))
+            dests = ex.route(message, rk)
+            found = False
+            for d in dests:
+                if d.kind == "queue":
+                    queues.setdefault(id(d), d)
+                    found = True
+                else:
+                    pending.append(d)
+                    found = True
+            ae_name = ex.alternate_exchange
+            if not found and ae_name is not None:
+                ae = self.exchanges.get(ae_name)
+                if ae is not None:
+                    pending.append(ae)
+        return list(queues.values())

@@ -1,0 +1,77 @@
+"""The ``leveret`` command: ``serve`` runs the broker, ``perf`` measures one."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+DEFAULT_DATA_DIR = Path(os.environ.get("LEVERET_DATA_DIR", Path.home() / ".local/share/leveret"))
+
+
+def _serve_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    p.add_argument("--port", type=int, default=5672, help="AMQP port (default: %(default)s)")
+    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+                   help="where the broker keeps its data (default: %(default)s, or "
+                        "$LEVERET_DATA_DIR)")
+    p.add_argument("--log-level", default="info",
+                   choices=["debug", "info", "warning", "error"])
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from leveret.server.embedded import Broker
+
+    broker = Broker(host=args.host, port=args.port, data_dir=args.data_dir)
+    try:
+        await broker.start()
+    except OSError as exc:
+        logging.getLogger("leveret").error(
+            "cannot listen on %s:%s: %s (is another broker running? try --port)",
+            args.host, args.port, exc.strerror or exc)
+        return 2
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    logging.getLogger("leveret").info("shutting down: closing connections")
+    await broker.stop()
+    return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        import uvloop
+
+        return uvloop.run(_serve(args))
+    except ImportError:  # pragma: no cover
+        return asyncio.run(_serve(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="leveret", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="run the broker")
+    _serve_arguments(p)
+    p.set_defaults(func=serve)
+    try:
+        from leveret.cli import perf
+    except ImportError:  # pragma: no cover - perf ships with the package
+        perf = None  # type: ignore[assignment]
+    if perf is not None:
+        pp = sub.add_parser("perf", help="load-test a broker (any AMQP URL)")
+        perf.add_arguments(pp)
+        pp.set_defaults(func=perf.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv if argv is not None else sys.argv[1:])
+    return int(args.func(args) or 0)

@@ -1,0 +1,580 @@
+"""A tiny blocking AMQP 0-9-1 client that records every frame a server sends.
+
+It is the observer of the differential tests: a scenario drives it against a broker and
+gets back a plain record (lists, tuples, dicts of str/int/bytes) of what the server said,
+so the records of leveret and of RabbitMQ can be compared with ``==``.
+
+It is built on leveret's own codec (``leveret.amqp.frames``/``spec``); the codec has its own
+unit tests against pamqp, and any decode failure here is recorded, not hidden.
+
+Recording rules, chosen so that two correct brokers give equal records:
+
+* every method the server sends is recorded as ``(channel, name, {field: value})``;
+  content (deliver, get-ok, return) is grouped with its header and body frames into
+  ``(channel, name, fields, properties, body, body_frame_sizes)``;
+* frames are recorded per channel in arrival order; frames of different channels are
+  never interleaved in one list (their relative order is a race in any broker);
+* a server ``channel.close`` / ``connection.close`` is recorded and answered with the
+  matching close-ok, as every client does;
+* names the server makes up (``amq.gen-*``, ``amq.ctag-*``, direct reply-to names) are
+  replaced by numbered placeholders in order of first appearance (``normalise``).
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import struct
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from leveret.amqp import frames, spec
+from leveret.errors import LeveretError
+
+CLIENT_CAPABILITIES = {
+    "publisher_confirms": True,
+    "exchange_exchange_bindings": True,
+    "basic.nack": True,
+    "consumer_cancel_notify": True,
+    "connection.blocked": True,
+    "authentication_failure_close": True,
+    "per_consumer_qos": True,
+}
+
+# How long to wait for an answer the scenario expects, and how long "nothing more arrives"
+# is watched for. RabbitMQ answers on loopback within a few milliseconds.
+REPLY_TIMEOUT = 5.0
+QUIET = 0.15
+
+
+@dataclass(frozen=True)
+class URL:
+    host: str
+    port: int
+    user: str
+    password: str
+    vhost: str
+
+    @classmethod
+    def parse(cls, url: str) -> URL:
+        u = urlparse(url)
+        path = u.path
+        vhost = "/" if path in ("", "/") else unquote(path[1:])
+        return cls(u.hostname or "127.0.0.1", u.port or 5672, unquote(u.username or "guest"),
+                   unquote(u.password or "guest"), vhost)
+
+
+def reachable(url: str, timeout: float = 1.0) -> bool:
+    u = URL.parse(url)
+    try:
+        with socket.create_connection((u.host, u.port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------- observations
+
+def method_fields(m: spec.Method) -> dict[str, Any]:
+    out = {s: getattr(m, s) for s in m.__slots__}
+    if isinstance(m, spec.ConnectionStart):
+        # product, version, platform, copyright, information, cluster_name must differ
+        props = out.pop("server_properties")
+        out["capabilities"] = props.get("capabilities")
+    return out
+
+
+def props_dict(p: spec.Properties) -> dict[str, Any]:
+    return {s: getattr(p, s) for s in p.__slots__ if getattr(p, s) is not None}
+
+
+@dataclass
+class Frame:
+    type: int
+    channel: int
+    payload: bytes
+
+
+@dataclass
+class Channel:
+    conn: Connection
+    number: int
+    is_open: bool = True
+    confirms: bool = False
+    inbox: deque[tuple[Any, ...]] = field(default_factory=deque)
+
+    # ----- sending
+    def send(self, method: spec.Method) -> None:
+        self.conn.send_method(self.number, method)
+
+    def publish(self, exchange: str, routing_key: str, body: bytes = b"",
+                properties: spec.Properties | None = None, *, mandatory: bool = False,
+                immediate: bool = False, frame_max: int | None = None) -> None:
+        props = (properties or spec.Properties()).encode()
+        data = frames.encode_method(self.number, spec.BasicPublish(
+            exchange=exchange, routing_key=routing_key, mandatory=mandatory,
+            immediate=immediate))
+        data += frames.encode_content(self.number, 60, props, body,
+                                      frame_max or self.conn.frame_max)
+        self.conn.send_raw(data)
+
+    # ----- receiving
+    def call(self, method: spec.Method, reply: str | tuple[str, ...] | None = None
+             ) -> tuple[Any, ...]:
+        """Send a synchronous method; return (and record) the first answer on this channel.
+
+        The answer is the method's -ok, or whatever ends the wait: a channel.close, a
+        connection.close, the connection dropping, or a timeout. Any other frames that
+        arrive on this channel first are recorded too (in the returned tuple's prefix).
+        """
+        self.send(method)
+        want = reply or method.REPLY
+        got = self.wait_for(want)
+        self.conn.record(method.NAME, got)
+        return got[-1]
+
+    def wait_for(self, name: str | tuple[str, ...] | None,
+                 timeout: float = REPLY_TIMEOUT) -> list[Any]:
+        names = (name,) if isinstance(name, str) or name is None else name
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            obs = self.next(deadline)
+            if obs is None:
+                out.append((None, "timeout", name))
+                return out
+            out.append(obs)
+            if obs[1] in (*names, "eof", "decode-error", "channel.close", "connection.close"):
+                return out
+
+    def next(self, deadline: float) -> tuple[Any, ...] | None:
+        while not self.inbox:
+            if not self.conn.pump(deadline):
+                if self.conn.dead is not None:
+                    return self.conn.dead
+                return None
+        return self.inbox.popleft()
+
+    def collect(self, count: int | None = None, timeout: float = REPLY_TIMEOUT,
+                quiet: float = QUIET, label: str = "collect") -> list[Any]:
+        """Record what arrives on this channel: ``count`` observations (then watch ``quiet``
+        seconds for extras), or everything until nothing arrives for ``quiet`` seconds."""
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while count is not None and len(out) < count:
+            obs = self.next(deadline)
+            if obs is None:
+                out.append((None, "timeout"))
+                break
+            out.append(obs)
+            if obs[1] == "eof":
+                break
+        while True:
+            obs = self.next(time.monotonic() + quiet)
+            if obs is None:
+                break
+            out.append(obs)
+            if obs[1] == "eof":
+                break
+        self.conn.record(label, out)
+        return out
+
+    # ----- conveniences that record their answer
+    def open(self) -> Any:
+        return self.call(spec.ChannelOpen())
+
+    def close(self) -> Any:
+        got = self.call(spec.ChannelClose(200, "bye", 0, 0))
+        self.is_open = False
+        return got
+
+    def qd(self, queue: str = "", **kw: Any) -> Any:
+        if queue:
+            self.conn.session.queues.add(queue)
+        got = self.call(spec.QueueDeclare(queue=queue, **kw))
+        if got and len(got) > 2 and got[1] == "queue.declare-ok":
+            self.conn.session.queues.add(got[2]["queue"])
+        return got
+
+    def ed(self, exchange: str, type: str = "direct", **kw: Any) -> Any:  # noqa: A002
+        self.conn.session.exchanges.add(exchange)
+        return self.call(spec.ExchangeDeclare(exchange=exchange, type=type, **kw))
+
+    def bind(self, queue: str, exchange: str, routing_key: str = "",
+             arguments: dict[str, Any] | None = None) -> Any:
+        return self.call(spec.QueueBind(queue=queue, exchange=exchange, routing_key=routing_key,
+                                        arguments=arguments))
+
+    def get(self, queue: str, no_ack: bool = True) -> Any:
+        return self.call(spec.BasicGet(queue=queue, no_ack=no_ack), reply=("basic.get-ok", "basic.get-empty"))
+
+    def drain_queue(self, queue: str, limit: int = 1000) -> list[bytes]:
+        """basic.get until empty; returns the bodies (each get is recorded)."""
+        bodies = []
+        for _ in range(limit):
+            got = self.get(queue)
+            if got[1] != "basic.get-ok":
+                break
+            bodies.append(got[4])
+        return bodies
+
+    def consume(self, queue: str, consumer_tag: str = "", **kw: Any) -> Any:
+        return self.call(spec.BasicConsume(queue=queue, consumer_tag=consumer_tag, **kw))
+
+    def ack(self, tag: int, multiple: bool = False) -> None:
+        self.send(spec.BasicAck(delivery_tag=tag, multiple=multiple))
+
+    def nack(self, tag: int, multiple: bool = False, requeue: bool = True) -> None:
+        self.send(spec.BasicNack(delivery_tag=tag, multiple=multiple, requeue=requeue))
+
+    def reject(self, tag: int, requeue: bool = True) -> None:
+        self.send(spec.BasicReject(delivery_tag=tag, requeue=requeue))
+
+    def sync(self, label: str = "sync") -> Any:
+        """A round trip on this channel that changes nothing (passive declare of amq.direct):
+        everything the server sent on this channel before it has arrived after it."""
+        self.send(spec.ExchangeDeclare(exchange="amq.direct", type="direct", passive=True))
+        got = self.wait_for("exchange.declare-ok")
+        self.conn.record(label, got)
+        return got[-1]
+
+
+class Connection:
+    """One AMQP connection to a broker; frames are read only when a scenario waits."""
+
+    def __init__(self, session: Session, url: str, *, frame_max: int = 131072,
+                 channel_max: int = 2047, heartbeat: int = 0, vhost: str | None = None,
+                 handshake: bool = True, record_handshake: bool = False) -> None:
+        self.session = session
+        self.record_handshake = record_handshake
+        self.url = URL.parse(url)
+        self.sock = socket.create_connection((self.url.host, self.url.port), timeout=5)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = frames.FrameBuffer(frame_max=1 << 30)
+        self.channels: dict[int, Channel] = {0: Channel(self, 0)}
+        self.frame_max = frame_max
+        self.dead: tuple[Any, ...] | None = None
+        self.pending_content: dict[int, list[Any]] = {}
+        self.tune: dict[str, Any] = {}
+        if handshake:
+            self.handshake(frame_max=frame_max, channel_max=channel_max, heartbeat=heartbeat,
+                           vhost=self.url.vhost if vhost is None else vhost)
+
+    # ----- recording
+    def record(self, label: str, observations: Any) -> None:
+        self.session.log.append((label, observations))
+
+    # ----- wire
+    def send_raw(self, data: bytes) -> None:
+        if self.dead is not None:
+            return
+        try:
+            self.sock.sendall(data)
+        except OSError as exc:
+            self.dead = (None, "eof")
+
+    def send_method(self, channel: int, method: spec.Method) -> None:
+        self.send_raw(frames.encode_method(channel, method))
+
+    def pump(self, deadline: float) -> bool:
+        """Read until at least one frame was dispatched; False on timeout or a dead socket."""
+        while True:
+            if self.dead is not None:
+                return False
+            try:
+                frame = self.buf.next_frame()
+            except LeveretError as exc:  # our codec refused what the server sent
+                self.dead = (None, "decode-error", repr(exc))
+                return False
+            if frame is not None:
+                self.buf.compact()
+                self.dispatch(Frame(*frame))
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self.sock.settimeout(remaining)
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                return False
+            except OSError as exc:
+                self.dead = (None, "eof")
+                return False
+            if not data:
+                self.dead = (None, "eof")
+                return False
+            self.buf.feed(data)
+
+    def dispatch(self, f: Frame) -> None:
+        ch = self.channels.get(f.channel)
+        if ch is None:
+            ch = self.channels[f.channel] = Channel(self, f.channel, is_open=False)
+        try:
+            obs = self.observe(f)
+        except Exception as exc:  # noqa: BLE001 - recorded: a decode bug must show, not crash
+            obs = (f.channel, "decode-error", f.type, type(exc).__name__, f.payload[:64])
+        if obs is None:  # content still being assembled
+            return
+        ch.inbox.append(obs)
+        name = obs[1]
+        if name == "channel.close":
+            ch.is_open = False
+            self.send_method(f.channel, spec.ChannelCloseOk())
+        elif name == "connection.close":
+            self.send_method(0, spec.ConnectionCloseOk())
+            for c in self.channels.values():
+                c.is_open = False
+
+    def observe(self, f: Frame) -> tuple[Any, ...] | None:
+        if f.type == frames.METHOD:
+            (index,) = struct.unpack_from(">I", f.payload, 0)
+            cls = spec.METHODS.get(index)
+            if cls is None:
+                return (f.channel, "unknown-method", index >> 16, index & 0xFFFF)
+            m = cls.decode(f.payload, 4)
+            if cls.CONTENT:
+                self.pending_content[f.channel] = [m, None, b"", []]
+                return None
+            return (f.channel, cls.NAME, method_fields(m))
+        if f.type == frames.HEADER:
+            pend = self.pending_content.get(f.channel)
+            class_id, size, raw = frames.parse_content_header(f.payload)
+            props = props_dict(spec.Properties.decode(raw, 0))
+            if pend is None:
+                return (f.channel, "stray-header", class_id, size, props)
+            pend[1] = (class_id, size, props)
+            if size == 0:
+                return self.finish_content(f.channel)
+            return None
+        if f.type == frames.BODY:
+            pend = self.pending_content.get(f.channel)
+            if pend is None or pend[1] is None:
+                return (f.channel, "stray-body", f.payload)
+            pend[2] += f.payload
+            pend[3].append(len(f.payload))
+            if len(pend[2]) >= pend[1][1]:
+                return self.finish_content(f.channel)
+            return None
+        if f.type == frames.HEARTBEAT:
+            return (f.channel, "heartbeat")
+        return (f.channel, "unknown-frame-type", f.type)
+
+    def finish_content(self, channel: int) -> tuple[Any, ...]:
+        m, (class_id, size, props), body, sizes = self.pending_content.pop(channel)
+        fields_ = method_fields(m)
+        return (channel, m.NAME, fields_, props, body, tuple(sizes), class_id, size)
+
+    # ----- connection lifecycle
+    def handshake(self, *, frame_max: int, channel_max: int, heartbeat: int,
+                  vhost: str) -> None:
+        """Open the connection. The handshake is recorded only if ``record_handshake`` or
+        if it did not go start -> tune -> open-ok (a scenario about login or vhosts)."""
+        steps: list[tuple[str, Any]] = []
+        ok = self._handshake(steps, frame_max, channel_max, heartbeat, vhost)
+        if self.record_handshake or not ok:
+            self.session.log.extend(steps)
+
+    def _handshake(self, steps: list[tuple[str, Any]], frame_max: int, channel_max: int,
+                   heartbeat: int, vhost: str) -> bool:
+        self.send_raw(frames.PROTOCOL_HEADER)
+        c0 = self.channels[0]
+        start = c0.wait_for("connection.start")
+        steps.append(("connection.start", start))
+        if start[-1][1] != "connection.start":
+            return False
+        response = f"\0{self.url.user}\0{self.url.password}".encode()
+        self.send_method(0, spec.ConnectionStartOk(
+            client_properties={"product": "leveret-compat", "capabilities": CLIENT_CAPABILITIES},
+            mechanism="PLAIN", response=response, locale="en_US"))
+        tune = c0.wait_for("connection.tune")
+        steps.append(("connection.tune", tune))
+        if tune[-1][1] != "connection.tune":
+            return False
+        server = tune[-1][2]
+
+        def negotiate(ours: int, theirs: int) -> int:
+            return min(ours, theirs) if ours and theirs else (ours or theirs)
+
+        self.frame_max = negotiate(frame_max, server["frame_max"])
+        self.tune = {"channel_max": negotiate(channel_max, server["channel_max"]),
+                     "frame_max": self.frame_max, "heartbeat": heartbeat}
+        self.send_method(0, spec.ConnectionTuneOk(**self.tune))
+        self.send_method(0, spec.ConnectionOpen(virtual_host=vhost))
+        opened = c0.wait_for("connection.open-ok")
+        steps.append(("connection.open", opened))
+        return opened[-1][1] == "connection.open-ok"
+
+    def channel(self, number: int | None = None, open: bool = True) -> Channel:  # noqa: A002
+        if number is None:
+            number = max(self.channels) + 1
+        ch = self.channels.get(number)
+        if ch is None:
+            ch = self.channels[number] = Channel(self, number, is_open=False)
+        if open:
+            ch.open()
+            ch.is_open = True
+        return ch
+
+    def collect(self, quiet: float = QUIET, label: str = "connection") -> list[Any]:
+        """Record whatever arrives on channel 0 (connection.close, EOF) within ``quiet``."""
+        return self.channels[0].collect(quiet=quiet, label=label)
+
+    def wait_close(self, timeout: float = REPLY_TIMEOUT, label: str = "connection") -> Any:
+        """Wait for the server to close the connection; record the close (and the EOF)."""
+        got = self.channels[0].wait_for("connection.close", timeout)
+        if got and got[-1][1] == "connection.close":
+            # RabbitMQ drops the socket after our close-ok; wait for that too
+            deadline = time.monotonic() + timeout
+            while self.pump(deadline):
+                pass
+            got.append(self.dead or (None, "still-open"))
+        self.record(label, got)
+        return got[-1]
+
+    def close(self) -> None:
+        if self.dead is None:
+            self.send_method(0, spec.ConnectionClose(200, "bye", 0, 0))
+            got = self.channels[0].wait_for("connection.close-ok", timeout=2.0)
+            self.record("connection.close", got)
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        if self.dead is None:
+            self.dead = (None, "eof")
+
+
+# --------------------------------------------------------------------------- sessions
+
+class Session:
+    """One run of one scenario against one broker: connections, names, the record."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.run_id = uuid.uuid4().hex[:10]
+        self.log: list[tuple[str, Any]] = []
+        self.connections: list[Connection] = []
+        self.queues: set[str] = set()
+        self.exchanges: set[str] = set()
+
+    def name(self, base: str) -> str:
+        """A name unique to this run; ``normalise`` turns it back into ``base``-ish."""
+        return f"compat.{self.run_id}.{base}"
+
+    def q(self, base: str) -> str:
+        n = self.name(base)
+        self.queues.add(n)
+        return n
+
+    def x(self, base: str) -> str:
+        n = self.name(base)
+        self.exchanges.add(n)
+        return n
+
+    def connect(self, **kw: Any) -> Connection:
+        c = Connection(self, self.url, **kw)
+        self.connections.append(c)
+        return c
+
+    def note(self, label: str, value: Any) -> None:
+        """Record a value the scenario computed (a count, a set, a summary)."""
+        self.log.append((label, value))
+
+    def close(self) -> None:
+        for c in self.connections:
+            if c.dead is None:
+                try:
+                    c.close()
+                except OSError:
+                    c.shutdown()
+            else:
+                c.shutdown()
+        self.cleanup()
+
+    def cleanup(self) -> None:
+        """Delete what the scenario declared, on a connection whose frames are not recorded."""
+        if not (self.queues or self.exchanges):
+            return
+        scratch = Session(self.url)
+        try:
+            c = Connection(scratch, self.url)
+            ch = c.channel()
+            for q in sorted(self.queues):
+                if not ch.is_open:
+                    ch = c.channel()
+                ch.call(spec.QueueDelete(queue=q))
+            for x in sorted(self.exchanges):
+                if not ch.is_open:
+                    ch = c.channel()
+                ch.call(spec.ExchangeDelete(exchange=x))
+            c.close()
+        except OSError:
+            pass
+
+
+def run_scenario(scenario: Any, url: str) -> list[Any]:
+    """Run ``scenario(session)`` against ``url``; return its normalised record."""
+    s = Session(url)
+    try:
+        scenario(s)
+    finally:
+        s.close()
+    return normalise(s.log, s.run_id)
+
+
+# --------------------------------------------------------------------------- normalising
+
+GENERATED = [
+    ("amq.gen-", re.compile(r"amq\.gen-[A-Za-z0-9_\-]+")),
+    ("amq.ctag-", re.compile(r"amq\.ctag-[A-Za-z0-9_\-]+")),
+    ("amq.rabbitmq.reply-to.", re.compile(r"amq\.rabbitmq\.reply-to\.[A-Za-z0-9_\-+/=.]+")),
+]
+
+
+class _Names:
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.seen: dict[str, str] = {}
+
+    def text(self, s: str) -> str:
+        s = s.replace(f"compat.{self.run_id}.", "compat.")
+        for prefix, rx in GENERATED:
+            s = rx.sub(lambda m, p=prefix: self.placeholder(p, m.group(0)), s)
+        return s
+
+    def placeholder(self, prefix: str, name: str) -> str:
+        if name not in self.seen:
+            n = sum(1 for v in self.seen.values() if v.startswith(prefix)) + 1
+            self.seen[name] = f"{prefix}<{n}>"
+        return self.seen[name]
+
+
+def normalise(record: Any, run_id: str) -> Any:
+    names = _Names(run_id)
+
+    def walk(v: Any) -> Any:
+        if isinstance(v, str):
+            return names.text(v)
+        if isinstance(v, bytes | bytearray):
+            try:
+                t = bytes(v).decode()
+            except UnicodeDecodeError:
+                return bytes(v)
+            return names.text(t).encode()
+        if isinstance(v, tuple):
+            return tuple(walk(x) for x in v)
+        if isinstance(v, list):
+            return [walk(x) for x in v]
+        if isinstance(v, dict):
+            return {walk(k): walk(x) for k, x in v.items()}
+        return v
+
+    return walk(record)
