@@ -112,9 +112,13 @@ class Channel:
         self.conn.send_method(self.number, method)
 
     def publish(self, exchange: str, routing_key: str, body: bytes = b"",
-                properties: spec.Properties | None = None, *, mandatory: bool = False,
+                properties: spec.Properties | bytes | None = None, *, mandatory: bool = False,
                 immediate: bool = False, frame_max: int | None = None) -> None:
-        props = (properties or spec.Properties()).encode()
+        """basic.publish + content; ``properties`` may be raw (flags + values) bytes."""
+        if isinstance(properties, bytes):
+            props = properties
+        else:
+            props = (properties or spec.Properties()).encode()
         data = frames.encode_method(self.number, spec.BasicPublish(
             exchange=exchange, routing_key=routing_key, mandatory=mandatory,
             immediate=immediate))
@@ -153,6 +157,8 @@ class Channel:
 
     def next(self, deadline: float) -> tuple[Any, ...] | None:
         while not self.inbox:
+            if self.number and (closing := self.conn.take_connection_close()):
+                return closing  # the whole connection closed while this channel waited
             if not self.conn.pump(deadline):
                 if self.conn.dead is not None:
                     return self.conn.dead
@@ -250,6 +256,7 @@ class Connection:
                  channel_max: int = 2047, heartbeat: int = 0, vhost: str | None = None,
                  handshake: bool = True, record_handshake: bool = False) -> None:
         self.session = session
+        self.index = len(session.connections) + 1
         self.record_handshake = record_handshake
         self.url = URL.parse(url)
         self.sock = socket.create_connection((self.url.host, self.url.port), timeout=5)
@@ -266,7 +273,17 @@ class Connection:
 
     # ----- recording
     def record(self, label: str, observations: Any) -> None:
+        if self.index > 1:
+            label = f"[connection {self.index}] {label}"
         self.session.log.append((label, observations))
+
+    def take_connection_close(self) -> tuple[Any, ...] | None:
+        inbox = self.channels[0].inbox
+        for obs in inbox:
+            if obs[1] == "connection.close":
+                inbox.remove(obs)
+                return obs
+        return None
 
     # ----- wire
     def send_raw(self, data: bytes) -> None:
@@ -436,6 +453,36 @@ class Connection:
         self.record(label, got)
         return got[-1]
 
+    def read_raw(self, timeout: float = REPLY_TIMEOUT) -> tuple[bytes, str]:
+        """Raw bytes until the server closes the socket (for protocol header replies)."""
+        data = bytearray()
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return bytes(data), "open"
+            self.sock.settimeout(remaining)
+            try:
+                chunk = self.sock.recv(65536)
+            except TimeoutError:
+                return bytes(data), "open"
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self.dead = (None, "eof")
+                return bytes(data), "eof"
+            data += chunk
+
+    def wait_gone(self, timeout: float = REPLY_TIMEOUT, label: str = "connection") -> None:
+        """Record only whether the server ended the connection, not how.
+
+        For inputs on which RabbitMQ's reader process crashes (it drops the socket with no
+        connection.close): a broker that sends a proper connection.close first is as good."""
+        deadline = time.monotonic() + timeout
+        while self.pump(deadline):
+            pass
+        self.record(label, "gone" if self.dead is not None else "still open")
+
     def close(self) -> None:
         if self.dead is None:
             self.send_method(0, spec.ConnectionClose(200, "bye", 0, 0))
@@ -520,6 +567,37 @@ class Session:
             pass
 
 
+def collect_scenarios(namespace: dict[str, Any]) -> dict[str, Any]:
+    """The ``scenario_*`` functions of a module, by name without the prefix."""
+    return {k.removeprefix("scenario_"): v for k, v in namespace.items()
+            if k.startswith("scenario_") and callable(v)}
+
+
+def raw_table(*items: tuple[str, bytes]) -> bytes:
+    """A field table from (key, type tag + encoded value) pairs: wire types of our choosing."""
+    body = b"".join(bytes([len(k.encode())]) + k.encode() + v for k, v in items)
+    return struct.pack(">I", len(body)) + body
+
+
+def raw_headers(*items: tuple[str, bytes]) -> bytes:
+    """Content properties with only ``headers`` set, from ``raw_table`` items."""
+    return struct.pack(">H", 0x2000) + raw_table(*items)
+
+
+def raw_frame(frame_type: int, channel: int, payload: bytes) -> bytes:
+    return struct.pack(">BHI", frame_type, channel, len(payload)) + payload + b"\xce"
+
+
+def raw_header(channel: int, body_size: int, properties: bytes = b"\x00\x00",
+               class_id: int = 60) -> bytes:
+    return raw_frame(frames.HEADER, channel,
+                     struct.pack(">HHQ", class_id, 0, body_size) + properties)
+
+
+def raw_body(channel: int, data: bytes) -> bytes:
+    return raw_frame(frames.BODY, channel, data)
+
+
 def run_scenario(scenario: Any, url: str) -> list[Any]:
     """Run ``scenario(session)`` against ``url``; return its normalised record."""
     s = Session(url)
@@ -545,7 +623,7 @@ class _Names:
         self.seen: dict[str, str] = {}
 
     def text(self, s: str) -> str:
-        s = s.replace(f"compat.{self.run_id}.", "compat.")
+        s = s.replace(f"compat.{self.run_id}.", "compat.").replace(self.run_id, "<id>")
         for prefix, rx in GENERATED:
             s = rx.sub(lambda m, p=prefix: self.placeholder(p, m.group(0)), s)
         return s

@@ -153,6 +153,32 @@ class RawConnection:
         for i in range(0, len(body), step):
             self.send(_body(body[i : i + step]), channel)
 
+    def wait_for(self, cls: type[Frame], timeout: float = 5.0) -> tuple[int, Any]:
+        """Skip frames until one of type ``cls`` arrives; returns (channel, frame)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            ch, value = self.recv_frame(max(0.01, deadline - time.monotonic()))
+            if isinstance(value, cls):
+                return ch, value
+
+    def expect_connection_close(self, timeout: float = 5.0) -> commands.Connection.Close:
+        """The next frame is connection.close (on channel 0): answer close-ok and check that
+        the server then closes the socket."""
+        ch, value = self.recv_frame(timeout)
+        assert isinstance(value, commands.Connection.Close), f"expected Connection.Close, got {value!r}"
+        assert ch == 0
+        self.send(commands.Connection.CloseOk())
+        self.read_until_closed(timeout)
+        return value
+
+    def expect_channel_close(self, channel: int, timeout: float = 5.0) -> commands.Channel.Close:
+        """The next frame is channel.close on ``channel``: answer close-ok."""
+        ch, value = self.recv_frame(timeout)
+        assert isinstance(value, commands.Channel.Close), f"expected Channel.Close, got {value!r}"
+        assert ch == channel
+        self.send(commands.Channel.CloseOk(), channel)
+        return value
+
     def close(self) -> None:
         try:
             self.sock.close()
@@ -178,3 +204,109 @@ def raw_frame(frame_type: int, channel: int, payload: bytes, end: bytes = b"\xce
         bytes([frame_type]) + channel.to_bytes(2, "big") + len(payload).to_bytes(4, "big")
         + payload + end
     )
+
+
+# -- field tables with exact wire types --------------------------------------------------------
+
+
+class Typed:
+    """A field value with an explicit AMQP type tag (RabbitMQ's 0-9-1 letters)."""
+
+    def __init__(self, tag: str, value: Any) -> None:
+        self.tag = tag
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"Typed({self.tag!r}, {self.value!r})"
+
+
+_INT_TAGS = {"b": (1, True), "B": (1, False), "s": (2, True), "u": (2, False),
+             "I": (4, True), "i": (4, False), "l": (8, True)}
+
+
+def encode_value(value: Any) -> bytes:
+    import decimal
+    import struct
+
+    if not isinstance(value, Typed):
+        if value is None:
+            value = Typed("V", None)
+        elif isinstance(value, bool):
+            value = Typed("t", value)
+        elif isinstance(value, int):
+            value = Typed("I" if -(2**31) <= value < 2**31 else "l", value)
+        elif isinstance(value, float):
+            value = Typed("d", value)
+        elif isinstance(value, decimal.Decimal):
+            value = Typed("D", value)
+        elif isinstance(value, str):
+            value = Typed("S", value)
+        elif isinstance(value, bytes):
+            value = Typed("x", value)
+        elif isinstance(value, dict):
+            value = Typed("F", value)
+        elif isinstance(value, list | tuple):
+            value = Typed("A", value)
+        else:
+            raise TypeError(value)
+    tag, v = value.tag, value.value
+    out = tag.encode()
+    if tag in _INT_TAGS:
+        size, signed = _INT_TAGS[tag]
+        return out + int(v).to_bytes(size, "big", signed=signed)
+    if tag == "t":
+        return out + (b"\x01" if v else b"\x00")
+    if tag == "f":
+        return out + struct.pack(">f", v)
+    if tag == "d":
+        return out + struct.pack(">d", v)
+    if tag == "D":
+        sign, digits, exp = decimal.Decimal(v).as_tuple()
+        scale = -exp if exp < 0 else 0
+        unscaled = int("".join(map(str, digits)) or "0") * (10 ** exp if exp > 0 else 1)
+        return out + bytes([scale]) + (-unscaled if sign else unscaled).to_bytes(4, "big", signed=True)
+    if tag in "Sx":
+        raw = v.encode() if isinstance(v, str) else bytes(v)
+        return out + len(raw).to_bytes(4, "big") + raw
+    if tag == "T":
+        return out + int(v).to_bytes(8, "big")
+    if tag == "V":
+        return out
+    if tag == "F":
+        return out + encode_table(v)
+    if tag == "A":
+        items = b"".join(encode_value(x) for x in v)
+        return out + len(items).to_bytes(4, "big") + items
+    raise ValueError(f"unknown tag {tag!r}")
+
+
+def encode_table(table: dict[str, Any]) -> bytes:
+    body = b""
+    for key, value in table.items():
+        k = key.encode()
+        body += bytes([len(k)]) + k + encode_value(value)
+    return len(body).to_bytes(4, "big") + body
+
+
+def shortstr(s: str) -> bytes:
+    b = s.encode()
+    return bytes([len(b)]) + b
+
+
+def queue_bind_payload(queue: str, exchange: str, routing_key: str, arguments: dict) -> bytes:
+    """queue.bind (50, 20) with an argument table encoded exactly as given."""
+    return (
+        (50).to_bytes(2, "big") + (20).to_bytes(2, "big") + b"\x00\x00"
+        + shortstr(queue) + shortstr(exchange) + shortstr(routing_key) + b"\x00"
+        + encode_table(arguments)
+    )
+
+
+def publish_with_headers_frames(channel: int, exchange: str, routing_key: str,
+                                headers: dict, body: bytes) -> bytes:
+    """basic.publish + a content header whose only property is the headers table, as raw bytes."""
+    method = (60).to_bytes(2, "big") + (40).to_bytes(2, "big") + b"\x00\x00" \
+        + shortstr(exchange) + shortstr(routing_key) + b"\x00"
+    props = (1 << 13).to_bytes(2, "big") + encode_table(headers)
+    content_header = (60).to_bytes(2, "big") + b"\x00\x00" + len(body).to_bytes(8, "big") + props
+    return raw_frame(1, channel, method) + raw_frame(2, channel, content_header) + raw_frame(3, channel, body)

@@ -145,11 +145,12 @@ class VirtualHost:
             if not name:
                 raise NotFound(f"no queue '' {self._where()}")
             return self.queue(name, connection)
-        if not name:
+        generated = not name
+        if generated:
             name = server_name("amq.gen-")
         existing = self.queues.get(name)
         if existing is None:
-            if name.startswith("amq."):
+            if not generated and name.startswith("amq."):
                 raise AccessRefused(f"queue name '{name}' contains reserved prefix 'amq.*'")
             q = Queue(self.name, name, durable=durable,
                       exclusive_owner=connection if exclusive else None,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from leveret.amqp import frames, spec
 from leveret.client.errors import AMQPClosed, ConnectionClosed, ProtocolViolation
@@ -65,8 +65,8 @@ class FrameProtocol(asyncio.Protocol):
 
     # -- transport callbacks ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports do not subclass asyncio.Transport, hence the cast
+        self._transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._set_closed(ConnectionClosed(0, f"connection lost: {exc or 'closed by peer'}"))

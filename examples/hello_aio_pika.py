@@ -1,0 +1,39 @@
+"""The seed's aio-pika sample, corrected: publish a persistent event and consume it.
+
+aio-pika has no ``Queue(channel, name)`` constructor and no ``queue.put``: queues are
+declared on a channel, messages are published through an exchange (here the default one,
+routing by queue name), and ``queue.iterator()`` consumes with ``async for``.
+
+    python examples/hello_aio_pika.py [AMQP_URL]
+"""
+
+import asyncio
+import sys
+
+from aio_pika import DeliveryMode, Message, connect
+
+
+async def main(url: str) -> None:
+    connection = await connect(url)
+    async with connection:
+        channel = await connection.channel()
+
+        # Create (declare) the queue
+        queue = await channel.declare_queue("hello")
+
+        # Publish the event, persistent
+        await channel.default_exchange.publish(
+            Message(body=b"Hello World!", delivery_mode=DeliveryMode.PERSISTENT),
+            routing_key=queue.name,
+        )
+
+        # Subscribe: consume events until the first one has been handled
+        async with queue.iterator() as messages:
+            async for message in messages:
+                async with message.process():
+                    print(message.body)
+                break
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "amqp://guest:guest@localhost:5672/"))

@@ -1,0 +1,48 @@
+"""A small, fast asyncio AMQP 0-9-1 client (works with uvloop).
+
+    conn = await connect("amqp://guest:guest@127.0.0.1:5672/")
+    ch = await conn.channel()
+    q = (await ch.queue_declare("", exclusive=True)).queue
+    await ch.confirm_select()
+    publish = ch.publisher("", q)          # frames pre-encoded once
+    for _ in range(1000):
+        publish(b"hello")                  # queued; one socket write per loop iteration
+    await ch.wait_for_confirms()
+    await ch.basic_consume(q, on_message)  # on_message(tag, redelivered, exchange,
+                                           #            routing_key, properties_raw, body)
+    await conn.close()
+
+Server-side closes raise :class:`ConnectionClosed` / :class:`ChannelClosed` with the
+reply code and text. ``properties_raw`` can be decoded with
+``leveret.amqp.spec.Properties.decode(properties_raw)`` when needed.
+"""
+
+from leveret.client.channel import Channel, ConfirmCallback, DeliverCallback, ReturnCallback
+from leveret.client.connection import Connection, connect
+from leveret.client.errors import (
+    AMQPClosed,
+    ChannelClosed,
+    ClientError,
+    ConnectionClosed,
+    ProtocolViolation,
+)
+from leveret.client.publisher import Publisher, encode_properties
+from leveret.client.url import ConnectionParams, parse_url
+
+__all__ = [
+    "AMQPClosed",
+    "Channel",
+    "ChannelClosed",
+    "ClientError",
+    "ConfirmCallback",
+    "Connection",
+    "ConnectionClosed",
+    "ConnectionParams",
+    "DeliverCallback",
+    "ProtocolViolation",
+    "Publisher",
+    "ReturnCallback",
+    "connect",
+    "encode_properties",
+    "parse_url",
+]
