@@ -22,18 +22,23 @@ Recording rules, chosen so that two correct brokers give equal records:
 
 from __future__ import annotations
 
+import datetime
 import re
 import socket
 import struct
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from leveret.amqp import fields as amqp_fields
 from leveret.amqp import frames, spec
 from leveret.errors import LeveretError
+
+TERMINAL = ("eof", "decode-error", "channel.close", "connection.close")
 
 CLIENT_CAPABILITIES = {
     "publisher_confirms": True,
@@ -88,8 +93,46 @@ def method_fields(m: spec.Method) -> dict[str, Any]:
     return out
 
 
-def props_dict(p: spec.Properties) -> dict[str, Any]:
-    return {s: getattr(p, s) for s in p.__slots__ if getattr(p, s) is not None}
+def props_dict(raw: bytes) -> dict[str, Any]:
+    """Decoded properties, plus the wire type tags of the headers table: a client that
+    keeps types (most do) sees a header re-encoded as another integer width."""
+    p = spec.Properties.decode(raw, 0)
+    out = {s: getattr(p, s) for s in p.__slots__ if getattr(p, s) is not None}
+    if p.headers is not None:
+        off = 2
+        for flag in (0x8000, 0x4000):
+            if raw[0] << 8 & flag:
+                off += 1 + raw[off]
+        out["headers/types"] = table_types(raw, off)[0]
+    return out
+
+
+def table_types(buf: bytes, off: int) -> tuple[dict[str, Any], int]:
+    (size,) = struct.unpack_from(">I", buf, off)
+    off += 4
+    end = off + size
+    types: dict[str, Any] = {}
+    while off < end:
+        key, off = amqp_fields.decode_shortstr(buf, off)
+        types[key], off = value_types(buf, off)
+    return types, end
+
+
+def value_types(buf: bytes, off: int) -> tuple[Any, int]:
+    tag = chr(buf[off])
+    if tag == "F":
+        inner, end = table_types(buf, off + 1)
+        return ("F", inner), end
+    if tag == "A":
+        (size,) = struct.unpack_from(">I", buf, off + 1)
+        pos, end = off + 5, off + 5 + size
+        items = []
+        while pos < end:
+            t, pos = value_types(buf, pos)
+            items.append(t)
+        return ("A", items), end
+    _, end = amqp_fields.decode_value(buf, off)
+    return tag, end
 
 
 @dataclass
@@ -104,7 +147,6 @@ class Channel:
     conn: Connection
     number: int
     is_open: bool = True
-    confirms: bool = False
     inbox: deque[tuple[Any, ...]] = field(default_factory=deque)
 
     # ----- sending
@@ -129,31 +171,39 @@ class Channel:
     # ----- receiving
     def call(self, method: spec.Method, reply: str | tuple[str, ...] | None = None
              ) -> tuple[Any, ...]:
-        """Send a synchronous method; return (and record) the first answer on this channel.
+        """Send a synchronous method; return (and record) its answer on this channel.
 
         The answer is the method's -ok, or whatever ends the wait: a channel.close, a
-        connection.close, the connection dropping, or a timeout. Any other frames that
-        arrive on this channel first are recorded too (in the returned tuple's prefix).
+        connection.close, the connection dropping, or a timeout. Asynchronous frames
+        (deliveries, returns, confirms) that arrive meanwhile stay queued for ``collect``:
+        whether they come before or after the -ok is a race in any broker.
         """
         self.send(method)
-        want = reply or method.REPLY
-        got = self.wait_for(want)
+        got = self.wait_for(reply or method.REPLY)
         self.conn.record(method.NAME, got)
         return got[-1]
 
     def wait_for(self, name: str | tuple[str, ...] | None,
                  timeout: float = REPLY_TIMEOUT) -> list[Any]:
+        """The first frame named ``name`` on this channel, leaving other frames queued.
+
+        A close (channel, connection) or the end of the socket ends the wait too; frames
+        queued before a channel.close are returned with it, since nothing follows it."""
         names = (name,) if isinstance(name, str) or name is None else name
-        out: list[Any] = []
         deadline = time.monotonic() + timeout
         while True:
-            obs = self.next(deadline)
-            if obs is None:
-                out.append((None, "timeout", name))
-                return out
-            out.append(obs)
-            if obs[1] in (*names, "eof", "decode-error", "channel.close", "connection.close"):
-                return out
+            for i, obs in enumerate(self.inbox):
+                if obs[1] in names:
+                    del self.inbox[i]
+                    return [obs]
+                if obs[1] in TERMINAL:
+                    return [self.inbox.popleft() for _ in range(i + 1)]
+            if self.number and (closing := self.conn.take_connection_close()):
+                return [closing]  # the whole connection closed while this channel waited
+            if not self.conn.pump(deadline):
+                if self.conn.dead is not None:
+                    return [self.conn.dead]
+                return [(None, "timeout", name)]
 
     def next(self, deadline: float) -> tuple[Any, ...] | None:
         while not self.inbox:
@@ -166,9 +216,13 @@ class Channel:
         return self.inbox.popleft()
 
     def collect(self, count: int | None = None, timeout: float = REPLY_TIMEOUT,
-                quiet: float = QUIET, label: str = "collect") -> list[Any]:
+                quiet: float = QUIET, label: str = "collect",
+                summary: Callable[[list[Any]], Any] | None = None) -> list[Any]:
         """Record what arrives on this channel: ``count`` observations (then watch ``quiet``
-        seconds for extras), or everything until nothing arrives for ``quiet`` seconds."""
+        seconds for extras), or everything until nothing arrives for ``quiet`` seconds.
+
+        ``summary`` records ``summary(observations)`` instead of the observations, for
+        arrivals whose order is a race (two queues delivering to one channel)."""
         out: list[Any] = []
         deadline = time.monotonic() + timeout
         while count is not None and len(out) < count:
@@ -177,17 +231,56 @@ class Channel:
                 out.append((None, "timeout"))
                 break
             out.append(obs)
-            if obs[1] == "eof":
+            if obs[1] in ("eof", "connection.close"):
                 break
-        while True:
+        while not out or out[-1][1] not in ("eof", "connection.close"):
             obs = self.next(time.monotonic() + quiet)
             if obs is None:
                 break
             out.append(obs)
-            if obs[1] == "eof":
-                break
-        self.conn.record(label, out)
+        self.conn.record(label, summary(out) if summary else out)
         return out
+
+    def confirms(self, last_tag: int, timeout: float = REPLY_TIMEOUT,
+                 label: str = "confirms") -> dict[str, Any]:
+        """Wait until publisher confirms cover tags 1..last_tag; record a summary.
+
+        How acks are coalesced (``multiple``) is the broker's free choice, and so is the
+        interleaving of confirms for different messages, so the record holds: the tags
+        acked, the tags nacked, every other frame in order (returns, closes), and whether
+        each returned message's basic.return came before its confirm, as the spec demands.
+        """
+        acked: set[int] = set()
+        nacked: set[int] = set()
+        others: list[Any] = []
+        returned_before_confirm: list[bool] = []
+        returns_pending = 0
+        deadline = time.monotonic() + timeout
+        while len(acked | nacked) < last_tag:
+            obs = self.next(deadline)
+            if obs is None:
+                others.append((None, "timeout"))
+                break
+            name = obs[1]
+            if name in ("basic.ack", "basic.nack"):
+                tag, multiple = obs[2]["delivery_tag"], obs[2]["multiple"]
+                done = acked | nacked
+                tags = ({t for t in range(1, tag + 1) if t not in done} if multiple
+                        else {tag})
+                (acked if name == "basic.ack" else nacked).update(tags)
+                while returns_pending and tags:
+                    returned_before_confirm.append(True)
+                    returns_pending -= 1
+                continue
+            if name == "basic.return":
+                returns_pending += 1
+            others.append(obs)
+            if name in ("eof", "channel.close", "connection.close"):
+                break
+        summary = {"acked": sorted(acked), "nacked": sorted(nacked), "other frames": others,
+                   "returns before their confirms": returned_before_confirm}
+        self.conn.record(label, summary)
+        return summary
 
     # ----- conveniences that record their answer
     def open(self) -> Any:
@@ -361,7 +454,7 @@ class Connection:
         if f.type == frames.HEADER:
             pend = self.pending_content.get(f.channel)
             class_id, size, raw = frames.parse_content_header(f.payload)
-            props = props_dict(spec.Properties.decode(raw, 0))
+            props = props_dict(raw)
             if pend is None:
                 return (f.channel, "stray-header", class_id, size, props)
             pend[1] = (class_id, size, props)
@@ -536,6 +629,8 @@ class Session:
         self.log.append((label, value))
 
     def close(self) -> None:
+        """Close every connection, then record the frames no step claimed ("unclaimed"):
+        everything the server sent before its close-ok, so extra deliveries show up."""
         for c in self.connections:
             if c.dead is None:
                 try:
@@ -544,6 +639,9 @@ class Session:
                     c.shutdown()
             else:
                 c.shutdown()
+            unclaimed = {n: list(ch.inbox) for n, ch in sorted(c.channels.items()) if ch.inbox}
+            if unclaimed:
+                c.record("unclaimed", unclaimed)
         self.cleanup()
 
     def cleanup(self) -> None:
@@ -653,6 +751,8 @@ def normalise(record: Any, run_id: str) -> Any:
             return [walk(x) for x in v]
         if isinstance(v, dict):
             return {walk(k): walk(x) for k, x in v.items()}
+        if isinstance(v, datetime.datetime) and abs(v.timestamp() - time.time()) < 86400:
+            return "<recent timestamp>"  # made by the server (x-death 'time'), differs per run
         return v
 
     return walk(record)

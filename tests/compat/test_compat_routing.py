@@ -12,7 +12,7 @@ import struct
 from typing import Any
 
 import pytest
-from amqp_driver import Session, collect_scenarios, raw_headers
+from amqp_driver import Session, collect_scenarios, raw_headers, raw_table
 
 from leveret.amqp import spec
 
@@ -174,7 +174,7 @@ HEADER_MESSAGES: dict[str, Any] = {
     "x-k=2 a=2": {"x-k": 2, "a": 2},
     "x-match=any a=1": {"x-match": "any", "a": 1},
     "t={n:1}": {"t": {"n": 1}},
-    "t={n:1(long)}": raw_headers(("t", b"F" + struct.pack(">I", 10) + b"\x01n" + _long(1))),
+    "t={n:1(long)}": raw_headers(("t", b"F" + raw_table(("n", _long(1))))),
     "l=[1,2]": {"l": [1, 2]},
     "l=[2,1]": {"l": [2, 1]},
 }
@@ -286,10 +286,10 @@ def scenario_alternate_exchange(s: Session) -> None:
     ch.publish(x, "z", b"to ae", mandatory=True)
     ch.publish(x, "y", b"to ae2 via ae", mandatory=True)
     ch.publish(ae, "y", b"straight to ae", mandatory=True)
-    ch.collect(4, label="confirms (no returns)")
+    ch.confirms(4, label="confirms (no returns)")
     drain_all(s, ch, {"q": q, "qa": qa, "qa2": qa2})
     ch.publish(x, "y", b"look at me")
-    ch.collect(1, label="confirm")
+    ch.confirms(5)
     ch.get(qa2)  # exchange and routing key are the original ones
 
 

@@ -161,14 +161,17 @@ class RawConnection:
             if isinstance(value, cls):
                 return ch, value
 
-    def expect_connection_close(self, timeout: float = 5.0) -> commands.Connection.Close:
-        """The next frame is connection.close (on channel 0): answer close-ok and check that
-        the server then closes the socket."""
+    def expect_connection_close(
+        self, timeout: float = 5.0, wait_closed: bool = True
+    ) -> commands.Connection.Close:
+        """The next frame is connection.close (on channel 0): answer close-ok and (unless
+        ``wait_closed`` is false) check that the server then closes the socket."""
         ch, value = self.recv_frame(timeout)
         assert isinstance(value, commands.Connection.Close), f"expected Connection.Close, got {value!r}"
         assert ch == 0
         self.send(commands.Connection.CloseOk())
-        self.read_until_closed(timeout)
+        if wait_closed:
+            self.read_until_closed(timeout)
         return value
 
     def expect_channel_close(self, channel: int, timeout: float = 5.0) -> commands.Channel.Close:
@@ -178,6 +181,38 @@ class RawConnection:
         assert ch == channel
         self.send(commands.Channel.CloseOk(), channel)
         return value
+
+    def read_content(self, channel: int) -> tuple[Any, bytes]:
+        """The content header and the body frames that follow a deliver/get-ok/return."""
+        ch, content_header = self.recv_frame()
+        assert isinstance(content_header, header.ContentHeader), content_header
+        assert ch == channel
+        chunks = []
+        size = 0
+        while size < content_header.body_size:
+            ch, body = self.recv_frame()
+            assert ch == channel
+            chunks.append(body.value)
+            size += len(body.value)
+        assert size == content_header.body_size
+        return content_header, b"".join(chunks)
+
+    def get(self, channel: int, queue: str, no_ack: bool = True) -> tuple[Any, Any, bytes] | None:
+        """basic.get: (get-ok, content header, body), or None for get-empty."""
+        self.send(commands.Basic.Get(queue=queue, no_ack=no_ack), channel)
+        ch, value = self.recv_frame()
+        assert ch == channel
+        if isinstance(value, commands.Basic.GetEmpty):
+            return None
+        assert isinstance(value, commands.Basic.GetOk), value
+        content_header, body = self.read_content(channel)
+        return value, content_header, body
+
+    def drain(self, channel: int, queue: str) -> list[bytes]:
+        bodies = []
+        while (got := self.get(channel, queue)) is not None:
+            bodies.append(got[2])
+        return bodies
 
     def close(self) -> None:
         try:

@@ -18,6 +18,7 @@ from leveret.broker.queue import Entry, Queue
 from leveret.broker.vhost import server_name
 from leveret.errors import (
     AccessRefused,
+    FrameError,
     NotAllowed,
     NotImplemented_,
     PreconditionFailed,
@@ -108,8 +109,11 @@ class Channel:
                 f"cannot publish to internal exchange '{exchange.name}' in vhost "
                 f"'{self.vhost.name}'")
         msg = Message(method.exchange, method.routing_key, properties_raw, body)
-        flags = msg.flags
-        if flags & (FLAG_USER_ID | FLAG_REPLY_TO):
+        try:
+            msg.validate()
+        except Exception as exc:
+            raise FrameError(f"malformed content header: {exc}", 60, 40) from None
+        if msg.flags & (FLAG_USER_ID | FLAG_REPLY_TO):
             self._check_properties(msg)
         if self.confirm:
             self.publish_seq += 1
@@ -132,8 +136,7 @@ class Channel:
         if props.reply_to == REPLY_TO:
             if self.reply_queue is None:
                 raise PreconditionFailed("fast reply consumer does not exist")
-            props.reply_to = self.reply_queue.name
-            msg.replace_properties(props)
+            msg.replace_reply_to(self.reply_queue.name)
 
     def _route(self, exchange: Any, msg: Message) -> bool:
         if exchange.name == "" and msg.routing_key.startswith(REPLY_TO_PREFIX):

@@ -135,10 +135,11 @@ class ServerConnection:
                 raise CommandInvalid(f"unknown method {index >> 16}.{index & 0xFFFF}")
             try:
                 method = cls.decode(payload, 4)
-            except (IndexError, ValueError, UnicodeDecodeError) as exc:
-                raise FrameError(f"malformed {cls.NAME}: {exc}") from None
-            except Exception as exc:  # struct.error
-                raise FrameError(f"malformed {cls.NAME}: {exc}") from None
+            except FrameError as exc:
+                raise FrameError(exc.text, cls.CLASS_ID, cls.METHOD_ID) from None
+            except Exception as exc:  # struct.error, IndexError, ValueError, ...
+                raise FrameError(f"cannot decode {cls.NAME}: {exc}", cls.CLASS_ID,
+                                 cls.METHOD_ID) from None
             if channel == 0:
                 self._connection_method(method)
             else:
@@ -147,7 +148,7 @@ class ServerConnection:
             self._content_frame(ftype, channel, payload)
         elif ftype == frames.HEARTBEAT:
             if channel != 0:
-                raise FrameError("heartbeat frame on a non-zero channel")
+                raise UnexpectedFrame(f"heartbeat frame on channel {channel}")
         else:
             raise FrameError(f"unknown frame type {ftype}")
 
@@ -183,8 +184,8 @@ class ServerConnection:
         elif isinstance(m, spec.ConnectionBlocked | spec.ConnectionUnblocked):
             pass  # a client may not block a server; ignore as RabbitMQ does
         elif state == RUNNING:
-            raise CommandInvalid(f"unexpected method {m.NAME} on channel 0",
-                                 m.CLASS_ID, m.METHOD_ID)
+            raise ChannelErrorHard("unexpected method in connection state running",
+                                   m.CLASS_ID, m.METHOD_ID)
         else:
             raise CommandInvalid(f"expected the next handshake method, got {m.NAME}",
                                  m.CLASS_ID, m.METHOD_ID)
@@ -217,7 +218,7 @@ class ServerConnection:
                 return str(table.get("LOGIN", "")), str(table.get("PASSWORD", ""))
         except (ValueError, UnicodeDecodeError, FrameError, IndexError):
             return None, ""
-        raise AccessRefusedHard(f"unsupported authentication mechanism '{mechanism}'", 10, 11)
+        raise CommandInvalid(f"unknown authentication mechanism '{mechanism}'", 10, 11)
 
     def _tune_ok(self, m: spec.ConnectionTuneOk) -> None:
         limits = self.node.limits
@@ -250,9 +251,6 @@ class ServerConnection:
         if self.state != RUNNING:
             raise CommandInvalid(f"channel method {m.NAME} before the connection is open",
                                  m.CLASS_ID, m.METHOD_ID)
-        if number > self.channel_max:
-            raise ChannelErrorHard(f"channel number {number} out of range",
-                                   m.CLASS_ID, m.METHOD_ID)
         if number in self.closing_channels:
             # We sent channel.close: everything but close/close-ok is discarded.
             if isinstance(m, spec.ChannelCloseOk):
@@ -265,6 +263,9 @@ class ServerConnection:
             if not isinstance(m, spec.ChannelOpen):
                 raise ChannelErrorHard(f"expected 'channel.open' on channel {number}",
                                        m.CLASS_ID, m.METHOD_ID)
+            if len(self.channels) >= self.channel_max:
+                raise NotAllowed(f"number of channels opened ({len(self.channels)}) has reached "
+                                 f"the negotiated channel_max ({self.channel_max})", 20, 10)
             self.channels[number] = Channel(self, number)
             self.send(number, spec.ChannelOpenOk())
             return
@@ -381,6 +382,10 @@ class ServerConnection:
         if self.state in (CLOSING, CLOSED):
             return
         log.info("closing connection from %s:%s: %s", *self.peer[:2], exc.reply_text)
+        if self.state in (START_OK, TUNE_OK) and not isinstance(exc, AccessRefusedHard):
+            # Before login completes RabbitMQ trusts the client with no explanation.
+            self._close_transport()
+            return
         self.close(exc.reply_code, exc.reply_text, exc.class_id, exc.method_id)
 
     def close(self, code: int, text: str, class_id: int = 0, method_id: int = 0) -> None:

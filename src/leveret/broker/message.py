@@ -16,6 +16,9 @@ FLAG_PRIORITY = 0x0800
 FLAG_REPLY_TO = 0x0200
 FLAG_EXPIRATION = 0x0100
 FLAG_USER_ID = 0x0010
+# No properties, or only delivery-mode and/or content-type: nothing that can be malformed
+# beyond what the content header's length already bounds.
+_TRIVIAL_FLAGS = frozenset((0x0000, 0x1000))
 
 
 class Message:
@@ -39,9 +42,38 @@ class Message:
             self._properties = Properties.decode(self.properties_raw) if self.properties_raw else Properties()
         return self._properties
 
-    def replace_properties(self, properties: Properties) -> None:
-        self._properties = properties
-        self.properties_raw = properties.encode()
+    def replace_reply_to(self, reply_to: str) -> None:
+        """Rewrite reply_to in the raw property list, leaving every other byte as sent
+        (re-encoding would change the wire types of header values)."""
+        raw = self.properties_raw
+        flags = self.flags
+        off = 2
+        # Fields before reply_to: content-type, content-encoding (shortstr), headers
+        # (table), delivery-mode, priority (octet), correlation-id (shortstr).
+        for bit, kind in ((0x8000, "s"), (0x4000, "s"), (FLAG_HEADERS, "t"),
+                          (FLAG_DELIVERY_MODE, "o"), (FLAG_PRIORITY, "o"), (0x0400, "s")):
+            if flags & bit:
+                if kind == "s":
+                    off += 1 + raw[off]
+                elif kind == "t":
+                    off += 4 + int.from_bytes(raw[off:off + 4], "big")
+                else:
+                    off += 1
+        new = reply_to.encode()
+        if flags & FLAG_REPLY_TO:
+            tail = raw[off + 1 + raw[off]:]
+            self.properties_raw = raw[:off] + bytes([len(new)]) + new + tail
+        else:
+            flags |= FLAG_REPLY_TO
+            self.properties_raw = (flags.to_bytes(2, "big") + raw[2:off] + bytes([len(new)]) +
+                                   new + raw[off:])
+        self._properties = None
+
+    def validate(self) -> None:
+        """Decode the properties now unless they are trivially well-formed, so a malformed
+        content header fails its publisher, not whoever reads the message later."""
+        if self.flags not in _TRIVIAL_FLAGS:
+            _ = self.properties
 
     @property
     def headers(self) -> dict:

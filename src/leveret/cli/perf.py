@@ -18,6 +18,7 @@ publish to it through the default exchange.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import sys
@@ -122,10 +123,8 @@ class _Workers:
 
     def broadcast(self, msg: tuple[Any, ...]) -> None:
         for pipe in self.pipes.values():
-            try:
+            with contextlib.suppress(OSError):  # that worker is gone already
                 pipe.send(msg)
-            except OSError:
-                pass
 
     def receive(self, timeout: float) -> list[tuple[str, Any]]:
         by_fd = {p: role for role, p in self.pipes.items()}
@@ -138,6 +137,10 @@ class _Workers:
                 out.append((by_fd[pipe], ("error", "worker exited unexpectedly")))
                 del self.pipes[by_fd[pipe]]
         return out
+
+    def finished(self, role: str) -> None:
+        """The worker sent its summary: its pipe's EOF is now expected, stop watching."""
+        self.pipes.pop(role, None)
 
     def join(self) -> None:
         for runner in self.runners:
@@ -240,6 +243,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901
                     ticks.setdefault(msg[1], {})[role] = msg[2]
                 elif msg[0] == "done":
                     done[role] = msg[1]
+                    workers.finished(role)
             if not started and len(ready) == len(workers.runners):
                 started = True
                 _print_header(cfg, server, args.single_process, use_uvloop, out)

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from leveret.amqp import spec
+from leveret.client.content import ContentAssembler, DeliverCallback, ReturnCallback
 from leveret.client.errors import AMQPClosed, ChannelClosed, ProtocolViolation
 from leveret.client.publisher import Publisher, encode_properties
 
 if TYPE_CHECKING:
     from leveret.client.connection import Connection
 
-# (delivery_tag, redelivered, exchange, routing_key, properties_raw, body)
-DeliverCallback = Callable[[int, bool, str, str, bytes, bytes], None]
-# (reply_code, reply_text, exchange, routing_key, properties_raw, body)
-ReturnCallback = Callable[[int, str, str, str, bytes, bytes], None]
+__all__ = ["Channel", "ConfirmCallback", "DeliverCallback", "ReturnCallback"]
+
 # (delivery_tag, multiple, acked)
 ConfirmCallback = Callable[[int, bool, bool], None]
 
@@ -25,7 +25,7 @@ ConfirmCallback = Callable[[int, bool, bool], None]
 _ACK = struct.Struct(">BHIHHQBB")
 
 
-class Channel:
+class Channel(ContentAssembler):
     """An open channel. Get one with ``await connection.channel()``."""
 
     def __init__(self, connection: Connection, number: int) -> None:
@@ -50,12 +50,7 @@ class Channel:
         self._confirm_target = 0
         self.acked = 0
         self.nacked = 0
-        # content being assembled frame by frame (the slow path)
-        self._content: tuple[Any, ...] | None = None
-        self._body_size = 0
-        self._props = b""
-        self._parts: list[bytes] = []
-        self._got = 0
+        self._init_content()
 
     # -- state ---------------------------------------------------------------------------
     @property
@@ -114,10 +109,8 @@ class Channel:
     async def close(self, reply_code: int = 200, reply_text: str = "Normal shutdown") -> None:
         if self._closed is not None:
             return
-        try:
+        with contextlib.suppress(AMQPClosed):  # the server closed it first: fine too
             await self._rpc(spec.ChannelClose(reply_code, reply_text, 0, 0), spec.ChannelCloseOk)
-        except AMQPClosed:
-            pass
         self._set_closed(ChannelClosed(reply_code, "closed by the client"))
         self._conn._forget_channel(self.number)
 
@@ -136,7 +129,7 @@ class Channel:
         exclusive: bool = False, auto_delete: bool = False,
         arguments: dict[str, Any] | None = None,
     ) -> spec.QueueDeclareOk:  # fmt: skip
-        """Returns the declare-ok: ``.queue`` (the name), ``.message_count``, ``.consumer_count``."""
+        """The declare-ok: ``.queue`` (the name), ``.message_count``, ``.consumer_count``."""
         method = spec.QueueDeclare(
             0, queue, passive, durable, exclusive, auto_delete, False, arguments
         )
@@ -274,9 +267,7 @@ class Channel:
             self._begin_deliver(method.consumer_tag.encode(), method.delivery_tag,
                                 method.redelivered, method.exchange, method.routing_key)
         elif isinstance(method, spec.BasicReturn):
-            self._content = (None, method.reply_code, method.reply_text,
-                             method.exchange, method.routing_key)
-            self._got = -1
+            self._begin_return(method)
         elif isinstance(method, spec.BasicAck | spec.BasicNack):
             self._on_confirm(method.delivery_tag, method.multiple,
                              isinstance(method, spec.BasicAck))
@@ -292,53 +283,3 @@ class Channel:
                 self._consumers[method.consumer_tag.encode()] = self._pending_consumer
             if self._waiter is not None and not self._waiter.done():
                 self._waiter.set_result(method)
-
-    def _begin_deliver(self, ctag: bytes, tag: int, redelivered: bool,
-                       exchange: str, routing_key: str) -> None:  # fmt: skip
-        self._content = (ctag, tag, redelivered, exchange, routing_key)
-        self._got = -1  # -1: waiting for the content header
-
-    def _on_header(self, body_size: int, props: bytes) -> None:
-        if self._content is None or self._got != -1:
-            raise ProtocolViolation("content header without a preceding method")
-        self._body_size = body_size
-        self._props = props
-        self._parts = []
-        self._got = 0
-        if body_size == 0:
-            self._finish(b"")
-
-    def _on_body(self, payload: bytes) -> None:
-        if self._content is None or self._got < 0:
-            raise ProtocolViolation("content body without a content header")
-        self._parts.append(payload)
-        self._got += len(payload)
-        if self._got >= self._body_size:
-            if self._got > self._body_size:
-                raise ProtocolViolation("content body longer than announced")
-            parts = self._parts
-            self._finish(parts[0] if len(parts) == 1 else b"".join(parts))
-
-    def _finish(self, body: bytes) -> None:
-        info = self._content
-        assert info is not None
-        self._content = None
-        self._parts = []
-        if info[0] is None:
-            if self.on_return is not None:
-                try:
-                    self.on_return(info[1], info[2], info[3], info[4], self._props, body)
-                except Exception as exc:
-                    self._conn._callback_failed(exc, "on_return")
-        else:
-            self._dispatch(info[0], info[1], info[2], info[3], info[4], self._props, body)
-
-    def _dispatch(self, ctag: bytes, tag: int, redelivered: bool, exchange: str,
-                  routing_key: str, props: bytes, body: bytes) -> None:  # fmt: skip
-        callback = self._consumers.get(ctag)
-        if callback is None:
-            return  # in flight when its consumer was cancelled: dropped
-        try:
-            callback(tag, redelivered, exchange, routing_key, props, body)
-        except Exception as exc:
-            self._conn._callback_failed(exc, "consumer callback")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl as ssl_module
 import struct
 from typing import Any
@@ -76,10 +77,8 @@ class Connection(FrameProtocol):
         if self._closed is None and self._transport is not None:
             self._send_method(0, spec.ConnectionClose(reply_code, reply_text, 0, 0))
             self._flush()
-            try:
+            with contextlib.suppress(AMQPClosed, ProtocolViolation, TimeoutError):
                 await asyncio.wait_for(self._expect(spec.ConnectionCloseOk), 10)
-            except (AMQPClosed, ProtocolViolation, TimeoutError):
-                pass
             self._set_closed(ConnectionClosed(reply_code, "closed by the client"))
         if self._transport is not None:
             self._transport.close()

@@ -13,6 +13,7 @@ One timestamp is taken per batch: the batch goes out in a single write right aft
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import struct
@@ -135,7 +136,8 @@ async def _produce(conn: Connection, ch: Channel, cfg: LoadConfig, st: Stats,
         if rate:
             due = int((t - t0) * rate) + 1 - sent
             if due <= 0:
-                await asyncio.sleep((sent + 1) / rate - (t - t0))
+                # sleep at least 2 ms: finer timers burn the CPU the broker needs
+                await asyncio.sleep(max(0.002, (sent + 1) / rate - (t - t0)))
                 continue
             n = min(n, due)
         if window:
@@ -162,21 +164,25 @@ async def _recv_pipe(pipe: Pipe) -> Any:
 
     def readable() -> None:
         loop.remove_reader(pipe.fileno())
+        if fut.done():
+            return
         try:
             fut.set_result(pipe.recv())
         except EOFError:
             fut.set_result(("stop",))
 
     loop.add_reader(pipe.fileno(), readable)
-    return await fut
+    try:
+        return await fut
+    finally:
+        loop.remove_reader(pipe.fileno())
 
 
 async def _close_all(conns: list[Connection]) -> None:
     async def close(c: Connection) -> None:
-        try:
+        # the run is over: a slow or failed close must not hide its results
+        with contextlib.suppress(Exception):
             await asyncio.wait_for(c.close(), 5)
-        except Exception:
-            pass  # the run is over; a slow close must not hide its results
 
     await asyncio.gather(*(close(c) for c in conns))
 
@@ -234,7 +240,7 @@ async def _finished(tasks: list[asyncio.Task[float]], has_consumers: bool,
         await done.wait()
 
 
-async def run_worker(role: str, cfg: LoadConfig, pipe: Pipe) -> None:  # noqa: C901
+async def run_worker(role: str, cfg: LoadConfig, pipe: Pipe) -> None:
     """Set up, report ready, wait for start, run, report done. ``role``: producers,
     consumers or all."""
     st = Stats()

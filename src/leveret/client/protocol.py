@@ -110,7 +110,7 @@ class FrameProtocol(asyncio.Protocol):
                     if cm == _DELIVER and ch in channels:
                         pos = self._deliver(channels[ch], ch, data, pos + 11, end)
                         continue
-                    if (cm == _ACK or cm == _NACK) and ch in channels:
+                    if cm in (_ACK, _NACK) and ch in channels:
                         tag, bits = _QB.unpack_from(data, pos + 11)
                         channels[ch]._on_confirm(tag, bool(bits & 1), cm == _ACK)
                     else:

@@ -1,6 +1,7 @@
 """topic: dot-separated words; ``*`` matches exactly one word, ``#`` zero or more.
 
-Words may be empty (``a..b`` has three words, the middle one empty), as in RabbitMQ.
+Words may be empty (``a..b`` has three words, the middle one empty), but an empty key
+has no words at all, as in RabbitMQ.
 Bindings are kept in a trie of words; results per routing key are cached until the
 bindings change, since real traffic repeats a small set of keys.
 """
@@ -21,11 +22,16 @@ class _Node:
         self.destinations: list[Destination] = []
 
 
+def split_words(key: str) -> list[str]:
+    """RabbitMQ splits an empty key into no words at all (not one empty word)."""
+    return key.split(".") if key else []
+
+
 def topic_matches(pattern: str, key: str) -> bool:
     """Whether a binding pattern matches a routing key (reference implementation)."""
     trie = _Node()
-    _insert(trie, pattern.split("."), "hit")
-    return bool(_match(trie, key.split(".")))
+    _insert(trie, split_words(pattern), "hit")
+    return bool(_match(trie, split_words(key)))
 
 
 def _insert(root: _Node, words: list[str], destination: Destination) -> None:
@@ -76,14 +82,14 @@ class TopicExchange(Exchange):
     def bindings_changed(self) -> None:
         trie = _Node()
         for b in self.bindings.values():
-            _insert(trie, b.routing_key.split("."), b.destination)
+            _insert(trie, split_words(b.routing_key), b.destination)
         self._trie = trie
         self._cache = {}
 
     def route(self, message: Message, routing_key: str) -> list[Destination]:
         hit = self._cache.get(routing_key)
         if hit is None:
-            hit = _match(self._trie, routing_key.split("."))
+            hit = _match(self._trie, split_words(routing_key))
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()
             self._cache[routing_key] = hit
