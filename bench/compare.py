@@ -61,13 +61,14 @@ def cells(r: dict[str, Any] | None) -> list[str]:
     if "error" in r:
         return [f"error: {r['error']}"] + [""] * 5
     lat = r.get("latency_us") or {}
-    cpu = "/".join(f"{v * 100:.0f}%" for v in r["tool_cpu"].values())
+    cpu = " ".join(f"{role[0]}:{v * 100:.0f}%" for role, v in r["tool_cpu"].items())
     return [f"{r['sent_rate']:,.0f}", f"{r['received_rate']:,.0f}",
             f"{lat.get('p50', 0):,.0f}", f"{lat.get('p95', 0):,.0f}",
             f"{lat.get('p99', 0):,.0f}", cpu]  # fmt: skip
 
 
-HEAD = ["sent msg/s", "received msg/s", "p50 us", "p95 us", "p99 us", "tool cpu"]
+HEAD = ["sent msg/s", "received msg/s", "p50 us", "p95 us", "p99 us",
+        "tool cpu (p/c/a = producers/consumers/all)"]
 
 
 def print_table(results: dict[str, dict[str, dict[str, Any] | None]], brokers: list[str],
@@ -107,7 +108,7 @@ def main() -> int:
     results: dict[str, dict[str, dict[str, Any] | None]] = {}
     raw: list[dict[str, Any]] = []
     for key in args.scenarios:
-        desc, perf_args = SCENARIOS[key]
+        _desc, perf_args = SCENARIOS[key]
         results[key] = {}
         for broker in brokers:
             best: dict[str, Any] | None = None

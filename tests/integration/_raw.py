@@ -15,6 +15,16 @@ from pamqp.base import Frame
 
 PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
 
+# what the usual clients (pika, aiormq) announce
+DEFAULT_CAPABILITIES = {
+    "authentication_failure_close": True,
+    "consumer_cancel_notify": True,
+    "basic.nack": True,
+    "publisher_confirms": True,
+    "exchange_exchange_bindings": True,
+    "connection.blocked": True,
+}
+
 
 class RawConnection:
     def __init__(self, host: str, port: int, timeout: float = 5.0) -> None:
@@ -109,6 +119,7 @@ class RawConnection:
         channel_max: int | None = None,
         frame_max: int | None = None,
         heartbeat_: int = 0,
+        capabilities: dict[str, bool] | None = None,
     ) -> commands.Connection.Tune:
         self.send_bytes(PROTOCOL_HEADER)
         start = self.expect(commands.Connection.Start, 0)
@@ -117,7 +128,7 @@ class RawConnection:
             commands.Connection.StartOk(
                 client_properties={
                     "product": "leveret-raw-test",
-                    "capabilities": {"authentication_failure_close": True},
+                    "capabilities": DEFAULT_CAPABILITIES if capabilities is None else capabilities,
                 },
                 mechanism="PLAIN",
                 response=f"\0{user}\0{password}",

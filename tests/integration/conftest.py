@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -126,7 +127,8 @@ class Names:
     at teardown, which is harmless for names never declared."""
 
     def __init__(self, test_name: str) -> None:
-        self.prefix = f"it.{test_name[:60]}.{uuid.uuid4().hex[:8]}"
+        safe = re.sub(r"[^\w.-]+", "_", test_name)[:60]
+        self.prefix = f"it.{safe}.{uuid.uuid4().hex[:8]}"
         self.count = 0
         self.issued: list[str] = []
 

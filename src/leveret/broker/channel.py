@@ -148,6 +148,7 @@ class Channel:
         queues = self.vhost.route(exchange, msg)
         for q in queues:
             q.push(msg)
+        self.connection.last_routed = queues
         return bool(queues)
 
     def _return(self, msg: Message, code: int, text: str) -> None:

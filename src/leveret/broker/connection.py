@@ -42,11 +42,15 @@ HEADER, START_OK, TUNE_OK, OPEN, RUNNING, CLOSING, CLOSED = range(7)
 class ServerConnection:
     def __init__(self, node: Node, peer: tuple[str, int] = ("?", 0),
                  on_write: Callable[[], None] = lambda: None,
-                 on_close: Callable[[], None] = lambda: None) -> None:
+                 on_close: Callable[[], None] = lambda: None,
+                 on_flow: Callable[[bool], None] = lambda paused: None) -> None:
         self.node = node
         self.peer = peer
         self.on_write = on_write  # schedule a flush of take_output(), once per batch
         self.on_close = on_close  # close the transport after the next flush
+        self.on_flow = on_flow  # pause (True) or resume (False) reading from the client
+        self.flow_paused = False
+        self.last_routed: list[Queue] = []
         self.state = HEADER
         self.buffer = FrameBuffer(node.limits.frame_max)
         self.out: list[bytes] = []
@@ -110,6 +114,21 @@ class ServerConnection:
                         ch.flush_confirms()
                 self._confirming.clear()
         buf.compact()
+        if self.last_routed:
+            self._check_congestion()
+
+    def _check_congestion(self) -> None:
+        for q in self.last_routed:
+            if q.congested() and not self.flow_paused:
+                self.flow_paused = True
+                q.waiting_publishers.add(self)
+                self.on_flow(True)
+        self.last_routed = []
+
+    def flow_resume(self) -> None:
+        if self.flow_paused:
+            self.flow_paused = False
+            self.on_flow(False)
 
     def _read_protocol_header(self) -> bool:
         head = self.buffer.take(8)

@@ -20,6 +20,14 @@ if TYPE_CHECKING:
     from leveret.broker.exchanges.base import Binding, Exchange
 
 
+# Publisher flow control: a queue whose consumers cannot keep up (their sockets are full)
+# pauses the connections publishing into it once this many messages are waiting, and
+# resumes them when the backlog is down to the low mark. This keeps the broker's time for
+# delivering, as RabbitMQ's credit flow does, instead of piling up messages in memory.
+BACKLOG_HIGH = 4096
+BACKLOG_LOW = 1024
+
+
 class Entry:
     __slots__ = ("message", "redelivered", "seq")
 
@@ -49,6 +57,7 @@ class Queue:
         self._seq = 0
         self._rr = 0
         self._dispatching = False
+        self.waiting_publishers: set[Any] = set()
 
     @property
     def exclusive(self) -> bool:
@@ -119,11 +128,25 @@ class Queue:
                     return
         finally:
             self._dispatching = False
+            if self.waiting_publishers and len(self.ready) <= BACKLOG_LOW:
+                self.wake_publishers()
+
+    def congested(self) -> bool:
+        """Too many ready messages for consumers whose connections are not draining."""
+        return len(self.ready) > BACKLOG_HIGH and any(
+            not c.channel.connection.writable for c in self.consumers)
+
+    def wake_publishers(self) -> None:
+        waiting, self.waiting_publishers = self.waiting_publishers, set()
+        for connection in waiting:
+            connection.flow_resume()
 
     def purge(self) -> int:
         count = len(self.ready)
         self.ready.clear()
         self.ready_bytes = 0
+        if self.waiting_publishers:
+            self.wake_publishers()
         return count
 
     # -- consumers -------------------------------------------------------------------
@@ -135,6 +158,8 @@ class Queue:
     def remove_consumer(self, consumer: Consumer) -> None:
         if consumer in self.consumers:
             self.consumers.remove(consumer)
+        if self.waiting_publishers:
+            self.wake_publishers()
 
     @property
     def has_exclusive_consumer(self) -> bool:

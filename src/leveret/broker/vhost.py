@@ -270,6 +270,10 @@ class VirtualHost:
         if exchange.name == "":
             q = self.queues.get(rk)
             return [q] if q is not None else []
+        if exchange.queues_only:
+            found = exchange.route(message, rk)
+            if found or exchange.alternate_exchange is None:
+                return found
         queues: dict[int, Queue] = {}
         visited: set[int] = set()
         pending = [exchange]

@@ -30,6 +30,7 @@ _QB = struct.Struct(">QB")
 _DELIVER = spec.BasicDeliver.INDEX
 _ACK = spec.BasicAck.INDEX
 _NACK = spec.BasicNack.INDEX
+WRITE_HIGH_WATER = 512 * 1024
 
 
 class FrameProtocol(asyncio.Protocol):
@@ -67,6 +68,9 @@ class FrameProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport, hence the cast
         self._transport = cast(asyncio.Transport, transport)
+        # the default 64 KiB high-water mark pauses a fast producer after every batch or
+        # two of large messages; a deeper buffer keeps the socket busy between turns
+        self._transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._set_closed(ConnectionClosed(0, f"connection lost: {exc or 'closed by peer'}"))

@@ -37,7 +37,8 @@ class AMQPProtocol(asyncio.Protocol):
         self.last_send = 0.0
         self._closing = False
         self._paused_by_client = False
-        self.paused_by_broker = False
+        self.paused_by_broker = False  # memory watermark
+        self.paused_by_flow = False  # a queue it publishes into is congested
         self._timers: list[asyncio.TimerHandle] = []
         self._heartbeat_started = False
         self._close_timer = False
@@ -49,7 +50,7 @@ class AMQPProtocol(asyncio.Protocol):
         self.transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
         peer = transport.get_extra_info("peername") or ("?", 0)
         self.conn = ServerConnection(self.listener.node, peer, self._schedule_flush,
-                                     self._close_after_flush)
+                                     self._close_after_flush, self._set_flow_paused)
         self.last_recv = self.last_send = self.loop.time()
         self.listener.protocols.add(self)
         self._timers.append(self.loop.call_later(HANDSHAKE_TIMEOUT, self._handshake_timeout))
@@ -85,6 +86,10 @@ class AMQPProtocol(asyncio.Protocol):
         self._update_reading()
         self.conn.set_writable(True)
 
+    def _set_flow_paused(self, paused: bool) -> None:
+        self.paused_by_flow = paused
+        self._update_reading()
+
     def set_paused_by_broker(self, paused: bool) -> None:
         self.paused_by_broker = paused
         self._update_reading()
@@ -93,7 +98,7 @@ class AMQPProtocol(asyncio.Protocol):
         t = self.transport
         if t is None or t.is_closing():
             return
-        if self._paused_by_client or self.paused_by_broker:
+        if self._paused_by_client or self.paused_by_broker or self.paused_by_flow:
             if t.is_reading():
                 t.pause_reading()
         elif not t.is_reading():

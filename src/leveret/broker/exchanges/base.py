@@ -40,6 +40,8 @@ class Exchange:
         self.internal = internal
         self.arguments: FieldTable = arguments or {}
         self.bindings: dict[tuple, Binding] = {}
+        # True while every binding leads to a queue: routing then needs no graph walk.
+        self.queues_only = True
 
     @property
     def type(self) -> str:
@@ -56,13 +58,13 @@ class Exchange:
         if key in self.bindings:
             return False
         self.bindings[key] = binding
-        self.bindings_changed()
+        self._changed()
         return True
 
     def remove_binding(self, binding: Binding) -> bool:
         if self.bindings.pop(binding.key, None) is None:
             return False
-        self.bindings_changed()
+        self._changed()
         return True
 
     def remove_destination(self, destination: Destination) -> int:
@@ -70,8 +72,12 @@ class Exchange:
         for k in doomed:
             del self.bindings[k]
         if doomed:
-            self.bindings_changed()
+            self._changed()
         return len(doomed)
+
+    def _changed(self) -> None:
+        self.queues_only = all(b.destination.kind == "queue" for b in self.bindings.values())
+        self.bindings_changed()
 
     def bindings_changed(self) -> None:
         """Hook for types that keep a routing index."""
