@@ -52,7 +52,11 @@ class AMQPError(LeveretError):
     def reply_text(self) -> str:
         """The reply-text RabbitMQ sends: the constant's name, a dash, the explanation."""
         text = f"{self.reply_name} - {self.text}" if self.text else self.reply_name
-        return text[:255]
+        # A short string holds 255 bytes; RabbitMQ cuts longer texts and marks the cut.
+        raw = text.encode("utf-8", "surrogateescape")
+        if len(raw) > 255:
+            text = raw[:252].decode("utf-8", "ignore") + "..."
+        return text
 
 
 class ChannelError(AMQPError):

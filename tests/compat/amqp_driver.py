@@ -364,6 +364,7 @@ class Connection:
         self.channels: dict[int, Channel] = {0: Channel(self, 0)}
         self.frame_max = frame_max
         self.dead: tuple[Any, ...] | None = None
+        self.server_closed = False
         self.pending_content: dict[int, list[Any]] = {}
         self.tune: dict[str, Any] = {}
         if handshake:
@@ -442,6 +443,7 @@ class Connection:
             ch.is_open = False
             self.send_method(f.channel, spec.ChannelCloseOk())
         elif name == "connection.close":
+            self.server_closed = True
             self.send_method(0, spec.ConnectionCloseOk())
             for c in self.channels.values():
                 c.is_open = False
@@ -588,7 +590,7 @@ class Connection:
         self.record(label, "gone" if self.dead is not None else "still open")
 
     def close(self) -> None:
-        if self.dead is None:
+        if self.dead is None and not self.server_closed:
             self.send_method(0, spec.ConnectionClose(200, "bye", 0, 0))
             got = self.channels[0].wait_for("connection.close-ok", timeout=2.0)
             self.record("connection.close", got)

@@ -267,7 +267,7 @@ class Typed:
 
 
 _INT_TAGS = {"b": (1, True), "B": (1, False), "s": (2, True), "u": (2, False),
-             "I": (4, True), "i": (4, False), "l": (8, True)}
+             "I": (4, True), "i": (4, False), "l": (8, True), "L": (8, False)}
 
 
 def encode_value(value: Any) -> bytes:
@@ -356,3 +356,103 @@ def publish_with_headers_frames(channel: int, exchange: str, routing_key: str,
     props = (1 << 13).to_bytes(2, "big") + encode_table(headers)
     content_header = (60).to_bytes(2, "big") + b"\x00\x00" + len(body).to_bytes(8, "big") + props
     return raw_frame(1, channel, method) + raw_frame(2, channel, content_header) + raw_frame(3, channel, body)
+
+
+# -- content headers with exact property bytes --------------------------------------------------
+
+PROPERTY_BITS = [  # (name, bit, kind)
+    ("content_type", 15, "shortstr"), ("content_encoding", 14, "shortstr"),
+    ("headers", 13, "table"), ("delivery_mode", 12, "octet"), ("priority", 11, "octet"),
+    ("correlation_id", 10, "shortstr"), ("reply_to", 9, "shortstr"),
+    ("expiration", 8, "shortstr"), ("message_id", 7, "shortstr"), ("timestamp", 6, "timestamp"),
+    ("type", 5, "shortstr"), ("user_id", 4, "shortstr"), ("app_id", 3, "shortstr"),
+    ("cluster_id", 2, "shortstr"),
+]
+
+
+def encode_properties(props: dict[str, Any]) -> bytes:
+    """Property flags and property list of a basic content header, in wire order."""
+    flags = 0
+    out = b""
+    for name, bit, kind in PROPERTY_BITS:
+        if name not in props:
+            continue
+        flags |= 1 << bit
+        v = props[name]
+        if kind == "shortstr":
+            out += shortstr(v)
+        elif kind == "table":
+            out += v if isinstance(v, bytes) else encode_table(v)
+        elif kind == "octet":
+            out += bytes([v])
+        elif kind == "timestamp":
+            out += int(v).to_bytes(8, "big")
+    return flags.to_bytes(2, "big") + out
+
+
+def publish_frames(channel: int, exchange: str, routing_key: str, property_bytes: bytes,
+                   body: bytes, frame_max: int = 131072, mandatory: bool = False) -> bytes:
+    """basic.publish, a content header with the given raw property bytes, and body frames."""
+    method = (60).to_bytes(2, "big") + (40).to_bytes(2, "big") + b"\x00\x00" \
+        + shortstr(exchange) + shortstr(routing_key) + (b"\x01" if mandatory else b"\x00")
+    content_header = (60).to_bytes(2, "big") + b"\x00\x00" + len(body).to_bytes(8, "big") \
+        + property_bytes
+    parts = [raw_frame(1, channel, method), raw_frame(2, channel, content_header)]
+    step = frame_max - 8
+    view = memoryview(body)
+    for i in range(0, len(body), step):
+        chunk = view[i : i + step]
+        parts += [b"\x03", channel.to_bytes(2, "big"), len(chunk).to_bytes(4, "big"), chunk, b"\xce"]
+    return b"".join(parts)
+
+
+class RawFrame:
+    """A frame as bytes, for tests that compare the exact encoding the broker sent."""
+
+    def __init__(self, frame_type: int, channel: int, payload: bytes) -> None:
+        self.type, self.channel, self.payload = frame_type, channel, payload
+
+
+def recv_raw_frame(conn: RawConnection, timeout: float = 5.0) -> RawFrame:
+    """The next frame, undecoded (heartbeats skipped)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if len(conn.buffer) >= 7:
+            size = int.from_bytes(conn.buffer[3:7], "big")
+            if len(conn.buffer) >= size + 8:
+                data = conn.buffer[: size + 8]
+                conn.buffer = conn.buffer[size + 8 :]
+                assert data[-1:] == b"\xce", "bad frame end from the server"
+                f = RawFrame(data[0], int.from_bytes(data[1:3], "big"), data[7:-1])
+                if f.type == 8:
+                    continue
+                return f
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("no frame from the peer")
+        conn.sock.settimeout(remaining)
+        data = conn.sock.recv(1 << 20)
+        if not data:
+            raise EOFError("peer closed the socket")
+        conn.buffer += data
+
+
+def get_raw(conn: RawConnection, channel: int, queue: str) -> tuple[bytes, list[bytes]] | None:
+    """basic.get (no-ack), returning the raw content-header payload and the body payloads."""
+    conn.send(commands.Basic.Get(queue=queue, no_ack=True), channel)
+    method = recv_raw_frame(conn)
+    assert method.type == 1
+    if method.payload[:4] == b"\x00\x3c\x00\x48":  # get-empty
+        return None
+    assert method.payload[:4] == b"\x00\x3c\x00\x47", method.payload[:4]  # get-ok
+    content_header = recv_raw_frame(conn)
+    assert content_header.type == 2
+    size = int.from_bytes(content_header.payload[4:12], "big")
+    bodies = []
+    got = 0
+    while got < size:
+        f = recv_raw_frame(conn)
+        assert f.type == 3
+        bodies.append(f.payload)
+        got += len(f.payload)
+    return content_header.payload, bodies

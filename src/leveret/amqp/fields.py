@@ -4,7 +4,7 @@ Decoders read from a buffer (bytes, bytearray or memoryview) at an offset and re
 ``(value, new_offset)``, so nothing is sliced until a value is materialised.
 
 Type tags follow RabbitMQ's dialect of 0-9-1 (the "errata" table), which is what every
-client in the field speaks: ``t b B s u I i l f d D S x A T F V``. Decoded values keep
+client in the field speaks: ``t b B s u I i l L f d D S x A T F V``. Decoded values keep
 enough type to be re-encoded faithfully: unsigned and narrower integer tags decode to
 ``int``, and encoding an ``int`` picks the narrowest signed tag that fits, as pamqp does.
 """
@@ -127,6 +127,8 @@ def decode_value(buf: Any, off: int, depth: int = 0) -> tuple[Any, int]:  # noqa
         return _h.unpack_from(buf, off)[0], off + 2
     if tag == 0x75:  # u
         return _H.unpack_from(buf, off)[0], off + 2
+    if tag == 0x4C:  # L: unsigned 64-bit, which RabbitMQ accepts too
+        return _Q.unpack_from(buf, off)[0], off + 8
     if tag == 0x69:  # i
         return _I.unpack_from(buf, off)[0], off + 4
     if tag == 0x66:  # f

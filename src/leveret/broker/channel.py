@@ -18,7 +18,7 @@ from leveret.broker.queue import Entry, Queue
 from leveret.broker.vhost import server_name
 from leveret.errors import (
     AccessRefused,
-    FrameError,
+    InternalError,
     NotAllowed,
     NotImplemented_,
     PreconditionFailed,
@@ -55,7 +55,9 @@ class Channel:
         self.confirm = False
         self.publish_seq = 0
         self.confirmed_upto = 0
+        self.nacked: list[int] = []  # publish sequence numbers to nack at the next flush
         self.tx: list[tuple[str, Any]] | None = None
+        self._refused = False
         self.reply_queue: Queue | None = None  # direct reply-to pseudo-queue
         self.last_queue = ""  # an empty queue name means the one declared last
         # The message being assembled from method, header and body frames.
@@ -112,7 +114,8 @@ class Channel:
         try:
             msg.validate()
         except Exception as exc:
-            raise FrameError(f"malformed content header: {exc}", 60, 40) from None
+            # RabbitMQ fails the whole connection on a content header it cannot parse.
+            raise InternalError(f"cannot parse content header: {exc}", 60, 40) from None
         if msg.flags & (FLAG_USER_ID | FLAG_REPLY_TO):
             self._check_properties(msg)
         if self.confirm:
@@ -124,6 +127,8 @@ class Channel:
         if not routed and method.mandatory:
             self._return(msg, 312, "NO_ROUTE")
         if self.confirm:
+            if self._refused:
+                self.nacked.append(self.publish_seq)
             conn.confirm_ready(self)
 
     def _check_properties(self, msg: Message) -> None:
@@ -139,6 +144,9 @@ class Channel:
             msg.replace_reply_to(self.reply_queue.name)
 
     def _route(self, exchange: Any, msg: Message) -> bool:
+        """Deliver to every queue the message routes to. True if it routed anywhere;
+        ``self._refused`` tells whether a full queue turned it away."""
+        self._refused = False
         if exchange.name == "" and msg.routing_key.startswith(REPLY_TO_PREFIX):
             q = self.connection.node_reply_queue(msg.routing_key)
             if q is None:
@@ -147,7 +155,8 @@ class Channel:
             return True
         queues = self.vhost.route(exchange, msg)
         for q in queues:
-            q.push(msg)
+            if not q.push(msg):
+                self._refused = True
         self.connection.last_routed = queues
         return bool(queues)
 
@@ -160,8 +169,18 @@ class Channel:
                                   conn.frame_max))
 
     def flush_confirms(self) -> None:
-        if self.publish_seq > self.confirmed_upto:
-            upto = self.publish_seq
+        """Confirm everything published so far: one multiple ack per run of accepted
+        messages, one nack per refused one."""
+        if self.nacked:
+            nacked, self.nacked = self.nacked, []
+            for seq in nacked:
+                self._ack_upto(seq - 1)
+                self.connection.send(self.number, spec.BasicNack(delivery_tag=seq))
+                self.confirmed_upto = seq
+        self._ack_upto(self.publish_seq)
+
+    def _ack_upto(self, upto: int) -> None:
+        if upto > self.confirmed_upto:
             multiple = upto - self.confirmed_upto > 1
             self.confirmed_upto = upto
             self.connection.send(self.number, spec.BasicAck(delivery_tag=upto, multiple=multiple))

@@ -280,7 +280,7 @@ class ServerConnection:
         ch = self.channels.get(number)
         if ch is None:
             if not isinstance(m, spec.ChannelOpen):
-                raise ChannelErrorHard(f"expected 'channel.open' on channel {number}",
+                raise ChannelErrorHard("expected 'channel.open'",
                                        m.CLASS_ID, m.METHOD_ID)
             if len(self.channels) >= self.channel_max:
                 raise NotAllowed(f"number of channels opened ({len(self.channels)}) has reached "

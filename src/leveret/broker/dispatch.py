@@ -10,7 +10,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from leveret.amqp import spec
-from leveret.broker.channel import Channel
+from leveret.broker.channel import REPLY_TO, Channel
+from leveret.errors import NotImplemented_
 
 if TYPE_CHECKING:
     from leveret.broker.connection import ServerConnection
@@ -30,10 +31,13 @@ def channel_close_ok(conn: ServerConnection, ch: Channel, m: spec.ChannelCloseOk
 def channel_open(conn: ServerConnection, ch: Channel, m: spec.ChannelOpen) -> None:
     from leveret.errors import ChannelErrorHard
 
-    raise ChannelErrorHard(f"second 'channel.open' seen on channel {ch.number}", 20, 10)
+    raise ChannelErrorHard("second 'channel.open' seen", 20, 10)
 
 
 def channel_flow(conn: ServerConnection, ch: Channel, m: spec.ChannelFlow) -> None:
+    if not m.active:
+        # RabbitMQ refuses client-side flow control: consumers use basic.qos instead.
+        raise NotImplemented_("active=false", 20, 20)
     ch.flow(m.active)
     conn.send(ch.number, spec.ChannelFlowOk(active=m.active))
 
@@ -68,6 +72,12 @@ def exchange_unbind(conn: ServerConnection, ch: Channel, m: spec.ExchangeUnbind)
 
 
 def queue_declare(conn: ServerConnection, ch: Channel, m: spec.QueueDeclare) -> None:
+    if m.queue == REPLY_TO:
+        # The direct reply-to pseudo-queue always "exists" and is always empty.
+        if not m.nowait:
+            conn.send(ch.number, spec.QueueDeclareOk(queue=REPLY_TO, message_count=0,
+                                                     consumer_count=0))
+        return
     q = ch.vhost.declare_queue(m.queue, m.passive, m.durable, m.exclusive, m.auto_delete,
                                m.arguments, conn)
     ch.last_queue = q.name

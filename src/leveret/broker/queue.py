@@ -58,6 +58,10 @@ class Queue:
         self._rr = 0
         self._dispatching = False
         self.waiting_publishers: set[Any] = set()
+        args = self.arguments
+        self.max_length: int | None = args.get("x-max-length")
+        self.max_length_bytes: int | None = args.get("x-max-length-bytes")
+        self.reject_publish = args.get("x-overflow") in ("reject-publish", "reject-publish-dlx")
 
     @property
     def exclusive(self) -> bool:
@@ -73,12 +77,36 @@ class Queue:
 
     # -- messages in -----------------------------------------------------------------
 
-    def push(self, message: Message) -> None:
+    def push(self, message: Message) -> bool:
+        """Enqueue; False if the queue refused it (full, with x-overflow reject-publish)."""
+        if self.max_length is not None or self.max_length_bytes is not None:
+            if not self._make_room(len(message.body)):
+                return False
         self._seq += 1
         self.ready.append(Entry(self._seq, message))
         self.ready_bytes += len(message.body)
         if self.consumers:
             self.dispatch()
+        return True
+
+    def _make_room(self, size: int) -> bool:
+        """Apply x-max-length / x-max-length-bytes to the ready messages, as RabbitMQ
+        does: refuse the newcomer (reject-publish) or drop from the head (drop-head)."""
+        max_n, max_b = self.max_length, self.max_length_bytes
+        ready = self.ready
+
+        def over(extra_n: int, extra_b: int) -> bool:
+            return ((max_n is not None and len(ready) + extra_n > max_n) or
+                    (max_b is not None and self.ready_bytes + extra_b > max_b))
+
+        if self.reject_publish:
+            return not over(1, size)
+        while ready and over(1, size):
+            dropped = ready.popleft()
+            self.ready_bytes -= len(dropped.message.body)
+        if over(1, size):
+            return False  # a message bigger than the byte limit on its own
+        return True
 
     def requeue(self, entries: Iterable[Entry]) -> None:
         """Put unacked entries back at their original positions, marked redelivered."""

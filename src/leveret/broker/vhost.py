@@ -11,6 +11,13 @@ import os
 from typing import Any
 
 from leveret.amqp.fields import FieldTable
+from leveret.broker.arguments import (
+    EXCHANGE_EQUIVALENT,
+    QUEUE_ARGUMENTS,
+    assert_equivalent,
+    erlang_term,
+    validate_queue_arguments,
+)
 from leveret.broker.exchanges import TYPES, Binding, Exchange
 from leveret.broker.exchanges.headers import MATCH_MODES
 from leveret.broker.message import Message
@@ -65,6 +72,8 @@ class VirtualHost:
         return ex
 
     def queue(self, name: str, connection: Any = None) -> Queue:
+        if not name:
+            raise NotFound("no previously declared queue")
         q = self.queues.get(name)
         if q is None:
             raise NotFound(f"no queue '{name}' {self._where()}")
@@ -84,10 +93,10 @@ class VirtualHost:
 
     def declare_exchange(self, name: str, type_: str, passive: bool, durable: bool,
                          auto_delete: bool, internal: bool, arguments: FieldTable) -> Exchange:
-        if passive:
-            return self.exchange(name)
         if name == "":
             raise AccessRefused("operation not permitted on the default exchange")
+        if passive:
+            return self.exchange(name)
         cls = TYPES.get(type_)
         if cls is None:
             raise CommandInvalid(f"unknown exchange type '{type_}'")
@@ -100,24 +109,25 @@ class VirtualHost:
                      arguments=arguments)
             self.exchanges[name] = ex
             return ex
-        what = f"for exchange '{name}' {self._where()}"
+        what = f"exchange '{name}' {self._where()}"
         for arg, got, have in (("type", type_, existing.type),
                                ("durable", durable, existing.durable),
                                ("auto_delete", auto_delete, existing.auto_delete),
                                ("internal", internal, existing.internal)):
             if got != have:
                 raise PreconditionFailed(
-                    f"inequivalent arg '{arg}' {what}: received '{_fmt(got)}' but current is "
-                    f"'{_fmt(have)}'")
-        self._check_arguments(existing.arguments, arguments, what)
+                    f"inequivalent arg '{arg}' for {what}: received '{_fmt(got)}' but current "
+                    f"is '{_fmt(have)}'")
+        assert_equivalent(existing.arguments, arguments, EXCHANGE_EQUIVALENT, what)
         return existing
 
     def delete_exchange(self, name: str, if_unused: bool) -> None:
-        if name == "" or name.startswith("amq."):
-            raise AccessRefused(
-                "operation not permitted on the default exchange" if name == ""
-                else f"cannot delete exchange '{name}' {self._where()}: reserved name")
+        if name == "":
+            raise AccessRefused("operation not permitted on the default exchange")
         ex = self.exchanges.get(name)
+        if ex is not None and name in DEFAULT_EXCHANGES:
+            raise AccessRefused(f"deletion of system exchange '{name}' {self._where()} not "
+                                "allowed")
         if ex is None:
             return  # deleting what is not there succeeds, as in RabbitMQ
         if if_unused and ex.bindings:
@@ -143,7 +153,7 @@ class VirtualHost:
                       auto_delete: bool, arguments: FieldTable, connection: Any) -> Queue:
         if passive:
             if not name:
-                raise NotFound(f"no queue '' {self._where()}")
+                raise NotFound("no previously declared queue")
             return self.queue(name, connection)
         generated = not name
         if generated:
@@ -152,13 +162,14 @@ class VirtualHost:
         if existing is None:
             if not generated and name.startswith("amq."):
                 raise AccessRefused(f"queue name '{name}' contains reserved prefix 'amq.*'")
+            validate_queue_arguments(arguments, f"queue '{name}' {self._where()}")
             q = Queue(self.name, name, durable=durable,
                       exclusive_owner=connection if exclusive else None,
                       auto_delete=auto_delete, arguments=arguments)
             self.queues[name] = q
             return q
         self.check_exclusive(existing, connection)
-        what = f"for queue '{name}' {self._where()}"
+        what = f"queue '{name}' {self._where()}"
         for arg, got, have in (("durable", durable, existing.durable),
                                ("exclusive", exclusive, existing.exclusive),
                                ("auto_delete", auto_delete, existing.auto_delete)):
@@ -166,26 +177,10 @@ class VirtualHost:
                 if arg == "exclusive":
                     self.check_exclusive(existing, object())
                 raise PreconditionFailed(
-                    f"inequivalent arg '{arg}' {what}: received '{_fmt(got)}' but current is "
-                    f"'{_fmt(have)}'")
-        self._check_arguments(existing.arguments, arguments, what)
+                    f"inequivalent arg '{arg}' for {what}: received '{_fmt(got)}' but current "
+                    f"is '{_fmt(have)}'")
+        assert_equivalent(existing.arguments, arguments, QUEUE_ARGUMENTS, what)
         return existing
-
-    def _check_arguments(self, have: FieldTable, got: FieldTable, what: str) -> None:
-        for key in sorted(set(have) | set(got)):
-            if key in have and key in got and have[key] == got[key]:
-                continue
-            if key not in have:
-                raise PreconditionFailed(
-                    f"inequivalent arg '{key}' {what}: received the value '{_fmt(got[key])}' "
-                    "but current is none")
-            if key not in got:
-                raise PreconditionFailed(
-                    f"inequivalent arg '{key}' {what}: received none but current is the value "
-                    f"'{_fmt(have[key])}'")
-            raise PreconditionFailed(
-                f"inequivalent arg '{key}' {what}: received the value '{_fmt(got[key])}' but "
-                f"current is the value '{_fmt(have[key])}'")
 
     def delete_queue(self, name: str, if_unused: bool, if_empty: bool, connection: Any) -> int:
         q = self.queues.get(name)
@@ -222,8 +217,8 @@ class VirtualHost:
             mode = arguments["x-match"]
             if mode not in MATCH_MODES:
                 raise PreconditionFailed(
-                    f"Invalid x-match field value {mode!r}; expected all, any, all-with-x, or "
-                    "any-with-x")
+                    f"Invalid x-match field value {erlang_term(mode)}; expected all, any, "
+                    "all-with-x, or any-with-x")
 
     def bind_queue(self, queue: str, exchange: str, routing_key: str, arguments: FieldTable,
                    connection: Any) -> None:

@@ -7,6 +7,8 @@ value of void (None) matches the header's presence, whatever its value.
 
 from __future__ import annotations
 
+import datetime
+import decimal
 from typing import Any
 
 from leveret.amqp.fields import FieldTable
@@ -17,9 +19,27 @@ _MISSING = object()
 MATCH_MODES = ("all", "any", "all-with-x", "any-with-x")
 
 
+def _erlang(value: Any) -> Any:
+    """A value as RabbitMQ compares it (Erlang's ``==``): numbers by value whatever their
+    width or kind, timestamps as integers, strings and byte arrays as binaries, booleans and
+    decimals as distinct from every number."""
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape")
+    if isinstance(value, datetime.datetime):
+        return int(value.timestamp())
+    if isinstance(value, decimal.Decimal):
+        return ("decimal", value)
+    if isinstance(value, dict):
+        return tuple((k, _erlang(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return tuple(_erlang(v) for v in value)
+    return value
+
+
 def _same(a: Any, b: Any) -> bool:
-    # bool is an int in Python; on the wire they are different types.
-    return type(a) is type(b) and a == b if isinstance(a, bool) or isinstance(b, bool) else a == b
+    return bool(_erlang(a) == _erlang(b))
 
 
 def headers_match(arguments: FieldTable, headers: FieldTable) -> bool:
