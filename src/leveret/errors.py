@@ -11,6 +11,7 @@
                +-- ConnectionForced     320
                +-- InvalidPath          402
                +-- FrameError           501
+               |    +-- UnknownFieldType     (socket closed without connection.close)
                +-- SyntaxError_         502
                +-- CommandInvalid       503
                +-- ChannelErrorHard     504  (CHANNEL_ERROR: bad channel number or state)
@@ -38,9 +39,12 @@ class AMQPError(LeveretError):
     reply_code: int = 541
     soft: bool = False
 
-    def __init__(self, text: str = "", class_id: int = 0, method_id: int = 0) -> None:
+    def __init__(self, text: str = "", class_id: int | None = None,
+                 method_id: int | None = None) -> None:
         super().__init__(text)
         self.text = text
+        # None: "the method being handled", filled in by the connection; 0: no method
+        # (frame-level errors), as RabbitMQ reports them.
         self.class_id = class_id
         self.method_id = method_id
 
@@ -97,6 +101,11 @@ class AccessRefusedHard(ConnectionError_):
 
 class FrameError(ConnectionError_):
     reply_code = 501
+
+
+class UnknownFieldType(FrameError):
+    """A field table with a type tag nobody knows. RabbitMQ's reader dies on it without a
+    close method; leveret closes the socket the same way."""
 
 
 class SyntaxError_(ConnectionError_):  # noqa: N801

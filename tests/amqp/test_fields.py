@@ -7,6 +7,7 @@ where the wire type is a free choice); malformed input must raise FrameError.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import decimal
 import math
@@ -89,7 +90,8 @@ def test_encode_value_golden(value, wire):
     (b"u\xff\xfe", 65534),
     (b"I\xff\xff\xff\xfe", -2),
     (b"i\xff\xff\xff\xfe", 2**32 - 2),  # RabbitMQ's 'i' is unsigned (the errata table)
-    (b"l\xff" * 1 + b"\xff" * 7, -1),
+    (b"l" + b"\xff" * 8, -1),
+    (b"L" + b"\xff" * 8, 2**64 - 1),  # unsigned; RabbitMQ 3.10 accepts and forwards it
     (b"f" + struct.pack(">f", 0.25), 0.25),
     (b"d" + struct.pack(">d", -2.5), -2.5),
     (b"D\x03\x00\x00\x30\x39", decimal.Decimal("12.345")),
@@ -118,7 +120,7 @@ def test_decoded_timestamp_is_aware_utc():
 
 def test_table_golden_preserves_key_order():
     table = {"b": 1, "a": "x"}
-    wire = b"\x00\x00\x00\x0e\x01bb\x01\x01aS\x00\x00\x00\x01x"
+    wire = b"\x00\x00\x00\x0c\x01bb\x01\x01aS\x00\x00\x00\x01x"
     assert fields.encode_table(table) == wire
     decoded, off = fields.decode_table(wire, 0)
     assert off == len(wire)
@@ -344,7 +346,6 @@ MALFORMED_TABLES_RAISING_FRAME_ERROR = {
     "table size 2**32-1": b"\xff\xff\xff\xff\x01aV",
     "key length past the end of the frame": b"\x00\x00\x00\x01\x05",
     "unknown type tag 'Z'": b"\x00\x00\x00\x03\x01aZ",
-    "type tag 'L' (pamqp's, not RabbitMQ's)": b"\x00\x00\x00\x0b\x01aL" + b"\x00" * 8,
     "NUL type tag": b"\x00\x00\x00\x03\x01a\x00",
     "value runs past the declared table size": b"\x00\x00\x00\x03\x01aI\x00\x00\x00\x01",
     "table size shorter than its contents": b"\x00\x00\x00\x02\x01aV",
@@ -436,10 +437,8 @@ def test_out_of_range_timestamp_raises_frame_error(seconds):
 @given(st.binary(max_size=40))
 @example(b"")
 def test_decode_table_on_garbage_raises_only_frame_error(garbage):
-    try:
+    with contextlib.suppress(FrameError):
         fields.decode_table(garbage, 0)
-    except FrameError:
-        pass
 
 
 @given(typed_tables(), st.data())
@@ -449,7 +448,7 @@ def test_cutting_a_table_short_never_decodes_silently(typed, data):
     if len(wire) <= 4:
         return
     cut = data.draw(st.integers(0, len(wire) - 1))
-    with pytest.raises(Exception):  # noqa: B017, PT011 - see the xfail tests for the type
+    with pytest.raises(Exception):  # noqa: B017 - see the xfail tests for the type
         fields.decode_table(wire[:cut], 0)
 
 

@@ -15,16 +15,17 @@ import leveret
 pytestmark = pytest.mark.timeout(90)
 
 
-def _perf(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+def _perf(url: str, *args: str, cli: tuple[str, ...] = ("leveret.cli.perf",)
+          ) -> subprocess.CompletedProcess[str]:  # fmt: skip
     env = dict(os.environ)
     src = str(Path(leveret.__file__).resolve().parents[1])  # works installed or from src/
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
-    cmd = [sys.executable, "-m", "leveret.cli.perf", "--uri", url, "--time", "2", *args]
+    cmd = [sys.executable, "-m", *cli, "--uri", url, "--time", "2", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
 
 
 def test_perf_runs_two_seconds_and_prints_summary(amqp_url: str) -> None:
-    proc = _perf(amqp_url, "--autoack", "--rate", "2000")
+    proc = _perf(amqp_url, "--autoack", "--rate", "2000", cli=("leveret", "perf"))
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("leveret perf: ")

@@ -22,6 +22,7 @@ Recording rules, chosen so that two correct brokers give equal records:
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import re
@@ -303,7 +304,7 @@ class Channel:
             self.conn.session.queues.add(got[2]["queue"])
         return got
 
-    def ed(self, exchange: str, type: str = "direct", **kw: Any) -> Any:  # noqa: A002
+    def ed(self, exchange: str, type: str = "direct", **kw: Any) -> Any:
         self.conn.session.exchanges.add(exchange)
         return self.call(spec.ExchangeDeclare(exchange=exchange, type=type, **kw))
 
@@ -313,7 +314,8 @@ class Channel:
                                         arguments=arguments))
 
     def get(self, queue: str, no_ack: bool = True) -> Any:
-        return self.call(spec.BasicGet(queue=queue, no_ack=no_ack), reply=("basic.get-ok", "basic.get-empty"))
+        return self.call(spec.BasicGet(queue=queue, no_ack=no_ack),
+                         reply=("basic.get-ok", "basic.get-empty"))
 
     def drain_queue(self, queue: str, limit: int = 1000) -> list[bytes]:
         """basic.get until empty; returns the bodies (each get is recorded)."""
@@ -391,7 +393,7 @@ class Connection:
             return
         try:
             self.sock.sendall(data)
-        except OSError as exc:
+        except OSError:
             self.dead = (None, "eof")
 
     def send_method(self, channel: int, method: spec.Method) -> None:
@@ -419,7 +421,7 @@ class Connection:
                 data = self.sock.recv(65536)
             except TimeoutError:
                 return False
-            except OSError as exc:
+            except OSError:
                 self.dead = (None, "eof")
                 return False
             if not data:
@@ -433,7 +435,7 @@ class Connection:
             ch = self.channels[f.channel] = Channel(self, f.channel, is_open=False)
         try:
             obs = self.observe(f)
-        except Exception as exc:  # noqa: BLE001 - recorded: a decode bug must show, not crash
+        except Exception as exc:
             obs = (f.channel, "decode-error", f.type, type(exc).__name__, f.payload[:64])
         if obs is None:  # content still being assembled
             return
@@ -532,7 +534,7 @@ class Connection:
         steps.append(("connection.open", opened))
         return opened[-1][1] == "connection.open-ok"
 
-    def channel(self, number: int | None = None, open: bool = True) -> Channel:  # noqa: A002
+    def channel(self, number: int | None = None, open: bool = True) -> Channel:
         if number is None:
             number = max(self.channels) + 1
         ch = self.channels.get(number)
@@ -597,10 +599,8 @@ class Connection:
         self.shutdown()
 
     def shutdown(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.sock.close()
-        except OSError:
-            pass
         if self.dead is None:
             self.dead = (None, "eof")
 

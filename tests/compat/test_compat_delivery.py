@@ -9,7 +9,7 @@ import datetime
 from typing import Any
 
 import pytest
-from amqp_driver import Session, collect_scenarios, raw_body, raw_header
+from amqp_driver import Session, collect_scenarios, raw_body, raw_header, raw_headers
 
 from leveret.amqp import spec
 
@@ -457,6 +457,13 @@ def scenario_properties_round_trip(s: Session) -> None:
     ch.publish("", q, b"no properties", spec.Properties())
     ch.publish("", q, b"empty strings", spec.Properties(content_type="", headers={},
                                                           message_id=""))
+    # every integer width and tag: the broker forwards the wire types it was given
+    ch.publish("", q, b"wire types", raw_headers(
+        ("B", b"B\xff"), ("u", b"u\xff\xff"), ("i", b"i\xff\xff\xff\xff"),
+        ("L", b"L" + b"\xff" * 8), ("l", b"l" + b"\x00" * 7 + b"\x01"), ("f", b"f?\x80\x00\x00"),
+        ("s", b"s\x00\x01"), ("I", b"I\x00\x00\x00\x01"), ("S", b"S\x00\x00\x00\x01\xff"),
+        ("T", b"T" + b"\x00" * 8), ("t", b"t\x05")))
+    ch.get(q)
     ch.get(q)
     ch.get(q)
     ch.consume(q, "c", no_ack=True)

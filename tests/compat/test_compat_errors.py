@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 
 import pytest
-from amqp_driver import Session, collect_scenarios, raw_body, raw_frame, raw_header
+from amqp_driver import Session, collect_scenarios, raw_body, raw_frame, raw_header, raw_headers
 
 from leveret.amqp import frames, spec
 
@@ -479,6 +479,19 @@ def scenario_bad_field_table(s: Session) -> None:
     assert bad != good
     c.send_raw(raw_frame(frames.METHOD, 1, bad))
     c.wait_gone()  # RabbitMQ's reader crashes on the unknown type tag, no close method
+
+
+def scenario_malformed_content_properties(s: Session) -> None:
+    """RabbitMQ decodes the properties of every publish; a bad header table ends the
+    connection (RabbitMQ: connection.close 541 INTERNAL_ERROR, its channel crashed)."""
+    c = s.connect()
+    ch = c.channel()
+    ch.publish("", "nowhere", b"x", raw_headers(("z", b"Z\x00")))
+    c.wait_gone()
+    c = s.connect()
+    ch = c.channel()
+    ch.publish("", "nowhere", b"x", b"\x20\x00\x00\x00\x00\x09\x01a")  # table past its end
+    c.wait_gone()
 
 
 def scenario_server_method_from_client(s: Session) -> None:

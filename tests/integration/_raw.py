@@ -6,6 +6,7 @@ check the broker's wire behaviour without trusting the broker's code.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from typing import Any
@@ -158,8 +159,10 @@ class RawConnection:
             commands.Basic.Publish(exchange=exchange, routing_key=routing_key, mandatory=mandatory),
             channel,
         )
-        self.send(header.ContentHeader(0, len(body), commands.Basic.Properties(**(properties or {}))),
-                  channel)
+        self.send(
+            header.ContentHeader(0, len(body), commands.Basic.Properties(**(properties or {}))),
+            channel,
+        )
         step = self.frame_max - 8
         for i in range(0, len(body), step):
             self.send(_body(body[i : i + step]), channel)
@@ -178,7 +181,9 @@ class RawConnection:
         """The next frame is connection.close (on channel 0): answer close-ok and (unless
         ``wait_closed`` is false) check that the server then closes the socket."""
         ch, value = self.recv_frame(timeout)
-        assert isinstance(value, commands.Connection.Close), f"expected Connection.Close, got {value!r}"
+        assert isinstance(value, commands.Connection.Close), (
+            f"expected Connection.Close, got {value!r}"
+        )
         assert ch == 0
         self.send(commands.Connection.CloseOk())
         if wait_closed:
@@ -226,10 +231,8 @@ class RawConnection:
         return bodies
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.sock.close()
-        except OSError:
-            pass
 
     def __enter__(self) -> RawConnection:
         return self
@@ -247,8 +250,11 @@ def _body(data: bytes) -> Any:
 def raw_frame(frame_type: int, channel: int, payload: bytes, end: bytes = b"\xce") -> bytes:
     """A frame built by hand: type, channel, size, payload, frame-end."""
     return (
-        bytes([frame_type]) + channel.to_bytes(2, "big") + len(payload).to_bytes(4, "big")
-        + payload + end
+        bytes([frame_type])
+        + channel.to_bytes(2, "big")
+        + len(payload).to_bytes(4, "big")
+        + payload
+        + end
     )
 
 
@@ -266,11 +272,19 @@ class Typed:
         return f"Typed({self.tag!r}, {self.value!r})"
 
 
-_INT_TAGS = {"b": (1, True), "B": (1, False), "s": (2, True), "u": (2, False),
-             "I": (4, True), "i": (4, False), "l": (8, True), "L": (8, False)}
+_INT_TAGS = {
+    "b": (1, True),
+    "B": (1, False),
+    "s": (2, True),
+    "u": (2, False),
+    "I": (4, True),
+    "i": (4, False),
+    "l": (8, True),
+    "L": (8, False),
+}
 
 
-def encode_value(value: Any) -> bytes:
+def encode_value(value: Any) -> bytes:  # noqa: C901 - one branch per AMQP type
     import decimal
     import struct
 
@@ -309,8 +323,10 @@ def encode_value(value: Any) -> bytes:
     if tag == "D":
         sign, digits, exp = decimal.Decimal(v).as_tuple()
         scale = -exp if exp < 0 else 0
-        unscaled = int("".join(map(str, digits)) or "0") * (10 ** exp if exp > 0 else 1)
-        return out + bytes([scale]) + (-unscaled if sign else unscaled).to_bytes(4, "big", signed=True)
+        unscaled = int("".join(map(str, digits)) or "0") * (10**exp if exp > 0 else 1)
+        return (
+            out + bytes([scale]) + (-unscaled if sign else unscaled).to_bytes(4, "big", signed=True)
+        )
     if tag in "Sx":
         raw = v.encode() if isinstance(v, str) else bytes(v)
         return out + len(raw).to_bytes(4, "big") + raw
@@ -342,30 +358,54 @@ def shortstr(s: str) -> bytes:
 def queue_bind_payload(queue: str, exchange: str, routing_key: str, arguments: dict) -> bytes:
     """queue.bind (50, 20) with an argument table encoded exactly as given."""
     return (
-        (50).to_bytes(2, "big") + (20).to_bytes(2, "big") + b"\x00\x00"
-        + shortstr(queue) + shortstr(exchange) + shortstr(routing_key) + b"\x00"
+        (50).to_bytes(2, "big")
+        + (20).to_bytes(2, "big")
+        + b"\x00\x00"
+        + shortstr(queue)
+        + shortstr(exchange)
+        + shortstr(routing_key)
+        + b"\x00"
         + encode_table(arguments)
     )
 
 
-def publish_with_headers_frames(channel: int, exchange: str, routing_key: str,
-                                headers: dict, body: bytes) -> bytes:
+def publish_with_headers_frames(
+    channel: int, exchange: str, routing_key: str, headers: dict, body: bytes
+) -> bytes:
     """basic.publish + a content header whose only property is the headers table, as raw bytes."""
-    method = (60).to_bytes(2, "big") + (40).to_bytes(2, "big") + b"\x00\x00" \
-        + shortstr(exchange) + shortstr(routing_key) + b"\x00"
+    method = (
+        (60).to_bytes(2, "big")
+        + (40).to_bytes(2, "big")
+        + b"\x00\x00"
+        + shortstr(exchange)
+        + shortstr(routing_key)
+        + b"\x00"
+    )
     props = (1 << 13).to_bytes(2, "big") + encode_table(headers)
     content_header = (60).to_bytes(2, "big") + b"\x00\x00" + len(body).to_bytes(8, "big") + props
-    return raw_frame(1, channel, method) + raw_frame(2, channel, content_header) + raw_frame(3, channel, body)
+    return (
+        raw_frame(1, channel, method)
+        + raw_frame(2, channel, content_header)
+        + raw_frame(3, channel, body)
+    )
 
 
 # -- content headers with exact property bytes --------------------------------------------------
 
 PROPERTY_BITS = [  # (name, bit, kind)
-    ("content_type", 15, "shortstr"), ("content_encoding", 14, "shortstr"),
-    ("headers", 13, "table"), ("delivery_mode", 12, "octet"), ("priority", 11, "octet"),
-    ("correlation_id", 10, "shortstr"), ("reply_to", 9, "shortstr"),
-    ("expiration", 8, "shortstr"), ("message_id", 7, "shortstr"), ("timestamp", 6, "timestamp"),
-    ("type", 5, "shortstr"), ("user_id", 4, "shortstr"), ("app_id", 3, "shortstr"),
+    ("content_type", 15, "shortstr"),
+    ("content_encoding", 14, "shortstr"),
+    ("headers", 13, "table"),
+    ("delivery_mode", 12, "octet"),
+    ("priority", 11, "octet"),
+    ("correlation_id", 10, "shortstr"),
+    ("reply_to", 9, "shortstr"),
+    ("expiration", 8, "shortstr"),
+    ("message_id", 7, "shortstr"),
+    ("timestamp", 6, "timestamp"),
+    ("type", 5, "shortstr"),
+    ("user_id", 4, "shortstr"),
+    ("app_id", 3, "shortstr"),
     ("cluster_id", 2, "shortstr"),
 ]
 
@@ -390,19 +430,39 @@ def encode_properties(props: dict[str, Any]) -> bytes:
     return flags.to_bytes(2, "big") + out
 
 
-def publish_frames(channel: int, exchange: str, routing_key: str, property_bytes: bytes,
-                   body: bytes, frame_max: int = 131072, mandatory: bool = False) -> bytes:
+def publish_frames(
+    channel: int,
+    exchange: str,
+    routing_key: str,
+    property_bytes: bytes,
+    body: bytes,
+    frame_max: int = 131072,
+    mandatory: bool = False,
+) -> bytes:
     """basic.publish, a content header with the given raw property bytes, and body frames."""
-    method = (60).to_bytes(2, "big") + (40).to_bytes(2, "big") + b"\x00\x00" \
-        + shortstr(exchange) + shortstr(routing_key) + (b"\x01" if mandatory else b"\x00")
-    content_header = (60).to_bytes(2, "big") + b"\x00\x00" + len(body).to_bytes(8, "big") \
-        + property_bytes
+    method = (
+        (60).to_bytes(2, "big")
+        + (40).to_bytes(2, "big")
+        + b"\x00\x00"
+        + shortstr(exchange)
+        + shortstr(routing_key)
+        + (b"\x01" if mandatory else b"\x00")
+    )
+    content_header = (
+        (60).to_bytes(2, "big") + b"\x00\x00" + len(body).to_bytes(8, "big") + property_bytes
+    )
     parts = [raw_frame(1, channel, method), raw_frame(2, channel, content_header)]
     step = frame_max - 8
     view = memoryview(body)
     for i in range(0, len(body), step):
         chunk = view[i : i + step]
-        parts += [b"\x03", channel.to_bytes(2, "big"), len(chunk).to_bytes(4, "big"), chunk, b"\xce"]
+        parts += [
+            b"\x03",
+            channel.to_bytes(2, "big"),
+            len(chunk).to_bytes(4, "big"),
+            chunk,
+            b"\xce",
+        ]
     return b"".join(parts)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+
 def drain(channel, queue: str, auto_ack: bool = True) -> list[bytes]:
     """Every message now in ``queue``, by basic.get."""
     bodies = []

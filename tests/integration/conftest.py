@@ -31,22 +31,26 @@ from ._raw import RawConnection
 _SRC = Path(__file__).resolve().parents[2] / "src"
 
 
+_PLUGIN_IMPORT_ERROR: BaseException | None = None
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # The plugin is registered by the ``pytest11`` entry point once leveret is installed.
     # When it is not (a bare checkout), register it from src/ so ``leveret_broker_session``
-    # still exists. Against an external broker (LEVERET_TEST_URL) it is not needed at all,
-    # and a broker that does not import yet must not stop the suite.
+    # still exists. A broker that does not import yet must not stop the suite from running
+    # against an external broker (LEVERET_TEST_URL); without one, ``amqp_url`` reports why.
+    global _PLUGIN_IMPORT_ERROR
     if config.pluginmanager.has_plugin("leveret"):
         return
-    if str(_SRC) not in sys.path and _SRC.is_dir():
+    if _SRC.is_dir() and str(_SRC) not in sys.path:
         sys.path.insert(0, str(_SRC))
     try:
         import leveret.testing as plugin
-    except ImportError:
-        if not os.environ.get("LEVERET_TEST_URL"):
-            raise
+    except Exception as e:
+        _PLUGIN_IMPORT_ERROR = e
         return
-    config.pluginmanager.register(plugin, "leveret")
+    if not config.pluginmanager.is_registered(plugin):
+        config.pluginmanager.register(plugin, "leveret")
 
 
 @dataclass(frozen=True)
@@ -72,10 +76,18 @@ class AMQPParams:
 
 @pytest.fixture(scope="session")
 def amqp_url(request: pytest.FixtureRequest) -> str:
+    """The broker under test: LEVERET_TEST_URL, else the in-process leveret broker."""
     url = os.environ.get("LEVERET_TEST_URL")
     if url:
         return url
-    broker = request.getfixturevalue("leveret_broker_session")
+    try:
+        broker = request.getfixturevalue("leveret_broker_session")
+    except pytest.FixtureLookupError:
+        pytest.fail(
+            "LEVERET_TEST_URL is not set and the leveret_broker_session fixture is missing "
+            f"(importing leveret.testing failed: {_PLUGIN_IMPORT_ERROR!r})",
+            pytrace=False,
+        )
     return broker.url
 
 
@@ -198,8 +210,12 @@ def raw(amqp_params: AMQPParams) -> Iterator[Callable[..., RawConnection]]:
         r = RawConnection(amqp_params.host, amqp_params.port)
         opened.append(r)
         if handshake:
-            r.handshake(user=amqp_params.user, password=amqp_params.password,
-                        vhost=amqp_params.vhost, **kwargs)
+            r.handshake(
+                user=amqp_params.user,
+                password=amqp_params.password,
+                vhost=amqp_params.vhost,
+                **kwargs,
+            )
         return r
 
     yield factory

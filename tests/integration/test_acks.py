@@ -45,7 +45,7 @@ def _message_count(conn, q: str) -> int:
     return conn.channel().queue_declare(q, passive=True).method.message_count
 
 
-# -- ack ------------------------------------------------------------------------------------------------
+# -- ack -------------------------------------------------------------------------------------------
 
 
 def test_ack_single(conn):
@@ -108,7 +108,7 @@ def test_ack_consumer_deliveries(conn):
     assert _message_count(conn, q) == 0
 
 
-# -- reject / nack ---------------------------------------------------------------------------------------
+# -- reject / nack ---------------------------------------------------------------------------------
 
 
 def test_reject_requeue_sets_redelivered(channel):
@@ -180,7 +180,11 @@ def test_requeued_messages_return_to_their_original_position(channel):
     channel.basic_reject(got[3][0], requeue=True)  # "3"
     channel.basic_reject(got[1][0], requeue=True)  # "1"
     assert _ready_with_flags(channel, q) == [
-        (b"1", True), (b"3", True), (b"4", False), (b"5", False)]
+        (b"1", True),
+        (b"3", True),
+        (b"4", False),
+        (b"5", False),
+    ]
     channel.basic_ack(0, multiple=True)
 
 
@@ -212,7 +216,7 @@ def test_requeued_message_goes_to_another_consumer(conn):
     assert second[0] == (b"0", True)
 
 
-# -- recover ------------------------------------------------------------------------------------------------
+# -- recover ---------------------------------------------------------------------------------------
 
 
 def test_recover_requeue(conn):
@@ -224,7 +228,12 @@ def test_recover_requeue(conn):
     _pump(conn, lambda: len(got) == 2)
     ch.basic_recover(requeue=True)
     _pump(conn, lambda: len(got) == 4)
-    assert [(b, r) for b, r, _t in got] == [(b"0", False), (b"1", False), (b"0", True), (b"1", True)]
+    assert [(b, r) for b, r, _t in got] == [
+        (b"0", False),
+        (b"1", False),
+        (b"0", True),
+        (b"1", True),
+    ]
     # redelivered with new delivery tags; the old ones are gone
     assert [t for _b, _r, t in got] == [1, 2, 3, 4]
     ch.basic_ack(4, multiple=True)
@@ -252,7 +261,7 @@ def test_old_delivery_tags_are_unknown_after_recover(conn):
     assert ei.value.reply_text == f"PRECONDITION_FAILED - unknown delivery tag {tag}"
 
 
-# -- unacked messages come back ----------------------------------------------------------------------------
+# -- unacked messages come back --------------------------------------------------------------------
 
 
 def test_unacked_return_when_channel_closes(conn):

@@ -20,7 +20,7 @@ def _pump(conn, until, timeout: float = 5.0) -> None:
         conn.process_data_events(time_limit=0.05)
 
 
-# -- publish ----------------------------------------------------------------------------------------
+# -- publish ---------------------------------------------------------------------------------------
 
 
 def test_publish_and_get(channel):
@@ -36,11 +36,14 @@ def test_publish_and_get(channel):
 def test_mandatory_unroutable_is_returned(conn, names):
     ch = conn.channel()
     returned = []
-    ch.add_on_return_callback(lambda _ch, method, props, body: returned.append((method, props, body)))
+    ch.add_on_return_callback(
+        lambda _ch, method, props, body: returned.append((method, props, body))
+    )
     x = names.exchange()
     ch.exchange_declare(x, "direct")
-    ch.basic_publish(x, "nowhere", b"back to me", pika.BasicProperties(message_id="m1"),
-                     mandatory=True)
+    ch.basic_publish(
+        x, "nowhere", b"back to me", pika.BasicProperties(message_id="m1"), mandatory=True
+    )
     _pump(conn, lambda: returned)
     method, props, body = returned[0]
     assert (method.reply_code, method.reply_text) == (312, "NO_ROUTE")
@@ -89,11 +92,21 @@ def test_return_raw_frames(raw, names):
     r.open_channel(1)
     x = names.exchange()
     r.rpc(C.Exchange.Declare(exchange=x, exchange_type="topic"), C.Exchange.DeclareOk, 1)
-    r.publish(1, b"returned body", exchange=x, routing_key="a.b", mandatory=True,
-              properties={"correlation_id": "c1"})
+    r.publish(
+        1,
+        b"returned body",
+        exchange=x,
+        routing_key="a.b",
+        mandatory=True,
+        properties={"correlation_id": "c1"},
+    )
     ret = r.expect(C.Basic.Return, 1)
     assert (ret.reply_code, ret.reply_text, ret.exchange, ret.routing_key) == (
-        312, "NO_ROUTE", x, "a.b")
+        312,
+        "NO_ROUTE",
+        x,
+        "a.b",
+    )
     content_header, body = r.read_content(1)
     assert body == b"returned body"
     assert content_header.properties.correlation_id == "c1"
@@ -106,7 +119,7 @@ def test_publish_order_is_preserved(channel):
     assert drain(channel, q) == [str(i).encode() for i in range(200)]
 
 
-# -- consume -----------------------------------------------------------------------------------------
+# -- consume ---------------------------------------------------------------------------------------
 
 
 def test_consume_server_generated_tag(conn):
@@ -318,6 +331,7 @@ async def test_server_cancel_aio_pika(amqp_url, names):
                 cancelled.set_result(frame.consumer_tag)
 
         underlay.on_consumer_cancel_callbacks.add(on_cancel)
+
         async def on_message(message):
             pass
 
@@ -329,7 +343,7 @@ async def test_server_cancel_aio_pika(amqp_url, names):
         await conn.close()
 
 
-# -- get -----------------------------------------------------------------------------------------------
+# -- get -------------------------------------------------------------------------------------------
 
 
 def test_get_empty(channel):

@@ -176,59 +176,59 @@ def test_long_reply_text_is_truncated(conn, length):
 
 def _passive_queue(ch, n, other, used):
     q = n.queue()
-    used['q'] = q
+    used["q"] = q
     ch.queue_declare(q, passive=True)
 
 
 def _passive_exchange(ch, n, other, used):
     x = n.exchange()
-    used['x'] = x
+    used["x"] = x
     ch.exchange_declare(x, passive=True)
 
 
 def _bind_missing_queue(ch, n, other, used):
     q = n.queue()
-    used['q'] = q
+    used["q"] = q
     ch.queue_bind(q, "amq.direct", "k")
 
 
 def _bind_missing_exchange(ch, n, other, used):
     q = ch.queue_declare("", exclusive=True).method.queue
-    used['q'] = q
+    used["q"] = q
     x = n.exchange()
-    used['x'] = x
+    used["x"] = x
     ch.queue_bind(q, x, "k")
 
 
 def _publish_missing_exchange(ch, n, other, used):
     x = n.exchange()
-    used['x'] = x
+    used["x"] = x
     ch.basic_publish(x, "k", b"body")
     ch.queue_declare("", exclusive=True)  # a round trip: the close arrives meanwhile
 
 
 def _consume_missing_queue(ch, n, other, used):
     q = n.queue()
-    used['q'] = q
+    used["q"] = q
     ch.basic_consume(q, lambda *a: None)
 
 
 def _get_missing_queue(ch, n, other, used):
     q = n.queue()
-    used['q'] = q
+    used["q"] = q
     ch.basic_get(q)
 
 
 def _purge_missing_queue(ch, n, other, used):
     q = n.queue()
-    used['q'] = q
+    used["q"] = q
     ch.queue_purge(q)
 
 
 def _exclusive_queue_of_other_connection(op):
     def action(ch, n, other, used):
         q = n.queue()
-        used['q'] = q
+        used["q"] = q
         other().queue_declare(q, exclusive=True)
         op(ch, q)
 
@@ -237,13 +237,13 @@ def _exclusive_queue_of_other_connection(op):
 
 def _declare_reserved_exchange(ch, n, other, used):
     x = "amq." + n.exchange()
-    used['x'] = x
+    used["x"] = x
     ch.exchange_declare(x, "direct")
 
 
 def _declare_reserved_queue(ch, n, other, used):
     q = "amq." + n.queue()
-    used['q'] = q
+    used["q"] = q
     ch.queue_declare(q)
 
 
@@ -254,7 +254,7 @@ def _delete_system_exchange(ch, n, other, used):
 def _default_exchange_op(op):
     def action(ch, n, other, used):
         q = ch.queue_declare("", exclusive=True).method.queue
-        used['q'] = q
+        used["q"] = q
         op(ch, q)
 
     return action
@@ -262,7 +262,7 @@ def _default_exchange_op(op):
 
 def _publish_internal(ch, n, other, used):
     x = n.exchange()
-    used['x'] = x
+    used["x"] = x
     ch.exchange_declare(x, "fanout", internal=True)
     ch.basic_publish(x, "", b"body")
     ch.queue_declare("", exclusive=True)
@@ -271,7 +271,7 @@ def _publish_internal(ch, n, other, used):
 def _exclusive_consumer(first_exclusive):
     def action(ch, n, other, used):
         q = ch.queue_declare("", exclusive=True).method.queue
-        used['q'] = q
+        used["q"] = q
         ch.basic_consume(q, lambda *a: None, exclusive=first_exclusive)
         ch.basic_consume(q, lambda *a: None, exclusive=not first_exclusive)
 
@@ -280,7 +280,7 @@ def _exclusive_consumer(first_exclusive):
 
 def _user_id_mismatch(ch, n, other, used):
     q = ch.queue_declare("", exclusive=True).method.queue
-    used['q'] = q
+    used["q"] = q
     ch.basic_publish("", q, b"body", pika.BasicProperties(user_id="not-guest"))
     ch.queue_declare("", exclusive=True)
 
@@ -288,7 +288,7 @@ def _user_id_mismatch(ch, n, other, used):
 def _redeclare_queue(first, second):
     def action(ch, n, other, used):
         q = n.queue()
-        used['q'] = q
+        used["q"] = q
         ch.queue_declare(q, **first)
         ch.queue_declare(q, **second)
 
@@ -298,7 +298,7 @@ def _redeclare_queue(first, second):
 def _redeclare_exchange(first, second):
     def action(ch, n, other, used):
         x = n.exchange()
-        used['x'] = x
+        used["x"] = x
         ch.exchange_declare(x, **first)
         ch.exchange_declare(x, **second)
 
@@ -315,7 +315,7 @@ def _unknown_tag(op):
 
 def _double_ack(ch, n, other, used):
     q = ch.queue_declare("", exclusive=True).method.queue
-    used['q'] = q
+    used["q"] = q
     ch.basic_publish("", q, b"body")
     tag = ch.basic_get(q)[0].delivery_tag
     ch.basic_ack(tag)
@@ -325,7 +325,7 @@ def _double_ack(ch, n, other, used):
 
 def _delete_queue_in_use(ch, n, other, used):
     q = n.queue()
-    used['q'] = q
+    used["q"] = q
     ch.queue_declare(q)
     other().basic_consume(q, lambda *a: None)
     ch.queue_delete(q, if_unused=True)
@@ -333,7 +333,7 @@ def _delete_queue_in_use(ch, n, other, used):
 
 def _delete_queue_not_empty(ch, n, other, used):
     q = n.queue()
-    used['q'] = q
+    used["q"] = q
     ch.queue_declare(q)
     ch.basic_publish("", q, b"body")
     ch.queue_delete(q, if_empty=True)
@@ -341,10 +341,10 @@ def _delete_queue_not_empty(ch, n, other, used):
 
 def _delete_exchange_in_use(ch, n, other, used):
     x = n.exchange()
-    used['x'] = x
+    used["x"] = x
     ch.exchange_declare(x, "direct")
     q = ch.queue_declare("", exclusive=True).method.queue
-    used['q'] = q
+    used["q"] = q
     ch.queue_bind(q, x, "k")
     ch.exchange_delete(x, if_unused=True)
 
@@ -368,102 +368,255 @@ SOFT_ERRORS = [
     ("passive-queue", _passive_queue, 404, "NOT_FOUND - no queue '{q}' in vhost '/'"),
     ("passive-exchange", _passive_exchange, 404, "NOT_FOUND - no exchange '{x}' in vhost '/'"),
     ("bind-missing-queue", _bind_missing_queue, 404, "NOT_FOUND - no queue '{q}' in vhost '/'"),
-    ("bind-missing-exchange", _bind_missing_exchange, 404,
-     "NOT_FOUND - no exchange '{x}' in vhost '/'"),
-    ("publish-missing-exchange", _publish_missing_exchange, 404,
-     "NOT_FOUND - no exchange '{x}' in vhost '/'"),
-    ("consume-missing-queue", _consume_missing_queue, 404, "NOT_FOUND - no queue '{q}' in vhost '/'"),
+    (
+        "bind-missing-exchange",
+        _bind_missing_exchange,
+        404,
+        "NOT_FOUND - no exchange '{x}' in vhost '/'",
+    ),
+    (
+        "publish-missing-exchange",
+        _publish_missing_exchange,
+        404,
+        "NOT_FOUND - no exchange '{x}' in vhost '/'",
+    ),
+    (
+        "consume-missing-queue",
+        _consume_missing_queue,
+        404,
+        "NOT_FOUND - no queue '{q}' in vhost '/'",
+    ),
     ("get-missing-queue", _get_missing_queue, 404, "NOT_FOUND - no queue '{q}' in vhost '/'"),
     ("purge-missing-queue", _purge_missing_queue, 404, "NOT_FOUND - no queue '{q}' in vhost '/'"),
     # 405 RESOURCE_LOCKED: another connection's exclusive queue
-    ("exclusive-declare", _exclusive_queue_of_other_connection(
-        lambda ch, q: ch.queue_declare(q, exclusive=True)), 405, RESOURCE_LOCKED),
-    ("exclusive-declare-nonexclusive", _exclusive_queue_of_other_connection(
-        lambda ch, q: ch.queue_declare(q)), 405, RESOURCE_LOCKED),
-    ("exclusive-passive", _exclusive_queue_of_other_connection(
-        lambda ch, q: ch.queue_declare(q, passive=True)), 405, RESOURCE_LOCKED),
-    ("exclusive-consume", _exclusive_queue_of_other_connection(
-        lambda ch, q: ch.basic_consume(q, lambda *a: None)), 405, RESOURCE_LOCKED),
-    ("exclusive-get", _exclusive_queue_of_other_connection(
-        lambda ch, q: ch.basic_get(q)), 405, RESOURCE_LOCKED),
-    ("exclusive-bind", _exclusive_queue_of_other_connection(
-        lambda ch, q: ch.queue_bind(q, "amq.fanout")), 405, RESOURCE_LOCKED),
-    ("exclusive-purge", _exclusive_queue_of_other_connection(
-        lambda ch, q: ch.queue_purge(q)), 405, RESOURCE_LOCKED),
-    ("exclusive-delete", _exclusive_queue_of_other_connection(
-        lambda ch, q: ch.queue_delete(q)), 405, RESOURCE_LOCKED),
+    (
+        "exclusive-declare",
+        _exclusive_queue_of_other_connection(lambda ch, q: ch.queue_declare(q, exclusive=True)),
+        405,
+        RESOURCE_LOCKED,
+    ),
+    (
+        "exclusive-declare-nonexclusive",
+        _exclusive_queue_of_other_connection(lambda ch, q: ch.queue_declare(q)),
+        405,
+        RESOURCE_LOCKED,
+    ),
+    (
+        "exclusive-passive",
+        _exclusive_queue_of_other_connection(lambda ch, q: ch.queue_declare(q, passive=True)),
+        405,
+        RESOURCE_LOCKED,
+    ),
+    (
+        "exclusive-consume",
+        _exclusive_queue_of_other_connection(lambda ch, q: ch.basic_consume(q, lambda *a: None)),
+        405,
+        RESOURCE_LOCKED,
+    ),
+    (
+        "exclusive-get",
+        _exclusive_queue_of_other_connection(lambda ch, q: ch.basic_get(q)),
+        405,
+        RESOURCE_LOCKED,
+    ),
+    (
+        "exclusive-bind",
+        _exclusive_queue_of_other_connection(lambda ch, q: ch.queue_bind(q, "amq.fanout")),
+        405,
+        RESOURCE_LOCKED,
+    ),
+    (
+        "exclusive-purge",
+        _exclusive_queue_of_other_connection(lambda ch, q: ch.queue_purge(q)),
+        405,
+        RESOURCE_LOCKED,
+    ),
+    (
+        "exclusive-delete",
+        _exclusive_queue_of_other_connection(lambda ch, q: ch.queue_delete(q)),
+        405,
+        RESOURCE_LOCKED,
+    ),
     # 403 ACCESS_REFUSED
-    ("reserved-exchange-name", _declare_reserved_exchange, 403,
-     "ACCESS_REFUSED - exchange name '{x}' contains reserved prefix 'amq.*'"),
-    ("reserved-queue-name", _declare_reserved_queue, 403,
-     "ACCESS_REFUSED - queue name '{q}' contains reserved prefix 'amq.*'"),
-    ("delete-system-exchange", _delete_system_exchange, 403,
-     "ACCESS_REFUSED - deletion of system exchange 'amq.direct' in vhost '/' not allowed"),
-    ("bind-default-exchange", _default_exchange_op(lambda ch, q: ch.queue_bind(q, "", "k")), 403,
-     "ACCESS_REFUSED - operation not permitted on the default exchange"),
-    ("unbind-default-exchange", _default_exchange_op(lambda ch, q: ch.queue_unbind(q, "", q)), 403,
-     "ACCESS_REFUSED - operation not permitted on the default exchange"),
-    ("declare-default-exchange", _default_exchange_op(
-        lambda ch, q: ch.exchange_declare("", "direct", passive=True)), 403,
-     "ACCESS_REFUSED - operation not permitted on the default exchange"),
-    ("delete-default-exchange", _default_exchange_op(lambda ch, q: ch.exchange_delete("")), 403,
-     "ACCESS_REFUSED - operation not permitted on the default exchange"),
-    ("publish-internal-exchange", _publish_internal, 403,
-     "ACCESS_REFUSED - cannot publish to internal exchange '{x}' in vhost '/'"),
-    ("exclusive-consumer-then-other", _exclusive_consumer(True), 403,
-     "ACCESS_REFUSED - queue '{q}' in vhost '/' in exclusive use"),
-    ("consumer-then-exclusive", _exclusive_consumer(False), 403,
-     "ACCESS_REFUSED - queue '{q}' in vhost '/' in exclusive use"),
+    (
+        "reserved-exchange-name",
+        _declare_reserved_exchange,
+        403,
+        "ACCESS_REFUSED - exchange name '{x}' contains reserved prefix 'amq.*'",
+    ),
+    (
+        "reserved-queue-name",
+        _declare_reserved_queue,
+        403,
+        "ACCESS_REFUSED - queue name '{q}' contains reserved prefix 'amq.*'",
+    ),
+    (
+        "delete-system-exchange",
+        _delete_system_exchange,
+        403,
+        "ACCESS_REFUSED - deletion of system exchange 'amq.direct' in vhost '/' not allowed",
+    ),
+    (
+        "bind-default-exchange",
+        _default_exchange_op(lambda ch, q: ch.queue_bind(q, "", "k")),
+        403,
+        "ACCESS_REFUSED - operation not permitted on the default exchange",
+    ),
+    (
+        "unbind-default-exchange",
+        _default_exchange_op(lambda ch, q: ch.queue_unbind(q, "", q)),
+        403,
+        "ACCESS_REFUSED - operation not permitted on the default exchange",
+    ),
+    (
+        "declare-default-exchange",
+        _default_exchange_op(lambda ch, q: ch.exchange_declare("", "direct", passive=True)),
+        403,
+        "ACCESS_REFUSED - operation not permitted on the default exchange",
+    ),
+    (
+        "delete-default-exchange",
+        _default_exchange_op(lambda ch, q: ch.exchange_delete("")),
+        403,
+        "ACCESS_REFUSED - operation not permitted on the default exchange",
+    ),
+    (
+        "publish-internal-exchange",
+        _publish_internal,
+        403,
+        "ACCESS_REFUSED - cannot publish to internal exchange '{x}' in vhost '/'",
+    ),
+    (
+        "exclusive-consumer-then-other",
+        _exclusive_consumer(True),
+        403,
+        "ACCESS_REFUSED - queue '{q}' in vhost '/' in exclusive use",
+    ),
+    (
+        "consumer-then-exclusive",
+        _exclusive_consumer(False),
+        403,
+        "ACCESS_REFUSED - queue '{q}' in vhost '/' in exclusive use",
+    ),
     # 406 PRECONDITION_FAILED
-    ("user-id-mismatch", _user_id_mismatch, 406,
-     "PRECONDITION_FAILED - user_id property set to 'not-guest' but authenticated user was 'guest'"),
-    ("queue-durable-mismatch", _redeclare_queue({}, {"durable": True}), 406,
-     "PRECONDITION_FAILED - inequivalent arg 'durable' for queue '{q}' in vhost '/': "
-     "received 'true' but current is 'false'"),
-    ("queue-auto-delete-mismatch", _redeclare_queue({"auto_delete": True}, {}), 406,
-     "PRECONDITION_FAILED - inequivalent arg 'auto_delete' for queue '{q}' in vhost '/': "
-     "received 'false' but current is 'true'"),
-    ("queue-arg-value-mismatch", _redeclare_queue(
-        {"arguments": {"x-max-length": 10}}, {"arguments": {"x-max-length": 11}}), 406,
-     "PRECONDITION_FAILED - inequivalent arg 'x-max-length' for queue '{q}' in vhost '/': "
-     "received '11' but current is '10'"),
-    ("queue-arg-missing", _redeclare_queue({"arguments": {"x-max-length": 10}}, {}), 406,
-     "PRECONDITION_FAILED - inequivalent arg 'x-max-length' for queue '{q}' in vhost '/': "
-     "received none but current is the value '10' of type 'signedint'"),
-    ("exchange-type-mismatch", _redeclare_exchange(
-        {"exchange_type": "direct"}, {"exchange_type": "fanout"}), 406,
-     "PRECONDITION_FAILED - inequivalent arg 'type' for exchange '{x}' in vhost '/': "
-     "received 'fanout' but current is 'direct'"),
-    ("exchange-durable-mismatch", _redeclare_exchange(
-        {"exchange_type": "direct"}, {"exchange_type": "direct", "durable": True}), 406,
-     "PRECONDITION_FAILED - inequivalent arg 'durable' for exchange '{x}' in vhost '/': "
-     "received 'true' but current is 'false'"),
-    ("ack-unknown-tag", _unknown_tag(lambda ch: ch.basic_ack(99)), 406,
-     "PRECONDITION_FAILED - unknown delivery tag 99"),
-    ("nack-unknown-tag", _unknown_tag(lambda ch: ch.basic_nack(99)), 406,
-     "PRECONDITION_FAILED - unknown delivery tag 99"),
-    ("reject-unknown-tag", _unknown_tag(lambda ch: ch.basic_reject(99)), 406,
-     "PRECONDITION_FAILED - unknown delivery tag 99"),
+    (
+        "user-id-mismatch",
+        _user_id_mismatch,
+        406,
+        "PRECONDITION_FAILED - user_id property set to 'not-guest' "
+        "but authenticated user was 'guest'",
+    ),
+    (
+        "queue-durable-mismatch",
+        _redeclare_queue({}, {"durable": True}),
+        406,
+        "PRECONDITION_FAILED - inequivalent arg 'durable' for queue '{q}' in vhost '/': "
+        "received 'true' but current is 'false'",
+    ),
+    (
+        "queue-auto-delete-mismatch",
+        _redeclare_queue({"auto_delete": True}, {}),
+        406,
+        "PRECONDITION_FAILED - inequivalent arg 'auto_delete' for queue '{q}' in vhost '/': "
+        "received 'false' but current is 'true'",
+    ),
+    (
+        "queue-arg-value-mismatch",
+        _redeclare_queue({"arguments": {"x-max-length": 10}}, {"arguments": {"x-max-length": 11}}),
+        406,
+        "PRECONDITION_FAILED - inequivalent arg 'x-max-length' for queue '{q}' in vhost '/': "
+        "received '11' but current is '10'",
+    ),
+    (
+        "queue-arg-missing",
+        _redeclare_queue({"arguments": {"x-max-length": 10}}, {}),
+        406,
+        "PRECONDITION_FAILED - inequivalent arg 'x-max-length' for queue '{q}' in vhost '/': "
+        "received none but current is the value '10' of type 'signedint'",
+    ),
+    (
+        "exchange-type-mismatch",
+        _redeclare_exchange({"exchange_type": "direct"}, {"exchange_type": "fanout"}),
+        406,
+        "PRECONDITION_FAILED - inequivalent arg 'type' for exchange '{x}' in vhost '/': "
+        "received 'fanout' but current is 'direct'",
+    ),
+    (
+        "exchange-durable-mismatch",
+        _redeclare_exchange(
+            {"exchange_type": "direct"}, {"exchange_type": "direct", "durable": True}
+        ),
+        406,
+        "PRECONDITION_FAILED - inequivalent arg 'durable' for exchange '{x}' in vhost '/': "
+        "received 'true' but current is 'false'",
+    ),
+    (
+        "ack-unknown-tag",
+        _unknown_tag(lambda ch: ch.basic_ack(99)),
+        406,
+        "PRECONDITION_FAILED - unknown delivery tag 99",
+    ),
+    (
+        "nack-unknown-tag",
+        _unknown_tag(lambda ch: ch.basic_nack(99)),
+        406,
+        "PRECONDITION_FAILED - unknown delivery tag 99",
+    ),
+    (
+        "reject-unknown-tag",
+        _unknown_tag(lambda ch: ch.basic_reject(99)),
+        406,
+        "PRECONDITION_FAILED - unknown delivery tag 99",
+    ),
     ("double-ack", _double_ack, 406, "PRECONDITION_FAILED - unknown delivery tag 1"),
-    ("delete-queue-if-unused", _delete_queue_in_use, 406,
-     "PRECONDITION_FAILED - queue '{q}' in vhost '/' in use"),
-    ("delete-queue-if-empty", _delete_queue_not_empty, 406,
-     "PRECONDITION_FAILED - queue '{q}' in vhost '/' not empty"),
-    ("delete-exchange-if-unused", _delete_exchange_in_use, 406,
-     "PRECONDITION_FAILED - exchange '{x}' in vhost '/' in use"),
-    ("tx-then-confirm", _mode_switch(lambda ch: ch.tx_select(), lambda ch: ch.confirm_delivery()),
-     406, "PRECONDITION_FAILED - cannot switch from tx to confirm mode"),
-    ("confirm-then-tx", _mode_switch(lambda ch: ch.confirm_delivery(), lambda ch: ch.tx_select()),
-     406, "PRECONDITION_FAILED - cannot switch from confirm to tx mode"),
-    ("commit-not-transactional", _mode_switch(lambda ch: None, lambda ch: ch.tx_commit()), 406,
-     "PRECONDITION_FAILED - channel is not transactional"),
-    ("rollback-not-transactional", _mode_switch(lambda ch: None, lambda ch: ch.tx_rollback()), 406,
-     "PRECONDITION_FAILED - channel is not transactional"),
+    (
+        "delete-queue-if-unused",
+        _delete_queue_in_use,
+        406,
+        "PRECONDITION_FAILED - queue '{q}' in vhost '/' in use",
+    ),
+    (
+        "delete-queue-if-empty",
+        _delete_queue_not_empty,
+        406,
+        "PRECONDITION_FAILED - queue '{q}' in vhost '/' not empty",
+    ),
+    (
+        "delete-exchange-if-unused",
+        _delete_exchange_in_use,
+        406,
+        "PRECONDITION_FAILED - exchange '{x}' in vhost '/' in use",
+    ),
+    (
+        "tx-then-confirm",
+        _mode_switch(lambda ch: ch.tx_select(), lambda ch: ch.confirm_delivery()),
+        406,
+        "PRECONDITION_FAILED - cannot switch from tx to confirm mode",
+    ),
+    (
+        "confirm-then-tx",
+        _mode_switch(lambda ch: ch.confirm_delivery(), lambda ch: ch.tx_select()),
+        406,
+        "PRECONDITION_FAILED - cannot switch from confirm to tx mode",
+    ),
+    (
+        "commit-not-transactional",
+        _mode_switch(lambda ch: None, lambda ch: ch.tx_commit()),
+        406,
+        "PRECONDITION_FAILED - channel is not transactional",
+    ),
+    (
+        "rollback-not-transactional",
+        _mode_switch(lambda ch: None, lambda ch: ch.tx_rollback()),
+        406,
+        "PRECONDITION_FAILED - channel is not transactional",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("action", "code", "text"), [c[1:] for c in SOFT_ERRORS],
-                         ids=[c[0] for c in SOFT_ERRORS])
+@pytest.mark.parametrize(
+    ("action", "code", "text"), [c[1:] for c in SOFT_ERRORS], ids=[c[0] for c in SOFT_ERRORS]
+)
 def test_soft_error(connect, names, action, code, text):
     conn = connect()
     ch = conn.channel()
@@ -495,23 +648,50 @@ def _immediate(r):
 
 
 HARD_ERRORS = [
-    ("unknown-exchange-type",
-     lambda r: r.send(C.Exchange.Declare(exchange="it.x", exchange_type="no-such-type"), 1),
-     503, (40, 10), "COMMAND_INVALID - unknown exchange type 'no-such-type'"),
-    ("duplicate-consumer-tag", _dup_consumer_tag, 530, (60, 20),
-     "NOT_ALLOWED - attempt to reuse consumer tag 'tag'"),
-    ("qos-prefetch-size", lambda r: r.send(C.Basic.Qos(prefetch_size=10), 1), 540, (60, 10),
-     "NOT_IMPLEMENTED - prefetch_size!=0 (10)"),
+    (
+        "unknown-exchange-type",
+        lambda r: r.send(C.Exchange.Declare(exchange="it.x", exchange_type="no-such-type"), 1),
+        503,
+        (40, 10),
+        "COMMAND_INVALID - unknown exchange type 'no-such-type'",
+    ),
+    (
+        "duplicate-consumer-tag",
+        _dup_consumer_tag,
+        530,
+        (60, 20),
+        "NOT_ALLOWED - attempt to reuse consumer tag 'tag'",
+    ),
+    (
+        "qos-prefetch-size",
+        lambda r: r.send(C.Basic.Qos(prefetch_size=10), 1),
+        540,
+        (60, 10),
+        "NOT_IMPLEMENTED - prefetch_size!=0 (10)",
+    ),
     ("publish-immediate", _immediate, 540, (60, 40), "NOT_IMPLEMENTED - immediate=true"),
-    ("channel-flow-inactive", lambda r: r.send(C.Channel.Flow(active=False), 1), 540, (20, 20),
-     "NOT_IMPLEMENTED - active=false"),
-    ("second-channel-open", lambda r: r.send(C.Channel.Open(), 1), 504, (20, 10),
-     "CHANNEL_ERROR - second 'channel.open' seen"),
+    (
+        "channel-flow-inactive",
+        lambda r: r.send(C.Channel.Flow(active=False), 1),
+        540,
+        (20, 20),
+        "NOT_IMPLEMENTED - active=false",
+    ),
+    (
+        "second-channel-open",
+        lambda r: r.send(C.Channel.Open(), 1),
+        504,
+        (20, 10),
+        "CHANNEL_ERROR - second 'channel.open' seen",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("action", "code", "method", "text"), [c[1:] for c in HARD_ERRORS],
-                         ids=[c[0] for c in HARD_ERRORS])
+@pytest.mark.parametrize(
+    ("action", "code", "method", "text"),
+    [c[1:] for c in HARD_ERRORS],
+    ids=[c[0] for c in HARD_ERRORS],
+)
 def test_hard_error(raw, action, code, method, text):
     r = raw()
     r.open_channel(1)
@@ -525,8 +705,12 @@ def test_hard_error(raw, action, code, method, text):
 
 
 def test_duplicate_consumer_tag_py_amqp(amqp_params):
-    c = amqp.Connection(f"{amqp_params.host}:{amqp_params.port}", userid=amqp_params.user,
-                        password=amqp_params.password, virtual_host=amqp_params.vhost)
+    c = amqp.Connection(
+        f"{amqp_params.host}:{amqp_params.port}",
+        userid=amqp_params.user,
+        password=amqp_params.password,
+        virtual_host=amqp_params.vhost,
+    )
     c.connect()
     try:
         ch = c.channel()

@@ -137,8 +137,11 @@ def test_reject_publish_overflow_nacks(raw, names):
     r.open_channel(1)
     r.rpc(C.Confirm.Select(), C.Confirm.SelectOk, 1)
     q = names.queue()
-    r.rpc(C.Queue.Declare(queue=q, arguments={"x-max-length": 1, "x-overflow": "reject-publish"}),
-          C.Queue.DeclareOk, 1)
+    r.rpc(
+        C.Queue.Declare(queue=q, arguments={"x-max-length": 1, "x-overflow": "reject-publish"}),
+        C.Queue.DeclareOk,
+        1,
+    )
     r.publish(1, b"fits", routing_key=q)
     assert r.expect(C.Basic.Ack, 1).delivery_tag == 1
     r.publish(1, b"rejected", routing_key=q)
@@ -149,7 +152,7 @@ def test_reject_publish_overflow_nacks(raw, names):
     assert r.drain(1, q) == [b"fits"]
 
 
-# -- pika ---------------------------------------------------------------------------------------------
+# -- pika ------------------------------------------------------------------------------------------
 
 
 def test_pika_confirm_delivery(channel):
@@ -182,7 +185,7 @@ def test_pika_confirm_nack(channel, names):
         channel.basic_publish("", q, b"rejected")
 
 
-# -- aio-pika -----------------------------------------------------------------------------------------
+# -- aio-pika --------------------------------------------------------------------------------------
 
 
 async def test_aio_pika_publisher_confirms(amqp_url, names):
@@ -190,10 +193,12 @@ async def test_aio_pika_publisher_confirms(amqp_url, names):
     try:
         ch = await conn.channel(publisher_confirms=True)
         queue = await ch.declare_queue(names.queue())
-        confirmations = await asyncio.gather(*[
-            ch.default_exchange.publish(aio_pika.Message(body=str(i).encode()), queue.name)
-            for i in range(50)
-        ])
+        confirmations = await asyncio.gather(
+            *[
+                ch.default_exchange.publish(aio_pika.Message(body=str(i).encode()), queue.name)
+                for i in range(50)
+            ]
+        )
         assert all(type(c).__name__ == "Ack" for c in confirmations)
         declared = await ch.declare_queue(queue.name, passive=True)
         assert declared.declaration_result.message_count == 50

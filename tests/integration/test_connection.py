@@ -11,7 +11,7 @@ import pika
 import pytest
 from pamqp import commands as C
 
-from ._raw import PROTOCOL_HEADER, RawConnection, raw_frame
+from ._raw import PROTOCOL_HEADER, raw_frame
 
 EXPECTED_CAPABILITIES = [
     "publisher_confirms",
@@ -96,9 +96,13 @@ def test_plain_login_pika(connect):
 
 @pytest.mark.parametrize("method", ["AMQPLAIN", "PLAIN"])
 def test_login_py_amqp(amqp_params, method):
-    c = amqp.Connection(f"{amqp_params.host}:{amqp_params.port}", userid=amqp_params.user,
-                        password=amqp_params.password, virtual_host=amqp_params.vhost,
-                        login_method=method)
+    c = amqp.Connection(
+        f"{amqp_params.host}:{amqp_params.port}",
+        userid=amqp_params.user,
+        password=amqp_params.password,
+        virtual_host=amqp_params.vhost,
+        login_method=method,
+    )
     c.connect()
     try:
         assert c.connected
@@ -117,8 +121,13 @@ def test_bad_password_pika(amqp_params):
 
 @pytest.mark.parametrize("method", ["AMQPLAIN", "PLAIN"])
 def test_bad_password_py_amqp(amqp_params, method):
-    c = amqp.Connection(f"{amqp_params.host}:{amqp_params.port}", userid=amqp_params.user,
-                        password="wrong", virtual_host=amqp_params.vhost, login_method=method)
+    c = amqp.Connection(
+        f"{amqp_params.host}:{amqp_params.port}",
+        userid=amqp_params.user,
+        password="wrong",
+        virtual_host=amqp_params.vhost,
+        login_method=method,
+    )
     with pytest.raises(amqp.exceptions.AccessRefused) as ei:
         c.connect()
     assert ei.value.reply_code == 403
@@ -132,8 +141,13 @@ def test_login_refused_raw(raw, user):
     r = raw(handshake=False)
     r.send_bytes(PROTOCOL_HEADER)
     r.expect(C.Connection.Start)
-    r.send(C.Connection.StartOk(client_properties={"capabilities": {"authentication_failure_close": True}},
-                                mechanism="PLAIN", response=f"\0{user}\0wrong"))
+    r.send(
+        C.Connection.StartOk(
+            client_properties={"capabilities": {"authentication_failure_close": True}},
+            mechanism="PLAIN",
+            response=f"\0{user}\0wrong",
+        )
+    )
     close = r.expect_connection_close()
     assert close.reply_code == 403
     assert close.reply_text == LOGIN_REFUSED.format("PLAIN")
@@ -187,7 +201,7 @@ def test_pika_negotiates_smaller_limits(connect):
     q = ch.queue_declare("", exclusive=True).method.queue
     body = bytes(range(256)) * 200  # 51200 bytes: 7 body frames of at most 8184 bytes
     ch.basic_publish("", q, body)
-    method, _props, got = ch.basic_get(q, auto_ack=True)
+    _method, _props, got = ch.basic_get(q, auto_ack=True)
     assert got == body
 
 
@@ -228,7 +242,7 @@ def test_frame_max_below_minimum_is_refused(raw):
     r.expect(C.Connection.Start)
     r.send(C.Connection.StartOk(client_properties={}, mechanism="PLAIN", response="\0guest\0guest"))
     r.expect(C.Connection.Tune)
-    r.send(C.Connection.TuneOk(0 or 2047, 1024, 0))
+    r.send(C.Connection.TuneOk(2047, 1024, 0))
     r.send(C.Connection.Open(virtual_host="/"))
     assert r.read_until_closed(timeout=10) == b""
 
@@ -328,7 +342,9 @@ def test_content_body_without_method(raw):
     r.send_bytes(raw_frame(3, 1, b"x" * 10))
     close = r.expect_connection_close()
     assert close.reply_code == 505
-    assert close.reply_text == "UNEXPECTED_FRAME - expected method frame, got non method frame instead"
+    assert (
+        close.reply_text == "UNEXPECTED_FRAME - expected method frame, got non method frame instead"
+    )
 
 
 def test_heartbeat_on_nonzero_channel(raw):
@@ -348,7 +364,7 @@ def test_channel_method_on_channel_zero(raw):
     assert close.reply_text == "CHANNEL_ERROR - unexpected method in connection state running"
 
 
-# -- closing ------------------------------------------------------------------------------------------
+# -- closing ---------------------------------------------------------------------------------------
 
 
 def test_client_initiated_close_raw(raw):

@@ -3,6 +3,8 @@ alternate exchanges, auto-delete."""
 
 from __future__ import annotations
 
+import itertools
+
 import pika
 import pytest
 
@@ -25,8 +27,13 @@ def _gone(conn, exchange: str) -> bool:
 
 @pytest.mark.parametrize(
     ("name", "kind"),
-    [("amq.direct", "direct"), ("amq.fanout", "fanout"), ("amq.topic", "topic"),
-     ("amq.headers", "headers"), ("amq.match", "headers")],
+    [
+        ("amq.direct", "direct"),
+        ("amq.fanout", "fanout"),
+        ("amq.topic", "topic"),
+        ("amq.headers", "headers"),
+        ("amq.match", "headers"),
+    ],
 )
 def test_predeclared_exchanges(channel, name, kind):
     channel.exchange_declare(name, passive=True)
@@ -42,14 +49,19 @@ def test_default_exchange_routes_by_queue_name(channel):
 
 
 def test_default_exchange_cannot_be_declared_or_deleted(conn):
-    for op in (lambda ch: ch.exchange_declare("", "direct"),
-               lambda ch: ch.exchange_declare("", "direct", passive=True),
-               lambda ch: ch.exchange_delete("")):
+    for op in (
+        lambda ch: ch.exchange_declare("", "direct"),
+        lambda ch: ch.exchange_declare("", "direct", passive=True),
+        lambda ch: ch.exchange_delete(""),
+    ):
         ch = conn.channel()
         with pytest.raises(pika.exceptions.ChannelClosedByBroker) as ei:
             op(ch)
         assert ei.value.reply_code == 403
-        assert ei.value.reply_text == "ACCESS_REFUSED - operation not permitted on the default exchange"
+        assert (
+            ei.value.reply_text
+            == "ACCESS_REFUSED - operation not permitted on the default exchange"
+        )
 
 
 def test_amq_prefixed_passive_declare_of_missing_exchange(channel):
@@ -59,7 +71,7 @@ def test_amq_prefixed_passive_declare_of_missing_exchange(channel):
     assert ei.value.reply_text == "NOT_FOUND - no exchange 'amq.no-such-exchange' in vhost '/'"
 
 
-# -- declare -------------------------------------------------------------------------------------------
+# -- declare ---------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("kind", ["direct", "fanout", "topic", "headers"])
@@ -69,8 +81,9 @@ def test_declare_each_type(channel, names, kind):
     channel.exchange_declare(x, passive=True)
     channel.exchange_declare(x, kind)  # idempotent
     # passive ignores the other fields
-    channel.exchange_declare(x, "fanout" if kind != "fanout" else "direct", passive=True,
-                             durable=True)
+    channel.exchange_declare(
+        x, "fanout" if kind != "fanout" else "direct", passive=True, durable=True
+    )
 
 
 def test_declare_durable(channel, names):
@@ -121,7 +134,10 @@ def test_publish_to_internal_exchange_refused(channel, names):
     with pytest.raises(pika.exceptions.ChannelClosedByBroker) as ei:
         channel.queue_declare("", exclusive=True)
     assert ei.value.reply_code == 403
-    assert ei.value.reply_text == f"ACCESS_REFUSED - cannot publish to internal exchange '{x}' in vhost '/'"
+    assert (
+        ei.value.reply_text
+        == f"ACCESS_REFUSED - cannot publish to internal exchange '{x}' in vhost '/'"
+    )
 
 
 # -- delete ----------------------------------------------------------------------------------------
@@ -237,7 +253,7 @@ def test_auto_delete_exchange_goes_with_its_last_exchange_binding(conn, names):
     assert not _gone(conn, dst)
 
 
-# -- exchange-to-exchange bindings -------------------------------------------------------------------
+# -- exchange-to-exchange bindings -----------------------------------------------------------------
 
 
 def test_exchange_to_exchange_binding(channel, names):
@@ -260,7 +276,7 @@ def test_exchange_binding_chain(channel, names):
     xs = [names.exchange() for _ in range(4)]
     for x in xs:
         channel.exchange_declare(x, "fanout")
-    for a, b in zip(xs, xs[1:], strict=False):
+    for a, b in itertools.pairwise(xs):
         channel.exchange_bind(b, a)
     q = declare_temp_queue(channel)
     channel.queue_bind(q, xs[-1])
@@ -313,7 +329,7 @@ def test_exchange_unbind_missing_binding_is_ok(channel, names):
     assert channel.exchange_unbind(b, a, "nothing").method.NAME == "Exchange.UnbindOk"
 
 
-# -- alternate exchange -----------------------------------------------------------------------------
+# -- alternate exchange ----------------------------------------------------------------------------
 
 
 def test_alternate_exchange(channel, names):

@@ -36,20 +36,31 @@ ALL_PROPERTIES = {
 
 EVERY_FIELD_TYPE = {
     # integers of every width, at their limits
-    "b-min": T("b", -128), "b-max": T("b", 127),
+    "b-min": T("b", -128),
+    "b-max": T("b", 127),
     "B-max": T("B", 255),
-    "s-min": T("s", -32768), "s-max": T("s", 32767),
+    "s-min": T("s", -32768),
+    "s-max": T("s", 32767),
     "u-max": T("u", 65535),
-    "I-min": T("I", -(2**31)), "I-max": T("I", 2**31 - 1),
+    "I-min": T("I", -(2**31)),
+    "I-max": T("I", 2**31 - 1),
     "i-max": T("i", 2**32 - 1),
-    "l-min": T("l", -(2**63)), "l-max": T("l", 2**63 - 1),
+    "l-min": T("l", -(2**63)),
+    "l-max": T("l", 2**63 - 1),
     "L-max": T("L", 2**64 - 1),
     # floats and decimals
-    "f": T("f", 1.5), "d": T("d", -2.25), "d-tiny": T("d", 5e-324),
-    "D": T("D", decimal.Decimal("-12.345")), "D-int": T("D", decimal.Decimal(42)),
+    "f": T("f", 1.5),
+    "d": T("d", -2.25),
+    "d-tiny": T("d", 5e-324),
+    "D": T("D", decimal.Decimal("-12.345")),
+    "D-int": T("D", decimal.Decimal(42)),
     # strings, bytes, booleans, timestamps, void
-    "S": "héllo wörld", "S-empty": "", "x": b"\x00\x01\xfe\xff", "x-empty": b"",
-    "t-true": True, "t-false": False,
+    "S": "héllo wörld",
+    "S-empty": "",
+    "x": b"\x00\x01\xfe\xff",
+    "x-empty": b"",
+    "t-true": True,
+    "t-false": False,
     "T": T("T", 1700000000),
     "V": None,
     # nesting
@@ -144,7 +155,7 @@ def test_unknown_field_type_in_headers(raw_queue, tag):
     assert close.reply_text.startswith("INTERNAL_ERROR")
 
 
-# -- user_id ------------------------------------------------------------------------------------------
+# -- user_id ---------------------------------------------------------------------------------------
 
 
 def test_user_id_matching_the_login_is_delivered(channel):
@@ -164,30 +175,62 @@ def test_user_id_not_matching_the_login(channel):
     )
 
 
-# -- through the clients ----------------------------------------------------------------------------
+# -- through the clients ---------------------------------------------------------------------------
 
 
 def test_pika_all_properties(channel):
     q = declare_temp_queue(channel)
     headers = {
-        "str": "text", "int": 42, "neg": -7, "big": 2**40, "bool": True, "false": False,
-        "none": None, "bytes": b"\x00\xff", "decimal": decimal.Decimal("3.14"),
+        "str": "text",
+        "int": 42,
+        "neg": -7,
+        "big": 2**40,
+        "bool": True,
+        "false": False,
+        "none": None,
+        "bytes": b"\x00\xff",
+        "decimal": decimal.Decimal("3.14"),
         "when": datetime.datetime(2024, 1, 2, 3, 4, 5),
-        "nested": {"a": {"b": [1, "x", {"c": None}]}}, "list": [1, "two", [3]],
-        "empty": {}, "empty-list": [], "unicode": "ünïcödé ✓",
+        "nested": {"a": {"b": [1, "x", {"c": None}]}},
+        "list": [1, "two", [3]],
+        "empty": {},
+        "empty-list": [],
+        "unicode": "ünïcödé ✓",
     }
     props = pika.BasicProperties(
-        content_type="application/json", content_encoding="utf-8", headers=headers,
-        delivery_mode=2, priority=9, correlation_id="c", reply_to="r", expiration="100000",
-        message_id="m", timestamp=1700000000, type="t", user_id="guest", app_id="a",
+        content_type="application/json",
+        content_encoding="utf-8",
+        headers=headers,
+        delivery_mode=2,
+        priority=9,
+        correlation_id="c",
+        reply_to="r",
+        expiration="100000",
+        message_id="m",
+        timestamp=1700000000,
+        type="t",
+        user_id="guest",
+        app_id="a",
         cluster_id="cl",
     )
     channel.basic_publish("", q, b"{}", props)
     _m, got, body = channel.basic_get(q, auto_ack=True)
     assert body == b"{}"
-    for name in ("content_type", "content_encoding", "delivery_mode", "priority", "correlation_id",
-                 "reply_to", "expiration", "message_id", "timestamp", "type", "user_id", "app_id",
-                 "cluster_id"):
+    for name in (
+        "content_type",
+        "content_encoding",
+        "delivery_mode",
+        "priority",
+        "correlation_id",
+        "reply_to",
+        "expiration",
+        "message_id",
+        "timestamp",
+        "type",
+        "user_id",
+        "app_id",
+        "cluster_id",
+    ):
         assert getattr(got, name) == getattr(props, name), name
     assert got.headers["str"] in ("text", b"text")
     assert got.headers["int"] == 42 and got.headers["neg"] == -7 and got.headers["big"] == 2**40
@@ -203,28 +246,60 @@ def test_pika_all_properties(channel):
 
 
 def test_py_amqp_field_types(amqp_params):
-    c = amqp.Connection(f"{amqp_params.host}:{amqp_params.port}", userid=amqp_params.user,
-                        password=amqp_params.password, virtual_host=amqp_params.vhost)
+    c = amqp.Connection(
+        f"{amqp_params.host}:{amqp_params.port}",
+        userid=amqp_params.user,
+        password=amqp_params.password,
+        virtual_host=amqp_params.vhost,
+    )
     c.connect()
     try:
         ch = c.channel()
         q = ch.queue_declare("", exclusive=True).queue
         headers = {
-            "float": 1.25, "int": 7, "long": 2**50, "neg": -3, "bool": True, "none": None,
-            "str": "s", "decimal": decimal.Decimal("1.5"),
+            "float": 1.25,
+            "int": 7,
+            "long": 2**50,
+            "neg": -3,
+            "bool": True,
+            "none": None,
+            "str": "s",
+            "decimal": decimal.Decimal("1.5"),
             "when": datetime.datetime(2024, 5, 6, 7, 8, 9),
-            "table": {"x": [1, 2.5, "three"]}, "array": [True, None, {"k": "v"}],
+            "table": {"x": [1, 2.5, "three"]},
+            "array": [True, None, {"k": "v"}],
         }
-        msg = amqp.Message(b"py-amqp", content_type="text/plain", application_headers=headers,
-                           delivery_mode=2, priority=3, correlation_id="c", reply_to="r",
-                           expiration="5000", message_id="m", timestamp=1700000000, type="t",
-                           user_id="guest", app_id="a")
+        msg = amqp.Message(
+            b"py-amqp",
+            content_type="text/plain",
+            application_headers=headers,
+            delivery_mode=2,
+            priority=3,
+            correlation_id="c",
+            reply_to="r",
+            expiration="5000",
+            message_id="m",
+            timestamp=1700000000,
+            type="t",
+            user_id="guest",
+            app_id="a",
+        )
         ch.basic_publish(msg, exchange="", routing_key=q)
         got = ch.basic_get(q, no_ack=True)
         assert got.body == b"py-amqp"
         assert got.properties["application_headers"] == headers
-        for name in ("content_type", "delivery_mode", "priority", "correlation_id", "reply_to",
-                     "expiration", "message_id", "type", "user_id", "app_id"):
+        for name in (
+            "content_type",
+            "delivery_mode",
+            "priority",
+            "correlation_id",
+            "reply_to",
+            "expiration",
+            "message_id",
+            "type",
+            "user_id",
+            "app_id",
+        ):
             assert got.properties[name] == msg.properties[name], name
     finally:
         c.close()
@@ -236,15 +311,27 @@ async def test_aiormq_field_types(amqp_url):
         ch = await conn.channel()
         q = (await ch.queue_declare("", exclusive=True)).queue
         headers = {
-            "float": 2.5, "int": 1, "long": -(2**40), "bool": False, "none": None, "str": "s",
-            "bytes": bytearray(b"\x01\x02"), "decimal": decimal.Decimal("-0.5"),
-            "when": datetime.datetime(2023, 3, 4, 5, 6, 7, tzinfo=datetime.timezone.utc),
-            "table": {"deep": {"deeper": [1, [2, [3]]]}}, "array": ["a", 1, 1.5, None],
+            "float": 2.5,
+            "int": 1,
+            "long": -(2**40),
+            "bool": False,
+            "none": None,
+            "str": "s",
+            "bytes": bytearray(b"\x01\x02"),
+            "decimal": decimal.Decimal("-0.5"),
+            "when": datetime.datetime(2023, 3, 4, 5, 6, 7, tzinfo=datetime.UTC),
+            "table": {"deep": {"deeper": [1, [2, [3]]]}},
+            "array": ["a", 1, 1.5, None],
         }
         props = aiormq.spec.Basic.Properties(
-            content_type="application/octet-stream", headers=headers, delivery_mode=1,
-            priority=0, correlation_id="c", message_id="m", app_id="aiormq",
-            timestamp=datetime.datetime(2023, 1, 1, tzinfo=datetime.timezone.utc),
+            content_type="application/octet-stream",
+            headers=headers,
+            delivery_mode=1,
+            priority=0,
+            correlation_id="c",
+            message_id="m",
+            app_id="aiormq",
+            timestamp=datetime.datetime(2023, 1, 1, tzinfo=datetime.UTC),
         )
         await ch.basic_publish(b"aiormq", routing_key=q, properties=props)
         got = await ch.basic_get(q, no_ack=True)
@@ -255,12 +342,18 @@ async def test_aiormq_field_types(amqp_url):
         assert h["str"] in ("s", b"s")
         assert h["bytes"] == b"\x01\x02"
         assert h["decimal"] == decimal.Decimal("-0.5")
-        assert h["when"].replace(tzinfo=datetime.timezone.utc) == headers["when"]
+        assert h["when"].replace(tzinfo=datetime.UTC) == headers["when"]
         assert h["table"] == {"deep": {"deeper": [1, [2, [3]]]}}
         assert h["array"] == ["a", 1, 1.5, None]
         p = got.header.properties
-        assert (p.content_type, p.delivery_mode, p.priority, p.correlation_id, p.message_id,
-                p.app_id) == ("application/octet-stream", 1, 0, "c", "m", "aiormq")
+        assert (
+            p.content_type,
+            p.delivery_mode,
+            p.priority,
+            p.correlation_id,
+            p.message_id,
+            p.app_id,
+        ) == ("application/octet-stream", 1, 0, "c", "m", "aiormq")
     finally:
         await conn.close()
 

@@ -21,8 +21,12 @@ class Consumers:
 
     def add(self, tag: str, auto_ack: bool = False) -> None:
         self.got[tag] = []
-        self.ch.basic_consume(self.queue, lambda _c, m, _p, _b: self.got[tag].append(m.delivery_tag),
-                              consumer_tag=tag, auto_ack=auto_ack)
+        self.ch.basic_consume(
+            self.queue,
+            lambda _c, m, _p, _b: self.got[tag].append(m.delivery_tag),
+            consumer_tag=tag,
+            auto_ack=auto_ack,
+        )
 
     def total(self) -> int:
         return sum(len(v) for v in self.got.values())
@@ -30,7 +34,9 @@ class Consumers:
     def counts(self) -> dict[str, int]:
         return {k: len(v) for k, v in self.got.items()}
 
-    def settle(self, expected_total: int, quiet: float = 0.3, timeout: float = 5.0) -> dict[str, int]:
+    def settle(
+        self, expected_total: int, quiet: float = 0.3, timeout: float = 5.0
+    ) -> dict[str, int]:
         """Wait for ``expected_total`` deliveries, then a little longer to see that no more come."""
         deadline = time.monotonic() + timeout
         while self.total() < expected_total and time.monotonic() < deadline:
@@ -175,7 +181,7 @@ def test_cancel_and_new_consumer_gets_a_fresh_prefetch(setup):
     assert c.settle(6) == {"a": 3, "b": 3}
 
 
-# -- global=true: a limit shared by the channel's consumers --------------------------------------------
+# -- global=true: a limit shared by the channel's consumers ----------------------------------------
 
 
 def test_global_prefetch_one_consumer(setup):
@@ -233,7 +239,7 @@ def test_global_prefetch_spans_queues(connect):
     c1, c2 = Consumers(conn, ch, q1), Consumers(conn, ch, q2)
     c1.add("a")
     c2.add("b")
-    for i in range(10):
+    for _ in range(10):
         ch.basic_publish("", q1, b"1")
         ch.basic_publish("", q2, b"2")
     deadline = time.monotonic() + 5
@@ -243,7 +249,7 @@ def test_global_prefetch_spans_queues(connect):
     assert c1.total() + c2.total() == 4
 
 
-# -- the method itself ----------------------------------------------------------------------------------
+# -- the method itself -----------------------------------------------------------------------------
 
 
 def test_qos_ok(raw):

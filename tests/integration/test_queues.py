@@ -33,7 +33,7 @@ def _wait_gone(conn, queue: str, timeout: float = 5.0) -> None:
         time.sleep(0.02)
 
 
-# -- declare ----------------------------------------------------------------------------------------
+# -- declare ---------------------------------------------------------------------------------------
 
 
 def test_server_named_queue(channel):
@@ -84,8 +84,9 @@ def test_passive_declare(conn, names):
     ok = ch.queue_declare(q, passive=True).method
     assert (ok.queue, ok.message_count, ok.consumer_count) == (q, 1, 0)
     # passive ignores durable/exclusive/auto-delete/arguments
-    ch.queue_declare(q, passive=True, durable=False, auto_delete=True,
-                     arguments={"x-max-length": 1})
+    ch.queue_declare(
+        q, passive=True, durable=False, auto_delete=True, arguments={"x-max-length": 1}
+    )
 
 
 def test_passive_declare_missing(channel, names):
@@ -170,16 +171,22 @@ def test_declare_with_empty_name_reuses_last_declared_queue(raw):
     r.open_channel(1)
     r.rpc(C.Confirm.Select(), C.Confirm.SelectOk, 1)
     q = r.rpc(C.Queue.Declare(queue="", exclusive=True), C.Queue.DeclareOk, 1).queue
-    r.rpc(C.Queue.Bind(queue="", exchange="amq.direct", routing_key="last-queue-test"),
-          C.Queue.BindOk, 1)
+    r.rpc(
+        C.Queue.Bind(queue="", exchange="amq.direct", routing_key="last-queue-test"),
+        C.Queue.BindOk,
+        1,
+    )
     r.publish(1, b"via-last", exchange="amq.direct", routing_key="last-queue-test")
     r.expect(C.Basic.Ack, 1)
     ok = r.rpc(C.Queue.Declare(queue=q, passive=True), C.Queue.DeclareOk, 1)
     assert ok.message_count == 1
     got = r.get(1, "")
     assert got is not None and got[2] == b"via-last"
-    r.rpc(C.Queue.Unbind(queue="", exchange="amq.direct", routing_key="last-queue-test"),
-          C.Queue.UnbindOk, 1)
+    r.rpc(
+        C.Queue.Unbind(queue="", exchange="amq.direct", routing_key="last-queue-test"),
+        C.Queue.UnbindOk,
+        1,
+    )
 
 
 def test_empty_queue_name_without_previous_declare(raw):
@@ -191,7 +198,7 @@ def test_empty_queue_name_without_previous_declare(raw):
     assert close.reply_text == "NOT_FOUND - no previously declared queue"
 
 
-# -- exclusive ---------------------------------------------------------------------------------------
+# -- exclusive -------------------------------------------------------------------------------------
 
 
 def test_exclusive_queue_usable_from_other_channels_of_its_connection(conn, names):
@@ -252,7 +259,7 @@ def test_exclusive_durable_queue_is_still_removed(connect, names):
     _wait_gone(observer, q)
 
 
-# -- auto-delete -------------------------------------------------------------------------------------
+# -- auto-delete -----------------------------------------------------------------------------------
 
 
 def test_auto_delete_after_last_consumer_cancels(conn, names):
@@ -307,7 +314,7 @@ def test_auto_delete_queue_loses_messages_on_deletion(conn, names):
     assert ch.queue_declare(q, passive=True).method.message_count == 0
 
 
-# -- bind / unbind ------------------------------------------------------------------------------------
+# -- bind / unbind ---------------------------------------------------------------------------------
 
 
 def test_bind_unbind(channel, names):
@@ -331,7 +338,7 @@ def test_bind_with_empty_routing_key(channel, names):
     assert drain(channel, q) == [b"empty-key"]
 
 
-# -- purge ------------------------------------------------------------------------------------------
+# -- purge -----------------------------------------------------------------------------------------
 
 
 def test_purge(conn, names):
@@ -361,7 +368,7 @@ def test_purge_leaves_unacked_messages(conn, names):
     assert body == b"0" and method.redelivered
 
 
-# -- delete ------------------------------------------------------------------------------------------
+# -- delete ----------------------------------------------------------------------------------------
 
 
 def test_delete_reports_message_count(conn, names):
@@ -414,7 +421,7 @@ def test_delete_if_empty_with_only_unacked_messages(conn, names):
     q = names.queue()
     ch.queue_declare(q)
     ch.basic_publish("", q, b"m")
-    method, _p, _b = ch.basic_get(q, auto_ack=False)
+    assert ch.basic_get(q, auto_ack=False)[0] is not None
     assert ch.queue_delete(q, if_empty=True).method.message_count == 0
     assert not _exists(conn, q)
 

@@ -31,8 +31,9 @@ def test_rpc_pika(connect, names):
     client = client_conn.channel()
     replies = []
     client.basic_consume(REPLY_TO, lambda _c, m, p, b: replies.append((m, p, b)), auto_ack=True)
-    client.basic_publish("", service, b"2+2",
-                         pika.BasicProperties(reply_to=REPLY_TO, correlation_id="req-1"))
+    client.basic_publish(
+        "", service, b"2+2", pika.BasicProperties(reply_to=REPLY_TO, correlation_id="req-1")
+    )
 
     method, props, body = None, None, None
     deadline = time.monotonic() + 5
@@ -44,8 +45,9 @@ def test_rpc_pika(connect, names):
     assert props.reply_to.startswith(REPLY_TO + ".")
     assert props.reply_to != REPLY_TO
     assert props.correlation_id == "req-1"
-    server.basic_publish("", props.reply_to, b"4",
-                         pika.BasicProperties(correlation_id=props.correlation_id))
+    server.basic_publish(
+        "", props.reply_to, b"4", pika.BasicProperties(correlation_id=props.correlation_id)
+    )
 
     _pump(client_conn, lambda: replies)
     m, p, b = replies[0]
@@ -59,17 +61,24 @@ def test_rpc_several_requests_same_channel(connect, names):
     ch = conn.channel()
     service = declare_temp_queue(ch)
     replies = []
-    ch.basic_consume(REPLY_TO, lambda _c, m, p, b: replies.append((p.correlation_id, b)), auto_ack=True)
+    ch.basic_consume(
+        REPLY_TO, lambda _c, m, p, b: replies.append((p.correlation_id, b)), auto_ack=True
+    )
     for i in range(5):
-        ch.basic_publish("", service, str(i).encode(),
-                         pika.BasicProperties(reply_to=REPLY_TO, correlation_id=str(i)))
+        ch.basic_publish(
+            "",
+            service,
+            str(i).encode(),
+            pika.BasicProperties(reply_to=REPLY_TO, correlation_id=str(i)),
+        )
     responder = conn.channel()
     addresses = set()
     for _ in range(5):
-        method, props, body = responder.basic_get(service, auto_ack=True)
+        _method, props, body = responder.basic_get(service, auto_ack=True)
         addresses.add(props.reply_to)
-        responder.basic_publish("", props.reply_to, body * 2,
-                                pika.BasicProperties(correlation_id=props.correlation_id))
+        responder.basic_publish(
+            "", props.reply_to, body * 2, pika.BasicProperties(correlation_id=props.correlation_id)
+        )
     assert len(addresses) == 1  # one address per channel
     _pump(conn, lambda: len(replies) == 5)
     assert replies == [(str(i), str(i).encode() * 2) for i in range(5)]
@@ -85,8 +94,9 @@ async def test_rpc_aio_pika(amqp_url, names):
             async with message.process():
                 assert message.reply_to.startswith(REPLY_TO + ".")
                 await server_ch.default_exchange.publish(
-                    aio_pika.Message(body=message.body.upper(),
-                                     correlation_id=message.correlation_id),
+                    aio_pika.Message(
+                        body=message.body.upper(), correlation_id=message.correlation_id
+                    ),
                     routing_key=message.reply_to,
                 )
 
@@ -143,7 +153,7 @@ def test_declare_reply_to_pseudo_queue(channel):
     assert ok.queue == REPLY_TO
 
 
-# -- misuse --------------------------------------------------------------------------------------------
+# -- misuse ----------------------------------------------------------------------------------------
 
 
 def test_consume_with_acks_refused(channel):

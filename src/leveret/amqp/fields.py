@@ -5,8 +5,9 @@ Decoders read from a buffer (bytes, bytearray or memoryview) at an offset and re
 
 Type tags follow RabbitMQ's dialect of 0-9-1 (the "errata" table), which is what every
 client in the field speaks: ``t b B s u I i l L f d D S x A T F V``. Decoded values keep
-enough type to be re-encoded faithfully: unsigned and narrower integer tags decode to
-``int``, and encoding an ``int`` picks the narrowest signed tag that fits, as pamqp does.
+their wire type: integers decode to ``TypedInt`` subclasses (``Byte``, ``SignedInt``, ...)
+and 'f' floats to ``Float32``, which re-encode with the tag they arrived with; a plain
+``int`` encodes with the narrowest signed tag that fits, as pamqp does.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import decimal
 import struct
 from typing import Any
 
-from leveret.errors import FrameError
+from leveret.errors import FrameError, UnknownFieldType
 
 _B = struct.Struct(">B")
 _b = struct.Struct(">b")
@@ -30,6 +31,64 @@ _f = struct.Struct(">f")
 _d = struct.Struct(">d")
 
 FieldTable = dict[str, Any]
+
+
+class TypedInt(int):
+    """An integer that remembers its wire type, so it re-encodes as it arrived and error
+    texts can name the type as RabbitMQ does."""
+
+    __slots__ = ()
+    tag = b"l"
+    type_name = "long"
+
+
+class Byte(TypedInt):
+    __slots__ = ()
+    tag, type_name = b"b", "byte"
+
+
+class UnsignedByte(TypedInt):
+    __slots__ = ()
+    tag, type_name = b"B", "unsignedbyte"
+
+
+class Short(TypedInt):
+    __slots__ = ()
+    tag, type_name = b"s", "short"
+
+
+class UnsignedShort(TypedInt):
+    __slots__ = ()
+    tag, type_name = b"u", "unsignedshort"
+
+
+class SignedInt(TypedInt):
+    __slots__ = ()
+    tag, type_name = b"I", "signedint"
+
+
+class UnsignedInt(TypedInt):
+    __slots__ = ()
+    tag, type_name = b"i", "unsignedint"
+
+
+class Long(TypedInt):
+    __slots__ = ()
+    tag, type_name = b"l", "long"
+
+
+class UnsignedLong(TypedInt):
+    __slots__ = ()
+    tag, type_name = b"L", "unsignedlong"
+
+
+class Float32(float):
+    """A single-precision float ('f') as opposed to a double ('d')."""
+
+    __slots__ = ()
+
+
+_INT_PACK = {b"b": _b, b"B": _B, b"s": _h, b"u": _H, b"I": _i, b"i": _I, b"l": _q, b"L": _Q}
 
 # A table nested deeper than this is refused: it can only be an attack on the stack.
 MAX_DEPTH = 64
@@ -107,32 +166,32 @@ def decode_value(buf: Any, off: int, depth: int = 0) -> tuple[Any, int]:  # noqa
         except UnicodeDecodeError:
             return raw, off
     if tag == 0x49:  # I
-        return _i.unpack_from(buf, off)[0], off + 4
+        return SignedInt(_i.unpack_from(buf, off)[0]), off + 4
     if tag == 0x46:  # F
         return decode_table(buf, off, depth + 1)
     if tag == 0x74:  # t
         return bool(buf[off]), off + 1
     if tag == 0x6C:  # l
-        return _q.unpack_from(buf, off)[0], off + 8
+        return Long(_q.unpack_from(buf, off)[0]), off + 8
     if tag == 0x41:  # A
         return decode_array(buf, off, depth + 1)
     if tag == 0x54:  # T
         (ts,) = _Q.unpack_from(buf, off)
         return datetime.datetime.fromtimestamp(ts, datetime.UTC), off + 8
     if tag == 0x62:  # b
-        return _b.unpack_from(buf, off)[0], off + 1
+        return Byte(_b.unpack_from(buf, off)[0]), off + 1
     if tag == 0x42:  # B
-        return buf[off], off + 1
+        return UnsignedByte(_B.unpack_from(buf, off)[0]), off + 1
     if tag == 0x73:  # s
-        return _h.unpack_from(buf, off)[0], off + 2
+        return Short(_h.unpack_from(buf, off)[0]), off + 2
     if tag == 0x75:  # u
-        return _H.unpack_from(buf, off)[0], off + 2
+        return UnsignedShort(_H.unpack_from(buf, off)[0]), off + 2
     if tag == 0x4C:  # L: unsigned 64-bit, which RabbitMQ accepts too
-        return _Q.unpack_from(buf, off)[0], off + 8
+        return UnsignedLong(_Q.unpack_from(buf, off)[0]), off + 8
     if tag == 0x69:  # i
-        return _I.unpack_from(buf, off)[0], off + 4
+        return UnsignedInt(_I.unpack_from(buf, off)[0]), off + 4
     if tag == 0x66:  # f
-        return _f.unpack_from(buf, off)[0], off + 4
+        return Float32(_f.unpack_from(buf, off)[0]), off + 4
     if tag == 0x64:  # d
         return _d.unpack_from(buf, off)[0], off + 8
     if tag == 0x44:  # D
@@ -143,7 +202,7 @@ def decode_value(buf: Any, off: int, depth: int = 0) -> tuple[Any, int]:  # noqa
         return decode_longstr(buf, off)
     if tag == 0x56:  # V
         return None, off
-    raise FrameError(f"unknown field value type {chr(tag)!r}")
+    raise UnknownFieldType(f"unknown field value type {chr(tag)!r}")
 
 
 def encode_table(table: FieldTable | None) -> bytes:
@@ -168,6 +227,8 @@ def encode_value(value: Any) -> bytes:  # noqa: C901, PLR0911
         return b"S" + _I.pack(len(raw)) + raw
     if isinstance(value, bool):
         return b"t\x01" if value else b"t\x00"
+    if isinstance(value, TypedInt):
+        return value.tag + _INT_PACK[value.tag].pack(value)
     if isinstance(value, int):
         if -(2**7) <= value < 2**7:
             return b"b" + _b.pack(value)
@@ -183,6 +244,8 @@ def encode_value(value: Any) -> bytes:  # noqa: C901, PLR0911
     if isinstance(value, bytes | bytearray | memoryview):
         raw = bytes(value)
         return b"x" + _I.pack(len(raw)) + raw
+    if isinstance(value, Float32):
+        return b"f" + _f.pack(value)
     if isinstance(value, float):
         return b"d" + _d.pack(value)
     if isinstance(value, datetime.datetime):

@@ -66,15 +66,16 @@ class FrameBuffer:
             return None
         ftype, channel, size = _FRAME_HEAD.unpack_from(buf, pos)
         if size + 8 > self.frame_max:
-            raise FrameError(
-                f"frame size {size + 8} exceeds negotiated frame_max {self.frame_max}"
-            )
+            # RabbitMQ's wording, so clients and operators see the same message.
+            raise FrameError(f"type {ftype}, all octets = <<>>: "
+                             f"{{frame_too_large,{size},{self.frame_max - 8}}}")
         end = pos + 7 + size
         if len(buf) <= end:
             return None
-        if buf[end] != FRAME_END:
-            raise FrameError(f"frame end byte was {buf[end]:#04x}, expected 0xce")
         payload = bytes(buf[pos + 7 : end])
+        if buf[end] != FRAME_END:
+            raise FrameError(f"type {ftype}, first 16 octets = {erlang_binary(payload[:16])}: "
+                             f"{{invalid_frame_end_marker,{buf[end]}}}")
         self._pos = end + 1
         return ftype, channel, payload
 
@@ -82,6 +83,14 @@ class FrameBuffer:
         if self._pos:
             del self._buf[: self._pos]
             self._pos = 0
+
+
+def erlang_binary(data: bytes) -> str:
+    """Bytes as Erlang prints a binary (``<<"text">>`` or ``<<0,50,...>>``), the way
+    RabbitMQ quotes offending input in its error texts."""
+    if data and all(32 <= b < 127 for b in data):
+        return '<<"' + data.decode("ascii").replace("\\", "\\\\").replace('"', '\\"') + '">>'
+    return "<<" + ",".join(str(b) for b in data) + ">>"
 
 
 def encode_method(channel: int, method: spec.Method) -> bytes:

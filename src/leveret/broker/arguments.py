@@ -13,22 +13,27 @@ import decimal
 from collections.abc import Callable
 from typing import Any
 
-from leveret.amqp.fields import FieldTable
+from leveret.amqp.fields import FieldTable, Float32, TypedInt
 from leveret.errors import PreconditionFailed
 
 
 def wire_type(value: Any) -> str:
-    """RabbitMQ's name for the field type a decoded value most likely had."""
+    """RabbitMQ's name for a decoded value's field type. Integers and 'f' floats decoded
+    from the wire carry their type; plain Python values are named as pika encodes them."""
     if isinstance(value, bool):
         return "bool"
+    if isinstance(value, TypedInt):
+        return value.type_name
     if isinstance(value, int):
         return "signedint" if -(2**31) <= value < 2**31 else "long"
+    if isinstance(value, Float32):
+        return "float"
+    if isinstance(value, float):
+        return "double"
     if isinstance(value, str):
         return "longstr"
     if isinstance(value, bytes):
         return "binary"
-    if isinstance(value, float):
-        return "double"
     if isinstance(value, decimal.Decimal):
         return "decimal"
     if isinstance(value, datetime.datetime):
@@ -54,51 +59,63 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _int_check(minimum: int, maximum: int | None = None) -> Callable[[Any], str | None]:
+# A check returns None when the value is acceptable, else RabbitMQ's reason term.
+Check = Callable[[Any], str | None]
+
+
+def _integer(minimum: int = 0, maximum: int | None = None, zero_ok: bool = True) -> Check:
     def check(v: Any) -> str | None:
         if not _is_int(v):
-            return f"{{unacceptable_type,{wire_type(v)}}}"
-        if v < minimum:
-            return f"{{value_negative,{v}}}" if minimum == 0 else f"{{value_zero,{v}}}"
+            return f'"expected integer, got {wire_type(v)}"'
+        if v < 0:
+            return f"{{value_negative,{v}}}"
+        if v == 0 and not zero_ok:
+            return f"{{value_zero,{v}}}"
         if maximum is not None and v > maximum:
-            return f"{{value_too_large,{v},{maximum}}}"
+            return f"{{max_value_exceeded,{v}}}"
         return None
     return check
 
 
-def _str_check(allowed: tuple[str, ...] | None = None) -> Callable[[Any], str | None]:
-    def check(v: Any) -> str | None:
-        if not isinstance(v, str | bytes):
-            return f"{{unacceptable_type,{wire_type(v)}}}"
-        text = v if isinstance(v, str) else v.decode("utf-8", "replace")
-        if allowed is not None and text not in allowed:
-            return f"{{unacceptable_value,{erlang_term(v)}}}"
-        return None
-    return check
+def _text(v: Any) -> str:
+    return v if isinstance(v, str) else bytes(v).decode("utf-8", "replace")
 
 
-def _bool_check(v: Any) -> str | None:
+def _one_of(allowed: tuple[str, ...], reason: Callable[[str], str]) -> Check:
+    return lambda v: None if _text(v) in allowed else reason(_text(v))
+
+
+def _any_text(v: Any) -> str | None:
+    return None
+
+
+def _boolean(v: Any) -> str | None:
     return None if isinstance(v, bool) else f"{{unacceptable_type,{wire_type(v)}}}"
 
 
-QUEUE_ARGUMENTS: dict[str, Callable[[Any], str | None]] = {
-    "x-expires": _int_check(1),
-    "x-message-ttl": _int_check(0),
-    "x-dead-letter-exchange": _str_check(),
-    "x-dead-letter-routing-key": _str_check(),
-    "x-max-length": _int_check(0),
-    "x-max-length-bytes": _int_check(0),
-    "x-max-in-memory-length": _int_check(0),
-    "x-max-in-memory-bytes": _int_check(0),
-    "x-max-priority": _int_check(0, 255),
-    "x-overflow": _str_check(("drop-head", "reject-publish", "reject-publish-dlx")),
-    "x-queue-mode": _str_check(("default", "lazy")),
-    "x-single-active-consumer": _bool_check,
-    "x-queue-type": _str_check(("classic", "quorum", "stream")),
-    "x-delivery-limit": _int_check(0),
-    "x-max-age": _str_check(),
-    "x-queue-master-locator": _str_check(("client-local", "min-masters", "random")),
-    "x-queue-leader-locator": _str_check(("client-local", "balanced")),
+# Arguments RabbitMQ knows, with the type class it checks first ("str" arguments give the
+# "invalid type" text) and the value check after it.
+QUEUE_ARGUMENTS: dict[str, tuple[str, Check]] = {
+    "x-expires": ("int", _integer(zero_ok=False)),
+    "x-message-ttl": ("int", _integer()),
+    "x-dead-letter-exchange": ("str", _any_text),
+    "x-dead-letter-routing-key": ("str", _any_text),
+    "x-max-length": ("int", _integer()),
+    "x-max-length-bytes": ("int", _integer()),
+    "x-max-in-memory-length": ("int", _integer()),
+    "x-max-in-memory-bytes": ("int", _integer()),
+    "x-max-priority": ("int", _integer(maximum=255)),
+    "x-overflow": ("str", _one_of(("drop-head", "reject-publish", "reject-publish-dlx"),
+                                  lambda _v: "invalid_overflow")),
+    "x-queue-mode": ("str", _one_of(("default", "lazy"),
+                                    lambda v: f"\"unsupported queue mode '{v}'\"")),
+    "x-single-active-consumer": ("bool", _boolean),
+    "x-queue-type": ("str", _one_of(("classic", "quorum", "stream"),
+                                    lambda v: f"\"unsupported queue type '{v}'\"")),
+    "x-delivery-limit": ("int", _integer()),
+    "x-max-age": ("str", _any_text),
+    "x-queue-master-locator": ("str", _any_text),
+    "x-queue-leader-locator": ("str", _any_text),
 }
 
 # Only these exchange arguments take part in equivalence checks.
@@ -106,11 +123,21 @@ EXCHANGE_EQUIVALENT = ("alternate-exchange",)
 
 
 def validate_queue_arguments(arguments: FieldTable, where: str) -> None:
-    for key, check in QUEUE_ARGUMENTS.items():
-        if key in arguments:
-            problem = check(arguments[key])
-            if problem is not None:
-                raise PreconditionFailed(f"invalid arg '{key}' for {where}: {problem}")
+    """406 for a known argument of the wrong type or value, with RabbitMQ's texts.
+    ``where`` is "queue 'q' in vhost '/'"."""
+    for key, (kind, check) in QUEUE_ARGUMENTS.items():
+        if key not in arguments:
+            continue
+        value = arguments[key]
+        if kind == "str" and not isinstance(value, str | bytes):
+            raise PreconditionFailed(
+                f"invalid type '{wire_type(value)}' for arg '{key}' in {where}")
+        problem = check(value)
+        if problem is not None:
+            raise PreconditionFailed(f"invalid arg '{key}' for {where}: {problem}")
+    if "x-dead-letter-routing-key" in arguments and "x-dead-letter-exchange" not in arguments:
+        raise PreconditionFailed(f"invalid arg 'x-dead-letter-routing-key' for {where}: "
+                                 "routing_key_but_no_dlx_defined")
 
 
 def _val(value: Any, typed: bool) -> str:

@@ -113,9 +113,10 @@ class Channel:
         msg = Message(method.exchange, method.routing_key, properties_raw, body)
         try:
             msg.validate()
-        except Exception as exc:
-            # RabbitMQ fails the whole connection on a content header it cannot parse.
-            raise InternalError(f"cannot parse content header: {exc}", 60, 40) from None
+        except Exception:
+            # RabbitMQ's channel crashes on a content header it cannot parse, and the
+            # connection goes with a bare INTERNAL_ERROR.
+            raise InternalError("", 0, 0) from None
         if msg.flags & (FLAG_USER_ID | FLAG_REPLY_TO):
             self._check_properties(msg)
         if self.confirm:

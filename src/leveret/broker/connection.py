@@ -32,11 +32,23 @@ from leveret.errors import (
     NotAllowed,
     PreconditionFailed,
     UnexpectedFrame,
+    UnknownFieldType,
 )
 
 log = logging.getLogger("leveret.connection")
 
 HEADER, START_OK, TUNE_OK, OPEN, RUNNING, CLOSING, CLOSED = range(7)
+
+# Methods only a server sends: a client sending one gets 503 "unimplemented method".
+CLIENT_METHODS_REFUSED = frozenset(m.INDEX for m in (
+    spec.ConnectionStart, spec.ConnectionSecure, spec.ConnectionTune, spec.ConnectionOpenOk,
+    spec.ChannelOpenOk, spec.AccessRequestOk, spec.ExchangeDeclareOk, spec.ExchangeDeleteOk,
+    spec.ExchangeBindOk, spec.ExchangeUnbindOk, spec.QueueDeclareOk, spec.QueueBindOk,
+    spec.QueuePurgeOk, spec.QueueDeleteOk, spec.QueueUnbindOk, spec.BasicQosOk,
+    spec.BasicConsumeOk, spec.BasicCancelOk, spec.BasicReturn, spec.BasicDeliver,
+    spec.BasicGetOk, spec.BasicGetEmpty, spec.BasicRecoverOk, spec.TxSelectOk,
+    spec.TxCommitOk, spec.TxRollbackOk, spec.ConfirmSelectOk, spec.ConnectionUpdateSecretOk,
+))
 
 
 class ServerConnection:
@@ -151,14 +163,16 @@ class ServerConnection:
             index = int.from_bytes(payload[:4], "big")
             cls = spec.METHODS.get(index)
             if cls is None:
-                raise CommandInvalid(f"unknown method {index >> 16}.{index & 0xFFFF}")
+                raise UnknownFieldType(f"unknown method {index >> 16}.{index & 0xFFFF}")
             try:
                 method = cls.decode(payload, 4)
-            except FrameError as exc:
-                raise FrameError(exc.text, cls.CLASS_ID, cls.METHOD_ID) from None
-            except Exception as exc:  # struct.error, IndexError, ValueError, ...
-                raise FrameError(f"cannot decode {cls.NAME}: {exc}", cls.CLASS_ID,
-                                 cls.METHOD_ID) from None
+            except UnknownFieldType:
+                raise
+            except Exception:  # FrameError, struct.error, IndexError, ValueError, ...
+                raise FrameError(f"cannot decode {frames.erlang_binary(payload[4:])}",
+                                 cls.CLASS_ID, cls.METHOD_ID) from None
+            if index in CLIENT_METHODS_REFUSED:
+                raise CommandInvalid("unimplemented method", cls.CLASS_ID, cls.METHOD_ID)
             if channel == 0:
                 self._connection_method(method)
             else:
@@ -167,9 +181,10 @@ class ServerConnection:
             self._content_frame(ftype, channel, payload)
         elif ftype == frames.HEARTBEAT:
             if channel != 0:
-                raise UnexpectedFrame(f"heartbeat frame on channel {channel}")
+                raise UnexpectedFrame(f"type 8, all octets = {frames.erlang_binary(payload)}")
         else:
-            raise FrameError(f"unknown frame type {ftype}")
+            raise FrameError(f"type {ftype}, all octets = {frames.erlang_binary(payload)}: "
+                             "unknown_frame")
 
     # -- connection class --------------------------------------------------------------
 
@@ -217,7 +232,7 @@ class ServerConnection:
             if self.client_capability("authentication_failure_close"):
                 raise AccessRefusedHard(
                     f"Login was refused using authentication mechanism {m.mechanism}. For "
-                    "details see the broker logfile.", 10, 11)
+                    "details see the broker logfile.")
             self._close_transport()
             return
         self.user = user
@@ -241,14 +256,15 @@ class ServerConnection:
 
     def _tune_ok(self, m: spec.ConnectionTuneOk) -> None:
         limits = self.node.limits
-        frame_max = m.frame_max or limits.frame_max
+        # 0 means "no limit", which is more than the server offered (RabbitMQ refuses it).
+        frame_max = m.frame_max or 1 << 32
         if frame_max < frames.FRAME_MIN_SIZE:
             raise NotAllowed(f"negotiated frame_max = {frame_max} is lower than the minimum "
                              f"allowed value ({frames.FRAME_MIN_SIZE})", 10, 31)
         if frame_max > limits.frame_max:
             raise NotAllowed(f"negotiated frame_max = {frame_max} is higher than the maximum "
                              f"allowed value ({limits.frame_max})", 10, 31)
-        channel_max = m.channel_max or limits.channel_max
+        channel_max = m.channel_max or 65536
         if channel_max > limits.channel_max:
             raise NotAllowed(f"negotiated channel_max = {channel_max} is higher than the "
                              f"maximum allowed value ({limits.channel_max})", 10, 31)
@@ -284,21 +300,22 @@ class ServerConnection:
                                        m.CLASS_ID, m.METHOD_ID)
             if len(self.channels) >= self.channel_max:
                 raise NotAllowed(f"number of channels opened ({len(self.channels)}) has reached "
-                                 f"the negotiated channel_max ({self.channel_max})", 20, 10)
+                                 f"the negotiated channel_max ({self.channel_max})")
             self.channels[number] = Channel(self, number)
             self.send(number, spec.ChannelOpenOk())
             return
         if ch.pending is not None:
-            raise UnexpectedFrame(f"expected content header for class 60, got {m.NAME}",
-                                  m.CLASS_ID, m.METHOD_ID)
+            raise UnexpectedFrame(
+                "expected content body, got non content body frame instead" if ch.pending_props
+                else "expected content header for class 60, got non content header frame "
+                "instead", 60, 40)
         try:
             handler = HANDLERS.get(m.INDEX)
             if handler is None:
-                raise CommandInvalid(f"unexpected method {m.NAME} on a channel",
-                                     m.CLASS_ID, m.METHOD_ID)
+                raise CommandInvalid("unimplemented method", m.CLASS_ID, m.METHOD_ID)
             handler(self, ch, m)
         except AMQPError as exc:
-            if not exc.class_id:
+            if exc.class_id is None:
                 exc.class_id, exc.method_id = m.CLASS_ID, m.METHOD_ID
             if not exc.soft:
                 raise
@@ -309,15 +326,15 @@ class ServerConnection:
             return
         ch = self.channels.get(number)
         if ch is None or ch.pending is None:
-            raise UnexpectedFrame(
-                "expected method frame, got non method frame instead" if ch is not None
-                else f"content frame on channel {number}, which is not open", 60, 40)
-        if ftype == frames.HEADER:
-            if ch.pending_props:
-                raise UnexpectedFrame("expected content body, got content header", 60, 40)
+            raise UnexpectedFrame("expected method frame, got non method frame instead")
+        if not ch.pending_props:
+            if ftype != frames.HEADER:
+                raise UnexpectedFrame("expected content header for class 60, got non content "
+                                      "header frame instead", 60, 40)
             class_id, size, props = frames.parse_content_header(payload)
             if class_id != 60:
-                raise FrameError(f"content header for class {class_id}, expected 60", 60, 40)
+                raise UnexpectedFrame(f"expected content header for class 60, got one for "
+                                      f"class {class_id} instead", 60, 40)
             ch.pending_props = props or b"\x00\x00"
             ch.pending_size = size
             if size > self.node.limits.max_message_size:
@@ -328,12 +345,13 @@ class ServerConnection:
             if size == 0:
                 self._complete_publish(ch, b"")
             return
-        if not ch.pending_props:
-            raise UnexpectedFrame("expected content header for class 60, got non content "
-                                  "header frame instead", 60, 40)
+        if ftype != frames.BODY:
+            raise UnexpectedFrame("expected content body, got non content body frame instead",
+                                  60, 40)
         ch.pending_received += len(payload)
         if ch.pending_received > ch.pending_size:
-            raise FrameError("content body larger than the size in its header", 60, 40)
+            raise UnexpectedFrame("expected content body, got non content body frame instead",
+                                  60, 40)
         if ch.pending_received == ch.pending_size:
             parts = ch.pending_body
             if parts:
@@ -357,7 +375,7 @@ class ServerConnection:
         try:
             ch.publish(method, props, body)  # type: ignore[arg-type]
         except AMQPError as exc:
-            if not exc.class_id:
+            if exc.class_id is None:
                 exc.class_id, exc.method_id = 60, 40
             if not exc.soft:
                 raise
@@ -377,7 +395,8 @@ class ServerConnection:
         self.closing_channels.add(ch.number)
         self.send(ch.number, spec.ChannelClose(reply_code=exc.reply_code,
                                                reply_text=exc.reply_text,
-                                               class_id=exc.class_id, method_id=exc.method_id))
+                                               class_id=exc.class_id or 0,
+                                               method_id=exc.method_id or 0))
 
     def close_channel(self, ch: Channel) -> None:
         self.channels.pop(ch.number, None)
@@ -401,11 +420,12 @@ class ServerConnection:
         if self.state in (CLOSING, CLOSED):
             return
         log.info("closing connection from %s:%s: %s", *self.peer[:2], exc.reply_text)
-        if self.state in (START_OK, TUNE_OK) and not isinstance(exc, AccessRefusedHard):
+        if isinstance(exc, UnknownFieldType) or (
+                self.state in (START_OK, TUNE_OK) and not isinstance(exc, AccessRefusedHard)):
             # Before login completes RabbitMQ trusts the client with no explanation.
             self._close_transport()
             return
-        self.close(exc.reply_code, exc.reply_text, exc.class_id, exc.method_id)
+        self.close(exc.reply_code, exc.reply_text, exc.class_id or 0, exc.method_id or 0)
 
     def close(self, code: int, text: str, class_id: int = 0, method_id: int = 0) -> None:
         """Start closing from the server side (errors, shutdown): send connection.close and

@@ -17,6 +17,7 @@ from leveret.broker.arguments import (
     assert_equivalent,
     erlang_term,
     validate_queue_arguments,
+    wire_type,
 )
 from leveret.broker.exchanges import TYPES, Binding, Exchange
 from leveret.broker.exchanges.headers import MATCH_MODES
@@ -105,6 +106,11 @@ class VirtualHost:
             if name.startswith("amq."):
                 raise AccessRefused(
                     f"exchange name '{name}' contains reserved prefix 'amq.*'")
+            ae = arguments.get("alternate-exchange")
+            if ae is not None and not isinstance(ae, str):
+                raise PreconditionFailed(f"invalid type '{wire_type(ae)}' for arg "
+                                         f"'alternate-exchange' in exchange '{name}' "
+                                         f"{self._where()}")
             ex = cls(name, durable=durable, auto_delete=auto_delete, internal=internal,
                      arguments=arguments)
             self.exchanges[name] = ex
@@ -153,7 +159,7 @@ class VirtualHost:
                       auto_delete: bool, arguments: FieldTable, connection: Any) -> Queue:
         if passive:
             if not name:
-                raise NotFound("no previously declared queue")
+                raise NotFound(f"no queue '' {self._where()}")
             return self.queue(name, connection)
         generated = not name
         if generated:
@@ -175,7 +181,11 @@ class VirtualHost:
                                ("auto_delete", auto_delete, existing.auto_delete)):
             if got != have:
                 if arg == "exclusive":
-                    self.check_exclusive(existing, object())
+                    raise ResourceLocked(
+                        f"cannot obtain exclusive access to locked queue '{name}' "
+                        f"{self._where()}. It could be originally declared on another "
+                        "connection or the exclusive property value does not match that of "
+                        "the original declaration.")
                 raise PreconditionFailed(
                     f"inequivalent arg '{arg}' for {what}: received '{_fmt(got)}' but current "
                     f"is '{_fmt(have)}'")
@@ -183,6 +193,8 @@ class VirtualHost:
         return existing
 
     def delete_queue(self, name: str, if_unused: bool, if_empty: bool, connection: Any) -> int:
+        if not name:
+            raise NotFound("no previously declared queue")
         q = self.queues.get(name)
         if q is None:
             return 0
@@ -215,6 +227,10 @@ class VirtualHost:
     def _check_bind_args(self, source: Exchange, arguments: FieldTable) -> None:
         if source.type == "headers" and "x-match" in arguments:
             mode = arguments["x-match"]
+            if not isinstance(mode, str):
+                raise PreconditionFailed(
+                    f"Invalid x-match field type {wire_type(mode)} (value "
+                    f"{erlang_term(mode)}); expected longstr")
             if mode not in MATCH_MODES:
                 raise PreconditionFailed(
                     f"Invalid x-match field value {erlang_term(mode)}; expected all, any, "
@@ -235,8 +251,11 @@ class VirtualHost:
                      connection: Any) -> None:
         if exchange == "":
             raise AccessRefused("operation not permitted on the default exchange")
-        q = self.queue(queue, connection)
-        ex = self.exchange(exchange)
+        q = self.queues.get(queue)
+        ex = self.exchanges.get(exchange)
+        if q is None or ex is None:
+            return  # unbinding what is not there succeeds, as in RabbitMQ
+        self.check_exclusive(q, connection)
         b = Binding(exchange, q, routing_key, arguments)
         if ex.remove_binding(b):
             q.bindings = [(e, x) for e, x in q.bindings if not (e is ex and x.key == b.key)]
@@ -246,6 +265,13 @@ class VirtualHost:
                       arguments: FieldTable, unbind: bool = False) -> None:
         if destination == "" or source == "":
             raise AccessRefused("operation not permitted on the default exchange")
+        if unbind:
+            dest_x, src_x = self.exchanges.get(destination), self.exchanges.get(source)
+            if dest_x is None or src_x is None:
+                return
+            if src_x.remove_binding(Binding(source, dest_x, routing_key, arguments)):
+                self._maybe_auto_delete_exchange(src_x)
+            return
         dest = self.exchange(destination)
         src = self.exchange(source)
         b = Binding(source, dest, routing_key, arguments)

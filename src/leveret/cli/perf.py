@@ -60,7 +60,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     a("--no-auto-delete", dest="auto_delete", action="store_false",
       help="declare the named queue without auto-delete")
     a("--pmessages", "-C", type=int, default=0, help="stop each producer after N messages")
-    a("--cmessages", "-D", type=int, default=0, help="stop consumers after N messages")
+    a("--cmessages", "-D", type=int, default=0,
+      help="stop consuming after N messages (all consumers together)")
     a("--batch", type=int, default=100,
       help="messages a producer queues per event-loop turn (one socket write)")
     a("--single-process", action="store_true",
@@ -214,6 +215,9 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901
         except ImportError:
             use_uvloop = False
     out = sys.stderr if args.json else sys.stdout
+    if cfg.consumers == 0 and not cfg.queue:
+        print("leveret perf: warning: no consumers and no --queue: every message is "
+              "unroutable and dropped by the broker", file=sys.stderr)  # fmt: skip
     workers = _Workers(cfg, args.single_process, use_uvloop)
     server: dict[str, str] = {}
     ready: set[str] = set()

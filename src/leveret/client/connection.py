@@ -82,7 +82,7 @@ class Connection(FrameProtocol):
             self._set_closed(ConnectionClosed(reply_code, "closed by the client"))
         if self._transport is not None:
             self._transport.close()
-        await self._lost
+            await self._lost
 
     async def wait_closed(self) -> AMQPClosed:
         """Wait until the connection is gone; returns why (never raises it)."""

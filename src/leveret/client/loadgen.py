@@ -154,7 +154,11 @@ async def _produce(conn: Connection, ch: Channel, cfg: LoadConfig, st: Stats,
         sent += n
         st.sent += n
         await conn.drain()
-    return clock()
+    end = clock()
+    if window and limit and sent >= limit:  # a counted run: let the last confirms arrive
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ch.wait_for_confirms(), 10)
+    return end
 
 
 async def _recv_pipe(pipe: Pipe) -> Any:

@@ -12,6 +12,7 @@ import decimal
 from typing import Any
 
 from leveret.amqp.fields import FieldTable
+from leveret.broker.arguments import wire_type
 from leveret.broker.exchanges.base import Destination, Exchange
 from leveret.broker.message import Message
 
@@ -31,10 +32,12 @@ def _erlang(value: Any) -> Any:
         return int(value.timestamp())
     if isinstance(value, decimal.Decimal):
         return ("decimal", value)
+    # Inside tables and arrays Erlang keeps each value's type next to it, so nested values
+    # only match with the same wire type.
     if isinstance(value, dict):
-        return tuple((k, _erlang(v)) for k, v in value.items())
+        return tuple(sorted((k, wire_type(v), _erlang(v)) for k, v in value.items()))
     if isinstance(value, list):
-        return tuple(_erlang(v) for v in value)
+        return tuple((wire_type(v), _erlang(v)) for v in value)
     return value
 
 

@@ -1,0 +1,90 @@
+"""kombu: Connection, Producer, Consumer, SimpleQueue (over py-amqp), as Celery uses it."""
+
+from __future__ import annotations
+
+import time
+
+import kombu
+import pytest
+
+
+@pytest.fixture
+def kombu_conn(amqp_url):
+    with kombu.Connection(amqp_url, transport="pyamqp", connect_timeout=5) as conn:
+        conn.connect()
+        yield conn
+
+
+def test_producer_consumer(kombu_conn, names):
+    exchange = kombu.Exchange(names.exchange(), type="direct", durable=False)
+    queue = kombu.Queue(names.queue(), exchange=exchange, routing_key="video", durable=False)
+    with kombu_conn.channel() as ch:
+        producer = kombu.Producer(ch, exchange=exchange, serializer="json")
+        for i in range(5):
+            producer.publish(
+                {"n": i}, routing_key="video", declare=[queue], retry=False, headers={"x-seq": i}
+            )
+    received = []
+
+    def on_message(body, message):
+        received.append((body, message.headers["x-seq"]))
+        message.ack()
+
+    with kombu.Consumer(kombu_conn, queues=[queue], callbacks=[on_message], accept=["json"]):
+        while len(received) < 5:
+            kombu_conn.drain_events(timeout=5)
+    assert received == [({"n": i}, i) for i in range(5)]
+    queue(kombu_conn.default_channel).delete()
+    exchange(kombu_conn.default_channel).delete()
+
+
+def test_simple_queue(kombu_conn, names):
+    name = names.queue()
+    q = kombu_conn.SimpleQueue(name)
+    try:
+        q.put({"hello": "world"})
+        q.put("text")
+        deadline = time.monotonic() + 5
+        while q.qsize() != 2:  # RabbitMQ's declare-ok count may lag a fresh publish
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        m1 = q.get(block=True, timeout=5)
+        assert m1.payload == {"hello": "world"}
+        m1.ack()
+        m2 = q.get(block=True, timeout=5)
+        assert m2.payload == "text"
+        m2.requeue()
+        m3 = q.get(block=True, timeout=5)
+        assert m3.payload == "text" and m3.delivery_info["redelivered"]
+        m3.ack()
+        with pytest.raises(q.Empty):
+            q.get(block=False)
+    finally:
+        q.close()
+        kombu_conn.default_channel.queue_delete(name)
+
+
+def test_fanout_broadcast(kombu_conn, names):
+    exchange = kombu.Exchange(names.exchange(), type="fanout", durable=False)
+    queues = [kombu.Queue(exclusive=True, exchange=exchange) for _ in range(2)]
+    got: list[list] = [[], []]
+    consumers = [
+        kombu.Consumer(
+            kombu_conn.channel(),
+            queues=[q],
+            callbacks=[lambda body, m, i=i: (got[i].append(body), m.ack())],
+        )
+        for i, q in enumerate(queues)
+    ]
+    for c in consumers:
+        c.consume()
+    kombu.Producer(kombu_conn.default_channel).publish(
+        "broadcast", exchange=exchange, declare=[exchange]
+    )
+    while not (got[0] and got[1]):
+        kombu_conn.drain_events(timeout=5)
+    assert got == [["broadcast"], ["broadcast"]]
+    for c in consumers:
+        c.cancel()
+        c.channel.close()
+    exchange(kombu_conn.default_channel).delete()
