@@ -74,8 +74,9 @@ class FrameBuffer:
             return None
         payload = bytes(buf[pos + 7 : end])
         if buf[end] != FRAME_END:
-            raise FrameError(f"type {ftype}, first 16 octets = {erlang_binary(payload[:16])}: "
-                             f"{{invalid_frame_end_marker,{buf[end]}}}")
+            prefix = f"type {ftype}, first 16 octets = {erlang_binary(payload[:16])}: "
+            raise FrameError(prefix + erlang_tuple(len(prefix), "invalid_frame_end_marker",
+                                                   str(buf[end])))
         self._pos = end + 1
         return ftype, channel, payload
 
@@ -91,6 +92,15 @@ def erlang_binary(data: bytes) -> str:
     if data and all(32 <= b < 127 for b in data):
         return '<<"' + data.decode("ascii").replace("\\", "\\\\").replace('"', '\\"') + '">>'
     return "<<" + ",".join(str(b) for b in data) + ">>"
+
+
+def erlang_tuple(column: int, *items: str) -> str:
+    """A tuple as Erlang's ``~p`` lays it out starting at ``column``: on one line if it fits
+    in 80 columns, else one element per line aligned after the brace."""
+    flat = "{" + ",".join(items) + "}"
+    if column + len(flat) <= 80:
+        return flat
+    return "{" + (",\n" + " " * (column + 1)).join(items) + "}"
 
 
 def encode_method(channel: int, method: spec.Method) -> bytes:

@@ -158,6 +158,14 @@ class ServerConnection:
 
     def _frame(self, ftype: int, channel: int, payload: bytes) -> None:
         if ftype == frames.METHOD:
+            if channel:
+                ch = self.channels.get(channel)
+                if ch is not None and ch.pending is not None:
+                    # Content was expected: the frame type alone is the error.
+                    raise UnexpectedFrame(
+                        "expected content body, got non content body frame instead"
+                        if ch.pending_props else "expected content header for class 60, got "
+                        "non content header frame instead", 60, 40)
             if len(payload) < 4:
                 raise FrameError("method frame too short")
             index = int.from_bytes(payload[:4], "big")
@@ -304,11 +312,6 @@ class ServerConnection:
             self.channels[number] = Channel(self, number)
             self.send(number, spec.ChannelOpenOk())
             return
-        if ch.pending is not None:
-            raise UnexpectedFrame(
-                "expected content body, got non content body frame instead" if ch.pending_props
-                else "expected content header for class 60, got non content header frame "
-                "instead", 60, 40)
         try:
             handler = HANDLERS.get(m.INDEX)
             if handler is None:

@@ -73,11 +73,10 @@ def exchange_unbind(conn: ServerConnection, ch: Channel, m: spec.ExchangeUnbind)
 
 def queue_declare(conn: ServerConnection, ch: Channel, m: spec.QueueDeclare) -> None:
     if m.queue == REPLY_TO:
-        # The direct reply-to pseudo-queue always "exists" and is always empty.
+        # The direct reply-to pseudo-queue always "exists", empty, with one consumer.
         if not m.nowait:
-            conn.send(ch.number, spec.QueueDeclareOk(
-                queue=REPLY_TO, message_count=0,
-                consumer_count=1 if ch.reply_queue is not None else 0))
+            conn.send(ch.number, spec.QueueDeclareOk(queue=REPLY_TO, message_count=0,
+                                                     consumer_count=1))
         return
     q = ch.vhost.declare_queue(m.queue, m.passive, m.durable, m.exclusive, m.auto_delete,
                                m.arguments, conn)
