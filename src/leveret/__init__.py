@@ -6,6 +6,6 @@
 
 __version__ = "0.1.0"
 
-from leveret.server.embedded import Broker  # noqa: E402
+from leveret.server.embedded import Broker
 
 __all__ = ["Broker", "__version__"]

@@ -83,7 +83,7 @@ class PreconditionFailed(ChannelError):
     reply_code = 406
 
 
-class ConnectionError_(AMQPError):  # noqa: N801 - avoid shadowing the builtin
+class ConnectionError_(AMQPError):
     soft = False
 
 
@@ -108,7 +108,7 @@ class UnknownFieldType(FrameError):
     close method; leveret closes the socket the same way."""
 
 
-class SyntaxError_(ConnectionError_):  # noqa: N801
+class SyntaxError_(ConnectionError_):
     reply_code = 502
 
 
@@ -132,7 +132,7 @@ class NotAllowed(ConnectionError_):
     reply_code = 530
 
 
-class NotImplemented_(ConnectionError_):  # noqa: N801
+class NotImplemented_(ConnectionError_):
     reply_code = 540
 
 

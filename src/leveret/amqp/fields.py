@@ -156,7 +156,7 @@ def decode_array(buf: Any, off: int, depth: int = 0) -> tuple[list[Any], int]:
     return items, off
 
 
-def decode_value(buf: Any, off: int, depth: int = 0) -> tuple[Any, int]:  # noqa: C901, PLR0911
+def decode_value(buf: Any, off: int, depth: int = 0) -> tuple[Any, int]:  # noqa: C901
     tag = buf[off]
     off += 1
     if tag == 0x53:  # S long string: text if it is UTF-8, else bytes
@@ -221,7 +221,7 @@ def encode_array(items: list[Any] | tuple[Any, ...]) -> bytes:
     return _I.pack(len(body)) + body
 
 
-def encode_value(value: Any) -> bytes:  # noqa: C901, PLR0911
+def encode_value(value: Any) -> bytes:  # noqa: C901
     if isinstance(value, str):
         raw = value.encode("utf-8", "surrogateescape")
         return b"S" + _I.pack(len(raw)) + raw
@@ -251,7 +251,7 @@ def encode_value(value: Any) -> bytes:  # noqa: C901, PLR0911
     if isinstance(value, datetime.datetime):
         return b"T" + _Q.pack(int(value.timestamp()))
     if isinstance(value, decimal.Decimal):
-        sign, digits, exponent = value.normalize().as_tuple()
+        exponent = value.normalize().as_tuple().exponent
         scale = max(0, -int(exponent))
         unscaled = int(value.scaleb(scale))
         return b"D" + _B.pack(scale) + _i.pack(unscaled)

@@ -8,8 +8,9 @@ from __future__ import annotations
 import struct
 from typing import Any, ClassVar
 
-from leveret.amqp.fields import (FieldTable, decode_longstr, decode_shortstr, decode_table,
-                                 encode_longstr, encode_shortstr, encode_table)
+from leveret.amqp.fields import (FieldTable, decode_longstr, decode_shortstr,
+                                 decode_table, encode_longstr, encode_shortstr,
+                                 encode_table)
 
 _B = struct.Struct('>B')
 _H = struct.Struct('>H')
@@ -128,14 +129,17 @@ class Method:
     def decode(cls, buf: Any, off: int = 0) -> Method:
         raise NotImplementedError
 
+    def _fields(self) -> tuple[str, ...]:
+        return type(self).__slots__  # type: ignore[return-value]
+
     def __eq__(self, other: object) -> bool:
         return type(self) is type(other) and all(
-            getattr(self, s) == getattr(other, s) for s in self.__slots__)
+            getattr(self, s) == getattr(other, s) for s in self._fields())
 
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        args = ', '.join(f'{s}={getattr(self, s)!r}' for s in self.__slots__)
+        args = ', '.join(f'{s}={getattr(self, s)!r}' for s in self._fields())
         return f'<{self.NAME} {args}>'
 
 

@@ -158,7 +158,7 @@ def assert_equivalent(have: FieldTable, got: FieldTable, keys: Any, where: str) 
         if old is _MISSING and new is _MISSING:
             continue
         if old is not _MISSING and new is not _MISSING:
-            if wire_type(old) == wire_type(new) and old == new or (
+            if (wire_type(old) == wire_type(new) and old == new) or (
                     _is_int(old) and _is_int(new) and old == new):
                 continue
             raise PreconditionFailed(f"inequivalent arg '{key}' for {where}: received "

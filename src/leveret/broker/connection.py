@@ -196,7 +196,7 @@ class ServerConnection:
 
     # -- connection class --------------------------------------------------------------
 
-    def _connection_method(self, m: spec.Method) -> None:  # noqa: C901
+    def _connection_method(self, m: spec.Method) -> None:
         state = self.state
         if state == CLOSING:
             if isinstance(m, spec.ConnectionCloseOk | spec.ConnectionClose):

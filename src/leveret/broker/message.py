@@ -39,7 +39,8 @@ class Message:
     @property
     def properties(self) -> Properties:
         if self._properties is None:
-            self._properties = Properties.decode(self.properties_raw) if self.properties_raw else Properties()
+            raw = self.properties_raw
+            self._properties = Properties.decode(raw) if raw else Properties()
         return self._properties
 
     def replace_reply_to(self, reply_to: str) -> None:

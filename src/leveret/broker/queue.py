@@ -79,9 +79,9 @@ class Queue:
 
     def push(self, message: Message) -> bool:
         """Enqueue; False if the queue refused it (full, with x-overflow reject-publish)."""
-        if self.max_length is not None or self.max_length_bytes is not None:
-            if not self._make_room(len(message.body)):
-                return False
+        limited = self.max_length is not None or self.max_length_bytes is not None
+        if limited and not self._make_room(len(message.body)):
+            return False
         self._seq += 1
         self.ready.append(Entry(self._seq, message))
         self.ready_bytes += len(message.body)
@@ -104,9 +104,7 @@ class Queue:
         while ready and over(1, size):
             dropped = ready.popleft()
             self.ready_bytes -= len(dropped.message.body)
-        if over(1, size):
-            return False  # a message bigger than the byte limit on its own
-        return True
+        return not over(1, size)  # False: bigger than the byte limit on its own
 
     def requeue(self, entries: Iterable[Entry]) -> None:
         """Put unacked entries back at their original positions, marked redelivered."""

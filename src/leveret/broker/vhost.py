@@ -304,16 +304,13 @@ class VirtualHost:
                 continue
             visited.add(id(ex))
             dests = ex.route(message, rk)
-            found = False
             for d in dests:
                 if d.kind == "queue":
                     queues.setdefault(id(d), d)
-                    found = True
                 else:
                     pending.append(d)
-                    found = True
             ae_name = ex.alternate_exchange
-            if not found and ae_name is not None:
+            if not dests and ae_name is not None:
                 ae = self.exchanges.get(ae_name)
                 if ae is not None:
                     pending.append(ae)

@@ -14,7 +14,8 @@ DEFAULT_DATA_DIR = Path(os.environ.get("LEVERET_DATA_DIR", Path.home() / ".local
 
 
 def _serve_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: %(default)s)")
     p.add_argument("--port", type=int, default=5672, help="AMQP port (default: %(default)s)")
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
                    help="where the broker keeps its data (default: %(default)s, or "
