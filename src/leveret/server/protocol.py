@@ -47,8 +47,9 @@ class AMQPProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport, but behave as one.
-        self.transport = transport  # type: ignore[assignment]
-        self.transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
+        t: asyncio.Transport = transport  # type: ignore[assignment]
+        self.transport = t
+        t.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
         peer = transport.get_extra_info("peername") or ("?", 0)
         self.conn = ServerConnection(self.listener.node, peer, self._schedule_flush,
                                      self._close_after_flush, self._set_flow_paused)
