@@ -62,6 +62,7 @@ class ServerConnection:
         self.on_close = on_close  # close the transport after the next flush
         self.on_flow = on_flow  # pause (True) or resume (False) reading from the client
         self.flow_paused = False
+        self.blocked_sent = False
         self.last_routed: list[Queue] = []
         self.state = HEADER
         self.buffer = FrameBuffer(node.limits.frame_max)
@@ -457,6 +458,16 @@ class ServerConnection:
     def connection_lost(self) -> None:
         self.release()
         self.state = CLOSED
+
+    def set_blocked(self, blocked: bool, reason: str = "low on memory") -> None:
+        """Tell a client that understands connection.blocked why it is paused."""
+        if self.state != RUNNING or blocked == self.blocked_sent:
+            return
+        if not self.client_capability("connection.blocked"):
+            return
+        self.blocked_sent = blocked
+        self.send(0, spec.ConnectionBlocked(reason=reason) if blocked
+                  else spec.ConnectionUnblocked())
 
     def set_writable(self, writable: bool) -> None:
         self.writable = writable

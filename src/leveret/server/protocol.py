@@ -94,6 +94,8 @@ class AMQPProtocol(asyncio.Protocol):
 
     def set_paused_by_broker(self, paused: bool) -> None:
         self.paused_by_broker = paused
+        if self.conn is not None:
+            self.conn.set_blocked(paused)
         self._update_reading()
 
     def _update_reading(self) -> None:
