@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import json
 import multiprocessing
+import signal
 import sys
 import threading
 import time
@@ -227,6 +228,8 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901
     error = None
     started = False
     setup_deadline = time.monotonic() + 60
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous_term = signal.signal(signal.SIGTERM, _interrupt) if on_main_thread else None
     try:
         while len(done) < len(workers.runners) and error is None:
             if not started and time.monotonic() > setup_deadline:
@@ -234,7 +237,9 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901
                 break
             try:
                 messages = workers.receive(1.0)
-            except KeyboardInterrupt:
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stop and still summarise
+                if not started:
+                    error = "interrupted"
                 workers.broadcast(("stop",))
                 continue
             for role, msg in messages:
@@ -261,6 +266,8 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901
         if error is not None or len(done) < len(workers.runners):
             workers.broadcast(("stop",))
         workers.join()
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
     if error is not None:
         print(f"leveret perf: {error}", file=sys.stderr)
         return 1
@@ -269,6 +276,10 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901
     if args.json:
         print(json.dumps(summary), flush=True)
     return 0
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _print_header(cfg: LoadConfig, server: dict[str, str], single: bool, use_uvloop: bool,

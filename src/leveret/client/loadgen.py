@@ -292,7 +292,10 @@ async def run_worker(role: str, cfg: LoadConfig, pipe: Pipe) -> None:
         lat = st.latencies
         step = max(1, len(lat) // 2_000_000)  # bound the final sort: sample evenly
         ranked = sorted(lat[::step])
-        pts = (50, 75, 95, 99, 100)
+        latency = None
+        if ranked:
+            p50, p75, p95, p99 = percentiles(ranked, (50, 75, 95, 99))
+            latency = {"p50": p50, "p75": p75, "p95": p95, "p99": p99, "max": max(lat) / 1000}
         pipe.send(("done", {
             "sent": st.sent, "received": st.received,
             "confirmed": sum(ch.acked for ch in chans),
@@ -301,12 +304,12 @@ async def run_worker(role: str, cfg: LoadConfig, pipe: Pipe) -> None:
                                min(deadline, end) for t in tasks), default=t0) - t0,
             "consumer_s": ((st.end or end) - t0) if consumers else 0.0,
             "cpu_s": cpu, "role": role, "pid": os.getpid(),
-            "latency_us": dict(zip(("p50", "p75", "p95", "p99", "max"),
-                                   percentiles(ranked, pts), strict=True)) if ranked else None,
+            "latency_us": latency,
             "latency_samples": len(lat),
         }))  # fmt: skip
     except Exception as exc:
-        pipe.send(("error", f"{role}: {type(exc).__name__}: {exc}"))
+        with contextlib.suppress(OSError):  # the coordinator may be gone already
+            pipe.send(("error", f"{role}: {type(exc).__name__}: {exc}"))
     finally:
         await _close_all(conns)
 

@@ -41,6 +41,7 @@ class AMQPProtocol(asyncio.Protocol):
         self.paused_by_flow = False  # a queue it publishes into is congested
         self._timers: list[asyncio.TimerHandle] = []
         self._heartbeat_started = False
+        self._heartbeat_timer: asyncio.TimerHandle | None = None
         self._close_timer = False
 
     # -- transport events ------------------------------------------------------------
@@ -71,6 +72,8 @@ class AMQPProtocol(asyncio.Protocol):
         for t in self._timers:
             t.cancel()
         self._timers.clear()
+        if self._heartbeat_timer is not None:
+            self._heartbeat_timer.cancel()
         self.listener.protocols.discard(self)
         if self.conn is not None:
             self.conn.connection_lost()
@@ -145,9 +148,8 @@ class AMQPProtocol(asyncio.Protocol):
 
     def _schedule_heartbeat(self) -> None:
         assert self.conn is not None
-        interval = self.conn.heartbeat / 2
-        self._timers = [t for t in self._timers if not t.cancelled()]
-        self._timers.append(self.loop.call_later(interval, self._heartbeat_tick))
+        self._heartbeat_timer = self.loop.call_later(self.conn.heartbeat / 2,
+                                                     self._heartbeat_tick)
 
     def _heartbeat_tick(self) -> None:
         conn, t = self.conn, self.transport
