@@ -339,12 +339,18 @@ def test_aware_datetime_does_not_depend_on_the_time_zone(five_hours_west):
 
 # ------------------------------------------------------------------ malformed input
 
-def _nested_tables(levels: int) -> bytes:
-    wire = b"\x00\x00\x00\x00"
+def _nested(levels: int, wrapper: bytes) -> bytes:
+    """``levels`` containers around an empty table, each one's body = wrapper + inner
+    (built outside-in in linear time: every level only adds a prefix)."""
+    sizes, inner = [], 4
     for _ in range(levels):
-        body = b"\x01aF" + wire
-        wire = struct.pack(">I", len(body)) + body
-    return wire
+        sizes.append(len(wrapper) + inner)
+        inner = 4 + sizes[-1]
+    return b"".join(struct.pack(">I", n) + wrapper for n in reversed(sizes)) + b"\x00" * 4
+
+
+def _nested_tables(levels: int) -> bytes:
+    return _nested(levels, b"\x01aF")
 
 
 def _table_of(value: bytes) -> bytes:
@@ -353,11 +359,7 @@ def _table_of(value: bytes) -> bytes:
 
 
 def _nested_arrays(levels: int) -> bytes:
-    wire = b"\x00\x00\x00\x00"
-    for _ in range(levels):
-        body = b"A" + wire
-        wire = struct.pack(">I", len(body)) + body
-    return wire
+    return _nested(levels, b"A")
 
 
 MALFORMED_TABLES_RAISING_FRAME_ERROR = {

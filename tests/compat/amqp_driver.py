@@ -11,13 +11,22 @@ Recording rules, chosen so that two correct brokers give equal records:
 
 * every method the server sends is recorded as ``(channel, name, {field: value})``;
   content (deliver, get-ok, return) is grouped with its header and body frames into
-  ``(channel, name, fields, properties, body, body_frame_sizes)``;
+  ``(channel, name, fields, properties, body, body frame sizes, class id, body size)``,
+  the properties with the wire type tags of their headers table;
+* a synchronous call records only its answer (the -ok or a close); asynchronous frames
+  (deliveries, returns, confirms) stay queued until a scenario ``collect``s them, since
+  whether they overtake an -ok is a race in any broker; frames nobody collected are
+  recorded as "unclaimed" when the scenario ends, so extra frames still show;
 * frames are recorded per channel in arrival order; frames of different channels are
   never interleaved in one list (their relative order is a race in any broker);
 * a server ``channel.close`` / ``connection.close`` is recorded and answered with the
   matching close-ok, as every client does;
+* publisher confirms are summarised as sets of acked/nacked tags (coalescing with
+  ``multiple`` is the broker's choice), see ``Channel.confirms``;
 * names the server makes up (``amq.gen-*``, ``amq.ctag-*``, direct reply-to names) are
-  replaced by numbered placeholders in order of first appearance (``normalise``).
+  replaced by numbered placeholders in order of first appearance, the run's unique name
+  prefix is removed, and timestamps within a day of now (x-death 'time') are masked
+  (``normalise``).
 """
 
 from __future__ import annotations
@@ -185,6 +194,17 @@ class Channel:
         got = self.wait_for(reply or method.REPLY)
         if record:
             self.conn.record(method.NAME, got)
+        return got[-1]
+
+    def call_with_raw_arguments(self, method: spec.Method, arguments: bytes) -> tuple[Any, ...]:
+        """``call`` with the method's trailing ``arguments`` table replaced by raw bytes
+        (see ``raw_table``): argument values of wire types of the scenario's choosing."""
+        payload = method.encode()
+        assert payload.endswith(b"\x00\x00\x00\x00"), "arguments must be empty and last"
+        payload = payload[:-4] + arguments
+        self.conn.send_raw(raw_frame(frames.METHOD, self.number, payload))
+        got = self.wait_for(method.REPLY)
+        self.conn.record(method.NAME + " (raw arguments)", got)
         return got[-1]
 
     def wait_for(self, name: str | tuple[str, ...] | None,

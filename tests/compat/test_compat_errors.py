@@ -9,7 +9,15 @@ from __future__ import annotations
 import struct
 
 import pytest
-from amqp_driver import Session, collect_scenarios, raw_body, raw_frame, raw_header, raw_headers
+from amqp_driver import (
+    Session,
+    collect_scenarios,
+    raw_body,
+    raw_frame,
+    raw_header,
+    raw_headers,
+    raw_table,
+)
 
 from leveret.amqp import frames, spec
 
@@ -98,8 +106,13 @@ def scenario_queue_redeclare_mismatch(s: Session) -> None:
     c.channel().qd(q, arguments={"x-max-length": 11})
     c.channel().qd(q, arguments={})
     c.channel().qd(q, arguments={"x-max-length": 10, "x-message-ttl": 5})
-    # the same value with a different integer width is equivalent
+    # unknown arguments take no part in the equivalence check
     c.channel().qd(q, arguments={"x-max-length": 10, "x-whatever": "ignored"})
+    # the same value with another integer width ('l', 'I', 'u'), or as a string
+    for value in (b"l" + struct.pack(">q", 10), b"I" + struct.pack(">i", 10),
+                  b"u" + struct.pack(">H", 10), b"S\x00\x00\x00\x0210"):
+        c.channel().call_with_raw_arguments(spec.QueueDeclare(queue=q),
+                                            raw_table(("x-max-length", value)))
     c.channel().qd(q, exclusive=True, arguments={"x-max-length": 10})
     c.channel().qd(q, arguments={"x-max-length": 10})
 

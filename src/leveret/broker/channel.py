@@ -11,7 +11,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from leveret.amqp import spec
-from leveret.amqp.frames import encode_content, encode_deliver, encode_get_ok, route_bytes
+from leveret.amqp.frames import encode_content, encode_deliver, encode_get_ok
 from leveret.broker.consumer import Consumer
 from leveret.broker.message import FLAG_REPLY_TO, FLAG_USER_ID, Message
 from leveret.broker.queue import Entry, Queue
@@ -84,7 +84,7 @@ class Channel:
             consumer.queue.unacked += 1
         conn = self.connection
         conn.write(encode_deliver(self.number, consumer.tag_frame, tag, entry.redelivered,
-                                  route_bytes(msg.exchange, msg.routing_key),
+                                  msg.route,
                                   msg.properties_raw, msg.body, conn.frame_max))
 
     def redispatch(self) -> None:
@@ -252,7 +252,7 @@ class Channel:
             q.unacked += 1
         msg = entry.message
         conn.write(encode_get_ok(self.number, tag, entry.redelivered,
-                                 route_bytes(msg.exchange, msg.routing_key), len(q.ready),
+                                 msg.route, len(q.ready),
                                  msg.properties_raw, msg.body, conn.frame_max))
 
     def qos(self, m: spec.BasicQos) -> None:

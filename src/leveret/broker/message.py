@@ -7,6 +7,7 @@ decodes them. They are decoded lazily, once, when routing or validation needs a 
 
 from __future__ import annotations
 
+from leveret.amqp.frames import route_bytes
 from leveret.amqp.spec import Properties
 
 # Property flag bits of the content header (see Properties in amqp/spec.py).
@@ -22,7 +23,7 @@ _TRIVIAL_FLAGS = frozenset((0x0000, 0x1000))
 
 
 class Message:
-    __slots__ = ("_properties", "body", "exchange", "properties_raw", "routing_key")
+    __slots__ = ("_properties", "_route", "body", "exchange", "properties_raw", "routing_key")
 
     def __init__(self, exchange: str, routing_key: str, properties_raw: bytes, body: bytes) -> None:
         self.exchange = exchange
@@ -30,6 +31,15 @@ class Message:
         self.properties_raw = properties_raw
         self.body = body
         self._properties: Properties | None = None
+        self._route: bytes | None = None
+
+    @property
+    def route(self) -> bytes:
+        """Exchange and routing key as encoded in deliver/get-ok, built once per message
+        however many queues and consumers it reaches."""
+        if self._route is None:
+            self._route = route_bytes(self.exchange, self.routing_key)
+        return self._route
 
     @property
     def flags(self) -> int:

@@ -140,6 +140,14 @@ class Queue:
         try:
             ready = self.ready
             consumers = self.consumers
+            if len(consumers) == 1:
+                # The common case, without the round-robin bookkeeping.
+                consumer = consumers[0]
+                while ready and consumer.can_take():
+                    entry = ready.popleft()
+                    self.ready_bytes -= len(entry.message.body)
+                    consumer.deliver(entry)
+                return
             while ready and consumers:
                 n = len(consumers)
                 for _ in range(n):
