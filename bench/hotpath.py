@@ -59,6 +59,7 @@ def main() -> None:
         for _ in range(rounds):
             pub.receive_data(chunk)
             delivered += len(sub.take_output())
+            sub.output_flushed()
 
     t0 = time.perf_counter()
     if args.profile:

@@ -39,6 +39,10 @@ log = logging.getLogger("leveret.connection")
 
 HEADER, START_OK, TUNE_OK, OPEN, RUNNING, CLOSING, CLOSED = range(7)
 
+# Bytes of deliveries queued for one connection before they are written out and delivery
+# continues on the next turn of the event loop.
+OUTPUT_BATCH = 1 << 20
+
 # Methods only a server sends: a client sending one gets 503 "unimplemented method".
 CLIENT_METHODS_REFUSED = frozenset(m.INDEX for m in (
     spec.ConnectionStart, spec.ConnectionSecure, spec.ConnectionTune, spec.ConnectionOpenOk,
@@ -68,7 +72,13 @@ class ServerConnection:
         self.buffer = FrameBuffer(node.limits.frame_max)
         self.out: list[bytes] = []
         self._flush_requested = False
+        # Deliveries stop while the client's socket is backed up (transport_paused) or a
+        # batch of output is waiting to be written (output_full), so that one consumer's
+        # backlog never becomes one huge write or an unbounded buffer.
         self.writable = True
+        self.transport_paused = False
+        self.output_full = False
+        self.out_bytes = 0
         self.channels: dict[int, Channel] = {}
         self.closing_channels: set[int] = set()
         self._confirming: dict[int, Channel] = {}
@@ -84,6 +94,10 @@ class ServerConnection:
 
     def write(self, data: bytes) -> None:
         self.out.append(data)
+        self.out_bytes += len(data)
+        if self.out_bytes > OUTPUT_BATCH and not self.output_full:
+            self.output_full = True
+            self.writable = False
         if not self._flush_requested:
             self._flush_requested = True
             self.on_write()
@@ -95,7 +109,14 @@ class ServerConnection:
         self._flush_requested = False
         data = b"".join(self.out)
         self.out.clear()
+        self.out_bytes = 0
         return data
+
+    def output_flushed(self) -> None:
+        """The server wrote the output batch: deliveries may resume if they were held."""
+        if self.output_full:
+            self.output_full = False
+            self._update_writable()
 
     def confirm_ready(self, channel: Channel) -> None:
         self._confirming[channel.number] = channel
@@ -469,8 +490,13 @@ class ServerConnection:
         self.send(0, spec.ConnectionBlocked(reason=reason) if blocked
                   else spec.ConnectionUnblocked())
 
-    def set_writable(self, writable: bool) -> None:
-        self.writable = writable
-        if writable:
+    def set_transport_paused(self, paused: bool) -> None:
+        self.transport_paused = paused
+        self._update_writable()
+
+    def _update_writable(self) -> None:
+        was = self.writable
+        self.writable = not (self.transport_paused or self.output_full)
+        if self.writable and not was:
             for ch in list(self.channels.values()):
                 ch.redispatch()

@@ -81,7 +81,7 @@ class AMQPProtocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         assert self.conn is not None and self.transport is not None
-        self.conn.set_writable(False)
+        self.conn.set_transport_paused(True)
         self._paused_by_client = True
         self._update_reading()
 
@@ -89,7 +89,7 @@ class AMQPProtocol(asyncio.Protocol):
         assert self.conn is not None
         self._paused_by_client = False
         self._update_reading()
-        self.conn.set_writable(True)
+        self.conn.set_transport_paused(False)
 
     def _set_flow_paused(self, paused: bool) -> None:
         self.paused_by_flow = paused
@@ -122,8 +122,9 @@ class AMQPProtocol(asyncio.Protocol):
             return
         data = conn.take_output()
         if data:
-            t.write(data)
+            t.write(data)  # may call pause_writing() before it returns
             self.last_send = self.loop.time()
+        conn.output_flushed()
         if self._closing:
             t.close()
         elif conn.state == CLOSING and not self._close_timer:
