@@ -72,7 +72,8 @@ def _mutate(data: bytes, flips: list[tuple[int, int]]) -> bytes:
     return bytes(buf)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.sampled_from(VALID), min_size=1, max_size=5),
        st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=4))
 def test_mutated_frames(broker, valid: list[bytes], flips: list[tuple[int, int]]) -> None:
@@ -80,7 +81,8 @@ def test_mutated_frames(broker, valid: list[bytes], flips: list[tuple[int, int]]
     assert_broker_healthy(broker.url)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.integers(0, 9), st.integers(0, 3), st.binary(max_size=64))
 def test_random_frames(broker, ftype: int, channel: int, payload: bytes) -> None:
     frame = struct.pack(">BHI", ftype, channel, len(payload)) + payload + b"\xce"

@@ -78,6 +78,13 @@ def gen_encode(fields: list[tuple[str, str]]) -> list[str]:
 
 def gen_decode(cname: str, fields: list[tuple[str, str]]) -> list[str]:
     out = ["    @classmethod", f"    def decode(cls, buf: Any, off: int = 0) -> {cname}:",
+           "        try:",
+           "            return cls._decode(buf, off)",
+           "        except _MALFORMED as exc:",
+           "            raise FrameError(f'malformed {cls.NAME}: {exc}') from None",
+           "",
+           "    @classmethod",
+           f"    def _decode(cls, buf: Any, off: int) -> {cname}:",
            "        self = cls.__new__(cls)"]
     i = 0
     while i < len(fields):
@@ -119,6 +126,7 @@ def generate(spec: dict) -> str:
         "import struct",
         "from typing import Any, ClassVar",
         "",
+        "from leveret.errors import FrameError",
         "from leveret.amqp.fields import (FieldTable, decode_longstr, decode_shortstr,",
         "                                 decode_table, encode_longstr, encode_shortstr,",
         "                                 encode_table)",
@@ -127,6 +135,7 @@ def generate(spec: dict) -> str:
         "_H = struct.Struct('>H')",
         "_I = struct.Struct('>I')",
         "_Q = struct.Struct('>Q')",
+        "_MALFORMED = (struct.error, IndexError, ValueError)",
         "",
     ]
     for c in spec["constants"]:
@@ -227,10 +236,16 @@ def gen_properties(domains: dict[str, str], spec: dict) -> list[str]:
             out.append(f"            parts.append(encode_{t}(self.{f}))")
     out += ["        return _H.pack(flags) + b''.join(parts)", "",
             "    @classmethod", "    def decode(cls, buf: Any, off: int = 0) -> Properties:",
+            "        try:",
+            "            return cls._decode(buf, off)",
+            "        except _MALFORMED as exc:",
+            "            raise FrameError(f'malformed content properties: {exc}') from None",
+            "",
+            "    @classmethod", "    def _decode(cls, buf: Any, off: int) -> Properties:",
             "        self = cls.__new__(cls)", "        (flags,) = _H.unpack_from(buf, off)",
             "        off += 2",
             "        if flags & 1:",
-            "            raise ValueError('content header property flags continue: not 0-9-1')"]
+            "            raise FrameError('content header property flags continue: not 0-9-1')"]
     for k, (f, t) in enumerate(props):
         bit = 1 << (15 - k)
         out.append(f"        if flags & {bit:#06x}:")

@@ -224,9 +224,6 @@ def test_content_frames_agree_with_pamqp(body, frame_max):
     assert received == body
 
 
-@pytest.mark.xfail(strict=True, reason="codec bug: encode_content with frame_max=0 "
-                   "(\"no limit\" in AMQP) emits the header and no body frame at all, "
-                   "silently dropping the body; frame_max < 9 raises a bare ValueError")
 @pytest.mark.parametrize("frame_max", [0, 8])
 def test_content_with_unusable_frame_max_never_loses_the_body(frame_max):
     try:

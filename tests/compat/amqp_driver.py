@@ -31,6 +31,7 @@ Recording rules, chosen so that two correct brokers give equal records:
 
 from __future__ import annotations
 
+import os
 import contextlib
 import datetime
 import hashlib
@@ -698,10 +699,34 @@ class Session:
             pass
 
 
+# Scenarios of RabbitMQ features that leveret does not have yet, with the issue that
+# brings them. They are expected to differ (strictly: the mark must go when they pass),
+# except when LEVERET_TEST_URL points both sides at RabbitMQ to check the scenarios.
+NOT_YET = {
+    "dead_letter_on_reject": "dead-lettering (issue 4)",
+    "dead_letter_routing_key_and_cycle": "dead-lettering (issue 4)",
+    "message_ttl": "message TTL (issue 4)",
+    "max_length": "x-max-length drop-head dead-letters with x-death (issue 4)",
+    "priority_queue": "priority queues (issue 4)",
+    "single_active_consumer": "single active consumer (issue 4)",
+    "queue_expires": "queue expiry x-expires (issue 4)",
+}
+
+
 def collect_scenarios(namespace: dict[str, Any]) -> dict[str, Any]:
     """The ``scenario_*`` functions of a module, by name without the prefix."""
-    return {k.removeprefix("scenario_"): v for k, v in namespace.items()
-            if k.startswith("scenario_") and callable(v)}
+    import pytest
+
+    checking_scenarios = bool(os.environ.get("LEVERET_TEST_URL"))
+    found: dict[str, Any] = {}
+    for k, v in namespace.items():
+        if not (k.startswith("scenario_") and callable(v)):
+            continue
+        name = k.removeprefix("scenario_")
+        reason = NOT_YET.get(name)
+        found[name] = v if reason is None else pytest.param(v, marks=pytest.mark.xfail(
+            not checking_scenarios, reason=f"not in leveret yet: {reason}", strict=True))
+    return found
 
 
 def raw_table(*items: tuple[str, bytes]) -> bytes:

@@ -82,20 +82,40 @@ class UnsignedLong(TypedInt):
     tag, type_name = b"L", "unsignedlong"
 
 
+class Timestamp(TypedInt):
+    """A 'T' value too far in the future for ``datetime`` (year 10000 and later)."""
+
+    __slots__ = ()
+    tag, type_name = b"T", "timestamp"
+
+
+# Seconds since the epoch of 10000-01-01: 'T' values from there on stay integers.
+_MAX_DATETIME = 253402300800
+
+
 class Float32(float):
     """A single-precision float ('f') as opposed to a double ('d')."""
 
     __slots__ = ()
 
 
-_INT_PACK = {b"b": _b, b"B": _B, b"s": _h, b"u": _H, b"I": _i, b"i": _I, b"l": _q, b"L": _Q}
+_INT_PACK = {b"b": _b, b"B": _B, b"s": _h, b"u": _H, b"I": _i, b"i": _I, b"l": _q, b"L": _Q,
+             b"T": _Q}
 
 # A table nested deeper than this is refused: it can only be an attack on the stack.
 MAX_DEPTH = 64
 
 
+# Errors a truncated or nonsensical buffer raises from struct/indexing/datetime; the public
+# decoders turn them into FrameError so callers handle exactly one exception type.
+_MALFORMED = (struct.error, IndexError, OverflowError, ValueError, OSError)
+
+
 def decode_shortstr(buf: Any, off: int) -> tuple[str, int]:
-    n = buf[off]
+    try:
+        n = buf[off]
+    except IndexError:
+        raise FrameError("short string length missing at the end of the frame") from None
     end = off + 1 + n
     if end > len(buf):
         raise FrameError("short string runs past the end of the frame")
@@ -103,7 +123,10 @@ def decode_shortstr(buf: Any, off: int) -> tuple[str, int]:
 
 
 def decode_longstr(buf: Any, off: int) -> tuple[bytes, int]:
-    (n,) = _I.unpack_from(buf, off)
+    try:
+        (n,) = _I.unpack_from(buf, off)
+    except struct.error:
+        raise FrameError("long string length cut short") from None
     end = off + 4 + n
     if end > len(buf):
         raise FrameError("long string runs past the end of the frame")
@@ -123,6 +146,13 @@ def encode_longstr(value: str | bytes) -> bytes:
 
 
 def decode_table(buf: Any, off: int, depth: int = 0) -> tuple[FieldTable, int]:
+    try:
+        return _decode_table(buf, off, depth)
+    except _MALFORMED as exc:
+        raise FrameError(f"malformed field table: {exc}") from None
+
+
+def _decode_table(buf: Any, off: int, depth: int) -> tuple[FieldTable, int]:
     (size,) = _I.unpack_from(buf, off)
     off += 4
     end = off + size
@@ -133,13 +163,20 @@ def decode_table(buf: Any, off: int, depth: int = 0) -> tuple[FieldTable, int]:
     table: FieldTable = {}
     while off < end:
         key, off = decode_shortstr(buf, off)
-        table[key], off = decode_value(buf, off, depth)
+        table[key], off = _decode_value(buf, off, depth)
     if off != end:
         raise FrameError("field table length does not match its contents")
     return table, off
 
 
 def decode_array(buf: Any, off: int, depth: int = 0) -> tuple[list[Any], int]:
+    try:
+        return _decode_array(buf, off, depth)
+    except _MALFORMED as exc:
+        raise FrameError(f"malformed field array: {exc}") from None
+
+
+def _decode_array(buf: Any, off: int, depth: int) -> tuple[list[Any], int]:
     (size,) = _I.unpack_from(buf, off)
     off += 4
     end = off + size
@@ -149,14 +186,21 @@ def decode_array(buf: Any, off: int, depth: int = 0) -> tuple[list[Any], int]:
         raise FrameError("field array nested too deeply")
     items: list[Any] = []
     while off < end:
-        value, off = decode_value(buf, off, depth)
+        value, off = _decode_value(buf, off, depth)
         items.append(value)
     if off != end:
         raise FrameError("field array length does not match its contents")
     return items, off
 
 
-def decode_value(buf: Any, off: int, depth: int = 0) -> tuple[Any, int]:  # noqa: C901
+def decode_value(buf: Any, off: int, depth: int = 0) -> tuple[Any, int]:
+    try:
+        return _decode_value(buf, off, depth)
+    except _MALFORMED as exc:
+        raise FrameError(f"malformed field value: {exc}") from None
+
+
+def _decode_value(buf: Any, off: int, depth: int) -> tuple[Any, int]:  # noqa: C901
     tag = buf[off]
     off += 1
     if tag == 0x53:  # S long string: text if it is UTF-8, else bytes
@@ -168,16 +212,18 @@ def decode_value(buf: Any, off: int, depth: int = 0) -> tuple[Any, int]:  # noqa
     if tag == 0x49:  # I
         return SignedInt(_i.unpack_from(buf, off)[0]), off + 4
     if tag == 0x46:  # F
-        return decode_table(buf, off, depth + 1)
+        return _decode_table(buf, off, depth + 1)
     if tag == 0x74:  # t
         return bool(buf[off]), off + 1
     if tag == 0x6C:  # l
         return Long(_q.unpack_from(buf, off)[0]), off + 8
     if tag == 0x41:  # A
-        return decode_array(buf, off, depth + 1)
+        return _decode_array(buf, off, depth + 1)
     if tag == 0x54:  # T
         (ts,) = _Q.unpack_from(buf, off)
-        return datetime.datetime.fromtimestamp(ts, datetime.UTC), off + 8
+        if ts < _MAX_DATETIME:
+            return datetime.datetime.fromtimestamp(ts, datetime.UTC), off + 8
+        return Timestamp(ts), off + 8  # beyond datetime's range: keep the number
     if tag == 0x62:  # b
         return Byte(_b.unpack_from(buf, off)[0]), off + 1
     if tag == 0x42:  # B
@@ -249,6 +295,8 @@ def encode_value(value: Any) -> bytes:  # noqa: C901
     if isinstance(value, float):
         return b"d" + _d.pack(value)
     if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:  # naive means UTC, as in pamqp, not the local time zone
+            value = value.replace(tzinfo=datetime.UTC)
         return b"T" + _Q.pack(int(value.timestamp()))
     if isinstance(value, decimal.Decimal):
         exponent = value.normalize().as_tuple().exponent

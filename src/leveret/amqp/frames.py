@@ -120,7 +120,9 @@ def encode_content(
     head = _CONTENT_HEAD.pack(HEADER, channel, 12 + len(properties), class_id, 0, size)
     if size == 0:
         return head + properties + FRAME_END_BYTE
-    chunk = frame_max - 8
+    # frame_max 0 means "no limit"; nothing below 4096 can be negotiated, so treat any
+    # value too small to carry a byte the same way rather than lose the body.
+    chunk = frame_max - 8 if frame_max > 8 else max(size, 1)
     if size <= chunk:
         return b"".join(
             (head, properties, b"\xce\x03", channel.to_bytes(2, "big"), _II.pack(size), body,

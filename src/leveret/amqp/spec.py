@@ -8,6 +8,7 @@ from __future__ import annotations
 import struct
 from typing import Any, ClassVar
 
+from leveret.errors import FrameError
 from leveret.amqp.fields import (FieldTable, decode_longstr, decode_shortstr,
                                  decode_table, encode_longstr, encode_shortstr,
                                  encode_table)
@@ -16,6 +17,7 @@ _B = struct.Struct('>B')
 _H = struct.Struct('>H')
 _I = struct.Struct('>I')
 _Q = struct.Struct('>Q')
+_MALFORMED = (struct.error, IndexError, ValueError)
 
 FRAME_METHOD = 1
 FRAME_HEADER = 2
@@ -172,6 +174,13 @@ class ConnectionStart(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> ConnectionStart:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> ConnectionStart:
         self = cls.__new__(cls)
         (self.version_major,) = _B.unpack_from(buf, off)
         off += 1
@@ -209,6 +218,13 @@ class ConnectionStartOk(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> ConnectionStartOk:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> ConnectionStartOk:
         self = cls.__new__(cls)
         self.client_properties, off = decode_table(buf, off)
         self.mechanism, off = decode_shortstr(buf, off)
@@ -237,6 +253,13 @@ class ConnectionSecure(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> ConnectionSecure:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> ConnectionSecure:
         self = cls.__new__(cls)
         self.challenge, off = decode_longstr(buf, off)
         return self
@@ -262,6 +285,13 @@ class ConnectionSecureOk(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> ConnectionSecureOk:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> ConnectionSecureOk:
         self = cls.__new__(cls)
         self.response, off = decode_longstr(buf, off)
         return self
@@ -291,6 +321,13 @@ class ConnectionTune(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> ConnectionTune:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> ConnectionTune:
         self = cls.__new__(cls)
         (self.channel_max,) = _H.unpack_from(buf, off)
         off += 2
@@ -325,6 +362,13 @@ class ConnectionTuneOk(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> ConnectionTuneOk:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> ConnectionTuneOk:
         self = cls.__new__(cls)
         (self.channel_max,) = _H.unpack_from(buf, off)
         off += 2
@@ -359,6 +403,13 @@ class ConnectionOpen(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> ConnectionOpen:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> ConnectionOpen:
         self = cls.__new__(cls)
         self.virtual_host, off = decode_shortstr(buf, off)
         self.capabilities, off = decode_shortstr(buf, off)
@@ -388,6 +439,13 @@ class ConnectionOpenOk(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> ConnectionOpenOk:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> ConnectionOpenOk:
         self = cls.__new__(cls)
         self.known_hosts, off = decode_shortstr(buf, off)
         return self
@@ -419,6 +477,13 @@ class ConnectionClose(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> ConnectionClose:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> ConnectionClose:
         self = cls.__new__(cls)
         (self.reply_code,) = _H.unpack_from(buf, off)
         off += 2
@@ -449,6 +514,13 @@ class ConnectionCloseOk(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> ConnectionCloseOk:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> ConnectionCloseOk:
         self = cls.__new__(cls)
         return self
 
@@ -473,6 +545,13 @@ class ConnectionBlocked(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> ConnectionBlocked:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> ConnectionBlocked:
         self = cls.__new__(cls)
         self.reason, off = decode_shortstr(buf, off)
         return self
@@ -497,6 +576,13 @@ class ConnectionUnblocked(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> ConnectionUnblocked:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> ConnectionUnblocked:
         self = cls.__new__(cls)
         return self
 
@@ -523,6 +609,13 @@ class ConnectionUpdateSecret(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> ConnectionUpdateSecret:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> ConnectionUpdateSecret:
         self = cls.__new__(cls)
         self.new_secret, off = decode_longstr(buf, off)
         self.reason, off = decode_shortstr(buf, off)
@@ -548,6 +641,13 @@ class ConnectionUpdateSecretOk(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> ConnectionUpdateSecretOk:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> ConnectionUpdateSecretOk:
         self = cls.__new__(cls)
         return self
 
@@ -572,6 +672,13 @@ class ChannelOpen(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> ChannelOpen:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> ChannelOpen:
         self = cls.__new__(cls)
         self.out_of_band, off = decode_shortstr(buf, off)
         return self
@@ -597,6 +704,13 @@ class ChannelOpenOk(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> ChannelOpenOk:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> ChannelOpenOk:
         self = cls.__new__(cls)
         self.channel_id, off = decode_longstr(buf, off)
         return self
@@ -622,6 +736,13 @@ class ChannelFlow(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> ChannelFlow:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> ChannelFlow:
         self = cls.__new__(cls)
         bits = buf[off]
         off += 1
@@ -649,6 +770,13 @@ class ChannelFlowOk(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> ChannelFlowOk:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> ChannelFlowOk:
         self = cls.__new__(cls)
         bits = buf[off]
         off += 1
@@ -682,6 +810,13 @@ class ChannelClose(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> ChannelClose:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> ChannelClose:
         self = cls.__new__(cls)
         (self.reply_code,) = _H.unpack_from(buf, off)
         off += 2
@@ -712,6 +847,13 @@ class ChannelCloseOk(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> ChannelCloseOk:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> ChannelCloseOk:
         self = cls.__new__(cls)
         return self
 
@@ -742,6 +884,13 @@ class AccessRequest(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> AccessRequest:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> AccessRequest:
         self = cls.__new__(cls)
         self.realm, off = decode_shortstr(buf, off)
         bits = buf[off]
@@ -774,6 +923,13 @@ class AccessRequestOk(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> AccessRequestOk:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> AccessRequestOk:
         self = cls.__new__(cls)
         (self.ticket,) = _H.unpack_from(buf, off)
         off += 2
@@ -812,6 +968,13 @@ class ExchangeDeclare(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> ExchangeDeclare:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> ExchangeDeclare:
         self = cls.__new__(cls)
         (self.ticket,) = _H.unpack_from(buf, off)
         off += 2
@@ -847,6 +1010,13 @@ class ExchangeDeclareOk(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> ExchangeDeclareOk:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> ExchangeDeclareOk:
         self = cls.__new__(cls)
         return self
 
@@ -876,6 +1046,13 @@ class ExchangeDelete(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> ExchangeDelete:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> ExchangeDelete:
         self = cls.__new__(cls)
         (self.ticket,) = _H.unpack_from(buf, off)
         off += 2
@@ -906,6 +1083,13 @@ class ExchangeDeleteOk(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> ExchangeDeleteOk:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> ExchangeDeleteOk:
         self = cls.__new__(cls)
         return self
 
@@ -940,6 +1124,13 @@ class ExchangeBind(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> ExchangeBind:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> ExchangeBind:
         self = cls.__new__(cls)
         (self.ticket,) = _H.unpack_from(buf, off)
         off += 2
@@ -972,6 +1163,13 @@ class ExchangeBindOk(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> ExchangeBindOk:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> ExchangeBindOk:
         self = cls.__new__(cls)
         return self
 
@@ -1006,6 +1204,13 @@ class ExchangeUnbind(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> ExchangeUnbind:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> ExchangeUnbind:
         self = cls.__new__(cls)
         (self.ticket,) = _H.unpack_from(buf, off)
         off += 2
@@ -1038,6 +1243,13 @@ class ExchangeUnbindOk(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> ExchangeUnbindOk:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> ExchangeUnbindOk:
         self = cls.__new__(cls)
         return self
 
@@ -1072,6 +1284,13 @@ class QueueDeclare(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> QueueDeclare:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> QueueDeclare:
         self = cls.__new__(cls)
         (self.ticket,) = _H.unpack_from(buf, off)
         off += 2
@@ -1111,6 +1330,13 @@ class QueueDeclareOk(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> QueueDeclareOk:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> QueueDeclareOk:
         self = cls.__new__(cls)
         self.queue, off = decode_shortstr(buf, off)
         (self.message_count,) = _I.unpack_from(buf, off)
@@ -1150,6 +1376,13 @@ class QueueBind(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> QueueBind:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> QueueBind:
         self = cls.__new__(cls)
         (self.ticket,) = _H.unpack_from(buf, off)
         off += 2
@@ -1182,6 +1415,13 @@ class QueueBindOk(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> QueueBindOk:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> QueueBindOk:
         self = cls.__new__(cls)
         return self
 
@@ -1210,6 +1450,13 @@ class QueuePurge(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> QueuePurge:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> QueuePurge:
         self = cls.__new__(cls)
         (self.ticket,) = _H.unpack_from(buf, off)
         off += 2
@@ -1240,6 +1487,13 @@ class QueuePurgeOk(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> QueuePurgeOk:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> QueuePurgeOk:
         self = cls.__new__(cls)
         (self.message_count,) = _I.unpack_from(buf, off)
         off += 4
@@ -1272,6 +1526,13 @@ class QueueDelete(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> QueueDelete:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> QueueDelete:
         self = cls.__new__(cls)
         (self.ticket,) = _H.unpack_from(buf, off)
         off += 2
@@ -1304,6 +1565,13 @@ class QueueDeleteOk(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> QueueDeleteOk:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> QueueDeleteOk:
         self = cls.__new__(cls)
         (self.message_count,) = _I.unpack_from(buf, off)
         off += 4
@@ -1338,6 +1606,13 @@ class QueueUnbind(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> QueueUnbind:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> QueueUnbind:
         self = cls.__new__(cls)
         (self.ticket,) = _H.unpack_from(buf, off)
         off += 2
@@ -1367,6 +1642,13 @@ class QueueUnbindOk(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> QueueUnbindOk:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> QueueUnbindOk:
         self = cls.__new__(cls)
         return self
 
@@ -1395,6 +1677,13 @@ class BasicQos(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> BasicQos:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> BasicQos:
         self = cls.__new__(cls)
         (self.prefetch_size,) = _I.unpack_from(buf, off)
         off += 4
@@ -1425,6 +1714,13 @@ class BasicQosOk(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> BasicQosOk:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> BasicQosOk:
         self = cls.__new__(cls)
         return self
 
@@ -1460,6 +1756,13 @@ class BasicConsume(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> BasicConsume:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> BasicConsume:
         self = cls.__new__(cls)
         (self.ticket,) = _H.unpack_from(buf, off)
         off += 2
@@ -1495,6 +1798,13 @@ class BasicConsumeOk(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> BasicConsumeOk:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> BasicConsumeOk:
         self = cls.__new__(cls)
         self.consumer_tag, off = decode_shortstr(buf, off)
         return self
@@ -1522,6 +1832,13 @@ class BasicCancel(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> BasicCancel:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> BasicCancel:
         self = cls.__new__(cls)
         self.consumer_tag, off = decode_shortstr(buf, off)
         bits = buf[off]
@@ -1550,6 +1867,13 @@ class BasicCancelOk(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> BasicCancelOk:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> BasicCancelOk:
         self = cls.__new__(cls)
         self.consumer_tag, off = decode_shortstr(buf, off)
         return self
@@ -1582,6 +1906,13 @@ class BasicPublish(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> BasicPublish:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> BasicPublish:
         self = cls.__new__(cls)
         (self.ticket,) = _H.unpack_from(buf, off)
         off += 2
@@ -1620,6 +1951,13 @@ class BasicReturn(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> BasicReturn:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> BasicReturn:
         self = cls.__new__(cls)
         (self.reply_code,) = _H.unpack_from(buf, off)
         off += 2
@@ -1657,6 +1995,13 @@ class BasicDeliver(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> BasicDeliver:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> BasicDeliver:
         self = cls.__new__(cls)
         self.consumer_tag, off = decode_shortstr(buf, off)
         (self.delivery_tag,) = _Q.unpack_from(buf, off)
@@ -1693,6 +2038,13 @@ class BasicGet(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> BasicGet:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> BasicGet:
         self = cls.__new__(cls)
         (self.ticket,) = _H.unpack_from(buf, off)
         off += 2
@@ -1731,6 +2083,13 @@ class BasicGetOk(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> BasicGetOk:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> BasicGetOk:
         self = cls.__new__(cls)
         (self.delivery_tag,) = _Q.unpack_from(buf, off)
         off += 8
@@ -1764,6 +2123,13 @@ class BasicGetEmpty(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> BasicGetEmpty:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> BasicGetEmpty:
         self = cls.__new__(cls)
         self.cluster_id, off = decode_shortstr(buf, off)
         return self
@@ -1791,6 +2157,13 @@ class BasicAck(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> BasicAck:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> BasicAck:
         self = cls.__new__(cls)
         (self.delivery_tag,) = _Q.unpack_from(buf, off)
         off += 8
@@ -1822,6 +2195,13 @@ class BasicReject(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> BasicReject:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> BasicReject:
         self = cls.__new__(cls)
         (self.delivery_tag,) = _Q.unpack_from(buf, off)
         off += 8
@@ -1851,6 +2231,13 @@ class BasicRecoverAsync(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> BasicRecoverAsync:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> BasicRecoverAsync:
         self = cls.__new__(cls)
         bits = buf[off]
         off += 1
@@ -1878,6 +2265,13 @@ class BasicRecover(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> BasicRecover:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> BasicRecover:
         self = cls.__new__(cls)
         bits = buf[off]
         off += 1
@@ -1904,6 +2298,13 @@ class BasicRecoverOk(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> BasicRecoverOk:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> BasicRecoverOk:
         self = cls.__new__(cls)
         return self
 
@@ -1931,6 +2332,13 @@ class BasicNack(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> BasicNack:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> BasicNack:
         self = cls.__new__(cls)
         (self.delivery_tag,) = _Q.unpack_from(buf, off)
         off += 8
@@ -1960,6 +2368,13 @@ class TxSelect(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> TxSelect:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> TxSelect:
         self = cls.__new__(cls)
         return self
 
@@ -1983,6 +2398,13 @@ class TxSelectOk(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> TxSelectOk:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> TxSelectOk:
         self = cls.__new__(cls)
         return self
 
@@ -2006,6 +2428,13 @@ class TxCommit(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> TxCommit:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> TxCommit:
         self = cls.__new__(cls)
         return self
 
@@ -2029,6 +2458,13 @@ class TxCommitOk(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> TxCommitOk:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> TxCommitOk:
         self = cls.__new__(cls)
         return self
 
@@ -2052,6 +2488,13 @@ class TxRollback(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> TxRollback:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> TxRollback:
         self = cls.__new__(cls)
         return self
 
@@ -2075,6 +2518,13 @@ class TxRollbackOk(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> TxRollbackOk:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> TxRollbackOk:
         self = cls.__new__(cls)
         return self
 
@@ -2099,6 +2549,13 @@ class ConfirmSelect(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> ConfirmSelect:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> ConfirmSelect:
         self = cls.__new__(cls)
         bits = buf[off]
         off += 1
@@ -2125,6 +2582,13 @@ class ConfirmSelectOk(Method):
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> ConfirmSelectOk:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed {cls.NAME}: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> ConfirmSelectOk:
         self = cls.__new__(cls)
         return self
 
@@ -2270,11 +2734,18 @@ class Properties:
 
     @classmethod
     def decode(cls, buf: Any, off: int = 0) -> Properties:
+        try:
+            return cls._decode(buf, off)
+        except _MALFORMED as exc:
+            raise FrameError(f'malformed content properties: {exc}') from None
+
+    @classmethod
+    def _decode(cls, buf: Any, off: int) -> Properties:
         self = cls.__new__(cls)
         (flags,) = _H.unpack_from(buf, off)
         off += 2
         if flags & 1:
-            raise ValueError('content header property flags continue: not 0-9-1')
+            raise FrameError('content header property flags continue: not 0-9-1')
         if flags & 0x8000:
             self.content_type, off = decode_shortstr(buf, off)
         else:
