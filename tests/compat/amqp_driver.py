@@ -31,10 +31,10 @@ Recording rules, chosen so that two correct brokers give equal records:
 
 from __future__ import annotations
 
-import os
 import contextlib
 import datetime
 import hashlib
+import os
 import re
 import socket
 import struct
