@@ -1,0 +1,74 @@
+"""`leveret serve`: one log line when listening; SIGTERM/SIGINT close clients with 320."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pika
+import pika.exceptions
+import pytest
+
+
+def start_server(tmp_path) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "leveret", "serve", "--port", "0", "--data-dir",
+         str(tmp_path / "data")],
+        stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        match = re.search(r"listening on amqp://127\.0\.0\.1:(\d+)", line)
+        if match:
+            return proc, int(match.group(1))
+    proc.kill()
+    raise AssertionError("leveret serve did not log its listening line")
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=15)
+    assert proc.stderr is not None
+    proc.stderr.close()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_serve_shuts_down_gracefully(tmp_path, sig: signal.Signals) -> None:
+    proc, port = start_server(tmp_path)
+    try:
+        conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
+        ch = conn.channel()
+        ch.queue_declare("cli-test")
+        proc.send_signal(sig)
+        with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as info:
+            conn.process_data_events(time_limit=10)
+            conn.process_data_events(time_limit=10)
+        assert info.value.reply_code == 320
+        assert info.value.reply_text.startswith("CONNECTION_FORCED")
+        assert proc.wait(timeout=15) == 0
+        assert (tmp_path / "data").is_dir()
+    finally:
+        stop(proc)
+
+
+def test_port_in_use_is_a_clear_error(tmp_path) -> None:
+    proc, port = start_server(tmp_path)
+    try:
+        second = subprocess.run(
+            [sys.executable, "-m", "leveret", "serve", "--port", str(port), "--data-dir",
+             str(tmp_path / "data2")], capture_output=True, text=True, timeout=30)
+        assert second.returncode == 2
+        assert "cannot listen" in second.stderr and "--port" in second.stderr
+    finally:
+        stop(proc)
+
+
+def test_help_lists_commands() -> None:
+    out = subprocess.run([sys.executable, "-m", "leveret", "--help"], capture_output=True,
+                         text=True, timeout=30).stdout
+    assert "serve" in out and "perf" in out
