@@ -1,0 +1,119 @@
+"""The broker driven through ServerConnection with bytes in and bytes out: no sockets,
+no event loop. Prefetch, acks, requeue order and confirms at the protocol level."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from leveret.amqp import frames, spec
+from leveret.amqp.frames import FrameBuffer
+from leveret.broker.connection import RUNNING, ServerConnection
+from leveret.broker.node import Node
+
+
+class Peer:
+    """A client speaking to a ServerConnection in memory."""
+
+    def __init__(self, node: Node) -> None:
+        self.conn = ServerConnection(node)
+        self.inbox = FrameBuffer(1 << 20)
+        self.conn.receive_data(frames.PROTOCOL_HEADER)
+        self.send(0, spec.ConnectionStartOk(
+            client_properties={"capabilities": {"consumer_cancel_notify": True}},
+            mechanism="PLAIN", response=b"\x00guest\x00guest"))
+        self.send(0, spec.ConnectionTuneOk(channel_max=2047, frame_max=131072, heartbeat=0))
+        self.send(0, spec.ConnectionOpen(virtual_host="/"))
+        self.send(1, spec.ChannelOpen())
+        assert self.conn.state == RUNNING
+        self.received()
+
+    def send(self, channel: int, method: spec.Method) -> None:
+        self.conn.receive_data(frames.encode_method(channel, method))
+
+    def publish(self, routing_key: str, body: bytes, exchange: str = "") -> None:
+        self.conn.receive_data(
+            frames.encode_method(1, spec.BasicPublish(exchange=exchange, routing_key=routing_key))
+            + frames.encode_content(1, 60, b"\x00\x00", body, 131072))
+
+    def received(self) -> list[Any]:
+        """Methods received since the last call; content bodies follow their method."""
+        self.inbox.feed(self.conn.take_output())
+        self.conn.output_flushed()
+        out: list[Any] = []
+        while (frame := self.inbox.next_frame()) is not None:
+            ftype, _channel, payload = frame
+            if ftype == frames.METHOD:
+                cls = spec.METHODS[int.from_bytes(payload[:4], "big")]
+                out.append(cls.decode(payload, 4))
+            elif ftype == frames.BODY:
+                out.append(payload)
+        return out
+
+
+def deliveries(items: list[Any]) -> list[tuple[int, bool, bytes]]:
+    result = []
+    for i, item in enumerate(items):
+        if isinstance(item, spec.BasicDeliver):
+            body = items[i + 1] if i + 1 < len(items) and isinstance(items[i + 1], bytes) else b""
+            result.append((item.delivery_tag, item.redelivered, body))
+    return result
+
+
+def test_prefetch_limits_unacked_deliveries() -> None:
+    peer = Peer(Node())
+    peer.send(1, spec.QueueDeclare(queue="q"))
+    peer.send(1, spec.BasicQos(prefetch_count=2))
+    for i in range(5):
+        peer.publish("q", b"m%d" % i)
+    peer.received()
+    peer.send(1, spec.BasicConsume(queue="q", consumer_tag="c"))
+    assert [d[2] for d in deliveries(peer.received())] == [b"m0", b"m1"]
+    peer.send(1, spec.BasicAck(delivery_tag=2, multiple=True))
+    assert [d[2] for d in deliveries(peer.received())] == [b"m2", b"m3"]
+
+
+def test_nack_requeues_to_original_position_marked_redelivered() -> None:
+    peer = Peer(Node())
+    peer.send(1, spec.QueueDeclare(queue="q"))
+    for i in range(3):
+        peer.publish("q", b"m%d" % i)
+    peer.send(1, spec.BasicQos(prefetch_count=2))
+    peer.send(1, spec.BasicConsume(queue="q", consumer_tag="c"))
+    assert [d[2] for d in deliveries(peer.received())] == [b"m0", b"m1"]
+    peer.send(1, spec.BasicNack(delivery_tag=2, multiple=True, requeue=True))
+    got = deliveries(peer.received())
+    assert [(d[1], d[2]) for d in got] == [(True, b"m0"), (True, b"m1")]
+
+
+def test_channel_close_requeues_unacked() -> None:
+    node = Node()
+    peer = Peer(node)
+    peer.send(1, spec.QueueDeclare(queue="q"))
+    peer.publish("q", b"only")
+    peer.send(1, spec.BasicConsume(queue="q", consumer_tag="c"))
+    assert len(deliveries(peer.received())) == 1
+    peer.send(1, spec.ChannelClose(reply_code=200, reply_text="bye"))
+    q = node.vhosts["/"].queues["q"]
+    assert [e.message.body for e in q.ready] == [b"only"] and q.ready[0].redelivered
+
+
+def test_confirms_are_one_multiple_ack_per_batch() -> None:
+    peer = Peer(Node())
+    peer.send(1, spec.ConfirmSelect())
+    peer.send(1, spec.QueueDeclare(queue="q"))
+    peer.received()
+    batch = b"".join(
+        frames.encode_method(1, spec.BasicPublish(routing_key="q")) +
+        frames.encode_content(1, 60, b"\x00\x00", b"x", 131072) for _ in range(10))
+    peer.conn.receive_data(batch)
+    acks = [m for m in peer.received() if isinstance(m, spec.BasicAck)]
+    assert acks == [spec.BasicAck(delivery_tag=10, multiple=True)]
+
+
+def test_unknown_delivery_tag_closes_the_channel_with_406() -> None:
+    peer = Peer(Node())
+    peer.send(1, spec.BasicAck(delivery_tag=7))
+    closes = [m for m in peer.received() if isinstance(m, spec.ChannelClose)]
+    assert closes == [spec.ChannelClose(reply_code=406,
+                                        reply_text="PRECONDITION_FAILED - unknown delivery tag 7",
+                                        class_id=60, method_id=80)]
