@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from leveret.broker.message import Message
 from leveret.broker.queue import Queue
+from leveret.broker.vhost import VirtualHost
 
 
 def msg(body: bytes) -> Message:
@@ -15,7 +16,7 @@ def bodies(q: Queue) -> list[bytes]:
 
 
 def test_fifo_and_get() -> None:
-    q = Queue("/", "q")
+    q = Queue(VirtualHost("/"), "q")
     for b in (b"1", b"2", b"3"):
         q.push(msg(b))
     entry = q.get()
@@ -25,7 +26,7 @@ def test_fifo_and_get() -> None:
 
 
 def test_requeue_restores_original_positions() -> None:
-    q = Queue("/", "q")
+    q = Queue(VirtualHost("/"), "q")
     for b in (b"1", b"2", b"3", b"4"):
         q.push(msg(b))
     first, second, third = q.get(), q.get(), q.get()
@@ -38,7 +39,7 @@ def test_requeue_restores_original_positions() -> None:
 
 
 def test_purge_counts_ready_only() -> None:
-    q = Queue("/", "q")
+    q = Queue(VirtualHost("/"), "q")
     q.push(msg(b"a"))
     q.push(msg(b"b"))
     assert q.get() is not None

@@ -702,15 +702,7 @@ class Session:
 # Scenarios of RabbitMQ features that leveret does not have yet, with the issue that
 # brings them. They are expected to differ (strictly: the mark must go when they pass),
 # except when LEVERET_TEST_URL points both sides at RabbitMQ to check the scenarios.
-NOT_YET = {
-    "dead_letter_on_reject": "dead-lettering (issue 4)",
-    "dead_letter_routing_key_and_cycle": "dead-lettering (issue 4)",
-    "message_ttl": "message TTL (issue 4)",
-    "max_length": "x-max-length drop-head dead-letters with x-death (issue 4)",
-    "priority_queue": "priority queues (issue 4)",
-    "single_active_consumer": "single active consumer (issue 4)",
-    "queue_expires": "queue expiry x-expires (issue 4)",
-}
+NOT_YET: dict[str, str] = {}
 
 
 def collect_scenarios(namespace: dict[str, Any]) -> dict[str, Any]:

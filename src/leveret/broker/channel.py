@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, Any
 from leveret.amqp import spec
 from leveret.amqp.frames import encode_content, encode_deliver, encode_get_ok
 from leveret.broker.consumer import Consumer
-from leveret.broker.message import FLAG_REPLY_TO, FLAG_USER_ID, Message
+from leveret.broker.message import (
+    FLAG_EXPIRATION,
+    FLAG_REPLY_TO,
+    FLAG_USER_ID,
+    Message,
+    parse_expiration,
+)
 from leveret.broker.queue import Entry, Queue
 from leveret.broker.vhost import server_name
 from leveret.errors import (
@@ -82,6 +88,8 @@ class Channel:
             self.unacked[tag] = Unacked(entry, consumer.queue, consumer)
             consumer.unacked += 1
             consumer.queue.unacked += 1
+            if consumer.queue.consumer_timeout is not None:
+                self._watch_ack(tag, consumer.queue.consumer_timeout)
         conn = self.connection
         conn.write(encode_deliver(self.number, consumer.tag_frame, tag, entry.redelivered,
                                   msg.route,
@@ -117,6 +125,12 @@ class Channel:
             # RabbitMQ's channel crashes on a content header it cannot parse, and the
             # connection goes with a bare INTERNAL_ERROR.
             raise InternalError("", 0, 0) from None
+        if msg.flags & FLAG_EXPIRATION:
+            text = msg.properties.expiration or ""
+            try:
+                parse_expiration(text)
+            except ValueError as exc:
+                raise PreconditionFailed(f"invalid expiration '{text}': {exc}") from None
         if msg.flags & (FLAG_USER_ID | FLAG_REPLY_TO):
             self._check_properties(msg)
         if self.confirm:
@@ -209,7 +223,7 @@ class Channel:
             raise PreconditionFailed("reply consumer cannot acknowledge")
         if self.reply_queue is not None:
             raise PreconditionFailed("reply consumer already set")
-        q = Queue(self.vhost.name, server_name(REPLY_TO_PREFIX))
+        q = Queue(self.vhost, server_name(REPLY_TO_PREFIX))
         self.reply_queue = q
         self.connection.register_reply_queue(q)
         consumer = Consumer(self, q, tag, True, True, 0, m.arguments)
@@ -309,9 +323,28 @@ class Channel:
             return
         records = self._take(tag, multiple)
         self._settle(records)
+        self._settle_rejected(records, requeue)
+        self.redispatch()
+
+    def _settle_rejected(self, records: list[Unacked], requeue: bool) -> None:
+        """Nacked or rejected: back to the queue, or dead-lettered / dropped."""
         if requeue:
             self._requeue(records)
-        self.redispatch()
+            return
+        for u in records:
+            if not u.queue.deleted:
+                u.queue.discard(u.entry)
+
+    def _watch_ack(self, tag: int, timeout: float) -> None:
+        """x-consumer-timeout: a delivery not acknowledged in time closes the channel,
+        with RabbitMQ's reply text (opt-in per queue, never a surprise default)."""
+        def check() -> None:
+            if tag in self.unacked and not self.closing:
+                self.connection.channel_error(self, PreconditionFailed(
+                    f"delivery acknowledgement on channel {self.number} timed out. Timeout "
+                    f"value used: {int(timeout * 1000)} ms. This timeout value can be "
+                    "configured, see consumers doc guide to learn more", 0, 0))
+        self.vhost.timers.call_later(timeout, check)
 
     def _requeue(self, records: list[Unacked]) -> None:
         by_queue: dict[int, tuple[Queue, list[Entry]]] = {}
@@ -353,8 +386,7 @@ class Channel:
                 tag, multiple, requeue = args
                 records = self._take(tag, multiple)
                 self._settle(records)
-                if requeue:
-                    self._requeue(records)
+                self._settle_rejected(records, requeue)
         self.redispatch()
 
     def tx_rollback(self) -> None:

@@ -12,8 +12,8 @@ if TYPE_CHECKING:
 
 
 class Consumer:
-    __slots__ = ("arguments", "channel", "exclusive", "no_ack", "prefetch", "queue", "tag",
-                 "tag_frame", "unacked")
+    __slots__ = ("arguments", "channel", "exclusive", "no_ack", "prefetch", "priority", "queue",
+                 "tag", "tag_frame", "unacked")
 
     def __init__(self, channel: Channel, queue: Queue, tag: str, no_ack: bool, exclusive: bool,
                  prefetch: int, arguments: FieldTable) -> None:
@@ -24,6 +24,9 @@ class Consumer:
         self.exclusive = exclusive
         self.prefetch = prefetch  # 0 = unlimited
         self.arguments = arguments
+        priority = arguments.get("x-priority")
+        self.priority = priority if isinstance(priority, int) and not isinstance(priority, bool) \
+            else 0
         self.unacked = 0
         # The consumer tag as a short string, encoded once for every basic.deliver.
         raw = tag.encode("utf-8", "surrogateescape")

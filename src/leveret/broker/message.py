@@ -22,13 +22,35 @@ FLAG_USER_ID = 0x0010
 _TRIVIAL_FLAGS = frozenset((0x0000, 0x1000))
 
 
+def parse_expiration(text: str) -> int:
+    """RabbitMQ's reading of the expiration property: a non-negative integer of
+    milliseconds; anything else is refused with its Erlang reason as the error text."""
+    digits = len(text) - len(text.lstrip("+-"))
+    sign_end = min(digits, 1)
+    i = sign_end
+    while i < len(text) and text[i].isdigit():
+        i += 1
+    if i == sign_end:
+        raise ValueError("no_integer")
+    if i < len(text):
+        raise ValueError(f'{{leftover_string,"{text[i:]}"}}')
+    value = int(text[:i])
+    if value < 0:
+        raise ValueError(f"{{value_negative,{value}}}")
+    return value
+
+
 class Message:
-    __slots__ = ("_properties", "_route", "body", "exchange", "properties_raw", "routing_key")
+    __slots__ = ("_properties", "_route", "body", "exchange", "flags", "properties_raw",
+                 "routing_key")
 
     def __init__(self, exchange: str, routing_key: str, properties_raw: bytes, body: bytes) -> None:
         self.exchange = exchange
         self.routing_key = routing_key
         self.properties_raw = properties_raw
+        # Which properties are present, from the first two bytes of the property list.
+        self.flags = (properties_raw[0] << 8) | properties_raw[1] if len(properties_raw) >= 2 \
+            else 0
         self.body = body
         self._properties: Properties | None = None
         self._route: bytes | None = None
@@ -40,11 +62,6 @@ class Message:
         if self._route is None:
             self._route = route_bytes(self.exchange, self.routing_key)
         return self._route
-
-    @property
-    def flags(self) -> int:
-        raw = self.properties_raw
-        return (raw[0] << 8) | raw[1] if len(raw) >= 2 else 0
 
     @property
     def properties(self) -> Properties:
@@ -78,7 +95,24 @@ class Message:
             flags |= FLAG_REPLY_TO
             self.properties_raw = (flags.to_bytes(2, "big") + raw[2:off] + bytes([len(new)]) +
                                    new + raw[off:])
+            self.flags = flags
         self._properties = None
+
+    def fresh_properties(self) -> Properties:
+        """A private copy of the properties to modify (the cached one may be shared by
+        every queue the message reached)."""
+        return Properties.decode(self.properties_raw) if self.properties_raw else Properties()
+
+    @property
+    def expiration_ms(self) -> int | None:
+        """The per-message TTL; validated at publish (see ``parse_expiration``)."""
+        text = self.properties.expiration
+        if text is None:
+            return None
+        try:
+            return parse_expiration(text)
+        except ValueError:
+            return None
 
     def validate(self) -> None:
         """Decode the properties now unless they are trivially well-formed, so a malformed

@@ -6,6 +6,7 @@ import platform
 from dataclasses import dataclass, field
 from typing import Any
 
+from leveret.broker.clock import Clock, Timers
 from leveret.broker.vhost import VirtualHost
 
 CAPABILITIES = {
@@ -42,10 +43,18 @@ class Node:
     # direct reply-to pseudo-queues by their amq.rabbitmq.reply-to.<id> name
     reply_queues: dict[str, Any] = field(default_factory=dict)
     cluster_name: str = "leveret"
+    clock: Clock = field(default_factory=Clock)
+    timers: Timers = field(init=False)
 
     def __post_init__(self) -> None:
+        self.timers = Timers(self.clock)
         if not self.vhosts:
-            self.vhosts["/"] = VirtualHost("/")
+            self.add_vhost("/")
+
+    def add_vhost(self, name: str) -> VirtualHost:
+        vhost = VirtualHost(name, self.timers)
+        self.vhosts[name] = vhost
+        return vhost
 
     def authenticate(self, user: str, password: str) -> bool:
         expected = self.users.get(user)

@@ -1,23 +1,33 @@
-"""A queue: ready messages in order, the consumers it feeds, and requeue semantics.
+"""A queue: its ready messages, the consumers it feeds, and what its arguments ask for.
 
-Ready messages are a deque of ``Entry`` in publication order. Each entry carries a
-queue-local sequence number so that requeued messages go back to their original position,
-as RabbitMQ's classic queues do. Unacked messages are tracked by the channel that holds
-them; the queue only counts them.
+Ready messages keep publication order (per priority with ``x-max-priority``); each entry
+carries a queue-local sequence number so requeued messages go back to their original
+position, as RabbitMQ's classic queues do. Unacked messages are tracked by the channel
+holding them; the queue only counts them.
+
+Arguments, with RabbitMQ's semantics: ``x-message-ttl`` and per-message ``expiration``
+(expired messages leave from the head and are never delivered), ``x-expires`` (an unused
+queue deletes itself), ``x-dead-letter-exchange`` / ``-routing-key``, ``x-max-length`` /
+``-bytes`` with ``x-overflow``, ``x-single-active-consumer``, consumer priorities
+(``x-priority`` on basic.consume), ``x-delivery-limit`` with the ``x-delivery-count``
+header, and an opt-in ``x-consumer-timeout``. Time comes from the vhost's clock.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from leveret.amqp.fields import FieldTable
-from leveret.broker.message import Message
+from leveret.amqp.fields import FieldTable, Long
+from leveret.broker import deadletter
+from leveret.broker.clock import Timer
+from leveret.broker.message import FLAG_EXPIRATION, FLAG_PRIORITY, Message
+from leveret.broker.ready import FifoReady, PriorityReady
 
 if TYPE_CHECKING:
     from leveret.broker.consumer import Consumer
     from leveret.broker.exchanges.base import Binding, Exchange
+    from leveret.broker.vhost import VirtualHost
 
 
 # Publisher flow control: a queue whose consumers cannot keep up (their sockets are full)
@@ -29,26 +39,30 @@ BACKLOG_LOW = 1024
 
 
 class Entry:
-    __slots__ = ("message", "redelivered", "seq")
+    __slots__ = ("delivery_count", "expires_at", "message", "priority", "redelivered", "seq")
 
-    def __init__(self, seq: int, message: Message, redelivered: bool = False) -> None:
+    def __init__(self, seq: int, message: Message, redelivered: bool = False,
+                 priority: int = 0, expires_at: float | None = None) -> None:
         self.seq = seq
         self.message = message
         self.redelivered = redelivered
+        self.priority = priority
+        self.expires_at = expires_at
+        self.delivery_count = 0  # times returned to the queue unacknowledged
 
 
 class Queue:
     kind = "queue"
 
-    def __init__(self, vhost: str, name: str, durable: bool = False, exclusive_owner: Any = None,
-                 auto_delete: bool = False, arguments: FieldTable | None = None) -> None:
+    def __init__(self, vhost: VirtualHost, name: str, durable: bool = False,
+                 exclusive_owner: Any = None, auto_delete: bool = False,
+                 arguments: FieldTable | None = None) -> None:
         self.vhost = vhost
         self.name = name
         self.durable = durable
         self.exclusive_owner = exclusive_owner  # the owning connection, or None
         self.auto_delete = auto_delete
         self.arguments: FieldTable = arguments or {}
-        self.ready: deque[Entry] = deque()
         self.consumers: list[Consumer] = []
         self.bindings: list[tuple[Exchange, Binding]] = []
         self.unacked = 0
@@ -58,10 +72,35 @@ class Queue:
         self._rr = 0
         self._dispatching = False
         self.waiting_publishers: set[Any] = set()
-        args = self.arguments
+        self._configure(self.arguments)
+
+    def _configure(self, args: FieldTable) -> None:
+        max_priority = args.get("x-max-priority")
+        self.max_priority: int = int(max_priority) if max_priority else 0
+        self.ready: FifoReady | PriorityReady = (
+            PriorityReady(self.max_priority) if self.max_priority else FifoReady())
+        ttl = args.get("x-message-ttl")
+        self.message_ttl: float | None = ttl / 1000 if ttl is not None else None
+        self.has_ttl = ttl is not None
+        expires = args.get("x-expires")
+        self.expires: float | None = expires / 1000 if expires is not None else None
+        self.dlx: str | None = _text(args.get("x-dead-letter-exchange"))
+        self.dlrk: str | None = _text(args.get("x-dead-letter-routing-key"))
         self.max_length: int | None = args.get("x-max-length")
         self.max_length_bytes: int | None = args.get("x-max-length-bytes")
-        self.reject_publish = args.get("x-overflow") in ("reject-publish", "reject-publish-dlx")
+        self.limited = self.max_length is not None or self.max_length_bytes is not None
+        self.overflow = _text(args.get("x-overflow")) or "drop-head"
+        self.single_active = args.get("x-single-active-consumer") is True
+        self.queue_type = _text(args.get("x-queue-type")) or "classic"
+        limit = args.get("x-delivery-limit")
+        self.delivery_limit: int | None = limit
+        self.count_deliveries = self.queue_type == "quorum" or limit is not None
+        timeout = args.get("x-consumer-timeout")
+        self.consumer_timeout: float | None = timeout / 1000 if timeout else None
+        self._expiry_timer: Timer | None = None
+        self._idle_timer: Timer | None = None
+        self._groups: list[list[Consumer]] = []
+        self.touch()
 
     @property
     def exclusive(self) -> bool:
@@ -79,91 +118,252 @@ class Queue:
 
     def push(self, message: Message) -> bool:
         """Enqueue; False if the queue refused it (full, with x-overflow reject-publish)."""
-        limited = self.max_length is not None or self.max_length_bytes is not None
-        if limited and not self._make_room(len(message.body)):
+        size = len(message.body)
+        if self.limited and not self._make_room(message, size):
             return False
         self._seq += 1
-        self.ready.append(Entry(self._seq, message))
-        self.ready_bytes += len(message.body)
+        entry = Entry(self._seq, message)
+        flags = message.flags
+        if flags:
+            if self.max_priority and flags & FLAG_PRIORITY:
+                entry.priority = min(message.properties.priority or 0, self.max_priority)
+            if self.has_ttl or flags & FLAG_EXPIRATION:
+                self._set_expiry(entry, message, flags)
+        elif self.has_ttl:
+            self._set_expiry(entry, message, flags)
+        self.ready.append(entry)
+        self.ready_bytes += size
         if self.consumers:
             self.dispatch()
+        if self.has_ttl:
+            self._expire_and_arm()
         return True
 
-    def _make_room(self, size: int) -> bool:
+    def _set_expiry(self, entry: Entry, message: Message, flags: int) -> None:
+        ttl = self.message_ttl
+        if flags & FLAG_EXPIRATION:
+            per_message = message.expiration_ms
+            if per_message is not None:
+                ttl = per_message / 1000 if ttl is None else min(ttl, per_message / 1000)
+        if ttl is not None:
+            self.has_ttl = True
+            entry.expires_at = self.vhost.clock.now() + ttl
+
+    def _make_room(self, message: Message, size: int) -> bool:
         """Apply x-max-length / x-max-length-bytes to the ready messages, as RabbitMQ
-        does: refuse the newcomer (reject-publish) or drop from the head (drop-head)."""
+        does: refuse the newcomer (reject-publish, dead-lettered with -dlx) or drop from
+        the head (drop-head), dead-lettering what is dropped."""
         max_n, max_b = self.max_length, self.max_length_bytes
         ready = self.ready
 
-        def over(extra_n: int, extra_b: int) -> bool:
-            return ((max_n is not None and len(ready) + extra_n > max_n) or
-                    (max_b is not None and self.ready_bytes + extra_b > max_b))
+        def over() -> bool:
+            return ((max_n is not None and len(ready) + 1 > max_n) or
+                    (max_b is not None and self.ready_bytes + size > max_b))
 
-        if self.reject_publish:
-            return not over(1, size)
-        while ready and over(1, size):
-            dropped = ready.popleft()
-            self.ready_bytes -= len(dropped.message.body)
-        return not over(1, size)  # False: bigger than the byte limit on its own
+        if self.overflow in ("reject-publish", "reject-publish-dlx"):
+            if not over():
+                return True
+            if self.overflow == "reject-publish-dlx":
+                self._dead_letter(message, deadletter.MAXLEN)
+            return False
+        while ready and over():
+            dropped = self._pop()
+            self._dead_letter(dropped.message, deadletter.MAXLEN)
+        if over():  # bigger than the byte limit on its own
+            self._dead_letter(message, deadletter.MAXLEN)
+            return False
+        return True
 
     def requeue(self, entries: Iterable[Entry]) -> None:
-        """Put unacked entries back at their original positions, marked redelivered."""
-        back = sorted(entries, key=lambda e: e.seq)
-        if not back:
-            return
-        for e in back:
+        """Put unacked entries back at their original positions, marked redelivered;
+        past x-delivery-limit they are dead-lettered instead."""
+        back = []
+        for e in entries:
             e.redelivered = True
+            if self.count_deliveries:
+                e.delivery_count += 1
+                if self.delivery_limit is not None and e.delivery_count > self.delivery_limit:
+                    self._dead_letter(e.message, deadletter.DELIVERY_LIMIT)
+                    continue
+            back.append(e)
             self.ready_bytes += len(e.message.body)
-        ready = self.ready
-        if not ready or back[-1].seq < ready[0].seq:
-            ready.extendleft(reversed(back))
-        else:
-            merged = sorted([*ready, *back], key=lambda e: e.seq)
-            ready.clear()
-            ready.extend(merged)
+        if back:
+            self.ready.requeue(back)
+        if self.has_ttl:
+            self._expire_and_arm()
         self.dispatch()
+
+    def discard(self, entry: Entry, reason: str = deadletter.REJECTED) -> None:
+        """A message rejected without requeue: dead-letter it if the queue says so."""
+        self._dead_letter(entry.message, reason)
 
     # -- messages out ----------------------------------------------------------------
 
-    def get(self) -> Entry | None:
-        if not self.ready:
-            return None
+    def _pop(self) -> Entry:
         entry = self.ready.popleft()
         self.ready_bytes -= len(entry.message.body)
         return entry
 
+    def get(self) -> Entry | None:
+        self.touch()
+        if self.has_ttl:
+            self._expire_and_arm()
+        if not self.ready:
+            return None
+        return self._prepare(self._pop())
+
+    def _prepare(self, entry: Entry) -> Entry:
+        """Stamp x-delivery-count on a redelivery from a queue that counts them."""
+        if self.count_deliveries and entry.delivery_count:
+            props = entry.message.fresh_properties()
+            props.headers = {**(props.headers or {}), "x-delivery-count": Long(entry.delivery_count)}
+            old = entry.message
+            entry.message = Message(old.exchange, old.routing_key, props.encode(), old.body)
+        return entry
+
     def dispatch(self) -> None:
-        """Deliver ready messages round-robin to consumers that have capacity."""
+        """Deliver ready messages to consumers with capacity: round-robin, highest consumer
+        priority first, only the active one under single-active-consumer."""
         if self._dispatching or self.deleted:
             return
         self._dispatching = True
         try:
+            if self.has_ttl:
+                self._expire_and_arm()
             ready = self.ready
             consumers = self.consumers
-            if len(consumers) == 1:
+            if len(consumers) == 1 or (self.single_active and consumers):
                 # The common case, without the round-robin bookkeeping.
                 consumer = consumers[0]
+                has_ttl, counting = self.has_ttl, self.count_deliveries
                 while ready and consumer.can_take():
+                    if has_ttl and self._expire_head():
+                        continue
                     entry = ready.popleft()
                     self.ready_bytes -= len(entry.message.body)
-                    consumer.deliver(entry)
+                    consumer.deliver(self._prepare(entry) if counting else entry)
                 return
             while ready and consumers:
-                n = len(consumers)
-                for _ in range(n):
-                    consumer = consumers[self._rr % n]
-                    self._rr += 1
-                    if consumer.can_take():
-                        entry = ready.popleft()
-                        self.ready_bytes -= len(entry.message.body)
-                        consumer.deliver(entry)
-                        break
-                else:
+                if self.has_ttl and self._expire_head():
+                    continue
+                chosen = self._next_consumer()
+                if chosen is None:
                     return
+                chosen.deliver(self._prepare(self._pop()))
         finally:
             self._dispatching = False
             if self.waiting_publishers and len(self.ready) <= BACKLOG_LOW:
                 self.wake_publishers()
+
+    def _next_consumer(self) -> Consumer | None:
+        for group in self._groups or [self.consumers]:
+            n = len(group)
+            for _ in range(n):
+                consumer = group[self._rr % n]
+                self._rr += 1
+                if consumer.can_take():
+                    return consumer
+        return None
+
+    def purge(self) -> int:
+        count = len(self.ready)
+        self.ready.clear()
+        self.ready_bytes = 0
+        if self.waiting_publishers:
+            self.wake_publishers()
+        return count
+
+    # -- expiry ----------------------------------------------------------------------
+
+    def _expire_head(self) -> bool:
+        """Dead-letter the head if it has expired; True if it did."""
+        head = self.ready.peek()
+        if head.expires_at is None or head.expires_at > self.vhost.clock.now():
+            return False
+        self._pop()
+        self._dead_letter(head.message, deadletter.EXPIRED)
+        return True
+
+    def _expire_and_arm(self) -> None:
+        """Expire from the head, then wake up when the new head expires."""
+        while self.ready and self._expire_head():
+            pass
+        due = self.ready.peek().expires_at if self.ready else None
+        timer = self._expiry_timer
+        if timer is not None and (due is None or timer.when != due):
+            timer.cancel()
+            self._expiry_timer = timer = None
+        if due is not None and timer is None and not self.deleted:
+            self._expiry_timer = self.vhost.timers.call_at(due, self._on_expiry_timer)
+
+    def _on_expiry_timer(self) -> None:
+        self._expiry_timer = None
+        if not self.deleted:
+            self._expire_and_arm()
+
+    def touch(self) -> None:
+        """The queue was used (declared, consumed from, polled): restart x-expires."""
+        if self.expires is None or self.deleted:
+            return
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        if not self.consumers:
+            self._idle_timer = self.vhost.timers.call_later(self.expires, self._on_idle)
+
+    def _on_idle(self) -> None:
+        self._idle_timer = None
+        if not self.consumers and not self.deleted:
+            self.vhost.drop_queue(self)
+
+    def _dead_letter(self, message: Message, reason: str) -> None:
+        dlx = self.dlx
+        if dlx is None:
+            return
+        exchange = self.vhost.exchanges.get(dlx)
+        if exchange is None:
+            return  # dead-lettering to a missing exchange drops the message, as in RabbitMQ
+        out, keys = deadletter.dead_letter_message(message, reason, self.name, dlx, self.dlrk,
+                                                   self.vhost.clock.now())
+        targets: dict[int, Queue] = {}
+        for key in keys:
+            for q in self.vhost.route(exchange, out, key):
+                targets.setdefault(id(q), q)
+        for q in targets.values():
+            if reason != deadletter.REJECTED and deadletter.is_cycle(out, q.name):
+                continue
+            q.push(out)
+
+    # -- consumers -------------------------------------------------------------------
+
+    def add_consumer(self, consumer: Consumer) -> None:
+        self.consumers.append(consumer)
+        self._regroup()
+        self.touch()
+        self.dispatch()
+
+    def remove_consumer(self, consumer: Consumer) -> None:
+        if consumer in self.consumers:
+            self.consumers.remove(consumer)
+            self._regroup()
+            self.touch()
+        if self.waiting_publishers:
+            self.wake_publishers()
+        if self.consumers:
+            self.dispatch()  # under single-active-consumer, the next one takes over
+
+    def _regroup(self) -> None:
+        """Consumers by x-priority, highest first (empty when all share one priority)."""
+        priorities = {c.priority for c in self.consumers}
+        if len(priorities) <= 1:
+            self._groups = []
+            return
+        self._groups = [[c for c in self.consumers if c.priority == p]
+                        for p in sorted(priorities, reverse=True)]
+
+    @property
+    def has_exclusive_consumer(self) -> bool:
+        return any(c.exclusive for c in self.consumers)
 
     def congested(self) -> bool:
         """Too many ready messages for consumers whose connections are not draining."""
@@ -175,26 +375,15 @@ class Queue:
         for connection in waiting:
             connection.flow_resume()
 
-    def purge(self) -> int:
-        count = len(self.ready)
-        self.ready.clear()
-        self.ready_bytes = 0
-        if self.waiting_publishers:
-            self.wake_publishers()
-        return count
+    def close(self) -> None:
+        """The queue is gone: stop its timers."""
+        for timer in (self._expiry_timer, self._idle_timer):
+            if timer is not None:
+                timer.cancel()
+        self._expiry_timer = self._idle_timer = None
 
-    # -- consumers -------------------------------------------------------------------
 
-    def add_consumer(self, consumer: Consumer) -> None:
-        self.consumers.append(consumer)
-        self.dispatch()
-
-    def remove_consumer(self, consumer: Consumer) -> None:
-        if consumer in self.consumers:
-            self.consumers.remove(consumer)
-        if self.waiting_publishers:
-            self.wake_publishers()
-
-    @property
-    def has_exclusive_consumer(self) -> bool:
-        return any(c.exclusive for c in self.consumers)
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else bytes(value).decode("utf-8", "replace")

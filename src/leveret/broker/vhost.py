@@ -19,6 +19,7 @@ from leveret.broker.arguments import (
     validate_queue_arguments,
     wire_type,
 )
+from leveret.broker.clock import Clock, Timers
 from leveret.broker.exchanges import TYPES, Binding, Exchange
 from leveret.broker.exchanges.headers import MATCH_MODES
 from leveret.broker.message import Message
@@ -52,8 +53,11 @@ def _fmt(value: Any) -> str:
 
 
 class VirtualHost:
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, timers: Timers | None = None) -> None:
         self.name = name
+        # The broker's clock and timers: TTL, expiry and delays all read this one clock.
+        self.timers = timers if timers is not None else Timers(Clock())
+        self.clock = self.timers.clock
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
         default = TYPES["direct"]("", durable=True)
@@ -160,7 +164,9 @@ class VirtualHost:
         if passive:
             if not name:
                 raise NotFound(f"no queue '' {self._where()}")
-            return self.queue(name, connection)
+            q = self.queue(name, connection)
+            q.touch()
+            return q
         generated = not name
         if generated:
             name = server_name("amq.gen-")
@@ -169,12 +175,13 @@ class VirtualHost:
             if not generated and name.startswith("amq."):
                 raise AccessRefused(f"queue name '{name}' contains reserved prefix 'amq.*'")
             validate_queue_arguments(arguments, f"queue '{name}' {self._where()}")
-            q = Queue(self.name, name, durable=durable,
+            q = Queue(self, name, durable=durable,
                       exclusive_owner=connection if exclusive else None,
                       auto_delete=auto_delete, arguments=arguments)
             self.queues[name] = q
             return q
         self.check_exclusive(existing, connection)
+        existing.touch()
         what = f"queue '{name}' {self._where()}"
         for arg, got, have in (("durable", durable, existing.durable),
                                ("exclusive", exclusive, existing.exclusive),
@@ -220,6 +227,7 @@ class VirtualHost:
                 self._maybe_auto_delete_exchange(ex)
         q.bindings.clear()
         q.purge()
+        q.close()
         return count
 
     # -- bindings ----------------------------------------------------------------------
@@ -284,10 +292,11 @@ class VirtualHost:
 
     # -- routing -----------------------------------------------------------------------
 
-    def route(self, exchange: Exchange, message: Message) -> list[Queue]:
+    def route(self, exchange: Exchange, message: Message,
+              routing_key: str | None = None) -> list[Queue]:
         """The queues a message reaches from an exchange, following exchange-to-exchange
         bindings and alternate exchanges, each queue once."""
-        rk = message.routing_key
+        rk = message.routing_key if routing_key is None else routing_key
         if exchange.name == "":
             q = self.queues.get(rk)
             return [q] if q is not None else []

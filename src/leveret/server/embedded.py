@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 from types import TracebackType
 
+from leveret.broker.clock import Clock
 from leveret.broker.node import Limits, Node
 from leveret.server.listener import Listener
 
@@ -19,11 +20,12 @@ log = logging.getLogger("leveret.server")
 class Broker:
     def __init__(self, host: str = "127.0.0.1", port: int = 5672,
                  data_dir: str | Path | None = None, users: dict[str, str] | None = None,
-                 limits: Limits | None = None) -> None:
+                 limits: Limits | None = None, clock: Clock | None = None) -> None:
         self.host = host
         self.port = port
         self.data_dir = Path(data_dir) if data_dir is not None else None
-        self.node = Node(users=dict(users or {"guest": "guest"}), limits=limits or Limits())
+        self.node = Node(users=dict(users or {"guest": "guest"}), limits=limits or Limits(),
+                         clock=clock or Clock())
         self.listener = Listener(self.node)
         self.running = False
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from leveret.broker.clock import ManualClock
 from leveret.broker.node import Node
 from leveret.server.protocol import AMQPProtocol
 
@@ -21,6 +22,8 @@ class Listener:
         self.servers: list[asyncio.AbstractServer] = []
         self._flow_task: asyncio.Task[None] | None = None
         self.memory_blocked = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_when: float | None = None
 
     async def listen(self, host: str, port: int) -> int:
         loop = asyncio.get_running_loop()
@@ -29,7 +32,29 @@ class Listener:
         self.servers.append(server)
         if self._flow_task is None:
             self._flow_task = asyncio.create_task(self._flow_control())
+            self.node.timers.on_schedule = self._arm_timers
+            self._arm_timers(self.node.timers.next_deadline())
         return int(server.sockets[0].getsockname()[1])
+
+    def _arm_timers(self, when: float | None) -> None:
+        """Wake up at the broker's next deadline (TTL, expiry, delay): one asyncio timer
+        for all of them, moved earlier when an earlier deadline appears."""
+        if when is None or (self._timer_when is not None and self._timer_when <= when):
+            return
+        if isinstance(self.node.clock, ManualClock):
+            return  # a manual clock's timers run when the test advances it
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, when - self.node.clock.now())
+        self._timer_when = when
+        self._timer = loop.call_later(delay, self._run_timers)
+
+    def _run_timers(self) -> None:
+        self._timer = self._timer_when = None
+        timers = self.node.timers
+        timers.run_due()
+        self._arm_timers(timers.next_deadline())
 
     def memory_used(self) -> int:
         total = 0
@@ -75,6 +100,8 @@ class Listener:
             server.close()
         if self._flow_task is not None:
             self._flow_task.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
         for p in list(self.protocols):
             if p.conn is not None:
                 p.conn.close(320, "CONNECTION_FORCED - broker forced connection closure "

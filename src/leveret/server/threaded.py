@@ -23,6 +23,11 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
         return asyncio.new_event_loop()
 
 
+async def _advance(clock: Any, seconds: float) -> None:
+    clock.advance(seconds)
+    await asyncio.sleep(0)  # let the flushes the timers scheduled run
+
+
 class BrokerThread:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> None:
         self.broker = Broker(host=host, port=port, **kwargs)
@@ -66,6 +71,14 @@ class BrokerThread:
         if self._error is not None:
             raise self._error
         return self
+
+    def advance(self, seconds: float) -> None:
+        """Move a ManualClock forward in the broker's thread and run what fell due."""
+        clock = self.broker.node.clock
+        if not hasattr(clock, "advance"):
+            raise TypeError("advance() needs a broker started with clock=ManualClock()")
+        future = asyncio.run_coroutine_threadsafe(_advance(clock, seconds), self.loop)
+        future.result(10)
 
     def stop(self) -> None:
         if self._thread.is_alive():

@@ -1,0 +1,55 @@
+"""Names and declarations of what a bus puts in the broker.
+
+    <exchange>             topic exchange every event is published to (durable)
+    <group>                durable queue of a subscriber group, bound with its patterns
+    <group>.retry.<ms>     one delay queue per distinct delay (see ``retry.py``)
+    <group>.dlq            dead-letter queue: events that failed their last attempt
+    rpc.<name>             requests for a responder (transient, auto-delete)
+
+Internal hops (retry, dead-letter, redrive) go through the default exchange straight to
+a queue by name, so they never match another group's topic patterns.
+"""
+
+from __future__ import annotations
+
+from aio_pika import ExchangeType
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+
+DEFAULT_EXCHANGE = "leveret.events"
+RPC_PREFIX = "rpc."
+
+
+def dlq_name(group: str) -> str:
+    return f"{group}.dlq"
+
+
+def retry_queue_name(group: str, delay_ms: int) -> str:
+    return f"{group}.retry.{delay_ms}"
+
+
+def rpc_queue_name(name: str) -> str:
+    return f"{RPC_PREFIX}{name}"
+
+
+async def declare_exchange(channel: AbstractChannel, name: str) -> AbstractExchange:
+    return await channel.declare_exchange(name, ExchangeType.TOPIC, durable=True)
+
+
+async def declare_group(channel: AbstractChannel, exchange: str, group: str,
+                        patterns: tuple[str, ...]) -> AbstractQueue:
+    """The group's queue, bound to ``patterns``, and its dead-letter queue."""
+    await channel.declare_queue(dlq_name(group), durable=True)
+    queue = await channel.declare_queue(group, durable=True)
+    for pattern in patterns:
+        await queue.bind(exchange, routing_key=pattern)
+    return queue
+
+
+async def declare_retry_queue(channel: AbstractChannel, group: str,
+                              delay_ms: int) -> AbstractQueue:
+    # Every message in this queue has the same TTL, so expiry is in FIFO order and the
+    # head never holds back a message due earlier: that is why delays get a queue each.
+    return await channel.declare_queue(
+        retry_queue_name(group, delay_ms), durable=True,
+        arguments={"x-message-ttl": delay_ms, "x-dead-letter-exchange": "",
+                   "x-dead-letter-routing-key": group})
