@@ -216,7 +216,8 @@ class Queue:
         """Stamp x-delivery-count on a redelivery from a queue that counts them."""
         if self.count_deliveries and entry.delivery_count:
             props = entry.message.fresh_properties()
-            props.headers = {**(props.headers or {}), "x-delivery-count": Long(entry.delivery_count)}
+            count = Long(entry.delivery_count)
+            props.headers = {**(props.headers or {}), "x-delivery-count": count}
             old = entry.message
             entry.message = Message(old.exchange, old.routing_key, props.encode(), old.body)
         return entry
