@@ -116,7 +116,18 @@ QUEUE_ARGUMENTS: dict[str, tuple[str, Check]] = {
     "x-max-age": ("str", _any_text),
     "x-queue-master-locator": ("str", _any_text),
     "x-queue-leader-locator": ("str", _any_text),
+    # leveret's own: opt-in consumer timeout, delayed retry of nacked messages, dedup
+    "x-consumer-timeout": ("int", _integer()),
+    "x-retry-delay": ("int", _integer()),
+    "x-retry-max-delay": ("int", _integer()),
+    "x-retry-multiplier": ("int", _integer(zero_ok=False)),
+    "x-message-deduplication": ("bool", _boolean),
+    "x-cache-size": ("int", _integer(zero_ok=False)),
+    "x-cache-ttl": ("int", _integer(zero_ok=False)),
 }
+
+# Arguments quorum queues refuse, as RabbitMQ 3.10 does.
+QUORUM_REFUSED = ("x-max-priority", "x-queue-mode")
 
 # Only these exchange arguments take part in equivalence checks.
 EXCHANGE_EQUIVALENT = ("alternate-exchange",)

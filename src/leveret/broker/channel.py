@@ -13,8 +13,11 @@ from typing import TYPE_CHECKING, Any
 from leveret.amqp import spec
 from leveret.amqp.frames import encode_content, encode_deliver, encode_get_ok
 from leveret.broker.consumer import Consumer
+from leveret.broker.exchanges.delayed import TYPE_NAME as DELAYED
+from leveret.broker.exchanges.delayed import delay_of
 from leveret.broker.message import (
     FLAG_EXPIRATION,
+    FLAG_HEADERS,
     FLAG_REPLY_TO,
     FLAG_USER_ID,
     Message,
@@ -168,7 +171,15 @@ class Channel:
                 return False
             q.push(msg)
             return True
+        if exchange.dedup is not None and exchange.dedup.is_duplicate(msg):
+            return True  # seen within the window: dropped, and confirmed like the plugin
         queues = self.vhost.route(exchange, msg)
+        if msg.flags & FLAG_HEADERS and "BCC" in msg.headers:
+            msg = msg.without_bcc()
+        if queues and exchange.TYPE == DELAYED and (delay := delay_of(msg)):
+            # Routable now, so held; routed again (bindings may change) when due.
+            self.vhost.timers.call_later(delay, lambda: self.vhost.deliver(exchange, msg))
+            return True
         for q in queues:
             if not q.push(msg):
                 self._refused = True
@@ -329,7 +340,10 @@ class Channel:
     def _settle_rejected(self, records: list[Unacked], requeue: bool) -> None:
         """Nacked or rejected: back to the queue, or dead-lettered / dropped."""
         if requeue:
-            self._requeue(records)
+            for u in records:
+                if u.queue.retry_delay is not None and not u.queue.deleted:
+                    u.queue.retry_later(u.entry)
+            self._requeue([u for u in records if u.queue.retry_delay is None])
             return
         for u in records:
             if not u.queue.deleted:

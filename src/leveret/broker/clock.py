@@ -39,7 +39,7 @@ class ManualClock(Clock):
 class Timer:
     __slots__ = ("callback", "cancelled", "when")
 
-    def __init__(self, when: float, callback: Callable[[], None]) -> None:
+    def __init__(self, when: float, callback: Callable[[], object]) -> None:
         self.when = when
         self.callback = callback
         self.cancelled = False
@@ -60,7 +60,7 @@ class Timers:
         if isinstance(clock, ManualClock):
             clock.timers = self
 
-    def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
+    def call_at(self, when: float, callback: Callable[[], object]) -> Timer:
         timer = Timer(when, callback)
         first = not self._heap or when < self._heap[0][0]
         heapq.heappush(self._heap, (when, next(self._seq), timer))
@@ -68,7 +68,7 @@ class Timers:
             self.on_schedule(when)
         return timer
 
-    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
+    def call_later(self, delay: float, callback: Callable[[], object]) -> Timer:
         return self.call_at(self.clock.now() + delay, callback)
 
     def next_deadline(self) -> float | None:

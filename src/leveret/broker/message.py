@@ -114,6 +114,25 @@ class Message:
         except ValueError:
             return None
 
+    def sender_keys(self) -> list[str]:
+        """Extra routing keys from the CC and BCC headers (sender-selected distribution)."""
+        headers = self.headers
+        keys: list[str] = []
+        for name in ("CC", "BCC"):
+            value = headers.get(name)
+            if isinstance(value, list):
+                keys.extend(v if isinstance(v, str) else bytes(v).decode("utf-8", "replace")
+                            for v in value if isinstance(v, str | bytes))
+        return keys
+
+    def without_bcc(self) -> Message:
+        """The message as delivered: RabbitMQ removes the BCC header before delivery."""
+        props = self.fresh_properties()
+        headers = dict(props.headers or {})
+        headers.pop("BCC", None)
+        props.headers = headers
+        return Message(self.exchange, self.routing_key, props.encode(), self.body)
+
     def validate(self) -> None:
         """Decode the properties now unless they are trivially well-formed, so a malformed
         content header fails its publisher, not whoever reads the message later."""

@@ -56,6 +56,16 @@ class Node:
         self.vhosts[name] = vhost
         return vhost
 
+    def load_policies(self, policies: list[dict[str, Any]]) -> None:
+        """Policies in RabbitMQ's definitions format (the "policies" list of an export):
+        {"vhost", "name", "pattern", "apply-to", "definition", "priority"}."""
+        for p in policies:
+            vhost = self.vhosts.get(p.get("vhost", "/"))
+            if vhost is None:
+                vhost = self.add_vhost(p["vhost"])
+            vhost.set_policy(p["name"], p["pattern"], p.get("definition", {}),
+                             int(p.get("priority", 0)), p.get("apply-to", "all"))
+
     def authenticate(self, user: str, password: str) -> bool:
         expected = self.users.get(user)
         return expected is not None and expected == password

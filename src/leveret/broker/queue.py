@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from leveret.amqp.fields import FieldTable, Long
 from leveret.broker import deadletter
 from leveret.broker.clock import Timer
+from leveret.broker.dedup import DedupWindow
 from leveret.broker.message import FLAG_EXPIRATION, FLAG_PRIORITY, Message
 from leveret.broker.ready import FifoReady, PriorityReady
 
@@ -72,16 +73,25 @@ class Queue:
         self._rr = 0
         self._dispatching = False
         self.waiting_publishers: set[Any] = set()
-        self._configure(self.arguments)
-
-    def _configure(self, args: FieldTable) -> None:
-        max_priority = args.get("x-max-priority")
+        self._expiry_timer: Timer | None = None
+        self._idle_timer: Timer | None = None
+        self._groups: list[list[Consumer]] = []
+        max_priority = self.arguments.get("x-max-priority")
         self.max_priority: int = int(max_priority) if max_priority else 0
         self.ready: FifoReady | PriorityReady = (
             PriorityReady(self.max_priority) if self.max_priority else FifoReady())
+        self.policy: str | None = None
+        self.effective_arguments: FieldTable = self.arguments
+        self.configure(self.arguments)
+
+    def configure(self, args: FieldTable) -> None:
+        """Apply the effective arguments (the queue's own, merged with its policy); called
+        again when a policy changes, without touching the messages."""
+        self.effective_arguments = args
         ttl = args.get("x-message-ttl")
         self.message_ttl: float | None = ttl / 1000 if ttl is not None else None
-        self.has_ttl = ttl is not None
+        # Sticky: once any message carried a TTL the head must be checked for expiry.
+        self.has_ttl = ttl is not None or getattr(self, "has_ttl", False)
         expires = args.get("x-expires")
         self.expires: float | None = expires / 1000 if expires is not None else None
         self.dlx: str | None = _text(args.get("x-dead-letter-exchange"))
@@ -95,12 +105,18 @@ class Queue:
         limit = args.get("x-delivery-limit")
         self.delivery_limit: int | None = limit
         self.count_deliveries = self.queue_type == "quorum" or limit is not None
+        retry = args.get("x-retry-delay")
+        self.retry_delay: float | None = retry / 1000 if retry is not None else None
+        cap = args.get("x-retry-max-delay")
+        self.retry_max_delay: float | None = cap / 1000 if cap is not None else None
+        self.retry_multiplier: int = args.get("x-retry-multiplier", 2)
+        self.count_deliveries = self.count_deliveries or retry is not None
+        self.dedup = DedupWindow.from_arguments(args, self.vhost.clock)
         timeout = args.get("x-consumer-timeout")
         self.consumer_timeout: float | None = timeout / 1000 if timeout else None
-        self._expiry_timer: Timer | None = None
-        self._idle_timer: Timer | None = None
-        self._groups: list[list[Consumer]] = []
         self.touch()
+        if self.has_ttl and self.ready:
+            self._expire_and_arm()
 
     @property
     def exclusive(self) -> bool:
@@ -119,6 +135,8 @@ class Queue:
     def push(self, message: Message) -> bool:
         """Enqueue; False if the queue refused it (full, with x-overflow reject-publish)."""
         size = len(message.body)
+        if self.dedup is not None and self.dedup.is_duplicate(message):
+            return True  # seen within the window: dropped, and confirmed like the plugin
         if self.limited and not self._make_room(message, size):
             return False
         self._seq += 1
@@ -174,13 +192,31 @@ class Queue:
             return False
         return True
 
-    def requeue(self, entries: Iterable[Entry]) -> None:
+    def retry_later(self, entry: Entry) -> None:
+        """A nack with requeue on a queue with x-retry-delay: the message comes back after
+        an exponential backoff (x-retry-delay * x-retry-multiplier ** (attempt - 1), capped
+        by x-retry-max-delay), so applications never republish to retry."""
+        entry.delivery_count += 1
+        if self.delivery_limit is not None and entry.delivery_count > self.delivery_limit:
+            self._dead_letter(entry.message, deadletter.DELIVERY_LIMIT)
+            return
+        assert self.retry_delay is not None
+        delay = self.retry_delay * self.retry_multiplier ** (entry.delivery_count - 1)
+        if self.retry_max_delay is not None:
+            delay = min(delay, self.retry_max_delay)
+        self.vhost.timers.call_later(delay, lambda: self._retry_due(entry))
+
+    def _retry_due(self, entry: Entry) -> None:
+        if not self.deleted:
+            self.requeue([entry], counted=True)
+
+    def requeue(self, entries: Iterable[Entry], counted: bool = False) -> None:
         """Put unacked entries back at their original positions, marked redelivered;
         past x-delivery-limit they are dead-lettered instead."""
         back = []
         for e in entries:
             e.redelivered = True
-            if self.count_deliveries:
+            if self.count_deliveries and not counted:
                 e.delivery_count += 1
                 if self.delivery_limit is not None and e.delivery_count > self.delivery_limit:
                     self._dead_letter(e.message, deadletter.DELIVERY_LIMIT)

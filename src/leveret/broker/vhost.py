@@ -14,15 +14,18 @@ from leveret.amqp.fields import FieldTable
 from leveret.broker.arguments import (
     EXCHANGE_EQUIVALENT,
     QUEUE_ARGUMENTS,
+    QUORUM_REFUSED,
     assert_equivalent,
     erlang_term,
     validate_queue_arguments,
     wire_type,
 )
 from leveret.broker.clock import Clock, Timers
+from leveret.broker.dedup import DedupWindow
 from leveret.broker.exchanges import TYPES, Binding, Exchange
 from leveret.broker.exchanges.headers import MATCH_MODES
-from leveret.broker.message import Message
+from leveret.broker.message import FLAG_HEADERS, Message
+from leveret.broker.policy import Policy, choose, merge
 from leveret.broker.queue import Queue
 from leveret.errors import (
     AccessRefused,
@@ -58,6 +61,7 @@ class VirtualHost:
         # The broker's clock and timers: TTL, expiry and delays all read this one clock.
         self.timers = timers if timers is not None else Timers(Clock())
         self.clock = self.timers.clock
+        self.policies: dict[str, Policy] = {}
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
         default = TYPES["direct"]("", durable=True)
@@ -117,6 +121,8 @@ class VirtualHost:
                                          f"{self._where()}")
             ex = cls(name, durable=durable, auto_delete=auto_delete, internal=internal,
                      arguments=arguments)
+            ex.dedup = DedupWindow.from_arguments(arguments, self.clock)
+            self._apply_policy(ex)
             self.exchanges[name] = ex
             return ex
         what = f"exchange '{name}' {self._where()}"
@@ -174,10 +180,14 @@ class VirtualHost:
         if existing is None:
             if not generated and name.startswith("amq."):
                 raise AccessRefused(f"queue name '{name}' contains reserved prefix 'amq.*'")
-            validate_queue_arguments(arguments, f"queue '{name}' {self._where()}")
+            where = f"queue '{name}' {self._where()}"
+            validate_queue_arguments(arguments, where)
+            if arguments.get("x-queue-type") == "quorum":
+                self._check_quorum(arguments, durable, exclusive, auto_delete, where)
             q = Queue(self, name, durable=durable,
                       exclusive_owner=connection if exclusive else None,
                       auto_delete=auto_delete, arguments=arguments)
+            self._apply_policy(q)
             self.queues[name] = q
             return q
         self.check_exclusive(existing, connection)
@@ -198,6 +208,18 @@ class VirtualHost:
                     f"is '{_fmt(have)}'")
         assert_equivalent(existing.arguments, arguments, QUEUE_ARGUMENTS, what)
         return existing
+
+    def _check_quorum(self, arguments: FieldTable, durable: bool, exclusive: bool,
+                      auto_delete: bool, where: str) -> None:
+        """A quorum queue here is a durable single-node queue with quorum semantics:
+        RabbitMQ's rules and texts for what it refuses."""
+        for key in QUORUM_REFUSED:
+            if key in arguments:
+                raise PreconditionFailed(f"invalid arg '{key}' for {where}")
+        for bad, prop in ((auto_delete, "auto-delete"), (exclusive, "exclusive-owner"),
+                          (not durable, "non-durable")):
+            if bad:
+                raise PreconditionFailed(f"invalid property '{prop}' for {where}")
 
     def delete_queue(self, name: str, if_unused: bool, if_empty: bool, connection: Any) -> int:
         if not name:
@@ -290,13 +312,64 @@ class VirtualHost:
             self._check_bind_args(src, arguments)
             src.add_binding(b)
 
+    # -- policies ----------------------------------------------------------------------
+
+    def set_policy(self, name: str, pattern: str, definition: dict[str, Any],
+                   priority: int = 0, apply_to: str = "all") -> Policy:
+        """Add or replace a policy and apply it to existing queues and exchanges now."""
+        args = {k if k == "alternate-exchange" else f"x-{k}": v for k, v in definition.items()}
+        validate_queue_arguments({k: v for k, v in args.items() if k in QUEUE_ARGUMENTS},
+                                 f"policy '{name}' {self._where()}")
+        policy = Policy(name, pattern, dict(definition), priority, apply_to)
+        self.policies[name] = policy
+        self._reapply_policies()
+        return policy
+
+    def clear_policy(self, name: str) -> None:
+        if self.policies.pop(name, None) is not None:
+            self._reapply_policies()
+
+    def _reapply_policies(self) -> None:
+        for q in list(self.queues.values()):
+            self._apply_policy(q)
+        for ex in list(self.exchanges.values()):
+            self._apply_policy(ex)
+
+    def _apply_policy(self, entity: Queue | Exchange) -> None:
+        if entity.name == "" or entity.name.startswith("amq."):
+            return  # RabbitMQ's policies never touch the default and amq.* exchanges
+        policy = choose(self.policies, entity.kind, entity.name)
+        if isinstance(entity, Queue):
+            entity.policy = policy.name if policy else None
+            entity.configure(merge(entity.arguments, policy))
+        else:
+            entity.policy = policy.name if policy else None
+            effective = merge(entity.arguments, policy)
+            entity.effective_arguments = effective
+
     # -- routing -----------------------------------------------------------------------
+
+    def deliver(self, exchange: Exchange, message: Message) -> int:
+        """Route and enqueue a message the broker itself publishes (delayed, retried);
+        returns how many queues took it."""
+        if exchange.name not in self.exchanges:
+            return 0
+        return sum(1 for q in self.route(exchange, message) if q.push(message))
 
     def route(self, exchange: Exchange, message: Message,
               routing_key: str | None = None) -> list[Queue]:
         """The queues a message reaches from an exchange, following exchange-to-exchange
         bindings and alternate exchanges, each queue once."""
         rk = message.routing_key if routing_key is None else routing_key
+        if routing_key is None and message.flags & FLAG_HEADERS:
+            extra = message.sender_keys()
+            if extra:
+                # Sender-selected distribution: CC and BCC headers add routing keys.
+                selected: dict[int, Queue] = {}
+                for key in (rk, *extra):
+                    for target in self.route(exchange, message, key):
+                        selected.setdefault(id(target), target)
+                return list(selected.values())
         if exchange.name == "":
             q = self.queues.get(rk)
             return [q] if q is not None else []

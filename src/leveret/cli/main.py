@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
+
+from leveret.errors import LeveretError
 
 DEFAULT_DATA_DIR = Path(os.environ.get("LEVERET_DATA_DIR", Path.home() / ".local/share/leveret"))
 
@@ -20,14 +24,37 @@ def _serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
                    help="where the broker keeps its data (default: %(default)s, or "
                         "$LEVERET_DATA_DIR)")
+    p.add_argument("--policies", type=Path, metavar="FILE",
+                   help="JSON file of policies: a RabbitMQ definitions export (its "
+                        "\"policies\" list is used) or a list of {name, pattern, definition, "
+                        "priority, apply-to, vhost}")
     p.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error"])
+
+
+def _read_policies(path: Path) -> list[dict[str, Any]]:
+    data = json.loads(path.read_text())
+    policies = data.get("policies", []) if isinstance(data, dict) else data
+    if not isinstance(policies, list):
+        raise ValueError("expected a list of policies")
+    for p in policies:
+        missing = [k for k in ("name", "pattern", "definition") if k not in p]
+        if missing:
+            raise ValueError(f"policy {p.get('name', p)!r} lacks {', '.join(missing)}")
+    return policies
 
 
 async def _serve(args: argparse.Namespace) -> int:
     from leveret.server.embedded import Broker
 
-    broker = Broker(host=args.host, port=args.port, data_dir=args.data_dir)
+    try:
+        policies = _read_policies(args.policies) if args.policies else None
+    except (OSError, ValueError, KeyError, LeveretError) as exc:
+        logging.getLogger("leveret").error("cannot load policies from %s: %s", args.policies,
+                                           exc)
+        return 2
+    broker = Broker(host=args.host, port=args.port, data_dir=args.data_dir,
+                    policies=policies)
     try:
         await broker.start()
     except OSError as exc:
@@ -70,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
         pp = sub.add_parser("perf", help="load-test a broker (any AMQP URL)")
         perf.add_arguments(pp)
         pp.set_defaults(func=perf.run)
+    from leveret.events import cli as events_cli
+    events_cli.add_parser(sub)
     return parser
 
 

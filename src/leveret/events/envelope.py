@@ -38,6 +38,19 @@ MAX_HISTORY = 20
 MAX_ERROR_TEXT = 1000
 
 
+def header_int(headers: Mapping[str, Any] | None, name: str, default: int) -> int:
+    value = (headers or {}).get(name)
+    try:
+        return int(value) if isinstance(value, int | str | float) else default
+    except ValueError:
+        return default
+
+
+def header_list(headers: Mapping[str, Any] | None, name: str) -> list[Any]:
+    value = (headers or {}).get(name)
+    return list(value) if isinstance(value, list | tuple) else []
+
+
 def new_id() -> str:
     return uuid.uuid4().hex
 
@@ -91,7 +104,7 @@ class Delivery:
             event_type=_text(message.type) or _text(headers.get(EVENT_TYPE)) or routing_key,
             routing_key=routing_key,
             group=group,
-            attempt=int(headers.get(ATTEMPT) or 1),
+            attempt=header_int(headers, ATTEMPT, 1),
             correlation_id=(_text(message.correlation_id)
                             or _text(headers.get(CORRELATION_ID))),
             causation_id=_text(headers.get(CAUSATION_ID)),
@@ -128,6 +141,6 @@ def copy(message: AbstractIncomingMessage, changes: Mapping[str, Any]) -> aio_pi
 
 def failed_attempts(message: AbstractIncomingMessage, attempt: int, error: str,
                     ) -> list[dict[str, Any]]:
-    history = list((message.headers or {}).get(HISTORY) or [])
+    history = header_list(message.headers, HISTORY)
     history.append(history_entry(attempt, error))
     return history[-MAX_HISTORY:]

@@ -8,18 +8,18 @@ when the channel closes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 
 from aio_pika.abc import AbstractIncomingMessage
 
-from leveret.events.publisher import CONNECTION_ERRORS
+from leveret.events.publisher import SETTLE_ERRORS
 
 
 async def requeue(message: AbstractIncomingMessage) -> None:
-    try:
+    # if the channel is gone, so is the delivery: the broker requeued it already
+    with contextlib.suppress(*SETTLE_ERRORS):
         await message.nack(requeue=True)
-    except (*CONNECTION_ERRORS, RuntimeError):
-        pass  # the channel is gone, and with it the delivery: the broker requeued it
 
 
 class Inflight:

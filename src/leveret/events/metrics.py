@@ -35,6 +35,12 @@ class Metrics:
 
     _by_registry: dict[int, Metrics] = {}
     _lock = threading.Lock()
+    handled: Any
+    failed: Any
+    retried: Any
+    dead_lettered: Any
+    duplicates: Any
+    latency: Any
 
     def __init__(self, registry: Any = None) -> None:
         self.registry = registry  # kept alive: ``for_registry`` caches by its id

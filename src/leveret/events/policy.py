@@ -1,8 +1,9 @@
 """Retry policy: how many attempts, and how long to wait before each retry.
 
-Delays are rounded to the E24 series (24 values per decade, about 10 % apart) because
-each distinct delay is a queue in the broker (see ``retry.py``): rounding keeps that to a
-handful of queues per group while jitter still spreads retries out.
+Delays are rounded to a ladder of round values (23 per decade, at most 17 % apart:
+..., 0.5 s, 0.55 s, 0.6 s, 0.7 s, ...) because each distinct delay is a queue in the broker
+(see ``retry.py``): rounding keeps that to a handful of queues per group while jitter still
+spreads retries out.
 """
 
 from __future__ import annotations
@@ -12,16 +13,16 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-E24 = (1.0, 1.1, 1.2, 1.3, 1.5, 1.6, 1.8, 2.0, 2.2, 2.4, 2.7, 3.0,
-       3.3, 3.6, 3.9, 4.3, 4.7, 5.1, 5.6, 6.2, 6.8, 7.5, 8.2, 9.1)
+LADDER = (1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.8, 2.0, 2.2, 2.5, 2.8,
+          3.0, 3.3, 3.6, 4.0, 4.5, 5.0, 5.5, 6.0, 7.0, 8.0, 9.0)
 
 
 def quantize_ms(ms: float) -> int:
-    """The E24 value nearest to ``ms`` (in log scale); 0 stays 0."""
+    """The ladder value nearest to ``ms`` (in log scale); 0 stays 0."""
     if ms < 1:
         return 0
     decade = 10 ** math.floor(math.log10(ms))
-    candidates = [v * decade for v in E24] + [10 * decade]
+    candidates = [v * decade for v in LADDER] + [10 * decade]
     best = min(candidates, key=lambda v: abs(math.log(v / ms)))
     return max(1, round(best))
 
@@ -32,7 +33,7 @@ class RetryPolicy:
 
     The delay before retry n (after attempt n failed) is
     ``min(max_delay, initial_delay * multiplier ** (n - 1))``, moved by up to ``±jitter``
-    of itself, capped again, then rounded to the E24 series. Only exceptions in
+    of itself, capped again, then rounded to the ladder. Only exceptions in
     ``retry_on`` are retried; others are dead-lettered at once.
     """
 

@@ -9,6 +9,7 @@ by event id (``idempotency.py``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import aio_pika
@@ -22,6 +23,8 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError, aiormq.exceptions.AMQPConnectionError,
     aiormq.exceptions.ChannelInvalidStateError, aiormq.exceptions.ChannelClosed,
     asyncio.CancelledError)
+# ... and settling (ack/nack) a delivery whose channel is gone.
+SETTLE_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, RuntimeError)
 
 
 class Publisher:
@@ -60,10 +63,10 @@ class Publisher:
 
     async def _reconnected(self, timeout: float) -> None:
         await asyncio.sleep(0.05)
-        try:
-            await asyncio.wait_for(self.channel.ready(), timeout)
-        except TimeoutError:
-            pass
+        ready = getattr(self.channel, "ready", None)  # robust channels only
+        if ready is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ready(), timeout)
 
 
 def _cancelled_by_caller(exc: BaseException) -> bool:

@@ -10,6 +10,7 @@ is not worked on late.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -105,10 +106,8 @@ class ResponderConsumer:
 
     async def stop(self, timeout: float) -> None:
         if self._queue is not None and self._tag is not None:
-            try:
+            with contextlib.suppress(Exception):  # the channel may already be gone
                 await self._queue.cancel(self._tag)
-            except Exception:  # the channel may already be gone
-                pass
         await self.inflight.drain(timeout)
 
     async def _process(self, message: AbstractIncomingMessage) -> None:

@@ -14,6 +14,7 @@ message's headers, which is what makes it count across workers and restarts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +30,7 @@ from leveret.events.idempotency import IdempotencyStore
 from leveret.events.inflight import Inflight, requeue
 from leveret.events.metrics import Metrics
 from leveret.events.policy import RetryPolicy
-from leveret.events.publisher import CONNECTION_ERRORS, Publisher
+from leveret.events.publisher import SETTLE_ERRORS, Publisher
 from leveret.events.retry import RetryStrategy
 from leveret.events.tracing import Tracer
 
@@ -85,10 +86,8 @@ class GroupConsumer:
 
     async def stop(self, timeout: float) -> None:
         if self._queue is not None and self._tag is not None:
-            try:
+            with contextlib.suppress(*SETTLE_ERRORS):
                 await self._queue.cancel(self._tag)
-            except (*CONNECTION_ERRORS, RuntimeError):
-                pass
         cancelled = await self.inflight.drain(timeout)
         if cancelled:
             log.warning("%s: %d handler(s) still running after %.1f s; their events go "
@@ -158,7 +157,7 @@ class GroupConsumer:
         delay_ms = policy.delay_ms(attempt)
         log.warning("%s: event %s failed attempt %d/%d, retrying in %d ms: %s",
                     self.sub.group, delivery.event_id, attempt, policy.max_attempts,
-                    delay_ms, error, exc_info=exc)
+                    delay_ms, error)
         retry = envelope.copy(message, {
             envelope.ATTEMPT: attempt + 1,
             envelope.HISTORY: envelope.failed_attempts(message, attempt, error)})
@@ -183,7 +182,7 @@ class GroupConsumer:
     async def _ack(message: AbstractIncomingMessage) -> None:
         try:
             await message.ack()
-        except (*CONNECTION_ERRORS, RuntimeError):
+        except SETTLE_ERRORS:
             # The channel died after the work was done: the broker will redeliver, and
             # the idempotency store makes that redelivery a skipped duplicate.
             log.debug("ack of %s lost with its channel", message.message_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from leveret.broker.clock import Clock
 from leveret.broker.node import Limits, Node
@@ -20,12 +21,15 @@ log = logging.getLogger("leveret.server")
 class Broker:
     def __init__(self, host: str = "127.0.0.1", port: int = 5672,
                  data_dir: str | Path | None = None, users: dict[str, str] | None = None,
-                 limits: Limits | None = None, clock: Clock | None = None) -> None:
+                 limits: Limits | None = None, clock: Clock | None = None,
+                 policies: list[dict[str, Any]] | None = None) -> None:
         self.host = host
         self.port = port
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.node = Node(users=dict(users or {"guest": "guest"}), limits=limits or Limits(),
                          clock=clock or Clock())
+        if policies:
+            self.node.load_policies(policies)
         self.listener = Listener(self.node)
         self.running = False
 

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 from leveret.server.embedded import Broker
 
@@ -71,6 +74,13 @@ class BrokerThread:
         if self._error is not None:
             raise self._error
         return self
+
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn`` in the broker's thread (the broker is not thread-safe) and return
+        its result, e.g. ``broker.call(broker.node.vhosts["/"].set_policy, ...)``."""
+        async def run() -> T:
+            return fn(*args, **kwargs)
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(10)
 
     def advance(self, seconds: float) -> None:
         """Move a ManualClock forward in the broker's thread and run what fell due."""

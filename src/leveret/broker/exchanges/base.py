@@ -42,6 +42,9 @@ class Exchange:
         self.bindings: dict[tuple, Binding] = {}
         # True while every binding leads to a queue: routing then needs no graph walk.
         self.queues_only = True
+        self.dedup: Any = None  # a DedupWindow with x-message-deduplication
+        self.policy: str | None = None
+        self.effective_arguments: FieldTable = self.arguments
 
     @property
     def type(self) -> str:
@@ -49,7 +52,7 @@ class Exchange:
 
     @property
     def alternate_exchange(self) -> str | None:
-        ae = self.arguments.get("alternate-exchange")
+        ae = self.effective_arguments.get("alternate-exchange")
         return ae if isinstance(ae, str) else None
 
     def add_binding(self, binding: Binding) -> bool:

@@ -1,0 +1,83 @@
+"""leveret.events: typed events over AMQP 0-9-1, on leveret and on RabbitMQ.
+
+A client library on aio-pika: publisher confirms, topic subscriptions in competing-consumer
+groups, retries delayed in the broker and counted in the message, per-group dead-letter
+queues, duplicate skipping, request-reply, metrics and traces. See docs/events.md.
+
+Names are imported on first use, so ``leveret serve`` (whose CLI registers the ``events``
+command) neither needs nor loads aio-pika: ``pip install 'leveret[events]'`` brings it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from leveret.events.bus import EventBus
+    from leveret.events.codec import event, event_type
+    from leveret.events.dlq import DeadLetterInfo, DeadLetterQueue
+    from leveret.events.envelope import Delivery
+    from leveret.events.errors import (
+        DeadLetter,
+        EventsError,
+        EventValidationError,
+        NoResponder,
+        PublishError,
+        RemoteError,
+        RequestError,
+        RequestTimeout,
+        Unroutable,
+    )
+    from leveret.events.idempotency import IdempotencyStore, MemoryIdempotencyStore
+    from leveret.events.metrics import Metrics
+    from leveret.events.policy import NO_RETRY, RetryPolicy
+    from leveret.events.retry import RetryStrategy, TtlQueueRetry
+
+_HOME = {
+    "EventBus": "bus", "event": "codec", "event_type": "codec",
+    "DeadLetterInfo": "dlq", "DeadLetterQueue": "dlq", "Delivery": "envelope",
+    "DeadLetter": "errors", "EventsError": "errors", "EventValidationError": "errors",
+    "NoResponder": "errors", "PublishError": "errors", "RemoteError": "errors",
+    "RequestError": "errors", "RequestTimeout": "errors", "Unroutable": "errors",
+    "IdempotencyStore": "idempotency", "MemoryIdempotencyStore": "idempotency",
+    "Metrics": "metrics", "NO_RETRY": "policy", "RetryPolicy": "policy",
+    "RetryStrategy": "retry", "TtlQueueRetry": "retry",
+}
+
+__all__ = [
+    "NO_RETRY",
+    "DeadLetter",
+    "DeadLetterInfo",
+    "DeadLetterQueue",
+    "Delivery",
+    "EventBus",
+    "EventValidationError",
+    "EventsError",
+    "IdempotencyStore",
+    "MemoryIdempotencyStore",
+    "Metrics",
+    "NoResponder",
+    "PublishError",
+    "RemoteError",
+    "RequestError",
+    "RequestTimeout",
+    "RetryPolicy",
+    "RetryStrategy",
+    "TtlQueueRetry",
+    "Unroutable",
+    "event",
+    "event_type",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module 'leveret.events' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"leveret.events.{_HOME[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -1,0 +1,242 @@
+"""``EventBus``: declare handlers with decorators, then publish, subscribe and request.
+
+    bus = EventBus("amqp://guest:guest@localhost/")
+
+    @bus.subscribe("orders.*", group="billing", retry=RetryPolicy(max_attempts=3))
+    async def bill(order: OrderPlaced) -> None: ...
+
+    async with bus:                       # connect, declare, start consuming
+        await bus.publish(OrderPlaced(...))   # returns once the broker confirmed it
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+import aio_pika
+from aio_pika.abc import AbstractRobustConnection
+
+from leveret.events import codec, envelope, retry, topology
+from leveret.events.context import lineage
+from leveret.events.dlq import DeadLetterQueue
+from leveret.events.errors import EventsError
+from leveret.events.handler import Handler
+from leveret.events.idempotency import IdempotencyStore, MemoryIdempotencyStore
+from leveret.events.metrics import Metrics
+from leveret.events.policy import RetryPolicy
+from leveret.events.publisher import Publisher
+from leveret.events.rpc import Requester, Responder, ResponderConsumer
+from leveret.events.subscriber import GroupConsumer, Services, Subscription
+from leveret.events.tracing import Tracer
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T", bound=type)
+DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
+URL_ENV = "LEVERET_EVENTS_URL"
+
+
+class EventBus:
+    def __init__(self, url: str | None = None, *, name: str = "leveret-events",
+                 exchange: str = topology.DEFAULT_EXCHANGE,
+                 retry_policy: RetryPolicy | None = None, prefetch: int = 10,
+                 concurrency: int = 1, idempotency: IdempotencyStore | None = None,
+                 dedupe_window: float = 3600.0, metrics: Metrics | None = None,
+                 tracer_provider: Any = None,
+                 retry_strategy: retry.StrategyFactory | None = None,
+                 publish_timeout: float = 30.0, reconnect_interval: float = 1.0,
+                 version: str = "1.0.0") -> None:
+        self.url = url
+        self.name = name
+        self.exchange = exchange
+        self.version = version
+        self.retry_policy = retry_policy or RetryPolicy()
+        self.prefetch, self.concurrency = prefetch, concurrency
+        self.idempotency = idempotency or MemoryIdempotencyStore()
+        self.dedupe_window = dedupe_window
+        self.metrics = metrics or Metrics.for_registry()
+        self.tracer = Tracer(tracer_provider)
+        self.publish_timeout = publish_timeout
+        self.reconnect_interval = reconnect_interval
+        self._strategy_factory = retry_strategy
+        self.events: dict[str, type] = {}
+        self.subscriptions: list[Subscription] = []
+        self.responders: list[Responder] = []
+        self.connection: AbstractRobustConnection | None = None
+        self.retry_strategy: retry.RetryStrategy | None = None
+        self._publisher: Publisher | None = None
+        self._requester: Requester | None = None
+        self._consumers: list[GroupConsumer | ResponderConsumer] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- declaring -------------------------------------------------------------------
+
+    def event(self, type_name: str) -> Callable[[T], T]:
+        """Class decorator: name an event type and list it in the bus's documentation."""
+        def mark(cls: T) -> T:
+            return self.register(codec.event(type_name)(cls))
+        return mark
+
+    def register(self, cls: T) -> T:
+        self.events[codec.event_type(cls)] = cls
+        return cls
+
+    def subscribe(self, *patterns: str, group: str, event: Any = None,
+                  retry: RetryPolicy | None = None, prefetch: int | None = None,
+                  concurrency: int | None = None, idempotent: bool = True,
+                  ) -> Callable[[F], F]:
+        """Handle events whose routing key matches any of the topic ``patterns`` in the
+        durable queue ``group`` (competing workers share it; each group gets every
+        event). The event type comes from the handler's annotation, or ``event=``."""
+        if not patterns:
+            raise ValueError("subscribe needs at least one routing-key pattern")
+        if any(s.group == group for s in self.subscriptions):
+            raise ValueError(f"group {group!r} already has a handler on this bus")
+
+        def add(fn: F) -> F:
+            handler = Handler.wrap(fn, event)
+            for cls in handler.event_classes:
+                self.events.setdefault(codec.event_type(cls), cls)
+            self.subscriptions.append(Subscription(
+                patterns=tuple(patterns), group=group, handler=handler,
+                retry=retry or self.retry_policy, prefetch=prefetch or self.prefetch,
+                concurrency=concurrency or self.concurrency, idempotent=idempotent))
+            return fn
+        return add
+
+    def responder(self, name: str, *, request: Any = None,
+                  concurrency: int = 1) -> Callable[[F], F]:
+        """Answer ``bus.request(name, ...)``; the return value is the reply."""
+        def add(fn: F) -> F:
+            self.responders.append(Responder(name, Handler.wrap(fn, request), concurrency))
+            return fn
+        return add
+
+    # -- running ---------------------------------------------------------------------
+
+    def resolved_url(self, url: str | None = None) -> str:
+        return url or self.url or os.environ.get(URL_ENV) or DEFAULT_URL
+
+    async def connect(self, url: str | None = None) -> None:
+        """Connect and declare the exchange: enough to publish and request."""
+        if self.connection is not None:
+            return
+        self.url = self.resolved_url(url)
+        self._loop = asyncio.get_running_loop()
+        self.connection = await aio_pika.connect_robust(
+            self.url, reconnect_interval=self.reconnect_interval,
+            client_properties={"connection_name": self.name})
+        channel = await self.connection.channel(publisher_confirms=True,
+                                                on_return_raises=True)
+        await topology.declare_exchange(channel, self.exchange)
+        self._publisher = Publisher(channel, self.publish_timeout)
+        props = self.connection.transport.connection.server_properties  # type: ignore[union-attr]
+        factory = self._strategy_factory or (lambda ch, pub: retry.choose(props, ch, pub))
+        self.retry_strategy = factory(channel, self._publisher)
+        self._requester = Requester(await self.connection.channel(
+            publisher_confirms=True, on_return_raises=True))
+
+    async def start(self, url: str | None = None) -> None:
+        """Connect, then declare and consume every subscriber group and responder."""
+        await self.connect(url)
+        assert self.connection is not None and self._publisher is not None
+        assert self.retry_strategy is not None
+        services = Services(self._publisher, self.retry_strategy, self.idempotency,
+                            self.dedupe_window, self.metrics, self.tracer)
+        for sub in self.subscriptions:
+            group = GroupConsumer(sub, services, await self.connection.channel())
+            await group.start(self.exchange)
+            self._consumers.append(group)
+        for resp in self.responders:
+            rc = ResponderConsumer(resp, self._publisher, await self.connection.channel())
+            await rc.start()
+            self._consumers.append(rc)
+
+    async def close(self, timeout: float = 10.0) -> None:
+        """Graceful stop: stop taking events, give running handlers ``timeout`` seconds,
+        then close; whatever is unfinished goes back to its queue."""
+        consumers, self._consumers = self._consumers, []
+        await asyncio.gather(*(c.stop(timeout) for c in consumers))
+        if self.connection is not None:
+            connection, self.connection = self.connection, None
+            await connection.close()
+
+    async def __aenter__(self) -> EventBus:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+    # -- messaging -------------------------------------------------------------------
+
+    def _require(self) -> Publisher:
+        if self._publisher is None:
+            raise EventsError("the bus is not connected: await bus.connect() or bus.start()")
+        return self._publisher
+
+    async def publish(self, event: Any, *, routing_key: str | None = None,
+                      event_type: str | None = None, mandatory: bool = False,
+                      event_id: str | None = None, correlation_id: str | None = None,
+                      causation_id: str | None = None,
+                      headers: Mapping[str, Any] | None = None,
+                      timeout: float | None = None) -> str:
+        """Publish and wait for the broker's confirm; returns the event id. ``mandatory``:
+        raise ``Unroutable`` if no queue is bound for the routing key."""
+        publisher = self._require()
+        type_name = event_type or (codec.event_type(type(event))
+                                   if codec.is_model(type(event)) else routing_key)
+        if type_name is None:
+            raise TypeError("publishing a plain value needs routing_key= or event_type=")
+        key = routing_key or type_name
+        event_id = event_id or envelope.new_id()
+        correlation_id, causation_id = lineage(correlation_id, causation_id, event_id)
+        all_headers = dict(headers or {})
+        with self.tracer.publish(self.exchange, key, event_id, all_headers):
+            message = envelope.build(
+                codec.encode(event), event_type=type_name, event_id=event_id,
+                correlation_id=correlation_id, causation_id=causation_id,
+                app_id=self.name, headers=all_headers)
+            await publisher.publish(self.exchange, message, key, mandatory=mandatory,
+                                    timeout=timeout)
+        return event_id
+
+    def publish_sync(self, event: Any, **kwargs: Any) -> str:
+        """``publish`` from a sync handler's thread (or any thread but the bus's)."""
+        if self._loop is None:
+            raise EventsError("the bus is not connected")
+        return asyncio.run_coroutine_threadsafe(self.publish(event, **kwargs),
+                                                self._loop).result()
+
+    async def request(self, name: str, payload: Any, *, timeout: float = 5.0,
+                      response: Any = None) -> Any:
+        """Ask the responder for ``name``; raises ``RequestTimeout`` after ``timeout`` s,
+        ``NoResponder`` when none listens, ``RemoteError`` when it failed."""
+        self._require()
+        assert self._requester is not None
+        return await self._requester.request(name, payload, timeout=timeout,
+                                             response=response)
+
+    # -- operations ------------------------------------------------------------------
+
+    def dead_letters(self, group: str) -> DeadLetterQueue:
+        if self.connection is None:
+            raise EventsError("the bus is not connected")
+        return DeadLetterQueue(self.connection, group)
+
+    async def delete_topology(self, url: str | None = None) -> None:
+        """Delete this bus's queues (those of delays it used too) and its exchange, on a
+        connection of its own so it works after ``close`` (tests, resetting a dev broker)."""
+        names = [q for s in self.subscriptions
+                 for q in (s.group, topology.dlq_name(s.group))]
+        names += sorted(getattr(self.retry_strategy, "declared", ()))
+        connection = await aio_pika.connect(self.resolved_url(url))
+        async with connection:
+            channel = await connection.channel()
+            for name in names:
+                await channel.queue_delete(name, if_unused=False, if_empty=False)
+            await channel.exchange_delete(self.exchange)

@@ -1,0 +1,146 @@
+"""Every broker test here runs twice: against the in-process leveret broker and against
+the reference RabbitMQ (``$LEVERET_REFERENCE_URL`` or amqp://guest:guest@127.0.0.1:5673/,
+skipped when nothing answers there). The library must behave the same on both.
+
+Tests share one broker of each kind, so every test names its exchange and groups uniquely
+(``make_bus``, ``uid``) and ``make_bus`` deletes what its buses declared.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from leveret.events import EventBus, Metrics
+from leveret.events.testing import events_broker, eventually  # noqa: F401 - fixtures
+from leveret.server.threaded import BrokerThread
+
+REFERENCE_URL = os.environ.get("LEVERET_REFERENCE_URL", "amqp://guest:guest@127.0.0.1:5673/")
+
+
+def reachable(url: str) -> bool:
+    u = urlparse(url)
+    try:
+        with socket.create_connection((u.hostname or "127.0.0.1", u.port or 5672), 1.0):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def leveret_session_broker() -> Iterator[BrokerThread]:
+    with BrokerThread() as broker:
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> str:
+    if not reachable(REFERENCE_URL):
+        pytest.skip(f"reference RabbitMQ not reachable at {REFERENCE_URL} (start it with "
+                    "../shared/tools/reference-rabbitmq start)")
+    return REFERENCE_URL
+
+
+@pytest.fixture(params=["leveret", "rabbitmq"])
+def bus_url(request: pytest.FixtureRequest) -> str:
+    if request.param == "leveret":
+        return str(request.getfixturevalue("leveret_session_broker").url)
+    return str(request.getfixturevalue("rabbitmq_url"))
+
+
+@pytest.fixture
+def broker_kind(bus_url: str, request: pytest.FixtureRequest) -> str:
+    return str(request.node.callspec.params["bus_url"])
+
+
+def uid(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+@pytest.fixture
+async def make_bus(bus_url: str, registry: CollectorRegistry,
+                   ) -> AsyncIterator[Callable[..., EventBus]]:
+    """``make_bus(**kwargs)``: an EventBus on the broker under test, with a unique
+    exchange and its own metrics registry; closed and its topology deleted afterwards."""
+    buses: list[EventBus] = []
+    exchange = uid("test.events")
+
+    def make(**kwargs: Any) -> EventBus:
+        kwargs.setdefault("exchange", exchange)
+        kwargs.setdefault("metrics", Metrics.for_registry(registry))
+        kwargs.setdefault("reconnect_interval", 0.1)
+        bus = EventBus(kwargs.pop("url", bus_url), **kwargs)
+        buses.append(bus)
+        return bus
+
+    yield make
+    for bus in buses:
+        await bus.close(1.0)
+    for bus in buses:
+        with contextlib.suppress(Exception):
+            await bus.delete_topology(bus_url)
+
+
+def metric(registry: CollectorRegistry, name: str, group: str) -> float:
+    labels = {"group": group}
+    total = 0.0
+    for family in registry.collect():
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v
+                                           for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+@pytest.fixture
+async def raw_connection(bus_url: str) -> AsyncIterator[Any]:
+    """A plain aio-pika connection to the broker under test, to look at what the bus did."""
+    import aio_pika
+
+    connection = await aio_pika.connect(bus_url)
+    async with connection:
+        yield connection
+
+
+@pytest.fixture
+async def raw_channel(raw_connection: Any) -> Any:
+    return await raw_connection.channel()
+
+
+async def tap(channel: Any, exchange: str, pattern: str = "#") -> Any:
+    """An exclusive queue bound to ``exchange``: sees what is published there."""
+    queue = await channel.declare_queue(exclusive=True)
+    await queue.bind(exchange, routing_key=pattern)
+    return queue
+
+
+async def get(queue: Any, timeout: float = 5.0) -> Any:
+    """The next message in ``queue`` (basic.get, polled), acked."""
+    async def poll() -> Any:
+        return await queue.get(no_ack=True, fail=False)
+    return await eventually(poll, timeout)
+
+
+async def queue_length(connection: Any, name: str) -> int:
+    """Messages ready in queue ``name`` (0 if there is no such queue yet)."""
+    import aiormq
+
+    try:
+        async with connection.channel() as channel:
+            queue = await channel.declare_queue(name, passive=True)
+            return int(queue.declaration_result.message_count or 0)
+    except aiormq.exceptions.ChannelNotFoundEntity:
+        return 0
