@@ -186,3 +186,24 @@ def test_bad_policy_file_is_a_clear_error(tmp_path) -> None:
     result = subprocess.run([sys.executable, "-m", "leveret", "serve", "--port", "0",
                              "--policies", str(bad)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and "cannot load policies" in result.stderr
+
+
+def test_consumer_timeout_is_opt_in_per_queue(broker) -> None:
+    conn = pika.BlockingConnection(pika.URLParameters(broker.url))
+    ch = conn.channel()
+    ch.queue_declare("slow", arguments={"x-consumer-timeout": 60_000})
+    ch.queue_declare("patient")
+    for q in ("slow", "patient"):
+        ch.basic_publish("", q, b"m")
+    assert ch.basic_get("patient")[0] is not None  # no timeout: may stay unacked forever
+    assert ch.basic_get("slow")[0] is not None
+    broker.advance(59)
+    assert ch.is_open
+    broker.advance(2)
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
+        ch.queue_declare("slow", passive=True)
+    assert info.value.reply_code == 406
+    assert "delivery acknowledgement on channel 1 timed out" in info.value.reply_text
+    other = conn.channel()
+    assert other.queue_declare("slow", passive=True).method.message_count == 1  # requeued
+    conn.close()

@@ -144,3 +144,10 @@ async def queue_length(connection: Any, name: str) -> int:
             return int(queue.declaration_result.message_count or 0)
     except aiormq.exceptions.ChannelNotFoundEntity:
         return 0
+
+
+async def wait_length(connection: Any, name: str, length: int, timeout: float = 5.0) -> None:
+    """Wait until queue ``name`` holds exactly ``length`` ready messages."""
+    async def check() -> bool:
+        return await queue_length(connection, name) == length
+    await eventually(check, timeout)

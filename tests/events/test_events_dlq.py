@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from conftest import queue_length, uid
+from conftest import uid, wait_length
 from prometheus_client import CollectorRegistry
 
 from leveret.cli.main import main
@@ -29,7 +29,7 @@ async def test_peek_redrive_and_purge(make_bus, raw_connection) -> None:
     await bus.start()
     ids = [await bus.publish({"n": n}, routing_key="orders.placed") for n in range(4)]
     dlq = bus.dead_letters(group)
-    await eventually(lambda: queue_length(raw_connection, f"{group}.dlq") == 4)
+    await wait_length(raw_connection, f"{group}.dlq", 4)
 
     letters = await dlq.peek(limit=10)
     assert [letter.event_id for letter in letters] == ids  # oldest first
@@ -82,7 +82,7 @@ def test_dlq_command_line(bus_url: str, capsys) -> None:
     async def publish_failures() -> list[str]:
         await bus.start()
         ids = [await bus.publish({"n": n}, routing_key="t") for n in range(3)]
-        await eventually(lambda: queue_length(bus.connection, f"{group}.dlq") == 3)
+        await wait_length(bus.connection, f"{group}.dlq", 3)
         await bus.close()
         return ids
 

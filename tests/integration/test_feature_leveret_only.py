@@ -12,7 +12,9 @@ x-delayed-message
   406 PRECONDITION_FAILED "Invalid argument, 'x-delayed-type' must be an existing exchange
   type"; an unknown one is what declaring that type would be (503 COMMAND_INVALID
   "unknown exchange type '<type>'", a connection error), as the plugin checks it with
-  rabbit_exchange:check_type;
+  rabbit_exchange:check_type; x-delayed-type "x-delayed-message" is 406 "Invalid argument,
+  'x-delayed-message' can't be used for 'x-delayed-type'" (plugin source,
+  rabbit_exchange_type_delayed_message:validate/1);
 * a message with an x-delay header (milliseconds, > 0) is held until due, then routed
   by the x-delayed-type rules with the bindings of that moment; without x-delay, or with
   x-delay <= 0, it is routed at once; due messages go in due order;
@@ -108,6 +110,17 @@ def test_unknown_delayed_type_is_an_unknown_exchange_type(connect, names):
                                      arguments={"x-delayed-type": "nope"})
     assert info.value.reply_code == 503
     assert info.value.reply_text == "COMMAND_INVALID - unknown exchange type 'nope'"
+
+
+def test_delayed_type_cannot_be_delayed_message(conn, names):
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
+        conn.channel().exchange_declare(names.exchange(), DELAYED,
+                                        arguments={"x-delayed-type": DELAYED})
+    assert info.value.reply_code == 406
+    assert info.value.reply_text == (
+        "PRECONDITION_FAILED - Invalid argument, 'x-delayed-message' can't be used for "
+        "'x-delayed-type'"
+    )
 
 
 # -- x-delayed-message: delivery ---------------------------------------------------------------

@@ -275,6 +275,8 @@ class Channel:
         if not m.no_ack:
             self.unacked[tag] = Unacked(entry, q, None)
             q.unacked += 1
+            if q.consumer_timeout is not None:
+                self._watch_ack(tag, q.consumer_timeout)
         msg = entry.message
         conn.write(encode_get_ok(self.number, tag, entry.redelivered,
                                  msg.route, len(q.ready),

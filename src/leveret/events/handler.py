@@ -1,8 +1,8 @@
 """A user's handler function: what it expects, and calling it (async, or sync in threads).
 
 The payload type comes from the first parameter's annotation (or ``event=``): an event
-class, a ``Union`` of them (picked by the message's type), or nothing / ``dict`` for plain
-JSON. A second parameter, if any, receives the ``Delivery``.
+class, a ``Union`` of them (picked by the message's type), any other type pydantic can
+validate (``dict``, ``list[int]``), or nothing for plain JSON. A second parameter, if any, receives the ``Delivery``.
 """
 
 from __future__ import annotations
@@ -52,8 +52,7 @@ class Handler:
     @classmethod
     def wrap(cls, fn: Callable[..., Any], payload_type: Any = None) -> Handler:
         annotation = payload_type if payload_type is not None else _first_annotation(fn)
-        if annotation in (dict, Any, inspect.Parameter.empty) or typing.get_origin(
-                annotation) is dict:
+        if annotation in (Any, inspect.Parameter.empty):
             annotation = None
         positional = [p for p in inspect.signature(fn).parameters.values()
                       if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]

@@ -101,14 +101,16 @@ class ResponderConsumer:
         await self.channel.set_qos(prefetch_count=self.responder.concurrency)
         self._queue = await self.channel.declare_queue(
             topology.rpc_queue_name(self.responder.name), durable=False, auto_delete=True)
-        self._tag = await self._queue.consume(
-            lambda message: self.inflight.run(message, self._process))
+        self._tag = await self._queue.consume(self._on_message)
 
     async def stop(self, timeout: float) -> None:
         if self._queue is not None and self._tag is not None:
             with contextlib.suppress(Exception):  # the channel may already be gone
                 await self._queue.cancel(self._tag)
         await self.inflight.drain(timeout)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        await self.inflight.run(message, self._process)
 
     async def _process(self, message: AbstractIncomingMessage) -> None:
         delivery = Delivery.of(message, topology.rpc_queue_name(self.responder.name))
