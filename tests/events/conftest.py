@@ -11,16 +11,16 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 from urllib.parse import urlparse
 
 import pytest
+from events_helpers import uid
 from prometheus_client import CollectorRegistry
 
 from leveret.events import EventBus, Metrics
-from leveret.events.testing import events_broker, eventually  # noqa: F401 - fixtures
+from leveret.events.testing import events_broker  # noqa: F401 - a fixture
 from leveret.server.threaded import BrokerThread
 
 REFERENCE_URL = os.environ.get("LEVERET_REFERENCE_URL", "amqp://guest:guest@127.0.0.1:5673/")
@@ -61,10 +61,6 @@ def broker_kind(bus_url: str, request: pytest.FixtureRequest) -> str:
     return str(request.node.callspec.params["bus_url"])
 
 
-def uid(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
 @pytest.fixture
 def registry() -> CollectorRegistry:
     return CollectorRegistry()
@@ -94,17 +90,6 @@ async def make_bus(bus_url: str, registry: CollectorRegistry,
             await bus.delete_topology(bus_url)
 
 
-def metric(registry: CollectorRegistry, name: str, group: str) -> float:
-    labels = {"group": group}
-    total = 0.0
-    for family in registry.collect():
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v
-                                           for k, v in labels.items()):
-                total += sample.value
-    return total
-
-
 @pytest.fixture
 async def raw_connection(bus_url: str) -> AsyncIterator[Any]:
     """A plain aio-pika connection to the broker under test, to look at what the bus did."""
@@ -118,36 +103,3 @@ async def raw_connection(bus_url: str) -> AsyncIterator[Any]:
 @pytest.fixture
 async def raw_channel(raw_connection: Any) -> Any:
     return await raw_connection.channel()
-
-
-async def tap(channel: Any, exchange: str, pattern: str = "#") -> Any:
-    """An exclusive queue bound to ``exchange``: sees what is published there."""
-    queue = await channel.declare_queue(exclusive=True)
-    await queue.bind(exchange, routing_key=pattern)
-    return queue
-
-
-async def get(queue: Any, timeout: float = 5.0) -> Any:
-    """The next message in ``queue`` (basic.get, polled), acked."""
-    async def poll() -> Any:
-        return await queue.get(no_ack=True, fail=False)
-    return await eventually(poll, timeout)
-
-
-async def queue_length(connection: Any, name: str) -> int:
-    """Messages ready in queue ``name`` (0 if there is no such queue yet)."""
-    import aiormq
-
-    try:
-        async with connection.channel() as channel:
-            queue = await channel.declare_queue(name, passive=True)
-            return int(queue.declaration_result.message_count or 0)
-    except aiormq.exceptions.ChannelNotFoundEntity:
-        return 0
-
-
-async def wait_length(connection: Any, name: str, length: int, timeout: float = 5.0) -> None:
-    """Wait until queue ``name`` holds exactly ``length`` ready messages."""
-    async def check() -> bool:
-        return await queue_length(connection, name) == length
-    await eventually(check, timeout)

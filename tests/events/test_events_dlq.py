@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from conftest import uid, wait_length
+from events_helpers import uid, wait_length
 from prometheus_client import CollectorRegistry
 
 from leveret.cli.main import main

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from conftest import metric, uid
+from events_helpers import metric, uid
 
 from leveret.events import Delivery, IdempotencyStore, MemoryIdempotencyStore
 from leveret.events.testing import eventually

@@ -8,7 +8,7 @@ import asyncio
 import time
 
 import pytest
-from conftest import metric, queue_length, uid
+from events_helpers import metric, queue_length, uid
 
 from leveret.events import DeadLetter, Delivery, RetryPolicy
 from leveret.events.testing import eventually, manual_clock_broker
@@ -58,7 +58,8 @@ async def test_last_attempt_goes_to_the_dead_letter_queue_with_history(
     assert await queue_length(raw_connection, group) == 0
 
 
-async def test_dead_letter_exception_and_retry_on_skip_the_retries(make_bus, raw_connection) -> None:
+async def test_dead_letter_exception_and_retry_on_skip_the_retries(
+        make_bus, raw_connection) -> None:
     bus = make_bus()
     rejecting, picky = uid("rejecting"), uid("picky")
 

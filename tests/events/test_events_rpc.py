@@ -8,7 +8,7 @@ import time
 
 import pydantic
 import pytest
-from conftest import uid
+from events_helpers import uid
 
 from leveret.events import NoResponder, RemoteError, RequestTimeout
 
@@ -55,7 +55,7 @@ async def test_sync_responders_and_remote_errors(make_bus) -> None:
     assert await bus.request(name, {"sku": "tea"}) == {"in_stock": True}
     with pytest.raises(RemoteError, match="LookupError: unknown sku ghost"):
         await bus.request(name, {"sku": "ghost"})
-    with pytest.raises(RemoteError, match="validation|invalid"):
+    with pytest.raises(RemoteError, match=r"invalid .* payload"):
         await bus.request(name, "not an object")
 
 
@@ -79,6 +79,6 @@ async def test_no_responder_fails_fast(make_bus) -> None:
     bus = make_bus()
     await bus.connect()
     started = time.monotonic()
-    with pytest.raises(NoResponder, match="nobody.home"):
+    with pytest.raises(NoResponder, match=r"nobody\.home"):
         await bus.request("nobody.home", {}, timeout=5)
     assert time.monotonic() - started < 1

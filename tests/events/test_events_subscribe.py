@@ -7,9 +7,10 @@ import asyncio
 import threading
 
 import pydantic
-from conftest import queue_length, uid
+import pytest
+from events_helpers import queue_length, uid
 
-from leveret.events import Delivery, event
+from leveret.events import Delivery, EventsError, event
 from leveret.events.testing import eventually
 
 
@@ -86,6 +87,8 @@ async def test_sync_handlers_run_in_a_thread_pool_and_can_publish(make_bus) -> N
         followups.append(d.causation_id)
 
     await bus.start()
+    with pytest.raises(EventsError, match="block"):  # on the loop itself: use await
+        bus.publish_sync({}, routing_key="orders.audited")
     first = await bus.publish(OrderPlaced(order_id="o-1", total=1))
     await eventually(lambda: followups)
     assert threads[0] != threading.main_thread().name

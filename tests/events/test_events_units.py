@@ -121,6 +121,11 @@ def test_handler_reads_its_payload_type_from_annotations() -> None:
     with pytest.raises(EventValidationError, match="takes"):
         e.payload(b"{}", "orders.shipped")
 
+    async def unresolvable(e: NoSuchEvent) -> None: ...  # type: ignore[name-defined]  # noqa: F821
+    with pytest.raises(TypeError, match="event="):
+        Handler.wrap(unresolvable)
+    assert Handler.wrap(unresolvable, payload_type=OrderPlaced).payload_type is OrderPlaced
+
 
 async def test_memory_store_forgets_after_the_window() -> None:
     now = [100.0]

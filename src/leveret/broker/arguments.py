@@ -93,12 +93,12 @@ def _boolean(v: Any) -> str | None:
     return None if isinstance(v, bool) else f"{{unacceptable_type,{wire_type(v)}}}"
 
 
-# Arguments RabbitMQ knows, with the type class it checks first ("str" arguments give the
-# "invalid type" text) and the value check after it.
+# Arguments RabbitMQ knows, with the type class it checks first (a non-string exchange name
+# gets the "invalid type" text, other strings "unacceptable_type") and the value check.
 QUEUE_ARGUMENTS: dict[str, tuple[str, Check]] = {
     "x-expires": ("int", _integer(zero_ok=False)),
     "x-message-ttl": ("int", _integer()),
-    "x-dead-letter-exchange": ("str", _any_text),
+    "x-dead-letter-exchange": ("exchange", _any_text),
     "x-dead-letter-routing-key": ("str", _any_text),
     "x-max-length": ("int", _integer()),
     "x-max-length-bytes": ("int", _integer()),
@@ -140,9 +140,12 @@ def validate_queue_arguments(arguments: FieldTable, where: str) -> None:
         if key not in arguments:
             continue
         value = arguments[key]
-        if kind == "str" and not isinstance(value, str | bytes):
-            raise PreconditionFailed(
-                f"invalid type '{wire_type(value)}' for arg '{key}' in {where}")
+        if kind in ("str", "exchange") and not isinstance(value, str | bytes):
+            if kind == "exchange":  # RabbitMQ checks exchange names with another text
+                raise PreconditionFailed(
+                    f"invalid type '{wire_type(value)}' for arg '{key}' in {where}")
+            raise PreconditionFailed(f"invalid arg '{key}' for {where}: "
+                                     f"{{unacceptable_type,{wire_type(value)}}}")
         problem = check(value)
         if problem is not None:
             raise PreconditionFailed(f"invalid arg '{key}' for {where}: {problem}")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from leveret.amqp import spec
 from leveret.amqp.frames import encode_content, encode_deliver, encode_get_ok
+from leveret.broker.arguments import wire_type
 from leveret.broker.consumer import Consumer
 from leveret.broker.exchanges.delayed import TYPE_NAME as DELAYED
 from leveret.broker.exchanges.delayed import delay_of
@@ -141,7 +142,7 @@ class Channel:
         if self.tx is not None:
             self.tx.append(("publish", (exchange, msg, method.mandatory)))
             return
-        routed = self._route(exchange, msg)
+        routed = self._route(exchange, msg, method.mandatory)
         if not routed and method.mandatory:
             self._return(msg, 312, "NO_ROUTE")
         if self.confirm:
@@ -161,7 +162,7 @@ class Channel:
                 raise PreconditionFailed("fast reply consumer does not exist")
             msg.replace_reply_to(self.reply_queue.name)
 
-    def _route(self, exchange: Any, msg: Message) -> bool:
+    def _route(self, exchange: Any, msg: Message, mandatory: bool = False) -> bool:
         """Deliver to every queue the message routes to. True if it routed anywhere;
         ``self._refused`` tells whether a full queue turned it away."""
         self._refused = False
@@ -173,13 +174,17 @@ class Channel:
             return True
         if exchange.dedup is not None and exchange.dedup.is_duplicate(msg):
             return True  # seen within the window: dropped, and confirmed like the plugin
+        if exchange.TYPE == DELAYED and (delay := delay_of(msg)):
+            # Held, then routed with the bindings of when it falls due; a mandatory message
+            # that routes nowhere now is returned at once instead.
+            if mandatory and not self.vhost.route(exchange, msg):
+                return False
+            held = msg
+            self.vhost.timers.call_later(delay, lambda: self.vhost.deliver(exchange, held))
+            return True
         queues = self.vhost.route(exchange, msg)
         if msg.flags & FLAG_HEADERS and "BCC" in msg.headers:
             msg = msg.without_bcc()
-        if queues and exchange.TYPE == DELAYED and (delay := delay_of(msg)):
-            # Routable now, so held; routed again (bindings may change) when due.
-            self.vhost.timers.call_later(delay, lambda: self.vhost.deliver(exchange, msg))
-            return True
         for q in queues:
             if not q.push(msg):
                 self._refused = True
@@ -221,6 +226,11 @@ class Channel:
             self._consume_reply_to(m, tag)
             return
         q = self.vhost.queue(m.queue or self.last_queue, self.connection)
+        priority = m.arguments.get("x-priority")
+        if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool)):
+            raise PreconditionFailed(
+                f"invalid arg 'x-priority' for queue '{q.name}' in vhost '{self.vhost.name}': "
+                f'"expected integer, got {wire_type(priority)}"')
         if q.consumers and (m.exclusive or q.has_exclusive_consumer):
             raise AccessRefused(f"queue '{q.name}' in vhost '{self.vhost.name}' in exclusive use")
         consumer = Consumer(self, q, tag, m.no_ack, m.exclusive, self.prefetch, m.arguments)
@@ -394,7 +404,7 @@ class Channel:
         for op, args in ops:
             if op == "publish":
                 exchange, msg, mandatory = args
-                if not self._route(exchange, msg) and mandatory:
+                if not self._route(exchange, msg, mandatory) and mandatory:
                     self._return(msg, 312, "NO_ROUTE")
             elif op == "ack":
                 self._settle(self._take(*args))
@@ -425,12 +435,14 @@ class Channel:
     def release(self) -> None:
         """The channel is gone: cancel consumers and requeue what was never acked."""
         self.closing = True
-        for tag in list(self.consumers):
-            self.cancel(tag)
+        # Requeue first, then cancel: the next consumer (single-active-consumer) then gets
+        # the returned messages in their original order.
         records = list(self.unacked.values())
         self.unacked.clear()
         self._settle(records)
         self._requeue(records)
+        for tag in list(self.consumers):
+            self.cancel(tag)
         self.pending = None
         self.pending_body = []
 

@@ -28,6 +28,7 @@ def dead_letter_message(message: Message, reason: str, queue: str, dlx: str,
     headers: dict[str, Any] = dict(props.headers or {})
     routing_keys = [message.routing_key, *_header_routes(headers)]
     info: dict[str, Any] = {
+        "count": Long(1),
         "reason": reason,
         "queue": queue,
         "time": datetime.datetime.fromtimestamp(int(now), datetime.UTC),
@@ -36,24 +37,30 @@ def dead_letter_message(message: Message, reason: str, queue: str, dlx: str,
     }
     if props.expiration is not None:
         info["original-expiration"] = props.expiration
-    deaths = headers.get("x-death")
-    deaths = list(deaths) if isinstance(deaths, list) else []
-    match = next((d for d in deaths if isinstance(d, dict) and d.get("queue") == queue
-                  and d.get("reason") == reason), None)
-    if match is None:
-        entry = {"count": Long(1), **info}
+    existing = headers.get("x-death")
+    if not isinstance(existing, list):
+        # A first death keeps RabbitMQ's construction order of the keys.
+        deaths = [info]
     else:
-        deaths.remove(match)
-        entry = dict(match)
-        entry["count"] = Long(int(match.get("count", 0)) + 1)
-    deaths.insert(0, dict(sorted(entry.items())))
+        # Written into an existing array, the entry's keys are sorted (as RabbitMQ does).
+        deaths = list(existing)
+        match = next((d for d in deaths if isinstance(d, dict) and d.get("queue") == queue
+                      and d.get("reason") == reason), None)
+        if match is None:
+            entry = info
+        else:
+            deaths.remove(match)
+            entry = dict(match)
+            entry["count"] = Long(int(match.get("count", 0)) + 1)
+        deaths.insert(0, dict(sorted(entry.items())))
     headers["x-death"] = deaths
     for key, value in (("x-first-death-reason", reason), ("x-first-death-queue", queue),
                        ("x-first-death-exchange", message.exchange)):
         headers.setdefault(key, value)
     if dlrk is not None:
         headers.pop("CC", None)
-    props.headers = headers
+    # RabbitMQ rewrites the table sorted by key.
+    props.headers = dict(sorted(headers.items()))
     props.expiration = None
     out = Message(dlx, dlrk if dlrk is not None else message.routing_key, props.encode(),
                   message.body)

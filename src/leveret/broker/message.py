@@ -37,7 +37,13 @@ def parse_expiration(text: str) -> int:
     value = int(text[:i])
     if value < 0:
         raise ValueError(f"{{value_negative,{value}}}")
+    if value > MAX_EXPIRATION:
+        raise ValueError(f"{{value_too_large,{value}}}")
     return value
+
+
+# RabbitMQ's ceiling for a per-message TTL: ten years, in milliseconds.
+MAX_EXPIRATION = 315_360_000_000
 
 
 class Message:

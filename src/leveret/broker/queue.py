@@ -40,7 +40,8 @@ BACKLOG_LOW = 1024
 
 
 class Entry:
-    __slots__ = ("delivery_count", "expires_at", "message", "priority", "redelivered", "seq")
+    __slots__ = ("delivery_count", "expires_at", "message", "original", "priority",
+                 "redelivered", "seq")
 
     def __init__(self, seq: int, message: Message, redelivered: bool = False,
                  priority: int = 0, expires_at: float | None = None) -> None:
@@ -50,6 +51,7 @@ class Entry:
         self.priority = priority
         self.expires_at = expires_at
         self.delivery_count = 0  # times returned to the queue unacknowledged
+        self.original: Message | None = None  # as published, when message carries a stamp
 
 
 class Queue:
@@ -137,7 +139,9 @@ class Queue:
         size = len(message.body)
         if self.dedup is not None and self.dedup.is_duplicate(message):
             return True  # seen within the window: dropped, and confirmed like the plugin
-        if self.limited and not self._make_room(message, size):
+        if self.limited and self.overflow != "drop-head" and self._over_limit(1, size):
+            if self.overflow == "reject-publish-dlx":
+                self._dead_letter(message, deadletter.MAXLEN)
             return False
         self._seq += 1
         entry = Entry(self._seq, message)
@@ -149,10 +153,22 @@ class Queue:
                 self._set_expiry(entry, message, flags)
         elif self.has_ttl:
             self._set_expiry(entry, message, flags)
-        self.ready.append(entry)
-        self.ready_bytes += size
-        if self.consumers:
-            self.dispatch()
+        expires_at = entry.expires_at
+        if expires_at is not None and expires_at <= self.vhost.clock.now():
+            # TTL 0: delivered if a consumer can take it right now, else it expires.
+            entry.expires_at = None
+            self.ready.append(entry)
+            self.ready_bytes += size
+            if self.consumers:
+                self.dispatch()
+            entry.expires_at = expires_at
+        else:
+            self.ready.append(entry)
+            self.ready_bytes += size
+            if self.consumers:
+                self.dispatch()
+        if self.limited and self.overflow == "drop-head":
+            self._drop_head()
         if self.has_ttl:
             self._expire_and_arm()
         return True
@@ -167,30 +183,17 @@ class Queue:
             self.has_ttl = True
             entry.expires_at = self.vhost.clock.now() + ttl
 
-    def _make_room(self, message: Message, size: int) -> bool:
-        """Apply x-max-length / x-max-length-bytes to the ready messages, as RabbitMQ
-        does: refuse the newcomer (reject-publish, dead-lettered with -dlx) or drop from
-        the head (drop-head), dead-lettering what is dropped."""
-        max_n, max_b = self.max_length, self.max_length_bytes
-        ready = self.ready
+    def _over_limit(self, extra: int = 0, extra_bytes: int = 0) -> bool:
+        return ((self.max_length is not None and len(self.ready) + extra > self.max_length) or
+                (self.max_length_bytes is not None and
+                 self.ready_bytes + extra_bytes > self.max_length_bytes))
 
-        def over() -> bool:
-            return ((max_n is not None and len(ready) + 1 > max_n) or
-                    (max_b is not None and self.ready_bytes + size > max_b))
-
-        if self.overflow in ("reject-publish", "reject-publish-dlx"):
-            if not over():
-                return True
-            if self.overflow == "reject-publish-dlx":
-                self._dead_letter(message, deadletter.MAXLEN)
-            return False
-        while ready and over():
+    def _drop_head(self) -> None:
+        """x-overflow drop-head: trim the oldest (highest-priority) ready messages until
+        within x-max-length / x-max-length-bytes, dead-lettering them (reason maxlen)."""
+        while self.ready and self._over_limit():
             dropped = self._pop()
             self._dead_letter(dropped.message, deadletter.MAXLEN)
-        if over():  # bigger than the byte limit on its own
-            self._dead_letter(message, deadletter.MAXLEN)
-            return False
-        return True
 
     def retry_later(self, entry: Entry) -> None:
         """A nack with requeue on a queue with x-retry-delay: the message comes back after
@@ -198,7 +201,7 @@ class Queue:
         by x-retry-max-delay), so applications never republish to retry."""
         entry.delivery_count += 1
         if self.delivery_limit is not None and entry.delivery_count > self.delivery_limit:
-            self._dead_letter(entry.message, deadletter.DELIVERY_LIMIT)
+            self._dead_letter(entry.original or entry.message, deadletter.DELIVERY_LIMIT)
             return
         assert self.retry_delay is not None
         delay = self.retry_delay * self.retry_multiplier ** (entry.delivery_count - 1)
@@ -219,7 +222,7 @@ class Queue:
             if self.count_deliveries and not counted:
                 e.delivery_count += 1
                 if self.delivery_limit is not None and e.delivery_count > self.delivery_limit:
-                    self._dead_letter(e.message, deadletter.DELIVERY_LIMIT)
+                    self._dead_letter(e.original or e.message, deadletter.DELIVERY_LIMIT)
                     continue
             back.append(e)
             self.ready_bytes += len(e.message.body)
@@ -228,10 +231,12 @@ class Queue:
         if self.has_ttl:
             self._expire_and_arm()
         self.dispatch()
+        if self.limited and self.overflow == "drop-head":
+            self._drop_head()
 
     def discard(self, entry: Entry, reason: str = deadletter.REJECTED) -> None:
         """A message rejected without requeue: dead-letter it if the queue says so."""
-        self._dead_letter(entry.message, reason)
+        self._dead_letter(entry.original or entry.message, reason)
 
     # -- messages out ----------------------------------------------------------------
 
@@ -246,16 +251,23 @@ class Queue:
             self._expire_and_arm()
         if not self.ready:
             return None
-        return self._prepare(self._pop())
+        entry = self._prepare(self._pop(), polled=True)
+        if self.has_ttl:
+            self._expire_and_arm()  # so get-ok's message_count leaves out an expired head
+        return entry
 
-    def _prepare(self, entry: Entry) -> Entry:
-        """Stamp x-delivery-count on a redelivery from a queue that counts them."""
-        if self.count_deliveries and entry.delivery_count:
-            props = entry.message.fresh_properties()
+    def _prepare(self, entry: Entry, polled: bool = False) -> Entry:
+        """Stamp x-delivery-count on a redelivery from a queue that counts them (and, as
+        RabbitMQ's quorum queues do, on every basic.get)."""
+        if self.count_deliveries and (entry.delivery_count or
+                                      (polled and self.queue_type == "quorum")):
+            original = entry.original or entry.message
+            props = original.fresh_properties()
             count = Long(entry.delivery_count)
             props.headers = {**(props.headers or {}), "x-delivery-count": count}
-            old = entry.message
-            entry.message = Message(old.exchange, old.routing_key, props.encode(), old.body)
+            entry.original = original
+            entry.message = Message(original.exchange, original.routing_key, props.encode(),
+                                    original.body)
         return entry
 
     def dispatch(self) -> None:
@@ -381,7 +393,14 @@ class Queue:
 
     def remove_consumer(self, consumer: Consumer) -> None:
         if consumer in self.consumers:
+            was_active = self.consumers[0] is consumer
             self.consumers.remove(consumer)
+            if self.single_active and was_active and self.consumers:
+                # Failover goes to the highest-priority waiting consumer (the first one
+                # registered among equals); the first choice ignored priorities.
+                best = max(self.consumers, key=lambda c: c.priority)
+                self.consumers.remove(best)
+                self.consumers.insert(0, best)
             self._regroup()
             self.touch()
         if self.waiting_publishers:

@@ -183,6 +183,9 @@ class VirtualHost:
             where = f"queue '{name}' {self._where()}"
             validate_queue_arguments(arguments, where)
             if arguments.get("x-queue-type") == "quorum":
+                if generated:
+                    raise PreconditionFailed("Cannot declare a server-named queue for type "
+                                             "rabbit_quorum_queue")
                 self._check_quorum(arguments, durable, exclusive, auto_delete, where)
             q = Queue(self, name, durable=durable,
                       exclusive_owner=connection if exclusive else None,
@@ -215,7 +218,8 @@ class VirtualHost:
         RabbitMQ's rules and texts for what it refuses."""
         for key in QUORUM_REFUSED:
             if key in arguments:
-                raise PreconditionFailed(f"invalid arg '{key}' for {where}")
+                raise PreconditionFailed(
+                    f"invalid arg '{key}' for {where} of queue type rabbit_quorum_queue")
         for bad, prop in ((auto_delete, "auto-delete"), (exclusive, "exclusive-owner"),
                           (not durable, "non-durable")):
             if bad:
@@ -352,9 +356,12 @@ class VirtualHost:
     def deliver(self, exchange: Exchange, message: Message) -> int:
         """Route and enqueue a message the broker itself publishes (delayed, retried);
         returns how many queues took it."""
-        if exchange.name not in self.exchanges:
-            return 0
-        return sum(1 for q in self.route(exchange, message) if q.push(message))
+        if self.exchanges.get(exchange.name) is not exchange:
+            return 0  # the exchange was deleted meanwhile
+        queues = self.route(exchange, message)
+        if message.flags & FLAG_HEADERS and "BCC" in message.headers:
+            message = message.without_bcc()
+        return sum(1 for q in queues if q.push(message))
 
     def route(self, exchange: Exchange, message: Message,
               routing_key: str | None = None) -> list[Queue]:

@@ -39,6 +39,13 @@ DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
 URL_ENV = "LEVERET_EVENTS_URL"
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 class EventBus:
     def __init__(self, url: str | None = None, *, name: str = "leveret-events",
                  exchange: str = topology.DEFAULT_EXCHANGE,
@@ -142,6 +149,8 @@ class EventBus:
     async def start(self, url: str | None = None) -> None:
         """Connect, then declare and consume every subscriber group and responder."""
         await self.connect(url)
+        if self._consumers:
+            return
         assert self.connection is not None and self._publisher is not None
         assert self.retry_strategy is not None
         services = Services(self._publisher, self.retry_strategy, self.idempotency,
@@ -209,6 +218,9 @@ class EventBus:
         """``publish`` from a sync handler's thread (or any thread but the bus's)."""
         if self._loop is None:
             raise EventsError("the bus is not connected")
+        if _running_loop() is self._loop:
+            raise EventsError("publish_sync would block the bus's own event loop: "
+                              "await bus.publish(...) instead")
         return asyncio.run_coroutine_threadsafe(self.publish(event, **kwargs),
                                                 self._loop).result()
 
@@ -234,6 +246,7 @@ class EventBus:
         names = [q for s in self.subscriptions
                  for q in (s.group, topology.dlq_name(s.group))]
         names += sorted(getattr(self.retry_strategy, "declared", ()))
+        names += [topology.rpc_queue_name(r.name) for r in self.responders]
         connection = await aio_pika.connect(self.resolved_url(url))
         async with connection:
             channel = await connection.channel()

@@ -2,7 +2,8 @@
 
 The payload type comes from the first parameter's annotation (or ``event=``): an event
 class, a ``Union`` of them (picked by the message's type), any other type pydantic can
-validate (``dict``, ``list[int]``), or nothing for plain JSON. A second parameter, if any, receives the ``Delivery``.
+validate (``dict``, ``list[int]``), or nothing for plain JSON. A second parameter, if
+any, receives the ``Delivery``.
 """
 
 from __future__ import annotations
@@ -29,11 +30,14 @@ def _first_annotation(fn: Callable[..., Any]) -> Any:
               if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     if not params:
         raise TypeError(f"handler {fn.__qualname__} must take the event as first parameter")
+    raw = params[0].annotation
+    if not isinstance(raw, str):
+        return raw
     try:
-        hints = typing.get_type_hints(fn)
-    except Exception:  # unresolvable forward reference: treat as untyped
-        hints = {}
-    return hints.get(params[0].name)
+        return typing.get_type_hints(fn).get(params[0].name)
+    except Exception as exc:  # a silently untyped handler would skip validation
+        raise TypeError(f"cannot resolve the annotation {raw!r} of {fn.__qualname__}; "
+                        f"pass the type with event= (or request=)") from exc
 
 
 def _members(annotation: Any) -> tuple[Any, ...]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 
 import aio_pika
@@ -18,6 +19,7 @@ from aio_pika.abc import AbstractChannel
 
 from leveret.events.errors import PublishError, Unroutable
 
+log = logging.getLogger("leveret.events")
 # What a dropped connection looks like from aio-pika while it reconnects.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError, aiormq.exceptions.AMQPConnectionError,
@@ -54,6 +56,8 @@ class Publisher:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise PublishError(f"connection lost publishing {routing_key!r}") from exc
+                log.info("connection lost publishing %s (%s); publishing again once "
+                         "reconnected", message.message_id, type(exc).__name__)
                 await self._reconnected(remaining)
 
     async def to_queue(self, queue: str, message: aio_pika.Message) -> None:

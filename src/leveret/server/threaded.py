@@ -12,9 +12,9 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
-T = TypeVar("T")
-
 from leveret.server.embedded import Broker
+
+T = TypeVar("T")
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

@@ -12,7 +12,7 @@ from typing import Any
 
 from leveret.broker.exchanges.base import Destination, Exchange
 from leveret.broker.message import Message
-from leveret.errors import PreconditionFailed
+from leveret.errors import CommandInvalid, PreconditionFailed
 
 TYPE_NAME = "x-delayed-message"
 
@@ -26,10 +26,15 @@ class DelayedExchange(Exchange):
         from leveret.broker.exchanges import TYPES
 
         inner_type = self.arguments.get("x-delayed-type")
-        cls = TYPES.get(inner_type) if isinstance(inner_type, str) else None
-        if cls is None or cls is DelayedExchange:
+        if not isinstance(inner_type, str):
             raise PreconditionFailed(
                 "Invalid argument, 'x-delayed-type' must be an existing exchange type")
+        if inner_type == TYPE_NAME:
+            raise PreconditionFailed(
+                f"Invalid argument, '{TYPE_NAME}' can't be used for 'x-delayed-type'")
+        cls = TYPES.get(inner_type)
+        if cls is None:
+            raise CommandInvalid(f"unknown exchange type '{inner_type}'")
         self.inner = cls(name)
         self.inner.bindings = self.bindings
 

@@ -1,0 +1,1 @@
+"""An order service on leveret.events: see README.md in this folder."""
