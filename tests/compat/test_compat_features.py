@@ -146,7 +146,7 @@ def scenario_expiry_at_the_head(s: Session) -> None:
     ch.publish("", q, b"m2", spec.Properties(expiration="20"))
     ch.publish("", q, b"m3")
     ch.sync()
-    time.sleep(0.15)
+    time.sleep(0.2)
     ch.qd(q, passive=True)  # m2 has expired behind m1: still counted
     ch.get(q)  # m1; m2 is dropped on the way, get-ok's message_count leaves it out
     ch.qd(q, passive=True)
@@ -184,7 +184,7 @@ def scenario_expired_never_delivered(s: Session) -> None:
     got = cons.collect(1)
     time.sleep(0.2)
     cons.ack(got[0][2]["delivery_tag"])
-    cons.collect(label="after the ack: p3, not p2")
+    cons.collect(1, label="after the ack: p3, not p2")
     # expiration 0 to a consumer that can take it
     ch.publish("", q, b"zero", spec.Properties(expiration="0"))
     ch.sync()
@@ -452,26 +452,26 @@ def scenario_queue_expiry_use(s: Session) -> None:
     touched = {name: s.q(name) for name in ("get", "passive", "redeclare", "consume",
                                            "publish", "purge", "idle")}
     for q in touched.values():
-        ch.qd(q, arguments={"x-expires": 400})
+        ch.qd(q, arguments={"x-expires": 500})
     kept = s.q("kept")
     ch.qd(kept, arguments={"x-expires": 200})
     cons = c.channel()
     cons.consume(kept, "keeper")
-    time.sleep(0.2)
+    time.sleep(0.35)  # the touches, at ~0.35 s, renew the expiry to ~0.85 s
     c.channel().get(touched["get"])
     c.channel().qd(touched["passive"], passive=True)
-    c.channel().qd(touched["redeclare"], arguments={"x-expires": 400})
+    c.channel().qd(touched["redeclare"], arguments={"x-expires": 500})
     other = c.channel()
     other.consume(touched["consume"], "tmp")
     other.call(spec.BasicCancel(consumer_tag="tmp"))
     other.publish("", touched["publish"], b"x")
     other.call(spec.QueuePurge(queue=touched["purge"]))
-    time.sleep(0.3)  # 0.5 s: past the first expiry (0.4), before renewed ones (0.6)
-    exists("at 0.5 s", *touched.values(), kept)
+    time.sleep(0.3)  # ~0.67 s: past the first expiry (0.5), before the renewed ones (~0.85)
+    exists("at ~0.67 s", *touched.values(), kept)
     cons.collect(1, label="the keeper gets its probe")
     cons.call(spec.BasicCancel(consumer_tag="keeper"))
-    time.sleep(0.45)
-    exists("at 0.95 s", *touched.values(), kept)
+    time.sleep(0.5)
+    exists("at ~1.2 s", *touched.values(), kept)
 
 
 # ------------------------------------------------------------------ consumers
@@ -497,7 +497,7 @@ def scenario_single_active_consumer_failover(s: Session) -> None:
     chans[2].call(spec.BasicCancel(consumer_tag="C2"))
     fill(ch, q, [b"4"])
     for x in (chans[0], chans[2], chans[3]):
-        x.collect(label=f"channel {x.number}")
+        x.collect(1, label=f"channel {x.number}")
     ch.qd(q, passive=True)
     # the unacked messages of a closed channel go to the next consumer first
     q2 = s.q("q2")
@@ -514,7 +514,7 @@ def scenario_single_active_consumer_failover(s: Session) -> None:
     ch.qd(q2, passive=True)
     ch.get(q2)  # basic.get still works
     first.close()
-    third.collect(label="third (highest x-priority) takes over", summary=deliveries)
+    third.collect(3, label="third (highest x-priority) takes over", summary=deliveries)
     second.collect(label="second gets nothing")
     # argument errors
     c.channel().qd(s.q("bad"), arguments={"x-single-active-consumer": "yes"})
@@ -534,11 +534,11 @@ def scenario_consumer_priorities(s: Session) -> None:
     mid.consume(q, "mid", no_ack=True, arguments={"x-priority": 5})
     fill(ch, q, [b"p%d" % i for i in range(5)])
     got = hi.collect(2, label="hi")
-    mid.collect(label="mid")
+    mid.collect(3, label="mid")
     lo.collect(label="lo")
     hi.ack(got[1][2]["delivery_tag"], multiple=True)
     fill(ch, q, [b"p5"])
-    hi.collect(label="hi again")
+    hi.collect(1, label="hi again")
     rr = s.q("rr")
     ch.qd(rr)
     x1, x2, neg = c.channel(), c.channel(), c.channel()
@@ -546,8 +546,8 @@ def scenario_consumer_priorities(s: Session) -> None:
     x2.consume(rr, "x2", no_ack=True, arguments={"x-priority": 3})
     neg.consume(rr, "neg", no_ack=True, arguments={"x-priority": -1})
     fill(ch, rr, [b"r0", b"r1", b"r2", b"r3"])
-    for x in (x1, x2, neg):
-        x.collect(label=f"channel {x.number}")
+    for x, n in ((x1, 2), (x2, 2), (neg, 0)):
+        x.collect(n or None, label=f"channel {x.number}")
     for bad in ("high", 1.5, True, 2**40):
         c.channel().consume(q, "bad", arguments={"x-priority": bad})
 

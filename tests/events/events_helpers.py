@@ -56,3 +56,18 @@ async def wait_length(connection: Any, name: str, length: int, timeout: float = 
     async def check() -> bool:
         return await queue_length(connection, name) == length
     await eventually(check, timeout)
+
+
+async def exists(connection: Any, name: str, kind: str = "queue") -> bool:
+    """Whether the broker has the queue (or, with ``kind="exchange"``, the exchange)."""
+    import aiormq
+
+    try:
+        async with connection.channel() as channel:
+            if kind == "queue":
+                await channel.declare_queue(name, passive=True)
+            else:
+                await channel.declare_exchange(name, passive=True)
+            return True
+    except aiormq.exceptions.ChannelNotFoundEntity:
+        return False

@@ -1,6 +1,7 @@
 """Retries: counted in the message (so across workers and restarts), delayed in the
-broker (one TTL queue per delay, so delays never block each other), then dead-lettered
-with the error and the attempt history."""
+broker so that delays never block each other (on RabbitMQ one TTL queue per delay, on
+leveret its delayed-message exchange, one per group), then dead-lettered with the error and
+the attempt history."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ import asyncio
 import time
 
 import pytest
-from events_helpers import metric, queue_length, uid
+from events_helpers import exists, metric, queue_length, uid
+from prometheus_client import CollectorRegistry
 
-from leveret.events import DeadLetter, Delivery, RetryPolicy
+from leveret.broker.clock import ManualClock
+from leveret.events import DeadLetter, Delivery, EventBus, Metrics, RetryPolicy
 from leveret.events.testing import eventually, manual_clock_broker
+from leveret.server.threaded import BrokerThread
 
 FAST = RetryPolicy(max_attempts=3, initial_delay=0.05, multiplier=2, jitter=0)
 
@@ -84,7 +88,8 @@ async def test_dead_letter_exception_and_retry_on_skip_the_retries(
     assert picked.error == "KeyError: 'no such customer'"
 
 
-async def test_the_delay_happens_in_the_broker(make_bus, raw_connection) -> None:
+async def test_the_delay_happens_in_the_broker(make_bus, raw_connection, registry,
+                                              broker_kind) -> None:
     bus = make_bus()
     group = uid("patient")
     times: list[float] = []
@@ -99,10 +104,71 @@ async def test_the_delay_happens_in_the_broker(make_bus, raw_connection) -> None
     await bus.start()
     await bus.publish({}, routing_key="t")
     await eventually(lambda: times)
-    # while it waits, the event sits in the broker's delay queue, not in the worker
-    await eventually(lambda: queue_length(raw_connection, f"{group}.retry.500"))
+    if broker_kind == "rabbitmq":
+        # while it waits, the event sits in the broker's delay queue, not in the worker
+        await eventually(lambda: queue_length(raw_connection, f"{group}.retry.500"))
+    else:
+        # ... in leveret's delayed-message exchange: no queue holds it meanwhile
+        await eventually(lambda: metric(registry, "leveret_events_retried_total",
+                                        group) == 1)
+        assert len(times) == 1
+        assert await queue_length(raw_connection, group) == 0
+        assert not await exists(raw_connection, f"{group}.retry.500")
     await eventually(lambda: len(times) == 2)
     assert times[1] - times[0] >= 0.45
+
+
+async def test_retry_layout_per_broker(make_bus, raw_connection, broker_kind,
+                                       request) -> None:
+    """RabbitMQ: one TTL queue per delay. leveret: no delay queues, the copy goes through
+    the group's x-delayed-message exchange with x-delay = the backoff; the policy and the
+    attempt headers behave the same on both."""
+    bus = make_bus()
+    group = uid("layout")
+    headers: list[dict] = []
+
+    @bus.subscribe("t", group=group, retry=FAST)
+    async def doomed(e: dict, d: Delivery) -> None:
+        headers.append(dict(d.headers))
+        raise RuntimeError(f"attempt {d.attempt} failed")
+
+    await bus.start()
+    event_id = await bus.publish({}, routing_key="t")
+    await eventually(lambda: queue_length(raw_connection, f"{group}.dlq"))
+    assert [h.get("x-attempt", 1) for h in headers] == [1, 2, 3]
+    assert [len(h.get("x-attempt-history", [])) for h in headers] == [0, 1, 2]
+    retry_queues = [f"{group}.retry.50", f"{group}.retry.100"]
+    delay_exchange = f"{group}.delay"
+    if broker_kind == "leveret":
+        assert bus.retry_strategy.name == "delayed-exchange"
+        assert [h.get("x-delay") for h in headers] == [None, 50, 100]
+        assert bus.retry_strategy.declared == frozenset()
+        assert bus.retry_strategy.declared_exchanges == {delay_exchange}
+        assert [await exists(raw_connection, q) for q in retry_queues] == [False, False]
+        assert await exists(raw_connection, delay_exchange, "exchange")
+        broker = request.getfixturevalue("leveret_session_broker")
+        vhost = broker.node.vhosts["/"]
+        exchange = broker.call(lambda: vhost.exchanges[delay_exchange])
+        assert exchange.TYPE == "x-delayed-message"
+        assert exchange.arguments["x-delayed-type"] == "direct"
+        assert broker.call(lambda: [q for q in vhost.queues
+                                    if q.startswith(f"{group}.retry.")]) == []
+    else:
+        assert bus.retry_strategy.name == "ttl-queues"
+        assert all("x-delay" not in h for h in headers)
+        assert bus.retry_strategy.declared == set(retry_queues)
+        assert [await exists(raw_connection, q) for q in retry_queues] == [True, True]
+        assert not await exists(raw_connection, delay_exchange, "exchange")
+    # the dead letter is the same on both: our headers, none of the broker's bookkeeping
+    async with raw_connection.channel() as channel:
+        dlq = await channel.declare_queue(f"{group}.dlq", passive=True)
+        letter = await dlq.get(no_ack=True)
+    assert letter.message_id == event_id
+    assert letter.headers["x-attempt"] == 3
+    assert [h["attempt"] for h in letter.headers["x-attempt-history"]] == [1, 2, 3]
+    assert letter.headers["x-error"] == "RuntimeError: attempt 3 failed"
+    assert letter.headers["x-original-routing-key"] == "t"
+    assert not {"x-delay", "x-death"} & set(letter.headers)
 
 
 async def test_different_delays_never_block_each_other(make_bus) -> None:
@@ -173,6 +239,7 @@ async def test_one_hour_backoff_on_leveret_manual_clock() -> None:
                 raise RuntimeError("try again in an hour")
 
         async with bus:
+            assert bus.retry_strategy.name == "delayed-exchange"
             await bus.publish({}, routing_key="t")
             await eventually(lambda: attempts == [1])
             await advance(3599)
@@ -180,6 +247,52 @@ async def test_one_hour_backoff_on_leveret_manual_clock() -> None:
             assert attempts == [1]
             await advance(2)
             await eventually(lambda: attempts == [1, 2])
+
+
+async def test_native_retry_one_hour_backoff_on_manual_clock() -> None:
+    """leveret's delayed-message retry on a ManualClock: a one-hour and a one-minute
+    backoff share the group's one delay exchange (no queue per delay), the minute is not
+    held back by the hour, and the hour is exact to the second, all in milliseconds."""
+    registry = CollectorRegistry()
+    group = uid("hourly")
+    policy = RetryPolicy(max_attempts=3, initial_delay=60, multiplier=60, max_delay=3600,
+                         jitter=0)
+    seen: list[tuple[str, int, object]] = []
+
+    with BrokerThread(clock=ManualClock()) as broker:
+        bus = EventBus(broker.url, exchange=uid("clock"),
+                       metrics=Metrics.for_registry(registry))
+
+        @bus.subscribe("t", group=group, retry=policy)
+        async def fail_first(e: dict, d: Delivery) -> None:
+            first = all(name != e["name"] for name, _, _ in seen)
+            seen.append((e["name"], d.attempt, d.headers.get("x-delay")))
+            if first:
+                raise RuntimeError("later")
+
+        started = time.monotonic()
+        async with bus:
+            assert bus.retry_strategy.name == "delayed-exchange"
+            # "hour" is on attempt 2 already: its backoff is 60 s * 60 = one hour
+            await bus.publish({"name": "hour"}, routing_key="t", headers={"x-attempt": 2})
+            await bus.publish({"name": "minute"}, routing_key="t")
+            await eventually(lambda: metric(registry, "leveret_events_retried_total",
+                                            group) == 2)
+            await asyncio.to_thread(broker.advance, 59)
+            await asyncio.sleep(0.1)
+            assert [n for n, _, _ in seen] == ["hour", "minute"]
+            await asyncio.to_thread(broker.advance, 2)  # t = 61 s
+            await eventually(lambda: ("minute", 2, 60_000) in seen)
+            await asyncio.to_thread(broker.advance, 3599 - 61)  # t = 3599 s
+            await asyncio.sleep(0.1)
+            assert len(seen) == 3
+            await asyncio.to_thread(broker.advance, 2)  # t = 3601 s
+            await eventually(lambda: ("hour", 3, 3_600_000) in seen)
+            queues = broker.call(lambda: sorted(broker.node.vhosts["/"].queues))
+            assert not [q for q in queues if q.startswith(f"{group}.retry.")]
+            assert f"{group}.delay" in broker.call(
+                lambda: list(broker.node.vhosts["/"].exchanges))
+        assert time.monotonic() - started < 5
 
 
 @pytest.mark.parametrize("delay", [0])

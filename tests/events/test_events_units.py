@@ -39,7 +39,8 @@ class OrderCancelled:
 
 def test_public_api_is_pinned() -> None:
     assert set(leveret.events.__all__) == {
-        "NO_RETRY", "DeadLetter", "DeadLetterInfo", "DeadLetterQueue", "Delivery",
+        "NO_RETRY", "DeadLetter", "DeadLetterInfo", "DeadLetterQueue",
+        "DelayedExchangeRetry", "Delivery",
         "EventBus", "EventValidationError", "EventsError", "IdempotencyStore",
         "MemoryIdempotencyStore", "Metrics", "NoResponder", "PublishError", "RemoteError",
         "RequestError", "RequestTimeout", "RetryPolicy", "RetryStrategy", "TtlQueueRetry",

@@ -304,7 +304,8 @@ def test_a_long_priority_is_accepted(ch, conn, names):
 
 
 @pytest.mark.parametrize(
-    ("value", "type_name"), [("high", "longstr"), (decimal.Decimal("1.5"), "decimal"), (True, "bool")]
+    ("value", "type_name"),
+    [("high", "longstr"), (decimal.Decimal("1.5"), "decimal"), (True, "bool")],
 )
 def test_x_priority_must_be_an_integer(conn, names, value, type_name):
     q = names.queue()

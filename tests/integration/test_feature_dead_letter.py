@@ -439,7 +439,7 @@ def test_requeued_before_expiry_dead_letters_after_the_others(ch, conn, names, d
     time.sleep(0.2)
     assert ready(conn, dlq) == 0  # a is unacked: it cannot expire yet
     ch.basic_nack(method.delivery_tag, requeue=True)
-    m, props, body = get_eventually(ch, dlq)
+    _m, props, body = get_eventually(ch, dlq)
     assert body == b"a"
     assert props.headers["x-death"][0]["original-expiration"] == "100"
     assert get_all(ch, q) == [b"b", b"c"]
@@ -451,7 +451,7 @@ def test_expired_behind_a_live_message_dead_letters_at_the_head(ch, conn, names,
     ch.queue_declare(q, arguments={"x-dead-letter-exchange": x})
     _pub(ch, "", q, b"live", expiration="60000")
     _pub(ch, "", q, b"dies", expiration="20")
-    time.sleep(0.15)
+    time.sleep(0.2)
     assert ready(conn, dlq) == 0
     assert get_one(ch, q)[2] == b"live"
     assert get_eventually(ch, dlq)[2] == b"dies"
@@ -529,7 +529,7 @@ def test_max_length_bytes_dead_letters_with_maxlen(ch, names, dlx):
     assert props.headers["x-death"][0]["reason"] == "maxlen"
 
 
-# -- dying again, cycles ------------------------------------------------------------------------------
+# -- dying again, cycles ---------------------------------------------------------------------------
 
 
 def test_dying_again_increments_the_count_and_keeps_the_first_details(ch, names, dlx):

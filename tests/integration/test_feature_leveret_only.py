@@ -39,7 +39,6 @@ import pika
 import pytest
 
 from ._features import (
-    counts,
     get_all,
     get_eventually,
     ready,
@@ -287,7 +286,7 @@ def test_real_time_does_not_expire_anything(clocked):
 
 
 def test_expired_dead_letter_after_an_hour(clocked):
-    broker, conn, ch = clocked
+    broker, _conn, ch = clocked
     ch.exchange_declare("dlx", "fanout")
     ch.queue_declare("dlq")
     ch.queue_bind("dlq", "dlx")

@@ -173,7 +173,7 @@ def test_nack_only_for_the_full_queue(ch, conn, names):
     assert ready(conn, roomy) == 1  # the other queue has it
 
 
-# -- bytes ------------------------------------------------------------------------------------------
+# -- bytes -----------------------------------------------------------------------------------------
 
 
 def test_max_length_bytes_counts_bodies_only(ch, names):
@@ -215,7 +215,7 @@ def test_both_limits_apply(ch, names):
     assert _publish_all(ch, q, [b"", b"", b""]) == ["ack", "nack", "nack"]
 
 
-# -- arguments --------------------------------------------------------------------------------------
+# -- arguments -------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

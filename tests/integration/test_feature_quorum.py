@@ -227,7 +227,7 @@ def test_a_closed_channel_counts_as_a_delivery_attempt(conn, ch, names):
     for _ in range(2):
         other = conn.channel()
         # the requeue of a closed channel is asynchronous: poll for the message
-        method, props, _body = wait_until(
+        _method, props, _body = wait_until(
             lambda other=other: (m := other.basic_get(q, auto_ack=False))[0] and m,
             3, what="the requeued message")
         seen.append((props.headers or {}).get("x-delivery-count"))

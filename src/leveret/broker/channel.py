@@ -441,8 +441,14 @@ class Channel:
         self.unacked.clear()
         self._settle(records)
         self._requeue(records)
+        queues = {id(c.queue): c.queue for c in self.consumers.values()}
         for tag in list(self.consumers):
             self.cancel(tag)
+        # Unlike a basic.cancel, a channel going away lets the queue deliver at once to the
+        # consumer that takes over (RabbitMQ's handling of a channel's death).
+        for q in queues.values():
+            if not q.deleted:
+                q.dispatch()
         self.pending = None
         self.pending_body = []
 

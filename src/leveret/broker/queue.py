@@ -405,8 +405,8 @@ class Queue:
             self.touch()
         if self.waiting_publishers:
             self.wake_publishers()
-        if self.consumers:
-            self.dispatch()  # under single-active-consumer, the next one takes over
+        # No dispatch here, as in RabbitMQ: under single-active-consumer the next consumer
+        # is activated, and receives at the next event (a publish, a requeue, an ack).
 
     def _regroup(self) -> None:
         """Consumers by x-priority, highest first (empty when all share one priority)."""

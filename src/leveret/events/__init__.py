@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from leveret.events.idempotency import IdempotencyStore, MemoryIdempotencyStore
     from leveret.events.metrics import Metrics
     from leveret.events.policy import NO_RETRY, RetryPolicy
-    from leveret.events.retry import RetryStrategy, TtlQueueRetry
+    from leveret.events.retry import DelayedExchangeRetry, RetryStrategy, TtlQueueRetry
 
 _HOME = {
     "EventBus": "bus", "event": "codec", "event_type": "codec",
@@ -42,7 +42,7 @@ _HOME = {
     "RequestError": "errors", "RequestTimeout": "errors", "Unroutable": "errors",
     "IdempotencyStore": "idempotency", "MemoryIdempotencyStore": "idempotency",
     "Metrics": "metrics", "NO_RETRY": "policy", "RetryPolicy": "policy",
-    "RetryStrategy": "retry", "TtlQueueRetry": "retry",
+    "DelayedExchangeRetry": "retry", "RetryStrategy": "retry", "TtlQueueRetry": "retry",
 }
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "DeadLetter",
     "DeadLetterInfo",
     "DeadLetterQueue",
+    "DelayedExchangeRetry",
     "Delivery",
     "EventBus",
     "EventValidationError",

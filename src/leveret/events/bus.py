@@ -241,15 +241,18 @@ class EventBus:
         return DeadLetterQueue(self.connection, group)
 
     async def delete_topology(self, url: str | None = None) -> None:
-        """Delete this bus's queues (those of delays it used too) and its exchange, on a
+        """Delete this bus's queues and exchanges (those its retries used too), on a
         connection of its own so it works after ``close`` (tests, resetting a dev broker)."""
         names = [q for s in self.subscriptions
                  for q in (s.group, topology.dlq_name(s.group))]
         names += sorted(getattr(self.retry_strategy, "declared", ()))
         names += [topology.rpc_queue_name(r.name) for r in self.responders]
+        exchanges = [*sorted(getattr(self.retry_strategy, "declared_exchanges", ())),
+                     self.exchange]
         connection = await aio_pika.connect(self.resolved_url(url))
         async with connection:
             channel = await connection.channel()
             for name in names:
                 await channel.queue_delete(name, if_unused=False, if_empty=False)
-            await channel.exchange_delete(self.exchange)
+            for name in exchanges:
+                await channel.exchange_delete(name)

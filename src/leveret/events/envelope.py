@@ -29,11 +29,13 @@ DEAD_LETTER_REASON = "x-dead-letter-reason"
 DEAD_LETTERED_AT = "x-dead-lettered-at"
 GROUP = "x-group"
 REDRIVES = "x-redrive-count"
-# RabbitMQ's own dead-lettering bookkeeping: dropped when we copy a message, since our
-# attempt history already says what happened and x-death grows with every retry.
+# The broker's own bookkeeping, dropped when we copy a message: RabbitMQ's dead-lettering
+# headers (our attempt history already says what happened, and x-death grows with every
+# retry) and the x-delay of leveret's delayed retry (the next retry sets its own; a dead
+# letter or a redrive must not carry a stale one).
 BROKER_HEADERS = ("x-death", "x-first-death-exchange", "x-first-death-queue",
                   "x-first-death-reason", "x-last-death-exchange", "x-last-death-queue",
-                  "x-last-death-reason")
+                  "x-last-death-reason", "x-delay")
 MAX_HISTORY = 20
 MAX_ERROR_TEXT = 1000
 

@@ -1,9 +1,11 @@
 """Retry policy: how many attempts, and how long to wait before each retry.
 
 Delays are rounded to a ladder of round values (23 per decade, at most 17 % apart:
-..., 0.5 s, 0.55 s, 0.6 s, 0.7 s, ...) because each distinct delay is a queue in the broker
-(see ``retry.py``): rounding keeps that to a handful of queues per group while jitter still
-spreads retries out.
+..., 0.5 s, 0.55 s, 0.6 s, 0.7 s, ...) because with the TTL scheme used on RabbitMQ each
+distinct delay is a queue in the broker (see ``retry.py``): rounding keeps that to a handful
+of queues per group while jitter still spreads retries out. leveret's delayed-message
+exchange would take any delay; the same rounding applies there, so a policy behaves the
+same on both brokers.
 """
 
 from __future__ import annotations

@@ -11,9 +11,14 @@ per delay value means every queue's messages share one TTL, so they expire in or
 long delay never holds back a short one (a per-message TTL in a shared queue would: RabbitMQ
 expires only from the head).
 
-leveret is meant to gain native delayed retry (no delay queues); ``choose`` is the hook:
-when a leveret broker advertises ``NATIVE_CAPABILITY`` a native strategy goes there. Until
-then leveret gets the TTL scheme too, and needs x-message-ttl and dead-lettering for it.
+``DelayedExchangeRetry`` is leveret's native delayed retry: one ``x-delayed-message``
+exchange per group, ``<group>.delay`` (routing like ``direct``), bound to the group's queue
+with the group's name as key. The copy is published there with ``x-delay: <ms>``; the
+broker holds it, indexed by due time, and routes it when due. No delay queues, any delay
+value, and a long delay never holds back a short one.
+
+``choose`` picks the native strategy when the server's properties say ``product: leveret``,
+the portable one otherwise.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from leveret.events import topology
 from leveret.events.errors import Unroutable
 from leveret.events.publisher import Publisher
 
-NATIVE_CAPABILITY = "delayed_retry"
+DELAY_HEADER = "x-delay"
 
 
 class RetryStrategy(Protocol):
@@ -66,6 +71,44 @@ class TtlQueueRetry:
         return frozenset(self._declared)
 
 
+class DelayedExchangeRetry:
+    """leveret's native delayed retry (see the module docstring); needs the broker's
+    ``x-delayed-message`` exchange type, which RabbitMQ only has with a plugin."""
+
+    name = "delayed-exchange"
+
+    def __init__(self, channel: AbstractChannel, publisher: Publisher) -> None:
+        self.channel = channel
+        self.publisher = publisher
+        self._ready: set[str] = set()
+
+    async def schedule(self, group: str, message: aio_pika.Message, delay_ms: int) -> None:
+        if delay_ms <= 0:
+            await self.publisher.to_queue(group, message)
+            return
+        message.headers = {**(message.headers or {}), DELAY_HEADER: int(delay_ms)}
+        exchange = topology.delay_exchange_name(group)
+        if group not in self._ready:
+            await topology.declare_delay_exchange(self.channel, group)
+            self._ready.add(group)
+        try:
+            # mandatory: leveret routes a delayed message once at publish to check it has
+            # somewhere to go, so a missing binding is an error now, not a silent drop later
+            await self.publisher.publish(exchange, message, group, mandatory=True)
+        except Unroutable:  # the binding (or the group's queue) was deleted: again
+            await topology.declare_delay_exchange(self.channel, group)
+            await self.publisher.publish(exchange, message, group, mandatory=True)
+
+    @property
+    def declared(self) -> frozenset[str]:
+        """Queues this strategy declared for its own use: none."""
+        return frozenset()
+
+    @property
+    def declared_exchanges(self) -> frozenset[str]:
+        return frozenset(topology.delay_exchange_name(g) for g in self._ready)
+
+
 StrategyFactory = Callable[[AbstractChannel, Publisher], RetryStrategy]
 
 
@@ -78,10 +121,7 @@ def is_leveret(server_properties: Mapping[str, Any]) -> bool:
 
 def choose(server_properties: Mapping[str, Any], channel: AbstractChannel,
            publisher: Publisher) -> RetryStrategy:
-    capabilities = server_properties.get("capabilities") or {}
-    if is_leveret(server_properties) and capabilities.get(NATIVE_CAPABILITY):
-        # Hook for leveret's native delayed retry: return its strategy here once the
-        # broker has the feature. Until then the portable scheme below works on leveret
-        # as soon as it has x-message-ttl and dead-lettering.
-        pass
+    """The native strategy on leveret, the portable TTL scheme on any other broker."""
+    if is_leveret(server_properties):
+        return DelayedExchangeRetry(channel, publisher)
     return TtlQueueRetry(channel, publisher)

@@ -2,12 +2,14 @@
 
     <exchange>             topic exchange every event is published to (durable)
     <group>                durable queue of a subscriber group, bound with its patterns
-    <group>.retry.<ms>     one delay queue per distinct delay (see ``retry.py``)
+    <group>.retry.<ms>     one delay queue per distinct delay (RabbitMQ; see ``retry.py``)
+    <group>.delay          x-delayed-message exchange bound to <group> (leveret; ``retry.py``)
     <group>.dlq            dead-letter queue: events that failed their last attempt
     rpc.<name>             requests for a responder (transient, auto-delete)
 
 Internal hops (retry, dead-letter, redrive) go through the default exchange straight to
-a queue by name, so they never match another group's topic patterns.
+a queue by name, or through the group's own delay exchange, so they never match another
+group's topic patterns.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from aio_pika import ExchangeType
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
 DEFAULT_EXCHANGE = "leveret.events"
+DELAYED_EXCHANGE_TYPE = "x-delayed-message"
 RPC_PREFIX = "rpc."
 
 
@@ -25,6 +28,10 @@ def dlq_name(group: str) -> str:
 
 def retry_queue_name(group: str, delay_ms: int) -> str:
     return f"{group}.retry.{delay_ms}"
+
+
+def delay_exchange_name(group: str) -> str:
+    return f"{group}.delay"
 
 
 def rpc_queue_name(name: str) -> str:
@@ -53,3 +60,17 @@ async def declare_retry_queue(channel: AbstractChannel, group: str,
         retry_queue_name(group, delay_ms), durable=True,
         arguments={"x-message-ttl": delay_ms, "x-dead-letter-exchange": "",
                    "x-dead-letter-routing-key": group})
+
+
+async def declare_delay_exchange(channel: AbstractChannel, group: str) -> AbstractExchange:
+    """The group's delayed-message exchange, bound to the group's queue by its name.
+
+    A message published there with ``x-delay: <ms>`` is held by the broker and routed when
+    due, with the bindings of that moment; each message carries its own delay, so one
+    exchange serves every delay value and a long one never holds back a short one."""
+    exchange = await channel.declare_exchange(
+        delay_exchange_name(group), DELAYED_EXCHANGE_TYPE, durable=True,
+        arguments={"x-delayed-type": ExchangeType.DIRECT.value})
+    queue = await channel.declare_queue(group, durable=True)
+    await queue.bind(exchange, routing_key=group)
+    return exchange

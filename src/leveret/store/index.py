@@ -1,0 +1,95 @@
+"""The in-memory index of one segment file: 9 bytes per message, no object per message.
+
+Slot ``i`` of a segment is offset ``first + i``: ``pos[i]`` (u32) is where its record starts
+in the file, ``size[i]`` (u32) the length of its message bytes, ``flags[i]`` one byte
+(LIVE, DELIVERED, TRANSIENT; 0 for an acked offset or a record lost to corruption).
+Delivery counts, rare, live in a dict on the log.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from array import array
+from pathlib import Path
+
+LIVE = 1
+DELIVERED = 2
+TRANSIENT = 4
+
+
+def _table(fn) -> bytes:  # type: ignore[no-untyped-def]
+    return bytes(fn(b) for b in range(256))
+
+
+IS_LIVE = _table(lambda b: 1 if b & LIVE else 0)
+# Persistent, live, delivered: what a DELIVERED snapshot record must carry.
+IS_MARKED = _table(lambda b: 1 if b & (LIVE | DELIVERED | TRANSIENT) == LIVE | DELIVERED else 0)
+SET_DELIVERED = _table(lambda b: b | DELIVERED if b & LIVE else b)
+_RUN = re.compile(rb"\x01+")
+_GAP = re.compile(rb"\x00+")
+
+
+class Segment:
+    __slots__ = ("end", "first", "flags", "live", "live_bytes", "path", "pos", "refs", "size")
+
+    def __init__(self, first: int, path: Path) -> None:
+        self.first = first
+        self.path = path
+        self.pos = array("I")
+        self.size = array("I")
+        self.flags = bytearray()
+        self.live = 0
+        self.live_bytes = 0
+        self.end = 0  # bytes of the file written to the OS
+        # First offsets of other segments holding ACK/DELIVERED/COUNT records about this
+        # one: deleting such a segment first rewrites this segment's state (see reclaim).
+        self.refs: set[int] | None = None
+
+    @property
+    def stop(self) -> int:
+        return self.first + len(self.flags)
+
+    def add_ref(self, first: int) -> None:
+        if first != self.first:
+            if self.refs is None:
+                self.refs = {first}
+            else:
+                self.refs.add(first)
+
+    def recount(self) -> None:
+        """Live count and bytes from the flags (after recovery replayed every record)."""
+        mask = self.flags.translate(IS_LIVE)
+        self.live = mask.count(1)
+        self.live_bytes = sum(itertools.compress(self.size, mask))
+
+    def runs(self, table: bytes, start: int = 0) -> list[tuple[int, int]]:
+        """(first offset, count) runs of the slots ``table`` maps to 1."""
+        mask = self.flags.translate(table)
+        return [(self.first + m.start(), m.end() - m.start())
+                for m in _RUN.finditer(mask, start)]
+
+    def acked_runs(self) -> list[tuple[int, int]]:
+        mask = self.flags.translate(IS_LIVE)
+        return [(self.first + m.start(), m.end() - m.start()) for m in _GAP.finditer(mask)]
+
+    def live_slots(self, start: int = 0) -> list[int]:
+        mask = self.flags.translate(IS_LIVE)
+        out = []
+        find = mask.find
+        i = find(1, start)
+        while i >= 0:
+            out.append(i)
+            i = find(1, i + 1)
+        return out
+
+    def set_range(self, first: int, count: int, table: bytes | None) -> None:
+        """Apply a replayed range to this segment's slots: ack (``table`` None) or
+        translate the flags through ``table``."""
+        a = max(first - self.first, 0)
+        b = min(first + count - self.first, len(self.flags))
+        if a < b:
+            if table is None:
+                self.flags[a:b] = bytes(b - a)
+            else:
+                self.flags[a:b] = self.flags[a:b].translate(table)

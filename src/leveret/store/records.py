@@ -1,0 +1,155 @@
+"""The record format of segment files and the definitions log, and a scanner that survives
+corruption.
+
+A record is a 12-byte header and a payload::
+
+    u16 magic 0x564C ("LV")  u8 type  u8 flags  u32 length  u32 crc32(header[0:8] + payload)
+
+little-endian. A file starts with a 16-byte file header: 8 magic bytes and a u64 (the first
+offset of a segment, 0 for the definitions log). The scanner yields every record whose
+checksum holds; a bad record followed by a good one is skipped (``skipped``), bad bytes up
+to the end of the file are a torn tail (``good_end`` tells where to truncate).
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Iterator
+from typing import Any
+
+MAGIC = 0x564C
+MAGIC_BYTES = MAGIC.to_bytes(2, "little")
+HEADER = struct.Struct("<HBBII")  # magic, type, flags, length, crc
+HEAD8 = struct.Struct("<HBBI")
+CRC = struct.Struct("<I")
+MSG_HEAD = struct.Struct("<HBBIIQ")  # header + u64 offset, the start of a message record
+U64 = struct.Struct("<Q")
+RANGE = struct.Struct("<QI")  # first offset, count
+FILE_HEADER = struct.Struct("<8sQ")
+HEADER_SIZE = HEADER.size  # 12
+MSG_OVERHEAD = MSG_HEAD.size  # 20: header and offset before the message bytes
+
+SEGMENT_MAGIC = b"LVSEG\x00\x00\x01"
+DEFINITIONS_MAGIC = b"LVDEF\x00\x00\x01"
+
+# Record types.
+MSG = 1  # u64 offset, message bytes; flags bit 0: transient (not recovered)
+ACK = 2  # (u64 first, u32 count) ranges of acked offsets
+DELIVERED = 3  # ranges of offsets delivered at least once
+COUNT = 4  # (u64 offset, u32 delivery count) pairs; the last one written wins
+SEGMENTS = 5  # u64 next offset, then the u64 first offsets of the live segments
+DEF_PUT = 16  # JSON [kind, key, value]
+DEF_DELETE = 17  # JSON [kind, key]
+TYPES = frozenset((MSG, ACK, DELIVERED, COUNT, SEGMENTS, DEF_PUT, DEF_DELETE))
+
+F_TRANSIENT = 1
+MAX_RANGES = 4096  # per ACK / DELIVERED / COUNT record
+
+
+def record(rtype: int, payload: bytes, flags: int = 0) -> bytes:
+    head = HEAD8.pack(MAGIC, rtype, flags, len(payload))
+    return head + CRC.pack(zlib.crc32(payload, zlib.crc32(head))) + payload
+
+
+def message_head(offset: int, data: Any, size: int, flags: int = 0) -> bytes:
+    """The 20 bytes before a message's data (``data`` is a buffer or a list of parts)."""
+    head = HEAD8.pack(MAGIC, MSG, flags, size + 8)
+    off = U64.pack(offset)
+    crc = zlib.crc32(off, zlib.crc32(head))
+    if isinstance(data, list | tuple):
+        for part in data:
+            crc = zlib.crc32(part, crc)
+    else:
+        crc = zlib.crc32(data, crc)
+    return head + CRC.pack(crc) + off
+
+
+def ranges(offsets: list[int]) -> list[tuple[int, int]]:
+    """Sorted, merged (first, count) runs of a list of offsets."""
+    out: list[tuple[int, int]] = []
+    for o in sorted(set(offsets)):
+        if out and out[-1][0] + out[-1][1] == o:
+            out[-1] = (out[-1][0], out[-1][1] + 1)
+        else:
+            out.append((o, 1))
+    return out
+
+
+def range_records(rtype: int, runs: list[tuple[int, int]]) -> bytes:
+    return b"".join(record(rtype, b"".join(RANGE.pack(f, n) for f, n in runs[i:i + MAX_RANGES]))
+                    for i in range(0, len(runs), MAX_RANGES))
+
+
+def decode_ranges(buf: Any, start: int, length: int) -> Iterator[tuple[int, int]]:
+    return RANGE.iter_unpack(buf[start:start + length - length % RANGE.size])
+
+
+class Scanner:
+    """Walk the records of ``buf[start:end]``, checking every checksum.
+
+    After iteration: ``good_end`` is where the last good record ends (truncate a torn tail
+    there) and ``problems`` lists what was wrong, one readable line each."""
+
+    def __init__(self, buf: Any, start: int, end: int) -> None:
+        self.buf = buf
+        self.mv = memoryview(buf)
+        self.pos = start
+        self.end = end
+        self.good_end = start
+        self.problems: list[str] = []
+        self.skipped = 0  # bad records skipped (good records follow them)
+        self.torn = False
+
+    def _valid(self, pos: int) -> int:
+        """The length of a good record at ``pos``, or -1."""
+        if self.end - pos < HEADER_SIZE:
+            return -1
+        magic, rtype, _flags, length, crc = HEADER.unpack_from(self.buf, pos)
+        if magic != MAGIC or rtype not in TYPES or length > self.end - pos - HEADER_SIZE:
+            return -1
+        mv = self.mv
+        if zlib.crc32(mv[pos + HEADER_SIZE:pos + HEADER_SIZE + length],
+                      zlib.crc32(mv[pos:pos + 8])) != crc:
+            return -1
+        return length
+
+    def _resync(self, pos: int) -> int:
+        """Where the next good record after a bad one at ``pos`` starts, or -1."""
+        if self.end - pos >= HEADER_SIZE:
+            magic, _t, _f, length, _c = HEADER.unpack_from(self.buf, pos)
+            after = pos + HEADER_SIZE + length
+            if magic == MAGIC and after < self.end and self._valid(after) >= 0:
+                return after
+        find = self.buf.find
+        q = find(MAGIC_BYTES, pos + 1, self.end)
+        while q >= 0:
+            if self._valid(q) >= 0:
+                return q
+            q = find(MAGIC_BYTES, q + 1, self.end)
+        return -1
+
+    def __iter__(self) -> Iterator[tuple[int, int, int, int]]:
+        """Yield (position, type, flags, payload length); the payload is at pos + 12."""
+        buf, end, unpack = self.buf, self.end, HEADER.unpack_from
+        crc32, mv = zlib.crc32, self.mv
+        pos = self.pos
+        while pos < end:
+            if end - pos >= HEADER_SIZE:
+                magic, rtype, flags, length, crc = unpack(buf, pos)
+                stop = pos + HEADER_SIZE + length
+                if (magic == MAGIC and stop <= end and rtype in TYPES and
+                        crc32(mv[pos + HEADER_SIZE:stop], crc32(mv[pos:pos + 8])) == crc):
+                    yield pos, rtype, flags, length
+                    pos = self.good_end = stop
+                    continue
+            nxt = self._resync(pos)
+            if nxt < 0:
+                self.torn = True
+                self.problems.append(f"torn or corrupt tail: {end - pos} bytes at position "
+                                     f"{pos} dropped")
+                break
+            self.skipped += 1
+            self.problems.append(f"bad record at position {pos} ({nxt - pos} bytes) skipped")
+            pos = nxt
+        self.pos = pos
