@@ -1,0 +1,354 @@
+"""One queue's log on disk: append-only segment files and their compact in-memory index.
+
+Every record of a queue (messages, acks, delivered marks, delivery counts, the segment
+list) is appended to its newest segment, so one fsync per queue makes a commit durable.
+A segment rolls at ``segment_bytes``; a segment other than the newest whose messages are
+all acked is deleted at the next flush (after re-recording, in the newest segment, any
+state about older live segments it held: see ``_reclaim``). Bodies stay on disk and are
+read back with one pread on demand. docs/storage.md has the format and the rules.
+"""
+
+from __future__ import annotations
+
+import os
+from bisect import bisect_right
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from leveret.store import records as rec
+from leveret.store.base import CorruptRecord, Live, Payload, StoreClosed
+from leveret.store.index import DELIVERED, IS_LIVE, IS_MARKED, LIVE, TRANSIENT, Segment
+
+if TYPE_CHECKING:
+    from leveret.store.disk import DiskStore
+
+BUFFER_MAX = 1 << 20  # write the tail's buffer once it holds this much
+DIRECT = 256 << 10  # messages this large skip the buffer (written with writev, no copy)
+
+
+def segment_path(directory: Path, first: int) -> Path:
+    return directory / f"{first:020d}.seg"
+
+
+class SegmentLog:
+    def __init__(self, store: DiskStore, vhost: str, name: str, directory: Path,
+                 transient: bool, segments: list[Segment], next_offset: int,
+                 counts: dict[int, int]) -> None:
+        self.store = store
+        self.vhost = vhost
+        self.name = name
+        self.dir = directory
+        self.transient = transient
+        self.segments = segments
+        self.counts = counts  # offset -> delivery count, live messages with a count only
+        self.buf = bytearray()  # bytes for the newest segment not yet written
+        self.fd = -1  # the newest segment's, opened read-write
+        self.closed = False
+        self._next = next_offset
+        self._live = sum(s.live for s in segments)
+        self._bytes = sum(s.live_bytes for s in segments)
+        self._acks: list[int] = []
+        self._delivered: list[int] = []
+        self._count_marks: dict[int, int] = {}
+        self._reclaim = any(s.live == 0 for s in segments)
+        self._roll()  # a fresh newest segment: recovered files are never appended to
+
+    # -- the newest segment ------------------------------------------------------------
+
+    @property
+    def tail(self) -> Segment:
+        return self.segments[-1]
+
+    def _roll(self) -> None:
+        if self.segments:
+            self._encode_marks()
+            self._write()
+            old = self.segments[-1]
+            self.store.sealed(old, self.fd)
+        seg = Segment(self._next, segment_path(self.dir, self._next))
+        self.fd = os.open(seg.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        self.segments.append(seg)
+        self.buf += rec.FILE_HEADER.pack(rec.SEGMENT_MAGIC, seg.first)
+        self._manifest()
+        self.store.created(self)
+
+    def _manifest(self) -> None:
+        firsts = [s.first for s in self.segments]
+        self.buf += rec.record(rec.SEGMENTS, rec.U64.pack(self._next) +
+                               b"".join(rec.U64.pack(f) for f in firsts))
+
+    def _write(self) -> None:
+        if self.buf:
+            self.store.write_all(self, [self.buf])
+            self.tail.end += len(self.buf)
+            self.buf = bytearray()
+
+    # -- messages ----------------------------------------------------------------------
+
+    def append(self, payload: Payload, persistent: bool = True) -> int:
+        if self.closed:
+            raise StoreClosed(f"the log of queue '{self.name}' is closed")
+        parts = None if isinstance(payload, bytes | bytearray | memoryview) else list(payload)
+        size = len(payload) if parts is None else sum(len(p) for p in parts)
+        tail = self.tail
+        if tail.flags and tail.end + len(self.buf) + size + rec.MSG_OVERHEAD > \
+                self.store.segment_bytes:
+            self._roll()
+            tail = self.tail
+        offset = self._next
+        self._next = offset + 1
+        durable = persistent and not self.transient
+        head = rec.message_head(offset, payload if parts is None else parts, size,
+                                0 if durable else rec.F_TRANSIENT)
+        pos = tail.end + len(self.buf)
+        if size >= DIRECT:
+            self._write()
+            self.store.write_all(self, [head, *(parts or (payload,))])
+            tail.end += len(head) + size
+        else:
+            buf = self.buf
+            buf += head
+            if parts is None:
+                buf += payload
+            else:
+                for p in parts:
+                    buf += p
+        tail.pos.append(pos)
+        tail.size.append(size)
+        tail.flags.append(LIVE if durable else LIVE | TRANSIENT)
+        tail.live += 1
+        tail.live_bytes += size
+        self._live += 1
+        self._bytes += size
+        self.store.changed(self, durable)
+        if len(self.buf) >= BUFFER_MAX:
+            self._write()
+        return offset
+
+    def _locate(self, offset: int) -> tuple[Segment, int]:
+        segs = self.segments
+        seg = segs[0]
+        i = offset - seg.first
+        if not 0 <= i < len(seg.flags):
+            k = bisect_right([s.first for s in segs], offset) - 1 if len(segs) > 1 else -1
+            if k < 0:
+                raise KeyError(offset)
+            seg = segs[k]
+            i = offset - seg.first
+            if i >= len(seg.flags):
+                raise KeyError(offset)
+        if not seg.flags[i] & LIVE:
+            raise KeyError(offset)
+        return seg, i
+
+    def read(self, offset: int) -> bytes:
+        if self.closed:
+            raise StoreClosed(f"the log of queue '{self.name}' is closed")
+        seg, i = self._locate(offset)
+        pos, size = seg.pos[i], seg.size[i]
+        n = rec.MSG_OVERHEAD + size
+        if seg is self.tail and pos >= seg.end:
+            raw = bytes(self.buf[pos - seg.end:pos - seg.end + n])
+        else:
+            raw = os.pread(self.fd if seg is self.tail else self.store.fd_for(seg), n, pos)
+        if len(raw) != n or raw[:rec.HEADER_SIZE] != rec.message_head(
+                offset, memoryview(raw)[rec.MSG_OVERHEAD:], size,
+                raw[3] if len(raw) > 3 else 0)[:rec.HEADER_SIZE]:
+            raise CorruptRecord(f"message {offset} of queue '{self.name}' in vhost "
+                                f"'{self.vhost}' failed its checksum ({seg.path.name}:{pos})")
+        return raw[rec.MSG_OVERHEAD:]
+
+    # -- acks and marks ----------------------------------------------------------------
+
+    def ack(self, offset: int) -> None:
+        if self.closed:
+            return
+        seg, i = self._locate(offset)
+        flags = seg.flags[i]
+        seg.flags[i] = 0
+        size = seg.size[i]
+        seg.live -= 1
+        seg.live_bytes -= size
+        self._live -= 1
+        self._bytes -= size
+        if offset in self.counts:
+            del self.counts[offset]
+            self._count_marks.pop(offset, None)
+        if not flags & TRANSIENT:
+            self._acks.append(offset)
+            seg.add_ref(self.tail.first)
+        if seg.live == 0 and seg is not self.tail:
+            self._reclaim = True
+        self.store.changed(self, not flags & TRANSIENT)
+
+    def mark_delivered(self, offset: int) -> None:
+        if self.closed:
+            return
+        seg, i = self._locate(offset)
+        flags = seg.flags[i]
+        if flags & DELIVERED:
+            return
+        seg.flags[i] = flags | DELIVERED
+        if not flags & TRANSIENT:
+            self._delivered.append(offset)
+            seg.add_ref(self.tail.first)
+            self.store.changed(self, True)
+
+    def set_delivery_count(self, offset: int, count: int) -> None:
+        if self.closed:
+            return
+        seg, i = self._locate(offset)
+        if count:
+            self.counts[offset] = count
+        else:
+            self.counts.pop(offset, None)
+        if not seg.flags[i] & TRANSIENT:
+            self._count_marks[offset] = count
+            seg.add_ref(self.tail.first)
+            self.store.changed(self, True)
+
+    def _encode_marks(self) -> None:
+        if self._count_marks:
+            pairs = sorted(self._count_marks.items())
+            self._count_marks = {}
+            self.buf += rec.range_records(rec.COUNT, pairs)
+        if self._delivered:
+            self.buf += rec.range_records(rec.DELIVERED, rec.ranges(self._delivered))
+            self._delivered = []
+        if self._acks:
+            self.buf += rec.range_records(rec.ACK, rec.ranges(self._acks))
+            self._acks = []
+
+    # -- reading the index ---------------------------------------------------------------
+
+    def live(self, start: int = 0, limit: int | None = None) -> list[Live]:
+        out: list[Live] = []
+        counts = self.counts
+        for seg in self.segments:
+            if seg.stop <= start or not seg.live:
+                continue
+            mask = seg.flags.translate(IS_LIVE)
+            find, flags, sizes, first = mask.find, seg.flags, seg.size, seg.first
+            i = find(1, max(start - first, 0))
+            while i >= 0:
+                if limit is not None and len(out) >= limit:
+                    return out
+                offset = first + i
+                count = counts.get(offset, 0)
+                out.append(Live(offset, sizes[i], count, bool(flags[i] & DELIVERED or count)))
+                i = find(1, i + 1)
+        return out
+
+    def __len__(self) -> int:
+        return self._live
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
+    @property
+    def next_offset(self) -> int:
+        return self._next
+
+    def purge(self, keep: Iterable[int] = ()) -> int:
+        """Ack every live message but ``keep`` (the ones delivered and awaiting an ack):
+        one ACK record per run of offsets, then a new segment so the old ones go."""
+        if self.closed:
+            return 0
+        kept = {o: self._locate(o) for o in keep}
+        saved = {o: seg.flags[i] for o, (seg, i) in kept.items()}
+        purged = self._live - len(kept)
+        runs = []
+        for seg in self.segments:
+            if seg.live:
+                runs += seg.runs(IS_LIVE)
+                seg.flags[:] = bytes(len(seg.flags))
+                seg.live = seg.live_bytes = 0
+        self.counts = {o: c for o, c in self.counts.items() if o in kept}
+        self._count_marks = {}
+        self._live = self._bytes = 0
+        for o, (seg, i) in kept.items():
+            seg.flags[i] = saved[o]
+            seg.live += 1
+            seg.live_bytes += seg.size[i]
+            self._live += 1
+            self._bytes += seg.size[i]
+        self._encode_marks()
+        self.buf += rec.range_records(rec.ACK, _without(runs, sorted(kept)))
+        self.store.changed(self, True)
+        self._roll()
+        self._reclaim = True
+        return purged
+
+    # -- flush, reclaim, delete ----------------------------------------------------------
+
+    def flush(self) -> list[Path]:
+        """Write everything buffered; delete fully acked segments (their paths are returned
+        to unlink once the newest segment is synced)."""
+        if self.closed:
+            return []
+        self._encode_marks()
+        gone = self._reclaim_segments() if self._reclaim else []
+        self._write()
+        return gone
+
+    def _reclaim_segments(self) -> list[Path]:
+        self._reclaim = False
+        tail = self.tail
+        dead = [s for s in self.segments if s.live == 0 and s is not tail]
+        if not dead:
+            return []
+        gone = {s.first for s in dead}
+        for seg in self.segments:
+            if seg.live and seg.refs and seg.refs & gone:
+                self._snapshot(seg)
+        self.segments = [s for s in self.segments if s.live or s is tail]
+        self._manifest()
+        for seg in dead:
+            self.store.retired(seg)
+        return [s.path for s in dead]
+
+    def _snapshot(self, seg: Segment) -> None:
+        """Re-record a live segment's acks, delivered marks and counts in the newest
+        segment: the segments that held them may then be deleted."""
+        self.buf += rec.range_records(rec.ACK, seg.acked_runs())
+        self.buf += rec.range_records(rec.DELIVERED, seg.runs(IS_MARKED))
+        pairs = sorted((o, c) for o, c in self.counts.items() if seg.first <= o < seg.stop)
+        self.buf += rec.range_records(rec.COUNT, pairs)
+        seg.refs = {self.tail.first}
+
+    def delete(self) -> None:
+        self.store.delete_queue(self.vhost, self.name)
+
+    def close(self) -> None:
+        self.store.close_log(self)
+
+    def release(self) -> None:
+        """Drop file handles (the store has written and synced what it had to)."""
+        self.closed = True
+        for seg in self.segments[:-1]:
+            self.store.retired(seg)
+        if self.fd >= 0:
+            self.store.retired(self.tail, self.fd)
+            self.fd = -1
+
+
+def _without(runs: list[tuple[int, int]], keep: list[int]) -> list[tuple[int, int]]:
+    """``runs`` minus the offsets in ``keep`` (sorted)."""
+    if not keep:
+        return runs
+    out = []
+    ks = iter(keep)
+    k = next(ks, None)
+    for first, count in runs:
+        end = first + count
+        while k is not None and k < end:
+            if k >= first:
+                if k > first:
+                    out.append((first, k - first))
+                first = k + 1
+            k = next(ks, None)
+        if first < end:
+            out.append((first, end - first))
+    return out
