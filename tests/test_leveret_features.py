@@ -166,6 +166,8 @@ def test_serve_loads_policies_from_a_definitions_file(tmp_path) -> None:
     try:
         assert proc.stderr is not None
         line = proc.stderr.readline()
+        while "listening on" not in line:
+            line = proc.stderr.readline()
         port = int(line.rsplit(":", 1)[1].split()[0])
         conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
         c = conn.channel()

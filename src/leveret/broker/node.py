@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,13 +49,29 @@ class Node:
 
     def __post_init__(self) -> None:
         self.timers = Timers(self.clock)
+        self._definitions: Any = None
+        self._on_definitions_changed: Callable[[], None] = lambda: None
         if not self.vhosts:
             self.add_vhost("/")
 
     def add_vhost(self, name: str) -> VirtualHost:
         vhost = VirtualHost(name, self.timers)
+        vhost.definitions = self._definitions
+        vhost.on_definitions_changed = self._on_definitions_changed
         self.vhosts[name] = vhost
         return vhost
+
+    def attach_definitions(self, definitions: Any, on_change: Callable[[], object]) -> None:
+        """Record durable entities from now on (store/base.py Definitions); ``on_change``
+        makes each recorded change durable before the client hears it is done."""
+        self._definitions = definitions
+        def changed() -> None:
+            on_change()
+
+        self._on_definitions_changed = changed
+        for vhost in self.vhosts.values():
+            vhost.definitions = definitions
+            vhost.on_definitions_changed = self._on_definitions_changed
 
     def load_policies(self, policies: list[dict[str, Any]]) -> None:
         """Policies in RabbitMQ's definitions format (the "policies" list of an export):

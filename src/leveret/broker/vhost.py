@@ -7,10 +7,13 @@ reply texts, so clients that match on them keep working.
 from __future__ import annotations
 
 import base64
+import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 from leveret.amqp.fields import FieldTable
+from leveret.broker import definitions as defs
 from leveret.broker.arguments import (
     EXCHANGE_EQUIVALENT,
     QUEUE_ARGUMENTS,
@@ -62,12 +65,39 @@ class VirtualHost:
         self.timers = timers if timers is not None else Timers(Clock())
         self.clock = self.timers.clock
         self.policies: dict[str, Policy] = {}
+        # Where durable definitions are recorded (store/base.py Definitions), if anywhere;
+        # on_definitions_changed lets the server make each change durable (one commit).
+        self.definitions: Any = None
+        self.on_definitions_changed: Callable[[], None] = lambda: None
+        self.restoring = False
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
         default = TYPES["direct"]("", durable=True)
         self.exchanges[""] = default
         for ex_name, ex_type in DEFAULT_EXCHANGES.items():
             self.exchanges[ex_name] = TYPES[ex_type](ex_name, durable=True)
+
+    # -- durable definitions ------------------------------------------------------------
+
+    def _record(self, kind: str, key: str, value: dict[str, Any]) -> None:
+        if self.definitions is not None and not self.restoring:
+            self.definitions.put(kind, key, value)
+            self.on_definitions_changed()
+
+    def _forget(self, kind: str, key: str) -> None:
+        if self.definitions is not None and not self.restoring:
+            self.definitions.delete(kind, key)
+            self.on_definitions_changed()
+
+    def _record_binding(self, b: Binding, add: bool) -> None:
+        source = self.exchanges.get(b.source)
+        if source is None or not source.durable or not b.destination.durable:
+            return
+        key, value = defs.binding_record(self.name, b)
+        if add:
+            self._record(defs.BINDING, key, value)
+        else:
+            self._forget(defs.BINDING, key)
 
     # -- lookups -----------------------------------------------------------------------
 
@@ -123,6 +153,8 @@ class VirtualHost:
                      arguments=arguments)
             ex.dedup = DedupWindow.from_arguments(arguments, self.clock)
             self._apply_policy(ex)
+            if durable:
+                self._record(defs.EXCHANGE, *defs.exchange_record(self.name, ex))
             self.exchanges[name] = ex
             return ex
         what = f"exchange '{name}' {self._where()}"
@@ -151,6 +183,14 @@ class VirtualHost:
         self._drop_exchange(ex)
 
     def _drop_exchange(self, ex: Exchange) -> None:
+        for b in list(ex.bindings.values()):
+            self._record_binding(b, add=False)
+        for other in self.exchanges.values():
+            for b in list(other.bindings.values()):
+                if b.destination is ex:
+                    self._record_binding(b, add=False)
+        if ex.durable:
+            self._forget(defs.EXCHANGE, defs.exchange_record(self.name, ex)[0])
         self.exchanges.pop(ex.name, None)
         for other in list(self.exchanges.values()):
             if other.remove_destination(ex):
@@ -191,6 +231,8 @@ class VirtualHost:
                       exclusive_owner=connection if exclusive else None,
                       auto_delete=auto_delete, arguments=arguments)
             self._apply_policy(q)
+            if durable and not exclusive:  # exclusive queues end with their connection
+                self._record(defs.QUEUE, *defs.queue_record(self.name, q))
             self.queues[name] = q
             return q
         self.check_exclusive(existing, connection)
@@ -248,7 +290,10 @@ class VirtualHost:
         for consumer in list(q.consumers):
             consumer.channel.cancel_by_server(consumer)
         q.consumers.clear()
+        if q.durable:
+            self._forget(defs.QUEUE, defs.queue_record(self.name, q)[0])
         for ex, b in q.bindings:
+            self._record_binding(b, add=False)
             if ex.remove_binding(b):
                 self._maybe_auto_delete_exchange(ex)
         q.bindings.clear()
@@ -280,6 +325,7 @@ class VirtualHost:
         b = Binding(exchange, q, routing_key, arguments)
         if ex.add_binding(b):
             q.bindings.append((ex, b))
+            self._record_binding(b, add=True)
 
     def unbind_queue(self, queue: str, exchange: str, routing_key: str, arguments: FieldTable,
                      connection: Any) -> None:
@@ -291,6 +337,7 @@ class VirtualHost:
             return  # unbinding what is not there succeeds, as in RabbitMQ
         self.check_exclusive(q, connection)
         b = Binding(exchange, q, routing_key, arguments)
+        self._record_binding(b, add=False)
         if ex.remove_binding(b):
             q.bindings = [(e, x) for e, x in q.bindings if not (e is ex and x.key == b.key)]
             self._maybe_auto_delete_exchange(ex)
@@ -303,7 +350,9 @@ class VirtualHost:
             dest_x, src_x = self.exchanges.get(destination), self.exchanges.get(source)
             if dest_x is None or src_x is None:
                 return
-            if src_x.remove_binding(Binding(source, dest_x, routing_key, arguments)):
+            gone = Binding(source, dest_x, routing_key, arguments)
+            self._record_binding(gone, add=False)
+            if src_x.remove_binding(gone):
                 self._maybe_auto_delete_exchange(src_x)
             return
         dest = self.exchange(destination)
@@ -314,7 +363,8 @@ class VirtualHost:
                 self._maybe_auto_delete_exchange(src)
         else:
             self._check_bind_args(src, arguments)
-            src.add_binding(b)
+            if src.add_binding(b):
+                self._record_binding(b, add=True)
 
     # -- policies ----------------------------------------------------------------------
 
@@ -326,11 +376,15 @@ class VirtualHost:
                                  f"policy '{name}' {self._where()}")
         policy = Policy(name, pattern, dict(definition), priority, apply_to)
         self.policies[name] = policy
+        self._record(defs.POLICY, json.dumps([self.name, name]), {
+            "vhost": self.name, "name": name, "pattern": pattern, "definition": definition,
+            "priority": priority, "apply-to": apply_to})
         self._reapply_policies()
         return policy
 
     def clear_policy(self, name: str) -> None:
         if self.policies.pop(name, None) is not None:
+            self._forget(defs.POLICY, json.dumps([self.name, name]))
             self._reapply_policies()
 
     def _reapply_policies(self) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from leveret.errors import LeveretError
+from leveret.store.base import StoreError
 
 DEFAULT_DATA_DIR = Path(os.environ.get("LEVERET_DATA_DIR", Path.home() / ".local/share/leveret"))
 
@@ -24,6 +25,9 @@ def _serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
                    help="where the broker keeps its data (default: %(default)s, or "
                         "$LEVERET_DATA_DIR)")
+    p.add_argument("--fsync", default="always", metavar="POLICY",
+                   help="when durable changes reach the disk: always (default), "
+                        "interval[:MS] or off; see docs/storage.md")
     p.add_argument("--policies", type=Path, metavar="FILE",
                    help="JSON file of policies: a RabbitMQ definitions export (its "
                         "\"policies\" list is used) or a list of {name, pattern, definition, "
@@ -53,10 +57,18 @@ async def _serve(args: argparse.Namespace) -> int:
         logging.getLogger("leveret").error("cannot load policies from %s: %s", args.policies,
                                            exc)
         return 2
-    broker = Broker(host=args.host, port=args.port, data_dir=args.data_dir,
-                    policies=policies)
+    try:
+        broker = Broker(host=args.host, port=args.port, data_dir=args.data_dir,
+                        policies=policies, fsync=args.fsync)
+    except ValueError as exc:
+        logging.getLogger("leveret").error("%s", exc)
+        return 2
     try:
         await broker.start()
+    except StoreError as exc:
+        logging.getLogger("leveret").error("cannot use data directory %s: %s", args.data_dir,
+                                           exc)
+        return 2
     except OSError as exc:
         logging.getLogger("leveret").error(
             "cannot listen on %s:%s: %s (is another broker running? try --port)",

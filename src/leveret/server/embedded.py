@@ -12,8 +12,11 @@ from types import TracebackType
 from typing import Any
 
 from leveret.broker.clock import Clock
+from leveret.broker.definitions import restore
 from leveret.broker.node import Limits, Node
 from leveret.server.listener import Listener
+from leveret.store.base import FsyncPolicy
+from leveret.store.disk import DiskStore
 
 log = logging.getLogger("leveret.server")
 
@@ -22,14 +25,15 @@ class Broker:
     def __init__(self, host: str = "127.0.0.1", port: int = 5672,
                  data_dir: str | Path | None = None, users: dict[str, str] | None = None,
                  limits: Limits | None = None, clock: Clock | None = None,
-                 policies: list[dict[str, Any]] | None = None) -> None:
+                 policies: list[dict[str, Any]] | None = None, fsync: str = "always") -> None:
         self.host = host
         self.port = port
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.node = Node(users=dict(users or {"guest": "guest"}), limits=limits or Limits(),
                          clock=clock or Clock())
-        if policies:
-            self.node.load_policies(policies)
+        self.policies = policies or []
+        self.fsync = FsyncPolicy.parse(fsync)
+        self.store: DiskStore | None = None
         self.listener = Listener(self.node)
         self.running = False
 
@@ -40,8 +44,14 @@ class Broker:
 
     async def start(self) -> None:
         if self.data_dir is not None:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.port = await self.listener.listen(self.host, self.port)
+            self._open_store(self.data_dir)
+        if self.policies:
+            self.node.load_policies(self.policies)
+        try:
+            self.port = await self.listener.listen(self.host, self.port)
+        except BaseException:
+            self._close_store()
+            raise
         self.running = True
         log.info("leveret listening on amqp://%s:%d (AMQP 0-9-1)", self.host, self.port)
 
@@ -50,7 +60,23 @@ class Broker:
             return
         self.running = False
         await self.listener.close(timeout)
+        self._close_store()
         log.info("leveret stopped")
+
+    def _open_store(self, path: Path) -> None:
+        """Lock the data directory and re-create the durable definitions recorded there."""
+        store = DiskStore(path, self.fsync)
+        counts = restore(self.node, store.definitions)
+        self.node.attach_definitions(store.definitions, store.commit)
+        self.store = store
+        log.info("data directory %s: restored %d exchanges, %d queues, %d bindings, "
+                 "%d policies", path, counts["exchange"], counts["queue"], counts["binding"],
+                 counts["policy"])
+
+    def _close_store(self) -> None:
+        if self.store is not None:
+            self.store.close()
+            self.store = None
 
     async def __aenter__(self) -> Broker:
         await self.start()

@@ -65,6 +65,16 @@ def message_head(offset: int, data: Any, size: int, flags: int = 0) -> bytes:
     return head + CRC.pack(crc) + off
 
 
+def check_message(raw: bytes, offset: int, size: int) -> bool:
+    """Whether ``raw`` is the intact message record of ``offset`` with ``size`` bytes."""
+    if len(raw) != MSG_OVERHEAD + size:
+        return False
+    magic, rtype, _flags, length, crc, off = MSG_HEAD.unpack_from(raw)
+    mv = memoryview(raw)
+    return (magic == MAGIC and rtype == MSG and length == size + 8 and off == offset and
+            zlib.crc32(mv[HEADER_SIZE:], zlib.crc32(mv[:8])) == crc)
+
+
 def ranges(offsets: list[int]) -> list[tuple[int, int]]:
     """Sorted, merged (first, count) runs of a list of offsets."""
     out: list[tuple[int, int]] = []
@@ -101,6 +111,9 @@ class Scanner:
         self.skipped = 0  # bad records skipped (good records follow them)
         self.torn = False
 
+    def close(self) -> None:
+        self.mv.release()  # so an mmap under it can close
+
     def _valid(self, pos: int) -> int:
         """The length of a good record at ``pos``, or -1."""
         if self.end - pos < HEADER_SIZE:
@@ -115,19 +128,43 @@ class Scanner:
         return length
 
     def _resync(self, pos: int) -> int:
-        """Where the next good record after a bad one at ``pos`` starts, or -1."""
+        """Where the next good record after a bad one at ``pos`` starts, or -1.
+
+        Two guesses: past the bad record by its length (right when the payload rotted,
+        and immune to records embedded in a message body), and the first good record
+        after ``pos`` (right when the length itself is bad). The second wins only when a
+        chain of good records leads from it to the first, i.e. there were real records in
+        between."""
+        by_length = -1
         if self.end - pos >= HEADER_SIZE:
             magic, _t, _f, length, _c = HEADER.unpack_from(self.buf, pos)
             after = pos + HEADER_SIZE + length
             if magic == MAGIC and after < self.end and self._valid(after) >= 0:
-                return after
+                by_length = after
+        first = self._next_valid(pos + 1, by_length if by_length >= 0 else self.end)
+        if by_length < 0:
+            return first
+        if first < 0 or not self._chain(first, by_length):
+            return by_length
+        return first
+
+    def _next_valid(self, start: int, stop: int) -> int:
         find = self.buf.find
-        q = find(MAGIC_BYTES, pos + 1, self.end)
-        while q >= 0:
+        q = find(MAGIC_BYTES, start, self.end)
+        while 0 <= q < stop:
             if self._valid(q) >= 0:
                 return q
             q = find(MAGIC_BYTES, q + 1, self.end)
         return -1
+
+    def _chain(self, pos: int, target: int) -> bool:
+        """Whether good records lead from ``pos`` exactly to ``target``."""
+        while pos < target:
+            length = self._valid(pos)
+            if length < 0:
+                return False
+            pos += HEADER_SIZE + length
+        return pos == target
 
     def __iter__(self) -> Iterator[tuple[int, int, int, int]]:
         """Yield (position, type, flags, payload length); the payload is at pos + 12."""

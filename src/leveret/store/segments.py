@@ -41,6 +41,7 @@ class SegmentLog:
         self.dir = directory
         self.transient = transient
         self.segments = segments
+        self.firsts = [s.first for s in segments]
         self.counts = counts  # offset -> delivery count, live messages with a count only
         self.buf = bytearray()  # bytes for the newest segment not yet written
         self.fd = -1  # the newest segment's, opened read-write
@@ -52,7 +53,14 @@ class SegmentLog:
         self._delivered: list[int] = []
         self._count_marks: dict[int, int] = {}
         self._reclaim = any(s.live == 0 for s in segments)
-        self._roll()  # a fresh newest segment: recovered files are never appended to
+        last = segments[-1] if segments else None
+        if last is not None and not last.flags and last.first == next_offset:
+            # Rolled just before a crash: no message yet, maybe acks. Its name is the one a
+            # new segment would take, so it stays the newest and is appended to.
+            self.fd = os.open(last.path, os.O_RDWR)
+            last.end = os.lseek(self.fd, 0, os.SEEK_END)
+        else:
+            self._roll()  # a fresh newest segment: recovered messages are never appended to
 
     # -- the newest segment ------------------------------------------------------------
 
@@ -69,6 +77,7 @@ class SegmentLog:
         seg = Segment(self._next, segment_path(self.dir, self._next))
         self.fd = os.open(seg.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         self.segments.append(seg)
+        self.firsts.append(seg.first)
         self.buf += rec.FILE_HEADER.pack(rec.SEGMENT_MAGIC, seg.first)
         self._manifest()
         self.store.created(self)
@@ -128,16 +137,19 @@ class SegmentLog:
 
     def _locate(self, offset: int) -> tuple[Segment, int]:
         segs = self.segments
-        seg = segs[0]
+        seg = segs[0]  # acks are mostly at the head, appends at the tail
         i = offset - seg.first
         if not 0 <= i < len(seg.flags):
-            k = bisect_right([s.first for s in segs], offset) - 1 if len(segs) > 1 else -1
-            if k < 0:
-                raise KeyError(offset)
-            seg = segs[k]
+            seg = segs[-1]
             i = offset - seg.first
-            if i >= len(seg.flags):
-                raise KeyError(offset)
+            if not 0 <= i < len(seg.flags):
+                k = bisect_right(self.firsts, offset) - 1
+                if k < 0:
+                    raise KeyError(offset)
+                seg = segs[k]
+                i = offset - seg.first
+                if i >= len(seg.flags):
+                    raise KeyError(offset)
         if not seg.flags[i] & LIVE:
             raise KeyError(offset)
         return seg, i
@@ -152,9 +164,7 @@ class SegmentLog:
             raw = bytes(self.buf[pos - seg.end:pos - seg.end + n])
         else:
             raw = os.pread(self.fd if seg is self.tail else self.store.fd_for(seg), n, pos)
-        if len(raw) != n or raw[:rec.HEADER_SIZE] != rec.message_head(
-                offset, memoryview(raw)[rec.MSG_OVERHEAD:], size,
-                raw[3] if len(raw) > 3 else 0)[:rec.HEADER_SIZE]:
+        if not rec.check_message(raw, offset, size):
             raise CorruptRecord(f"message {offset} of queue '{self.name}' in vhost "
                                 f"'{self.vhost}' failed its checksum ({seg.path.name}:{pos})")
         return raw[rec.MSG_OVERHEAD:]
@@ -256,7 +266,12 @@ class SegmentLog:
         one ACK record per run of offsets, then a new segment so the old ones go."""
         if self.closed:
             return 0
-        kept = {o: self._locate(o) for o in keep}
+        kept = {}
+        for o in keep:
+            try:
+                kept[o] = self._locate(o)
+            except KeyError:
+                pass
         saved = {o: seg.flags[i] for o, (seg, i) in kept.items()}
         purged = self._live - len(kept)
         runs = []
@@ -269,6 +284,7 @@ class SegmentLog:
         self._count_marks = {}
         self._live = self._bytes = 0
         for o, (seg, i) in kept.items():
+            seg.add_ref(self.tail.first)  # the ACK records below mention its neighbours
             seg.flags[i] = saved[o]
             seg.live += 1
             seg.live_bytes += seg.size[i]
@@ -304,6 +320,7 @@ class SegmentLog:
             if seg.live and seg.refs and seg.refs & gone:
                 self._snapshot(seg)
         self.segments = [s for s in self.segments if s.live or s is tail]
+        self.firsts = [s.first for s in self.segments]
         self._manifest()
         for seg in dead:
             self.store.retired(seg)

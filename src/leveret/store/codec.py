@@ -1,0 +1,45 @@
+"""How the broker may lay out a message in a log record: routing, properties, body.
+
+    payload = pack_message(exchange, routing_key, properties_raw, body)   # list of parts
+    offset = log.append(payload)
+    exchange, routing_key, properties_raw, body, expires_at = unpack_message(log.read(offset))
+
+Layout: u8 version (1), u8 len + exchange, u8 len + routing key, f64 expires_at (NaN for
+none; on the broker's clock), u32 len + properties as received, then the body. The body is
+passed as its own part so a large one is written without a copy.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+
+VERSION = 1
+_HEAD = struct.Struct("<dI")
+
+
+def pack_message(exchange: str, routing_key: str, properties_raw: bytes, body: bytes,
+                 expires_at: float | None = None) -> list[bytes]:
+    ex = exchange.encode()
+    rk = routing_key.encode()
+    head = b"".join((bytes((VERSION, len(ex))), ex, bytes((len(rk),)), rk,
+                     _HEAD.pack(math.nan if expires_at is None else expires_at,
+                                len(properties_raw)), properties_raw))
+    return [head, body]
+
+
+def unpack_message(data: bytes) -> tuple[str, str, bytes, bytes, float | None]:
+    if not data or data[0] != VERSION:
+        raise ValueError("not a leveret message record (unknown version)")
+    mv = memoryview(data)
+    n = data[1]
+    exchange = bytes(mv[2:2 + n]).decode()
+    p = 2 + n
+    n = data[p]
+    routing_key = bytes(mv[p + 1:p + 1 + n]).decode()
+    p += 1 + n
+    expires_at, plen = _HEAD.unpack_from(data, p)
+    p += _HEAD.size
+    props = bytes(mv[p:p + plen])
+    body = bytes(mv[p + plen:])
+    return exchange, routing_key, props, body, None if math.isnan(expires_at) else expires_at

@@ -1,0 +1,340 @@
+"""``DiskStore``: the data directory, its lock, the queue logs in it, and group commit.
+
+    store = DiskStore("/var/lib/leveret", FsyncPolicy("always"))
+    log = store.open_queue("/", "tasks")          # recovers what is on disk
+    offset = log.append(payload)
+    seq = store.seq                               # confirm once durable_seq >= seq
+    store.commit()                                # or: sync = store.flush(); sync.run()
+
+See docs/storage.md for the layout and the calls the broker makes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import os
+import shutil
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from leveret.store.base import FsyncPolicy, StoreClosed, StoreError, StoreLocked
+from leveret.store.definitions import DefinitionsLog
+from leveret.store.index import Segment
+from leveret.store.recovery import recover
+from leveret.store.segments import SegmentLog
+from leveret.store.sync import DiskSync, Pending, fsync_dir, fsync_file
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no lock
+    fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger("leveret.store")
+
+FORMAT = "leveret-store 1\n"
+DEFAULT_SEGMENT_BYTES = 8 << 20
+
+
+def queue_dirname(vhost: str, name: str) -> str:
+    return hashlib.sha256(f"{vhost}\x00{name}".encode()).hexdigest()[:32]
+
+
+class DiskStore:
+    def __init__(self, path: str | Path, policy: FsyncPolicy | None = None,
+                 segment_bytes: int = DEFAULT_SEGMENT_BYTES, max_open_files: int = 256,
+                 fsync_threads: int = 8) -> None:
+        self.path = Path(path)
+        self.policy = policy or FsyncPolicy()
+        if not 4096 <= segment_bytes <= 1 << 30:
+            raise ValueError("segment_bytes must be between 4 KiB and 1 GiB")
+        self.segment_bytes = segment_bytes
+        self.max_open_files = max_open_files
+        self.fsync_threads = fsync_threads  # files of one commit fsynced in parallel
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = _lock(self.path)
+        self.failed: BaseException | None = None
+        self.pending = Pending()
+        self._seq = self._durable = self._synced = 0
+        self._dirty: set[SegmentLog] = set()
+        self._logs: dict[tuple[str, str], SegmentLog] = {}
+        self._fds: OrderedDict[Segment, int] = OrderedDict()  # sealed segments open to read
+        self._unlink: list[Path] = []
+        self._trash = itertools.count()
+        self._last_fsync = time.monotonic()
+        self._pool: ThreadPoolExecutor | None = None
+        self._closed = False
+        try:
+            self._check_format()
+            for sub in ("trash", "transient"):
+                shutil.rmtree(self.path / sub, ignore_errors=True)
+            for sub in ("queues", "transient", "trash"):
+                (self.path / sub).mkdir(exist_ok=True)
+            self._found = self._scan_queues()
+            self.definitions = DefinitionsLog(self, self.path / "definitions.log")
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
+
+    def _check_format(self) -> None:
+        fmt = self.path / "FORMAT"
+        if fmt.exists():
+            if fmt.read_text() != FORMAT:
+                raise StoreError(f"{self.path} holds data in format {fmt.read_text()!r}; "
+                                 f"this leveret reads {FORMAT.strip()!r}")
+            return
+        fmt.write_text(FORMAT)
+        self.fsync_dir_now(self.path)
+
+    def _scan_queues(self) -> dict[tuple[str, str], Path]:
+        found = {}
+        for d in sorted((self.path / "queues").iterdir()):
+            try:
+                meta = json.loads((d / "QUEUE").read_text())
+                found[(meta["vhost"], meta["name"])] = d
+            except (OSError, ValueError, KeyError, TypeError):
+                log.warning("%s has no readable QUEUE file (a crash as it was created?): "
+                            "moved to trash", d)
+                d.rename(self.path / "trash" / f"{d.name}-{next(self._trash)}")
+        return found
+
+    # -- queues -------------------------------------------------------------------------
+
+    def open_queue(self, vhost: str, name: str, transient: bool = False) -> SegmentLog:
+        """The log of a queue: recovered from disk if it is there, else created."""
+        self._check_open()
+        key = (vhost, name)
+        existing = self._logs.get(key)
+        if existing is not None:
+            if existing.transient != transient:
+                raise StoreError(f"queue '{name}' in vhost '{vhost}' is open with "
+                                 f"transient={existing.transient}")
+            return existing
+        what = f"queue '{name}' in vhost '{vhost}'"
+        directory = self.path / ("transient" if transient else "queues") / queue_dirname(
+            vhost, name)
+        if not transient and key in self._found:
+            got = recover(self._found[key], what)
+            segs, next_offset, counts = got.segments, got.next_offset, got.counts
+        else:
+            directory.mkdir()
+            (directory / "QUEUE").write_text(json.dumps({"vhost": vhost, "name": name}))
+            if not transient:
+                self.fsync_dir_now(directory)
+                self.fsync_dir_now(directory.parent)
+                self._found[key] = directory
+            segs, next_offset, counts = [], 0, {}
+        qlog = SegmentLog(self, vhost, name, directory, transient, segs, next_offset, counts)
+        self._logs[key] = qlog
+        return qlog
+
+    def queues(self) -> list[tuple[str, str]]:
+        return list(self._found)
+
+    def delete_queue(self, vhost: str, name: str) -> None:
+        """Delete a queue's log, open or not: O(1) now (a rename), files removed by the
+        next sync."""
+        key = (vhost, name)
+        qlog = self._logs.pop(key, None)
+        directory = self._found.pop(key, None)
+        if qlog is not None:
+            self._dirty.discard(qlog)
+            qlog.release()
+            directory = qlog.dir
+        if directory is not None and directory.exists():
+            trash = self.path / "trash" / f"{directory.name}-{next(self._trash)}"
+            directory.rename(trash)
+            self._unlink.append(trash)
+
+    def close_log(self, qlog: SegmentLog) -> None:
+        """Close one log (its data stays; a transient log is deleted)."""
+        if self._logs.get((qlog.vhost, qlog.name)) is qlog:
+            if qlog.transient:
+                self.delete_queue(qlog.vhost, qlog.name)
+                return
+            self.commit()
+            del self._logs[(qlog.vhost, qlog.name)]
+            qlog.release()
+
+    # -- called by the logs -------------------------------------------------------------
+
+    def changed(self, qlog: SegmentLog, durable: bool) -> None:
+        self._dirty.add(qlog)
+        if durable:
+            self._seq += 1
+
+    def write_all(self, qlog: SegmentLog, parts: list[Any]) -> None:
+        if self.failed is not None:
+            raise StoreError(f"the store failed earlier: {self.failed}")
+        try:
+            _writev(qlog.fd, parts)
+        except OSError as exc:
+            self.failed = exc
+            raise StoreError(f"cannot write to {qlog.tail.path}: {exc}") from exc
+        if not qlog.transient and self.policy.mode != "off":
+            self.pending.wrote(qlog.tail, qlog.fd)
+
+    def write_definitions(self, defs: DefinitionsLog, data: bytes) -> None:
+        try:
+            _writev(defs.fd, [data])
+        except OSError as exc:
+            self.failed = exc
+            raise StoreError(f"cannot write to {defs.path}: {exc}") from exc
+        self._seq += 1
+        if self.policy.mode != "off":
+            self.pending.wrote(defs, defs.fd)
+
+    def created(self, qlog: SegmentLog) -> None:
+        self._dirty.add(qlog)  # its header goes out with the next flush
+        if not qlog.transient and self.policy.mode != "off":
+            self.pending.created(qlog.dir)
+
+    def sealed(self, seg: Segment, fd: int) -> None:
+        if fd >= 0:
+            self._fds[seg] = fd
+            self._evict()
+
+    def retired(self, key: Any, fd: int = -1) -> None:
+        """A segment (or file) is gone or closing: forget it and close its descriptors."""
+        self.pending.forget(key)
+        own = self._fds.pop(key, -1)
+        for f in {own, fd}:
+            if f >= 0:
+                os.close(f)
+
+    def fd_for(self, seg: Segment) -> int:
+        fd = self._fds.get(seg)
+        if fd is not None:
+            self._fds.move_to_end(seg)
+            self._evict()  # the cap may have been exceeded by unsynced segments
+            return fd
+        fd = self._fds[seg] = os.open(seg.path, os.O_RDONLY)
+        self._evict()
+        return fd
+
+    def _evict(self) -> None:
+        if len(self._fds) <= self.max_open_files:
+            return
+        for seg in list(self._fds):
+            if len(self._fds) <= self.max_open_files:
+                break
+            if not self.pending.holds(seg):
+                os.close(self._fds.pop(seg))
+
+    def fsync_now(self, fd: int) -> None:
+        if self.policy.mode != "off":
+            fsync_file(fd)
+
+    def fsync_dir_now(self, path: Path) -> None:
+        if self.policy.mode != "off":
+            fsync_dir(path)
+
+    def pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.fsync_threads, thread_name_prefix="leveret-fsync")
+        return self._pool
+
+    # -- group commit ---------------------------------------------------------------------
+
+    @property
+    def seq(self) -> int:
+        return self._seq
+
+    @property
+    def durable_seq(self) -> int:
+        return self._durable
+
+    @property
+    def synced_seq(self) -> int:
+        """Newest seq known fsynced (equal to durable_seq under ``always``)."""
+        return self._synced
+
+    def flush(self) -> DiskSync:
+        """Write every buffered record to the OS and reclaim fully acked segments (loop
+        thread, no fsync); the returned sync does the blocking part and must be run."""
+        self._check_open()
+        if self.failed is not None:
+            raise StoreError(f"the store failed earlier: {self.failed}")
+        for qlog in self._dirty:
+            self._unlink += qlog.flush()
+        self._dirty.clear()
+        mode = self.policy.mode
+        now = time.monotonic()
+        fsync = mode == "always" or (
+            mode == "interval" and now - self._last_fsync >= self.policy.interval_ms / 1000)
+        files, dirs = self.pending.capture() if fsync else ([], [])
+        if fsync:
+            self._last_fsync = now
+        sync = DiskSync(self, self._seq, fsync, files, dirs, self._unlink)
+        self._unlink = []
+        return sync
+
+    def synced(self, seq: int, fsynced: bool) -> int:
+        with self.pending.lock:
+            if fsynced:
+                self._synced = max(self._synced, seq)
+            self._durable = max(self._durable, seq)
+            return self._durable
+
+    def commit(self) -> int:
+        return self.flush().run()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosed(f"the store at {self.path} is closed")
+
+    def close(self) -> None:
+        """Commit, then release every file and the lock."""
+        if self._closed:
+            return
+        try:
+            if self.failed is None:
+                self.commit()
+        finally:
+            self._closed = True
+            for qlog in self._logs.values():
+                qlog.release()
+            self._logs.clear()
+            self.definitions.close()
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()
+            if self._pool is not None:
+                self._pool.shutdown()
+            os.close(self._lock_fd)
+
+    def __enter__(self) -> DiskStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _writev(fd: int, parts: list[Any]) -> None:
+    total = sum(len(p) for p in parts)
+    written = os.writev(fd, parts)
+    if written < total:  # a short write (signal, huge buffer): write the rest
+        rest = memoryview(b"".join(parts))[written:]
+        while rest:
+            rest = rest[os.write(fd, rest):]
+
+
+def _lock(path: Path) -> int:
+    fd = os.open(path / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+    if fcntl is None:  # pragma: no cover
+        return fd
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise StoreLocked(f"data directory {path} is in use by another leveret process "
+                          f"(pid {holder}); stop it or choose another --data-dir") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd

@@ -1,0 +1,207 @@
+"""What only the disk store has: segments, reclaim, paging, fsync policies, the lock."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import leveret.store
+from leveret.store import DiskStore, FsyncPolicy, StoreError, StoreLocked
+
+
+def segments(store, vhost="/", name="q"):
+    from leveret.store.disk import queue_dirname
+
+    return sorted((store.path / "queues" / queue_dirname(vhost, name)).glob("*.seg"))
+
+
+def test_segments_roll_and_fully_acked_ones_are_reclaimed_while_running(disk):
+    store = disk.store
+    log = store.open_queue("/", "q")
+    offsets = [log.append(bytes(100)) for _ in range(400)]
+    store.commit()
+    assert len(segments(store)) >= 10
+    for o in offsets[:-1]:
+        log.ack(o)
+    store.commit()
+    # only the segment holding the last message and the newest one remain
+    assert len(segments(store)) <= 2
+    assert [x.offset for x in log.live()] == [399]
+    assert [x.offset for x in disk.reopen().open_queue("/", "q").live()] == [399]
+
+
+def test_a_stuck_message_does_not_pin_the_segments_after_it(disk):
+    store = disk.store
+    log = store.open_queue("/", "q")
+    offsets = [log.append(bytes(100)) for _ in range(600)]
+    log.mark_delivered(5)
+    log.set_delivery_count(5, 2)
+    store.commit()
+    # ack everything but offset 5, a few at a time: the acks of segment 0 spread over
+    # later segments, which are then reclaimed (their records about segment 0 carried)
+    for i, o in enumerate(offsets):
+        if o != 5:
+            log.ack(o)
+        if i % 7 == 0:
+            log.append(bytes(100))
+            log.ack(log.next_offset - 1)
+            store.commit()
+    store.commit()
+    assert len(segments(store)) <= 3
+    log = disk.reopen().open_queue("/", "q")
+    assert [(x.offset, x.delivery_count, x.redelivered) for x in log.live()] == [(5, 2, True)]
+
+
+def test_reads_come_from_disk_and_survive_closing_read_descriptors(tmp_path):
+    store = DiskStore(tmp_path, segment_bytes=4096, max_open_files=2)
+    log = store.open_queue("/", "q")
+    data = [os.urandom(50 + i % 200) for i in range(300)]
+    offs = [log.append(d) for d in data]
+    store.commit()
+    for o in reversed(offs):  # every segment, more than the descriptors kept open
+        assert log.read(o) == data[o]
+    assert len(store._fds) <= 2
+    store.close()
+
+
+def test_large_messages_bypass_the_buffer(tmp_path):
+    store = DiskStore(tmp_path)
+    log = store.open_queue("/", "q")
+    big = os.urandom(3 << 20)
+    o1 = log.append(b"small")
+    o2 = log.append([b"h", big])
+    assert log.read(o2) == b"h" + big
+    assert log.read(o1) == b"small"
+    store.close()
+    store = DiskStore(tmp_path)
+    assert store.open_queue("/", "q").read(o2) == b"h" + big
+    store.close()
+
+
+def test_reading_unflushed_messages_from_the_buffer(tmp_path):
+    with DiskStore(tmp_path) as store:
+        log = store.open_queue("/", "q")
+        o = log.append(b"buffered")
+        assert log.buf  # not yet written
+        assert log.read(o) == b"buffered"
+
+
+def test_interval_policy_confirms_on_write_and_fsyncs_at_most_every_interval(tmp_path):
+    store = DiskStore(tmp_path, FsyncPolicy("interval", 100))
+    log = store.open_queue("/", "q")
+    log.append(b"a")
+    assert store.commit() == store.seq  # confirmable once written to the OS
+    assert store.synced_seq < store.seq
+    time.sleep(0.12)
+    store.commit()
+    assert store.synced_seq == store.seq
+    store.close()
+
+
+def test_off_policy_never_fsyncs(tmp_path, monkeypatch):
+    import leveret.store.sync as sync
+
+    calls = []
+    monkeypatch.setattr(sync, "fsync_file", lambda fd: calls.append(fd))
+    store = DiskStore(tmp_path, FsyncPolicy("off"))
+    store.open_queue("/", "q").append(b"a")
+    assert store.commit() == store.seq
+    store.close()
+    assert calls == []
+
+
+def test_always_policy_fsyncs_once_per_commit_not_per_message(tmp_path, monkeypatch):
+    import leveret.store.sync as sync
+
+    calls = []
+    real = sync.fsync_file
+    monkeypatch.setattr(sync, "fsync_file", lambda fd: (calls.append(fd), real(fd)))
+    store = DiskStore(tmp_path)
+    log = store.open_queue("/", "q")
+    store.commit()
+    calls.clear()
+    for _ in range(1000):
+        log.append(b"x" * 100)
+    store.commit()
+    assert len(calls) == 1
+    store.close()
+
+
+def test_overlapping_syncs_finishing_out_of_order(tmp_path):
+    store = DiskStore(tmp_path)
+    a = store.open_queue("/", "a")
+    b = store.open_queue("/", "b")
+    a.append(b"1")
+    first = store.flush()
+    b.append(b"2")
+    second = store.flush()
+    assert set(first.files) <= {*first.files}  # captured descriptors are its own
+    assert len(second.files) >= 2  # still covers a's file, the first sync has not run
+    assert second.run() == second.seq
+    assert first.run() == second.seq  # durable_seq never goes back
+    store.close()
+
+
+def test_lock_refuses_a_second_store_in_this_process(tmp_path):
+    store = DiskStore(tmp_path)
+    with pytest.raises(StoreLocked, match=str(os.getpid())):
+        DiskStore(tmp_path)
+    store.close()
+    DiskStore(tmp_path).close()  # released on close
+
+
+def test_lock_refuses_a_second_process(tmp_path):
+    code = ("import sys, time; from leveret.store import DiskStore; "
+            "s = DiskStore(sys.argv[1]); print('ready', flush=True); time.sleep(60)")
+    child = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        with pytest.raises(StoreLocked) as info:
+            DiskStore(tmp_path)
+        assert f"pid {child.pid}" in str(info.value)
+        assert "--data-dir" in str(info.value)
+    finally:
+        child.kill()
+        child.wait()
+        child.stdout.close()
+    DiskStore(tmp_path).close()  # a killed holder leaves no stale lock
+
+
+def test_unknown_format_is_refused(tmp_path):
+    (tmp_path / "FORMAT").write_text("leveret-store 99\n")
+    with pytest.raises(StoreError, match="format"):
+        DiskStore(tmp_path)
+    (tmp_path / "FORMAT").write_text("leveret-store 1\n")
+    DiskStore(tmp_path).close()  # and the lock was released by the failed open
+
+
+def test_layout(tmp_path):
+    store = DiskStore(tmp_path)
+    store.open_queue("/", "q").append(b"x")
+    store.open_queue("/", "t", transient=True).append(b"y")
+    store.close()
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["FORMAT", "LOCK", "definitions.log", "queues", "transient", "trash"]
+    (qdir,) = (tmp_path / "queues").iterdir()
+    assert sorted(p.name for p in qdir.iterdir()) == ["00000000000000000000.seg", "QUEUE"]
+
+
+def test_the_store_never_imports_asyncio():
+    root = Path(leveret.store.__file__).parent
+    for path in root.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            for name in names:
+                assert name.split(".")[0] not in ("asyncio", "socket", "ssl"), path
+                assert not name.startswith(("leveret.broker", "leveret.server")), path

@@ -1,0 +1,108 @@
+"""Durable exchanges, queues, bindings and policies survive a restart and kill -9;
+transient and exclusive ones do not; the data directory is locked."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import sys
+
+import aio_pika
+import pika
+import pytest
+
+import leveret
+from leveret.store.base import StoreLocked
+
+
+async def test_definitions_survive_a_restart(tmp_path) -> None:
+    async with leveret.Broker(port=0, data_dir=tmp_path) as broker:
+        conn = await aio_pika.connect(broker.url)
+        ch = await conn.channel()
+        x = await ch.declare_exchange("orders", "topic", durable=True,
+                                      arguments={"alternate-exchange": "lost", "n": 2**40})
+        await ch.declare_exchange("lost", "fanout", durable=True)
+        q = await ch.declare_queue("billing", durable=True,
+                                   arguments={"x-max-length": 5, "x-dead-letter-exchange": ""})
+        gone = await ch.declare_queue("scratch")
+        await ch.declare_queue("", exclusive=True, durable=True)
+        await q.bind(x, "orders.#")
+        await gone.bind(x, "orders.#")
+        await (await ch.declare_exchange("fan", "fanout", durable=True)).bind(x, "e2e")
+        deleted = await ch.declare_queue("deleted", durable=True)
+        await deleted.delete()
+        await conn.close()
+        broker.node.vhosts["/"].set_policy("cap", "^billing$", {"message-ttl": 1000})
+    async with leveret.Broker(port=0, data_dir=tmp_path) as broker:
+        vhost = broker.node.vhosts["/"]
+        assert {"orders", "lost", "fan"} <= set(vhost.exchanges)
+        assert set(vhost.queues) == {"billing"}
+        orders = vhost.exchanges["orders"]
+        assert orders.type == "topic" and orders.durable
+        assert orders.arguments == {"alternate-exchange": "lost", "n": 2**40}
+        assert {(b.routing_key, b.destination.name) for b in orders.bindings.values()} == {
+            ("orders.#", "billing"), ("e2e", "fan")}
+        assert vhost.queues["billing"].arguments["x-max-length"] == 5
+        assert vhost.queues["billing"].policy == "cap"
+        conn = await aio_pika.connect(broker.url)
+        ch = await conn.channel()
+        await ch.declare_queue("billing", durable=True, passive=True)
+        await conn.close()
+
+
+async def test_a_second_broker_cannot_use_the_same_data_directory(tmp_path) -> None:
+    async with leveret.Broker(port=0, data_dir=tmp_path):
+        with pytest.raises(StoreLocked, match="in use by another leveret process"):
+            async with leveret.Broker(port=0, data_dir=tmp_path):
+                pass
+
+
+def _serve(tmp_path) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen([sys.executable, "-m", "leveret", "serve", "--port", "0",
+                             "--data-dir", str(tmp_path / "data")],
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    for _ in range(20):
+        line = proc.stderr.readline()
+        if "listening on" in line:
+            return proc, int(line.rsplit(":", 1)[1].split()[0])
+    proc.kill()
+    raise AssertionError("no listening line")
+
+
+def test_declared_definitions_survive_kill_9(tmp_path) -> None:
+    proc, port = _serve(tmp_path)
+    try:
+        conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
+        ch = conn.channel()
+        ch.exchange_declare("events", "direct", durable=True)
+        ch.queue_declare("audit", durable=True)
+        ch.queue_bind("audit", "events", "k")  # bind-ok: on disk before the reply
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        with contextlib.suppress(Exception):
+            conn.process_data_events(time_limit=1)
+        with contextlib.suppress(Exception):
+            conn.close()
+    finally:
+        proc.kill()
+        proc.stderr.close()
+    proc, port = _serve(tmp_path)
+    try:
+        conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
+        ch = conn.channel()
+        ch.exchange_declare("events", passive=True)
+        ch.queue_declare("audit", passive=True)
+        ch.basic_publish("events", "k", b"routed")
+        assert ch.queue_declare("audit", passive=True).method.message_count == 1
+        conn.close()
+        second = subprocess.run([sys.executable, "-m", "leveret", "serve", "--port", "0",
+                                 "--data-dir", str(tmp_path / "data")],
+                                capture_output=True, text=True, timeout=30)
+        assert second.returncode == 2
+        assert "in use by another leveret process" in second.stderr
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        proc.stderr.close()
