@@ -4,6 +4,7 @@ line, the bad record skipped, every good record kept, and the store opens."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -14,7 +15,6 @@ import pytest
 
 from leveret.store import CorruptRecord, DiskStore
 from leveret.store import records as rec
-from leveret.store.disk import queue_dirname
 
 
 def payload(offset: int) -> bytes:
@@ -56,7 +56,7 @@ def data(pristine, tmp_path):
 
 
 def seg_files(path: Path) -> list[Path]:
-    return sorted((path / "queues" / queue_dirname("/", "q")).glob("*.seg"))
+    return sorted(path.glob("queues/*/*.seg"))  # the one queue's
 
 
 def messages_in(seg: Path) -> list[tuple[int, int, int]]:
@@ -248,10 +248,8 @@ def test_random_byte_flips_never_stop_the_store_nor_lose_untouched_messages(data
         log = store.open_queue("/", "q")
         live = {x.offset for x in log.live()}
         for o in live:
-            try:
+            with contextlib.suppress(CorruptRecord):  # detected, never wrong data
                 assert log.read(o) == payload(o)
-            except CorruptRecord:
-                pass
     touched = {o for o, (f, a, b) in spans.items() if any(f == g and a <= x < b
                                                           for g, x in hit)}
     assert set(expected) - touched <= live

@@ -16,9 +16,7 @@ from leveret.store import DiskStore, FsyncPolicy, StoreError, StoreLocked
 
 
 def segments(store, vhost="/", name="q"):
-    from leveret.store.disk import queue_dirname
-
-    return sorted((store.path / "queues" / queue_dirname(vhost, name)).glob("*.seg"))
+    return sorted(store.open_queue(vhost, name).dir.glob("*.seg"))
 
 
 def test_segments_roll_and_fully_acked_ones_are_reclaimed_while_running(disk):
@@ -205,3 +203,107 @@ def test_the_store_never_imports_asyncio():
             for name in names:
                 assert name.split(".")[0] not in ("asyncio", "socket", "ssl"), path
                 assert not name.startswith(("leveret.broker", "leveret.server")), path
+
+
+def crash(store):
+    """Leave a store as kill -9 would: written data stays, nothing more is flushed."""
+    store._closed = True
+    store._pool.shutdown()
+    os.close(store._lock_fd)
+
+
+def test_a_consumer_that_keeps_up_leaves_one_or_two_segments(disk):
+    store = disk.store
+    log = store.open_queue("/", "q")
+    for _ in range(500):
+        log.ack(log.append(bytes(100)))
+        store.commit()
+    assert len(segments(store)) <= 2
+    assert log.next_offset == 500
+
+
+def test_a_segment_rolled_just_before_a_crash_keeps_its_acks(tmp_path):
+    store = DiskStore(tmp_path, segment_bytes=4096)
+    log = store.open_queue("/", "q")
+    for _ in range(50):
+        log.append(bytes(100))
+    log.purge(keep=[3, 7])  # ends with a new, empty newest segment
+    log.ack(3)  # recorded in that empty segment
+    store.commit()
+    crash(store)
+    store = DiskStore(tmp_path, segment_bytes=4096)
+    log = store.open_queue("/", "q")
+    assert [x.offset for x in log.live()] == [7]
+    assert log.append(b"next") == 50  # appended to the recovered empty segment
+    store.commit()
+    crash(store)
+    with DiskStore(tmp_path) as store:
+        log = store.open_queue("/", "q")
+        assert [x.offset for x in log.live()] == [7, 50]
+        assert log.read(50) == b"next"
+
+
+def test_what_was_flushed_survives_a_crash_without_commit_run(tmp_path):
+    store = DiskStore(tmp_path, FsyncPolicy("off"))
+    log = store.open_queue("/", "q")
+    for i in range(10):
+        log.append(b"%d" % i)
+    log.ack(2)
+    log.mark_delivered(4)
+    store.flush()  # written to the OS: enough for kill -9
+    log.append(b"lost")  # only in the buffer
+    crash(store)
+    with DiskStore(tmp_path) as store:
+        live = store.open_queue("/", "q").live()
+    assert [x.offset for x in live] == [0, 1, 3, 4, 5, 6, 7, 8, 9]
+    assert live[3].redelivered
+
+
+def test_a_deleted_queue_is_gone_from_disk_after_the_next_sync(tmp_path):
+    store = DiskStore(tmp_path)
+    log = store.open_queue("/", "q")
+    log.append(b"x")
+    store.commit()
+    log.delete()
+    assert list((tmp_path / "queues").iterdir()) == []
+    store.commit()
+    assert list((tmp_path / "trash").iterdir()) == []
+    store.close()
+
+
+def test_a_queue_declared_again_before_a_sync_runs_keeps_its_files(tmp_path):
+    store = DiskStore(tmp_path, segment_bytes=4096)
+    log = store.open_queue("/", "q")
+    offsets = [log.append(bytes(100)) for _ in range(100)]
+    store.commit()
+    for o in offsets:
+        log.ack(o)
+    late = store.flush()  # reclaimed segments wait for this sync to be unlinked
+    assert late.unlink
+    log.delete()
+    again = store.open_queue("/", "q")
+    for _ in range(100):
+        again.append(bytes(100))
+    store.commit()
+    late.run()
+    store.close()
+    with DiskStore(tmp_path) as store:
+        assert len(store.open_queue("/", "q")) == 100
+
+
+def test_recovery_logs_progress_and_a_summary(tmp_path, monkeypatch, caplog):
+    import logging
+
+    import leveret.store.recovery as recovery
+
+    with DiskStore(tmp_path, segment_bytes=4096) as store:
+        log = store.open_queue("/", "big")
+        for _ in range(200):
+            log.append(bytes(100))
+    monkeypatch.setattr(recovery, "PROGRESS_EVERY", 0)
+    caplog.set_level(logging.DEBUG, "leveret.store")
+    with DiskStore(tmp_path) as store:
+        store.open_queue("/", "big")
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("queue 'big' in vhost '/': recovering, " in m and "% of" in m for m in lines)
+    assert any("recovered 200 messages" in m for m in lines)

@@ -44,7 +44,8 @@ class FsyncPolicy:
     def parse(cls, text: str) -> FsyncPolicy:
         """``always``, ``off``, ``interval`` or ``interval:<ms>``."""
         mode, _, ms = text.partition(":")
-        if mode not in ("always", "interval", "off") or (ms and mode != "interval"):
+        if mode not in ("always", "interval", "off") or (ms and mode != "interval") or (
+                ms and not (ms.isdigit() and int(ms) > 0)):
             raise ValueError(f"fsync policy must be always, interval[:ms] or off, not {text!r}")
         return cls(mode, int(ms) if ms else 200)
 

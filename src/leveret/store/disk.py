@@ -11,7 +11,6 @@ See docs/storage.md for the layout and the calls the broker makes.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import logging
@@ -23,26 +22,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from leveret.store.base import FsyncPolicy, StoreClosed, StoreError, StoreLocked
+from leveret.store.base import FsyncPolicy, StoreClosed, StoreError
 from leveret.store.definitions import DefinitionsLog
+from leveret.store.files import check_format, lock_dir, queue_dirname, writev_all
 from leveret.store.index import Segment
 from leveret.store.recovery import recover
 from leveret.store.segments import SegmentLog
 from leveret.store.sync import DiskSync, Pending, fsync_dir, fsync_file
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: no lock
-    fcntl = None  # type: ignore[assignment]
-
 log = logging.getLogger("leveret.store")
 
-FORMAT = "leveret-store 1\n"
 DEFAULT_SEGMENT_BYTES = 8 << 20
-
-
-def queue_dirname(vhost: str, name: str) -> str:
-    return hashlib.sha256(f"{vhost}\x00{name}".encode()).hexdigest()[:32]
 
 
 class DiskStore:
@@ -57,7 +47,7 @@ class DiskStore:
         self.max_open_files = max_open_files
         self.fsync_threads = fsync_threads  # files of one commit fsynced in parallel
         self.path.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = _lock(self.path)
+        self._lock_fd = lock_dir(self.path)
         self.failed: BaseException | None = None
         self.pending = Pending()
         self._seq = self._durable = self._synced = 0
@@ -67,10 +57,12 @@ class DiskStore:
         self._unlink: list[Path] = []
         self._trash = itertools.count()
         self._last_fsync = time.monotonic()
-        self._pool: ThreadPoolExecutor | None = None
+        # Threads start on first use; a commit with one file to sync never uses them.
+        self._pool = ThreadPoolExecutor(fsync_threads, thread_name_prefix="leveret-fsync")
         self._closed = False
         try:
-            self._check_format()
+            if check_format(self.path):
+                self.fsync_dir_now(self.path)
             for sub in ("trash", "transient"):
                 shutil.rmtree(self.path / sub, ignore_errors=True)
             for sub in ("queues", "transient", "trash"):
@@ -81,26 +73,23 @@ class DiskStore:
             os.close(self._lock_fd)
             raise
 
-    def _check_format(self) -> None:
-        fmt = self.path / "FORMAT"
-        if fmt.exists():
-            if fmt.read_text() != FORMAT:
-                raise StoreError(f"{self.path} holds data in format {fmt.read_text()!r}; "
-                                 f"this leveret reads {FORMAT.strip()!r}")
-            return
-        fmt.write_text(FORMAT)
-        self.fsync_dir_now(self.path)
-
     def _scan_queues(self) -> dict[tuple[str, str], Path]:
-        found = {}
-        for d in sorted((self.path / "queues").iterdir()):
+        found: dict[tuple[str, str], Path] = {}
+        for d in sorted((self.path / "queues").iterdir(), key=lambda p: p.stat().st_mtime):
             try:
                 meta = json.loads((d / "QUEUE").read_text())
-                found[(meta["vhost"], meta["name"])] = d
+                key = (meta["vhost"], meta["name"])
             except (OSError, ValueError, KeyError, TypeError):
                 log.warning("%s has no readable QUEUE file (a crash as it was created?): "
                             "moved to trash", d)
                 d.rename(self.path / "trash" / f"{d.name}-{next(self._trash)}")
+                continue
+            if key in found:  # never written so; keep the newer, set the other aside
+                old = found[key]
+                log.warning("%s and %s both hold queue '%s' in vhost '%s': the older moved "
+                            "to trash", old, d, key[1], key[0])
+                old.rename(self.path / "trash" / f"{old.name}-{next(self._trash)}")
+            found[key] = d
         return found
 
     # -- queues -------------------------------------------------------------------------
@@ -116,14 +105,21 @@ class DiskStore:
                                  f"transient={existing.transient}")
             return existing
         what = f"queue '{name}' in vhost '{vhost}'"
-        directory = self.path / ("transient" if transient else "queues") / queue_dirname(
-            vhost, name)
         if not transient and key in self._found:
-            got = recover(self._found[key], what)
+            directory = self._found[key]
+            got = recover(directory, what)
             segs, next_offset, counts = got.segments, got.next_offset, got.counts
         else:
+            directory = self.path / ("transient" if transient else "queues") / queue_dirname(
+                vhost, name)
             directory.mkdir()
-            (directory / "QUEUE").write_text(json.dumps({"vhost": vhost, "name": name}))
+            fd = os.open(directory / "QUEUE", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                writev_all(fd, [json.dumps({"vhost": vhost, "name": name}).encode()])
+                if not transient:
+                    self.fsync_now(fd)
+            finally:
+                os.close(fd)
             if not transient:
                 self.fsync_dir_now(directory)
                 self.fsync_dir_now(directory.parent)
@@ -172,7 +168,7 @@ class DiskStore:
         if self.failed is not None:
             raise StoreError(f"the store failed earlier: {self.failed}")
         try:
-            _writev(qlog.fd, parts)
+            writev_all(qlog.fd, parts)
         except OSError as exc:
             self.failed = exc
             raise StoreError(f"cannot write to {qlog.tail.path}: {exc}") from exc
@@ -181,7 +177,7 @@ class DiskStore:
 
     def write_definitions(self, defs: DefinitionsLog, data: bytes) -> None:
         try:
-            _writev(defs.fd, [data])
+            writev_all(defs.fd, [data])
         except OSError as exc:
             self.failed = exc
             raise StoreError(f"cannot write to {defs.path}: {exc}") from exc
@@ -235,8 +231,6 @@ class DiskStore:
             fsync_dir(path)
 
     def pool(self) -> ThreadPoolExecutor:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.fsync_threads, thread_name_prefix="leveret-fsync")
         return self._pool
 
     # -- group commit ---------------------------------------------------------------------
@@ -304,8 +298,7 @@ class DiskStore:
             for fd in self._fds.values():
                 os.close(fd)
             self._fds.clear()
-            if self._pool is not None:
-                self._pool.shutdown()
+            self._pool.shutdown()
             os.close(self._lock_fd)
 
     def __enter__(self) -> DiskStore:
@@ -313,28 +306,3 @@ class DiskStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _writev(fd: int, parts: list[Any]) -> None:
-    total = sum(len(p) for p in parts)
-    written = os.writev(fd, parts)
-    if written < total:  # a short write (signal, huge buffer): write the rest
-        rest = memoryview(b"".join(parts))[written:]
-        while rest:
-            rest = rest[os.write(fd, rest):]
-
-
-def _lock(path: Path) -> int:
-    fd = os.open(path / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
-    if fcntl is None:  # pragma: no cover
-        return fd
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        raise StoreLocked(f"data directory {path} is in use by another leveret process "
-                          f"(pid {holder}); stop it or choose another --data-dir") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd

@@ -93,3 +93,23 @@ class Segment:
                 self.flags[a:b] = bytes(b - a)
             else:
                 self.flags[a:b] = self.flags[a:b].translate(table)
+
+
+def subtract(runs: list[tuple[int, int]], keep: list[int]) -> list[tuple[int, int]]:
+    """``runs`` minus the offsets in ``keep`` (sorted)."""
+    if not keep:
+        return runs
+    out = []
+    ks = iter(keep)
+    k = next(ks, None)
+    for first, count in runs:
+        end = first + count
+        while k is not None and k < end:
+            if k >= first:
+                if k > first:
+                    out.append((first, k - first))
+                first = k + 1
+            k = next(ks, None)
+        if first < end:
+            out.append((first, end - first))
+    return out

@@ -76,7 +76,7 @@ class MemoryQueueLog:
             self.store.changed(m.persistent)
 
     def live(self, start: int = 0, limit: int | None = None) -> list[Live]:
-        out = []
+        out: list[Live] = []
         for offset, m in self._msgs.items():
             if offset < start:
                 continue
@@ -103,7 +103,7 @@ class MemoryQueueLog:
         purged = len(self._msgs) - len(kept)
         self._msgs = dict(sorted(kept.items()))
         self._bytes = sum(len(m.data) for m in kept.values())
-        self.store.changed(True)
+        self.store.changed(not self.transient)
         return purged
 
     def delete(self) -> None:

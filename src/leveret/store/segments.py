@@ -4,7 +4,7 @@ Every record of a queue (messages, acks, delivered marks, delivery counts, the s
 list) is appended to its newest segment, so one fsync per queue makes a commit durable.
 A segment rolls at ``segment_bytes``; a segment other than the newest whose messages are
 all acked is deleted at the next flush (after re-recording, in the newest segment, any
-state about older live segments it held: see ``_reclaim``). Bodies stay on disk and are
+state about older live segments it held: see reclaim.py). Bodies stay on disk and are
 read back with one pread on demand. docs/storage.md has the format and the rules.
 """
 
@@ -16,9 +16,16 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from leveret.store import reclaim
 from leveret.store import records as rec
 from leveret.store.base import CorruptRecord, Live, Payload, StoreClosed
-from leveret.store.index import DELIVERED, IS_LIVE, IS_MARKED, LIVE, TRANSIENT, Segment
+from leveret.store.index import (
+    DELIVERED,
+    IS_LIVE,
+    LIVE,
+    TRANSIENT,
+    Segment,
+)
 
 if TYPE_CHECKING:
     from leveret.store.disk import DiskStore
@@ -47,12 +54,12 @@ class SegmentLog:
         self.fd = -1  # the newest segment's, opened read-write
         self.closed = False
         self._next = next_offset
-        self._live = sum(s.live for s in segments)
-        self._bytes = sum(s.live_bytes for s in segments)
+        self.live_count = sum(s.live for s in segments)
+        self.live_bytes = sum(s.live_bytes for s in segments)
         self._acks: list[int] = []
         self._delivered: list[int] = []
-        self._count_marks: dict[int, int] = {}
-        self._reclaim = any(s.live == 0 for s in segments)
+        self.count_marks: dict[int, int] = {}
+        self.reclaim_due = any(s.live == 0 for s in segments)
         last = segments[-1] if segments else None
         if last is not None and not last.flags and last.first == next_offset:
             # Rolled just before a crash: no message yet, maybe acks. Its name is the one a
@@ -60,7 +67,8 @@ class SegmentLog:
             self.fd = os.open(last.path, os.O_RDWR)
             last.end = os.lseek(self.fd, 0, os.SEEK_END)
         else:
-            self._roll()  # a fresh newest segment: recovered messages are never appended to
+            self.roll()  # a fresh newest segment: recovered messages are never appended to
+        self.store.changed(self, False)  # the next flush reclaims what recovery found acked
 
     # -- the newest segment ------------------------------------------------------------
 
@@ -68,21 +76,23 @@ class SegmentLog:
     def tail(self) -> Segment:
         return self.segments[-1]
 
-    def _roll(self) -> None:
+    def roll(self) -> None:
         if self.segments:
-            self._encode_marks()
+            self.encode_marks()
             self._write()
             old = self.segments[-1]
             self.store.sealed(old, self.fd)
+            if not old.live:
+                self.reclaim_due = True  # every message was acked while it was the newest
         seg = Segment(self._next, segment_path(self.dir, self._next))
         self.fd = os.open(seg.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         self.segments.append(seg)
         self.firsts.append(seg.first)
         self.buf += rec.FILE_HEADER.pack(rec.SEGMENT_MAGIC, seg.first)
-        self._manifest()
+        self.write_manifest()
         self.store.created(self)
 
-    def _manifest(self) -> None:
+    def write_manifest(self) -> None:
         firsts = [s.first for s in self.segments]
         self.buf += rec.record(rec.SEGMENTS, rec.U64.pack(self._next) +
                                b"".join(rec.U64.pack(f) for f in firsts))
@@ -103,7 +113,7 @@ class SegmentLog:
         tail = self.tail
         if tail.flags and tail.end + len(self.buf) + size + rec.MSG_OVERHEAD > \
                 self.store.segment_bytes:
-            self._roll()
+            self.roll()
             tail = self.tail
         offset = self._next
         self._next = offset + 1
@@ -119,7 +129,7 @@ class SegmentLog:
             buf = self.buf
             buf += head
             if parts is None:
-                buf += payload
+                buf += payload  # type: ignore[arg-type]
             else:
                 for p in parts:
                     buf += p
@@ -128,14 +138,14 @@ class SegmentLog:
         tail.flags.append(LIVE if durable else LIVE | TRANSIENT)
         tail.live += 1
         tail.live_bytes += size
-        self._live += 1
-        self._bytes += size
+        self.live_count += 1
+        self.live_bytes += size
         self.store.changed(self, durable)
         if len(self.buf) >= BUFFER_MAX:
             self._write()
         return offset
 
-    def _locate(self, offset: int) -> tuple[Segment, int]:
+    def locate(self, offset: int) -> tuple[Segment, int]:
         segs = self.segments
         seg = segs[0]  # acks are mostly at the head, appends at the tail
         i = offset - seg.first
@@ -157,7 +167,7 @@ class SegmentLog:
     def read(self, offset: int) -> bytes:
         if self.closed:
             raise StoreClosed(f"the log of queue '{self.name}' is closed")
-        seg, i = self._locate(offset)
+        seg, i = self.locate(offset)
         pos, size = seg.pos[i], seg.size[i]
         n = rec.MSG_OVERHEAD + size
         if seg is self.tail and pos >= seg.end:
@@ -174,28 +184,28 @@ class SegmentLog:
     def ack(self, offset: int) -> None:
         if self.closed:
             return
-        seg, i = self._locate(offset)
+        seg, i = self.locate(offset)
         flags = seg.flags[i]
         seg.flags[i] = 0
         size = seg.size[i]
         seg.live -= 1
         seg.live_bytes -= size
-        self._live -= 1
-        self._bytes -= size
+        self.live_count -= 1
+        self.live_bytes -= size
         if offset in self.counts:
             del self.counts[offset]
-            self._count_marks.pop(offset, None)
+            self.count_marks.pop(offset, None)
         if not flags & TRANSIENT:
             self._acks.append(offset)
             seg.add_ref(self.tail.first)
         if seg.live == 0 and seg is not self.tail:
-            self._reclaim = True
+            self.reclaim_due = True
         self.store.changed(self, not flags & TRANSIENT)
 
     def mark_delivered(self, offset: int) -> None:
         if self.closed:
             return
-        seg, i = self._locate(offset)
+        seg, i = self.locate(offset)
         flags = seg.flags[i]
         if flags & DELIVERED:
             return
@@ -208,20 +218,20 @@ class SegmentLog:
     def set_delivery_count(self, offset: int, count: int) -> None:
         if self.closed:
             return
-        seg, i = self._locate(offset)
+        seg, i = self.locate(offset)
         if count:
             self.counts[offset] = count
         else:
             self.counts.pop(offset, None)
         if not seg.flags[i] & TRANSIENT:
-            self._count_marks[offset] = count
+            self.count_marks[offset] = count
             seg.add_ref(self.tail.first)
             self.store.changed(self, True)
 
-    def _encode_marks(self) -> None:
-        if self._count_marks:
-            pairs = sorted(self._count_marks.items())
-            self._count_marks = {}
+    def encode_marks(self) -> None:
+        if self.count_marks:
+            pairs = sorted(self.count_marks.items())
+            self.count_marks = {}
             self.buf += rec.range_records(rec.COUNT, pairs)
         if self._delivered:
             self.buf += rec.range_records(rec.DELIVERED, rec.ranges(self._delivered))
@@ -251,51 +261,19 @@ class SegmentLog:
         return out
 
     def __len__(self) -> int:
-        return self._live
+        return self.live_count
 
     @property
     def bytes(self) -> int:
-        return self._bytes
+        return self.live_bytes
 
     @property
     def next_offset(self) -> int:
         return self._next
 
     def purge(self, keep: Iterable[int] = ()) -> int:
-        """Ack every live message but ``keep`` (the ones delivered and awaiting an ack):
-        one ACK record per run of offsets, then a new segment so the old ones go."""
-        if self.closed:
-            return 0
-        kept = {}
-        for o in keep:
-            try:
-                kept[o] = self._locate(o)
-            except KeyError:
-                pass
-        saved = {o: seg.flags[i] for o, (seg, i) in kept.items()}
-        purged = self._live - len(kept)
-        runs = []
-        for seg in self.segments:
-            if seg.live:
-                runs += seg.runs(IS_LIVE)
-                seg.flags[:] = bytes(len(seg.flags))
-                seg.live = seg.live_bytes = 0
-        self.counts = {o: c for o, c in self.counts.items() if o in kept}
-        self._count_marks = {}
-        self._live = self._bytes = 0
-        for o, (seg, i) in kept.items():
-            seg.add_ref(self.tail.first)  # the ACK records below mention its neighbours
-            seg.flags[i] = saved[o]
-            seg.live += 1
-            seg.live_bytes += seg.size[i]
-            self._live += 1
-            self._bytes += seg.size[i]
-        self._encode_marks()
-        self.buf += rec.range_records(rec.ACK, _without(runs, sorted(kept)))
-        self.store.changed(self, True)
-        self._roll()
-        self._reclaim = True
-        return purged
+        """Ack every live message but ``keep`` (delivered, awaiting an ack)."""
+        return reclaim.purge(self, keep)
 
     # -- flush, reclaim, delete ----------------------------------------------------------
 
@@ -304,36 +282,10 @@ class SegmentLog:
         to unlink once the newest segment is synced)."""
         if self.closed:
             return []
-        self._encode_marks()
-        gone = self._reclaim_segments() if self._reclaim else []
+        self.encode_marks()
+        gone = reclaim.reclaim(self) if self.reclaim_due else []
         self._write()
         return gone
-
-    def _reclaim_segments(self) -> list[Path]:
-        self._reclaim = False
-        tail = self.tail
-        dead = [s for s in self.segments if s.live == 0 and s is not tail]
-        if not dead:
-            return []
-        gone = {s.first for s in dead}
-        for seg in self.segments:
-            if seg.live and seg.refs and seg.refs & gone:
-                self._snapshot(seg)
-        self.segments = [s for s in self.segments if s.live or s is tail]
-        self.firsts = [s.first for s in self.segments]
-        self._manifest()
-        for seg in dead:
-            self.store.retired(seg)
-        return [s.path for s in dead]
-
-    def _snapshot(self, seg: Segment) -> None:
-        """Re-record a live segment's acks, delivered marks and counts in the newest
-        segment: the segments that held them may then be deleted."""
-        self.buf += rec.range_records(rec.ACK, seg.acked_runs())
-        self.buf += rec.range_records(rec.DELIVERED, seg.runs(IS_MARKED))
-        pairs = sorted((o, c) for o, c in self.counts.items() if seg.first <= o < seg.stop)
-        self.buf += rec.range_records(rec.COUNT, pairs)
-        seg.refs = {self.tail.first}
 
     def delete(self) -> None:
         self.store.delete_queue(self.vhost, self.name)
@@ -349,23 +301,3 @@ class SegmentLog:
         if self.fd >= 0:
             self.store.retired(self.tail, self.fd)
             self.fd = -1
-
-
-def _without(runs: list[tuple[int, int]], keep: list[int]) -> list[tuple[int, int]]:
-    """``runs`` minus the offsets in ``keep`` (sorted)."""
-    if not keep:
-        return runs
-    out = []
-    ks = iter(keep)
-    k = next(ks, None)
-    for first, count in runs:
-        end = first + count
-        while k is not None and k < end:
-            if k >= first:
-                if k > first:
-                    out.append((first, k - first))
-                first = k + 1
-            k = next(ks, None)
-        if first < end:
-            out.append((first, end - first))
-    return out

@@ -115,7 +115,7 @@ class DiskSync:
         self.done = True
         try:
             if self.files or self.dirs:
-                jobs = [(fsync_file, fd) for _key, fd, _gen in self.files]
+                jobs: list[tuple[Any, Any]] = [(fsync_file, fd) for _k, fd, _g in self.files]
                 jobs += [(fsync_dir, d) for d, _gen in self.dirs]
                 if len(jobs) == 1 or store.fsync_threads <= 1:
                     for fn, arg in jobs:
