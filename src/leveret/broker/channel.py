@@ -7,7 +7,7 @@ channel.close / connection.close by the connection, which knows the method at fa
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Any
 
 from leveret.amqp import spec
@@ -66,6 +66,9 @@ class Channel:
         self.publish_seq = 0
         self.confirmed_upto = 0
         self.nacked: list[int] = []  # publish sequence numbers to nack at the next flush
+        # (publish seq, store seq) of persistent messages written to a queue's log: their
+        # confirms wait until the store's durable_seq reaches the store seq.
+        self.unsynced: deque[tuple[int, int]] = deque()
         self.tx: list[tuple[str, Any]] | None = None
         self._refused = False
         self.reply_queue: Queue | None = None  # direct reply-to pseudo-queue
@@ -88,6 +91,11 @@ class Channel:
         self.delivery_tag += 1
         tag = self.delivery_tag
         msg = entry.message
+        if entry.offset is not None:  # persisted: acked at once, or marked delivered
+            if consumer.no_ack:
+                consumer.queue.forget(entry)
+            else:
+                _mark(consumer.queue, entry)
         if not consumer.no_ack:
             self.unacked[tag] = Unacked(entry, consumer.queue, consumer)
             consumer.unacked += 1
@@ -142,7 +150,14 @@ class Channel:
         if self.tx is not None:
             self.tx.append(("publish", (exchange, msg, method.mandatory)))
             return
-        routed = self._route(exchange, msg, method.mandatory)
+        store = self.vhost.store
+        if store is not None and self.confirm:
+            before = store.seq
+            routed = self._route(exchange, msg, method.mandatory)
+            if store.seq != before:
+                self.unsynced.append((self.publish_seq, store.seq))
+        else:
+            routed = self._route(exchange, msg, method.mandatory)
         if not routed and method.mandatory:
             self._return(msg, 312, "NO_ROUTE")
         if self.confirm:
@@ -201,14 +216,28 @@ class Channel:
 
     def flush_confirms(self) -> None:
         """Confirm everything published so far: one multiple ack per run of accepted
-        messages, one nack per refused one."""
+        messages, one nack per refused one. Persistent messages written to a queue's log
+        are confirmed only once the store says they are durable, and the ones after them
+        wait too (confirms go out in order)."""
+        upto = self.publish_seq
+        unsynced = self.unsynced
+        if unsynced:
+            durable = self.vhost.store.durable_seq
+            while unsynced and unsynced[0][1] <= durable:
+                unsynced.popleft()
+            if unsynced:
+                upto = unsynced[0][0] - 1
         if self.nacked:
-            nacked, self.nacked = self.nacked, []
-            for seq in nacked:
+            nacked = self.nacked
+            i = 0
+            while i < len(nacked) and nacked[i] <= upto:
+                seq = nacked[i]
                 self._ack_upto(seq - 1)
                 self.connection.send(self.number, spec.BasicNack(delivery_tag=seq))
                 self.confirmed_upto = seq
-        self._ack_upto(self.publish_seq)
+                i += 1
+            del nacked[:i]
+        self._ack_upto(upto)
 
     def _ack_upto(self, upto: int) -> None:
         if upto > self.confirmed_upto:
@@ -282,6 +311,11 @@ class Channel:
             return
         self.delivery_tag += 1
         tag = self.delivery_tag
+        if entry.offset is not None:
+            if m.no_ack:
+                q.forget(entry)
+            else:
+                _mark(q, entry)
         if not m.no_ack:
             self.unacked[tag] = Unacked(entry, q, None)
             q.unacked += 1
@@ -332,8 +366,16 @@ class Channel:
             self._check_tags(tag, multiple)
             self.tx.append(("ack", (tag, multiple)))
             return
-        self._settle(self._take(tag, multiple))
+        records = self._take(tag, multiple)
+        self._settle(records)
+        self._forget(records)
         self.redispatch()
+
+    def _forget(self, records: list[Unacked]) -> None:
+        """Acknowledged: the messages leave their queues' logs."""
+        for u in records:
+            if u.entry.offset is not None:
+                u.queue.forget(u.entry)
 
     def _check_tags(self, tag: int, multiple: bool) -> None:
         if not (multiple and tag == 0) and tag not in self.unacked:
@@ -407,12 +449,17 @@ class Channel:
                 if not self._route(exchange, msg, mandatory) and mandatory:
                     self._return(msg, 312, "NO_ROUTE")
             elif op == "ack":
-                self._settle(self._take(*args))
+                records = self._take(*args)
+                self._settle(records)
+                self._forget(records)
             else:
                 tag, multiple, requeue = args
                 records = self._take(tag, multiple)
                 self._settle(records)
                 self._settle_rejected(records, requeue)
+        store = self.vhost.store
+        if store is not None and store.seq > store.durable_seq:
+            store.commit()  # commit-ok means the published messages and acks are durable
         self.redispatch()
 
     def tx_rollback(self) -> None:
@@ -452,3 +499,9 @@ class Channel:
         self.pending = None
         self.pending_body = []
 
+
+
+def _mark(q: Queue, entry: Entry) -> None:
+    """Delivered, awaiting an ack: recorded, so it comes back redelivered after a crash."""
+    if q.log is not None and entry.offset is not None:
+        q.log.mark_delivered(entry.offset)

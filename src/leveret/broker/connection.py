@@ -121,6 +121,14 @@ class ServerConnection:
     def confirm_ready(self, channel: Channel) -> None:
         self._confirming[channel.number] = channel
 
+    def store_synced(self) -> None:
+        """The store made more changes durable: release the confirms waiting for them."""
+        if self.state == CLOSED:
+            return
+        for ch in list(self.channels.values()):
+            if ch.unsynced and not ch.closing:
+                ch.flush_confirms()
+
     # -- input -----------------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> None:

@@ -51,6 +51,7 @@ class Node:
         self.timers = Timers(self.clock)
         self._definitions: Any = None
         self._on_definitions_changed: Callable[[], None] = lambda: None
+        self.store: Any = None
         if not self.vhosts:
             self.add_vhost("/")
 
@@ -58,6 +59,7 @@ class Node:
         vhost = VirtualHost(name, self.timers)
         vhost.definitions = self._definitions
         vhost.on_definitions_changed = self._on_definitions_changed
+        vhost.store = self.store
         self.vhosts[name] = vhost
         return vhost
 
@@ -72,6 +74,31 @@ class Node:
         for vhost in self.vhosts.values():
             vhost.definitions = definitions
             vhost.on_definitions_changed = self._on_definitions_changed
+
+    def attach_store(self, store: Any) -> None:
+        """Keep the persistent messages of durable queues in ``store`` (store/base.py
+        Store): queues declared from now on open their log there."""
+        self.store = store
+        for vhost in self.vhosts.values():
+            vhost.store = store
+
+    def recover_messages(self) -> int:
+        """At start, after the definitions are restored: load each durable queue's live
+        messages from its log, and delete the logs of queues that no longer exist."""
+        total = 0
+        store = self.store
+        if store is None:
+            return 0
+        logged = set()
+        for vhost in self.vhosts.values():
+            for q in vhost.queues.values():
+                if q.log is not None:
+                    logged.add((vhost.name, q.name))
+                    total += q.recover()
+        for key in store.queues():
+            if key not in logged:
+                store.delete_queue(*key)
+        return total
 
     def load_policies(self, policies: list[dict[str, Any]]) -> None:
         """Policies in RabbitMQ's definitions format (the "policies" list of an export):

@@ -24,6 +24,7 @@ from leveret.broker.clock import Timer
 from leveret.broker.dedup import DedupWindow
 from leveret.broker.message import FLAG_EXPIRATION, FLAG_PRIORITY, Message
 from leveret.broker.ready import FifoReady, PriorityReady
+from leveret.store.codec import pack_message, unpack_message
 
 if TYPE_CHECKING:
     from leveret.broker.consumer import Consumer
@@ -40,7 +41,7 @@ BACKLOG_LOW = 1024
 
 
 class Entry:
-    __slots__ = ("delivery_count", "expires_at", "message", "original", "priority",
+    __slots__ = ("delivery_count", "expires_at", "message", "offset", "original", "priority",
                  "redelivered", "seq")
 
     def __init__(self, seq: int, message: Message, redelivered: bool = False,
@@ -52,6 +53,7 @@ class Entry:
         self.expires_at = expires_at
         self.delivery_count = 0  # times returned to the queue unacknowledged
         self.original: Message | None = None  # as published, when message carries a stamp
+        self.offset: int | None = None  # its offset in the queue's log, if persisted
 
 
 class Queue:
@@ -75,6 +77,9 @@ class Queue:
         self._rr = 0
         self._dispatching = False
         self.waiting_publishers: set[Any] = set()
+        # The queue's log (store/base.py QueueLog) when durable and the broker has a store:
+        # persistent messages are appended to it, and acked there when they leave.
+        self.log: Any = None
         self._expiry_timer: Timer | None = None
         self._idle_timer: Timer | None = None
         self._groups: list[list[Consumer]] = []
@@ -154,6 +159,10 @@ class Queue:
         elif self.has_ttl:
             self._set_expiry(entry, message, flags)
         expires_at = entry.expires_at
+        if self.log is not None and message.persistent:
+            entry.offset = self.log.append(pack_message(
+                message.exchange, message.routing_key, message.properties_raw,
+                message.body, expires_at), True)
         if expires_at is not None and expires_at <= self.vhost.clock.now():
             # TTL 0: delivered if a consumer can take it right now, else it expires.
             entry.expires_at = None
@@ -194,6 +203,7 @@ class Queue:
         while self.ready and self._over_limit():
             dropped = self._pop()
             self._dead_letter(dropped.message, deadletter.MAXLEN)
+            self.forget(dropped)
 
     def retry_later(self, entry: Entry) -> None:
         """A nack with requeue on a queue with x-retry-delay: the message comes back after
@@ -202,7 +212,9 @@ class Queue:
         entry.delivery_count += 1
         if self.delivery_limit is not None and entry.delivery_count > self.delivery_limit:
             self._dead_letter(entry.original or entry.message, deadletter.DELIVERY_LIMIT)
+            self.forget(entry)
             return
+        self._log_count(entry)
         assert self.retry_delay is not None
         delay = self.retry_delay * self.retry_multiplier ** (entry.delivery_count - 1)
         if self.retry_max_delay is not None:
@@ -223,7 +235,9 @@ class Queue:
                 e.delivery_count += 1
                 if self.delivery_limit is not None and e.delivery_count > self.delivery_limit:
                     self._dead_letter(e.original or e.message, deadletter.DELIVERY_LIMIT)
+                    self.forget(e)
                     continue
+                self._log_count(e)
             back.append(e)
             self.ready_bytes += len(e.message.body)
         if back:
@@ -237,6 +251,50 @@ class Queue:
     def discard(self, entry: Entry, reason: str = deadletter.REJECTED) -> None:
         """A message rejected without requeue: dead-letter it if the queue says so."""
         self._dead_letter(entry.original or entry.message, reason)
+        self.forget(entry)
+
+    # -- the log ---------------------------------------------------------------------
+
+    def forget(self, entry: Entry) -> None:
+        """The message left the queue for good: ack it in the log."""
+        if entry.offset is not None and self.log is not None:
+            self.log.ack(entry.offset)
+            entry.offset = None
+
+    def _log_count(self, entry: Entry) -> None:
+        if entry.offset is not None and self.log is not None:
+            self.log.set_delivery_count(entry.offset, entry.delivery_count)
+
+    def recover(self) -> int:
+        """Rebuild the ready list from the log (at start): the live messages in offset
+        order, redelivered and delivery counts as recorded. Returns how many."""
+        log = self.log
+        if log is None:
+            return 0
+        n = 0
+        for live in log.live():
+            try:
+                exchange, routing_key, props, body, expires_at = unpack_message(
+                    log.read(live.offset))
+            except Exception:
+                log.ack(live.offset)  # unreadable: dropped (the store logged why)
+                continue
+            message = Message(exchange, routing_key, props, body)
+            self._seq += 1
+            entry = Entry(self._seq, message, redelivered=live.redelivered)
+            entry.delivery_count = live.delivery_count
+            entry.offset = live.offset
+            if self.max_priority and message.flags & FLAG_PRIORITY:
+                entry.priority = min(message.properties.priority or 0, self.max_priority)
+            if expires_at is not None:
+                entry.expires_at = expires_at
+                self.has_ttl = True
+            self.ready.append(entry)
+            self.ready_bytes += len(body)
+            n += 1
+        if self.has_ttl:
+            self._expire_and_arm()
+        return n
 
     # -- messages out ----------------------------------------------------------------
 
@@ -316,6 +374,9 @@ class Queue:
 
     def purge(self) -> int:
         count = len(self.ready)
+        if self.log is not None:
+            for entry in self.ready:
+                self.forget(entry)
         self.ready.clear()
         self.ready_bytes = 0
         if self.waiting_publishers:
@@ -331,6 +392,7 @@ class Queue:
             return False
         self._pop()
         self._dead_letter(head.message, deadletter.EXPIRED)
+        self.forget(head)
         return True
 
     def _expire_and_arm(self) -> None:

@@ -69,6 +69,9 @@ class VirtualHost:
         # on_definitions_changed lets the server make each change durable (one commit).
         self.definitions: Any = None
         self.on_definitions_changed: Callable[[], None] = lambda: None
+        # The message store (store/base.py Store), if any: durable queues keep their
+        # persistent messages in a log opened from it.
+        self.store: Any = None
         self.restoring = False
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
@@ -233,6 +236,8 @@ class VirtualHost:
             self._apply_policy(q)
             if durable and not exclusive:  # exclusive queues end with their connection
                 self._record(defs.QUEUE, *defs.queue_record(self.name, q))
+                if self.store is not None:
+                    q.log = self.store.open_queue(self.name, name)
             self.queues[name] = q
             return q
         self.check_exclusive(existing, connection)
@@ -297,8 +302,11 @@ class VirtualHost:
             if ex.remove_binding(b):
                 self._maybe_auto_delete_exchange(ex)
         q.bindings.clear()
+        log, q.log = q.log, None
         q.purge()
         q.close()
+        if log is not None and self.store is not None:
+            self.store.delete_queue(self.name, q.name)
         return count
 
     # -- bindings ----------------------------------------------------------------------

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from leveret.broker.clock import Clock
 from leveret.broker.definitions import restore
 from leveret.broker.node import Limits, Node
+from leveret.server.commit import Committer
 from leveret.server.listener import Listener
 from leveret.store.base import FsyncPolicy
 from leveret.store.disk import DiskStore
@@ -60,18 +62,37 @@ class Broker:
             return
         self.running = False
         await self.listener.close(timeout)
+        committer = self.listener.committer
+        if committer is not None:
+            await committer.drain()
+            committer.close()
+            self.listener.committer = None
         self._close_store()
         log.info("leveret stopped")
 
     def _open_store(self, path: Path) -> None:
         """Lock the data directory and re-create the durable definitions recorded there."""
         store = DiskStore(path, self.fsync)
-        counts = restore(self.node, store.definitions)
-        self.node.attach_definitions(store.definitions, store.commit)
-        self.store = store
-        log.info("data directory %s: restored %d exchanges, %d queues, %d bindings, "
-                 "%d policies", path, counts["exchange"], counts["queue"], counts["binding"],
-                 counts["policy"])
+        try:
+            self.node.attach_store(store)
+            counts = restore(self.node, store.definitions)
+            self.node.attach_definitions(store.definitions, store.commit)
+            self.store = store
+            log.info("data directory %s: restored %d exchanges, %d queues, %d bindings, "
+                     "%d policies", path, counts["exchange"], counts["queue"],
+                     counts["binding"], counts["policy"])
+            started = time.monotonic()
+            messages = self.node.recover_messages()
+            store.commit()  # the logs of queues without a definition are gone for good
+        except BaseException:
+            self.node.attach_store(None)
+            self.store = None
+            store.close()
+            raise
+        log.info("recovered %d persistent messages in %.2f s", messages,
+                 time.monotonic() - started)
+        self.listener.committer = Committer(store, lambda: [
+            p.conn for p in self.listener.protocols if p.conn is not None])
 
     def _close_store(self) -> None:
         if self.store is not None:

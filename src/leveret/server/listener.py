@@ -7,6 +7,7 @@ import logging
 
 from leveret.broker.clock import ManualClock
 from leveret.broker.node import Node
+from leveret.server.commit import Committer
 from leveret.server.protocol import AMQPProtocol
 
 log = logging.getLogger("leveret.server")
@@ -24,6 +25,7 @@ class Listener:
         self.memory_blocked = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when: float | None = None
+        self.committer: Committer | None = None  # set when the broker has a store
 
     async def listen(self, host: str, port: int) -> int:
         loop = asyncio.get_running_loop()
@@ -54,6 +56,8 @@ class Listener:
         self._timer = self._timer_when = None
         timers = self.node.timers
         timers.run_due()
+        if self.committer is not None:
+            self.committer.poke()
         self._arm_timers(timers.next_deadline())
 
     def memory_used(self) -> int:

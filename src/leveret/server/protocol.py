@@ -63,6 +63,9 @@ class AMQPProtocol(asyncio.Protocol):
         assert conn is not None
         self.last_recv = self.loop.time()
         conn.receive_data(data)
+        committer = self.listener.committer
+        if committer is not None:
+            committer.poke()
         if not self._heartbeat_started and conn.state == RUNNING:
             self._heartbeat_started = True
             if conn.heartbeat:
@@ -77,6 +80,8 @@ class AMQPProtocol(asyncio.Protocol):
         self.listener.protocols.discard(self)
         if self.conn is not None:
             self.conn.connection_lost()
+            if self.listener.committer is not None:
+                self.listener.committer.poke()
             log.debug("connection from %s:%s closed", *self.conn.peer[:2])
 
     def pause_writing(self) -> None:

@@ -1,0 +1,271 @@
+"""Persistent messages in durable queues survive a restart and kill -9 (docs/storage.md):
+transient messages and non-durable queues do not, acked messages stay gone, delivered but
+unacked ones come back redelivered, and a publisher confirm means the message is on disk."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import subprocess
+import sys
+
+import aio_pika
+import pika
+import pytest
+
+import leveret
+
+
+async def _get_all(ch: aio_pika.abc.AbstractChannel, name: str) -> list[aio_pika.IncomingMessage]:
+    q = await ch.declare_queue(name, passive=True)
+    out = []
+    while (msg := await q.get(no_ack=True, fail=False)) is not None:
+        out.append(msg)
+    return out
+
+
+async def test_persistent_messages_survive_a_restart(tmp_path) -> None:
+    async with leveret.Broker(port=0, data_dir=tmp_path) as broker:
+        conn = await aio_pika.connect(broker.url)
+        ch = await conn.channel(publisher_confirms=True)
+        await ch.declare_queue("jobs", durable=True)
+        await ch.declare_queue("scratch", durable=False)
+        for i in range(50):
+            await ch.default_exchange.publish(aio_pika.Message(
+                f"job {i}".encode(), delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                headers={"n": i, "big": 2**40}, content_type="text/plain",
+                message_id=f"m{i}", priority=3), routing_key="jobs")
+            await ch.default_exchange.publish(aio_pika.Message(b"transient"),
+                                              routing_key="jobs")
+            await ch.default_exchange.publish(aio_pika.Message(
+                b"scratch", delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                routing_key="scratch")
+        await conn.close()
+    async with leveret.Broker(port=0, data_dir=tmp_path) as broker:
+        assert set(broker.node.vhosts["/"].queues) == {"jobs"}
+        conn = await aio_pika.connect(broker.url)
+        ch = await conn.channel()
+        got = await _get_all(ch, "jobs")
+        assert [m.body for m in got] == [f"job {i}".encode() for i in range(50)]
+        for i, m in enumerate(got):
+            assert m.headers == {"n": i, "big": 2**40}
+            assert m.content_type == "text/plain" and m.message_id == f"m{i}"
+            assert m.priority == 3 and m.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+            assert not m.redelivered
+        await conn.close()
+    async with leveret.Broker(port=0, data_dir=tmp_path) as broker:
+        assert len(broker.node.vhosts["/"].queues["jobs"].ready) == 0  # no_ack gets stuck
+
+
+async def test_acked_messages_stay_gone_and_unacked_come_back_redelivered(tmp_path) -> None:
+    async with leveret.Broker(port=0, data_dir=tmp_path) as broker:
+        conn = await aio_pika.connect(broker.url)
+        ch = await conn.channel(publisher_confirms=True)
+        q = await ch.declare_queue("work", durable=True)
+        for i in range(6):
+            await ch.default_exchange.publish(aio_pika.Message(
+                str(i).encode(), delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                routing_key="work")
+        first = await q.get()
+        await first.ack()
+        second = await q.get()
+        await second.reject(requeue=False)
+        third = await q.get()  # delivered, never acked
+        assert third.body == b"2"
+        await asyncio.sleep(0.1)
+    # the broker stopped with the connection open: the delivery was not acked
+    with contextlib.suppress(Exception):
+        await conn.close()
+    async with leveret.Broker(port=0, data_dir=tmp_path) as broker:
+        conn = await aio_pika.connect(broker.url)
+        ch = await conn.channel()
+        got = await _get_all(ch, "work")
+        assert [m.body for m in got] == [b"2", b"3", b"4", b"5"]
+        assert [m.redelivered for m in got] == [True, False, False, False]
+        await conn.close()
+
+
+async def test_purge_and_delete_are_durable(tmp_path) -> None:
+    async with leveret.Broker(port=0, data_dir=tmp_path) as broker:
+        conn = await aio_pika.connect(broker.url)
+        ch = await conn.channel(publisher_confirms=True)
+        purged = await ch.declare_queue("purged", durable=True)
+        deleted = await ch.declare_queue("deleted", durable=True)
+        for name in ("purged", "deleted"):
+            for _ in range(3):
+                await ch.default_exchange.publish(aio_pika.Message(
+                    b"x", delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key=name)
+        await purged.purge()
+        await deleted.delete(if_unused=False, if_empty=False)
+        await ch.declare_queue("deleted", durable=True)  # declared again: starts empty
+        await ch.default_exchange.publish(aio_pika.Message(
+            b"after", delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key="purged")
+        await conn.close()
+    async with leveret.Broker(port=0, data_dir=tmp_path) as broker:
+        conn = await aio_pika.connect(broker.url)
+        ch = await conn.channel()
+        assert [m.body for m in await _get_all(ch, "purged")] == [b"after"]
+        assert await _get_all(ch, "deleted") == []
+        await ch.queue_delete("deleted")
+        await conn.close()
+    async with leveret.Broker(port=0, data_dir=tmp_path) as broker:
+        assert set(broker.node.vhosts["/"].queues) == {"purged"}
+        assert broker.store is not None
+        assert ("/", "deleted") not in broker.store.queues()
+
+
+async def test_consumer_acks_and_ttl_expiry_are_durable(tmp_path) -> None:
+    async with leveret.Broker(port=0, data_dir=tmp_path) as broker:
+        conn = await aio_pika.connect(broker.url)
+        ch = await conn.channel(publisher_confirms=True)
+        q = await ch.declare_queue("c", durable=True)
+        t = await ch.declare_queue("ttl", durable=True, arguments={"x-message-ttl": 50})
+        for i in range(20):
+            await ch.default_exchange.publish(aio_pika.Message(
+                str(i).encode(), delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                routing_key="c")
+        await ch.default_exchange.publish(aio_pika.Message(
+            b"short", delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key="ttl")
+        seen = []
+        done = asyncio.Event()
+
+        async def on_message(m: aio_pika.abc.AbstractIncomingMessage) -> None:
+            seen.append(m.body)
+            if len(seen) <= 10:
+                await m.ack()
+            if len(seen) == 20:
+                done.set()
+
+        await q.consume(on_message)
+        await asyncio.wait_for(done.wait(), 5)
+        await asyncio.sleep(0.3)
+        assert t is not None
+    with contextlib.suppress(Exception):
+        await conn.close()
+    async with leveret.Broker(port=0, data_dir=tmp_path) as broker:
+        conn = await aio_pika.connect(broker.url)
+        ch = await conn.channel()
+        got = await _get_all(ch, "c")
+        assert [m.body for m in got] == [str(i).encode() for i in range(10, 20)]
+        assert all(m.redelivered for m in got)
+        assert await _get_all(ch, "ttl") == []
+        await conn.close()
+
+
+def _serve(data) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen([sys.executable, "-m", "leveret", "serve", "--port", "0",
+                             "--data-dir", str(data)], stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    for _ in range(40):
+        line = proc.stderr.readline()
+        if "listening on" in line:
+            return proc, int(line.rsplit(":", 1)[1].split()[0])
+    proc.kill()
+    raise AssertionError("no listening line")
+
+
+def _kill(proc: subprocess.Popen[str], conn: pika.BlockingConnection | None) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert proc.stderr is not None
+    proc.stderr.close()
+    if conn is not None:  # notices the lost socket, and closes it
+        with contextlib.suppress(Exception):
+            conn.process_data_events(time_limit=0.2)
+        with contextlib.suppress(Exception):
+            conn.close()
+
+
+@pytest.mark.timeout(120)
+def test_confirmed_messages_survive_kill_9(tmp_path) -> None:
+    confirmed: list[bytes] = []
+    for cycle in range(4):
+        proc, port = _serve(tmp_path / "data")
+        conn = None
+        try:
+            conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
+            ch = conn.channel()
+            ch.queue_declare("safe", durable=True)
+            if cycle:
+                # everything confirmed before the kill is there, in order, then the
+                # consumer takes half of it with acks
+                got = []
+                while True:
+                    method, _props, body = ch.basic_get("safe")
+                    if method is None:
+                        break
+                    got.append((method.delivery_tag, body))
+                assert [b for _, b in got] == confirmed
+                half = len(got) // 2
+                if half:
+                    ch.basic_ack(got[half - 1][0], multiple=True)
+                    confirmed = confirmed[half:]
+                ch.basic_recover(requeue=True)
+                ch.queue_declare("safe", passive=True)  # a round trip: acks processed
+            ch.confirm_delivery()
+            props = pika.BasicProperties(delivery_mode=2)
+            for i in range(200):
+                body = f"{cycle}-{i}".encode()
+                ch.basic_publish("", "safe", body, props)  # returns once confirmed
+                confirmed.append(body)
+            # unconfirmed ones in flight at the kill may or may not be there
+            if cycle % 2:
+                conn.close()
+        finally:
+            _kill(proc, conn)
+    proc, port = _serve(tmp_path / "data")
+    conn = None
+    try:
+        conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
+        ch = conn.channel()
+        got = []
+        while True:
+            method, _props, body = ch.basic_get("safe", auto_ack=True)
+            if method is None:
+                break
+            got.append(body)
+        assert got == confirmed
+    finally:
+        _kill(proc, conn)
+
+
+async def test_interval_policy_fsyncs_after_the_interval(tmp_path) -> None:
+    async with leveret.Broker(port=0, data_dir=tmp_path, fsync="interval:50") as broker:
+        conn = await aio_pika.connect(broker.url)
+        ch = await conn.channel(publisher_confirms=True)
+        await ch.declare_queue("q", durable=True)
+        for _ in range(20):
+            await ch.default_exchange.publish(aio_pika.Message(
+                b"x", delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key="q")
+        store = broker.store
+        assert store is not None
+        for _ in range(50):
+            if store.synced_seq == store.seq:
+                break
+            await asyncio.sleep(0.02)
+        assert store.synced_seq == store.seq
+        await conn.close()
+
+
+def test_tx_commit_ok_means_on_disk(tmp_path) -> None:
+    proc, port = _serve(tmp_path / "data")
+    conn = None
+    try:
+        conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
+        ch = conn.channel()
+        ch.queue_declare("txq", durable=True)
+        ch.tx_select()
+        for i in range(10):
+            ch.basic_publish("", "txq", str(i).encode(), pika.BasicProperties(delivery_mode=2))
+        ch.tx_commit()
+    finally:
+        _kill(proc, conn)
+    proc, port = _serve(tmp_path / "data")
+    conn = None
+    try:
+        conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
+        ch = conn.channel()
+        assert ch.queue_declare("txq", passive=True).method.message_count == 10
+    finally:
+        _kill(proc, conn)
