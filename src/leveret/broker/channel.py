@@ -194,8 +194,7 @@ class Channel:
             # that routes nowhere now is returned at once instead.
             if mandatory and not self.vhost.route(exchange, msg):
                 return False
-            held = msg
-            self.vhost.timers.call_later(delay, lambda: self.vhost.deliver(exchange, held))
+            exchange.hold(self.vhost, msg, delay)
             return True
         queues = self.vhost.route(exchange, msg)
         if msg.flags & FLAG_HEADERS and "BCC" in msg.headers:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from leveret.broker.clock import Clock, Timers
+from leveret.broker.exchanges import DelayedExchange
 from leveret.broker.vhost import VirtualHost
 
 CAPABILITIES = {
@@ -95,6 +96,10 @@ class Node:
                 if q.log is not None:
                     logged.add((vhost.name, q.name))
                     total += q.recover()
+            for ex in vhost.exchanges.values():
+                if isinstance(ex, DelayedExchange) and ex.log is not None:
+                    logged.add((vhost.name, ex.log.name))
+                    total += ex.recover(vhost)
         for key in store.queues():
             if key not in logged:
                 store.delete_queue(*key)

@@ -25,7 +25,8 @@ from leveret.broker.arguments import (
 )
 from leveret.broker.clock import Clock, Timers
 from leveret.broker.dedup import DedupWindow
-from leveret.broker.exchanges import TYPES, Binding, Exchange
+from leveret.broker.exchanges import TYPES, Binding, DelayedExchange, Exchange
+from leveret.broker.exchanges.delayed import LOG_PREFIX as DELAYED_LOG_PREFIX
 from leveret.broker.exchanges.headers import MATCH_MODES
 from leveret.broker.message import FLAG_HEADERS, Message
 from leveret.broker.policy import Policy, choose, merge
@@ -158,6 +159,8 @@ class VirtualHost:
             self._apply_policy(ex)
             if durable:
                 self._record(defs.EXCHANGE, *defs.exchange_record(self.name, ex))
+                if self.store is not None and isinstance(ex, DelayedExchange):
+                    ex.log = self.store.open_queue(self.name, DELAYED_LOG_PREFIX + name)
             self.exchanges[name] = ex
             return ex
         what = f"exchange '{name}' {self._where()}"
@@ -194,6 +197,10 @@ class VirtualHost:
                     self._record_binding(b, add=False)
         if ex.durable:
             self._forget(defs.EXCHANGE, defs.exchange_record(self.name, ex)[0])
+        if isinstance(ex, DelayedExchange) and ex.log is not None:
+            ex.log = None
+            if self.store is not None:
+                self.store.delete_queue(self.name, DELAYED_LOG_PREFIX + ex.name)
         self.exchanges.pop(ex.name, None)
         for other in list(self.exchanges.values()):
             if other.remove_destination(ex):
