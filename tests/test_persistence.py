@@ -308,3 +308,38 @@ async def test_pending_delayed_messages_survive_a_restart(tmp_path) -> None:
         assert [e.message.body for e in queue.ready] == [b"in a minute", b"in an hour"]
         assert broker.node.vhosts["/"].exchanges["later"].log is not None
         assert len(broker.node.vhosts["/"].exchanges["later"].log) == 0
+
+
+async def test_deduplication_windows_survive_a_restart(tmp_path) -> None:
+    import aio_pika
+
+    import leveret
+
+    def dup(key: str, body: bytes) -> aio_pika.Message:
+        return aio_pika.Message(body, headers={"x-deduplication-header": key},
+                                delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+
+    async with leveret.Broker(port=0, data_dir=tmp_path) as broker:
+        conn = await aio_pika.connect(broker.url)
+        ch = await conn.channel()
+        q = await ch.declare_queue("orders", durable=True,
+                                   arguments={"x-message-deduplication": True})
+        x = await ch.declare_exchange("in", "fanout", durable=True,
+                                      arguments={"x-message-deduplication": True})
+        await q.bind(x)
+        await ch.default_exchange.publish(dup("o-1", b"first"), "orders")
+        await x.publish(dup("x-1", b"via exchange"), "")
+        await conn.close()
+    async with leveret.Broker(port=0, data_dir=tmp_path) as broker:
+        conn = await aio_pika.connect(broker.url)
+        ch = await conn.channel()
+        x = await ch.get_exchange("in")
+        await ch.default_exchange.publish(dup("o-1", b"again"), "orders")  # seen by the queue
+        await x.publish(dup("x-1", b"again"), "")  # seen by the exchange
+        await ch.default_exchange.publish(dup("o-2", b"new"), "orders")
+        q = await ch.declare_queue("orders", durable=True, passive=True)
+        bodies = []
+        while (m := await q.get(no_ack=True, fail=False)) is not None:
+            bodies.append(m.body)
+        assert bodies == [b"first", b"via exchange", b"new"]
+        await conn.close()

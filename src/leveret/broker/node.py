@@ -100,6 +100,12 @@ class Node:
                 if isinstance(ex, DelayedExchange) and ex.log is not None:
                     logged.add((vhost.name, ex.log.name))
                     total += ex.recover(vhost)
+            windows = [q.dedup for q in vhost.queues.values()]
+            windows += [ex.dedup for ex in vhost.exchanges.values()]
+            for window in windows:
+                if window is not None and window.log is not None:
+                    logged.add((vhost.name, window.log.name))
+                    window.recover()
         for key in store.queues():
             if key not in logged:
                 store.delete_queue(*key)

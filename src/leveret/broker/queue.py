@@ -118,7 +118,12 @@ class Queue:
         self.retry_max_delay: float | None = cap / 1000 if cap is not None else None
         self.retry_multiplier: int = args.get("x-retry-multiplier", 2)
         self.count_deliveries = self.count_deliveries or retry is not None
-        self.dedup = DedupWindow.from_arguments(args, self.vhost.clock)
+        window = DedupWindow.from_arguments(args, self.vhost.clock)
+        old = getattr(self, "dedup", None)
+        if window is not None and old is not None:  # a policy change keeps what was seen
+            old.size, old.ttl = window.size, window.ttl
+            window = old
+        self.dedup = window
         timeout = args.get("x-consumer-timeout")
         self.consumer_timeout: float | None = timeout / 1000 if timeout else None
         self.touch()

@@ -24,6 +24,7 @@ from leveret.broker.arguments import (
     wire_type,
 )
 from leveret.broker.clock import Clock, Timers
+from leveret.broker.dedup import LOG_PREFIX as DEDUP_LOG_PREFIX
 from leveret.broker.dedup import DedupWindow
 from leveret.broker.exchanges import TYPES, Binding, DelayedExchange, Exchange
 from leveret.broker.exchanges.delayed import LOG_PREFIX as DELAYED_LOG_PREFIX
@@ -103,6 +104,16 @@ class VirtualHost:
         else:
             self._forget(defs.BINDING, key)
 
+    def _durable_window(self, window: DedupWindow | None, kind: str, name: str) -> None:
+        if window is not None and self.store is not None:
+            window.log = self.store.open_queue(self.name, f"{DEDUP_LOG_PREFIX}{kind}:{name}")
+
+    def _drop_window(self, window: DedupWindow | None, kind: str, name: str) -> None:
+        if window is not None and window.log is not None:
+            window.log = None
+            if self.store is not None:
+                self.store.delete_queue(self.name, f"{DEDUP_LOG_PREFIX}{kind}:{name}")
+
     # -- lookups -----------------------------------------------------------------------
 
     def _where(self) -> str:
@@ -161,6 +172,8 @@ class VirtualHost:
                 self._record(defs.EXCHANGE, *defs.exchange_record(self.name, ex))
                 if self.store is not None and isinstance(ex, DelayedExchange):
                     ex.log = self.store.open_queue(self.name, DELAYED_LOG_PREFIX + name)
+                if self.store is not None:
+                    self._durable_window(ex.dedup, "exchange", name)
             self.exchanges[name] = ex
             return ex
         what = f"exchange '{name}' {self._where()}"
@@ -197,6 +210,7 @@ class VirtualHost:
                     self._record_binding(b, add=False)
         if ex.durable:
             self._forget(defs.EXCHANGE, defs.exchange_record(self.name, ex)[0])
+        self._drop_window(ex.dedup, "exchange", ex.name)
         if isinstance(ex, DelayedExchange) and ex.log is not None:
             ex.log = None
             if self.store is not None:
@@ -245,6 +259,7 @@ class VirtualHost:
                 self._record(defs.QUEUE, *defs.queue_record(self.name, q))
                 if self.store is not None:
                     q.log = self.store.open_queue(self.name, name)
+                    self._durable_window(q.dedup, "queue", name)
             self.queues[name] = q
             return q
         self.check_exclusive(existing, connection)
@@ -314,6 +329,7 @@ class VirtualHost:
         q.close()
         if log is not None and self.store is not None:
             self.store.delete_queue(self.name, q.name)
+        self._drop_window(q.dedup, "queue", q.name)
         return count
 
     # -- bindings ----------------------------------------------------------------------
