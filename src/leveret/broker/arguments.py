@@ -63,7 +63,7 @@ def _is_int(v: Any) -> bool:
 Check = Callable[[Any], str | None]
 
 
-def _integer(minimum: int = 0, maximum: int | None = None, zero_ok: bool = True) -> Check:
+def _integer(maximum: int | None = None, zero_ok: bool = True) -> Check:
     def check(v: Any) -> str | None:
         if not _is_int(v):
             return f'"expected integer, got {wire_type(v)}"'

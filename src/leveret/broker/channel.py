@@ -499,7 +499,6 @@ class Channel:
         self.pending_body = []
 
 
-
 def _mark(q: Queue, entry: Entry) -> None:
     """Delivered, awaiting an ack: recorded, so it comes back redelivered after a crash."""
     if q.log is not None and entry.offset is not None:

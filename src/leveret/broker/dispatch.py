@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from leveret.amqp import spec
 from leveret.broker.channel import REPLY_TO, Channel
-from leveret.errors import NotImplemented_
+from leveret.errors import ChannelErrorHard, NotImplemented_
 
 if TYPE_CHECKING:
     from leveret.broker.connection import ServerConnection
@@ -29,8 +29,6 @@ def channel_close_ok(conn: ServerConnection, ch: Channel, m: spec.ChannelCloseOk
 
 
 def channel_open(conn: ServerConnection, ch: Channel, m: spec.ChannelOpen) -> None:
-    from leveret.errors import ChannelErrorHard
-
     raise ChannelErrorHard("second 'channel.open' seen", 20, 10)
 
 

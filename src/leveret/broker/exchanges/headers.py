@@ -49,11 +49,9 @@ def headers_match(arguments: FieldTable, headers: FieldTable) -> bool:
     mode = arguments.get("x-match", "all")
     with_x = isinstance(mode, str) and mode.endswith("-with-x")
     want_all = mode in ("all", "all-with-x")
-    checked = 0
     for key, want in arguments.items():
         if key == "x-match" or (key.startswith("x-") and not with_x):
             continue
-        checked += 1
         have = headers.get(key, _MISSING)
         ok = have is not _MISSING and (want is None or _same(want, have))
         if ok and not want_all:
