@@ -106,3 +106,43 @@ def test_declared_definitions_survive_kill_9(tmp_path) -> None:
         proc.terminate()
         proc.wait(timeout=10)
         proc.stderr.close()
+
+
+async def test_users_vhosts_permissions_and_limits_survive_a_restart(tmp_path) -> None:
+    async with leveret.Broker(port=0, data_dir=tmp_path) as broker:
+        node = broker.node
+        node.add_vhost("shop", description="the shop", tags=["prod"])
+        node.add_user("alice", "s3cret", tags=["management"])
+        node.set_permissions("shop", "alice", "^alice", ".*", ".*")
+        node.set_topic_permissions("shop", "alice", "amq.topic", "^orders\\.", ".*")
+        node.set_vhost_limits("shop", {"max-queues": 10})
+        node.set_user_limits("alice", {"max-connections": 3})
+        node.add_user("bob", "pw")
+        node.delete_user("bob")
+        node.add_vhost("gone")
+        node.delete_vhost("gone")
+    async with leveret.Broker(port=0, data_dir=tmp_path) as broker:
+        node = broker.node
+        assert set(node.vhosts) == {"/", "shop"}
+        assert node.vhosts["shop"].description == "the shop"
+        assert node.vhosts["shop"].tags == ["prod"]
+        assert set(node.users) == {"guest", "alice"}
+        alice = node.users["alice"]
+        assert alice.tags == ["management"] and alice.limits == {"max-connections": 3}
+        assert "s3cret" not in alice.password_hash
+        assert node.permissions[("shop", "alice")].configure == "^alice"
+        assert node.topic_permissions[("shop", "alice", "amq.topic")].write == "^orders\\."
+        assert node.vhost_limits["shop"] == {"max-queues": 10}
+        assert node.vhosts["shop"].max_queues == 10
+        conn = await aio_pika.connect(f"amqp://alice:s3cret@127.0.0.1:{broker.port}/shop")
+        await conn.close()
+
+
+async def test_a_deleted_guest_stays_deleted(tmp_path) -> None:
+    """The default user is created on the first start only, as RabbitMQ does."""
+    async with leveret.Broker(port=0, data_dir=tmp_path) as broker:
+        broker.node.add_user("admin", "pw", tags=["administrator"])
+        broker.node.set_permissions("/", "admin")
+        broker.node.delete_user("guest")
+    async with leveret.Broker(port=0, data_dir=tmp_path) as broker:
+        assert set(broker.node.users) == {"admin"}

@@ -15,7 +15,7 @@ class Peer:
     """A client speaking to a ServerConnection in memory."""
 
     def __init__(self, node: Node) -> None:
-        self.conn = ServerConnection(node)
+        self.conn = ServerConnection(node, peer=("127.0.0.1", 40000))
         self.inbox = FrameBuffer(1 << 20)
         self.conn.receive_data(frames.PROTOCOL_HEADER)
         self.send(0, spec.ConnectionStartOk(

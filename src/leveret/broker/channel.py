@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from leveret.amqp import spec
 from leveret.amqp.frames import encode_content, encode_deliver, encode_get_ok
+from leveret.broker.access import READ, WRITE
 from leveret.broker.arguments import wire_type
 from leveret.broker.consumer import Consumer
 from leveret.broker.exchanges.delayed import TYPE_NAME as DELAYED
@@ -25,6 +26,7 @@ from leveret.broker.message import (
     parse_expiration,
 )
 from leveret.broker.queue import Entry, Queue
+from leveret.broker.stats import Counters
 from leveret.broker.vhost import server_name
 from leveret.errors import (
     AccessRefused,
@@ -79,6 +81,7 @@ class Channel:
         self.pending_size = 0
         self.pending_body: list[bytes] = []
         self.pending_received = 0
+        self.counters = Counters()  # messages through this channel, for the management API
 
     # -- delivery --------------------------------------------------------------------
 
@@ -102,6 +105,15 @@ class Channel:
             consumer.queue.unacked += 1
             if consumer.queue.consumer_timeout is not None:
                 self._watch_ack(tag, consumer.queue.consumer_timeout)
+            consumer.queue.counters.deliver += 1
+            self.counters.deliver += 1
+            self.vhost.counters.deliver += 1
+        else:
+            consumer.queue.counters.deliver_no_ack += 1
+            self.counters.deliver_no_ack += 1
+            self.vhost.counters.deliver_no_ack += 1
+        if entry.redelivered:
+            self._count("redeliver", consumer.queue)
         conn = self.connection
         conn.write(encode_deliver(self.number, consumer.tag_frame, tag, entry.redelivered,
                                   msg.route,
@@ -125,11 +137,15 @@ class Channel:
 
     def publish(self, method: spec.BasicPublish, properties_raw: bytes, body: bytes) -> None:
         conn = self.connection
+        grants = conn.grants
+        grants.check(WRITE, "exchange", method.exchange)
         exchange = self.vhost.exchange(method.exchange)
         if exchange.internal:
             raise AccessRefused(
                 f"cannot publish to internal exchange '{exchange.name}' in vhost "
                 f"'{self.vhost.name}'")
+        if exchange.TYPE == "topic":
+            grants.check_topic(WRITE, exchange.name, method.routing_key)
         msg = Message(method.exchange, method.routing_key, properties_raw, body)
         try:
             msg.validate()
@@ -168,7 +184,8 @@ class Channel:
     def _check_properties(self, msg: Message) -> None:
         props = msg.properties
         user = self.connection.user
-        if props.user_id is not None and props.user_id != user:
+        if props.user_id is not None and props.user_id != user and not (
+                self.connection.grants.impersonator):
             raise PreconditionFailed(
                 f"user_id property set to '{props.user_id}' but authenticated user was "
                 f"'{user}'")
@@ -181,6 +198,8 @@ class Channel:
         """Deliver to every queue the message routes to. True if it routed anywhere;
         ``self._refused`` tells whether a full queue turned it away."""
         self._refused = False
+        self.counters.publish += 1
+        self.vhost.counters.publish += 1
         if exchange.name == "" and msg.routing_key.startswith(REPLY_TO_PREFIX):
             q = self.connection.node_reply_queue(msg.routing_key)
             if q is None:
@@ -203,7 +222,16 @@ class Channel:
             if not q.push(msg):
                 self._refused = True
         self.connection.last_routed = queues
+        if not queues:
+            self._count("return_unroutable" if mandatory else "drop_unroutable")
         return bool(queues)
+
+    def _count(self, event: str, queue: Queue | None = None, n: int = 1) -> None:
+        """Count a less frequent event on this channel, its vhost and the queue."""
+        for counters in (self.counters, self.vhost.counters,
+                         queue.counters if queue is not None else None):
+            if counters is not None:
+                setattr(counters, event, getattr(counters, event) + n)
 
     def _return(self, msg: Message, code: int, text: str) -> None:
         conn = self.connection
@@ -240,6 +268,7 @@ class Channel:
 
     def _ack_upto(self, upto: int) -> None:
         if upto > self.confirmed_upto:
+            self._count("confirm", n=upto - self.confirmed_upto)
             multiple = upto - self.confirmed_upto > 1
             self.confirmed_upto = upto
             self.connection.send(self.number, spec.BasicAck(delivery_tag=upto, multiple=multiple))
@@ -253,6 +282,8 @@ class Channel:
         if m.queue == REPLY_TO:
             self._consume_reply_to(m, tag)
             return
+        if m.queue or self.last_queue:
+            self.connection.grants.check(READ, "queue", m.queue or self.last_queue)
         q = self.vhost.queue(m.queue or self.last_queue, self.connection)
         priority = m.arguments.get("x-priority")
         if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool)):
@@ -303,11 +334,17 @@ class Channel:
 
     def get(self, m: spec.BasicGet) -> None:
         conn = self.connection
+        if m.queue or self.last_queue:
+            conn.grants.check(READ, "queue", m.queue or self.last_queue)
         q = self.vhost.queue(m.queue or self.last_queue, conn)
         entry = q.get()
         if entry is None:
+            self._count("get_empty", q)
             conn.send(self.number, spec.BasicGetEmpty())
             return
+        self._count("get_no_ack" if m.no_ack else "get", q)
+        if entry.redelivered:
+            self._count("redeliver", q)
         self.delivery_tag += 1
         tag = self.delivery_tag
         if entry.offset is not None:
@@ -368,7 +405,14 @@ class Channel:
         records = self._take(tag, multiple)
         self._settle(records)
         self._forget(records)
+        self._count_acks(records)
         self.redispatch()
+
+    def _count_acks(self, records: list[Unacked]) -> None:
+        self.counters.ack += len(records)
+        self.vhost.counters.ack += len(records)
+        for u in records:
+            u.queue.counters.ack += 1
 
     def _forget(self, records: list[Unacked]) -> None:
         """Acknowledged: the messages leave their queues' logs."""
@@ -451,6 +495,7 @@ class Channel:
                 records = self._take(*args)
                 self._settle(records)
                 self._forget(records)
+                self._count_acks(records)
             else:
                 tag, multiple, requeue = args
                 records = self._take(tag, multiple)

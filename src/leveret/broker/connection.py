@@ -17,6 +17,7 @@ from typing import Any
 from leveret.amqp import frames, spec
 from leveret.amqp.fields import decode_table
 from leveret.amqp.frames import FrameBuffer, encode_method
+from leveret.broker.access import Grants
 from leveret.broker.channel import Channel
 from leveret.broker.dispatch import HANDLERS
 from leveret.broker.node import Node
@@ -82,13 +83,22 @@ class ServerConnection:
         self.channels: dict[int, Channel] = {}
         self.closing_channels: set[int] = set()
         self._confirming: dict[int, Channel] = {}
-        self.vhost: VirtualHost = node.vhosts["/"]
+        self.vhost: VirtualHost = node.vhosts.get("/") or VirtualHost("/")  # until open
         self.user = ""
+        self._grants: Grants | None = None
+        self._grants_version = -1
         self.client_properties: dict[str, Any] = {}
         self.channel_max = node.limits.channel_max
         self.frame_max = node.limits.frame_max
         self.heartbeat = 0
         self.published = 0  # messages received, for the server's flow control
+        # For the management API: when it connected (ms since the epoch), bytes in and out.
+        self.connected_at = int(node.clock.now() * 1000)
+        self.recv_oct = 0
+        self.send_oct = 0
+        # Subject CN of a verified TLS client certificate, set by the server: allows EXTERNAL.
+        self.peer_cert_cn: str | None = None
+        self.close_reason = ""  # why the connection ended, for the server's log
 
     # -- output ----------------------------------------------------------------------
 
@@ -109,6 +119,7 @@ class ServerConnection:
         self._flush_requested = False
         data = b"".join(self.out)
         self.out.clear()
+        self.send_oct += self.out_bytes
         self.out_bytes = 0
         return data
 
@@ -135,6 +146,7 @@ class ServerConnection:
         if self.state == CLOSED:
             return
         buf = self.buffer
+        self.recv_oct += len(data)
         buf.feed(data)
         try:
             if self.state == HEADER and not self._read_protocol_header():
@@ -183,7 +195,8 @@ class ServerConnection:
         self.state = START_OK
         self.send(0, spec.ConnectionStart(
             version_major=0, version_minor=9, server_properties=self.node.server_properties(),
-            mechanisms=b"PLAIN AMQPLAIN", locales=b"en_US"))
+            mechanisms=b"EXTERNAL PLAIN AMQPLAIN" if self.peer_cert_cn else b"PLAIN AMQPLAIN",
+            locales=b"en_US"))
         return True
 
     def _frame(self, ftype: int, channel: int, payload: bytes) -> None:
@@ -241,14 +254,16 @@ class ServerConnection:
         elif isinstance(m, spec.ConnectionTuneOk) and state == TUNE_OK:
             self._tune_ok(m)
         elif isinstance(m, spec.ConnectionOpen) and state == OPEN:
-            vhost = self.node.vhosts.get(m.virtual_host)
-            if vhost is None:
-                raise NotAllowed(f"vhost {m.virtual_host} not found", 10, 40)
-            self.vhost = vhost
+            refused = self.node.check_connection_allowed(self.user, m.virtual_host)
+            if refused is not None:
+                log.warning("connection from %s:%s refused: %s", *self.peer[:2], refused)
+                raise NotAllowed(refused, 10, 40)
+            self.vhost = self.node.vhosts[m.virtual_host]
             self.state = RUNNING
             self.node.connections.add(self)
             self.send(0, spec.ConnectionOpenOk())
         elif isinstance(m, spec.ConnectionClose):
+            self.close_reason = f"closed by client: {m.reply_code} {m.reply_text}"
             self.send(0, spec.ConnectionCloseOk())
             self._close_transport()
         elif isinstance(m, spec.ConnectionUpdateSecret) and state == RUNNING:
@@ -265,8 +280,17 @@ class ServerConnection:
     def _start_ok(self, m: spec.ConnectionStartOk) -> None:
         self.client_properties = m.client_properties
         user, password = self._credentials(m.mechanism, m.response)
-        if user is None or not self.node.authenticate(user, password):
-            log.warning("login refused for user %r from %s", user, self.peer[0])
+        known = None
+        if user is not None:
+            known = (self.node.authenticate_external(user, self.peer[0])  # cert verified
+                     if m.mechanism == "EXTERNAL"
+                     else self.node.authenticate(user, password, self.peer[0]))
+        if user is None or known is None:
+            log.warning("login refused for user %r from %s using mechanism %s", user,
+                        self.peer[0], m.mechanism, extra={
+                            "event": "auth_failure", "user": user, "mechanism": m.mechanism,
+                            "client_address": f"{self.peer[0]}:{self.peer[1]}"})
+            self.close_reason = f"login refused using mechanism {m.mechanism}"
             if self.client_capability("authentication_failure_close"):
                 raise AccessRefusedHard(
                     f"Login was refused using authentication mechanism {m.mechanism}. For "
@@ -280,6 +304,8 @@ class ServerConnection:
                                          frame_max=limits.frame_max, heartbeat=limits.heartbeat))
 
     def _credentials(self, mechanism: str, response: bytes) -> tuple[str | None, str]:
+        if mechanism == "EXTERNAL" and self.peer_cert_cn is not None:
+            return self.peer_cert_cn, ""
         try:
             if mechanism == "PLAIN":
                 _authzid, user, password = response.split(b"\x00", 2)
@@ -312,6 +338,29 @@ class ServerConnection:
         self.heartbeat = m.heartbeat
         self.state = OPEN
 
+    @property
+    def grants(self) -> Grants:
+        """This user's permissions in this vhost, recompiled when they change."""
+        if self._grants_version != self.node.access_version or self._grants is None:
+            self._grants = self.node.grants(self.vhost.name, self.user)
+            self._grants_version = self.node.access_version
+        return self._grants
+
+    def _check_user_channel_limit(self) -> None:
+        user = self.node.users.get(self.user)
+        limit = user.limits.get("max-channels") if user is not None else None
+        if limit is None or limit < 0:
+            return
+        count = sum(len(c.channels) for c in self.node.connections if c.user == self.user)
+        if count >= limit:
+            raise NotAllowed(f"number of channels opened for user '{self.user}' has reached "
+                             f"the maximum allowed user limit of ({limit})", 20, 10)
+
+    def force_close(self, reason: str) -> None:
+        """Close from the broker's side (management, vhost or user deleted): 320."""
+        log.info("closing connection from %s:%s: %s", *self.peer[:2], reason)
+        self.close(320, f"CONNECTION_FORCED - {reason}")
+
     def client_capability(self, name: str) -> bool:
         caps = self.client_properties.get("capabilities")
         return isinstance(caps, dict) and bool(caps.get(name))
@@ -339,6 +388,7 @@ class ServerConnection:
             if len(self.channels) >= self.channel_max:
                 raise NotAllowed(f"number of channels opened ({len(self.channels)}) has reached "
                                  f"the negotiated channel_max ({self.channel_max})")
+            self._check_user_channel_limit()
             self.channels[number] = Channel(self, number)
             self.send(number, spec.ChannelOpenOk())
             return
@@ -456,6 +506,7 @@ class ServerConnection:
         if isinstance(exc, UnknownFieldType) or (
                 self.state in (START_OK, TUNE_OK) and not isinstance(exc, AccessRefusedHard)):
             # Before login completes RabbitMQ trusts the client with no explanation.
+            self.close_reason = exc.reply_text
             self._close_transport()
             return
         self.close(exc.reply_code, exc.reply_text, exc.class_id or 0, exc.method_id or 0)
@@ -467,6 +518,7 @@ class ServerConnection:
             return
         self.release()
         self.state = CLOSING
+        self.close_reason = f"closed by broker: {code} {text}"
         self.send(0, spec.ConnectionClose(reply_code=code, reply_text=text, class_id=class_id,
                                           method_id=method_id))
 

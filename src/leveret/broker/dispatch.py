@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from leveret.amqp import spec
+from leveret.broker.access import CONFIGURE, READ, WRITE
 from leveret.broker.channel import REPLY_TO, Channel
 from leveret.errors import ChannelErrorHard, NotImplemented_
 
@@ -46,24 +47,42 @@ def channel_flow_ok(conn: ServerConnection, ch: Channel, m: spec.ChannelFlowOk) 
 
 def exchange_declare(conn: ServerConnection, ch: Channel, m: spec.ExchangeDeclare) -> None:
     ch.vhost.declare_exchange(m.exchange, m.type, m.passive, m.durable, m.auto_delete,
-                              m.internal, m.arguments)
+                              m.internal, m.arguments, conn.grants)
     if not m.nowait:
         conn.send(ch.number, spec.ExchangeDeclareOk())
 
 
 def exchange_delete(conn: ServerConnection, ch: Channel, m: spec.ExchangeDelete) -> None:
+    if m.exchange:
+        conn.grants.check(CONFIGURE, "exchange", m.exchange)
     ch.vhost.delete_exchange(m.exchange, m.if_unused)
     if not m.nowait:
         conn.send(ch.number, spec.ExchangeDeleteOk())
 
 
+def _check_binding(conn: ServerConnection, ch: Channel, kind: str, destination: str,
+                   source: str, routing_key: str) -> None:
+    """RabbitMQ's order: write on the destination, read on the source, then the topic
+    permission on the routing key when the source is a topic exchange."""
+    grants = conn.grants
+    grants.check(WRITE, kind, destination)
+    if source == "" or (kind == "exchange" and destination == ""):
+        return  # the vhost refuses bindings to or from the default exchange
+    grants.check(READ, "exchange", source)
+    ex = ch.vhost.exchanges.get(source)
+    if ex is not None and ex.type == "topic":
+        grants.check_topic(READ, source, routing_key)
+
+
 def exchange_bind(conn: ServerConnection, ch: Channel, m: spec.ExchangeBind) -> None:
+    _check_binding(conn, ch, "exchange", m.destination, m.source, m.routing_key)
     ch.vhost.bind_exchange(m.destination, m.source, m.routing_key, m.arguments)
     if not m.nowait:
         conn.send(ch.number, spec.ExchangeBindOk())
 
 
 def exchange_unbind(conn: ServerConnection, ch: Channel, m: spec.ExchangeUnbind) -> None:
+    _check_binding(conn, ch, "exchange", m.destination, m.source, m.routing_key)
     ch.vhost.bind_exchange(m.destination, m.source, m.routing_key, m.arguments, unbind=True)
     if not m.nowait:
         conn.send(ch.number, spec.ExchangeUnbindOk())
@@ -77,7 +96,7 @@ def queue_declare(conn: ServerConnection, ch: Channel, m: spec.QueueDeclare) -> 
                                                      consumer_count=1))
         return
     q = ch.vhost.declare_queue(m.queue, m.passive, m.durable, m.exclusive, m.auto_delete,
-                               m.arguments, conn)
+                               m.arguments, conn, conn.grants)
     ch.last_queue = q.name
     if not m.nowait:
         conn.send(ch.number, spec.QueueDeclareOk(queue=q.name, message_count=q.message_count,
@@ -85,24 +104,32 @@ def queue_declare(conn: ServerConnection, ch: Channel, m: spec.QueueDeclare) -> 
 
 
 def queue_bind(conn: ServerConnection, ch: Channel, m: spec.QueueBind) -> None:
+    if m.queue or ch.last_queue:
+        _check_binding(conn, ch, "queue", m.queue or ch.last_queue, m.exchange, m.routing_key)
     ch.vhost.bind_queue(m.queue or ch.last_queue, m.exchange, m.routing_key, m.arguments, conn)
     if not m.nowait:
         conn.send(ch.number, spec.QueueBindOk())
 
 
 def queue_unbind(conn: ServerConnection, ch: Channel, m: spec.QueueUnbind) -> None:
+    if m.queue or ch.last_queue:
+        _check_binding(conn, ch, "queue", m.queue or ch.last_queue, m.exchange, m.routing_key)
     ch.vhost.unbind_queue(m.queue or ch.last_queue, m.exchange, m.routing_key, m.arguments,
                           conn)
     conn.send(ch.number, spec.QueueUnbindOk())
 
 
 def queue_purge(conn: ServerConnection, ch: Channel, m: spec.QueuePurge) -> None:
+    if m.queue or ch.last_queue:
+        conn.grants.check(READ, "queue", m.queue or ch.last_queue)
     count = ch.vhost.queue(m.queue or ch.last_queue, conn).purge()
     if not m.nowait:
         conn.send(ch.number, spec.QueuePurgeOk(message_count=count))
 
 
 def queue_delete(conn: ServerConnection, ch: Channel, m: spec.QueueDelete) -> None:
+    if m.queue or ch.last_queue:
+        conn.grants.check(CONFIGURE, "queue", m.queue or ch.last_queue)
     count = ch.vhost.delete_queue(m.queue or ch.last_queue, m.if_unused, m.if_empty, conn)
     if not m.nowait:
         conn.send(ch.number, spec.QueueDeleteOk(message_count=count))

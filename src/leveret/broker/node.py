@@ -7,9 +7,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from leveret.broker import access
+from leveret.broker.access import Grants, Permission, TopicPermission, User
 from leveret.broker.clock import Clock, Timers
 from leveret.broker.exchanges import DelayedExchange
 from leveret.broker.vhost import VirtualHost
+
+# Definitions-log kinds for the access model (exchanges, queues... are in definitions.py).
+USER, VHOST, PERMISSION, TOPIC_PERMISSION = "user", "vhost", "permission", "topic_permission"
+VHOST_LIMITS, USER_LIMITS = "vhost_limits", "user_limits"
+LOOPBACK = ("127.", "::1", "::ffff:127.", "localhost")
 
 CAPABILITIES = {
     "publisher_confirms": True,
@@ -30,15 +37,24 @@ class Limits:
     frame_max: int = 131072
     heartbeat: int = 60
     max_message_size: int = 128 * 1024 * 1024
-    # Bytes of message bodies held in memory above which publishers are paused.
-    memory_high_watermark: int = 1 << 30
+    max_connections: int | None = None  # whole broker; None: unlimited
+    # Resource alarms (server/alarms.py): a float is a fraction of RAM, an int bytes.
+    memory_high_watermark: float | int = 0.4
+    disk_free_limit: float | int = 50_000_000
+    # Paging (with a data directory): ready messages, and bytes of their bodies, a queue
+    # keeps in memory before further ones wait on disk (docs/storage.md, "Paging"); a
+    # queue's x-max-in-memory-length / -bytes override them.
+    queue_memory_messages: int = 100_000
+    queue_memory_bytes: int = 64 << 20
 
 
 @dataclass
 class Node:
     """Everything connections share. One per broker process (or embedded broker)."""
 
-    users: dict[str, str] = field(default_factory=lambda: {"guest": "guest"})
+    # Initial users: name -> password (administrators with full permissions on "/") or
+    # User objects. Replaced by the recorded users when a data directory has some.
+    users: dict[str, Any] = field(default_factory=lambda: {"guest": "guest"})
     limits: Limits = field(default_factory=Limits)
     vhosts: dict[str, VirtualHost] = field(default_factory=dict)
     connections: set[Any] = field(default_factory=set)
@@ -47,22 +63,302 @@ class Node:
     cluster_name: str = "leveret"
     clock: Clock = field(default_factory=Clock)
     timers: Timers = field(init=False)
+    # Users who may log in only from a loopback address (RabbitMQ's loopback_users).
+    loopback_users: list[str] = field(default_factory=lambda: ["guest"])
+    # Active resource alarms ("memory", "disk"), kept by the server's ResourceMonitor.
+    alarms: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.timers = Timers(self.clock)
         self._definitions: Any = None
         self._on_definitions_changed: Callable[[], None] = lambda: None
         self.store: Any = None
+        self.permissions: dict[tuple[str, str], Permission] = {}
+        self.topic_permissions: dict[tuple[str, str, str], TopicPermission] = {}
+        self.vhost_limits: dict[str, dict[str, int]] = {}
+        # Bumped on every change to users or permissions: connections drop cached Grants.
+        self.access_version = 0
+        initial, self.users = self.users, {}
         if not self.vhosts:
             self.add_vhost("/")
+        for name, value in initial.items():
+            if isinstance(value, User):
+                self.users[name] = value
+            else:
+                self.add_user(name, str(value), tags=["administrator"])
+                self.set_permissions("/", name)
 
-    def add_vhost(self, name: str) -> VirtualHost:
-        vhost = VirtualHost(name, self.timers)
-        vhost.definitions = self._definitions
-        vhost.on_definitions_changed = self._on_definitions_changed
-        vhost.store = self.store
-        self.vhosts[name] = vhost
+    # -- vhosts ------------------------------------------------------------------------
+
+    def add_vhost(self, name: str, description: str = "", tags: Any = (),
+                  default_queue_type: str | None = None) -> VirtualHost:
+        vhost = self.vhosts.get(name)
+        if vhost is None:
+            vhost = VirtualHost(name, self.timers)
+            vhost.definitions = self._definitions
+            vhost.on_definitions_changed = self._on_definitions_changed
+            vhost.store = self.store
+            vhost.limits = self.limits
+            self.vhosts[name] = vhost
+        vhost.description = description
+        vhost.tags = access.parse_tags(tags)
+        vhost.default_queue_type = default_queue_type
+        self._record(VHOST, name, {"name": name, "description": description,
+                                   "tags": vhost.tags,
+                                   "default_queue_type": default_queue_type})
         return vhost
+
+    def delete_vhost(self, name: str) -> None:
+        vhost = self.vhosts.pop(name)  # KeyError if unknown
+        for conn in [c for c in self.connections if c.vhost is vhost]:
+            conn.force_close("vhost deleted")
+        vhost.delete_all()
+        for key in [k for k in self.permissions if k[0] == name]:
+            self.clear_permissions(*key)
+        for key in [k for k in self.topic_permissions if k[0] == name]:
+            self.clear_topic_permissions(key[0], key[1], key[2])
+        if name in self.vhost_limits:
+            self.clear_vhost_limits(name)
+        self._forget(VHOST, name)
+
+    def set_vhost_limits(self, vhost: str, limits: dict[str, int]) -> None:
+        if vhost not in self.vhosts:
+            raise KeyError(vhost)
+        merged = {**self.vhost_limits.get(vhost, {}), **{k: int(v) for k, v in limits.items()}}
+        self.vhost_limits[vhost] = merged
+        self.vhosts[vhost].max_queues = merged.get("max-queues")
+        self._record(VHOST_LIMITS, vhost, {"vhost": vhost, "value": merged})
+
+    def clear_vhost_limits(self, vhost: str, name: str | None = None) -> None:
+        limits = self.vhost_limits.get(vhost, {})
+        if name is None:
+            limits.clear()
+        else:
+            limits.pop(name, None)
+        if vhost in self.vhosts:
+            self.vhosts[vhost].max_queues = limits.get("max-queues")
+        if limits:
+            self._record(VHOST_LIMITS, vhost, {"vhost": vhost, "value": limits})
+        else:
+            self.vhost_limits.pop(vhost, None)
+            self._forget(VHOST_LIMITS, vhost)
+
+    # -- users and permissions -----------------------------------------------------------
+
+    def add_user(self, name: str, password: str | None = None, *,
+                 password_hash: str | None = None,
+                 hashing_algorithm: str = access.SHA256, tags: Any = ()) -> User:
+        """Create or replace a user. With neither password nor hash the user cannot log
+        in with a password (RabbitMQ's passwordless users)."""
+        if password is not None:
+            password_hash = access.hash_password(password, hashing_algorithm)
+        elif password_hash is None:
+            password_hash = ""
+        elif hashing_algorithm not in access.HASHES:
+            raise ValueError(f"unknown hashing algorithm {hashing_algorithm!r}")
+        old = self.users.get(name)
+        user = User(name, password_hash, hashing_algorithm, access.parse_tags(tags),
+                    dict(old.limits) if old else {})
+        self.users[name] = user
+        self._record_user(user)
+        return user
+
+    def _record_user(self, user: User) -> None:
+        self.access_version += 1
+        self._record(USER, user.name, {
+            "name": user.name, "password_hash": user.password_hash,
+            "hashing_algorithm": user.hashing_algorithm, "tags": user.tags,
+            "limits": user.limits})
+
+    def delete_user(self, name: str) -> None:
+        del self.users[name]  # KeyError if unknown
+        for key in [k for k in self.permissions if k[1] == name]:
+            self.clear_permissions(*key)
+        for key in [k for k in self.topic_permissions if k[1] == name]:
+            self.clear_topic_permissions(*key)
+        self.access_version += 1
+        self._forget(USER, name)
+        for conn in [c for c in self.connections if c.user == name]:
+            conn.force_close(f"user '{name}' was deleted")
+
+    def set_user_limits(self, user: str, limits: dict[str, int]) -> None:
+        u = self.users[user]
+        u.limits.update({k: int(v) for k, v in limits.items()})
+        self._record_user(u)
+
+    def clear_user_limits(self, user: str, name: str | None = None) -> None:
+        u = self.users[user]
+        if name is None:
+            u.limits.clear()
+        else:
+            u.limits.pop(name, None)
+        self._record_user(u)
+
+    def set_permissions(self, vhost: str, user: str, configure: str = ".*", write: str = ".*",
+                        read: str = ".*") -> None:
+        if vhost not in self.vhosts:
+            raise KeyError(vhost)
+        if user not in self.users:
+            raise KeyError(user)
+        for pattern in (configure, write, read):
+            access.validate_pattern(pattern)
+        self.permissions[(vhost, user)] = Permission(configure, write, read)
+        self.access_version += 1
+        self._record(PERMISSION, f"{vhost}\0{user}", {
+            "vhost": vhost, "user": user, "configure": configure, "write": write,
+            "read": read})
+
+    def clear_permissions(self, vhost: str, user: str) -> None:
+        del self.permissions[(vhost, user)]
+        self.access_version += 1
+        self._forget(PERMISSION, f"{vhost}\0{user}")
+
+    def set_topic_permissions(self, vhost: str, user: str, exchange: str, write: str = ".*",
+                              read: str = ".*") -> None:
+        if vhost not in self.vhosts:
+            raise KeyError(vhost)
+        if user not in self.users:
+            raise KeyError(user)
+        for pattern in (write, read):
+            access.validate_pattern(pattern)
+        self.topic_permissions[(vhost, user, exchange)] = TopicPermission(exchange, write, read)
+        self.access_version += 1
+        self._record(TOPIC_PERMISSION, f"{vhost}\0{user}\0{exchange}", {
+            "vhost": vhost, "user": user, "exchange": exchange, "write": write,
+            "read": read})
+
+    def clear_topic_permissions(self, vhost: str, user: str,
+                                exchange: str | None = None) -> None:
+        keys = [k for k in self.topic_permissions
+                if k[0] == vhost and k[1] == user and exchange in (None, k[2])]
+        if exchange is not None and not keys:
+            raise KeyError(exchange)
+        for key in keys:
+            del self.topic_permissions[key]
+            self._forget(TOPIC_PERMISSION, "\0".join(key))
+        self.access_version += 1
+
+    def grants(self, vhost: str, user: str) -> Grants:
+        u = self.users.get(user)
+        topics = {k[2]: t for k, t in self.topic_permissions.items()
+                  if k[0] == vhost and k[1] == user}
+        return Grants(user, vhost, self.permissions.get((vhost, user)), topics,
+                      impersonator=u is not None and "impersonator" in u.tags)
+
+    def authenticate(self, user: str, password: str, peer_host: str = "127.0.0.1"
+                     ) -> User | None:
+        """The user, if the password is right and they may log in from ``peer_host``."""
+        u = self.users.get(user)
+        if u is None or not access.check_password(u, password):
+            return None
+        if user in self.loopback_users and not is_loopback(peer_host):
+            return None
+        return u
+
+    def authenticate_external(self, user: str, peer_host: str) -> User | None:
+        """EXTERNAL login: the server verified the client's TLS certificate naming ``user``,
+        so no password is checked; the user must exist and may be loopback-only."""
+        u = self.users.get(user)
+        if u is None or (user in self.loopback_users and not is_loopback(peer_host)):
+            return None
+        return u
+
+    # -- durable access records ----------------------------------------------------------
+
+    def _record(self, kind: str, key: str, value: dict[str, Any]) -> None:
+        if self._definitions is not None and not self._restoring:
+            self._definitions.put(kind, key, value)
+            self._on_definitions_changed()
+
+    def _forget(self, kind: str, key: str) -> None:
+        if self._definitions is not None and not self._restoring:
+            self._definitions.delete(kind, key)
+            self._on_definitions_changed()
+
+    _restoring = False
+
+    def restore_access(self, definitions: Any) -> bool:
+        """Replace users, vhosts, permissions and limits with the recorded ones. False when
+        the log has none yet (a new data directory): the caller records the defaults."""
+        users = definitions.get(USER)
+        vhosts = definitions.get(VHOST)
+        if not users and not vhosts:
+            return False
+        self._restoring = True
+        try:
+            self.users.clear()
+            self.permissions.clear()
+            self.topic_permissions.clear()
+            self.vhost_limits.clear()
+            for name in [n for n in self.vhosts if n not in vhosts]:
+                del self.vhosts[name]
+            for v in vhosts.values():
+                self.add_vhost(v["name"], v.get("description", ""), v.get("tags", ()),
+                               v.get("default_queue_type"))
+            for v in users.values():
+                self.users[v["name"]] = User(v["name"], v["password_hash"],
+                                             v["hashing_algorithm"], list(v["tags"]),
+                                             dict(v.get("limits", {})))
+            for v in definitions.get(PERMISSION).values():
+                if v["vhost"] in self.vhosts and v["user"] in self.users:
+                    self.set_permissions(v["vhost"], v["user"], v["configure"], v["write"],
+                                         v["read"])
+            for v in definitions.get(TOPIC_PERMISSION).values():
+                if v["vhost"] in self.vhosts and v["user"] in self.users:
+                    self.set_topic_permissions(v["vhost"], v["user"], v["exchange"],
+                                               v["write"], v["read"])
+            for v in definitions.get(VHOST_LIMITS).values():
+                if v["vhost"] in self.vhosts:
+                    self.set_vhost_limits(v["vhost"], v["value"])
+        finally:
+            self._restoring = False
+        self.access_version += 1
+        return True
+
+    def record_access(self) -> None:
+        """Record the current users, vhosts, permissions and limits (first start)."""
+        for vhost in self.vhosts.values():
+            self.add_vhost(vhost.name, vhost.description, vhost.tags, vhost.default_queue_type)
+        for user in self.users.values():
+            self._record_user(user)
+        for (vhost, user), p in list(self.permissions.items()):
+            self.set_permissions(vhost, user, p.configure, p.write, p.read)
+        for (vhost, user, _), t in list(self.topic_permissions.items()):
+            self.set_topic_permissions(vhost, user, t.exchange, t.write, t.read)
+        for vhost, limits in list(self.vhost_limits.items()):
+            self.set_vhost_limits(vhost, limits)
+
+    # -- admission -----------------------------------------------------------------------
+
+    def check_connection_allowed(self, user: str, vhost: str) -> str | None:
+        """Why a new connection of ``user`` to ``vhost`` is refused (530), or None."""
+        if vhost not in self.vhosts:
+            return f"vhost {vhost} not found"
+        if (vhost, user) not in self.permissions:
+            return f"access to vhost '{vhost}' refused for user '{user}'"
+        limit = self.vhost_limits.get(vhost, {}).get("max-connections")
+        if limit is not None and limit >= 0:
+            count = sum(1 for c in self.connections if c.vhost.name == vhost)
+            if count >= limit:
+                return (f"access to vhost '{vhost}' refused for user '{user}': connection "
+                        f"limit ({limit}) is reached")
+        u = self.users.get(user)
+        limit = u.limits.get("max-connections") if u else None
+        if limit is not None and limit >= 0:
+            if sum(1 for c in self.connections if c.user == user) >= limit:
+                return (f"connection refused for user '{user}': user connection limit "
+                        f"({limit}) is reached")
+        limit = self.limits.max_connections
+        if limit is not None and len(self.connections) >= limit:
+            return f"connection refused: node connection limit ({limit}) is reached"
+        return None
+
+    def check_queue_allowed(self, vhost: VirtualHost, name: str) -> str | None:
+        limit = self.vhost_limits.get(vhost.name, {}).get("max-queues")
+        if limit is not None and limit >= 0 and len(vhost.queues) >= limit:
+            return (f"cannot declare queue '{name}': queue limit in vhost '{vhost.name}' "
+                    f"({limit}) is reached")
+        return None
 
     def attach_definitions(self, definitions: Any, on_change: Callable[[], object]) -> None:
         """Record durable entities from now on (store/base.py Definitions); ``on_change``
@@ -121,10 +417,6 @@ class Node:
             vhost.set_policy(p["name"], p["pattern"], p.get("definition", {}),
                              int(p.get("priority", 0)), p.get("apply-to", "all"))
 
-    def authenticate(self, user: str, password: str) -> bool:
-        expected = self.users.get(user)
-        return expected is not None and expected == password
-
     @property
     def memory_used(self) -> int:
         return sum(q.ready_bytes for vh in self.vhosts.values() for q in vh.queues.values())
@@ -141,3 +433,7 @@ class Node:
             "cluster_name": self.cluster_name,
             "capabilities": dict(CAPABILITIES),
         }
+
+
+def is_loopback(host: str) -> bool:
+    return host.startswith(LOOPBACK)

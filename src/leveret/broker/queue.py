@@ -11,10 +11,19 @@ queue deletes itself), ``x-dead-letter-exchange`` / ``-routing-key``, ``x-max-le
 ``-bytes`` with ``x-overflow``, ``x-single-active-consumer``, consumer priorities
 (``x-priority`` on basic.consume), ``x-delivery-limit`` with the ``x-delivery-count``
 header, and an opt-in ``x-consumer-timeout``. Time comes from the vhost's clock.
+
+Paging: when the broker has a store, a queue holds at most ``x-max-in-memory-length``
+messages / ``x-max-in-memory-bytes`` of bodies in memory (defaults from the node's
+``Limits``; ``x-queue-mode=lazy``: none). Later messages are appended to the queue's log
+(its durable log, or a transient scratch log for non-durable queues and transient-only
+traffic) and only a compact index entry stays in memory (paging.py); they are read back
+in batches when the in-memory head runs dry. docs/storage.md ("Paging") has the details.
 """
 
 from __future__ import annotations
 
+import logging
+from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -23,8 +32,11 @@ from leveret.broker import deadletter
 from leveret.broker.clock import Timer
 from leveret.broker.dedup import DedupWindow
 from leveret.broker.message import FLAG_EXPIRATION, FLAG_PRIORITY, Message
+from leveret.broker.paging import PagedIndex, marks_of, priority_of
 from leveret.broker.ready import FifoReady, PriorityReady
-from leveret.store.codec import pack_message, unpack_message
+from leveret.broker.stats import Counters
+from leveret.store.base import CorruptRecord, LiveBatch
+from leveret.store.codec import pack_message, properties_of, unpack_message
 
 if TYPE_CHECKING:
     from leveret.broker.consumer import Consumer
@@ -38,6 +50,18 @@ if TYPE_CHECKING:
 # delivering, as RabbitMQ's credit flow does, instead of piling up messages in memory.
 BACKLOG_HIGH = 4096
 BACKLOG_LOW = 1024
+
+# Paging (with a store): ready messages a queue keeps in memory by default, above which
+# further ones wait on disk (Limits.queue_memory_messages / _bytes override these).
+MEMORY_MESSAGES = 100_000
+MEMORY_BYTES = 64 << 20
+# Messages read back from the log at a time when the in-memory head runs dry.
+PAGE_IN_MESSAGES = 1024
+PAGE_IN_BYTES = 4 << 20
+# Direct reply-to pseudo-queues are never paged (they are not declared, never deleted).
+_REPLY_TO = "amq.rabbitmq.reply-to."
+
+log = logging.getLogger("leveret.broker")
 
 
 class Entry:
@@ -77,16 +101,21 @@ class Queue:
         self._rr = 0
         self._dispatching = False
         self.waiting_publishers: set[Any] = set()
+        self.counters = Counters()  # messages in and out, for the management API
         # The queue's log (store/base.py QueueLog) when durable and the broker has a store:
         # persistent messages are appended to it, and acked there when they leave.
         self.log: Any = None
+        # Where messages of a queue without a durable log are paged to: a transient log
+        # opened from the store on first use, deleted with the queue.
+        self._scratch: Any = None
         self._expiry_timer: Timer | None = None
         self._idle_timer: Timer | None = None
         self._groups: list[list[Consumer]] = []
         max_priority = self.arguments.get("x-max-priority")
         self.max_priority: int = int(max_priority) if max_priority else 0
         self.ready: FifoReady | PriorityReady = (
-            PriorityReady(self.max_priority) if self.max_priority else FifoReady())
+            PriorityReady(self.max_priority, self._page_in) if self.max_priority
+            else FifoReady(self._page_in))
         self.policy: str | None = None
         self.effective_arguments: FieldTable = self.arguments
         self.configure(self.arguments)
@@ -126,6 +155,17 @@ class Queue:
         self.dedup = window
         timeout = args.get("x-consumer-timeout")
         self.consumer_timeout: float | None = timeout / 1000 if timeout else None
+        limits = getattr(self.vhost, "limits", None)
+        in_memory = args.get("x-max-in-memory-length")
+        if in_memory is None and _text(args.get("x-queue-mode")) == "lazy":
+            in_memory = 0  # RabbitMQ's lazy queues: to disk as early as possible
+        self.memory_messages: int = in_memory if in_memory is not None else (
+            limits.queue_memory_messages if limits is not None else MEMORY_MESSAGES)
+        in_memory = args.get("x-max-in-memory-bytes")
+        self.memory_bytes: int = in_memory if in_memory is not None else (
+            limits.queue_memory_bytes if limits is not None else MEMORY_BYTES)
+        self.pageable = (self.vhost.store is not None and
+                         not self.name.startswith(_REPLY_TO))
         self.touch()
         if self.has_ttl and self.ready:
             self._expire_and_arm()
@@ -168,7 +208,11 @@ class Queue:
             entry.offset = self.log.append(pack_message(
                 message.exchange, message.routing_key, message.properties_raw,
                 message.body, expires_at), True)
-        if expires_at is not None and expires_at <= self.vhost.clock.now():
+        if self.pageable and self.ready.should_page(
+                entry.priority, self.memory_messages, self.memory_bytes,
+                self.ready_bytes - self.ready.paged_bytes):
+            self._page_out(entry, size)
+        elif expires_at is not None and expires_at <= self.vhost.clock.now():
             # TTL 0: delivered if a consumer can take it right now, else it expires.
             entry.expires_at = None
             self.ready.append(entry)
@@ -185,7 +229,75 @@ class Queue:
             self._drop_head()
         if self.has_ttl:
             self._expire_and_arm()
+        self.counters.publish += 1
         return True
+
+    def _page_out(self, entry: Entry, size: int) -> None:
+        """Past the in-memory limit: the message waits in the log (appended now unless it
+        already is), and the index keeps its offset and size; dispatch pages it in."""
+        offset = entry.offset
+        if offset is None:
+            message = entry.message
+            offset = self._paging_log().append(pack_message(
+                message.exchange, message.routing_key, message.properties_raw,
+                message.body, entry.expires_at), False)
+        self.ready.page_out(entry.priority, offset, size)
+        self.ready_bytes += size
+        if self.consumers:
+            self.dispatch()
+
+    def _paging_log(self) -> Any:
+        if self.log is not None:
+            return self.log
+        if self._scratch is None:
+            self._scratch = self.vhost.store.open_queue(self.vhost.name, self.name,
+                                                        transient=True)
+        return self._scratch
+
+    def _page_in(self, index: PagedIndex, window: deque[Entry], priority: int) -> None:
+        """Move the next batch of paged messages into the window: bodies are read from
+        the log (nearby records with one pread), each gets its ``Entry`` and its place in
+        requeue order (``seq``) now. A record that fails its checksum is logged and
+        dropped (acked), as in recovery."""
+        offsets, sizes, marks = index.take(PAGE_IN_MESSAGES, PAGE_IN_BYTES)
+        qlog = self.log if self.log is not None else self._scratch
+        try:
+            records: list[Any] = qlog.read_many(offsets)
+        except CorruptRecord:
+            records = [self._read_or_drop(qlog, o) for o in offsets]
+        seq, delta, has_ttl = self._seq, 0, False
+        for offset, size, mark, data in zip(offsets, sizes, marks, records, strict=True):
+            if data is None:
+                delta -= size
+                continue
+            exchange, routing_key, props, body, expires_at = unpack_message(data)
+            seq += 1
+            entry = Entry(seq, Message(exchange, routing_key, props, body), bool(mark & 1),
+                          priority, expires_at)
+            if mark:
+                entry.delivery_count = mark >> 1
+            entry.offset = offset
+            if expires_at is not None:
+                has_ttl = True
+            window.append(entry)
+            delta += len(body) - size
+        self._seq = seq
+        self.ready_bytes += delta
+        if has_ttl:
+            self.has_ttl = True
+
+    def _read_or_drop(self, qlog: Any, offset: int) -> Any:
+        try:
+            return qlog.read(offset)
+        except CorruptRecord as exc:
+            log.warning("%s: message dropped", exc)
+            qlog.ack(offset)
+            return None
+
+    @property
+    def memory_used(self) -> int:
+        """Bytes of ready message bodies held in memory (the paged ones are on disk)."""
+        return self.ready_bytes - self.ready.paged_bytes
 
     def _set_expiry(self, entry: Entry, message: Message, flags: int) -> None:
         ttl = self.message_ttl
@@ -262,9 +374,11 @@ class Queue:
 
     def forget(self, entry: Entry) -> None:
         """The message left the queue for good: ack it in the log."""
-        if entry.offset is not None and self.log is not None:
-            self.log.ack(entry.offset)
-            entry.offset = None
+        if entry.offset is not None:
+            qlog = self.log if self.log is not None else self._scratch
+            if qlog is not None:
+                qlog.ack(entry.offset)
+                entry.offset = None
 
     def _log_count(self, entry: Entry) -> None:
         if entry.offset is not None and self.log is not None:
@@ -272,34 +386,42 @@ class Queue:
 
     def recover(self) -> int:
         """Rebuild the ready list from the log (at start): the live messages in offset
-        order, redelivered and delivery counts as recorded. Returns how many."""
-        log = self.log
-        if log is None:
+        order, redelivered and delivery counts as recorded. No body is read: the messages
+        go to the paged index, and the first batch is read when something looks at the
+        head (a priority queue reads each message's properties once, for its priority).
+        Returns how many."""
+        qlog = self.log
+        if qlog is None:
             return 0
-        n = 0
-        for live in log.live():
-            try:
-                exchange, routing_key, props, body, expires_at = unpack_message(
-                    log.read(live.offset))
-            except Exception:
-                log.ack(live.offset)  # unreadable: dropped (the store logged why)
-                continue
-            message = Message(exchange, routing_key, props, body)
-            self._seq += 1
-            entry = Entry(self._seq, message, redelivered=live.redelivered)
-            entry.delivery_count = live.delivery_count
-            entry.offset = live.offset
-            if self.max_priority and message.flags & FLAG_PRIORITY:
-                entry.priority = min(message.properties.priority or 0, self.max_priority)
-            if expires_at is not None:
-                entry.expires_at = expires_at
-                self.has_ttl = True
-            self.ready.append(entry)
-            self.ready_bytes += len(body)
-            n += 1
-        if self.has_ttl:
-            self._expire_and_arm()
+        ready = self.ready
+        before = ready.paged_bytes
+        for batch in qlog.live_batches():
+            marks = marks_of(batch.redelivered, batch.counts, batch.offsets)
+            if isinstance(ready, FifoReady):
+                ready.paged.extend(batch.offsets, batch.sizes, marks)
+            else:
+                self._recover_priorities(qlog, ready, batch, marks)
+        self.ready_bytes += ready.paged_bytes - before
+        n = len(ready)
+        if n:
+            self._expire_and_arm()  # reads the head: arms its expiry timer if it has one
         return n
+
+    def _recover_priorities(self, qlog: Any, ready: PriorityReady, batch: LiveBatch,
+                            marks: Any) -> None:
+        offsets, sizes = batch.offsets, batch.sizes
+        top = self.max_priority
+        for i in range(0, len(offsets), PAGE_IN_MESSAGES):
+            part = offsets[i:i + PAGE_IN_MESSAGES]
+            try:
+                records: list[Any] = qlog.read_many(part)
+            except CorruptRecord:
+                records = [self._read_or_drop(qlog, o) for o in part]
+            for k, data in enumerate(records, i):
+                if data is not None:
+                    level = min(priority_of(properties_of(data)), top)
+                    ready.page_out(level, offsets[k], sizes[k],
+                                   marks[k] if marks is not None else 0)
 
     # -- messages out ----------------------------------------------------------------
 
@@ -347,9 +469,10 @@ class Queue:
             if len(consumers) == 1 or (self.single_active and consumers):
                 # The common case, without the round-robin bookkeeping.
                 consumer = consumers[0]
-                has_ttl, counting = self.has_ttl, self.count_deliveries
+                counting = self.count_deliveries
                 while ready and consumer.can_take():
-                    if has_ttl and self._expire_head():
+                    # has_ttl read each time: paging in may bring the first expiring message
+                    if self.has_ttl and self._expire_head():
                         continue
                     entry = ready.popleft()
                     self.ready_bytes -= len(entry.message.body)
@@ -379,9 +502,13 @@ class Queue:
 
     def purge(self) -> int:
         count = len(self.ready)
-        if self.log is not None:
-            for entry in self.ready:
+        qlog = self.log if self.log is not None else self._scratch
+        if qlog is not None:
+            for entry in self.ready:  # the in-memory ones
                 self.forget(entry)
+            runs = [run for _, index in self.ready.indexes() for run in index.runs()]
+            if runs:
+                qlog.ack_runs(runs)  # the paged ones: a few slices of the log's index
         self.ready.clear()
         self.ready_bytes = 0
         if self.waiting_publishers:
@@ -504,6 +631,9 @@ class Queue:
             if timer is not None:
                 timer.cancel()
         self._expiry_timer = self._idle_timer = None
+        if self._scratch is not None:
+            self._scratch.delete()
+            self._scratch = None
 
 
 def _text(value: Any) -> str | None:

@@ -2,16 +2,27 @@
 
 Both keep entries in publication order within a priority and put requeued entries back at
 their original positions (by the queue-local sequence number), as RabbitMQ does.
+
+Each level is a window of ``Entry`` objects in memory followed by a ``PagedIndex`` of
+messages whose bodies are only in the queue's log (paging.py). Every paged message comes
+after every entry of the window of its level; when a window runs dry, ``page_in`` (the
+queue's) moves the next batch from the index into it, reading the bodies from the log.
+Iterating or indexing a ready list sees the in-memory entries only; ``len`` counts all.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
+
+from leveret.broker.paging import PagedIndex
 
 if TYPE_CHECKING:
     from leveret.broker.queue import Entry
+
+# page_in(index, window, priority): move a batch from the index to the end of the window.
+PageIn = Callable[[PagedIndex, "deque[Entry]", int], None]
 
 
 def _merge(target: deque[Entry], back: list[Entry]) -> None:
@@ -24,35 +35,83 @@ def _merge(target: deque[Entry], back: list[Entry]) -> None:
     target.extend(merged)
 
 
-class FifoReady:
-    __slots__ = ("_q",)
+def _no_pager(index: PagedIndex, window: deque[Entry], priority: int) -> None:
+    raise RuntimeError("messages were paged out with no way to page them in")
 
-    def __init__(self) -> None:
+
+class FifoReady:
+    __slots__ = ("_q", "page_in", "paged")
+
+    def __init__(self, page_in: PageIn = _no_pager) -> None:
         self._q: deque[Entry] = deque()
+        self.paged = PagedIndex()
+        self.page_in = page_in
 
     def __len__(self) -> int:
-        return len(self._q)
+        return len(self._q) + self.paged.count
 
     def __bool__(self) -> bool:
-        return bool(self._q)
+        # True means popleft() will return an entry: a dry window is refilled here.
+        if self._q:
+            return True
+        return self.paged.count > 0 and self._fill()
+
+    def _fill(self) -> bool:
+        q, paged = self._q, self.paged
+        while not q and paged.count:
+            self.page_in(paged, q, 0)
+        return bool(q)
 
     def __iter__(self) -> Iterator[Entry]:
         return iter(self._q)
 
+    @property
+    def in_memory(self) -> int:
+        return len(self._q)
+
+    @property
+    def paged_count(self) -> int:
+        return self.paged.count
+
+    @property
+    def paged_bytes(self) -> int:
+        return self.paged.bytes
+
+    def should_page(self, priority: int, max_count: int, max_bytes: int,
+                    window_bytes: int) -> bool:
+        """Whether a new message must go to the paged index: some already are (order),
+        or the window is full."""
+        return (self.paged.count > 0 or len(self._q) >= max_count or
+                window_bytes >= max_bytes)
+
     def append(self, entry: Entry) -> None:
         self._q.append(entry)
 
+    def page_out(self, priority: int, offset: int, size: int, mark: int = 0) -> None:
+        self.paged.append(offset, size, mark)
+
+    def indexes(self) -> list[tuple[int, PagedIndex]]:
+        return [(0, self.paged)]
+
     def peek(self) -> Entry:
-        return self._q[0]
+        q = self._q
+        if not q:
+            self._fill()
+        return q[0]
 
     def popleft(self) -> Entry:
-        return self._q.popleft()
+        try:
+            return self._q.popleft()
+        except IndexError:
+            self._fill()
+            return self._q.popleft()
 
     def requeue(self, entries: list[Entry]) -> None:
         _merge(self._q, sorted(entries, key=lambda e: e.seq))
 
     def clear(self) -> None:
         self._q.clear()
+        self.paged.clear()
 
     def __getitem__(self, i: int) -> Entry:
         return self._q[i]
@@ -61,30 +120,72 @@ class FifoReady:
 class PriorityReady:
     """One FIFO per priority level, highest served first."""
 
-    __slots__ = ("_levels", "_size")
+    __slots__ = ("_levels", "_paged", "_size", "page_in", "paged_bytes", "paged_count")
 
-    def __init__(self, max_priority: int) -> None:
+    def __init__(self, max_priority: int, page_in: PageIn = _no_pager) -> None:
         self._levels: list[deque[Entry]] = [deque() for _ in range(max_priority + 1)]
-        self._size = 0
+        self._paged = [PagedIndex() for _ in range(max_priority + 1)]
+        self._size = 0  # entries in the windows
+        self.paged_count = 0
+        self.paged_bytes = 0
+        self.page_in = page_in
 
     def __len__(self) -> int:
-        return self._size
+        return self._size + self.paged_count
 
     def __bool__(self) -> bool:
-        return self._size > 0
+        if not self.paged_count:
+            return self._size > 0
+        try:
+            self._top()
+        except IndexError:
+            return False
+        return True
 
     def __iter__(self) -> Iterator[Entry]:
         for level in reversed(self._levels):
             yield from level
 
+    @property
+    def in_memory(self) -> int:
+        return self._size
+
+    def should_page(self, priority: int, max_count: int, max_bytes: int,
+                    window_bytes: int) -> bool:
+        return (self._paged[priority].count > 0 or self._size >= max_count or
+                window_bytes >= max_bytes)
+
     def append(self, entry: Entry) -> None:
         self._levels[entry.priority].append(entry)
         self._size += 1
 
+    def page_out(self, priority: int, offset: int, size: int, mark: int = 0) -> None:
+        self._paged[priority].append(offset, size, mark)
+        self.paged_count += 1
+        self.paged_bytes += size
+
+    def indexes(self) -> list[tuple[int, PagedIndex]]:
+        return list(enumerate(self._paged))
+
+    def _fill(self, priority: int) -> None:
+        level, paged = self._levels[priority], self._paged[priority]
+        while not level and paged.count:
+            count, size = paged.count, paged.bytes
+            self.page_in(paged, level, priority)
+            self._size += len(level)
+            self.paged_count -= count - paged.count
+            self.paged_bytes -= size - paged.bytes
+
     def _top(self) -> deque[Entry]:
-        for level in reversed(self._levels):
+        paged = self._paged
+        for p in range(len(self._levels) - 1, -1, -1):
+            level = self._levels[p]
             if level:
                 return level
+            if paged[p].count:
+                self._fill(p)
+                if level:
+                    return level
         raise IndexError("no ready messages")
 
     def peek(self) -> Entry:
@@ -106,7 +207,9 @@ class PriorityReady:
     def clear(self) -> None:
         for level in self._levels:
             level.clear()
-        self._size = 0
+        for paged in self._paged:
+            paged.clear()
+        self._size = self.paged_count = self.paged_bytes = 0
 
     def __getitem__(self, i: int) -> Entry:
         for n, entry in enumerate(self):

@@ -14,6 +14,7 @@ from typing import Any
 
 from leveret.amqp.fields import FieldTable
 from leveret.broker import definitions as defs
+from leveret.broker.access import CONFIGURE, READ, WRITE, Grants
 from leveret.broker.arguments import (
     EXCHANGE_EQUIVALENT,
     QUEUE_ARGUMENTS,
@@ -32,6 +33,7 @@ from leveret.broker.exchanges.headers import MATCH_MODES
 from leveret.broker.message import FLAG_HEADERS, Message
 from leveret.broker.policy import Policy, choose, merge
 from leveret.broker.queue import Queue
+from leveret.broker.stats import Counters
 from leveret.errors import (
     AccessRefused,
     CommandInvalid,
@@ -74,7 +76,15 @@ class VirtualHost:
         # The message store (store/base.py Store), if any: durable queues keep their
         # persistent messages in a log opened from it.
         self.store: Any = None
+        self.limits: Any = None  # the node's Limits (queues' in-memory limits for paging)
         self.restoring = False
+        # Metadata shown by the management API (RabbitMQ's vhost description and tags).
+        self.description = ""
+        self.tags: list[str] = []
+        self.default_queue_type: str | None = None
+        self.max_queues: int | None = None  # the vhost limit max-queues, kept by the node
+        # Every channel's message counters in this vhost, added up as they happen.
+        self.counters = Counters()
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
         default = TYPES["direct"]("", durable=True)
@@ -146,7 +156,9 @@ class VirtualHost:
     # -- exchanges ---------------------------------------------------------------------
 
     def declare_exchange(self, name: str, type_: str, passive: bool, durable: bool,
-                         auto_delete: bool, internal: bool, arguments: FieldTable) -> Exchange:
+                         auto_delete: bool, internal: bool, arguments: FieldTable,
+                         grants: Grants | None = None) -> Exchange:
+        """``grants``: the declaring user's permissions, checked where RabbitMQ checks."""
         if name == "":
             raise AccessRefused("operation not permitted on the default exchange")
         if passive:
@@ -154,6 +166,8 @@ class VirtualHost:
         cls = TYPES.get(type_)
         if cls is None:
             raise CommandInvalid(f"unknown exchange type '{type_}'")
+        if grants is not None:
+            grants.check(CONFIGURE, "exchange", name)
         existing = self.exchanges.get(name)
         if existing is None:
             if name.startswith("amq."):
@@ -164,6 +178,9 @@ class VirtualHost:
                 raise PreconditionFailed(f"invalid type '{wire_type(ae)}' for arg "
                                          f"'alternate-exchange' in exchange '{name}' "
                                          f"{self._where()}")
+            if ae is not None and grants is not None:
+                grants.check(READ, "exchange", name)
+                grants.check(WRITE, "exchange", ae)
             ex = cls(name, durable=durable, auto_delete=auto_delete, internal=internal,
                      arguments=arguments)
             ex.dedup = DedupWindow.from_arguments(arguments, self.clock)
@@ -230,7 +247,8 @@ class VirtualHost:
     # -- queues ------------------------------------------------------------------------
 
     def declare_queue(self, name: str, passive: bool, durable: bool, exclusive: bool,
-                      auto_delete: bool, arguments: FieldTable, connection: Any) -> Queue:
+                      auto_delete: bool, arguments: FieldTable, connection: Any,
+                      grants: Grants | None = None) -> Queue:
         if passive:
             if not name:
                 raise NotFound(f"no queue '' {self._where()}")
@@ -240,12 +258,22 @@ class VirtualHost:
         generated = not name
         if generated:
             name = server_name("amq.gen-")
+        if grants is not None:
+            grants.check(CONFIGURE, "queue", name)
         existing = self.queues.get(name)
         if existing is None:
             if not generated and name.startswith("amq."):
                 raise AccessRefused(f"queue name '{name}' contains reserved prefix 'amq.*'")
             where = f"queue '{name}' {self._where()}"
             validate_queue_arguments(arguments, where)
+            dlx = arguments.get("x-dead-letter-exchange")
+            if grants is not None and isinstance(dlx, str):
+                grants.check(READ, "queue", name)
+                grants.check(WRITE, "exchange", dlx)
+            if self.max_queues is not None and 0 <= self.max_queues <= len(self.queues):
+                raise PreconditionFailed(
+                    f"cannot declare queue '{name}': queue limit in vhost '{self.name}' "
+                    f"({self.max_queues}) is reached")
             if arguments.get("x-queue-type") == "quorum":
                 if generated:
                     raise PreconditionFailed("Cannot declare a server-named queue for type "
@@ -306,6 +334,14 @@ class VirtualHost:
         if if_empty and q.ready:
             raise PreconditionFailed(f"queue '{name}' {self._where()} not empty")
         return self.drop_queue(q)
+
+    def delete_all(self) -> None:
+        """The vhost is being deleted: drop every queue and exchange with their records."""
+        for q in list(self.queues.values()):
+            self.drop_queue(q)
+        for ex in list(self.exchanges.values()):
+            if ex.name in self.exchanges:
+                self._drop_exchange(ex)
 
     def drop_queue(self, q: Queue) -> int:
         """Remove a queue: cancel its consumers, drop its bindings, discard its messages."""

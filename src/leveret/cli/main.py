@@ -6,34 +6,55 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
+from leveret import config as cfg
 from leveret.errors import LeveretError
 from leveret.store.base import StoreError
 
-DEFAULT_DATA_DIR = Path(os.environ.get("LEVERET_DATA_DIR", Path.home() / ".local/share/leveret"))
+log = logging.getLogger("leveret")
 
 
 def _serve_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default: %(default)s)")
-    p.add_argument("--port", type=int, default=5672, help="AMQP port (default: %(default)s)")
-    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
-                   help="where the broker keeps its data (default: %(default)s, or "
-                        "$LEVERET_DATA_DIR)")
-    p.add_argument("--fsync", default="always", metavar="POLICY",
-                   help="when durable changes reach the disk: always (default), "
-                        "interval[:MS] or off; see docs/storage.md")
+    p.add_argument("--config", type=Path, metavar="FILE",
+                   help="TOML configuration file (docs/configuration.md); flags override "
+                        "environment variables (LEVERET_<SECTION>_<KEY>), which override it")
+    groups: dict[str, Any] = {}
+    for key in cfg.KEYS:
+        if key.flag is None:
+            continue
+        group = groups.get(key.section)
+        if group is None:
+            group = groups[key.section] = p.add_argument_group(f"[{key.section}]")
+        dest = f"{key.section}__{key.name}"
+        default = key.default if key.default is not None else "unset"
+        if isinstance(default, list):
+            default = ",".join(default)
+        if key.flag_value is not None:  # a switch
+            help_text = (f"{key.label} = {json.dumps(key.flag_value)}: {key.help} "
+                         f"({key.env})")
+            group.add_argument(key.flag, dest=dest, action="store_const", const=key.flag_value,
+                               default=argparse.SUPPRESS, help=help_text.replace("%", "%%"))
+        else:
+            help_text = f"{key.help} (default: {default}; {key.env})"
+            group.add_argument(key.flag, dest=dest, default=argparse.SUPPRESS,
+                               metavar=key.name.upper(), help=help_text.replace("%", "%%"))
     p.add_argument("--policies", type=Path, metavar="FILE",
                    help="JSON file of policies: a RabbitMQ definitions export (its "
                         "\"policies\" list is used) or a list of {name, pattern, definition, "
                         "priority, apply-to, vhost}")
-    p.add_argument("--log-level", default="info",
-                   choices=["debug", "info", "warning", "error"])
+
+
+def _given_flags(args: argparse.Namespace) -> dict[tuple[str, str], Any]:
+    flags = {}
+    for dest, value in vars(args).items():
+        section, sep, name = dest.partition("__")
+        if sep and section in cfg.SECTIONS:
+            flags[(section, name)] = value
+    return flags
 
 
 def _read_policies(path: Path) -> list[dict[str, Any]]:
@@ -48,51 +69,98 @@ def _read_policies(path: Path) -> list[dict[str, Any]]:
     return policies
 
 
-async def _serve(args: argparse.Namespace) -> int:
-    from leveret.server.embedded import Broker
+def _read_definitions(path: Path) -> dict[str, Any]:
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict):
+        raise ValueError("expected a JSON object (a RabbitMQ definitions export)")
+    return data
 
+
+def _make_broker(config: cfg.Config, policies: list[dict[str, Any]] | None,
+                 definitions: dict[str, Any] | None) -> Any:
+    """The Broker the configuration describes (raises ValueError on unusable TLS files)."""
+    from leveret.broker.node import Limits
+    from leveret.server.embedded import Broker
+    from leveret.server.tls import TLSConfig
+
+    amqps, limits, management = config["amqps"], config["limits"], config["management"]
+    tls = None
+    if config.tls_enabled:
+        tls = TLSConfig(certfile=amqps["cert"], keyfile=amqps["key"], cafile=amqps["ca"],
+                        verify=amqps["verify"], min_version=amqps["min_version"])
+    broker = Broker(
+        host=config.get("amqp", "host"),
+        port=config.get("amqp", "port") if config.get("amqp", "enabled") else None,
+        data_dir=config.get("storage", "data_dir"), policies=policies,
+        fsync=config.get("storage", "fsync"), tls=tls, tls_port=amqps["port"],
+        management_port=management["port"] if management["enabled"] else None,
+        management_host=management["host"], management_tls=management["tls"],
+        definitions=definitions,
+        limits=Limits(channel_max=limits["channel_max"], frame_max=limits["frame_max"],
+                      heartbeat=limits["heartbeat"],
+                      max_message_size=limits["max_message_size"],
+                      max_connections=limits["max_connections"],
+                      memory_high_watermark=config.get("alarms", "memory_high_watermark"),
+                      disk_free_limit=config.get("alarms", "disk_free_limit")))
+    broker.node.loopback_users = list(config.get("auth", "loopback_users"))
+    return broker
+
+
+async def _serve(config: cfg.Config, policies_file: Path | None) -> int:
     try:
-        policies = _read_policies(args.policies) if args.policies else None
+        policies = _read_policies(policies_file) if policies_file else None
     except (OSError, ValueError, KeyError, LeveretError) as exc:
-        logging.getLogger("leveret").error("cannot load policies from %s: %s", args.policies,
-                                           exc)
+        log.error("cannot load policies from %s: %s", policies_file, exc)
+        return 2
+    definitions_file = config.get("definitions", "load_file")
+    try:
+        definitions = _read_definitions(definitions_file) if definitions_file else None
+    except (OSError, ValueError) as exc:
+        log.error("cannot load definitions from %s: %s", definitions_file, exc)
         return 2
     try:
-        broker = Broker(host=args.host, port=args.port, data_dir=args.data_dir,
-                        policies=policies, fsync=args.fsync)
+        broker = _make_broker(config, policies, definitions)
     except ValueError as exc:
-        logging.getLogger("leveret").error("%s", exc)
+        log.error("%s", exc)
         return 2
     try:
         await broker.start()
+    except ValueError as exc:  # definitions that cannot be imported
+        log.error("%s (from %s)", exc, definitions_file)
+        return 2
     except StoreError as exc:
-        logging.getLogger("leveret").error("cannot use data directory %s: %s", args.data_dir,
-                                           exc)
+        log.error("cannot use data directory %s: %s", config.get("storage", "data_dir"), exc)
         return 2
     except OSError as exc:
-        logging.getLogger("leveret").error(
-            "cannot listen on %s:%s: %s (is another broker running? try --port)",
-            args.host, args.port, exc.strerror or exc)
+        log.error("cannot listen on %s: %s (is another broker running? try --port, "
+                  "--amqps-port or --management-port)", config.get("amqp", "host"),
+                  exc.strerror or exc)
         return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    logging.getLogger("leveret").info("shutting down: closing connections")
+    log.info("shutting down: closing connections", extra={"event": "shutdown"})
     await broker.stop()
     return 0
 
 
 def serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from leveret.server.logs import configure_logging
+
+    try:
+        config = cfg.load(args.config, flags=_given_flags(args))
+    except cfg.ConfigError as exc:
+        print(f"leveret serve: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config.get("log", "level"), config.get("log", "format"))
     try:
         import uvloop
 
-        return uvloop.run(_serve(args))
+        return uvloop.run(_serve(config, args.policies))
     except ImportError:  # pragma: no cover
-        return asyncio.run(_serve(args))
+        return asyncio.run(_serve(config, args.policies))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
         pp.set_defaults(func=perf.run)
     from leveret.events import cli as events_cli
     events_cli.add_parser(sub)
+    from leveret.cli import admin  # list, declare, delete, ... through the management API
+    admin.add_parsers(sub)
     return parser
 
 

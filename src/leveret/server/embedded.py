@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -15,8 +16,10 @@ from typing import Any
 from leveret.broker.clock import Clock
 from leveret.broker.definitions import restore
 from leveret.broker.node import Limits, Node
+from leveret.server.alarms import ResourceMonitor
 from leveret.server.commit import Committer
 from leveret.server.listener import Listener
+from leveret.server.tls import TLSConfig, server_context
 from leveret.store.base import FsyncPolicy
 from leveret.store.disk import DiskStore
 
@@ -24,25 +27,74 @@ log = logging.getLogger("leveret.server")
 
 
 class Broker:
-    def __init__(self, host: str = "127.0.0.1", port: int = 5672,
+    """``port=None`` turns the plain AMQP listener off; ``tls`` adds an AMQPS listener on
+    ``tls_port``. ``memory_used`` / ``disk_free`` replace the alarms' readings (bytes).
+    ``management_port`` serves the management HTTP API (None: off; 0: any free port) on
+    ``management_host`` (default: ``host``), over HTTPS with ``management_tls``."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int | None = 5672,
                  data_dir: str | Path | None = None, users: dict[str, str] | None = None,
                  limits: Limits | None = None, clock: Clock | None = None,
-                 policies: list[dict[str, Any]] | None = None, fsync: str = "always") -> None:
+                 policies: list[dict[str, Any]] | None = None, fsync: str = "always",
+                 tls: TLSConfig | None = None, tls_port: int = 5671,
+                 memory_used: Callable[[], int] | None = None,
+                 disk_free: Callable[[], int] | None = None,
+                 management_port: int | None = None, management_host: str | None = None,
+                 management_tls: bool = False,
+                 definitions: dict[str, Any] | None = None) -> None:
+        if port is None and tls is None:
+            raise ValueError("no listener: give an AMQP port, TLS settings, or both")
         self.host = host
         self.port = port
+        self.tls = tls
+        self.tls_port = tls_port
+        self.ssl_context = server_context(tls) if tls is not None else None
         self.data_dir = Path(data_dir) if data_dir is not None else None
+        self.users = dict(users or {})  # explicit users win over recorded ones
         self.node = Node(users=dict(users or {"guest": "guest"}), limits=limits or Limits(),
                          clock=clock or Clock())
         self.policies = policies or []
+        # A RabbitMQ definitions document imported at start, before clients connect.
+        self.definitions = definitions
         self.fsync = FsyncPolicy.parse(fsync)
         self.store: DiskStore | None = None
-        self.listener = Listener(self.node)
+        self.resources = ResourceMonitor(self.node, self.data_dir, memory_used, disk_free)
+        self.listener = Listener(self.node, self.resources)
+        self.management_port = management_port
+        self.management_host = management_host or host
+        if management_tls and self.ssl_context is None:
+            raise ValueError("management_tls needs the tls settings (certificate and key)")
+        self.management_tls = management_tls
+        self.management: Any = None  # the ManagementServer while it runs
         self.running = False
 
     @property
     def url(self) -> str:
+        """The AMQP URL (AMQPS when the plain listener is off)."""
+        if self.port is None:
+            return self.tls_url
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"amqp://guest:guest@{host}:{self.port}/"
+
+    @property
+    def tls_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"amqps://guest:guest@{host}:{self.tls_port}/"
+
+    @property
+    def management_url(self) -> str | None:
+        """The management API's base URL (``http://host:port/``), None when it is off."""
+        if self.management_port is None:
+            return None
+        host = self.management_host
+        host = f"[{host}]" if ":" in host else host
+        scheme = "https" if self.management_tls else "http"
+        return f"{scheme}://{host}:{self.management_port}/"
+
+    @property
+    def alarms(self) -> list[str]:
+        """Active resource alarms: "memory", "disk"."""
+        return list(self.node.alarms)
 
     async def start(self) -> None:
         if self.data_dir is not None:
@@ -50,17 +102,33 @@ class Broker:
         if self.policies:
             self.node.load_policies(self.policies)
         try:
-            self.port = await self.listener.listen(self.host, self.port)
+            if self.definitions is not None:
+                self._import_definitions(self.definitions)
+            if self.port is not None:
+                self.port = await self.listener.listen(self.host, self.port)
+            if self.ssl_context is not None:
+                self.tls_port = await self.listener.listen(self.host, self.tls_port,
+                                                           self.ssl_context)
+            if self.management_port is not None:
+                await self._start_management()
         except BaseException:
+            await self.listener.close(0)
             self._close_store()
             raise
         self.running = True
-        log.info("leveret listening on amqp://%s:%d (AMQP 0-9-1)", self.host, self.port)
+        if self.port is not None:
+            log.info("leveret listening on amqp://%s:%d (AMQP 0-9-1)", self.host, self.port)
+        if self.ssl_context is not None:
+            log.info("leveret listening on amqps://%s:%d (AMQP 0-9-1 over TLS)", self.host,
+                     self.tls_port)
 
     async def stop(self, timeout: float = 5.0) -> None:
         if not self.running:
             return
         self.running = False
+        if self.management is not None:
+            await self.management.stop()
+            self.management = None
         await self.listener.close(timeout)
         committer = self.listener.committer
         if committer is not None:
@@ -70,13 +138,47 @@ class Broker:
         self._close_store()
         log.info("leveret stopped")
 
+    async def _start_management(self) -> None:
+        from leveret.management.app import ManagementServer  # aiohttp only when on
+
+        assert self.management_port is not None
+        server = ManagementServer(self.node, self.management_host, self.management_port,
+                                  self.ssl_context if self.management_tls else None,
+                                  broker=self)
+        await server.start()
+        self.management = server
+        self.management_port = server.port
+
+    def _import_definitions(self, definitions: dict[str, Any]) -> None:
+        from leveret.errors import LeveretError
+        from leveret.management.common import ApiError
+        from leveret.management.definitions import import_definitions
+
+        try:
+            import_definitions(self.node, definitions)
+        except ApiError as exc:
+            raise ValueError(f"cannot import definitions: {exc.reason}") from None
+        except (LeveretError, KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"cannot import definitions: {exc!r}") from None
+        log.info("imported definitions: %s", ", ".join(
+            f"{len(definitions.get(kind) or [])} {kind}" for kind in (
+                "users", "vhosts", "permissions", "policies", "exchanges", "queues",
+                "bindings")))
+
     def _open_store(self, path: Path) -> None:
         """Lock the data directory and re-create the durable definitions recorded there."""
         store = DiskStore(path, self.fsync)
         try:
             self.node.attach_store(store)
+            recorded = self.node.restore_access(store.definitions)
             counts = restore(self.node, store.definitions)
             self.node.attach_definitions(store.definitions, store.commit)
+            if not recorded:
+                self.node.record_access()  # a new data directory: keep the defaults
+            for name, password in self.users.items():
+                self.node.add_user(name, password, tags=["administrator"])
+                if "/" in self.node.vhosts and ("/", name) not in self.node.permissions:
+                    self.node.set_permissions("/", name)
             self.store = store
             log.info("data directory %s: restored %d exchanges, %d queues, %d bindings, "
                      "%d policies", path, counts["exchange"], counts["queue"],

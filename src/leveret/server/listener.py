@@ -1,39 +1,50 @@
-"""Listening sockets, publisher flow control, and graceful shutdown."""
+"""Listening sockets (AMQP and AMQPS), resource alarms, and graceful shutdown."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 
 from leveret.broker.clock import ManualClock
 from leveret.broker.node import Node
+from leveret.server.alarms import ResourceMonitor
 from leveret.server.commit import Committer
-from leveret.server.protocol import AMQPProtocol
+from leveret.server.protocol import HANDSHAKE_TIMEOUT, AMQPProtocol
 
 log = logging.getLogger("leveret.server")
 
 FLOW_CHECK_INTERVAL = 0.05
-PER_MESSAGE_OVERHEAD = 200  # rough bytes of Python objects around each queued body
 
 
 class Listener:
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, resources: ResourceMonitor | None = None) -> None:
         self.node = node
+        self.resources = resources or ResourceMonitor(node)
+        # connection.blocked's reason while an alarm is set, else None
+        self.blocked_reason: str | None = None
         self.protocols: set[AMQPProtocol] = set()
         self.servers: list[asyncio.AbstractServer] = []
         self._flow_task: asyncio.Task[None] | None = None
-        self.memory_blocked = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when: float | None = None
         self.committer: Committer | None = None  # set when the broker has a store
 
-    async def listen(self, host: str, port: int) -> int:
+    async def listen(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+                     ) -> int:
+        """Accept AMQP connections on ``host:port`` (AMQPS with ``ssl_context``); returns
+        the port, which the system chose if ``port`` was 0."""
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: AMQPProtocol(self), host, port,
-                                          reuse_address=True)
+        if ssl_context is None:
+            server = await loop.create_server(lambda: AMQPProtocol(self), host, port,
+                                              reuse_address=True)
+        else:
+            server = await loop.create_server(lambda: AMQPProtocol(self), host, port,
+                                              reuse_address=True, ssl=ssl_context,
+                                              ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
         self.servers.append(server)
         if self._flow_task is None:
-            self._flow_task = asyncio.create_task(self._flow_control())
+            self._flow_task = asyncio.create_task(self._watch_resources())
             self.node.timers.on_schedule = self._arm_timers
             self._arm_timers(self.node.timers.next_deadline())
         return int(server.sockets[0].getsockname()[1])
@@ -60,43 +71,21 @@ class Listener:
             self.committer.poke()
         self._arm_timers(timers.next_deadline())
 
-    def memory_used(self) -> int:
-        total = 0
-        for vh in self.node.vhosts.values():
-            for q in vh.queues.values():
-                total += q.ready_bytes + PER_MESSAGE_OVERHEAD * len(q.ready)
-        return total
-
-    async def _flow_control(self) -> None:
-        """Pause reading from publishers while queued messages exceed the watermark.
-
-        Consumers keep draining (their connections are not paused unless they publish),
-        and publishers resume below 80% of the watermark.
-        """
-        published: dict[AMQPProtocol, int] = {}
-        high = self.node.limits.memory_high_watermark
+    async def _watch_resources(self) -> None:
+        """Check memory and free disk; while an alarm is set, block every connection that
+        has published (the others are blocked by their first publish, in the protocol).
+        Consumers keep draining: a connection that never published is not paused."""
         while True:
+            try:
+                changed = self.resources.check()
+            except Exception:  # a failed reading must not stop the watch for good
+                log.exception("resource check failed")
+                changed = False
+            if changed:
+                self.blocked_reason = self.resources.blocked_reason()
+                for p in list(self.protocols):
+                    p.alarms_changed(self.blocked_reason)
             await asyncio.sleep(FLOW_CHECK_INTERVAL)
-            used = self.memory_used()
-            if not self.memory_blocked and used > high:
-                self.memory_blocked = True
-                log.warning("memory watermark reached (%d bytes queued): pausing publishers",
-                            used)
-            elif self.memory_blocked and used < high * 0.8:
-                self.memory_blocked = False
-                log.info("memory below watermark: resuming publishers")
-            for p in list(self.protocols):
-                conn = p.conn
-                if conn is None:
-                    continue
-                is_publisher = conn.published != published.get(p, 0)
-                published[p] = conn.published
-                if self.memory_blocked and is_publisher and not p.paused_by_broker:
-                    p.set_paused_by_broker(True)
-                elif not self.memory_blocked and p.paused_by_broker:
-                    p.set_paused_by_broker(False)
-            for p in [p for p in published if p not in self.protocols]:
-                del published[p]
 
     async def close(self, timeout: float = 5.0) -> None:
         """Stop accepting, close every connection with 320 CONNECTION_FORCED, wait."""

@@ -4,7 +4,11 @@ It decides nothing about AMQP; it only moves bytes, runs timers (heartbeats, han
 close timeouts) and applies backpressure both ways:
 - a client that stops reading: ``pause_writing`` marks the connection unwritable, so queues
   stop delivering to it, and we stop reading from it until its buffer drains;
-- a broker holding too much: the listener pauses reading from publishing connections.
+- a resource alarm (memory, disk): the listener blocks connections that publish, which get
+  connection.blocked and are no longer read from until the alarm clears.
+
+It also logs each connection's life: accepted, opened (user, vhost, client-provided name),
+closed (with the reason), with structured fields for the JSON log format.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from leveret.amqp.frames import HEARTBEAT_FRAME
 from leveret.broker.connection import CLOSED, CLOSING, RUNNING, ServerConnection
+from leveret.server.tls import peer_common_name
 
 if TYPE_CHECKING:
     from leveret.server.listener import Listener
@@ -37,12 +42,15 @@ class AMQPProtocol(asyncio.Protocol):
         self.last_send = 0.0
         self._closing = False
         self._paused_by_client = False
-        self.paused_by_broker = False  # memory watermark
+        self.paused_by_broker = False  # a resource alarm blocks this publisher
         self.paused_by_flow = False  # a queue it publishes into is congested
         self._timers: list[asyncio.TimerHandle] = []
         self._heartbeat_started = False
         self._heartbeat_timer: asyncio.TimerHandle | None = None
         self._close_timer = False
+        self.name = "?"  # "client:port -> server:port", as RabbitMQ names connections
+        self.tls = False
+        self._lost_exc: Exception | None = None
 
     # -- transport events ------------------------------------------------------------
 
@@ -52,11 +60,20 @@ class AMQPProtocol(asyncio.Protocol):
         self.transport = t
         t.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
         peer = transport.get_extra_info("peername") or ("?", 0)
-        self.conn = ServerConnection(self.listener.node, peer, self._schedule_flush,
-                                     self._close_after_flush, self._set_flow_paused)
+        local = transport.get_extra_info("sockname") or ("?", 0)
+        self.name = f"{_address(peer)} -> {_address(local)}"
+        self.conn = conn = ServerConnection(self.listener.node, peer, self._schedule_flush,
+                                            self._close_after_flush, self._set_flow_paused)
+        self.tls = transport.get_extra_info("sslcontext") is not None
+        if self.tls:  # the handshake is done: a verified client certificate allows EXTERNAL
+            conn.peer_cert_cn = peer_common_name(transport.get_extra_info("peercert"))
         self.last_recv = self.last_send = self.loop.time()
         self.listener.protocols.add(self)
         self._timers.append(self.loop.call_later(HANDSHAKE_TIMEOUT, self._handshake_timeout))
+        log.info("accepting AMQP connection %s%s", self.name, " (TLS)" if self.tls else "",
+                 extra={"event": "connection_accepted", "connection": self.name,
+                        "client_address": _address(peer), "tls": self.tls,
+                        "peer_cert_cn": conn.peer_cert_cn})
 
     def data_received(self, data: bytes) -> None:
         conn = self.conn
@@ -68,8 +85,12 @@ class AMQPProtocol(asyncio.Protocol):
             committer.poke()
         if not self._heartbeat_started and conn.state == RUNNING:
             self._heartbeat_started = True
+            self._log_opened(conn)
             if conn.heartbeat:
                 self._schedule_heartbeat()
+        reason = self.listener.blocked_reason
+        if reason is not None and conn.published and not self.paused_by_broker:
+            self._block(reason)  # its first publish since the alarm was set
 
     def connection_lost(self, exc: Exception | None) -> None:
         for t in self._timers:
@@ -78,11 +99,25 @@ class AMQPProtocol(asyncio.Protocol):
         if self._heartbeat_timer is not None:
             self._heartbeat_timer.cancel()
         self.listener.protocols.discard(self)
-        if self.conn is not None:
-            self.conn.connection_lost()
+        conn = self.conn
+        if conn is not None:
+            opened = self._heartbeat_started
+            conn.connection_lost()
             if self.listener.committer is not None:
                 self.listener.committer.poke()
-            log.debug("connection from %s:%s closed", *self.conn.peer[:2])
+            reason = conn.close_reason or (
+                f"connection error: {exc}" if exc is not None
+                else "client unexpectedly closed TCP connection")
+            fields: dict[str, object] = {"event": "connection_closed", "connection": self.name,
+                      "client_address": _address(conn.peer), "reason": reason}
+            if opened:
+                fields.update(user=conn.user, vhost=conn.vhost.name,
+                              connection_name=self._client_name(conn))
+                log.info("closing AMQP connection %s (vhost: '%s', user: '%s'): %s",
+                         self.name, conn.vhost.name, conn.user, reason, extra=fields)
+            else:
+                log.info("AMQP connection %s closed before it was opened: %s", self.name,
+                         reason, extra=fields)
 
     def pause_writing(self) -> None:
         assert self.conn is not None and self.transport is not None
@@ -100,10 +135,23 @@ class AMQPProtocol(asyncio.Protocol):
         self.paused_by_flow = paused
         self._update_reading()
 
-    def set_paused_by_broker(self, paused: bool) -> None:
-        self.paused_by_broker = paused
+    def alarms_changed(self, reason: str | None) -> None:
+        """The listener's alarms changed: ``reason`` is connection.blocked's text, or None
+        once every alarm cleared. Only connections that have published are blocked now."""
+        conn = self.conn
+        if reason is None:
+            if self.paused_by_broker:
+                self.paused_by_broker = False
+                if conn is not None:
+                    conn.set_blocked(False)
+                self._update_reading()
+        elif conn is not None and conn.published and not self.paused_by_broker:
+            self._block(reason)
+
+    def _block(self, reason: str) -> None:
+        self.paused_by_broker = True
         if self.conn is not None:
-            self.conn.set_blocked(paused)
+            self.conn.set_blocked(True, reason)
         self._update_reading()
 
     def _update_reading(self) -> None:
@@ -162,6 +210,8 @@ class AMQPProtocol(asyncio.Protocol):
         if conn is None or t is None or t.is_closing() or conn.state == CLOSED:
             return
         now = self.loop.time()
+        if self.paused_by_broker or self.paused_by_flow or self._paused_by_client:
+            self.last_recv = now  # we are not reading: its heartbeats wait in the socket
         if now - self.last_recv > conn.heartbeat * 2:
             log.warning("closing connection from %s:%s: missed heartbeats from client, "
                         "timeout: %ss", *conn.peer[:2], conn.heartbeat)
@@ -171,3 +221,29 @@ class AMQPProtocol(asyncio.Protocol):
             t.write(HEARTBEAT_FRAME)
             self.last_send = now
         self._schedule_heartbeat()
+
+    # -- logging ---------------------------------------------------------------------
+
+    @staticmethod
+    def _client_name(conn: ServerConnection) -> str | None:
+        name = conn.client_properties.get("connection_name")
+        if isinstance(name, bytes):
+            name = name.decode("utf-8", "replace")
+        return name if isinstance(name, str) else None
+
+    def _log_opened(self, conn: ServerConnection) -> None:
+        client_name = self._client_name(conn)
+        log.info("connection %s%s: user '%s' authenticated and granted access to vhost '%s'",
+                 self.name, f" ({client_name})" if client_name else "", conn.user,
+                 conn.vhost.name, extra={
+                     "event": "connection_opened", "connection": self.name,
+                     "client_address": _address(conn.peer), "user": conn.user,
+                     "vhost": conn.vhost.name, "connection_name": client_name,
+                     "tls": self.tls})
+
+
+def _address(addr: tuple[str, int] | tuple[str, int, int, int] | str) -> str:
+    if isinstance(addr, str):  # a Unix socket path
+        return addr
+    host, port = addr[0], addr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

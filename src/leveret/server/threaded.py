@@ -48,8 +48,16 @@ class BrokerThread:
         return self.broker.host
 
     @property
-    def port(self) -> int:
+    def port(self) -> int | None:
         return self.broker.port
+
+    @property
+    def tls_port(self) -> int:
+        return self.broker.tls_port
+
+    @property
+    def alarms(self) -> list[str]:
+        return self.broker.alarms
 
     @property
     def node(self) -> Any:

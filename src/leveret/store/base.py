@@ -8,7 +8,8 @@ how the broker calls it. No asyncio here: ``Sync.run`` blocks and may run in a t
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
@@ -59,6 +60,16 @@ class Live(NamedTuple):
     redelivered: bool  # marked delivered, or returned (count > 0), before now
 
 
+class LiveBatch(NamedTuple):
+    """Live messages in offset order as compact arrays, no object per message: how a
+    queue rebuilds its index of a large backlog at start (docs/storage.md, Paging)."""
+
+    offsets: array  # array('q')
+    sizes: array  # array('I'): bytes of each payload
+    redelivered: bytes  # one byte per message: 1 if marked delivered or counted
+    counts: dict[int, int]  # offset -> delivery count, only the counted ones
+
+
 class QueueLog(Protocol):
     """The messages of one queue. Offsets start at 0, grow by one per append and are never
     reused (purge and restarts included). Unknown or acked offsets raise KeyError;
@@ -74,6 +85,10 @@ class QueueLog(Protocol):
     def mark_delivered(self, offset: int) -> None: ...
     def set_delivery_count(self, offset: int, count: int) -> None: ...
     def live(self, start: int = 0, limit: int | None = None) -> list[Live]: ...
+    def live_batches(self, start: int = 0) -> Iterator[LiveBatch]: ...
+    # Many reads at once (contiguous records share one pread); CorruptRecord on a bad one.
+    def read_many(self, offsets: Sequence[int]) -> list[bytes | memoryview]: ...
+    def ack_runs(self, runs: Iterable[tuple[int, int]]) -> int: ...  # (first, count) runs
     def __len__(self) -> int: ...  # live messages
     @property
     def bytes(self) -> int: ...  # payload bytes of live messages

@@ -28,7 +28,18 @@ def pack_message(exchange: str, routing_key: str, properties_raw: bytes, body: b
     return [head, body]
 
 
-def unpack_message(data: bytes) -> tuple[str, str, bytes, bytes, float | None]:
+def properties_of(data: bytes | memoryview) -> bytes:
+    """Just the properties of a packed message (the body is not copied)."""
+    if not data or data[0] != VERSION:
+        raise ValueError("not a leveret message record (unknown version)")
+    p = 2 + data[1]
+    p += 1 + data[p]
+    _expires_at, plen = _HEAD.unpack_from(data, p)
+    p += _HEAD.size
+    return bytes(data[p:p + plen])
+
+
+def unpack_message(data: bytes | memoryview) -> tuple[str, str, bytes, bytes, float | None]:
     if not data or data[0] != VERSION:
         raise ValueError("not a leveret message record (unknown version)")
     mv = memoryview(data)

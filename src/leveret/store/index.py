@@ -26,6 +26,9 @@ IS_LIVE = _table(lambda b: 1 if b & LIVE else 0)
 # Persistent, live, delivered: what a DELIVERED snapshot record must carry.
 IS_MARKED = _table(lambda b: 1 if b & (LIVE | DELIVERED | TRANSIENT) == LIVE | DELIVERED else 0)
 SET_DELIVERED = _table(lambda b: b | DELIVERED if b & LIVE else b)
+IS_DELIVERED = _table(lambda b: 1 if b & DELIVERED else 0)
+# Live and written for recovery: the messages whose acks must be recorded.
+IS_PERSISTENT = _table(lambda b: 1 if b & (LIVE | TRANSIENT) == LIVE else 0)
 _RUN = re.compile(rb"\x01+")
 _GAP = re.compile(rb"\x00+")
 
@@ -68,6 +71,11 @@ class Segment:
         mask = self.flags.translate(table)
         return [(self.first + m.start(), m.end() - m.start())
                 for m in _RUN.finditer(mask, start)]
+
+    @staticmethod
+    def mask_runs(mask: bytes | bytearray, first: int) -> list[tuple[int, int]]:
+        """(first offset, count) runs of the 1s of ``mask``, slot 0 being ``first``."""
+        return [(first + m.start(), m.end() - m.start()) for m in _RUN.finditer(mask)]
 
     def acked_runs(self) -> list[tuple[int, int]]:
         mask = self.flags.translate(IS_LIVE)

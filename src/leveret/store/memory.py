@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterable
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from leveret.store.base import FsyncPolicy, Live, Payload, StoreClosed
+from leveret.store.base import FsyncPolicy, Live, LiveBatch, Payload, StoreClosed
+
+BATCH = 65536  # live_batches: messages per batch
 
 
 class _Msg:
@@ -84,6 +87,29 @@ class MemoryQueueLog:
                 break
             out.append(Live(offset, len(m.data), m.count, m.delivered or m.count > 0))
         return out
+
+    def live_batches(self, start: int = 0) -> Iterator[LiveBatch]:
+        live = self.live(start)
+        for i in range(0, len(live), BATCH):
+            part = live[i:i + BATCH]
+            yield LiveBatch(array("q", [x.offset for x in part]),
+                            array("I", [x.size for x in part]),
+                            bytes(x.redelivered for x in part),
+                            {x.offset: x.delivery_count for x in part if x.delivery_count})
+
+    def read_many(self, offsets: Sequence[int]) -> list[bytes | memoryview]:
+        return [self.read(o) for o in offsets]
+
+    def ack_runs(self, runs: Iterable[tuple[int, int]]) -> int:
+        if self.closed:
+            return 0
+        acked = 0
+        for first, count in runs:
+            for offset in range(first, first + count):
+                if offset in self._msgs:
+                    self.ack(offset)
+                    acked += 1
+        return acked
 
     def __len__(self) -> int:
         return len(self._msgs)

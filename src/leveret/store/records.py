@@ -65,7 +65,7 @@ def message_head(offset: int, data: Any, size: int, flags: int = 0) -> bytes:
     return head + CRC.pack(crc) + off
 
 
-def check_message(raw: bytes, offset: int, size: int) -> bool:
+def check_message(raw: bytes | memoryview, offset: int, size: int) -> bool:
     """Whether ``raw`` is the intact message record of ``offset`` with ``size`` bytes."""
     if len(raw) != MSG_OVERHEAD + size:
         return False

@@ -11,17 +11,21 @@ read back with one pread on demand. docs/storage.md has the format and the rules
 from __future__ import annotations
 
 import os
-from bisect import bisect_right
-from collections.abc import Iterable
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import compress
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from leveret.store import reclaim
 from leveret.store import records as rec
-from leveret.store.base import CorruptRecord, Live, Payload, StoreClosed
+from leveret.store.base import CorruptRecord, Live, LiveBatch, Payload, StoreClosed
 from leveret.store.index import (
     DELIVERED,
+    IS_DELIVERED,
     IS_LIVE,
+    IS_PERSISTENT,
     LIVE,
     TRANSIENT,
     Segment,
@@ -32,6 +36,7 @@ if TYPE_CHECKING:
 
 BUFFER_MAX = 1 << 20  # write the tail's buffer once it holds this much
 DIRECT = 256 << 10  # messages this large skip the buffer (written with writev, no copy)
+READ_SPAN = 1 << 20  # read_many: records this close together in a file share one pread
 
 
 def segment_path(directory: Path, first: int) -> Path:
@@ -83,7 +88,7 @@ class SegmentLog:
             old = self.segments[-1]
             self.store.sealed(old, self.fd)
             if not old.live:
-                self.reclaim_due = True  # every message was acked while it was the newest
+                self._reclaim_later()  # every message was acked while it was the newest
         seg = Segment(self._next, segment_path(self.dir, self._next))
         self.fd = os.open(seg.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         self.segments.append(seg)
@@ -199,8 +204,73 @@ class SegmentLog:
             self._acks.append(offset)
             seg.add_ref(self.tail.first)
         if seg.live == 0 and seg is not self.tail:
-            self.reclaim_due = True
-        self.store.changed(self, not flags & TRANSIENT)
+            self._reclaim_later()
+        else:
+            self.store.changed(self, not flags & TRANSIENT)
+
+    def _reclaim_later(self) -> None:
+        """A sealed segment has no live message left: the next flush deletes it. Counted
+        as a durable change even when only transient messages left (a paging queue), so
+        the broker commits, which flushes, soon."""
+        self.reclaim_due = True
+        self.store.changed(self, True)
+
+    def ack_runs(self, runs: Iterable[tuple[int, int]]) -> int:
+        """Ack every live message in the (first, count) runs at once (a purge of a paged
+        backlog): slices of the index, one ACK record per run. Returns how many."""
+        if self.closed:
+            return 0
+        self.encode_marks()  # marks buffered for these offsets go before their acks
+        tail = self.tail
+        acked = 0
+        durable: list[tuple[int, int]] = []
+        reclaim = False
+        for first, count in runs:
+            end = first + count
+            k = max(bisect_right(self.firsts, first) - 1, 0)
+            for seg in self.segments[k:]:
+                if seg.first >= end:
+                    break
+                a = max(first - seg.first, 0)
+                b = min(end - seg.first, len(seg.flags))
+                if a >= b or not seg.live:
+                    continue
+                flags = seg.flags[a:b]
+                mask = flags.translate(IS_LIVE)
+                n = mask.count(1)
+                if not n:
+                    continue
+                size = sum(compress(seg.size[a:b], mask))
+                runs_here = Segment.mask_runs(flags.translate(IS_PERSISTENT), seg.first + a)
+                if runs_here:
+                    durable += runs_here
+                    seg.add_ref(tail.first)
+                seg.flags[a:b] = bytes(b - a)
+                seg.live -= n
+                seg.live_bytes -= size
+                self.live_count -= n
+                self.live_bytes -= size
+                acked += n
+                if seg.live == 0 and seg is not tail:
+                    reclaim = True
+        if self.counts:
+            for offset in [o for o in self.counts if not self._is_live(o)]:
+                del self.counts[offset]
+                self.count_marks.pop(offset, None)
+        if durable:
+            self.buf += rec.range_records(rec.ACK, durable)
+        if reclaim:
+            self._reclaim_later()
+        elif acked:
+            self.store.changed(self, bool(durable))
+        return acked
+
+    def _is_live(self, offset: int) -> bool:
+        try:
+            self.locate(offset)
+        except KeyError:
+            return False
+        return True
 
     def mark_delivered(self, offset: int) -> None:
         if self.closed:
@@ -258,6 +328,74 @@ class SegmentLog:
                 count = counts.get(offset, 0)
                 out.append(Live(offset, sizes[i], count, bool(flags[i] & DELIVERED or count)))
                 i = find(1, i + 1)
+        return out
+
+    def live_batches(self, start: int = 0) -> Iterator[LiveBatch]:
+        """The live messages from ``start``, one batch per segment, built with slices and
+        ``compress`` over the index (no Python loop per message)."""
+        for seg in list(self.segments):
+            if seg.stop <= start or not seg.live:
+                continue
+            a = max(start - seg.first, 0)
+            flags = seg.flags[a:] if a else seg.flags
+            mask = flags.translate(IS_LIVE)
+            base = seg.first + a
+            offsets = array("q", compress(range(base, seg.stop), mask))
+            if not offsets:
+                continue
+            sizes = array("I", compress(seg.size[a:] if a else seg.size, mask))
+            redelivered = bytearray(compress(flags.translate(IS_DELIVERED), mask))
+            counts = {o: c for o, c in self.counts.items() if base <= o < seg.stop}
+            for o in counts:
+                redelivered[bisect_left(offsets, o)] = 1
+            yield LiveBatch(offsets, sizes, bytes(redelivered), counts)
+
+    def read_many(self, offsets: Sequence[int]) -> list[bytes | memoryview]:
+        """``read`` of many offsets: records close together in one segment file (as a
+        backlog's are) are fetched with one pread. Raises CorruptRecord (or KeyError) at
+        the first bad one; the caller may then read one by one."""
+        if self.closed:
+            raise StoreClosed(f"the log of queue '{self.name}' is closed")
+        out: list[bytes | memoryview] = []
+        n = len(offsets)
+        i = 0
+        overhead = rec.MSG_OVERHEAD
+        while i < n:
+            seg, k = self.locate(offsets[i])
+            pos, sizes, flags, first = seg.pos, seg.size, seg.flags, seg.first
+            buffered = seg is self.tail and pos[k] >= seg.end  # not yet written
+            start = pos[k]
+            stop = start + overhead + sizes[k]
+            j = i + 1
+            while j < n:
+                s = offsets[j] - first
+                if not 0 <= s < len(flags) or not flags[s] & LIVE:
+                    break
+                p = pos[s]
+                end = p + overhead + sizes[s]
+                if p < stop or end - start > READ_SPAN or buffered != (
+                        seg is self.tail and p >= seg.end):
+                    break
+                stop = end
+                j += 1
+            if buffered:
+                raw = bytes(self.buf[start - seg.end:stop - seg.end])
+            else:
+                fd = self.fd if seg is self.tail else self.store.fd_for(seg)
+                raw = os.pread(fd, stop - start, start)
+            mv = memoryview(raw)
+            for x in range(i, j):
+                offset = offsets[x]
+                s = offset - first
+                p = pos[s] - start
+                size = sizes[s]
+                one = mv[p:p + overhead + size]
+                if not rec.check_message(one, offset, size):
+                    raise CorruptRecord(
+                        f"message {offset} of queue '{self.name}' in vhost '{self.vhost}' "
+                        f"failed its checksum ({seg.path.name}:{pos[s]})")
+                out.append(one[overhead:])
+            i = j
         return out
 
     def __len__(self) -> int:

@@ -1,0 +1,170 @@
+"""The management HTTP server: the aiohttp application and its lifetime.
+
+    app = create_app(node, broker)                 # routes, auth, errors, static UI
+    server = ManagementServer(node, "127.0.0.1", 15672, broker=broker)
+    await server.start(); ...; await server.stop()
+
+Everything runs in the broker's event loop, so handlers read and change the broker's state
+directly, between two AMQP frames, as a channel would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from leveret.errors import AMQPError
+from leveret.management import (
+    bindings,
+    connections,
+    definitions,
+    exchanges,
+    messages,
+    metrics,
+    overview,
+    policies,
+    queues,
+    users,
+    vhosts,
+)
+from leveret.management.common import (
+    CONTEXT,
+    USER_KEY,
+    ApiError,
+    Context,
+    Handler,
+    amqp_error,
+    authenticate,
+    json_response,
+    not_found,
+)
+from leveret.management.rates import SAMPLE_INTERVAL, RateSampler
+
+log = logging.getLogger("leveret.management")
+
+STATIC = Path(str(resources.files("leveret.management") / "static"))
+RESOURCES = (overview, vhosts, users, exchanges, queues, bindings, connections, policies,
+             definitions, messages)
+
+
+@web.middleware
+async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Authenticate /api requests and turn every failure into RabbitMQ's JSON errors."""
+    if not request.path.startswith("/api/"):
+        return await handler(request)
+    try:
+        request[USER_KEY] = authenticate(request.app[CONTEXT].node, request)
+        return await handler(request)
+    except ApiError as exc:
+        return exc.response()
+    except AMQPError as exc:
+        return amqp_error(exc).response()
+    except web.HTTPMethodNotAllowed as exc:
+        return web.Response(status=405, headers={"Allow": ",".join(exc.allowed_methods)})
+    except web.HTTPNotFound:
+        return not_found().response()
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("management API error on %s %s", request.method, request.path)
+        return json_response({"error": "internal_server_error",
+                              "reason": "see the broker's log"}, 500)
+
+
+async def static_file(request: web.Request) -> web.FileResponse:
+    """The web UI's files (index.html for ``/``); never anything outside the folder."""
+    relative = request.match_info["path"]
+    if request.path.startswith("/api/"):
+        raise not_found()
+    target = (STATIC / relative).resolve()
+    if target.is_dir():
+        target = target / "index.html"
+    if not target.is_relative_to(STATIC.resolve()) or not target.is_file():
+        raise web.HTTPNotFound()
+    return web.FileResponse(target)
+
+
+async def api_index(request: web.Request) -> web.Response:
+    return web.Response(text="leveret management API: see docs/management.md\n")
+
+
+def create_app(node: Any, broker: Any = None, sampler: RateSampler | None = None
+               ) -> web.Application:
+    """The management application for ``node``; ``broker`` (the embedded Broker) supplies
+    listener addresses and connection details when given."""
+    app = web.Application(middlewares=[api_middleware])
+    app[CONTEXT] = Context(node, broker, sampler or RateSampler(node))
+    app.router.add_get("/api/", api_index)
+    for module in RESOURCES:
+        module.add_routes(app)
+    metrics.add_routes(app, node, broker)  # GET /metrics, for Prometheus (no credentials)
+    app.router.add_get("/{path:.*}", static_file)
+    return app
+
+
+class ManagementServer:
+    """Serves ``create_app`` on host:port (TLS with ``ssl_context``), sampling rates every
+    SAMPLE_INTERVAL seconds while it runs."""
+
+    def __init__(self, node: Any, host: str = "127.0.0.1", port: int = 15672,
+                 ssl_context: ssl.SSLContext | None = None, broker: Any = None,
+                 sample_interval: float = SAMPLE_INTERVAL) -> None:
+        self.node = node
+        self.host = host
+        self.port = port
+        self.ssl_context = ssl_context
+        self.sampler = RateSampler(node)
+        self.sample_interval = sample_interval
+        self.app = create_app(node, broker, self.sampler)
+        self._runner: web.AppRunner | None = None
+        self._sampling: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.ssl_context is not None else "http"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}/"
+
+    async def start(self) -> None:
+        runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port, ssl_context=self.ssl_context,
+                           reuse_address=True)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        if sockets:
+            self.port = int(sockets[0].getsockname()[1])
+        self.sampler.sample()
+        self._sampling = asyncio.create_task(self._sample_forever())
+        log.info("management API on %s", self.url)
+
+    async def _sample_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.sample_interval)
+            try:
+                self.sampler.sample()
+            except Exception:  # a sampling bug must not stop the rates for good
+                log.exception("sampling the broker's counters failed")
+
+    async def stop(self) -> None:
+        if self._sampling is not None:
+            self._sampling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sampling
+            self._sampling = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

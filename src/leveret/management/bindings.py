@@ -1,0 +1,188 @@
+"""Bindings: /api/bindings[/{vhost}], exchange-to-queue (``e/{source}/q/{queue}``) and
+exchange-to-exchange (``e/{source}/e/{destination}``) with their ``properties_key``s, and
+the per-exchange and per-queue lists. The default exchange's implicit binding to every
+queue (routing key = queue name) is listed as RabbitMQ lists it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from aiohttp import web
+
+from leveret.errors import AMQPError
+from leveret.management.common import (
+    context,
+    created,
+    current_user,
+    exchange_name,
+    field_table,
+    grants,
+    jsonable,
+    listing,
+    no_content,
+    not_found,
+    one,
+    properties_key,
+    raise_for,
+    read_json,
+    vhost_of,
+    visible_vhosts,
+)
+
+KINDS = {"q": "queue", "e": "exchange"}
+
+
+def binding_json(vhost: str, source: str, kind: str, destination: str, routing_key: str,
+                 arguments: dict[str, Any]) -> dict[str, Any]:
+    return {"source": source, "vhost": vhost, "destination": destination,
+            "destination_type": kind, "routing_key": routing_key,
+            "arguments": jsonable(arguments),
+            "properties_key": properties_key(routing_key, arguments)}
+
+
+def vhost_bindings(vhost: Any) -> Iterator[dict[str, Any]]:
+    for q in list(vhost.queues.values()):
+        yield binding_json(vhost.name, "", "queue", q.name, q.name, {})
+    for ex in list(vhost.exchanges.values()):
+        for b in list(ex.bindings.values()):
+            yield binding_json(vhost.name, ex.name, b.destination.kind, b.destination.name,
+                               b.routing_key, b.arguments)
+
+
+async def list_bindings(request: web.Request) -> web.Response:
+    ctx = context(request)
+    if "vhost" in request.match_info:
+        names = [vhost_of(request, ctx.node).name]
+    else:
+        names = visible_vhosts(ctx.node, current_user(request))
+    return listing(request, [b for n in names for b in vhost_bindings(ctx.node.vhosts[n])],
+                   default_sort=())
+
+
+def _endpoints(request: web.Request, write: bool = False) -> tuple[Any, Any, str, Any]:
+    """The vhost, the source exchange, the destination kind and the destination."""
+    vhost = vhost_of(request, context(request).node, write=write)
+    kind = KINDS[request.match_info["kind"]]
+    source = vhost.exchanges.get(exchange_name(request.match_info["source"]))
+    name = request.match_info["destination"]
+    dest = (vhost.queues if kind == "queue" else vhost.exchanges).get(
+        exchange_name(name) if kind == "exchange" else name)
+    if source is None or dest is None:
+        raise not_found()
+    return vhost, source, kind, dest
+
+
+def _between(vhost: Any, source: Any, dest: Any) -> list[dict[str, Any]]:
+    found = [binding_json(vhost.name, source.name, b.destination.kind, b.destination.name,
+                          b.routing_key, b.arguments)
+             for b in list(source.bindings.values()) if b.destination is dest]
+    if source.name == "" and dest.kind == "queue":
+        found.append(binding_json(vhost.name, "", "queue", dest.name, dest.name, {}))
+    return found
+
+
+async def list_between(request: web.Request) -> web.Response:
+    vhost, source, _, dest = _endpoints(request)
+    return listing(request, _between(vhost, source, dest), default_sort=())
+
+
+async def create_binding(request: web.Request) -> web.Response:
+    ctx = context(request)
+    vhost = vhost_of(request, ctx.node, write=True)
+    kind = KINDS[request.match_info["kind"]]
+    source = exchange_name(request.match_info["source"])
+    destination = request.match_info["destination"]
+    body = await read_json(request)
+    routing_key = str(body.get("routing_key", ""))
+    arguments = field_table(body.get("arguments"))
+    user_grants = grants(request, ctx.node, vhost.name)
+    try:
+        user_grants.check("write", kind, exchange_name(destination) if kind == "exchange"
+                          else destination)
+        user_grants.check("read", "exchange", source)
+        if kind == "queue":
+            vhost.bind_queue(destination, source, routing_key, arguments, None)
+        else:
+            vhost.bind_exchange(exchange_name(destination), source, routing_key, arguments)
+    except AMQPError as exc:
+        raise_for(exc)
+    return created(f"{destination}/{properties_key(routing_key, arguments)}")
+
+
+def _find_binding(request: web.Request, write: bool = False) -> tuple[Any, Any, Any]:
+    vhost, source, _, dest = _endpoints(request, write)
+    wanted = request.match_info["props"]
+    for b in list(source.bindings.values()):
+        if b.destination is dest and properties_key(b.routing_key, b.arguments) == wanted:
+            return vhost, source, b
+    raise not_found()
+
+
+async def get_binding(request: web.Request) -> web.Response:
+    vhost, source, _, dest = _endpoints(request)
+    wanted = request.match_info["props"]
+    for item in _between(vhost, source, dest):
+        if item["properties_key"] == wanted:
+            return one(request, item)
+    raise not_found()
+
+
+async def delete_binding(request: web.Request) -> web.Response:
+    ctx = context(request)
+    vhost, source, b = _find_binding(request, write=True)
+    dest = b.destination
+    try:
+        user_grants = grants(request, ctx.node, vhost.name)
+        user_grants.check("write", dest.kind, dest.name)
+        user_grants.check("read", "exchange", source.name)
+        if dest.kind == "queue":
+            vhost.unbind_queue(dest.name, source.name, b.routing_key, b.arguments, None)
+        else:
+            vhost.bind_exchange(dest.name, source.name, b.routing_key, b.arguments,
+                                unbind=True)
+    except AMQPError as exc:
+        raise_for(exc)
+    return no_content()
+
+
+async def exchange_bindings(request: web.Request) -> web.Response:
+    vhost = vhost_of(request, context(request).node)
+    ex = vhost.exchanges.get(exchange_name(request.match_info["name"]))
+    if ex is None:
+        raise not_found()
+    if request.match_info["direction"] == "source":
+        items = [binding_json(vhost.name, ex.name, b.destination.kind, b.destination.name,
+                              b.routing_key, b.arguments) for b in list(ex.bindings.values())]
+    else:
+        items = [binding_json(vhost.name, other.name, "exchange", ex.name, b.routing_key,
+                              b.arguments)
+                 for other in list(vhost.exchanges.values())
+                 for b in list(other.bindings.values()) if b.destination is ex]
+    return listing(request, items, default_sort=())
+
+
+async def queue_bindings(request: web.Request) -> web.Response:
+    vhost = vhost_of(request, context(request).node)
+    q = vhost.queues.get(request.match_info["name"])
+    if q is None:
+        raise not_found()
+    items = [binding_json(vhost.name, "", "queue", q.name, q.name, {})]
+    items += [binding_json(vhost.name, ex.name, "queue", q.name, b.routing_key, b.arguments)
+              for ex, b in list(q.bindings)]
+    return listing(request, items, default_sort=())
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/api/bindings", list_bindings)
+    r.add_get("/api/bindings/{vhost}", list_bindings)
+    between = "/api/bindings/{vhost}/e/{source}/{kind:[qe]}/{destination}"
+    r.add_get(between, list_between)
+    r.add_post(between, create_binding)
+    r.add_get(between + "/{props}", get_binding)
+    r.add_delete(between + "/{props}", delete_binding)
+    r.add_get("/api/exchanges/{vhost}/{name}/bindings/{direction:source|destination}",
+              exchange_bindings)
+    r.add_get("/api/queues/{vhost}/{name}/bindings", queue_bindings)

@@ -1,0 +1,109 @@
+"""Exchanges: /api/exchanges[/{vhost}[/{name}]], declare (PUT) and delete. The default
+exchange is ``amq.default`` in URLs and ``""`` in the JSON, as in RabbitMQ.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from leveret.errors import AMQPError
+from leveret.management.common import (
+    ApiError,
+    as_bool,
+    context,
+    created,
+    current_user,
+    exchange_name,
+    field_table,
+    grants,
+    jsonable,
+    listing,
+    no_content,
+    not_found,
+    one,
+    raise_for,
+    read_json,
+    vhost_of,
+    visible_vhosts,
+)
+
+
+def exchange_json(vhost: Any, ex: Any) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "name": ex.name, "vhost": vhost.name, "type": ex.type, "durable": ex.durable,
+        "auto_delete": ex.auto_delete, "internal": ex.internal,
+        "arguments": jsonable(ex.arguments),
+    }
+    if ex.policy:
+        item["policy"] = ex.policy
+    return item
+
+
+def find_exchange(request: web.Request, *, write: bool = False) -> tuple[Any, Any]:
+    vhost = vhost_of(request, context(request).node, write=write)
+    ex = vhost.exchanges.get(exchange_name(request.match_info["name"]))
+    if ex is None:
+        raise not_found()
+    return vhost, ex
+
+
+async def list_exchanges(request: web.Request) -> web.Response:
+    ctx = context(request)
+    if "vhost" in request.match_info:
+        names = [vhost_of(request, ctx.node).name]
+    else:
+        names = visible_vhosts(ctx.node, current_user(request))
+    return listing(request, [exchange_json(ctx.node.vhosts[n], ex) for n in names
+                             for ex in list(ctx.node.vhosts[n].exchanges.values())])
+
+
+async def get_exchange(request: web.Request) -> web.Response:
+    vhost, ex = find_exchange(request)
+    item = exchange_json(vhost, ex)
+    item["incoming"] = []
+    item["outgoing"] = []
+    return one(request, item)
+
+
+async def put_exchange(request: web.Request) -> web.Response:
+    ctx = context(request)
+    if request.match_info["vhost"] not in ctx.node.vhosts:
+        raise ApiError(404, "not_found", "vhost_not_found")
+    vhost = vhost_of(request, ctx.node, write=True)
+    body = await read_json(request)
+    name = exchange_name(request.match_info["name"])
+    existed = name in vhost.exchanges
+    try:
+        vhost.declare_exchange(name, str(body.get("type", "direct")), False,
+                               as_bool(body.get("durable", False)),
+                               as_bool(body.get("auto_delete", False)),
+                               as_bool(body.get("internal", False)),
+                               field_table(body.get("arguments")),
+                               grants(request, ctx.node, vhost.name))
+    except AMQPError as exc:
+        if exc.reply_code == 403 and "reserved prefix" in exc.text:
+            raise ApiError(401, "not_authorised", "Access refused.") from exc
+        raise_for(exc)
+    return no_content() if existed else created()
+
+
+async def delete_exchange(request: web.Request) -> web.Response:
+    ctx = context(request)
+    vhost, ex = find_exchange(request, write=True)
+    try:
+        grants(request, ctx.node, vhost.name).check("configure", "exchange", ex.name)
+        vhost.delete_exchange(ex.name, as_bool(request.query.get("if-unused", "false")))
+    except AMQPError as exc:
+        raise_for(exc)
+    return no_content()
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/api/exchanges", list_exchanges)
+    r.add_get("/api/exchanges/{vhost}", list_exchanges)
+    r.add_get("/api/exchanges/{vhost}/{name}", get_exchange)
+    r.add_put("/api/exchanges/{vhost}/{name}", put_exchange)
+    r.add_delete("/api/exchanges/{vhost}/{name}", delete_exchange)

@@ -1,0 +1,310 @@
+"""Messages over HTTP: publish to an exchange, get from a queue (as RabbitMQ), and leveret's
+non-destructive peek, plus the aliveness test that uses both.
+
+- POST /api/exchanges/{vhost}/{name}/publish {properties, routing_key, payload,
+  payload_encoding: string|base64} -> {"routed": bool}
+- POST /api/queues/{vhost}/{name}/get {count, ackmode, encoding: auto|base64, truncate}
+  with ackmode ack_requeue_true | ack_requeue_false | reject_requeue_true |
+  reject_requeue_false: the messages are taken, then acked or returned to the queue
+  (redelivered from then on), as RabbitMQ's management plugin does over a channel.
+- GET /api/queues/{vhost}/{name}/peek?count=N&offset=M[&encoding=..&truncate=..]
+  (leveret extension): the ready messages from position ``offset``, left where they are
+  and as they are (no redelivered flag, no delivery count, nothing counted as delivered).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+from typing import Any
+
+from aiohttp import web
+
+from leveret.amqp.spec import Properties
+from leveret.broker import deadletter
+from leveret.broker.exchanges.delayed import TYPE_NAME as DELAYED
+from leveret.broker.exchanges.delayed import delay_of
+from leveret.broker.message import Message
+from leveret.errors import AccessRefused, AMQPError, PreconditionFailed
+from leveret.management.common import (
+    ApiError,
+    bad_request,
+    context,
+    exchange_name,
+    field_table,
+    grants,
+    json_response,
+    jsonable,
+    missing_keys,
+    raise_for,
+    read_json,
+    vhost_of,
+)
+
+ACKMODES = ("ack_requeue_true", "ack_requeue_false", "reject_requeue_true",
+            "reject_requeue_false")
+STRING_PROPERTIES = ("content_type", "content_encoding", "correlation_id", "reply_to",
+                     "expiration", "message_id", "type", "user_id", "app_id", "cluster_id")
+MAX_PEEK = 500
+
+
+# -- properties between JSON and AMQP ---------------------------------------------------------
+
+def properties_from_json(props: Any) -> Properties:
+    if props is None:
+        props = {}
+    if not isinstance(props, dict):
+        raise bad_request("properties must be an object")
+    try:
+        out = Properties()
+        for name in STRING_PROPERTIES:
+            if props.get(name) is not None:
+                setattr(out, name, str(props[name]))
+        for name in ("delivery_mode", "priority"):
+            if props.get(name) is not None:
+                setattr(out, name, int(props[name]))
+        if props.get("timestamp") is not None:
+            out.timestamp = datetime.datetime.fromtimestamp(int(props["timestamp"]),
+                                                            datetime.UTC)
+        if props.get("headers") is not None:
+            out.headers = field_table(props["headers"])
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise bad_request(f"invalid properties: {exc}") from None
+    return out
+
+
+def properties_json(props: Properties) -> dict[str, Any]:
+    """Only the properties that are set, as RabbitMQ lists them."""
+    found: dict[str, Any] = {}
+    for name in Properties.__slots__:
+        value = getattr(props, name)
+        if value is not None:
+            found[name] = jsonable(value)
+    return found
+
+
+def payload_json(body: bytes, encoding: str, truncate: int | None) -> tuple[str, str]:
+    if truncate is not None:
+        body = body[:truncate]
+    if encoding == "auto":
+        try:
+            return body.decode("utf-8"), "string"
+        except UnicodeDecodeError:
+            pass
+    return base64.b64encode(body).decode(), "base64"
+
+
+def message_json(message: Message, redelivered: bool, remaining: int, encoding: str,
+                 truncate: int | None) -> dict[str, Any]:
+    payload, used = payload_json(message.body, encoding, truncate)
+    return {"payload_bytes": len(message.body), "redelivered": redelivered,
+            "exchange": message.exchange, "routing_key": message.routing_key,
+            "message_count": remaining, "properties": properties_json(message.properties),
+            "payload": payload, "payload_encoding": used}
+
+
+def _encoding_options(encoding: Any, truncate: Any) -> tuple[str, int | None]:
+    if encoding not in ("auto", "base64"):
+        raise bad_request(f"Unsupported encoding '{encoding}'; use auto or base64")
+    if truncate in (None, ""):
+        return encoding, None
+    try:
+        limit = int(truncate)
+    except (TypeError, ValueError):
+        raise bad_request("truncate must be an integer") from None
+    return encoding, max(limit, 0)
+
+
+# -- publish ------------------------------------------------------------------------------------
+
+def route_and_enqueue(vhost: Any, exchange: Any, message: Message) -> bool:
+    """Publish as a channel would, minus the channel: True if any queue took it."""
+    counters = vhost.counters
+    counters.publish += 1
+    if exchange.dedup is not None and exchange.dedup.is_duplicate(message):
+        return True
+    if exchange.TYPE == DELAYED and (delay := delay_of(message)):
+        exchange.hold(vhost, message, delay)
+        return True
+    queues = vhost.route(exchange, message)
+    for q in queues:
+        q.push(message)
+    if not queues:
+        counters.drop_unroutable += 1
+    return bool(queues)
+
+
+def _poke_store(request: web.Request) -> None:
+    """Make persistent messages durable soon, as after an AMQP publish."""
+    listener = getattr(context(request).broker, "listener", None)
+    committer = getattr(listener, "committer", None)
+    if committer is not None:
+        committer.poke()
+
+
+async def publish(request: web.Request) -> web.Response:
+    ctx = context(request)
+    vhost = vhost_of(request, ctx.node, write=True)
+    body = await read_json(request)
+    missing_keys(body, "properties", "routing_key", "payload", "payload_encoding")
+    name = exchange_name(request.match_info["name"])
+    encoding = body["payload_encoding"]
+    if encoding == "string":
+        payload = str(body["payload"]).encode()
+    elif encoding == "base64":
+        try:
+            payload = base64.b64decode(str(body["payload"]), validate=True)
+        except binascii.Error:
+            raise bad_request("payload is not valid base64") from None
+    else:
+        raise bad_request(["unsupported_encoding", encoding])
+    routing_key = str(body["routing_key"])
+    props = properties_from_json(body["properties"])
+    exchange = vhost.exchanges.get(name)
+    if exchange is None:
+        raise bad_request(f"404 NOT_FOUND - no exchange '{name}' in vhost '{vhost.name}'")
+    user_grants = grants(request, ctx.node, vhost.name)
+    try:
+        user_grants.check("write", "exchange", name)
+        if exchange.TYPE == "topic":
+            user_grants.check_topic("write", name, routing_key)
+        if exchange.internal:
+            raise AccessRefused(f"cannot publish to internal exchange '{name}' in vhost "
+                                f"'{vhost.name}'")
+        user = context(request).node.users.get(user_grants.user)
+        if props.user_id is not None and props.user_id != user_grants.user and not (
+                user is not None and "impersonator" in user.tags):
+            raise PreconditionFailed(f"user_id property set to '{props.user_id}' but "
+                                     f"authenticated user was '{user_grants.user}'")
+    except AMQPError as exc:
+        raise bad_request(exc.reply_text) from exc
+    message = Message(name, routing_key, props.encode(), payload)
+    routed = route_and_enqueue(vhost, exchange, message)
+    _poke_store(request)
+    return json_response({"routed": routed})
+
+
+# -- get and peek ----------------------------------------------------------------------------
+
+def _queue(request: web.Request) -> Any:
+    ctx = context(request)
+    vhost = vhost_of(request, ctx.node, write=True)
+    q = vhost.queues.get(request.match_info["name"])
+    if q is None:
+        raise ApiError(404, "not_found",
+                       f"NOT_FOUND - no queue '{request.match_info['name']}' in vhost "
+                       f"'{vhost.name}'")
+    try:
+        grants(request, ctx.node, vhost.name).check("read", "queue", q.name)
+    except AMQPError as exc:
+        raise_for(exc)
+    return q
+
+
+async def get_messages(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    missing_keys(body, "count", "ackmode", "encoding")
+    q = _queue(request)
+    ackmode = body["ackmode"]
+    if ackmode not in ACKMODES:
+        raise bad_request(f"Unsupported ackmode '{ackmode}'; use one of {', '.join(ACKMODES)}")
+    encoding, truncate = _encoding_options(body["encoding"], body.get("truncate"))
+    try:
+        count = int(body["count"])
+    except (TypeError, ValueError):
+        raise bad_request("count must be an integer") from None
+    if q.exclusive:
+        raise bad_request(f"RESOURCE_LOCKED - cannot obtain exclusive access to locked "
+                          f"queue '{q.name}' in vhost '{q.vhost.name}'")
+    taken, answer = [], []
+    counters = q.vhost.counters
+    for _ in range(max(count, 0)):
+        entry = q.get()
+        if entry is None:
+            break
+        taken.append(entry)
+        q.counters.get += 1
+        counters.get += 1
+        if entry.redelivered:
+            q.counters.redeliver += 1
+            counters.redeliver += 1
+        answer.append(message_json(entry.message, entry.redelivered, len(q.ready), encoding,
+                                   truncate))
+    if taken:
+        _settle(q, taken, ackmode)
+        _poke_store(request)
+    return json_response(answer)
+
+
+def _settle(q: Any, entries: list[Any], ackmode: str) -> None:
+    if ackmode.endswith("requeue_true"):
+        q.requeue(entries)
+        return
+    for entry in entries:
+        if ackmode.startswith("ack"):
+            q.counters.ack += 1
+            q.vhost.counters.ack += 1
+            q.forget(entry)
+        else:
+            q.discard(entry, deadletter.REJECTED)
+
+
+async def peek_messages(request: web.Request) -> web.Response:
+    q = _queue(request)
+    query = request.query
+    try:
+        count = int(query.get("count", "1"))
+        offset = int(query.get("offset", "0"))
+    except ValueError:
+        raise bad_request("count and offset must be integers") from None
+    if count < 0 or offset < 0 or count > MAX_PEEK:
+        raise bad_request(f"count must be between 0 and {MAX_PEEK}, offset at least 0")
+    encoding, truncate = _encoding_options(query.get("encoding", "auto"),
+                                           query.get("truncate"))
+    total = len(q.ready)
+    answer = []
+    for position, entry in enumerate(q.ready):
+        if position >= offset + count:
+            break
+        if position >= offset:
+            item = message_json(entry.message, entry.redelivered, total - position - 1,
+                                encoding, truncate)
+            item["position"] = position
+            answer.append(item)
+    return json_response(answer)
+
+
+# -- aliveness ------------------------------------------------------------------------------
+
+ALIVENESS_QUEUE = "aliveness-test"
+
+
+def round_trip(vhost: Any) -> bool:
+    """Declare the ``aliveness-test`` queue, publish a message to it through the default
+    exchange and take it back: the vhost routes and enqueues."""
+    q = vhost.queues.get(ALIVENESS_QUEUE) or vhost.declare_queue(
+        ALIVENESS_QUEUE, False, False, False, False, {}, None)
+    message = Message("", ALIVENESS_QUEUE, b"\x00\x00", b"test_message")
+    for r in vhost.route(vhost.exchanges[""], message):
+        r.push(message)
+    entry = q.get()
+    if entry is not None:
+        q.forget(entry)
+    return entry is not None and entry.message.body == b"test_message"
+
+
+async def aliveness_test(request: web.Request) -> web.Response:
+    vhost = vhost_of(request, context(request).node, write=True)
+    if not round_trip(vhost):
+        return json_response({"status": "failed", "reason": "aliveness test failed"}, 503)
+    return json_response({"status": "ok"})
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_post("/api/exchanges/{vhost}/{name}/publish", publish)
+    r.add_post("/api/queues/{vhost}/{name}/get", get_messages)
+    r.add_get("/api/queues/{vhost}/{name}/peek", peek_messages)
+    r.add_get("/api/aliveness-test/{vhost}", aliveness_test)
+

@@ -1,0 +1,337 @@
+"""Prometheus metrics at ``GET /metrics``: the broker's live state, read when scraped.
+
+Nothing is counted for Prometheus on the message path: a scrape walks the queues, channels
+and counters the broker keeps anyway (``leveret.broker.stats``) and renders them in the text
+exposition format. Names and labels follow RabbitMQ's ``rabbitmq_prometheus`` plugin, so its
+Grafana dashboards and alerting rules work unchanged; what RabbitMQ has no metric for is
+prefixed ``leveret_``. docs/metrics.md lists every metric.
+
+The management server mounts it with ``add_routes(app, node, broker)`` (or takes the aiohttp
+handler from ``metrics_handler(node, broker)``). Like RabbitMQ's port 15692 endpoint it asks
+for no credentials: it tells queue names and counts, nothing of message contents.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import prometheus_client
+from aiohttp import web
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from leveret import __version__
+from leveret.broker.stats import Counters, node_counters
+from leveret.server.alarms import process_rss
+
+try:
+    import resource
+except ImportError:  # pragma: no cover - Windows has no file descriptor limit to report
+    resource = None  # type: ignore[assignment]
+
+QUEUE_LABELS = ("vhost", "queue")
+
+# Per-queue delivery counters, under the names RabbitMQ gives them per (channel, queue):
+# leveret keeps them per queue, so the series have no channel label, and
+# sum by (vhost, queue) (...) reads the same on both brokers.
+QUEUE_COUNTERS = (
+    ("rabbitmq_queue_messages_published", "publish",
+     "Total number of messages published to queues"),
+    ("rabbitmq_channel_messages_delivered_ack", "deliver",
+     "Total number of messages delivered to consumers in manual acknowledgement mode"),
+    ("rabbitmq_channel_messages_delivered", "deliver_no_ack",
+     "Total number of messages delivered to consumers in automatic acknowledgement mode"),
+    ("rabbitmq_channel_get_ack", "get",
+     "Total number of messages fetched with basic.get in manual acknowledgement mode"),
+    ("rabbitmq_channel_get", "get_no_ack",
+     "Total number of messages fetched with basic.get in automatic acknowledgement mode"),
+    ("rabbitmq_channel_get_empty", "get_empty",
+     "Total number of times basic.get operations fetched no message"),
+    ("rabbitmq_channel_messages_redelivered", "redeliver",
+     "Total number of messages redelivered to consumers"),
+    ("rabbitmq_channel_messages_acked", "ack",
+     "Total number of messages acknowledged by consumers"),
+)
+
+# Publishing-side counters RabbitMQ keeps per (channel, exchange); leveret per vhost.
+VHOST_COUNTERS = (
+    ("rabbitmq_channel_messages_published", "publish",
+     "Total number of messages published into an exchange on a channel"),
+    ("rabbitmq_channel_messages_confirmed", "confirm",
+     "Total number of messages published into an exchange and confirmed on the channel"),
+    ("rabbitmq_channel_messages_unroutable_returned", "return_unroutable",
+     "Total number of messages published as mandatory into an exchange and returned to the "
+     "publisher as unroutable"),
+    ("rabbitmq_channel_messages_unroutable_dropped", "drop_unroutable",
+     "Total number of messages published as non-mandatory into an exchange and dropped as "
+     "unroutable"),
+)
+
+# RabbitMQ 3.9+'s node-wide counters (rabbit_global_counters), labelled by protocol.
+GLOBAL_COUNTERS = (
+    ("received", lambda c: c.publish, "Total number of messages received from publishers"),
+    ("confirmed", lambda c: c.confirm, "Total number of messages confirmed to publishers"),
+    ("unroutable_dropped", lambda c: c.drop_unroutable,
+     "Total number of messages published as non-mandatory into an exchange and dropped as "
+     "unroutable"),
+    ("unroutable_returned", lambda c: c.return_unroutable,
+     "Total number of messages published as mandatory into an exchange and returned to the "
+     "publisher as unroutable"),
+    ("delivered", lambda c: c.deliver_get, "Total number of messages delivered to consumers"),
+    ("delivered_consume_manual_ack", lambda c: c.deliver,
+     "Total number of messages delivered to consumers using basic.consume with manual "
+     "acknowledgment"),
+    ("delivered_consume_auto_ack", lambda c: c.deliver_no_ack,
+     "Total number of messages delivered to consumers using basic.consume with automatic "
+     "acknowledgment"),
+    ("delivered_get_manual_ack", lambda c: c.get,
+     "Total number of messages delivered to consumers using basic.get with manual "
+     "acknowledgment"),
+    ("delivered_get_auto_ack", lambda c: c.get_no_ack,
+     "Total number of messages delivered to consumers using basic.get with automatic "
+     "acknowledgment"),
+    ("get_empty", lambda c: c.get_empty,
+     "Total number of times basic.get operations fetched no message"),
+    ("redelivered", lambda c: c.redeliver,
+     "Total number of messages redelivered to consumers"),
+    ("acknowledged", lambda c: c.ack,
+     "Total number of message acknowledgements received from consumers"),
+)
+
+# node.alarms names -> RabbitMQ's alarm gauges (always present, 0 or 1)
+ALARMS = (("memory", "rabbitmq_alarms_memory_limit", "is 1 if memory alarm is in effect"),
+          ("disk", "rabbitmq_alarms_disk_limit", "is 1 if disk alarm is in effect"))
+
+
+def _open_fds() -> int | None:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return None
+
+
+class BrokerCollector(Collector):
+    """Reads one broker's state on each scrape (in the broker's event loop: the broker is
+    not thread-safe, and the aiohttp handler runs there)."""
+
+    def __init__(self, node: Any, broker: Any = None) -> None:
+        self.node = node
+        self.broker = broker
+        self.started = time.monotonic()
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._queues()
+        yield from self._totals()
+        yield from self._counters()
+        yield from self._resources()
+        yield from self._identity()
+
+    # -- queues ----------------------------------------------------------------------------
+
+    def _unacked_bytes(self) -> dict[int, int]:
+        """Body bytes delivered and not yet acked, by queue (keyed by id: one pass over the
+        channels' unacked records instead of one per queue)."""
+        by_queue: dict[int, int] = {}
+        for connection in list(self.node.connections):
+            for channel in list(getattr(connection, "channels", {}).values()):
+                for record in getattr(channel, "unacked", {}).values():
+                    key = id(record.queue)
+                    by_queue[key] = by_queue.get(key, 0) + len(record.entry.message.body)
+        return by_queue
+
+    def _queues(self) -> Iterator[Metric]:
+        def gauge(name: str, doc: str) -> GaugeMetricFamily:
+            return GaugeMetricFamily(name, doc, labels=QUEUE_LABELS)
+
+        ready = gauge("rabbitmq_queue_messages_ready",
+                      "Messages ready to be delivered to consumers")
+        unacked = gauge("rabbitmq_queue_messages_unacked",
+                        "Messages delivered to consumers but not yet acknowledged")
+        depth = gauge("rabbitmq_queue_messages",
+                      "Sum of ready and unacknowledged messages - total queue depth")
+        consumers = gauge("rabbitmq_queue_consumers", "Consumers on a queue")
+        ready_bytes = gauge("rabbitmq_queue_messages_ready_bytes",
+                            "Size in bytes of ready messages")
+        unacked_bytes = gauge("rabbitmq_queue_messages_unacked_bytes",
+                              "Size in bytes of all unacknowledged messages")
+        total_bytes = gauge("rabbitmq_queue_messages_bytes",
+                            "Size in bytes of ready and unacknowledged messages")
+        counters = [(CounterMetricFamily(name, doc, labels=QUEUE_LABELS), event)
+                    for name, event, doc in QUEUE_COUNTERS]
+        in_flight = self._unacked_bytes()
+        for vhost in list(self.node.vhosts.values()):
+            for queue in list(vhost.queues.values()):
+                labels = [vhost.name, queue.name]
+                n_ready = len(queue.ready)
+                n_unacked = getattr(queue, "unacked", 0)
+                b_ready = getattr(queue, "ready_bytes", 0)
+                b_unacked = in_flight.get(id(queue), 0)
+                ready.add_metric(labels, n_ready)
+                unacked.add_metric(labels, n_unacked)
+                depth.add_metric(labels, n_ready + n_unacked)
+                consumers.add_metric(labels, len(queue.consumers))
+                ready_bytes.add_metric(labels, b_ready)
+                unacked_bytes.add_metric(labels, b_unacked)
+                total_bytes.add_metric(labels, b_ready + b_unacked)
+                queue_counters = getattr(queue, "counters", None) or Counters()
+                for family, event in counters:
+                    family.add_metric(labels, getattr(queue_counters, event))
+        yield from (ready, unacked, depth, consumers, ready_bytes, unacked_bytes, total_bytes)
+        yield from (family for family, _ in counters)
+
+    # -- node-wide -------------------------------------------------------------------------
+
+    def _totals(self) -> Iterator[Metric]:
+        connections = list(self.node.connections)
+        channels = [ch for c in connections for ch in getattr(c, "channels", {}).values()]
+        queues = [q for vh in self.node.vhosts.values() for q in vh.queues.values()]
+        consumers = sum(len(q.consumers) for q in queues)
+        yield GaugeMetricFamily("rabbitmq_connections", "Connections currently open",
+                                value=len(connections))
+        yield GaugeMetricFamily("rabbitmq_channels", "Channels currently open",
+                                value=len(channels))
+        yield GaugeMetricFamily("rabbitmq_consumers", "Consumers currently connected",
+                                value=consumers)
+        yield GaugeMetricFamily("rabbitmq_queues", "Queues available", value=len(queues))
+        yield GaugeMetricFamily("leveret_vhosts", "Virtual hosts", value=len(self.node.vhosts))
+        resident = sum(getattr(q, "ready_bytes", 0) for q in queues)
+        resident += sum(self._unacked_bytes().values())
+        yield GaugeMetricFamily("leveret_messages_resident_bytes",
+                                "Bytes of message bodies held in memory, ready or unacked",
+                                value=resident)
+
+    def _counters(self) -> Iterator[Metric]:
+        families = [(CounterMetricFamily(name, doc, labels=["vhost"]), event)
+                    for name, event, doc in VHOST_COUNTERS]
+        for vhost in list(self.node.vhosts.values()):
+            counters = getattr(vhost, "counters", None) or Counters()
+            for family, event in families:
+                family.add_metric([vhost.name], getattr(counters, event))
+        yield from (family for family, _ in families)
+        everything = node_counters(self.node)
+        for name, read, doc in GLOBAL_COUNTERS:
+            family = CounterMetricFamily(f"rabbitmq_global_messages_{name}", doc,
+                                         labels=["protocol"])
+            family.add_metric(["amqp091"], read(everything))
+            yield family
+
+    def _resources(self) -> Iterator[Metric]:
+        monitor = getattr(self.broker, "resources", None)
+        rss = process_rss()
+        if rss is None and monitor is not None:
+            rss = monitor.memory_used
+        if rss is not None:
+            yield GaugeMetricFamily("rabbitmq_process_resident_memory_bytes",
+                                    "Memory used in bytes", value=rss)
+        if monitor is not None:
+            yield GaugeMetricFamily("rabbitmq_resident_memory_limit_bytes",
+                                    "Memory high watermark in bytes",
+                                    value=monitor.memory_limit)
+            yield GaugeMetricFamily("rabbitmq_disk_space_available_limit_bytes",
+                                    "Free disk space low watermark in bytes",
+                                    value=monitor.disk_free_limit)
+        disk_free = self._disk_free(monitor)
+        if disk_free is not None:
+            yield GaugeMetricFamily("rabbitmq_disk_space_available_bytes",
+                                    "Disk space available in bytes", value=disk_free)
+        alarms = set(getattr(self.node, "alarms", ()))
+        for alarm, name, doc in ALARMS:
+            yield GaugeMetricFamily(name, doc, value=1 if alarm in alarms else 0)
+        fds = _open_fds()
+        if fds is not None:
+            yield GaugeMetricFamily("rabbitmq_process_open_fds", "Open file descriptors",
+                                    value=fds)
+        soft_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0] if resource else -1
+        if soft_limit >= 0 and (resource is None or soft_limit != resource.RLIM_INFINITY):
+            yield GaugeMetricFamily("rabbitmq_process_max_fds", "Open file descriptors limit",
+                                    value=soft_limit)
+        yield GaugeMetricFamily("leveret_uptime_seconds", "Seconds since the broker started",
+                                value=time.monotonic() - self.started)
+
+    def _disk_free(self, monitor: Any) -> int | None:
+        """Free bytes where the data directory is: the monitor's last reading (taken every
+        second), else a fresh one; None for a broker that keeps nothing on disk."""
+        reading = getattr(monitor, "disk_free", None)
+        if reading is not None:
+            return int(reading)
+        data_dir = getattr(self.broker, "data_dir", None)
+        if data_dir is None:
+            return None
+        try:
+            return shutil.disk_usage(data_dir).free
+        except OSError:
+            return None
+
+    def _identity(self) -> Iterator[Metric]:
+        build = GaugeMetricFamily(
+            "rabbitmq_build_info", "leveret & Python version info",
+            labels=["product_name", "product_version", "rabbitmq_version", "python_version",
+                    "prometheus_client_version"])
+        build.add_metric(["leveret", __version__, __version__, platform.python_version(),
+                          _prometheus_client_version()], 1)
+        yield build
+        identity = GaugeMetricFamily("rabbitmq_identity_info",
+                                     "RabbitMQ node & cluster identity info",
+                                     labels=["rabbitmq_node", "rabbitmq_cluster"])
+        identity.add_metric([_node_name(), str(getattr(self.node, "cluster_name", "leveret"))],
+                            1)
+        yield identity
+
+
+def _node_name() -> str:
+    try:
+        from leveret.management.common import node_name
+    except ImportError:  # pragma: no cover - the management package ships with metrics
+        return f"leveret@{platform.node().split('.')[0]}"
+    return node_name()
+
+
+def _prometheus_client_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("prometheus-client")
+    except PackageNotFoundError:  # pragma: no cover - it is a dependency
+        return "unknown"
+
+
+def registry_for(node: Any, broker: Any = None) -> CollectorRegistry:
+    """A registry of the broker's metrics plus the usual process_* / python_* ones of a
+    Python exporter (CPU seconds, start time, GC), all read on scrape."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(BrokerCollector(node, broker))
+    prometheus_client.ProcessCollector(registry=registry)
+    prometheus_client.PlatformCollector(registry=registry)
+    prometheus_client.GCCollector(registry=registry)
+    return registry
+
+
+def render(registry: CollectorRegistry, accept: str | None = None) -> tuple[bytes, str]:
+    """The exposition (Prometheus text, or OpenMetrics when the scraper asks for it) and
+    its content type."""
+    from prometheus_client.exposition import choose_encoder
+
+    encoder, content_type = choose_encoder(accept or "")
+    return encoder(registry), content_type
+
+
+def metrics_handler(node: Any, broker: Any = None
+                    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """An aiohttp handler answering GET /metrics for this broker."""
+    registry = registry_for(node, broker)
+
+    async def handle(request: web.Request) -> web.Response:
+        body, content_type = render(registry, request.headers.get("Accept"))
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    return handle
+
+
+def add_routes(app: web.Application, node: Any, broker: Any = None) -> None:
+    """Mount GET /metrics on the management application."""
+    app.router.add_get("/metrics", metrics_handler(node, broker))

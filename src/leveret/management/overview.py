@@ -1,0 +1,237 @@
+"""The broker as a whole: /api/overview, /api/nodes[/{name}], /api/cluster-name,
+/api/extensions and the health checks (/api/health/checks/alarms, .../local-alarms).
+
+leveret is one node. ``rabbitmq_version`` reports the RabbitMQ release whose management
+API this one follows, so tools that branch on it take the 3.10 path; ``product_name`` and
+``product_version`` say what it really is.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import time
+from typing import Any
+
+from aiohttp import web
+
+from leveret.broker.exchanges import TYPES
+from leveret.broker.stats import EVENTS, node_counters
+from leveret.management.common import (
+    Context,
+    context,
+    current_user,
+    json_response,
+    listing,
+    missing_keys,
+    no_content,
+    not_found,
+    one,
+    read_json,
+    require_admin,
+    require_monitor,
+    stats_disabled,
+    visible_vhosts,
+)
+from leveret.management.rates import DEPTHS, details, message_stats, queue_depths
+
+RABBITMQ_VERSION = "3.10.8"
+STARTED = time.monotonic()
+EXCHANGE_DESCRIPTIONS = {
+    "direct": "AMQP direct exchange, as per the AMQP specification",
+    "fanout": "AMQP fanout exchange, as per the AMQP specification",
+    "headers": "AMQP headers exchange, as per the AMQP specification",
+    "topic": "AMQP topic exchange, as per the AMQP specification",
+    "x-delayed-message": "Delayed Message Exchange (leveret, as the RabbitMQ plugin)",
+}
+
+
+def exchange_types() -> list[dict[str, Any]]:
+    return [{"name": name, "description": EXCHANGE_DESCRIPTIONS.get(name, name),
+             "enabled": True} for name in sorted(TYPES)]
+
+
+def _version() -> str:
+    from leveret import __version__
+
+    return __version__
+
+
+def listeners(ctx: Context) -> list[dict[str, Any]]:
+    broker = ctx.broker
+    found = []
+    if broker is not None:
+        found.append({"node": ctx.node_name, "protocol": "amqp", "ip_address": broker.host,
+                      "port": broker.port, "socket_opts": {}})
+        port = getattr(broker, "management_port", None)
+        if port:
+            found.append({"node": ctx.node_name, "protocol": "http",
+                          "ip_address": broker.management_host, "port": port,
+                          "socket_opts": {}})
+    return found
+
+
+def contexts(ctx: Context) -> list[dict[str, Any]]:
+    port = getattr(ctx.broker, "management_port", None)
+    return [{"node": ctx.node_name, "description": "leveret management",
+             "path": "/", "port": str(port or "")}]
+
+
+def alarms(ctx: Context) -> list[str]:
+    return list(getattr(ctx.node, "alarms", []))
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return 0
+
+
+def _open_fds() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return 0
+
+
+async def overview(request: web.Request) -> web.Response:
+    ctx = context(request)
+    node = ctx.node
+    user = current_user(request)
+    names = visible_vhosts(node, user)
+    vhosts = [node.vhosts[n] for n in names]
+    queues = [q for v in vhosts for q in list(v.queues.values())]
+    conns = [c for c in list(node.connections) if c.vhost.name in names]
+    with_stats = not stats_disabled(request)
+    item: dict[str, Any] = {
+        "management_version": _version(), "rates_mode": "basic",
+        "sample_retention_policies": {"global": [600, 3600, 28800, 86400],
+                                      "basic": [600, 3600], "detailed": [600]},
+        "exchange_types": exchange_types(),
+        "product_version": _version(), "product_name": "leveret",
+        "rabbitmq_version": RABBITMQ_VERSION, "cluster_name": node.cluster_name,
+        "erlang_version": platform.python_version(),
+        "erlang_full_version": f"Python {platform.python_version()} "
+                               f"({platform.python_implementation()})",
+        "release_series_support_status": "supported",
+        "disable_stats": not with_stats,
+        "enable_queue_totals": request.query.get("enable_queue_totals") == "true",
+        "object_totals": {
+            "connections": len(conns),
+            "channels": sum(len(c.channels) for c in conns),
+            "consumers": sum(len(q.consumers) for q in queues),
+            "exchanges": sum(len(v.exchanges) for v in vhosts),
+            "queues": len(queues),
+        },
+        "statistics_db_event_queue": 0,
+        "node": ctx.node_name, "listeners": listeners(ctx), "contexts": contexts(ctx),
+    }
+    if with_stats:
+        rates = ctx.sampler.rates(node)
+        counters = node_counters(node).as_dict()
+        item["message_stats"] = message_stats(counters, (*EVENTS, "deliver_get"), rates) \
+            if any(counters.values()) else {}
+        totals: dict[str, Any] = dict.fromkeys(DEPTHS, 0)
+        for q in queues:
+            for key, value in queue_depths(q).items():
+                totals[key] += value
+        for key in DEPTHS:
+            totals[f"{key}_details"] = details(rates, key)
+        item["queue_totals"] = totals
+    return one(request, item)
+
+
+def node_json(ctx: Context) -> dict[str, Any]:
+    node = ctx.node
+    active = alarms(ctx)
+    data_dir = getattr(ctx.broker, "data_dir", None)
+    monitor = getattr(ctx.broker, "resources", None)  # server/alarms.py ResourceMonitor
+    mem_limit = getattr(monitor, "memory_limit", 0)
+    disk_free_limit = getattr(monitor, "disk_free_limit", 0)
+    disk_free = getattr(monitor, "disk_free", None)
+    if disk_free is None:
+        try:
+            disk_free = shutil.disk_usage(data_dir or ".").free
+        except OSError:
+            disk_free = 0
+    return {
+        "name": ctx.node_name, "type": "disc", "running": True,
+        "os_pid": str(os.getpid()), "uptime": int((time.monotonic() - STARTED) * 1000),
+        "processors": os.cpu_count() or 1, "run_queue": 0, "rates_mode": "basic",
+        "mem_limit": mem_limit, "mem_used": _rss_bytes(),
+        "mem_alarm": "memory" in active,
+        "disk_free_limit": disk_free_limit, "disk_free": disk_free,
+        "disk_free_alarm": "disk" in active,
+        "fd_total": os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 1024,
+        "fd_used": _open_fds(),
+        "sockets_total": 0, "sockets_used": len(node.connections),
+        "proc_total": 0, "proc_used": 0,
+        "partitions": [], "being_drained": False, "net_ticktime": 60,
+        "exchange_types": exchange_types(),
+        "auth_mechanisms": [
+            {"name": "PLAIN", "description": "SASL PLAIN authentication mechanism",
+             "enabled": True},
+            {"name": "AMQPLAIN", "description": "QPid AMQPLAIN mechanism", "enabled": True}],
+        "applications": [{"name": "leveret", "description": "leveret AMQP 0-9-1 broker",
+                          "version": _version()}],
+        "contexts": contexts(ctx), "listeners": listeners(ctx),
+        "enabled_plugins": ["rabbitmq_management"],
+        "log_files": [], "config_files": [],
+        "db_dir": str(data_dir) if data_dir is not None else "",
+        "cluster_links": [],
+    }
+
+
+async def nodes(request: web.Request) -> web.Response:
+    require_monitor(request)
+    return listing(request, [node_json(context(request))], default_sort=("name",))
+
+
+async def get_node(request: web.Request) -> web.Response:
+    require_monitor(request)
+    ctx = context(request)
+    if request.match_info["name"] != ctx.node_name:
+        raise not_found()
+    return one(request, node_json(ctx))
+
+
+async def cluster_name(request: web.Request) -> web.Response:
+    return json_response({"name": context(request).node.cluster_name})
+
+
+async def put_cluster_name(request: web.Request) -> web.Response:
+    require_admin(request)
+    body = await read_json(request)
+    missing_keys(body, "name")
+    context(request).node.cluster_name = str(body["name"])
+    return no_content()
+
+
+async def extensions(request: web.Request) -> web.Response:
+    """Web UI plugins: none."""
+    return json_response([])
+
+
+async def alarm_check(request: web.Request) -> web.Response:
+    ctx = context(request)
+    active = alarms(ctx)
+    if not active:
+        return json_response({"status": "ok"})
+    return json_response({
+        "status": "failed", "reason": "There are alarms in effect in the cluster",
+        "alarms": [{"node": ctx.node_name, "resource": name} for name in active]}, 503)
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/api/overview", overview)
+    r.add_get("/api/nodes", nodes)
+    r.add_get("/api/nodes/{name}", get_node)
+    r.add_get("/api/cluster-name", cluster_name)
+    r.add_put("/api/cluster-name", put_cluster_name)
+    r.add_get("/api/extensions", extensions)
+    r.add_get("/api/health/checks/alarms", alarm_check)
+    r.add_get("/api/health/checks/local-alarms", alarm_check)

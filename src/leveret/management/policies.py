@@ -1,0 +1,112 @@
+"""Policies: /api/policies[/{vhost}[/{name}]]. Reading needs access to the vhost; changing
+them the policymaker (or administrator) tag, as in RabbitMQ.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from leveret.broker.arguments import QUEUE_ARGUMENTS
+from leveret.errors import AMQPError
+from leveret.management.common import (
+    bad_request,
+    context,
+    created,
+    current_user,
+    jsonable,
+    listing,
+    missing_keys,
+    no_content,
+    not_found,
+    one,
+    raise_for,
+    read_json,
+    require_policymaker,
+    vhost_of,
+    visible_vhosts,
+)
+
+# Keys RabbitMQ recognises that have no effect on one leveret node (mirroring, federation,
+# streams, queue versions); accepted so RabbitMQ's definitions import unchanged.
+ACCEPTED_WITHOUT_EFFECT = frozenset({
+    "ha-mode", "ha-params", "ha-sync-mode", "ha-promote-on-shutdown",
+    "ha-promote-on-failure", "ha-sync-batch-size", "federation-upstream",
+    "federation-upstream-set", "queue-version", "stream-max-segment-size-bytes",
+    "initial-cluster-size", "max-age",
+})
+
+
+def policy_json(vhost: str, p: Any) -> dict[str, Any]:
+    return {"vhost": vhost, "name": p.name, "pattern": p.pattern, "apply-to": p.apply_to,
+            "definition": jsonable(p.definition), "priority": p.priority}
+
+
+def check_definition(definition: Any) -> dict[str, Any]:
+    if not isinstance(definition, dict) or not definition:
+        raise bad_request("Validation failed\n\ndefinition must be a non-empty object\n")
+    unknown = [k for k in definition if k != "alternate-exchange"
+               and f"x-{k}" not in QUEUE_ARGUMENTS and k not in ACCEPTED_WITHOUT_EFFECT]
+    if unknown:
+        terms = ",".join(f'{{<<"{k}">>,{jsonable(definition[k])}}}' for k in unknown)
+        raise bad_request(f"Validation failed\n\n[{terms}] are not recognised policy "
+                          "settings\n")
+    return definition
+
+
+async def list_policies(request: web.Request) -> web.Response:
+    ctx = context(request)
+    if "vhost" in request.match_info:
+        names = [vhost_of(request, ctx.node).name]
+    else:
+        names = visible_vhosts(ctx.node, current_user(request))
+    return listing(request, [policy_json(n, p) for n in names
+                             for p in ctx.node.vhosts[n].policies.values()])
+
+
+async def get_policy(request: web.Request) -> web.Response:
+    vhost = vhost_of(request, context(request).node)
+    p = vhost.policies.get(request.match_info["name"])
+    if p is None:
+        raise not_found()
+    return one(request, policy_json(vhost.name, p))
+
+
+async def put_policy(request: web.Request) -> web.Response:
+    require_policymaker(request)
+    vhost = vhost_of(request, context(request).node, write=True)
+    body = await read_json(request)
+    missing_keys(body, "pattern", "definition")
+    name = request.match_info["name"]
+    existed = name in vhost.policies
+    priority = body.get("priority", 0)
+    try:
+        priority = int(priority)
+    except (TypeError, ValueError):
+        raise bad_request("Validation failed\n\npriority must be an integer\n") from None
+    try:
+        vhost.set_policy(name, str(body["pattern"]), check_definition(body["definition"]),
+                         priority, str(body.get("apply-to", "all")))
+    except AMQPError as exc:
+        raise_for(exc)
+    return no_content() if existed else created()
+
+
+async def delete_policy(request: web.Request) -> web.Response:
+    require_policymaker(request)
+    vhost = vhost_of(request, context(request).node, write=True)
+    name = request.match_info["name"]
+    if name not in vhost.policies:
+        raise not_found()
+    vhost.clear_policy(name)
+    return no_content()
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/api/policies", list_policies)
+    r.add_get("/api/policies/{vhost}", list_policies)
+    r.add_get("/api/policies/{vhost}/{name}", get_policy)
+    r.add_put("/api/policies/{vhost}/{name}", put_policy)
+    r.add_delete("/api/policies/{vhost}/{name}", delete_policy)

@@ -1,0 +1,210 @@
+"""Queues: /api/queues[/{vhost}[/{name}]], declare (PUT), delete, purge (DELETE .../contents)
+and actions. Message counts come from the queue itself; rates from the sampler.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from leveret.broker.stats import DELIVERING
+from leveret.errors import AMQPError, PreconditionFailed
+from leveret.management.common import (
+    ApiError,
+    Context,
+    as_bool,
+    bad_request,
+    context,
+    created,
+    current_user,
+    field_table,
+    grants,
+    jsonable,
+    listing,
+    no_content,
+    not_found,
+    one,
+    raise_for,
+    read_json,
+    stats_disabled,
+    vhost_of,
+    visible_vhosts,
+)
+from leveret.management.connections import queue_consumers
+from leveret.management.rates import details, message_stats, queue_depths
+
+QUEUE_DELIVERY = (*DELIVERING, "deliver_get")
+
+
+def unacked_bytes(node: Any) -> dict[int, int]:
+    """id(queue) -> bytes of its messages delivered and not yet acknowledged."""
+    found: dict[int, int] = {}
+    for conn in list(node.connections):
+        for ch in list(conn.channels.values()):
+            for u in list(ch.unacked.values()):
+                key = id(u.queue)
+                found[key] = found.get(key, 0) + len(u.entry.message.body)
+    return found
+
+
+def queue_stats(q: Any, rates: dict[str, float]) -> dict[str, Any]:
+    values = q.counters.as_dict()
+    stats: dict[str, Any] = {}
+    if values["publish"]:
+        stats.update(message_stats(values, ("publish",), rates))
+    if any(values[k] for k in QUEUE_DELIVERY):
+        stats.update(message_stats(values, QUEUE_DELIVERY, rates))
+    return stats
+
+
+def queue_json(ctx: Context, q: Any, unacked: dict[int, int],
+               with_stats: bool = True) -> dict[str, Any]:
+    depths = queue_depths(q)
+    ready_bytes = q.ready_bytes
+    out_bytes = unacked.get(id(q), 0)
+    policy = q.vhost.policies.get(q.policy) if q.policy else None
+    consumers = len(q.consumers)
+    item: dict[str, Any] = {
+        "name": q.name, "vhost": q.vhost.name, "node": ctx.node_name,
+        "type": q.queue_type, "state": "running",
+        "durable": q.durable, "auto_delete": q.auto_delete, "exclusive": q.exclusive,
+        "arguments": jsonable(q.arguments),
+        "policy": q.policy, "operator_policy": None,
+        "effective_policy_definition": jsonable(policy.definition) if policy else {},
+        "consumers": consumers,
+        "consumer_capacity": 1.0 if consumers else 0,
+        "consumer_utilisation": 1.0 if consumers else 0,
+        "exclusive_consumer_tag": next((c.tag for c in q.consumers if c.exclusive), None),
+        "single_active_consumer_tag": q.consumers[0].tag if q.single_active and consumers
+        else None,
+        "head_message_timestamp": None,
+        "recoverable_slaves": None,
+        **depths,
+        "messages_ram": depths["messages"],
+        "messages_ready_ram": depths["messages_ready"],
+        "messages_unacknowledged_ram": depths["messages_unacknowledged"],
+        "message_bytes": ready_bytes + out_bytes,
+        "message_bytes_ready": ready_bytes,
+        "message_bytes_unacknowledged": out_bytes,
+        "message_bytes_ram": ready_bytes + out_bytes,
+    }
+    if q.exclusive:
+        owner = q.exclusive_owner
+        item["owner_pid_details"] = {"name": str(owner.peer[0]),
+                                     "peer_host": str(owner.peer[0]),
+                                     "peer_port": int(owner.peer[1])}
+    if with_stats:
+        rates = ctx.sampler.rates(q)
+        for key in ("messages", "messages_ready", "messages_unacknowledged"):
+            item[f"{key}_details"] = details(rates, key)
+        stats = queue_stats(q, rates)
+        if stats:
+            item["message_stats"] = stats
+    return item
+
+
+def find_queue(request: web.Request, *, write: bool = False) -> Any:
+    vhost = vhost_of(request, context(request).node, write=write)
+    q = vhost.queues.get(request.match_info["name"])
+    if q is None:
+        raise not_found()
+    return q
+
+
+async def list_queues(request: web.Request) -> web.Response:
+    ctx = context(request)
+    if "vhost" in request.match_info:
+        names = [vhost_of(request, ctx.node).name]
+    else:
+        names = visible_vhosts(ctx.node, current_user(request))
+    unacked = unacked_bytes(ctx.node)
+    stats = not stats_disabled(request)
+    items = [queue_json(ctx, q, unacked, stats) for name in names
+             for q in list(ctx.node.vhosts[name].queues.values())]
+    return listing(request, items)
+
+
+async def get_queue(request: web.Request) -> web.Response:
+    ctx = context(request)
+    q = find_queue(request)
+    item = queue_json(ctx, q, unacked_bytes(ctx.node), not stats_disabled(request))
+    item["consumer_details"] = queue_consumers(ctx, q)
+    item["incoming"] = []
+    item["deliveries"] = []
+    return one(request, item)
+
+
+async def put_queue(request: web.Request) -> web.Response:
+    ctx = context(request)
+    vhost = ctx.node.vhosts.get(request.match_info["vhost"])
+    if vhost is None:
+        raise ApiError(404, "not_found", "vhost_not_found")
+    vhost = vhost_of(request, ctx.node, write=True)
+    body = await read_json(request)
+    name = request.match_info["name"]
+    existed = name in vhost.queues
+    arguments = field_table(body.get("arguments"))
+    if "x-queue-type" not in arguments and vhost.default_queue_type:
+        arguments["x-queue-type"] = vhost.default_queue_type
+    try:
+        vhost.declare_queue(name, False, as_bool(body.get("durable", False)), False,
+                            as_bool(body.get("auto_delete", False)), arguments, None,
+                            grants(request, ctx.node, vhost.name))
+    except AMQPError as exc:
+        raise_for(exc)
+    return no_content() if existed else created()
+
+
+async def delete_queue(request: web.Request) -> web.Response:
+    ctx = context(request)
+    q = find_queue(request, write=True)
+    grants(request, ctx.node, q.vhost.name).check("configure", "queue", q.name)
+    query = request.query
+    try:
+        if as_bool(query.get("if-empty", "false")) and q.queue_type == "quorum":
+            raise_for_quorum(q)
+        q.vhost.delete_queue(q.name, as_bool(query.get("if-unused", "false")),
+                             as_bool(query.get("if-empty", "false")), q.exclusive_owner)
+    except AMQPError as exc:
+        raise_for(exc)
+    return no_content()
+
+
+def raise_for_quorum(q: Any) -> None:
+    raise PreconditionFailed(f"cannot delete queue '{q.name}' in vhost '{q.vhost.name}'. "
+                             "queue.delete operations with if-empty flag set are not "
+                             "supported by quorum queues")
+
+
+async def purge_queue(request: web.Request) -> web.Response:
+    ctx = context(request)
+    q = find_queue(request, write=True)
+    try:
+        grants(request, ctx.node, q.vhost.name).check("read", "queue", q.name)
+    except AMQPError as exc:
+        raise_for(exc)
+    q.purge()
+    return no_content()
+
+
+async def queue_actions(request: web.Request) -> web.Response:
+    """``sync`` and ``cancel_sync`` concern mirrored classic queues, which leveret (one
+    node) does not have: accepted and nothing to do, as RabbitMQ does for an unmirrored
+    queue."""
+    find_queue(request, write=True)
+    body = await read_json(request)
+    if body.get("action") not in ("sync", "cancel_sync"):
+        raise bad_request("unknown action")
+    return no_content()
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/api/queues", list_queues)
+    r.add_get("/api/queues/{vhost}", list_queues)
+    r.add_get("/api/queues/{vhost}/{name}", get_queue)
+    r.add_put("/api/queues/{vhost}/{name}", put_queue)
+    r.add_delete("/api/queues/{vhost}/{name}", delete_queue)
+    r.add_delete("/api/queues/{vhost}/{name}/contents", purge_queue)
+    r.add_post("/api/queues/{vhost}/{name}/actions", queue_actions)

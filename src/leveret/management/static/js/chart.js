@@ -1,0 +1,138 @@
+// A small SVG time-series chart: lines over a time axis, "nice" y ticks, a legend with the
+// latest value that toggles each series, and a crosshair readout on hover or keyboard focus.
+
+import { fill, h, svg } from './dom.js';
+import { clock } from './format.js';
+
+const HEIGHT = 190;
+const PAD = { top: 12, right: 14, bottom: 24, left: 48 };
+
+function niceStep(max, ticks) {
+  const raw = max / ticks;
+  const power = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * power).find((s) => s >= raw);
+  return step || power * 10;
+}
+
+/**
+ * series: [{key, label, color}]; format(value) labels values; window: ms shown.
+ * update(points) with points = [{t, <key>: value...}] sorted by time.
+ */
+export function lineChart({ title, series, format, window: span = 10 * 60 * 1000, emptyText }) {
+  const hidden = new Set();
+  let points = [];
+  const plot = h('div', { class: 'chart-plot' });
+  const legend = h('div', { class: 'legend', role: 'group', 'aria-label': `${title}: series` });
+  const readout = h('div', { class: 'chart-readout', 'aria-live': 'off' });
+  const el = h('figure', { class: 'chart' }, plot, legend, readout);
+  const observer = new ResizeObserver(() => draw());
+  observer.observe(plot);
+
+  function latest(key) {
+    for (let i = points.length - 1; i >= 0; i -= 1) {
+      if (points[i][key] !== undefined) return points[i][key];
+    }
+    return undefined;
+  }
+
+  function drawLegend() {
+    fill(legend, series.map((s) => h('button', {
+      type: 'button', class: 'legend-item', 'aria-pressed': String(!hidden.has(s.key)),
+      title: hidden.has(s.key) ? `Show ${s.label}` : `Hide ${s.label}`,
+      dataset: { series: s.key },
+      onclick: () => {
+        if (hidden.has(s.key)) hidden.delete(s.key); else hidden.add(s.key);
+        drawLegend();
+        draw();
+      },
+    }, h('span', { class: 'swatch', style: { background: s.color } }),
+    h('span', { class: 'legend-label' }, s.label),
+    h('span', { class: 'legend-value' }, latest(s.key) === undefined ? '–' : format(latest(s.key))))));
+  }
+
+  function draw() {
+    const width = Math.max(plot.clientWidth, 200);
+    const now = points.length ? points[points.length - 1].t : Date.now();
+    const start = now - span;
+    const shown = points.filter((p) => p.t >= start);
+    const visible = series.filter((s) => !hidden.has(s.key));
+    if (shown.length < 2) {
+      fill(plot, h('div', { class: 'chart-empty', style: { height: `${HEIGHT}px` } },
+        emptyText || 'Collecting samples: the chart fills in every few seconds.'));
+      return;
+    }
+    let max = 0;
+    for (const p of shown) for (const s of visible) max = Math.max(max, p[s.key] ?? 0);
+    const ticks = 4;
+    const step = niceStep(max > 0 ? max : 1, ticks);
+    const top = step * Math.max(1, Math.ceil((max || 1) / step));
+    const innerW = width - PAD.left - PAD.right;
+    const innerH = HEIGHT - PAD.top - PAD.bottom;
+    const x = (t) => PAD.left + ((t - start) / span) * innerW;
+    const y = (v) => PAD.top + innerH - (v / top) * innerH;
+
+    const grid = [];
+    for (let v = 0; v <= top + step / 2; v += step) {
+      grid.push(svg('line', { x1: PAD.left, x2: width - PAD.right, y1: y(v), y2: y(v), class: 'grid' }));
+      grid.push(svg('text', { x: PAD.left - 8, y: y(v) + 4, class: 'axis', 'text-anchor': 'end' }, format(v, true)));
+    }
+    const minute = 60 * 1000;
+    const tickEvery = span > 5 * minute ? 2 * minute : minute;
+    for (let t = Math.ceil(start / tickEvery) * tickEvery; t <= now; t += tickEvery) {
+      grid.push(svg('text', { x: x(t), y: HEIGHT - 6, class: 'axis', 'text-anchor': 'middle' }, clock(t).slice(0, 5)));
+    }
+    const lines = visible.map((s) => {
+      const coords = shown.filter((p) => p[s.key] !== undefined).map((p) => `${x(p.t).toFixed(1)},${y(p[s.key]).toFixed(1)}`);
+      const area = coords.length
+        ? svg('path', {
+          d: `M${coords[0].split(',')[0]},${y(0)} L${coords.join(' L')} L${coords[coords.length - 1].split(',')[0]},${y(0)} Z`,
+          fill: s.color, class: 'area',
+        }) : null;
+      return [area, svg('polyline', { points: coords.join(' '), stroke: s.color, class: 'line', 'data-series': s.key })];
+    });
+    const cross = svg('line', { class: 'crosshair', y1: PAD.top, y2: PAD.top + innerH, x1: -10, x2: -10 });
+    const dots = visible.map((s) => svg('circle', { r: 3.5, fill: s.color, class: 'dot', cx: -10, cy: -10 }));
+    const chart = svg('svg', {
+      width, height: HEIGHT, viewBox: `0 0 ${width} ${HEIGHT}`, role: 'img',
+      'aria-label': `${title}: ${visible.map((s) => `${s.label} ${format(latest(s.key) ?? 0)}`).join(', ')}`,
+    }, grid, lines, cross, dots);
+    const pick = (clientX) => {
+      const box = chart.getBoundingClientRect();
+      const t = start + ((clientX - box.left - PAD.left) / innerW) * span;
+      let best = shown[0];
+      for (const p of shown) if (Math.abs(p.t - t) < Math.abs(best.t - t)) best = p;
+      cross.setAttribute('x1', x(best.t));
+      cross.setAttribute('x2', x(best.t));
+      visible.forEach((s, i) => {
+        dots[i].setAttribute('cx', x(best.t));
+        dots[i].setAttribute('cy', y(best[s.key] ?? 0));
+      });
+      fill(readout, h('span', { class: 'readout-time' }, clock(best.t)),
+        visible.map((s) => h('span', { class: 'readout-item' },
+          h('span', { class: 'swatch', style: { background: s.color } }), `${s.label} ${format(best[s.key] ?? 0)}`)));
+      readout.classList.add('on');
+    };
+    chart.addEventListener('pointermove', (e) => pick(e.clientX));
+    chart.addEventListener('pointerleave', () => {
+      readout.classList.remove('on');
+      cross.setAttribute('x1', -10);
+      cross.setAttribute('x2', -10);
+      dots.forEach((d) => d.setAttribute('cx', -10));
+    });
+    fill(plot, chart);
+  }
+
+  drawLegend();
+  draw();
+  return {
+    el,
+    update(newPoints) {
+      points = newPoints;
+      drawLegend();
+      draw();
+    },
+    disconnect() {
+      observer.disconnect();
+    },
+  };
+}

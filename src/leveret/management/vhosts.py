@@ -1,0 +1,181 @@
+"""Virtual hosts and their limits: /api/vhosts, /api/vhosts/{vhost}[/permissions|
+/topic-permissions], /api/vhost-limits[/{vhost}[/{name}]].
+
+Creating a vhost over HTTP gives its creator full permissions there, as RabbitMQ does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from leveret.broker.access import parse_tags
+from leveret.broker.stats import EVENTS
+from leveret.management.common import (
+    Context,
+    bad_request,
+    context,
+    created,
+    current_user,
+    listing,
+    missing_keys,
+    no_content,
+    not_found,
+    one,
+    read_json,
+    require_admin,
+    stats_disabled,
+    vhost_of,
+    visible_vhosts,
+)
+from leveret.management.rates import DEPTHS, details, message_stats, queue_depths
+
+LIMITS = ("max-connections", "max-queues")
+VHOST_STATS = (*EVENTS, "deliver_get")
+
+
+def vhost_json(ctx: Context, vhost: Any, with_stats: bool = True) -> dict[str, Any]:
+    tags = list(getattr(vhost, "tags", []))
+    description = getattr(vhost, "description", "")
+    item: dict[str, Any] = {
+        "name": vhost.name, "description": description, "tags": tags,
+        "default_queue_type": getattr(vhost, "default_queue_type", None) or "undefined",
+        "metadata": {"description": description, "tags": tags},
+        "tracing": False, "cluster_state": {ctx.node_name: "running"},
+    }
+    if not with_stats:
+        return item
+    rates = ctx.sampler.rates(vhost)
+    depths = dict.fromkeys(DEPTHS, 0)
+    for q in list(vhost.queues.values()):
+        for key, value in queue_depths(q).items():
+            depths[key] += value
+    for key in DEPTHS:
+        item[key] = depths[key]
+        item[f"{key}_details"] = details(rates, key)
+    values = vhost.counters.as_dict()
+    if any(values.values()):
+        item["message_stats"] = message_stats(values, VHOST_STATS, rates)
+    conns = [c for c in list(ctx.node.connections) if c.vhost is vhost]
+    if conns:
+        conn_rates: dict[str, float] = {}
+        for c in conns:
+            for key, rate in ctx.sampler.rates(c).items():
+                conn_rates[key] = conn_rates.get(key, 0.0) + rate
+        for key in ("recv_oct", "send_oct"):
+            item[key] = sum(getattr(c, key, 0) for c in conns)
+            item[f"{key}_details"] = details(conn_rates, key)
+    return item
+
+
+async def list_vhosts(request: web.Request) -> web.Response:
+    ctx = context(request)
+    names = visible_vhosts(ctx.node, current_user(request))
+    stats = not stats_disabled(request)
+    return listing(request, [vhost_json(ctx, ctx.node.vhosts[n], stats) for n in names],
+                   default_sort=("name",))
+
+
+async def get_vhost(request: web.Request) -> web.Response:
+    ctx = context(request)
+    return one(request, vhost_json(ctx, vhost_of(request, ctx.node),
+                                   not stats_disabled(request)))
+
+
+async def put_vhost(request: web.Request) -> web.Response:
+    ctx = context(request)
+    user = require_admin(request)
+    name = request.match_info["vhost"]
+    body = await read_json(request)
+    existed = name in ctx.node.vhosts
+    ctx.node.add_vhost(name, str(body.get("description", "")), parse_tags(body.get("tags")),
+                       body.get("default_queue_type"))
+    if not existed:
+        ctx.node.set_permissions(name, user.name, ".*", ".*", ".*")
+    return no_content() if existed else created()
+
+
+async def delete_vhost(request: web.Request) -> web.Response:
+    ctx = context(request)
+    require_admin(request)
+    try:
+        ctx.node.delete_vhost(request.match_info["vhost"])
+    except KeyError:
+        raise not_found() from None
+    return no_content()
+
+
+async def vhost_permissions(request: web.Request) -> web.Response:
+    ctx = context(request)
+    require_admin(request)
+    vhost = vhost_of(request, ctx.node)
+    return listing(request, [
+        {"vhost": v, "user": u, "configure": p.configure, "write": p.write, "read": p.read}
+        for (v, u), p in ctx.node.permissions.items() if v == vhost.name],
+        default_sort=("user",))
+
+
+async def vhost_topic_permissions(request: web.Request) -> web.Response:
+    ctx = context(request)
+    require_admin(request)
+    vhost = vhost_of(request, ctx.node)
+    return listing(request, [
+        {"vhost": v, "user": u, "exchange": t.exchange, "write": t.write, "read": t.read}
+        for (v, u, _), t in ctx.node.topic_permissions.items() if v == vhost.name],
+        default_sort=("user",))
+
+
+def _limits(ctx: Context, names: list[str]) -> list[dict[str, Any]]:
+    return [{"vhost": n, "value": dict(ctx.node.vhost_limits[n])} for n in names
+            if ctx.node.vhost_limits.get(n)]
+
+
+async def list_vhost_limits(request: web.Request) -> web.Response:
+    ctx = context(request)
+    if "vhost" in request.match_info:
+        names = [vhost_of(request, ctx.node).name]
+    else:
+        names = visible_vhosts(ctx.node, current_user(request))
+    return listing(request, _limits(ctx, names), default_sort=("vhost",))
+
+
+async def put_vhost_limit(request: web.Request) -> web.Response:
+    ctx = context(request)
+    require_admin(request)
+    vhost = vhost_of(request, ctx.node)
+    name = request.match_info["name"]
+    body = await read_json(request)
+    missing_keys(body, "value")
+    if name not in LIMITS:
+        raise bad_request(f"Validation failed\n\n{name} is not a valid vhost limit\n")
+    value = body["value"]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad_request(f"Validation failed\n\n{name} must be an integer\n")
+    ctx.node.set_vhost_limits(vhost.name, {name: value})
+    return no_content()
+
+
+async def delete_vhost_limit(request: web.Request) -> web.Response:
+    ctx = context(request)
+    require_admin(request)
+    vhost = vhost_of(request, ctx.node)
+    name = request.match_info["name"]
+    if name not in ctx.node.vhost_limits.get(vhost.name, {}):
+        raise not_found()
+    ctx.node.clear_vhost_limits(vhost.name, name)
+    return no_content()
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/api/vhosts", list_vhosts)
+    r.add_get("/api/vhosts/{vhost}", get_vhost)
+    r.add_put("/api/vhosts/{vhost}", put_vhost)
+    r.add_delete("/api/vhosts/{vhost}", delete_vhost)
+    r.add_get("/api/vhosts/{vhost}/permissions", vhost_permissions)
+    r.add_get("/api/vhosts/{vhost}/topic-permissions", vhost_topic_permissions)
+    r.add_get("/api/vhost-limits", list_vhost_limits)
+    r.add_get("/api/vhost-limits/{vhost}", list_vhost_limits)
+    r.add_put("/api/vhost-limits/{vhost}/{name}", put_vhost_limit)
+    r.add_delete("/api/vhost-limits/{vhost}/{name}", delete_vhost_limit)

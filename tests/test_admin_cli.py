@@ -1,0 +1,510 @@
+"""The admin CLI (``leveret list|declare|delete|... ``), run against leveret's management API
+and against the reference RabbitMQ's (the same commands must work on both), each outcome
+checked through the API or over AMQP.
+
+The RabbitMQ side reads ``$LEVERET_REFERENCE_MANAGEMENT_URL`` (default
+http://127.0.0.1:15673) and ``$LEVERET_REFERENCE_URL`` (amqp://guest:guest@127.0.0.1:5673/)
+and is skipped when nothing answers there.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pika
+import pika.exceptions
+import pytest
+
+from leveret.cli.admin import EXIT_NOPERM, EXIT_UNREACHABLE, format_table
+from leveret.cli.main import main
+from leveret.server.threaded import BrokerThread
+
+REFERENCE_HTTP = os.environ.get("LEVERET_REFERENCE_MANAGEMENT_URL", "http://127.0.0.1:15673")
+REFERENCE_AMQP = os.environ.get("LEVERET_REFERENCE_URL", "amqp://guest:guest@127.0.0.1:5673/")
+
+
+@dataclass
+class Target:
+    name: str
+    http: str   # management API base URL
+    amqp: str   # AMQP URL of the same broker
+
+    def api(self, method: str, path: str, body: Any = None,
+            auth: tuple[str, str] = ("guest", "guest")) -> tuple[int, Any]:
+        """Check outcomes straight through the API, not through the code under test."""
+        request = urllib.request.Request(self.http + "/api" + path, method=method,
+                                         data=json.dumps(body).encode() if body else None)
+        token = base64.b64encode(":".join(auth).encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+        request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                raw = response.read()
+                return response.status, json.loads(raw) if raw.strip() else None
+        except urllib.error.HTTPError as exc:
+            return exc.code, None
+
+    def amqp_connection(self, user: str = "guest", password: str = "guest",
+                        vhost: str = "/") -> pika.BlockingConnection:
+        params = pika.URLParameters(self.amqp)
+        params.credentials = pika.PlainCredentials(user, password)
+        params.virtual_host = vhost
+        params.connection_attempts = 1
+        return pika.BlockingConnection(params)
+
+
+def _http_reachable(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url + "/api/overview", timeout=2)
+    except urllib.error.HTTPError:
+        return True  # it answered (401 without credentials)
+    except OSError:
+        return False
+    return True
+
+
+def _leveret_target() -> Iterator[Target]:
+    with BrokerThread(management_port=0) as thread:
+        url = thread.broker.management_url
+        assert url is not None
+        yield Target("leveret", url.rstrip("/"), thread.url)
+
+
+@pytest.fixture(scope="module", params=["leveret", "rabbitmq"])
+def target(request: pytest.FixtureRequest) -> Iterator[Target]:
+    if request.param == "rabbitmq":
+        if not _http_reachable(REFERENCE_HTTP):
+            pytest.skip(f"reference RabbitMQ management API not reachable at {REFERENCE_HTTP}; "
+                        "start it with ../shared/tools/reference-rabbitmq start --management")
+        yield Target("rabbitmq", REFERENCE_HTTP.rstrip("/"), REFERENCE_AMQP)
+    else:
+        yield from _leveret_target()
+
+
+@pytest.fixture
+def cli(target: Target, capsys: pytest.CaptureFixture[str]) -> Any:
+    """``cli("list", "queues")`` runs ``leveret list queues --url ...`` in-process and returns
+    (exit status, stdout, stderr)."""
+    def run(*argv: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        status = main([*argv, "--url", target.http])
+        out, err = capsys.readouterr()
+        return status, out, err
+    return run
+
+
+@pytest.fixture
+def name(target: Target) -> Iterator[str]:
+    """A unique name; a queue, exchange, user or vhost by that name is removed afterwards
+    (the reference broker is shared)."""
+    unique = f"cli-{uuid.uuid4().hex[:10]}"
+    yield unique
+    for path in (f"/queues/%2F/{unique}", f"/exchanges/%2F/{unique}", f"/users/{unique}",
+                 f"/vhosts/{unique}"):
+        target.api("DELETE", path)
+
+
+def _queue_depth(target: Target, queue: str, vhost: str = "/") -> int:
+    connection = target.amqp_connection(vhost=vhost)
+    try:
+        return connection.channel().queue_declare(queue, passive=True).method.message_count
+    finally:
+        connection.close()
+
+
+# -- list --------------------------------------------------------------------------------------
+
+
+def test_declare_and_list_queue(target: Target, cli: Any, name: str) -> None:
+    status, out, _ = cli("declare", "queue", name, "--durable",
+                         "--arguments", '{"x-max-length": 10}')
+    assert status == 0 and f"declared queue '{name}'" in out
+    code, queue = target.api("GET", f"/queues/%2F/{name}")
+    assert code == 200 and queue["durable"] is True
+    assert queue["arguments"] == {"x-max-length": 10}
+
+    status, out, _ = cli("list", "queues")
+    assert status == 0
+    header, *rows = out.splitlines()
+    assert header.split()[:3] == ["name", "type", "durable"]
+    assert any(row.split()[:3] == [name, "classic", "true"] for row in rows)
+
+    status, out, _ = cli("list", "queues", "--json", "--columns", "name,durable,arguments")
+    listed = [q for q in json.loads(out) if q["name"] == name]
+    assert listed == [{"name": name, "durable": True, "arguments": {"x-max-length": 10}}]
+
+    status, out, _ = cli("list", "queues", "--all-vhosts", "--columns", "vhost,name")
+    assert status == 0 and any(line.split() == ["/", name] for line in out.splitlines())
+
+
+def test_list_every_kind(target: Target, cli: Any) -> None:
+    for kind in ("queues", "exchanges", "bindings", "connections", "channels", "consumers",
+                 "users", "vhosts", "permissions", "policies"):
+        status, out, err = cli("list", kind, "--json")
+        assert status == 0, (kind, err)
+        assert isinstance(json.loads(out), list), kind
+    status, out, _ = cli("list", "exchanges")
+    assert any(line.split()[:2] == ["amq.topic", "topic"] for line in out.splitlines())
+    status, out, _ = cli("list", "users", "--columns", "name,tags")
+    assert ["guest", "administrator"] in [line.split() for line in out.splitlines()]
+
+
+# -- topology ----------------------------------------------------------------------------------
+
+
+def test_exchange_binding_publish_get(target: Target, cli: Any, name: str) -> None:
+    assert cli("declare", "exchange", name, "--type", "topic")[0] == 0
+    code, exchange = target.api("GET", f"/exchanges/%2F/{name}")
+    assert code == 200 and exchange["type"] == "topic" and exchange["durable"] is False
+    assert cli("declare", "queue", name)[0] == 0
+    status, out, _ = cli("declare", "binding", name, name, "--routing-key", "orders.*")
+    assert status == 0, out
+    code, bindings = target.api("GET", f"/bindings/%2F/e/{name}/q/{name}")
+    assert [b["routing_key"] for b in bindings] == ["orders.*"]
+
+    status, out, _ = cli("publish", "--exchange", name, "--routing-key", "orders.new",
+                         "--body", "hello")
+    assert status == 0 and "routed" in out and "not routed" not in out
+    status, out, _ = cli("publish", "--exchange", name, "--routing-key", "invoices.new",
+                         "--body", "lost", "--json")
+    assert status == 0 and json.loads(out) == {"routed": False}
+
+    status, out, _ = cli("get", name, "--json")
+    [message] = json.loads(out)
+    assert message["payload"] == "hello" and message["routing_key"] == "orders.new"
+    assert _queue_depth(target, name) == 0  # fetched without --requeue: gone
+
+    status, out, _ = cli("delete", "binding", name, name, "--routing-key", "orders.*")
+    assert status == 0, out
+    assert target.api("GET", f"/bindings/%2F/e/{name}/q/{name}")[1] == []
+    status, _, err = cli("delete", "binding", name, name, "--routing-key", "orders.*")
+    assert status == 1 and "not found" in err
+
+
+def test_binding_to_missing_queue_names_it(target: Target, cli: Any, name: str) -> None:
+    status, _, err = cli("declare", "binding", "amq.direct", name)
+    assert status == 1
+    assert err.strip() == f"leveret: queue '{name}' not found in vhost '/'"
+
+
+def test_purge_and_delete_queue(target: Target, cli: Any, name: str) -> None:
+    assert cli("declare", "queue", name)[0] == 0
+    connection = target.amqp_connection()
+    channel = connection.channel()
+    channel.confirm_delivery()
+    for i in range(3):
+        channel.basic_publish("", name, f"m{i}".encode())
+    connection.close()
+    assert _queue_depth(target, name) == 3
+    status, out, _ = cli("purge", "queue", name)
+    assert status == 0 and f"purged queue '{name}'" in out
+    assert _queue_depth(target, name) == 0
+
+    status, out, _ = cli("delete", "queue", name)
+    assert status == 0
+    assert target.api("GET", f"/queues/%2F/{name}")[0] == 404
+    status, _, err = cli("delete", "queue", name)
+    assert status == 1 and err.strip() == f"leveret: queue '{name}' not found in vhost '/'"
+
+
+def test_delete_exchange(target: Target, cli: Any, name: str) -> None:
+    assert cli("declare", "exchange", name, "--type", "fanout", "--durable")[0] == 0
+    assert target.api("GET", f"/exchanges/%2F/{name}")[1]["durable"] is True
+    assert cli("delete", "exchange", name)[0] == 0
+    assert target.api("GET", f"/exchanges/%2F/{name}")[0] == 404
+
+
+def test_get_requeue_keeps_the_message(target: Target, cli: Any, name: str) -> None:
+    assert cli("declare", "queue", name)[0] == 0
+    assert cli("publish", "--routing-key", name, "--body", "keep me")[0] == 0
+    status, out, _ = cli("get", name, "--requeue")
+    assert status == 0 and "keep me" in out
+    assert _queue_depth(target, name) == 1
+    status, out, _ = cli("get", name, "--count", "5")
+    assert "keep me" in out and _queue_depth(target, name) == 0
+    status, out, _ = cli("get", name)
+    assert status == 0 and "is empty" in out
+
+
+def test_publish_properties_and_binary_file(target: Target, cli: Any, name: str,
+                                            tmp_path: Path) -> None:
+    assert cli("declare", "queue", name)[0] == 0
+    status, _, err = cli("publish", "--routing-key", name, "--body", '{"id": 1}',
+                           "--property", "content_type=application/json",
+                           "--property", "delivery_mode=2", "--property", "message_id=m-1",
+                           "--header", "x-attempt=3", "--header", "source=cli")
+    assert status == 0, err
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(bytes(range(256)))
+    assert cli("publish", "--routing-key", name, "--file", str(blob))[0] == 0
+
+    connection = target.amqp_connection()
+    channel = connection.channel()
+    _, properties, body = channel.basic_get(name, auto_ack=True)
+    assert body == b'{"id": 1}'
+    assert properties.content_type == "application/json"
+    assert properties.delivery_mode == 2 and properties.message_id == "m-1"
+    assert properties.headers == {"x-attempt": 3, "source": "cli"}
+    _, properties, body = channel.basic_get(name, auto_ack=True)
+    assert body == bytes(range(256))
+    connection.close()
+
+
+def test_publish_rejects_unknown_property(cli: Any, name: str) -> None:
+    status, _, err = cli("publish", "--routing-key", name, "--body", "x",
+                         "--property", "colour=red")
+    assert status == 2 and "unknown message property 'colour'" in err
+
+
+# -- users, vhosts, permissions ----------------------------------------------------------------
+
+
+def test_users_vhosts_permissions(target: Target, cli: Any, name: str) -> None:
+    status, out, _ = cli("add", "vhost", name, "--description", "made by the CLI test")
+    assert status == 0 and target.api("GET", f"/vhosts/{name}")[0] == 200
+    status, out, _ = cli("add", "user", name, "s3cret", "--tags", "monitoring")
+    assert status == 0
+    assert target.api("GET", f"/users/{name}")[1]["tags"] in (["monitoring"], "monitoring")
+
+    status, _, err = cli("set", "permissions", name, "--vhost", name,
+                         "--configure", f"^{name}", "--read", ".*", "--write", "")
+    assert status == 0, err
+    code, permission = target.api("GET", f"/permissions/{name}/{name}")
+    assert code == 200
+    assert (permission["configure"], permission["write"], permission["read"]) == (
+        f"^{name}", "", ".*")
+    status, out, _ = cli("list", "permissions", "--vhost", name)
+    assert [name, f"^{name}", ".*"] in [line.split() for line in out.splitlines()]
+
+    # the new user can log in to the new vhost over AMQP and declare what it may configure
+    connection = target.amqp_connection(name, "s3cret", vhost=name)
+    connection.channel().queue_declare(f"{name}.work")
+    connection.close()
+
+    assert cli("clear", "permissions", name, "--vhost", name)[0] == 0
+    assert target.api("GET", f"/permissions/{name}/{name}")[0] == 404
+
+    status, out, _ = cli("delete", "user", name)
+    assert status == 0 and target.api("GET", f"/users/{name}")[0] == 404
+    with pytest.raises(pika.exceptions.AMQPConnectionError):
+        target.amqp_connection(name, "s3cret", vhost=name)
+    status, _, err = cli("delete", "user", name)
+    assert status == 1 and err.strip() == f"leveret: user '{name}' not found"
+
+    assert cli("delete", "vhost", name)[0] == 0
+    assert target.api("GET", f"/vhosts/{name}")[0] == 404
+
+
+def test_set_permissions_of_unknown_user(cli: Any, name: str) -> None:
+    status, _, err = cli("set", "permissions", name)
+    assert status == 1 and err.strip() == f"leveret: user '{name}' not found"
+
+
+def test_policy(target: Target, cli: Any, name: str) -> None:
+    status, _, err = cli("set", "policy", name, f"^{name}", '{"max-length": 5}',
+                         "--apply-to", "queues", "--priority", "3")
+    assert status == 0, err
+    try:
+        code, policy = target.api("GET", f"/policies/%2F/{name}")
+        assert code == 200 and policy["definition"] == {"max-length": 5}
+        assert policy["priority"] == 3 and policy["apply-to"] == "queues"
+        status, out, _ = cli("list", "policies", "--columns", "name,pattern")
+        assert [name, f"^{name}"] in [line.split() for line in out.splitlines()]
+        assert cli("clear", "policy", name)[0] == 0
+        assert target.api("GET", f"/policies/%2F/{name}")[0] == 404
+    finally:
+        target.api("DELETE", f"/policies/%2F/{name}")
+
+
+# -- definitions ---------------------------------------------------------------------------------
+
+
+def test_export_import_definitions(target: Target, cli: Any, name: str,
+                                   tmp_path: Path) -> None:
+    assert cli("declare", "queue", name, "--durable")[0] == 0
+    exported = tmp_path / "definitions.json"
+    status, out, _ = cli("export", "definitions", str(exported))
+    assert status == 0 and str(exported) in out
+    definitions = json.loads(exported.read_text())
+    assert {"name": name, "vhost": "/"}.items() <= next(
+        q for q in definitions["queues"] if q["name"] == name).items()
+    assert any(u["name"] == "guest" for u in definitions["users"])
+
+    # import a changed copy: the queue goes, an exchange of the same name comes
+    target.api("DELETE", f"/queues/%2F/{name}")
+    only_ours = {"queues": [], "bindings": [], "exchanges": [
+        {"name": name, "vhost": "/", "type": "fanout", "durable": True, "auto_delete": False,
+         "internal": False, "arguments": {}}]}
+    to_import = tmp_path / "import.json"
+    to_import.write_text(json.dumps(only_ours))
+    status, out, err = cli("import", "definitions", str(to_import))
+    assert status == 0, err
+    code, exchange = target.api("GET", f"/exchanges/%2F/{name}")
+    assert code == 200 and exchange["type"] == "fanout"
+
+    status, out, _ = cli("export", "definitions", "-", "--vhost", "/")
+    assert any(e["name"] == name for e in json.loads(out)["exchanges"])
+
+
+def test_import_rejects_what_is_not_json(cli: Any, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("queues: []")
+    status, _, err = cli("import", "definitions", str(bad))
+    assert status == 1 and "is not JSON" in err
+
+
+# -- connections and status ------------------------------------------------------------------------
+
+
+def test_close_connection(target: Target, cli: Any) -> None:
+    connection = target.amqp_connection()
+    host, port = connection._impl._transport._sock.getsockname()[:2]
+    mine = None
+    deadline = time.monotonic() + 10  # RabbitMQ lists a connection once its stats are in
+    while mine is None and time.monotonic() < deadline:
+        status, out, _ = cli("list", "connections", "--json")
+        mine = next((c["name"] for c in json.loads(out)
+                     if c.get("peer_port") == port and c.get("peer_host") == host), None)
+        if mine is None:
+            connection.process_data_events(0.2)
+    assert mine is not None, "the connection never showed in `list connections`"
+    status, out, err = cli("close", "connection", mine, "--reason", "closed by the CLI test")
+    assert status == 0, err
+    with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as closed:
+        for _ in range(50):
+            connection.process_data_events(0.1)
+    assert closed.value.reply_code == 320
+    assert "closed by the CLI test" in closed.value.reply_text
+
+    status, _, err = cli("close", "connection", mine)
+    assert status == 1 and "not found" in err
+
+
+def test_status(target: Target, cli: Any) -> None:
+    status, out, _ = cli("status")
+    assert status == 0
+    fields = dict(line.split(None, 1) for line in out.splitlines())
+    assert fields["broker"].split()[0] in ("RabbitMQ", "leveret")
+    assert int(fields["queues"]) >= 0
+    status, out, _ = cli("status", "--json")
+    assert "object_totals" in json.loads(out)["overview"]
+
+
+# -- failures ----------------------------------------------------------------------------------
+
+
+def test_wrong_password(target: Target, cli: Any) -> None:
+    status, out, err = cli("list", "queues", "--password", "not-the-password")
+    assert status == EXIT_NOPERM and out == ""
+    assert err.strip() == "leveret: authentication failed for user guest"
+
+
+def test_missing_vhost(cli: Any, name: str) -> None:
+    status, _, err = cli("list", "queues", "--vhost", name)
+    assert status == 1 and err.strip() == f"leveret: vhost '{name}' not found"
+    status, _, err = cli("delete", "queue", "q", "--vhost", name)
+    assert status == 1 and err.strip() == f"leveret: vhost '{name}' not found"
+
+
+def test_unreachable(capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["list", "queues", "--url", "http://127.0.0.1:9"])
+    err = capsys.readouterr().err
+    assert status == EXIT_UNREACHABLE
+    assert err.strip() == ("leveret: cannot reach the management API at http://127.0.0.1:9: "
+                           "is `leveret serve` running? (use --url)")
+
+
+def test_the_leveret_command_runs_it(target: Target) -> None:
+    """The installed entry point: ``python -m leveret list vhosts`` in a subprocess, with the
+    URL from the environment."""
+    env = dict(os.environ, LEVERET_MANAGEMENT_URL=target.http)
+    source = str(Path(__file__).resolve().parent.parent / "src")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [source, env.get("PYTHONPATH")]))
+    done = subprocess.run([sys.executable, "-m", "leveret", "list", "vhosts", "--columns",
+                           "name"], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == "name" and "/" in done.stdout.split()
+
+
+@pytest.fixture(scope="module")
+def https_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A leveret broker whose management API is served over HTTPS with a certificate of a
+    CA made here; yields the URL and the CA's certificate file."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from leveret.server.tls import TLSConfig
+
+    directory = tmp_path_factory.mktemp("admin-tls")
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "admin-cli-test-ca")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(minutes=5))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+            .issuer_name(ca_name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .sign(ca_key, hashes.SHA256()))
+    (directory / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (directory / "server.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / "server.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    tls = TLSConfig(directory / "server.crt", directory / "server.key")
+    with BrokerThread(tls=tls, tls_port=0, management_port=0, management_tls=True) as thread:
+        url = thread.broker.management_url
+        assert url is not None and url.startswith("https://")
+        yield url, directory / "ca.crt"
+
+
+def test_https_with_cacert_or_insecure(https_broker: tuple[str, Path],
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    url, cafile = https_broker
+    assert main(["list", "vhosts", "--url", url, "--cacert", str(cafile)]) == 0
+    assert "/" in capsys.readouterr().out.split()
+
+    assert main(["list", "vhosts", "--url", url]) == EXIT_UNREACHABLE
+    err = capsys.readouterr().err
+    assert f"the TLS certificate of {url.rstrip('/')} is not trusted" in err
+    assert "use --cacert FILE, or --insecure" in err
+
+    assert main(["list", "vhosts", "--url", url, "--insecure"]) == 0
+    assert "/" in capsys.readouterr().out.split()
+
+
+def test_format_table_aligns_columns() -> None:
+    rows = [{"name": "a", "n": 5, "tags": ["x", "y"], "ok": True},
+            {"name": "longer", "n": 12345, "tags": [], "ok": False}]
+    assert format_table(rows, ["name", "n", "tags", "ok"]).splitlines() == [
+        "name        n  tags  ok",
+        "a           5  x,y   true",
+        "longer  12345        false",
+    ]
