@@ -21,7 +21,7 @@ FRAME_MAX = 131072
 
 
 def connect(node: Node) -> ServerConnection:
-    conn = ServerConnection(node)
+    conn = ServerConnection(node, peer=("127.0.0.1", 0))
     conn.receive_data(frames.PROTOCOL_HEADER + b"".join(frames.encode_method(0, m) for m in (
         spec.ConnectionStartOk(client_properties={}, mechanism="PLAIN",
                                response=b"\x00guest\x00guest"),

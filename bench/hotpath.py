@@ -19,7 +19,7 @@ from leveret.broker.node import Node
 
 
 def handshake(node: Node) -> ServerConnection:
-    conn = ServerConnection(node)
+    conn = ServerConnection(node, peer=("127.0.0.1", 0))
     caps = {"capabilities": {"consumer_cancel_notify": True}}
     data = frames.PROTOCOL_HEADER + b"".join(frames.encode_method(0, m) for m in (
         spec.ConnectionStartOk(client_properties=caps, mechanism="PLAIN",

@@ -9,6 +9,7 @@ and texts. The RabbitMQ half skips when the reference or its management API is n
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import urllib.error
@@ -149,10 +150,8 @@ def admin(request: pytest.FixtureRequest) -> Iterator[Admin]:
     rabbit = RabbitAdmin()
     yield rabbit
     for cleanup in reversed(rabbit.cleanups):
-        try:
+        with contextlib.suppress(urllib.error.HTTPError):
             cleanup()
-        except urllib.error.HTTPError:
-            pass
 
 
 def unique(prefix: str) -> str:
@@ -236,7 +235,7 @@ def test_permissions_in_another_vhost(admin: Admin) -> None:
 
 
 def test_configure_permission(limited: tuple[Admin, str, pika.BlockingConnection]) -> None:
-    admin, user, conn = limited
+    _, user, conn = limited
     assert refused(lambda: conn.channel().queue_declare("other")) == denied(user, "queue",
                                                                             "other")
     conn.channel().queue_declare(f"{user}-q")
@@ -258,7 +257,7 @@ def test_configure_permission(limited: tuple[Admin, str, pika.BlockingConnection
 
 def test_dead_letter_and_alternate_exchanges_need_write(
         limited: tuple[Admin, str, pika.BlockingConnection]) -> None:
-    admin, user, conn = limited
+    _, user, conn = limited
     assert refused(lambda: conn.channel().queue_declare(
         f"{user}-dl", arguments={"x-dead-letter-exchange": "dlx"})) == denied(
             user, "exchange", "dlx")
@@ -272,7 +271,7 @@ def test_dead_letter_and_alternate_exchanges_need_write(
 
 def test_write_permission_on_publish(limited: tuple[Admin, str, pika.BlockingConnection]
                                      ) -> None:
-    admin, user, conn = limited
+    _, user, conn = limited
     conn.channel().queue_declare(f"{user}-q")
 
     def publish(exchange: str) -> None:
@@ -288,7 +287,7 @@ def test_write_permission_on_publish(limited: tuple[Admin, str, pika.BlockingCon
 
 
 def test_read_permission(limited: tuple[Admin, str, pika.BlockingConnection]) -> None:
-    admin, user, conn = limited
+    _, user, conn = limited
     assert refused(lambda: conn.channel().basic_get("other")) == denied(user, "queue", "other")
     # read is checked before existence
     assert refused(lambda: conn.channel().basic_get("nosuchq")) == denied(user, "queue",
@@ -301,7 +300,7 @@ def test_read_permission(limited: tuple[Admin, str, pika.BlockingConnection]) ->
 
 def test_binding_needs_write_on_destination_and_read_on_source(
         limited: tuple[Admin, str, pika.BlockingConnection]) -> None:
-    admin, user, conn = limited
+    _, user, conn = limited
     q = f"{user}-q"
     conn.channel().queue_declare(q)
     conn.channel().exchange_declare(f"{user}-x", "topic")

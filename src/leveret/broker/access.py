@@ -135,6 +135,8 @@ class Grants:
             expand = lambda s: s.replace("{username}", user).replace("{vhost}", vhost)  # noqa: E731
             self._topics[name] = (_compile(expand(t.write)), _compile(expand(t.read)))
         self._cache: dict[tuple[str, str, str], bool] = {}
+        # Exchanges this user may publish to: the publish path's one set lookup.
+        self.writable_exchanges: set[str] = set()
 
     def allowed(self, action: str, kind: str, name: str) -> bool:
         key = (action, kind, name)
@@ -150,7 +152,10 @@ class Grants:
 
     def check(self, action: str, kind: str, name: str) -> None:
         """Raise 403 ACCESS_REFUSED with RabbitMQ's text unless ``action`` is allowed."""
-        if not self.allowed(action, kind, name):
+        if self.allowed(action, kind, name):
+            if action == WRITE and kind == "exchange" and len(self.writable_exchanges) < 4096:
+                self.writable_exchanges.add(name)
+        else:
             shown = DEFAULT_EXCHANGE if kind == "exchange" and name == "" else name
             raise AccessRefused(f"access to {describe(kind, shown, self.vhost)} refused for "
                                 f"user '{self.user}'")

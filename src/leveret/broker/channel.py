@@ -138,7 +138,8 @@ class Channel:
     def publish(self, method: spec.BasicPublish, properties_raw: bytes, body: bytes) -> None:
         conn = self.connection
         grants = conn.grants
-        grants.check(WRITE, "exchange", method.exchange)
+        if method.exchange not in grants.writable_exchanges:
+            grants.check(WRITE, "exchange", method.exchange)
         exchange = self.vhost.exchange(method.exchange)
         if exchange.internal:
             raise AccessRefused(

@@ -86,7 +86,6 @@ class ServerConnection:
         self.vhost: VirtualHost = node.vhosts.get("/") or VirtualHost("/")  # until open
         self.user = ""
         self._grants: Grants | None = None
-        self._grants_version = -1
         self.client_properties: dict[str, Any] = {}
         self.channel_max = node.limits.channel_max
         self.frame_max = node.limits.frame_max
@@ -340,11 +339,12 @@ class ServerConnection:
 
     @property
     def grants(self) -> Grants:
-        """This user's permissions in this vhost, recompiled when they change."""
-        if self._grants_version != self.node.access_version or self._grants is None:
-            self._grants = self.node.grants(self.vhost.name, self.user)
-            self._grants_version = self.node.access_version
-        return self._grants
+        """This user's permissions in this vhost, recompiled when they change (the node
+        drops ``_grants`` of every connection then)."""
+        grants = self._grants
+        if grants is None:
+            grants = self._grants = self.node.grants(self.vhost.name, self.user)
+        return grants
 
     def _check_user_channel_limit(self) -> None:
         user = self.node.users.get(self.user)

@@ -76,8 +76,7 @@ class Node:
         self.permissions: dict[tuple[str, str], Permission] = {}
         self.topic_permissions: dict[tuple[str, str, str], TopicPermission] = {}
         self.vhost_limits: dict[str, dict[str, int]] = {}
-        # Bumped on every change to users or permissions: connections drop cached Grants.
-        self.access_version = 0
+        self._access_version = 0
         initial, self.users = self.users, {}
         if not self.vhosts:
             self.add_vhost("/")
@@ -115,8 +114,8 @@ class Node:
         vhost.delete_all()
         for key in [k for k in self.permissions if k[0] == name]:
             self.clear_permissions(*key)
-        for key in [k for k in self.topic_permissions if k[0] == name]:
-            self.clear_topic_permissions(key[0], key[1], key[2])
+        for vh, user, exchange in [k for k in self.topic_permissions if k[0] == name]:
+            self.clear_topic_permissions(vh, user, exchange)
         if name in self.vhost_limits:
             self.clear_vhost_limits(name)
         self._forget(VHOST, name)
@@ -174,8 +173,8 @@ class Node:
         del self.users[name]  # KeyError if unknown
         for key in [k for k in self.permissions if k[1] == name]:
             self.clear_permissions(*key)
-        for key in [k for k in self.topic_permissions if k[1] == name]:
-            self.clear_topic_permissions(*key)
+        for vh, user, exchange in [k for k in self.topic_permissions if k[1] == name]:
+            self.clear_topic_permissions(vh, user, exchange)
         self.access_version += 1
         self._forget(USER, name)
         for conn in [c for c in self.connections if c.user == name]:
@@ -237,6 +236,18 @@ class Node:
             del self.topic_permissions[key]
             self._forget(TOPIC_PERMISSION, "\0".join(key))
         self.access_version += 1
+
+    @property
+    def access_version(self) -> int:
+        """Bumped on every change to users or permissions."""
+        return self._access_version
+
+    @access_version.setter
+    def access_version(self, value: int) -> None:
+        # Open connections recompile their permissions on their next check.
+        self._access_version = value
+        for conn in self.connections:
+            conn._grants = None
 
     def grants(self, vhost: str, user: str) -> Grants:
         u = self.users.get(user)
@@ -321,12 +332,12 @@ class Node:
             self.add_vhost(vhost.name, vhost.description, vhost.tags, vhost.default_queue_type)
         for user in self.users.values():
             self._record_user(user)
-        for (vhost, user), p in list(self.permissions.items()):
-            self.set_permissions(vhost, user, p.configure, p.write, p.read)
-        for (vhost, user, _), t in list(self.topic_permissions.items()):
-            self.set_topic_permissions(vhost, user, t.exchange, t.write, t.read)
-        for vhost, limits in list(self.vhost_limits.items()):
-            self.set_vhost_limits(vhost, limits)
+        for (vh, user), p in list(self.permissions.items()):
+            self.set_permissions(vh, user, p.configure, p.write, p.read)
+        for (vh, user, _), t in list(self.topic_permissions.items()):
+            self.set_topic_permissions(vh, user, t.exchange, t.write, t.read)
+        for vh, limits in list(self.vhost_limits.items()):
+            self.set_vhost_limits(vh, limits)
 
     # -- admission -----------------------------------------------------------------------
 
@@ -344,9 +355,9 @@ class Node:
                         f"limit ({limit}) is reached")
         u = self.users.get(user)
         limit = u.limits.get("max-connections") if u else None
-        if limit is not None and limit >= 0:
-            if sum(1 for c in self.connections if c.user == user) >= limit:
-                return (f"connection refused for user '{user}': user connection limit "
+        if limit is not None and 0 <= limit <= sum(1 for c in self.connections
+                                                   if c.user == user):
+            return (f"connection refused for user '{user}': user connection limit "
                         f"({limit}) is reached")
         limit = self.limits.max_connections
         if limit is not None and len(self.connections) >= limit:

@@ -266,14 +266,7 @@ class VirtualHost:
                 raise AccessRefused(f"queue name '{name}' contains reserved prefix 'amq.*'")
             where = f"queue '{name}' {self._where()}"
             validate_queue_arguments(arguments, where)
-            dlx = arguments.get("x-dead-letter-exchange")
-            if grants is not None and isinstance(dlx, str):
-                grants.check(READ, "queue", name)
-                grants.check(WRITE, "exchange", dlx)
-            if self.max_queues is not None and 0 <= self.max_queues <= len(self.queues):
-                raise PreconditionFailed(
-                    f"cannot declare queue '{name}': queue limit in vhost '{self.name}' "
-                    f"({self.max_queues}) is reached")
+            self._admit_queue(name, arguments, grants)
             if arguments.get("x-queue-type") == "quorum":
                 if generated:
                     raise PreconditionFailed("Cannot declare a server-named queue for type "
@@ -334,6 +327,18 @@ class VirtualHost:
         if if_empty and q.ready:
             raise PreconditionFailed(f"queue '{name}' {self._where()} not empty")
         return self.drop_queue(q)
+
+    def _admit_queue(self, name: str, arguments: FieldTable, grants: Grants | None) -> None:
+        """A new queue: its dead-letter exchange needs write permission, and the vhost's
+        max-queues limit applies (RabbitMQ checks both only when creating)."""
+        dlx = arguments.get("x-dead-letter-exchange")
+        if grants is not None and isinstance(dlx, str):
+            grants.check(READ, "queue", name)
+            grants.check(WRITE, "exchange", dlx)
+        if self.max_queues is not None and 0 <= self.max_queues <= len(self.queues):
+            raise PreconditionFailed(
+                f"cannot declare queue '{name}': queue limit in vhost '{self.name}' "
+                f"({self.max_queues}) is reached")
 
     def delete_all(self) -> None:
         """The vhost is being deleted: drop every queue and exchange with their records."""
