@@ -112,7 +112,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "policy": obj({"vhost": STR, "name": STR, "pattern": STR, "apply-to": STR,
                    "definition": OBJ, "priority": INT}),
     "message": obj({"payload_bytes": INT, "redelivered": BOOL, "exchange": STR,
-                    "routing_key": STR, "message_count": INT, "properties": OBJ,
+                    "routing_key": STR, "message_count": INT,
+                    "properties": {"type": ["object", "array"]},  # [] when none, as RabbitMQ
                     "payload": STR, "payload_encoding": {"enum": ["string", "base64"]}},
                    {"position": INT}),
     "definitions": obj({

@@ -105,9 +105,9 @@ def test_bindings(api: Api, vhost: str) -> None:
     reply = api.post(f"/api/bindings/{v}/e/src/q/bq", {"routing_key": "a.#",
                                                        "arguments": {"x-foo": "bar"}})
     assert reply.status == 201
-    location = reply.header("Location")
-    assert location.startswith("bq/a.%23~")
-    key = location.split("/", 1)[1]
+    location = reply.header("Location")  # the key quoted once more, as RabbitMQ does
+    assert location.startswith("bq/a.%2523~")
+    key = location.split("/", 1)[1].replace("%25", "%")
     assert api.post(f"/api/bindings/{v}/e/src/q/bq", {}).header("Location") == "bq/~"
     assert api.post(f"/api/bindings/{v}/e/src/e/dst", {"routing_key": "x"}).status == 201
     assert api.post(f"/api/bindings/{v}/e/nope/q/bq", {}).status == 404

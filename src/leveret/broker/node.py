@@ -11,6 +11,7 @@ from leveret.broker import access
 from leveret.broker.access import Grants, Permission, TopicPermission, User
 from leveret.broker.clock import Clock, Timers
 from leveret.broker.exchanges import DelayedExchange
+from leveret.broker.stats import Counters, node_counters
 from leveret.broker.vhost import VirtualHost
 
 # Definitions-log kinds for the access model (exchanges, queues... are in definitions.py).
@@ -427,6 +428,11 @@ class Node:
                 vhost = self.add_vhost(p["vhost"])
             vhost.set_policy(p["name"], p["pattern"], p.get("definition", {}),
                              int(p.get("priority", 0)), p.get("apply-to", "all"))
+
+    @property
+    def counters(self) -> Counters:
+        """The whole broker's message counters: the sum of its vhosts' (broker/stats.py)."""
+        return node_counters(self)
 
     @property
     def memory_used(self) -> int:

@@ -50,6 +50,7 @@ from leveret.management.rates import SAMPLE_INTERVAL, RateSampler
 log = logging.getLogger("leveret.management")
 
 STATIC = Path(str(resources.files("leveret.management") / "static"))
+MAX_BODY = 256 * 1024 * 1024
 RESOURCES = (overview, vhosts, users, exchanges, queues, bindings, connections, policies,
              definitions, messages)
 
@@ -99,7 +100,9 @@ def create_app(node: Any, broker: Any = None, sampler: RateSampler | None = None
                ) -> web.Application:
     """The management application for ``node``; ``broker`` (the embedded Broker) supplies
     listener addresses and connection details when given."""
-    app = web.Application(middlewares=[api_middleware])
+    # Bodies as large as a message the broker accepts (publish) or a big definitions file.
+    app = web.Application(middlewares=[api_middleware],
+                          client_max_size=MAX_BODY)
     app[CONTEXT] = Context(node, broker, sampler or RateSampler(node))
     app.router.add_get("/api/", api_index)
     for module in RESOURCES:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -21,6 +22,8 @@ from leveret.management.common import (
     grants,
     jsonable,
     listing,
+    location_quote,
+    matches_properties_key,
     no_content,
     not_found,
     one,
@@ -108,14 +111,17 @@ async def create_binding(request: web.Request) -> web.Response:
             vhost.bind_exchange(exchange_name(destination), source, routing_key, arguments)
     except AMQPError as exc:
         raise_for(exc)
-    return created(f"{destination}/{properties_key(routing_key, arguments)}")
+    # RabbitMQ quotes the key once more in the Location header ("a.%23" -> "a.%2523").
+    key = location_quote(properties_key(routing_key, arguments))
+    return created(f"{quote(destination, safe='')}/{key}")
 
 
 def _find_binding(request: web.Request, write: bool = False) -> tuple[Any, Any, Any]:
     vhost, source, _, dest = _endpoints(request, write)
     wanted = request.match_info["props"]
     for b in list(source.bindings.values()):
-        if b.destination is dest and properties_key(b.routing_key, b.arguments) == wanted:
+        if b.destination is dest and matches_properties_key(wanted, b.routing_key,
+                                                            b.arguments):
             return vhost, source, b
     raise not_found()
 
@@ -124,7 +130,7 @@ async def get_binding(request: web.Request) -> web.Response:
     vhost, source, _, dest = _endpoints(request)
     wanted = request.match_info["props"]
     for item in _between(vhost, source, dest):
-        if item["properties_key"] == wanted:
+        if matches_properties_key(wanted, item["routing_key"], item["arguments"]):
             return one(request, item)
     raise not_found()
 

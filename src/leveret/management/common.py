@@ -22,7 +22,7 @@ import re
 import socket
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, NoReturn
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus, unquote_plus
 
 from aiohttp import web
 
@@ -78,8 +78,8 @@ def not_authorised(reason: str) -> ApiError:
 
 def amqp_error(exc: AMQPError) -> ApiError:
     """An AMQP error from the broker core, as the management plugin reports it."""
-    if isinstance(exc, AccessRefused):
-        return not_authorised(exc.text or "Access refused.")
+    if isinstance(exc, AccessRefused):  # RabbitMQ does not say which permission is missing
+        return not_authorised("Access refused.")
     if isinstance(exc, NotFound):
         return ApiError(404, "not_found", exc.text)
     return bad_request(exc.text)
@@ -374,16 +374,36 @@ def stats_disabled(request: web.Request) -> bool:
 
 # -- bindings' properties key -------------------------------------------------------------------
 
-def properties_key(routing_key: str, arguments: dict[str, Any]) -> str:
-    """The key naming a binding in URLs: the quoted routing key, plus ``~`` and a hash of
-    the arguments when there are some (``~`` alone for an empty key and no arguments).
-    The hash is leveret's own: RabbitMQ's is erlang:phash2 of the Erlang term."""
-    quoted = quote(routing_key, safe="")
+def arguments_hash(arguments: dict[str, Any]) -> str:
+    """Short and URL-safe; leveret's own (RabbitMQ hashes the Erlang term with phash2)."""
     if not arguments:
-        return quoted or "~"
+        return ""
     canonical = json.dumps(jsonable(arguments), sort_keys=True, separators=(",", ":"))
     digest = hashlib.sha1(canonical.encode()).digest()[:4]
-    return f"{quoted}~{base64.urlsafe_b64encode(digest).decode().rstrip('=')}"
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def properties_key(routing_key: str, arguments: dict[str, Any]) -> str:
+    """The key naming a binding in URLs, as RabbitMQ forms it: the routing key quoted
+    (quote_plus), plus ``~`` and a hash of the arguments when there are some; ``~`` alone
+    for an empty routing key without arguments."""
+    quoted = quote_plus(routing_key, safe="")
+    if not arguments:
+        return quoted or "~"
+    return f"{quoted}~{arguments_hash(arguments)}"
+
+
+def matches_properties_key(wanted: str, routing_key: str, arguments: dict[str, Any]) -> bool:
+    """Whether ``wanted`` (a path segment, already decoded once) names this binding. As in
+    RabbitMQ the routing key part is unquoted once more, so both the key as listed
+    ("a.%23") and as the Location header gives it ("a.%2523") find the binding."""
+    key, _, args_hash = wanted.rpartition("~") if "~" in wanted else (wanted, "", "")
+    return unquote_plus(key) == routing_key and args_hash == arguments_hash(arguments)
+
+
+def location_quote(key: str) -> str:
+    """A properties key in a Location header: quoted once more, as RabbitMQ sends it."""
+    return quote(key, safe="~")
 
 
 def raise_for(exc: AMQPError) -> NoReturn:

@@ -101,9 +101,10 @@ def export_all(node: Any) -> dict[str, Any]:
 
 def export_vhost(node: Any, vhost: Any) -> dict[str, Any]:
     items = vhost_items(vhost)
-    for group in items.values():
-        for item in group:
-            item.pop("vhost", None)
+    for key, group in items.items():
+        if key != "policies":  # RabbitMQ keeps the vhost of policies only
+            for item in group:
+                item.pop("vhost", None)
     params = _limit_parameters(node, [vhost.name])
     for p in params:
         p.pop("vhost", None)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
+from collections.abc import Iterator
 from typing import Any
 
 from aiohttp import web
@@ -41,6 +42,8 @@ from leveret.management.common import (
     read_json,
     vhost_of,
 )
+from leveret.store.base import CorruptRecord
+from leveret.store.codec import unpack_message
 
 ACKMODES = ("ack_requeue_true", "ack_requeue_false", "reject_requeue_true",
             "reject_requeue_false")
@@ -98,9 +101,11 @@ def payload_json(body: bytes, encoding: str, truncate: int | None) -> tuple[str,
 def message_json(message: Message, redelivered: bool, remaining: int, encoding: str,
                  truncate: int | None) -> dict[str, Any]:
     payload, used = payload_json(message.body, encoding, truncate)
+    # No properties at all come out as [] in RabbitMQ (an empty Erlang proplist); kept so.
+    props: Any = properties_json(message.properties) or []
     return {"payload_bytes": len(message.body), "redelivered": redelivered,
             "exchange": message.exchange, "routing_key": message.routing_key,
-            "message_count": remaining, "properties": properties_json(message.properties),
+            "message_count": remaining, "properties": props,
             "payload": payload, "payload_encoding": used}
 
 
@@ -177,8 +182,8 @@ async def publish(request: web.Request) -> web.Response:
                 user is not None and "impersonator" in user.tags):
             raise PreconditionFailed(f"user_id property set to '{props.user_id}' but "
                                      f"authenticated user was '{user_grants.user}'")
-    except AMQPError as exc:
-        raise bad_request(exc.reply_text) from exc
+    except AMQPError as exc:  # as the channel RabbitMQ publishes through reports it
+        raise bad_request(f"{exc.reply_code} {exc.reply_text}") from exc
     message = Message(name, routing_key, props.encode(), payload)
     routed = route_and_enqueue(vhost, exchange, message)
     _poke_store(request)
@@ -264,15 +269,37 @@ async def peek_messages(request: web.Request) -> web.Response:
                                            query.get("truncate"))
     total = len(q.ready)
     answer = []
-    for position, entry in enumerate(q.ready):
+    for position, (message, redelivered) in enumerate(ready_messages(q)):
         if position >= offset + count:
             break
         if position >= offset:
-            item = message_json(entry.message, entry.redelivered, total - position - 1,
-                                encoding, truncate)
+            item = message_json(message, redelivered, total - position - 1, encoding,
+                                truncate)
             item["position"] = position
             answer.append(item)
     return json_response(answer)
+
+
+def ready_messages(q: Any) -> Iterator[tuple[Message, bool]]:
+    """A queue's ready messages in delivery order, with their redelivered flags: per
+    priority level (highest first), the ones held in memory, then those paged out to the
+    queue's log (read from it here, and left there)."""
+    ready = q.ready
+    window = list(ready)
+    indexes = dict(ready.indexes())
+    qlog = q.log if q.log is not None else getattr(q, "_scratch", None)
+    for level in sorted(indexes, reverse=True):
+        for entry in window:
+            if entry.priority == level or len(indexes) == 1:
+                yield entry.message, entry.redelivered
+        if qlog is None:
+            continue
+        for log_offset, _size, mark in indexes[level]:
+            try:
+                exchange, routing_key, props, body, _ = unpack_message(qlog.read(log_offset))
+            except (CorruptRecord, ValueError):
+                continue  # unreadable: the queue drops it when it reaches the head
+            yield Message(exchange, routing_key, props, body), bool(mark & 1)
 
 
 # -- aliveness ------------------------------------------------------------------------------

@@ -62,11 +62,17 @@ def listeners(ctx: Context) -> list[dict[str, Any]]:
     broker = ctx.broker
     found = []
     if broker is not None:
-        found.append({"node": ctx.node_name, "protocol": "amqp", "ip_address": broker.host,
-                      "port": broker.port, "socket_opts": {}})
+        if broker.port is not None:
+            found.append({"node": ctx.node_name, "protocol": "amqp",
+                          "ip_address": broker.host, "port": broker.port, "socket_opts": {}})
+        if getattr(broker, "ssl_context", None) is not None:
+            found.append({"node": ctx.node_name, "protocol": "amqp/ssl",
+                          "ip_address": broker.host, "port": broker.tls_port,
+                          "socket_opts": {}})
         port = getattr(broker, "management_port", None)
         if port:
-            found.append({"node": ctx.node_name, "protocol": "http",
+            found.append({"node": ctx.node_name,
+                          "protocol": "https" if broker.management_tls else "http",
                           "ip_address": broker.management_host, "port": port,
                           "socket_opts": {}})
     return found
@@ -74,8 +80,9 @@ def listeners(ctx: Context) -> list[dict[str, Any]]:
 
 def contexts(ctx: Context) -> list[dict[str, Any]]:
     port = getattr(ctx.broker, "management_port", None)
+    host = getattr(ctx.broker, "management_host", "")
     return [{"node": ctx.node_name, "description": "leveret management",
-             "path": "/", "port": str(port or "")}]
+             "path": "/", "ip": host, "port": str(port or ""), "ssl_opts": []}]
 
 
 def alarms(ctx: Context) -> list[str]:

@@ -31,7 +31,7 @@ from leveret.management.common import (
     vhost_of,
     visible_vhosts,
 )
-from leveret.management.connections import queue_consumers
+from leveret.management.connections import connection_name, local_addresses, queue_consumers
 from leveret.management.rates import details, message_stats, queue_depths
 
 QUEUE_DELIVERY = (*DELIVERING, "deliver_get")
@@ -59,12 +59,15 @@ def queue_stats(q: Any, rates: dict[str, float]) -> dict[str, Any]:
 
 
 def queue_json(ctx: Context, q: Any, unacked: dict[int, int],
-               with_stats: bool = True) -> dict[str, Any]:
+               local: dict[int, tuple[str, int]], with_stats: bool = True) -> dict[str, Any]:
+    """``unacked``: unacked_bytes(); ``local``: connections.local_addresses()."""
     depths = queue_depths(q)
     ready_bytes = q.ready_bytes
     out_bytes = unacked.get(id(q), 0)
     policy = q.vhost.policies.get(q.policy) if q.policy else None
     consumers = len(q.consumers)
+    paged = getattr(q.ready, "paged_count", 0)
+    paged_bytes = getattr(q.ready, "paged_bytes", 0)
     item: dict[str, Any] = {
         "name": q.name, "vhost": q.vhost.name, "node": ctx.node_name,
         "type": q.queue_type, "state": "running",
@@ -81,17 +84,20 @@ def queue_json(ctx: Context, q: Any, unacked: dict[int, int],
         "head_message_timestamp": None,
         "recoverable_slaves": None,
         **depths,
-        "messages_ram": depths["messages"],
-        "messages_ready_ram": depths["messages_ready"],
+        # paged out: ready messages whose bodies wait in the queue's log (broker/paging.py)
+        "messages_paged_out": paged,
+        "message_bytes_paged_out": paged_bytes,
+        "messages_ram": depths["messages"] - paged,
+        "messages_ready_ram": depths["messages_ready"] - paged,
         "messages_unacknowledged_ram": depths["messages_unacknowledged"],
         "message_bytes": ready_bytes + out_bytes,
         "message_bytes_ready": ready_bytes,
         "message_bytes_unacknowledged": out_bytes,
-        "message_bytes_ram": ready_bytes + out_bytes,
+        "message_bytes_ram": ready_bytes + out_bytes - paged_bytes,
     }
     if q.exclusive:
         owner = q.exclusive_owner
-        item["owner_pid_details"] = {"name": str(owner.peer[0]),
+        item["owner_pid_details"] = {"name": connection_name(owner, local),
                                      "peer_host": str(owner.peer[0]),
                                      "peer_port": int(owner.peer[1])}
     if with_stats:
@@ -119,8 +125,9 @@ async def list_queues(request: web.Request) -> web.Response:
     else:
         names = visible_vhosts(ctx.node, current_user(request))
     unacked = unacked_bytes(ctx.node)
+    local = local_addresses(ctx)
     stats = not stats_disabled(request)
-    items = [queue_json(ctx, q, unacked, stats) for name in names
+    items = [queue_json(ctx, q, unacked, local, stats) for name in names
              for q in list(ctx.node.vhosts[name].queues.values())]
     return listing(request, items)
 
@@ -128,7 +135,8 @@ async def list_queues(request: web.Request) -> web.Response:
 async def get_queue(request: web.Request) -> web.Response:
     ctx = context(request)
     q = find_queue(request)
-    item = queue_json(ctx, q, unacked_bytes(ctx.node), not stats_disabled(request))
+    item = queue_json(ctx, q, unacked_bytes(ctx.node), local_addresses(ctx),
+                      not stats_disabled(request))
     item["consumer_details"] = queue_consumers(ctx, q)
     item["incoming"] = []
     item["deliveries"] = []
