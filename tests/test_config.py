@@ -277,3 +277,45 @@ def test_serve_refuses_a_bad_config_with_status_2(tmp_path: Path) -> None:
                             env={"PATH": "/usr/bin:/bin", "LEVERET_AMQP_PORT": "1"})
     assert result.returncode == 2
     assert "--port: expected a port number" in result.stderr
+
+
+def test_serve_loads_definitions_at_start(tmp_path: Path) -> None:
+    from leveret.broker.access import hash_password
+
+    definitions = {
+        "users": [{"name": "app", "password_hash": hash_password("s3cret"),
+                   "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": ""}],
+        "vhosts": [{"name": "/"}],
+        "permissions": [{"user": "app", "vhost": "/", "configure": ".*", "write": ".*",
+                         "read": ".*"}],
+        "queues": [{"name": "orders", "vhost": "/", "durable": True, "auto_delete": False,
+                    "arguments": {"x-max-length": 10}}],
+        "exchanges": [{"name": "events", "vhost": "/", "type": "topic", "durable": True,
+                       "auto_delete": False, "internal": False, "arguments": {}}],
+        "bindings": [{"source": "events", "vhost": "/", "destination": "orders",
+                      "destination_type": "queue", "routing_key": "order.*",
+                      "arguments": {}}],
+    }
+    file = tmp_path / "definitions.json"
+    file.write_text(json.dumps(definitions))
+    proc = serve(["--port", "0", "--no-management", "--log-format", "json",
+                  "--load-definitions", str(file), "--data-dir", str(tmp_path / "data")])
+    try:
+        lines = read_json_lines(proc, "listening on amqp://")
+        assert any("imported definitions" in str(e["message"]) for e in lines)
+        port = int(str(lines[-1]["message"]).rsplit(":", 1)[1].split()[0])
+        conn = pika.BlockingConnection(pika.ConnectionParameters(
+            "127.0.0.1", port, credentials=pika.PlainCredentials("app", "s3cret")))
+        ch = conn.channel()
+        ch.basic_publish("events", "order.created", b"{}")
+        assert ch.queue_declare("orders", passive=True).method.message_count == 1
+        conn.close()
+    finally:
+        stop(proc)
+    (tmp_path / "bad.json").write_text('{"queues": [{"vhost": "/"}]}')  # a queue without name
+    result = subprocess.run(
+        [sys.executable, "-m", "leveret", "serve", "--port", "0", "--no-management",
+         "--load-definitions", str(tmp_path / "bad.json"), "--data-dir",
+         str(tmp_path / "data2")], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "cannot import definitions" in result.stderr and "bad.json" in result.stderr

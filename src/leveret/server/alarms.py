@@ -69,7 +69,8 @@ def queued_message_bytes(node: Node) -> int:
     total = 0
     for vhost in node.vhosts.values():
         for q in vhost.queues.values():
-            total += q.ready_bytes + PER_MESSAGE_OVERHEAD * len(q.ready)
+            # in memory only: a paged backlog's bodies are on disk (docs/storage.md)
+            total += q.memory_used + PER_MESSAGE_OVERHEAD * q.ready.in_memory
     return total
 
 
@@ -108,7 +109,7 @@ class ResourceMonitor:
         self.set_disk_free_limit(node.limits.disk_free_limit)
         self.memory_used: int = 0
         self.disk_free: int | None = None
-        self._next_disk_check = 0.0
+        self._last_disk_check = float("-inf")
 
     @property
     def alarms(self) -> list[str]:
@@ -121,7 +122,7 @@ class ResourceMonitor:
     def set_disk_free_limit(self, value: float | int) -> None:
         self.disk_free_limit = resolve_threshold(value, "disk_free_limit")
         self.node.limits.disk_free_limit = value
-        self._next_disk_check = 0.0  # check at once, not in a second
+        self._last_disk_check = float("-inf")  # check at once, not in a second
 
     def _default_memory_used(self) -> int:
         rss = process_rss()
@@ -137,8 +138,9 @@ class ResourceMonitor:
         memory_alarm = self.memory_used > self.memory_limit
         disk_alarm = DISK in self.node.alarms
         now = time.monotonic()
-        if self.disk_reading is not None and now >= self._next_disk_check:
-            self._next_disk_check = now + self.disk_check_interval
+        due = now - self._last_disk_check >= self.disk_check_interval
+        if self.disk_reading is not None and due:
+            self._last_disk_check = now
             try:
                 self.disk_free = self.disk_reading()
             except OSError as exc:  # data dir gone: keep the last state, say so once a second

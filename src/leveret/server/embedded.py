@@ -158,8 +158,11 @@ class Broker:
             import_definitions(self.node, definitions)
         except ApiError as exc:
             raise ValueError(f"cannot import definitions: {exc.reason}") from None
-        except (LeveretError, KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"cannot import definitions: {exc!r}") from None
+        except KeyError as exc:
+            raise ValueError(f"cannot import definitions: an item lacks the key "
+                             f"{exc.args[0]!r}") from None
+        except (LeveretError, TypeError, ValueError) as exc:
+            raise ValueError(f"cannot import definitions: {exc}") from None
         log.info("imported definitions: %s", ", ".join(
             f"{len(definitions.get(kind) or [])} {kind}" for kind in (
                 "users", "vhosts", "permissions", "policies", "exchanges", "queues",

@@ -50,7 +50,6 @@ class AMQPProtocol(asyncio.Protocol):
         self._close_timer = False
         self.name = "?"  # "client:port -> server:port", as RabbitMQ names connections
         self.tls = False
-        self._lost_exc: Exception | None = None
 
     # -- transport events ------------------------------------------------------------
 
@@ -106,8 +105,9 @@ class AMQPProtocol(asyncio.Protocol):
             if self.listener.committer is not None:
                 self.listener.committer.poke()
             reason = conn.close_reason or (
-                f"connection error: {exc}" if exc is not None
-                else "client unexpectedly closed TCP connection")
+                "client unexpectedly closed TCP connection"
+                if exc is None or isinstance(exc, ConnectionResetError | BrokenPipeError)
+                else f"connection error: {exc}")
             fields: dict[str, object] = {"event": "connection_closed", "connection": self.name,
                       "client_address": _address(conn.peer), "reason": reason}
             if opened:
