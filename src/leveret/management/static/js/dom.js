@@ -24,10 +24,28 @@ export function append(el, children) {
   return el;
 }
 
-/** Replace an element's children. */
+/** What identifies a focusable element across a re-render: tag, label or text, link. */
+function focusKey(el) {
+  const label = el.getAttribute('data-focus-key') || el.getAttribute('aria-label') || el.name || el.textContent.trim();
+  return `${el.tagName}|${label}|${el.getAttribute('href') || ''}`;
+}
+
+/**
+ * Replace an element's children. Pages refresh every few seconds by re-filling parts of
+ * themselves; when the focus was inside, it moves to the matching new element, so a
+ * keyboard user does not lose their place on every refresh.
+ */
 export function fill(el, ...children) {
+  const active = document.activeElement;
+  const key = active && active !== el && el.contains(active) ? focusKey(active) : null;
   el.replaceChildren();
-  return append(el, children);
+  append(el, children);
+  if (key) {
+    const match = [...el.querySelectorAll('a, button, input, select, textarea, [tabindex]')]
+      .find((candidate) => focusKey(candidate) === key);
+    match?.focus({ preventScroll: true });
+  }
+  return el;
 }
 
 const SVG_NS = 'http://www.w3.org/2000/svg';

@@ -10,8 +10,8 @@ export const session = {
   user: null, // /api/whoami
   overview: null,
   vhosts: [],
+  alarms: [], // active resource alarms: "memory", "disk"
   refreshedAt: null,
-  listeners: new Set(),
 };
 
 export function isAdmin() {
@@ -53,22 +53,24 @@ function record(overview, at) {
   sessionStorage.setItem(HISTORY, JSON.stringify(points));
 }
 
-/** Fetch the overview and vhosts (every refresh), record a chart sample, tell listeners. */
+/** Fetch the overview, vhosts and alarms (every refresh), record a chart sample. */
 export async function refreshSession() {
-  const [overview, vhosts] = await Promise.all([
+  const [overview, vhosts, health] = await Promise.all([
     get('/overview'), get('/vhosts?columns=name,description,tags'),
+    get('/health/checks/alarms', { accept: [503] }), // 503 lists the alarms in effect
   ]);
   const at = Date.now();
   session.overview = overview;
   session.vhosts = vhosts;
+  session.alarms = (health.alarms || []).map((a) => a.resource);
   session.refreshedAt = at;
   record(overview, at);
-  for (const listener of session.listeners) listener();
 }
 
 export function clearSession() {
   session.user = null;
   session.overview = null;
   session.vhosts = [];
+  session.alarms = [];
   sessionStorage.removeItem(HISTORY);
 }

@@ -58,7 +58,7 @@ export function dataTable({
       const ariaSort = active ? (state.sort.dir === 'asc' ? 'ascending' : 'descending') : null;
       const label = sortable
         ? h('button', {
-          type: 'button', class: 'sort', title: c.title || `Sort by ${c.label}`,
+          type: 'button', class: 'sort', title: c.title || `Sort by ${c.label}`, 'data-focus-key': `sort-${c.key}`,
           onclick: () => {
             state.sort = { key: c.key, dir: active && state.sort.dir === 'asc' ? 'desc' : 'asc' };
             if (!active && c.numeric) state.sort.dir = 'desc';

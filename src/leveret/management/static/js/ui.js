@@ -47,13 +47,14 @@ export function keyValues(pairs) {
     h('dt', {}, k), h('dd', {}, v === undefined || v === null || v === '' ? '–' : v)]));
 }
 
-/** Arguments or headers: a small table, or "none". */
+/** Arguments, headers or client properties: key / value rows (nested tables indented). */
 export function fieldTable(table) {
   const entries = Object.entries(table || {});
   if (!entries.length) return h('span', { class: 'muted' }, 'none');
-  return h('div', { class: 'args' }, entries.map(([k, v]) => h('div', { class: 'arg' },
-    h('span', { class: 'arg-key' }, k), h('span', { class: 'arg-value' },
-      typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v)))));
+  return h('div', { class: 'args' }, entries.map(([k, v]) => (v && typeof v === 'object' && !Array.isArray(v)
+    ? h('div', { class: 'arg arg-nested' }, h('span', { class: 'arg-key' }, k), fieldTable(v))
+    : h('div', { class: 'arg' }, h('span', { class: 'arg-key' }, k),
+      h('span', { class: 'arg-value' }, typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v))))));
 }
 
 export function empty(title, text, action) {
@@ -83,10 +84,13 @@ export function button(label, onclick, { kind = 'secondary', type = 'button', ti
 
 /** A labelled control; ``control`` is an input/select/textarea (its id is set here). */
 export function field(label, control, { hint, wide, inline } = {}) {
-  const id = control.id || nextId('field');
-  control.id = id;
+  // ``control`` may be a wrapper (an editor with its buttons): label its first form control.
+  const target = control.matches('input, select, textarea')
+    ? control : control.querySelector('input, select, textarea') || control;
+  const id = target.id || nextId('field');
+  target.id = id;
   const hintId = hint ? `${id}-hint` : null;
-  if (hintId) control.setAttribute('aria-describedby', hintId);
+  if (hintId) target.setAttribute('aria-describedby', hintId);
   if (inline) {
     return h('div', { class: 'field field-inline' }, control, h('label', { for: id }, label),
       hint ? h('div', { class: 'hint', id: hintId }, hint) : null);

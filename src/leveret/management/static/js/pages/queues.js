@@ -1,0 +1,274 @@
+// Queues: the list (sortable, filterable, per vhost) with a form to add one, and a queue's
+// page with its details, messages (publish, get, peek), bindings and consumers.
+
+import { del, get, path, post, put } from '../api.js';
+import { fill, h } from '../dom.js';
+import { bytes, num, rate, rateOf } from '../format.js';
+import { queueFeatures, QUEUE_ARGUMENT_SUGGESTIONS } from '../features.js';
+import { exchangeLabel, links } from '../links.js';
+import { publishForm, readMessages } from '../messages.js';
+import { vhostNames } from '../state.js';
+import { dataTable } from '../table.js';
+import {
+  badge, button, card, checkbox, confirmDialog, empty, field, fieldsEditor, fieldTable, form, input,
+  keyValues, pageHeader, parseFields, select, stat, stats, tabs, toast, values,
+} from '../ui.js';
+
+export function vhostFilter(onChange, storeKey) {
+  const stored = sessionStorage.getItem(storeKey) || '';
+  const el = select('vhost-filter', [['', 'All virtual hosts'], ...vhostNames().map((v) => [v, v])], stored, {
+    'aria-label': 'Virtual host', class: 'vhost-filter',
+    onchange: () => {
+      sessionStorage.setItem(storeKey, el.value);
+      onChange();
+    },
+  });
+  el.hidden = vhostNames().length < 2;
+  return el;
+}
+
+export function vhostColumn() {
+  return { key: 'vhost', label: 'Virtual host', hideWhen: () => vhostNames().length < 2 };
+}
+
+export async function mountList() {
+  const vhost = vhostFilter(() => refresh(), 'leveret.vhost.queues');
+  const table = dataTable({
+    id: 'queues', noun: ['queue', 'queues'], rowKey: (q) => `${q.vhost}/${q.name}`,
+    toolbar: [vhost],
+    initialSort: { key: 'name', dir: 'asc' },
+    empty: empty('No queues yet', 'Queues appear here when clients declare them, or add one below.'),
+    columns: [
+      vhostColumn(),
+      { key: 'name', label: 'Name', header: true, cell: (q) => h('a', { href: links.queue(q.vhost, q.name) }, q.name) },
+      { key: 'type', label: 'Type' },
+      { key: 'features', label: 'Features', sortable: false, cell: (q) => h('span', { class: 'badges' }, queueFeatures(q)) },
+      { key: 'state', label: 'State', cell: (q) => badge(q.state, q.state === 'running' ? 'ok' : 'warn') },
+      { key: 'messages_ready', label: 'Ready', numeric: true, cell: (q) => num(q.messages_ready) },
+      { key: 'messages_unacknowledged', label: 'Unacked', numeric: true, cell: (q) => num(q.messages_unacknowledged) },
+      { key: 'messages', label: 'Total', numeric: true, cell: (q) => num(q.messages) },
+      { key: 'publish', label: 'Incoming', numeric: true, title: 'Publish rate', value: (q) => rateOf(q.message_stats, 'publish') ?? 0, cell: (q) => rate(rateOf(q.message_stats, 'publish') ?? 0) },
+      { key: 'deliver', label: 'Deliver/get', numeric: true, value: (q) => rateOf(q.message_stats, 'deliver_get') ?? 0, cell: (q) => rate(rateOf(q.message_stats, 'deliver_get') ?? 0) },
+      { key: 'ack', label: 'Ack', numeric: true, value: (q) => rateOf(q.message_stats, 'ack') ?? 0, cell: (q) => rate(rateOf(q.message_stats, 'ack') ?? 0) },
+      { key: 'consumers', label: 'Consumers', numeric: true, cell: (q) => num(q.consumers) },
+    ],
+  });
+
+  async function refresh() {
+    const chosen = vhost.value;
+    const queues = await get(chosen ? path`/queues/${chosen}` : '/queues');
+    table.update(queues);
+  }
+
+  const el = h('div', { class: 'page' },
+    pageHeader({ title: 'Queues', kicker: 'Messaging' }),
+    card({}, table.el),
+    addQueueCard(refresh));
+  await refresh();
+  return { el, refresh };
+}
+
+function addQueueCard(refresh) {
+  const vhost = select('vhost', vhostNames(), vhostNames()[0]);
+  const name = input('name', { required: true, placeholder: 'orders.created' });
+  const type = select('type', [['classic', 'Classic'], ['quorum', 'Quorum']], 'classic');
+  const durable = select('durable', [['true', 'Durable'], ['false', 'Transient']], 'true');
+  const autoDelete = checkbox('auto_delete');
+  const args = fieldsEditor('arguments', { suggestions: QUEUE_ARGUMENT_SUGGESTIONS });
+  const addForm = form({
+    submitLabel: 'Add queue', label: 'Add a queue',
+    onSubmit: async (f) => {
+      const v = values(f);
+      const argumentsTable = parseFields(args.area.value);
+      if (v.type === 'quorum') argumentsTable['x-queue-type'] = 'quorum';
+      await put(path`/queues/${v.vhost}/${v.name.trim()}`, {
+        durable: v.durable === 'true', auto_delete: v.auto_delete, arguments: argumentsTable,
+      });
+      toast(`Queue “${v.name.trim()}” added.`);
+      name.value = '';
+      await refresh();
+      return `Queue added in ${v.vhost}.`;
+    },
+  },
+  field('Virtual host', vhost), field('Name', name), field('Type', type), field('Durability', durable),
+  field('Auto-delete when the last consumer leaves', autoDelete, { inline: true }),
+  field('Arguments', h('div', {}, args.area, args.chips), { wide: true, hint: 'One key = value a line.' }));
+  return h('details', { class: 'card card-details' },
+    h('summary', {}, h('span', { class: 'summary-title' }, 'Add a queue')),
+    h('div', { class: 'card-body' }, addForm));
+}
+
+// -- one queue ---------------------------------------------------------------------------------
+
+export async function mountQueue([vhost, name]) {
+  const url = path`/queues/${vhost}/${name}`;
+  let q = await get(url);
+  const tiles = h('div');
+  const details = h('div');
+  const consumersBody = h('div');
+  const bindingsBody = h('div');
+  const headerHolder = h('div');
+
+  const drawHeader = () => fill(headerHolder, pageHeader({
+    title: name, kicker: 'Queue', back: { href: links.queues(), label: 'Queues' },
+    badges: [badge(`vhost ${vhost}`, 'accent'), badge(q.type || 'classic'), ...queueFeatures(q)],
+    actions: [
+      button('Purge', purge, { kind: 'secondary', title: 'Remove every ready message' }),
+      button('Delete', remove, { kind: 'danger' }),
+    ],
+  }));
+
+  async function purge() {
+    const ok = await confirmDialog({
+      title: `Purge ${name}?`, message: `The ${num(q.messages_ready)} ready messages are removed for good. Unacknowledged messages stay.`,
+      confirmLabel: 'Purge', danger: true,
+    });
+    if (!ok) return;
+    try {
+      await del(`${url}/contents`);
+      toast(`Queue “${name}” purged.`);
+      await refresh();
+    } catch (exc) {
+      toast(exc.message, 'error');
+    }
+  }
+
+  async function remove() {
+    const ok = await confirmDialog({
+      title: `Delete queue ${name}?`,
+      message: `It has ${num(q.messages)} messages and ${num(q.consumers)} consumers; its messages are lost and its consumers cancelled.`,
+      confirmLabel: 'Delete queue', danger: true,
+    });
+    if (!ok) return;
+    try {
+      await del(url);
+      toast(`Queue “${name}” deleted.`);
+      location.hash = links.queues();
+    } catch (exc) {
+      toast(exc.message, 'error');
+    }
+  }
+
+  const bindingForm = form({
+    submitLabel: 'Bind', label: 'Bind this queue to an exchange',
+    onSubmit: async (f) => {
+      const v = values(f);
+      await post(path`/bindings/${vhost}/e/${v.source.trim()}/q/${name}`, {
+        routing_key: v.routing_key, arguments: parseFields(v.arguments),
+      });
+      toast(`Bound to “${v.source.trim()}”.`);
+      await refresh();
+      return 'Binding added.';
+    },
+  },
+  field('From exchange', input('source', { required: true, list: 'exchange-names', placeholder: 'amq.topic' })),
+  field('Routing key', input('routing_key', { placeholder: 'orders.#' })),
+  field('Arguments', fieldsEditor('arguments', { rows: 2, placeholder: 'x-match = all' }).area, { wide: true }));
+  const exchangeNames = h('datalist', { id: 'exchange-names' });
+
+  const tabset = tabs('queue', [
+    { id: 'details', label: 'Details', content: details },
+    { id: 'messages', label: 'Messages', content: h('div', { class: 'grid-2 grid-top' },
+      card({ title: 'Publish a message' }, publishForm({ vhost, exchange: '', routingKey: name, lockRoutingKey: true })),
+      card({ title: 'Get or peek' }, readMessages({ vhost, queue: name, onChange: () => refresh() }))) },
+    { id: 'bindings', label: 'Bindings', count: '', content: [card({ title: 'Bindings' }, bindingsBody),
+      card({ title: 'Add a binding' }, bindingForm, exchangeNames)] },
+    { id: 'consumers', label: 'Consumers', count: '', content: card({ title: 'Consumers' }, consumersBody) },
+  ]);
+
+  async function refresh() {
+    const [fresh, bindings, exchanges] = await Promise.all([
+      get(url), get(`${url}/bindings`), get(path`/exchanges/${vhost}?columns=name`),
+    ]);
+    q = fresh;
+    drawHeader();
+    const ms = q.message_stats || {};
+    fill(tiles, stats([
+      stat('Ready', num(q.messages_ready), { key: 'messages_ready', tone: 'ready' }),
+      stat('Unacked', num(q.messages_unacknowledged), { key: 'messages_unacknowledged', tone: 'unacked' }),
+      stat('Total', num(q.messages), { key: 'messages', tone: 'total', hint: bytes(q.message_bytes) }),
+      stat('Consumers', num(q.consumers), { key: 'consumers', hint: q.consumers ? `utilisation ${Math.round((q.consumer_utilisation ?? 0) * 100)}%` : null }),
+      stat('Incoming', rate(rateOf(ms, 'publish') ?? 0), { key: 'publish', tone: 'publish', hint: `${num(ms.publish ?? 0)} in total` }),
+      stat('Deliver/get', rate(rateOf(ms, 'deliver_get') ?? 0), { key: 'deliver_get', tone: 'deliver', hint: `${num(ms.deliver_get ?? 0)} in total` }),
+      stat('Ack', rate(rateOf(ms, 'ack') ?? 0), { key: 'ack', tone: 'ack', hint: `${num(ms.ack ?? 0)} in total` }),
+    ]));
+    fill(details, h('div', { class: 'grid-2 grid-top' },
+      card({ title: 'Properties' }, keyValues([
+        ['Virtual host', vhost], ['Type', q.type], ['State', q.state],
+        ['Durable', q.durable ? 'yes' : 'no'], ['Auto-delete', q.auto_delete ? 'yes' : 'no'],
+        ['Exclusive', q.exclusive ? `yes${q.owner_pid_details ? ` (${q.owner_pid_details.name})` : ''}` : 'no'],
+        ['Arguments', fieldTable(q.arguments)],
+      ])),
+      card({ title: 'Policy and totals' }, keyValues([
+        ['Policy', q.policy || 'none'],
+        ['Effective policy', fieldTable(q.effective_policy_definition)],
+        ['Message bytes', `${bytes(q.message_bytes)} (${bytes(q.message_bytes_ready)} ready, ${bytes(q.message_bytes_unacknowledged)} unacked)`],
+        ['Published', num(ms.publish ?? 0)], ['Delivered or got', num(ms.deliver_get ?? 0)],
+        ['Acknowledged', num(ms.ack ?? 0)], ['Redelivered', num(ms.redeliver ?? 0)],
+        q.single_active_consumer_tag && ['Single active consumer', h('code', {}, q.single_active_consumer_tag)],
+      ]))));
+    tabset.setCount('bindings', String(bindings.length));
+    tabset.setCount('consumers', String(q.consumers));
+    fill(bindingsBody, bindingsTable(vhost, bindings, refresh, { hide: 'destination' }));
+    fill(exchangeNames, exchanges.filter((x) => x.name).map((x) => h('option', { value: x.name })));
+    const consumers = q.consumer_details || [];
+    fill(consumersBody, consumers.length
+      ? h('div', { class: 'table-wrap' }, h('table', { class: 'table' },
+        h('thead', {}, h('tr', {}, ['Channel', 'Consumer tag', 'Ack required', 'Exclusive', 'Prefetch', 'Active', 'Arguments']
+          .map((t) => h('th', { scope: 'col' }, t)))),
+        h('tbody', {}, consumers.map((c) => h('tr', {},
+          h('td', {}, c.channel_details?.connection_name
+            ? h('a', { href: links.connection(c.channel_details.connection_name) }, c.channel_details.name) : c.channel_details?.name),
+          h('td', {}, h('code', {}, c.consumer_tag)),
+          h('td', {}, c.ack_required ? 'yes' : 'no (auto-ack)'), h('td', {}, c.exclusive ? 'yes' : 'no'),
+          h('td', {}, num(c.prefetch_count)), h('td', {}, badge(c.activity_status || (c.active ? 'up' : 'waiting'), c.active ? 'ok' : 'neutral')),
+          h('td', {}, fieldTable(c.arguments)))))))
+      : empty('No consumers', 'Nothing consumes from this queue right now.'));
+  }
+
+  await refresh();
+  const el = h('div', { class: 'page' }, headerHolder, tiles, tabset.el);
+  return { el, refresh };
+}
+
+/**
+ * A queue's or exchange's bindings, with Unbind for each one that can be removed.
+ * ``hide`` leaves out the column that is the page's own object ('source' or 'destination').
+ */
+export function bindingsTable(vhost, bindings, refresh, { hide } = {}) {
+  if (!bindings.length) return empty('No bindings', 'Add one below.');
+  const unbind = async (b) => {
+    const kind = b.destination_type === 'queue' ? 'q' : 'e';
+    const ok = await confirmDialog({
+      title: 'Remove this binding?',
+      message: `${exchangeLabel(b.source)} → ${b.destination} with routing key “${b.routing_key}”.`,
+      confirmLabel: 'Unbind', danger: true,
+    });
+    if (!ok) return;
+    try {
+      // properties_key comes URL-quoted from the API: it goes into the path as it is
+      await del(`${path`/bindings/${vhost}/e/${b.source}/${kind}/${b.destination}`}/${b.properties_key}`);
+      toast('Binding removed.');
+      await refresh();
+    } catch (exc) {
+      toast(exc.message, 'error');
+    }
+  };
+  const columns = [
+    hide !== 'source' && ['From exchange', (b) => (b.source ? h('a', { href: links.exchange(vhost, b.source) }, b.source)
+      : h('span', { class: 'muted' }, '(AMQP default)'))],
+    hide !== 'destination' && ['To', (b) => [h('a', {
+      href: b.destination_type === 'queue' ? links.queue(vhost, b.destination) : links.exchange(vhost, b.destination),
+    }, b.destination), ' ', badge(b.destination_type)]],
+    ['Routing key', (b) => h('code', {}, b.routing_key || '(empty)')],
+    ['Arguments', (b) => fieldTable(b.arguments)],
+  ].filter(Boolean);
+  return h('div', { class: 'table-wrap' }, h('table', { class: 'table' },
+    h('thead', {}, h('tr', {}, columns.map(([title]) => h('th', { scope: 'col' }, title)),
+      h('th', { scope: 'col' }, h('span', { class: 'visually-hidden' }, 'Actions')))),
+    h('tbody', {}, bindings.map((b) => h('tr', {},
+      columns.map(([, cell]) => h('td', {}, cell(b))),
+      h('td', { class: 'row-actions' }, b.source
+        ? button('Unbind', () => unbind(b), { small: true, kind: 'ghost', 'aria-label': `Unbind ${b.source} → ${b.destination} (${b.routing_key})` })
+        : h('span', { class: 'muted', title: 'Every queue is bound to the default exchange by its name' }, 'implicit')))))));
+}

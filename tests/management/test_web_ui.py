@@ -1,0 +1,684 @@
+"""The management web UI (src/leveret/management/static/) in a real headless browser.
+
+Debian's chromium driven by Playwright for Python, against a leveret broker with the
+management server on, in a background thread; AMQP traffic comes from pika. The tests skip
+when Playwright or /usr/bin/chromium is missing (``apt-get install chromium``; Playwright's
+own browser download is not needed).
+
+Screenshots: ``test_screenshots_match_the_baselines`` saves the main pages at 1280x800 and
+compares them with tests/management/screenshots/*.png, tolerating small differences
+(clock times, ports, host names). After a deliberate design change, refresh the baselines
+with
+
+    LEVERET_UPDATE_SCREENSHOTS=1 .venv/bin/python -m pytest tests/management/test_web_ui.py \
+        -k screenshots
+
+then look at the new PNGs before committing them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+import re
+import shutil
+import struct
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote
+
+import pika
+import pytest
+
+from leveret.server.threaded import BrokerThread
+
+CHROMIUM = Path(os.environ.get("LEVERET_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
+BASELINES = Path(__file__).parent / "screenshots"
+UPDATE_BASELINES = os.environ.get("LEVERET_UPDATE_SCREENSHOTS") == "1"
+# A screenshot may differ from its baseline in this share of its pixels (clock times,
+# uptime, ports and host names change from run to run; layout changes move far more).
+MAX_DIFFERENT_PIXELS = 0.015
+
+try:
+    from playwright.sync_api import (
+        BrowserContext,
+        Locator,
+        Page,
+        ViewportSize,
+        expect,
+        sync_playwright,
+    )
+except ImportError:
+    pytest.skip("Playwright is not installed: pip install playwright (in the test extra)",
+                allow_module_level=True)
+if not CHROMIUM.exists():
+    pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (or set "
+                "LEVERET_CHROMIUM)", allow_module_level=True)
+
+
+# -- fixtures ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ui_broker() -> Iterator[BrokerThread]:
+    with BrokerThread(management_port=0) as broker:
+        yield broker
+
+
+@pytest.fixture(scope="module")
+def browser_context() -> Iterator[BrowserContext]:
+    """One Chromium for the module, with a fresh profile; each test opens its own tab
+    (sessionStorage, where the UI keeps the credentials, is per tab)."""
+    profile = tempfile.mkdtemp(prefix="leveret-ui-chromium-")
+    playwright = sync_playwright().start()
+    try:
+        context = playwright.chromium.launch_persistent_context(
+            profile, executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
+            viewport=VIEWPORT, locale="en-GB", timezone_id="UTC", color_scheme="light",
+            accept_downloads=True)
+    except Exception as exc:
+        playwright.stop()
+        shutil.rmtree(profile, ignore_errors=True)
+        pytest.skip(f"Chromium at {CHROMIUM} did not start under Playwright: {exc}")
+    context.set_default_timeout(10_000)
+    try:
+        yield context
+    finally:
+        context.close()
+        playwright.stop()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture
+def page(browser_context: BrowserContext) -> Iterator[Page]:
+    tab = browser_context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield tab
+    tab.close()
+    assert not errors, f"JavaScript errors in the page: {errors}"
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+def api(broker: BrokerThread, method: str, path: str, body: Any = None,
+        user: str = "guest", password: str = "guest") -> Any:
+    """The management API, straight (what the UI should agree with)."""
+    url = broker.broker.management_url.rstrip("/") + "/api" + path
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    request.add_header("Authorization", f"Basic {token}")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        text = reply.read().decode()
+    return json.loads(text) if text else None
+
+
+def amqp(broker: BrokerThread, name: str = "ui-test") -> pika.BlockingConnection:
+    params = pika.URLParameters(broker.url)
+    params.client_properties = {"connection_name": name}
+    return pika.BlockingConnection(params)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def login(page: Page, broker: BrokerThread, user: str = "guest",
+          password: str = "guest", hash_: str = "") -> None:
+    page.goto(broker.broker.management_url + hash_)
+    page.get_by_label("User name").fill(user)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("navigation", name="Main")).to_be_visible()
+
+
+def wait_until(condition: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
+
+
+def stat(page: Page, key: str) -> Locator:
+    return page.locator(f"[data-stat='{key}'] .stat-value, [data-stat='{key}'] .headline-value")
+
+
+# -- login -------------------------------------------------------------------------------------
+
+def test_a_bad_login_shows_an_error_and_stays_on_the_login_page(
+        page: Page, ui_broker: BrokerThread) -> None:
+    page.goto(ui_broker.broker.management_url)
+    page.get_by_label("User name").fill("guest")
+    page.get_by_label("Password").fill("not-the-password")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("alert")).to_contain_text("Login failed")
+    expect(page.get_by_role("navigation", name="Main")).to_have_count(0)
+    assert page.evaluate("sessionStorage.getItem('leveret.credentials')") is None
+
+
+def test_login_works_from_the_keyboard_and_logout_forgets_the_credentials(
+        page: Page, ui_broker: BrokerThread) -> None:
+    page.goto(ui_broker.broker.management_url)
+    expect(page.get_by_label("User name")).to_be_focused()
+    page.keyboard.type("guest")
+    page.keyboard.press("Tab")
+    page.keyboard.type("guest")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+    assert "guest" in page.evaluate("sessionStorage.getItem('leveret.credentials')")
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_role("button", name="Log in")).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('leveret.credentials')") is None
+
+
+def test_a_user_without_a_management_tag_is_told_why(
+        page: Page, ui_broker: BrokerThread) -> None:
+    name = unique("no-tags")
+    api(ui_broker, "PUT", f"/users/{name}", {"password": "secret", "tags": ""})
+    page.goto(ui_broker.broker.management_url)
+    page.get_by_label("User name").fill(name)
+    page.get_by_label("Password").fill("secret")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("alert")).to_contain_text("no management tag")
+
+
+# -- overview ----------------------------------------------------------------------------------
+
+def test_the_overview_shows_the_api_numbers_after_publishing_over_amqp(
+        page: Page, ui_broker: BrokerThread) -> None:
+    queue = unique("overview")
+    with amqp(ui_broker, "overview-publisher") as connection:
+        channel = connection.channel()
+        channel.queue_declare(queue)
+        for i in range(7):
+            channel.basic_publish("", queue, f"message {i}".encode())
+        channel.basic_get(queue, auto_ack=False)  # one unacked while the page looks
+        wait_until(lambda: api(ui_broker, "GET", f"/queues/%2F/{queue}")[
+            "messages_unacknowledged"] == 1)
+        login(page, ui_broker)
+        overview = api(ui_broker, "GET", "/overview")
+        page.get_by_role("button", name="Refresh now").click()
+        totals = overview["object_totals"]
+        for key in ("connections", "channels", "exchanges", "queues", "consumers"):
+            expect(stat(page, key)).to_have_text(f"{totals[key]:,}")
+        queued = overview["queue_totals"]
+        for key in ("messages_ready", "messages_unacknowledged", "messages"):
+            expect(stat(page, key)).to_have_text(f"{queued[key]:,}")
+        assert queued["messages_ready"] >= 6 and totals["connections"] >= 1
+        expect(page.locator("[data-stat='publish'] .headline-hint")).to_have_text(
+            f"{overview['message_stats']['publish']:,} in total")
+        # the nav shows the same totals
+        expect(page.locator("[data-nav='queues'] .nav-count")).to_have_text(
+            f"{totals['queues']:,}")
+
+
+def test_the_overview_charts_draw_the_recorded_samples(
+        page: Page, ui_broker: BrokerThread) -> None:
+    login(page, ui_broker)
+    now = page.evaluate("Date.now()")
+    samples = [{"t": now - (12 - i) * 5000, "publish": i * 2.0, "deliver": i * 1.5,
+                "ack": i * 1.0, "redeliver": 0, "ready": 100 + i, "unacked": i,
+                "total": 100 + 2 * i} for i in range(12)]
+    page.evaluate("s => sessionStorage.setItem('leveret.history', JSON.stringify(s))",
+                  samples)
+    page.get_by_role("button", name="Refresh now").click()
+    rates = page.get_by_role("img", name="Message rates")
+    expect(rates).to_be_visible()
+    expect(page.locator(".chart polyline[data-series='publish']")).to_have_count(1)
+    points = page.locator(".chart polyline[data-series='ready']").get_attribute("points")
+    assert points is not None and points.count(",") >= 12
+    # the arrow keys move a readout of the values along the time axis
+    # (the last sample is the one the refresh took, before it the recorded ones)
+    rates.focus()
+    expect(page.locator(".chart-readout.on")).to_be_visible()
+    page.keyboard.press("ArrowLeft")
+    expect(page.locator(".chart-readout.on")).to_contain_text("Publish 22/s")
+    page.keyboard.press("ArrowLeft")
+    expect(page.locator(".chart-readout.on")).to_contain_text("Publish 20/s")
+    # a legend entry hides its series, from the keyboard too
+    legend = page.locator(".legend-item[data-series='publish']")
+    legend.focus()
+    page.keyboard.press("Enter")
+    expect(legend).to_have_attribute("aria-pressed", "false")
+    expect(page.locator(".chart polyline[data-series='publish']")).to_have_count(0)
+
+
+def test_an_alarm_shows_a_banner_on_every_page(page: Page) -> None:
+    with BrokerThread(management_port=0, disk_free=lambda: 0) as broker:  # a full disk
+        wait_until(lambda: "disk" in broker.alarms)
+        login(page, broker)
+        expect(page.locator(".alarm-banner")).to_contain_text("free disk space")
+        page.get_by_role("link", name="Queues").first.click()
+        expect(page.get_by_role("heading", name="Queues")).to_be_visible()
+        expect(page.locator(".alarm-banner")).to_be_visible()
+
+
+# -- queues ------------------------------------------------------------------------------------
+
+def test_the_queues_page_lists_sorts_and_filters_queues(
+        page: Page, ui_broker: BrokerThread) -> None:
+    prefix = unique("listed")
+    with amqp(ui_broker) as connection:
+        channel = connection.channel()
+        for name, count in ((f"{prefix}-a", 3), (f"{prefix}-b", 5)):
+            channel.queue_declare(name, durable=True)
+            for _ in range(count):
+                channel.basic_publish("", name, b"x")
+    login(page, ui_broker, hash_="#/queues")
+    page.get_by_role("searchbox", name="Filter queues by name").fill(prefix)
+    rows = page.locator("#queues tbody tr")
+    expect(rows).to_have_count(2)
+    expect(page.locator(".table-count")).to_contain_text("2 of")
+    expect(rows.nth(0)).to_contain_text(f"{prefix}-a")
+    # sorting by total, largest first, from the keyboard
+    header = page.get_by_role("button", name="Total")
+    header.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#queues th[aria-sort='descending']")).to_contain_text("Total")
+    expect(header).to_be_focused()  # re-rendering the table keeps the keyboard's place
+    expect(rows.nth(0)).to_contain_text(f"{prefix}-b")
+    expect(rows.nth(0).locator("td.num").nth(2)).to_have_text("5")
+    page.get_by_role("link", name=f"{prefix}-a", exact=True).click()
+    expect(page.get_by_role("heading", name=f"{prefix}-a")).to_be_visible()
+    expect(stat(page, "messages_ready")).to_have_text("3")
+
+
+def test_adding_a_queue_with_a_bad_argument_shows_the_api_error(
+        page: Page, ui_broker: BrokerThread) -> None:
+    name = unique("added")
+    login(page, ui_broker, hash_="#/queues")
+    page.get_by_text("Add a queue").click()
+    form = page.get_by_role("form", name="Add a queue")
+    form.get_by_label("Name").fill(name)
+    form.get_by_label("Arguments").fill("x-max-length = -1")
+    form.get_by_role("button", name="Add queue").click()
+    expect(form.get_by_role("alert")).to_contain_text("x-max-length")
+    form.get_by_label("Arguments").fill("x-max-length = 10")
+    form.get_by_role("button", name="Add queue").click()
+    expect(form.get_by_role("status")).to_contain_text("Queue added")
+    expect(page.locator("#queues")).to_contain_text(name)
+    assert api(ui_broker, "GET", f"/queues/%2F/{name}")["arguments"] == {"x-max-length": 10}
+
+
+def test_publish_from_the_ui_then_peek_and_get(page: Page, ui_broker: BrokerThread) -> None:
+    queue = unique("messages")
+    api(ui_broker, "PUT", f"/queues/%2F/{queue}", {"durable": False})
+    login(page, ui_broker, hash_=f"#/queues/%2F/{quote(queue)}")
+    page.get_by_role("tab", name="Messages").click()
+    publish = page.get_by_role("form", name="Publish a message")
+    publish.get_by_label("Payload", exact=True).fill('{"order": 42}')
+    publish.get_by_label("Headers").fill("tenant = acme")
+    publish.get_by_role("button", name="+ content_type").click()
+    publish.get_by_role("button", name="Publish message").click()
+    expect(publish.get_by_role("status")).to_have_text("Message published.")
+    assert api(ui_broker, "GET", f"/queues/%2F/{queue}")["messages_ready"] == 1
+
+    page.get_by_role("button", name="Peek").click()
+    message = page.locator(".message")
+    expect(message).to_have_count(1)
+    expect(message.locator(".payload")).to_contain_text('"order": 42')
+    expect(message).to_contain_text("tenant")
+    expect(message).to_contain_text("application/json")
+    peeked = api(ui_broker, "GET", f"/queues/%2F/{queue}")
+    assert (peeked["messages_ready"], peeked["messages_unacknowledged"]) == (1, 0)
+
+    page.get_by_label("Get: what happens to them").select_option("ack_requeue_false")
+    page.get_by_role("button", name="Get messages").click()
+    expect(page.locator(".read-messages .form-message")).to_contain_text("Got 1 message")
+    wait_until(lambda: api(ui_broker, "GET", f"/queues/%2F/{queue}")["messages"] == 0)
+    page.get_by_role("button", name="Peek").click()
+    expect(page.locator(".messages")).to_contain_text("no ready messages")
+
+
+def test_purge_and_delete_a_queue_after_confirming(page: Page, ui_broker: BrokerThread) -> None:
+    queue = unique("doomed")
+    api(ui_broker, "PUT", f"/queues/%2F/{queue}", {"durable": False})
+    for _ in range(2):
+        api(ui_broker, "POST", "/exchanges/%2F/amq.default/publish",
+            {"routing_key": queue, "payload": "x", "payload_encoding": "string",
+             "properties": {}})
+    login(page, ui_broker, hash_=f"#/queues/%2F/{quote(queue)}")
+    page.get_by_role("button", name="Purge").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_role("button", name="Cancel").click()
+    assert api(ui_broker, "GET", f"/queues/%2F/{queue}")["messages"] == 2
+    page.get_by_role("button", name="Purge").click()
+    page.get_by_role("dialog").get_by_role("button", name="Purge").click()
+    expect(stat(page, "messages")).to_have_text("0")
+    page.get_by_role("button", name="Delete").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete queue").click()
+    expect(page.get_by_role("heading", name="Queues")).to_be_visible()
+    with pytest.raises(urllib.error.HTTPError):
+        api(ui_broker, "GET", f"/queues/%2F/{queue}")
+
+
+def test_publish_to_an_exchange_reports_unroutable_messages(
+        page: Page, ui_broker: BrokerThread) -> None:
+    exchange = unique("ex")
+    api(ui_broker, "PUT", f"/exchanges/%2F/{exchange}", {"type": "direct"})
+    login(page, ui_broker, hash_=f"#/exchanges/%2F/{quote(exchange)}")
+    form = page.get_by_role("form", name="Publish a message")
+    form.get_by_label("Routing key").fill("nowhere")
+    form.get_by_role("button", name="Publish message").click()
+    expect(form.get_by_role("status")).to_contain_text("no queue is bound")
+    bind = page.get_by_role("form", name="Bind from this exchange")
+    bind.get_by_label("Destination name").fill("no-such-queue")
+    bind.get_by_role("button", name="Bind").click()
+    expect(bind.get_by_role("alert")).to_contain_text("no-such-queue")
+
+
+# -- connections -------------------------------------------------------------------------------
+
+def test_close_a_connection_with_a_reason(page: Page, ui_broker: BrokerThread) -> None:
+    name = unique("closable")
+    connection = amqp(ui_broker, name)
+    try:
+        login(page, ui_broker, hash_="#/connections")
+        page.get_by_role("link", name=name).click()
+        expect(page.get_by_role("heading", name=name)).to_be_visible()
+        page.get_by_role("button", name="Close connection").click()
+        dialog = page.get_by_role("dialog")
+        dialog.get_by_label("Reason").fill("maintenance window")
+        dialog.get_by_role("button", name="Close connection").click()
+        expect(page.get_by_role("heading", name="Connections")).to_be_visible()
+        with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as closed:
+            for _ in range(100):
+                connection.process_data_events(time_limit=0.05)
+        assert closed.value.reply_code == 320
+        assert "maintenance window" in closed.value.reply_text
+        wait_until(lambda: not [c for c in api(ui_broker, "GET", "/connections")
+                                if c.get("user_provided_name") == name])
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
+def test_channels_list_names_the_client_connection(page: Page, ui_broker: BrokerThread) -> None:
+    name = unique("channelled")
+    with amqp(ui_broker, name) as connection:
+        connection.channel().confirm_delivery()
+        login(page, ui_broker, hash_="#/channels")
+        page.get_by_role("searchbox", name="Filter channels by name").fill(name)
+        row = page.locator("#channels tbody tr")
+        expect(row).to_have_count(1)
+        expect(row).to_contain_text(f"{name} (1)")
+        expect(row.locator(".badge")).to_have_text("C")
+
+
+# -- admin -------------------------------------------------------------------------------------
+
+def test_add_a_user_with_tags_and_set_permissions(page: Page, ui_broker: BrokerThread) -> None:
+    user = unique("alice")
+    vhost = unique("vh")
+    login(page, ui_broker, hash_="#/vhosts")
+    page.get_by_label("Name", exact=True).fill(vhost)
+    page.get_by_role("button", name="Add virtual host").click()
+    expect(page.locator("#vhosts")).to_contain_text(vhost)
+
+    page.get_by_role("link", name="Users").click()
+    form = page.get_by_role("form", name="Add a user")
+    form.get_by_label("User name").fill(user)
+    form.get_by_label("Password").fill("s3cret")
+    form.get_by_label("monitoring").check()
+    form.get_by_role("button", name="Add user").click()
+    expect(page.locator("#users")).to_contain_text(user)
+    assert api(ui_broker, "GET", f"/users/{user}")["tags"] == ["monitoring"]
+
+    form.get_by_role("link", name=re.compile(f"Set {user}.s permissions")).click()
+    expect(page.get_by_role("heading", name=user)).to_be_visible()
+    expect(page.get_by_text("cannot use any virtual host yet")).to_be_visible()
+    perms = page.get_by_role("form", name="Set permission")
+    perms.get_by_label("Virtual host").select_option(vhost)
+    perms.get_by_label("Write regexp").fill("^amq\\.")
+    perms.get_by_role("button", name="Set permission").click()
+    expect(page.locator("#permissions")).to_contain_text(vhost)
+    assert api(ui_broker, "GET", f"/permissions/{vhost}/{user}") == {
+        "user": user, "vhost": vhost, "configure": ".*", "write": "^amq\\.", "read": ".*"}
+    # the new user can log in: monitoring is a management tag
+    api(ui_broker, "GET", "/whoami", user=user, password="s3cret")
+
+    page.get_by_role("button", name="Delete user").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete user").click()
+    expect(page.get_by_role("heading", name="Users")).to_be_visible()
+    expect(page.locator("#users")).not_to_contain_text(user)
+
+
+def test_policies_can_be_added_and_deleted(page: Page, ui_broker: BrokerThread) -> None:
+    name = unique("policy")
+    login(page, ui_broker, hash_="#/policies")
+    form = page.get_by_role("form", name="Add or update a policy")
+    form.get_by_label("Name", exact=True).fill(name)
+    form.get_by_label("Pattern (regexp on names)").fill("^never-matches$")
+    form.get_by_role("button", name="+ message-ttl").click()
+    form.get_by_role("button", name="Save policy").click()
+    expect(page.locator("#policies")).to_contain_text(name)
+    assert api(ui_broker, "GET", f"/policies/%2F/{name}")["definition"] == {
+        "message-ttl": 60000}
+    page.get_by_role("button", name=f"Delete policy {name}").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete policy").click()
+    expect(page.locator("main .card").first).not_to_contain_text(name)
+
+
+def test_export_and_import_definitions(page: Page, ui_broker: BrokerThread,
+                                       tmp_path: Path) -> None:
+    queue = unique("exported")
+    api(ui_broker, "PUT", f"/queues/%2F/{queue}", {"durable": True})
+    login(page, ui_broker, hash_="#/definitions")
+    with page.expect_download() as download_info:
+        page.get_by_role("button", name="Download definitions").click()
+    download = download_info.value
+    assert download.suggested_filename.startswith("leveret-definitions-")
+    saved = tmp_path / download.suggested_filename
+    download.save_as(saved)
+    exported = json.loads(saved.read_text())
+    assert queue in [q["name"] for q in exported["queues"]]
+    assert {"users", "vhosts", "permissions", "exchanges", "bindings"} <= exported.keys()
+
+    imported = unique("imported")
+    upload = tmp_path / "upload.json"
+    upload.write_text(json.dumps({"queues": [
+        {"name": imported, "vhost": "/", "durable": True, "auto_delete": False,
+         "arguments": {}}]}))
+    form = page.get_by_role("form", name="Import definitions")
+    form.get_by_label("Definitions file").set_input_files(str(upload))
+    form.get_by_role("button", name="Import").click()
+    expect(form.get_by_role("status")).to_contain_text("1 queues")
+    assert api(ui_broker, "GET", f"/queues/%2F/{imported}")["durable"] is True
+    form.get_by_label("Definitions file").set_input_files([])
+    form.get_by_label("Or paste JSON").fill("{not json")
+    form.get_by_role("button", name="Import").click()
+    expect(form.get_by_role("alert")).to_contain_text("not valid JSON")
+
+
+def test_an_unknown_object_shows_a_clear_error(page: Page, ui_broker: BrokerThread) -> None:
+    login(page, ui_broker, hash_="#/queues/%2F/no-such-queue")
+    expect(page.get_by_role("alert")).to_contain_text("Not found")
+    page.goto(ui_broker.broker.management_url + "#/no-such-page")
+    expect(page.get_by_text("No such page")).to_be_visible()
+
+
+# -- layout and screenshots ---------------------------------------------------------------------
+
+MAIN_PAGES = ("overview", "queues", "exchanges", "connections", "channels", "users", "vhosts",
+              "policies", "definitions")
+
+
+@pytest.mark.parametrize("width", [900, 420])
+def test_narrow_windows_do_not_scroll_sideways(page: Page, ui_broker: BrokerThread,
+                                               width: int) -> None:
+    login(page, ui_broker)
+    page.set_viewport_size({"width": width, "height": 800})
+    for name in MAIN_PAGES:
+        page.goto(f"{ui_broker.broker.management_url}#/{name}")
+        expect(page.locator("main .page")).to_be_visible()
+        overflow = page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 0, f"#{name} is {overflow}px wider than a {width}px window"
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+COMPARE_JS = """async ([shot, baseline]) => {
+  const load = async (b64) => {
+    const img = new Image();
+    img.src = 'data:image/png;base64,' + b64;
+    await img.decode();
+    const canvas = new OffscreenCanvas(img.width, img.height);
+    const ctx = canvas.getContext('2d');
+    ctx.drawImage(img, 0, 0);
+    return { w: img.width, h: img.height, px: ctx.getImageData(0, 0, img.width, img.height).data };
+  };
+  const a = await load(shot);
+  const colours = new Set();
+  let sum = 0, squares = 0;
+  for (let i = 0; i < a.px.length; i += 4) {
+    const lum = 0.2126 * a.px[i] + 0.7152 * a.px[i + 1] + 0.0722 * a.px[i + 2];
+    sum += lum; squares += lum * lum;
+    if (colours.size < 5000) colours.add((a.px[i] << 16) | (a.px[i + 1] << 8) | a.px[i + 2]);
+  }
+  const n = a.px.length / 4;
+  const result = { colours: colours.size, spread: Math.sqrt(squares / n - (sum / n) ** 2) };
+  if (!baseline) return result;
+  const b = await load(baseline);
+  if (a.w !== b.w || a.h !== b.h) return { ...result, sizes: [[a.w, a.h], [b.w, b.h]] };
+  let different = 0;
+  for (let i = 0; i < a.px.length; i += 4) {
+    if (Math.max(Math.abs(a.px[i] - b.px[i]), Math.abs(a.px[i + 1] - b.px[i + 1]),
+                 Math.abs(a.px[i + 2] - b.px[i + 2])) > 48) different += 1;
+  }
+  return { ...result, different: different / n };
+}"""
+
+
+def screenshot_scene(broker: BrokerThread) -> pika.BlockingConnection:
+    """The same small setup every time, so the pages look the same from run to run."""
+    connection = amqp(broker, "billing-worker")
+    channel = connection.channel()
+    channel.exchange_declare("orders", "topic", durable=True)
+    for queue, key, count in (("orders.created", "orders.created", 12),
+                              ("orders.shipped", "orders.shipped", 3),
+                              ("billing.invoices", "billing.#", 0)):
+        channel.queue_declare(queue, durable=True)
+        channel.queue_bind(queue, "orders", key)
+        for i in range(count):
+            channel.basic_publish("orders", key, json.dumps({"order": i}).encode(),
+                                  pika.BasicProperties(content_type="application/json"))
+    channel.basic_consume("billing.invoices", lambda *args: None)
+    return connection
+
+
+SCREENS: tuple[tuple[str, str, Literal["light", "dark"]], ...] = (
+    ("login", "", "light"),
+    ("overview", "#/overview", "light"),
+    ("overview-dark", "#/overview", "dark"),
+    ("queues", "#/queues", "light"),
+    ("queue", "#/queues/%2F/orders.created", "light"),
+    ("exchanges", "#/exchanges", "light"),
+    ("connections", "#/connections", "light"),
+    ("users", "#/users", "light"),
+)
+
+
+def test_screenshots_match_the_baselines(browser_context: BrowserContext,
+                                        tmp_path: Path) -> None:
+    with BrokerThread(management_port=0) as broker:
+        connection = screenshot_scene(broker)
+        try:
+            shots = take_screenshots(browser_context, broker, tmp_path)
+        finally:
+            connection.close()
+    checker = browser_context.new_page()
+    try:
+        failures = []
+        for name, data in shots.items():
+            assert png_size(data) == (VIEWPORT["width"], VIEWPORT["height"]), name
+            baseline = BASELINES / f"{name}.png"
+            compare = baseline.exists() and not UPDATE_BASELINES
+            result = checker.evaluate(COMPARE_JS, [
+                base64.b64encode(data).decode(),
+                base64.b64encode(baseline.read_bytes()).decode() if compare else None])
+            assert result["colours"] > 20 and result["spread"] > 10, f"{name} looks blank"
+            if UPDATE_BASELINES:
+                BASELINES.mkdir(exist_ok=True)
+                baseline.write_bytes(data)
+            elif not compare:
+                failures.append(f"{name}: no baseline {baseline} (see this module's docstring)")
+            elif "sizes" in result:
+                failures.append(f"{name}: size {result['sizes'][0]}, baseline {result['sizes'][1]}")
+            elif result["different"] > MAX_DIFFERENT_PIXELS:
+                failures.append(f"{name}: {result['different']:.2%} of the pixels differ from "
+                                f"the baseline (at most {MAX_DIFFERENT_PIXELS:.1%}); "
+                                f"the new screenshot is {tmp_path / (name + '.png')}")
+        assert not failures, "\n".join(failures)
+    finally:
+        checker.close()
+
+
+def take_screenshots(context: BrowserContext, broker: BrokerThread,
+                     folder: Path) -> dict[str, bytes]:
+    """Each main page at 1280x800, with automatic refresh paused and a fixed chart history,
+    so what changes between runs is only clock times, ports and the like."""
+    shots: dict[str, bytes] = {}
+    tab = context.new_page()
+    try:
+        base = broker.broker.management_url
+        tab.goto(base)
+        tab.evaluate("localStorage.setItem('leveret.refresh', '0')")
+        for name, hash_, scheme in SCREENS:
+            tab.emulate_media(color_scheme=scheme)
+            if name == "login":
+                tab.goto(base)
+                expect(tab.get_by_role("button", name="Log in")).to_be_visible()
+            else:
+                if tab.evaluate("sessionStorage.getItem('leveret.credentials')") is None:
+                    login(tab, broker)
+                    now = tab.evaluate("Date.now()")
+                    tab.evaluate("h => sessionStorage.setItem('leveret.history', "
+                                 "JSON.stringify(h))", chart_history(now))
+                    tab.goto(base + "#/queues")  # so that the overview is drawn again
+                tab.goto(base + hash_)
+                expect(tab.locator("main .page")).to_be_visible()
+            tab.mouse.move(0, 0)
+            path = folder / f"{name}.png"
+            tab.screenshot(path=str(path), animations="disabled", caret="hide")
+            shots[name] = path.read_bytes()
+    finally:
+        tab.evaluate("localStorage.removeItem('leveret.refresh')")
+        tab.close()
+    return shots
+
+
+def chart_history(now: float) -> list[dict[str, float]]:
+    """Ten minutes of made-up samples, one every 5 s, always the same curves."""
+    points = []
+    for i in range(120):
+        ready = 40 + 25 * math.sin(i / 14) + 6 * math.sin(i / 3.3)
+        unacked = 8 + 4 * math.sin(i / 6)
+        publish = 120 + 45 * math.sin(i / 17) + 10 * math.sin(i / 4.1)
+        deliver = publish - 6 + 8 * math.sin(i / 5)
+        points.append({
+            "t": now - (119 - i) * 5000,
+            "publish": round(publish, 1), "deliver": round(deliver, 1),
+            "ack": round(deliver - 2, 1), "redeliver": round(max(0.0, 6 * math.sin(i / 9)), 1),
+            "ready": round(ready), "unacked": round(unacked), "total": round(ready + unacked),
+        })
+    return points
