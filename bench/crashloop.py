@@ -17,15 +17,17 @@ What is checked, and why exactly so (a kill can land between any two instruction
 * **No acked message comes back**, for acks *known durable*: the consumer's channel is
   also in confirm mode, and every ~20 ms it publishes a persistent "barrier" message to a
   durable queue. The broker handles one connection's frames in order, and a confirm waits
-  for the store to be durable up to the publish, so a barrier's confirm proves every ack
-  the client had written to the socket before it (and every delivery the client had
-  received before it, whose delivered mark the broker wrote before sending it) is on disk.
-  An ack merely sent, or even answered by a synchronous round trip (basic.qos,
-  queue.declare), is not enough: the broker has then *processed* it, but the ack record
-  may still sit in the buffer of a commit that has not started (docs/storage.md, "Commit
-  and the fsync policies"), so a kill then legitimately brings the message back.
-  Such messages are counted as duplicates, never as violations. Also: a broker process
-  never redelivers a message it was sent an ack for (within one run of the broker).
+  until the store is durable up to the publish (every change counts in one sequence), so
+  a barrier's confirm proves durable every ack the client had written to the socket
+  before it, and the delivered mark of every message it had received before it (the
+  broker marks a message before sending it). Durable: fsynced under ``--fsync always``,
+  written to the OS (which survives SIGKILL) under ``interval`` and ``off``.
+  An ack merely sent, or even answered by a round trip (basic.qos, queue.declare), is
+  not enough: the broker has then *processed* it, but while a commit is running the ack
+  record waits in the queue's buffer for the next flush, which starts only when that
+  commit ends (server/commit.py), so a kill in between legitimately brings the message
+  back. Such messages count as duplicates, not violations. Also: a broker process never
+  redelivers a message it was sent an ack for.
 * **redelivered=true** on a message delivered again after a requeue in the same broker
   run, or after an earlier delivery whose delivered mark is known durable (as above). A
   message whose earlier delivery was not yet known durable may come back with
@@ -51,7 +53,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, cast
 
 import aiormq
 from aiormq.abc import DeliveredMessage
@@ -59,7 +61,7 @@ from pamqp import commands as spec
 
 QUEUE = "crashloop"
 BARRIER_QUEUE = "crashloop.barrier"  # the consumer's confirm barriers; kept short
-BARRIER_ARGS = {"x-max-length": 16}  # drop-head: old barriers are dropped (acked)
+BARRIER_ARGS: dict[str, Any] = {"x-max-length": 16}  # drop-head: old barriers are dropped (acked)
 PERSISTENT = 2
 
 # What happened to one delivery, as far as the consumer knows.
@@ -246,9 +248,11 @@ class BrokerProcess:
     @classmethod
     async def start(cls, data_dir: Path, fsync: str, log: IO[str], cycle: int
                     ) -> BrokerProcess:
+        # AMQP only: the management API's fixed default port would clash across runs.
+        env = {**os.environ, "LEVERET_MANAGEMENT_ENABLED": "false"}
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "leveret", "serve", "--port", "0", "--data-dir",
-            str(data_dir), "--fsync", fsync, stdin=asyncio.subprocess.DEVNULL,
+            str(data_dir), "--fsync", fsync, env=env, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
         log.write(f"=== cycle {cycle}: pid {proc.pid}\n")
         return cls(proc, log, cycle)
@@ -299,6 +303,11 @@ async def _declare(ch: aiormq.abc.AbstractChannel) -> None:
     await ch.queue_declare(BARRIER_QUEUE, durable=True, arguments=BARRIER_ARGS)
 
 
+async def _ready(ch: aiormq.abc.AbstractChannel) -> int:
+    """Messages ready in the queue (a round trip)."""
+    return (await ch.queue_declare(QUEUE, passive=True)).message_count or 0
+
+
 class Publisher:
     """Persistent messages with ids 0, 1, 2, ... and up to ``window`` unconfirmed."""
 
@@ -310,7 +319,8 @@ class Publisher:
 
     async def run(self, url: str) -> None:
         self.conn = await aiormq.connect(url)
-        ch = await self.conn.channel(publisher_confirms=True)
+        # the concrete class: its basic_publish takes wait=False (no drain per message)
+        ch = cast(aiormq.Channel, await self.conn.channel(publisher_confirms=True))
         await _declare(ch)
         window = asyncio.Semaphore(self.cfg.window)
         tasks: set[asyncio.Task[None]] = set()
@@ -319,7 +329,7 @@ class Publisher:
                 if self.ledger.next_id % 500 == 0:
                     await self._hold_back(ch)
                 await window.acquire()
-                if self.broken:
+                if self.broken or ch.is_closed:  # ids after a lost connection: never sent
                     break
                 n = self.ledger.next_id
                 self.ledger.next_id += 1
@@ -333,11 +343,10 @@ class Publisher:
 
     async def _hold_back(self, ch: aiormq.abc.AbstractChannel) -> None:
         """Pause while the consumer is far behind (a huge backlog only slows recovery)."""
-        while (await ch.queue_declare(QUEUE, passive=True)).message_count > \
-                self.cfg.max_backlog:
+        while await _ready(ch) > self.cfg.max_backlog:
             await asyncio.sleep(0.1)
 
-    async def _publish(self, ch: aiormq.abc.AbstractChannel, n: int,
+    async def _publish(self, ch: aiormq.Channel, n: int,
                        window: asyncio.Semaphore) -> None:
         try:
             result = await ch.basic_publish(
@@ -506,6 +515,7 @@ class CrashLoop:
             await asyncio.wait_for(asyncio.shield(broker.listening), self.cfg.start_timeout)
         except (TimeoutError, RuntimeError):
             await broker.kill()
+            self._collect(broker)  # its ERROR lines say why
             raise BrokerDidNotStart(
                 f"cycle {broker.cycle}: the broker did not start (see {self.log_path})"
             ) from None
@@ -566,7 +576,7 @@ class CrashLoop:
             deadline = time.monotonic() + self.cfg.drain_timeout
             while True:
                 await asyncio.sleep(0.2)
-                ready = (await ch.queue_declare(QUEUE, passive=True)).message_count
+                ready = await _ready(ch)
                 if ready == 0 and consumer.idle():
                     break
                 if task.done() or time.monotonic() > deadline:
@@ -585,8 +595,7 @@ class CrashLoop:
         conn = await aiormq.connect(url)
         try:
             ch = await conn.channel()
-            self.report.final_queue_depth = (
-                await ch.queue_declare(QUEUE, passive=True)).message_count
+            self.report.final_queue_depth = await _ready(ch)
         finally:
             await conn.close()
         await broker.stop()
@@ -656,8 +665,13 @@ class BrokerDidNotStart(Exception):
 
 async def run(cfg: Config) -> Report:
     """Run the crash loop; the report lists its figures and any violations."""
-    logging.getLogger("aiormq").setLevel(logging.CRITICAL)  # connection resets are expected
-    return await CrashLoop(cfg).run()
+    quiet = logging.getLogger("aiormq")  # connection resets are expected: not worth a line
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        return await CrashLoop(cfg).run()
+    finally:
+        quiet.setLevel(level)
 
 
 def main(argv: list[str] | None = None) -> int:

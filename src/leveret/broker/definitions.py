@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from typing import TYPE_CHECKING, Any
 
 from leveret.amqp.fields import FieldTable, decode_table, encode_table
+from leveret.errors import LeveretError
 
 if TYPE_CHECKING:
     from leveret.broker.exchanges.base import Binding, Exchange
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from leveret.broker.vhost import VirtualHost
 
 EXCHANGE, QUEUE, BINDING, POLICY = "exchange", "queue", "binding", "policy"
+log = logging.getLogger("leveret.definitions")
 
 
 def pack_table(table: FieldTable) -> str:
@@ -61,14 +64,22 @@ def restore(node: Node, definitions: Any) -> dict[str, int]:
     for kind, apply in ((EXCHANGE, _restore_exchange), (QUEUE, _restore_queue),
                         (BINDING, _restore_binding), (POLICY, _restore_policy)):
         records = definitions.get(kind)
+        restored = 0
         for value in records.values():
             vhost = node.vhosts.get(value["vhost"]) or node.add_vhost(value["vhost"])
             vhost.restoring = True
             try:
                 apply(vhost, value)
+                restored += 1
+            except (LeveretError, KeyError, ValueError, TypeError) as exc:
+                # One bad or dangling record (a binding whose queue's record was damaged)
+                # must not keep the broker from starting with everything else.
+                log.warning("durable %s %s could not be restored and is skipped: %s", kind,
+                            json.dumps(value, sort_keys=True)[:200], exc)
+                node.restore_incomplete = True
             finally:
                 vhost.restoring = False
-        counts[kind] = len(records)
+        counts[kind] = restored
     return counts
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import platform
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,6 +14,8 @@ from leveret.broker.clock import Clock, Timers
 from leveret.broker.exchanges import DelayedExchange
 from leveret.broker.stats import Counters, node_counters
 from leveret.broker.vhost import VirtualHost
+
+log = logging.getLogger("leveret.node")
 
 # Definitions-log kinds for the access model (exchanges, queues... are in definitions.py).
 USER, VHOST, PERMISSION, TOPIC_PERMISSION = "user", "vhost", "permission", "topic_permission"
@@ -78,6 +81,7 @@ class Node:
         self.topic_permissions: dict[tuple[str, str, str], TopicPermission] = {}
         self.vhost_limits: dict[str, dict[str, int]] = {}
         self._access_version = 0
+        self.restore_incomplete = False  # a durable definition could not be restored
         initial, self.users = self.users, {}
         if not self.vhosts:
             self.add_vhost("/")
@@ -414,9 +418,18 @@ class Node:
                 if window is not None and window.log is not None:
                     logged.add((vhost.name, window.log.name))
                     window.recover()
-        for key in store.queues():
-            if key not in logged:
-                store.delete_queue(*key)
+        orphans = [key for key in store.queues() if key not in logged]
+        if orphans and (self.restore_incomplete
+                        or getattr(store.definitions, "damaged", False)):
+            # Definitions were lost to damage: these logs may belong to queues that are
+            # gone from the record only. Keep them; declaring the queue again recovers them.
+            log.warning("keeping the message logs of %d queues with no definition (the "
+                        "definitions log was damaged): %s; declare them again (durable) to "
+                        "get their messages back", len(orphans),
+                        ", ".join(f"{v}/{n}" for v, n in orphans[:10]))
+            return total
+        for key in orphans:
+            store.delete_queue(*key)
         return total
 
     def load_policies(self, policies: list[dict[str, Any]]) -> None:

@@ -281,6 +281,9 @@ class VirtualHost:
                 if self.store is not None:
                     q.log = self.store.open_queue(self.name, name)
                     self._durable_window(q.dedup, "queue", name)
+                    if not self.restoring and len(q.log):
+                        # messages kept from a queue whose definition was lost to damage
+                        q.recover()
             self.queues[name] = q
             return q
         self.check_exclusive(existing, connection)

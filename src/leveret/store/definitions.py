@@ -34,6 +34,9 @@ class DefinitionsLog:
     def __init__(self, store: DiskStore, path: Path) -> None:
         self.store = store
         self.path = path
+        # Some record could not be read at start: entities may be missing, so the broker
+        # keeps message logs it finds no definition for instead of deleting them.
+        self.damaged = False
         self._data: dict[str, dict[str, Any]] = {}
         self._records = 0
         self.fd = -1
@@ -64,7 +67,10 @@ class DefinitionsLog:
                 self._records += 1
             except (ValueError, IndexError, TypeError):
                 log.warning("%s: unreadable definition at position %d skipped", self.path, pos)
+                self.damaged = True
         scanner.close()
+        if scanner.problems:
+            self.damaged = True
         for text in scanner.problems:
             log.warning("%s: %s", self.path, text)
         if scanner.torn:
