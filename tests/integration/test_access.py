@@ -428,3 +428,16 @@ def test_deleting_a_user_closes_its_connections_and_permissions_apply_at_once(
         conn.channel()
         conn.process_data_events(1)
     assert info.value.reply_code == 320
+
+
+def test_node_connection_limit() -> None:
+    from leveret.broker.node import Limits
+
+    with BrokerThread(limits=Limits(max_connections=1)) as broker:
+        admin = LeveretAdmin(broker)
+        first = pika.BlockingConnection(admin.url("guest", "guest"))
+        assert connect_refused(admin, "guest", "guest") == (
+            530, "NOT_ALLOWED - connection refused: node connection limit (1) is reached")
+        assert first.channel().is_open  # the connection inside the limit is unaffected
+        first.close()
+        pika.BlockingConnection(admin.url("guest", "guest")).close()
