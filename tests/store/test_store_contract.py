@@ -232,3 +232,48 @@ def test_fsync_policy_refuses_nonsense(bad):
 
 def test_default_policy_is_safe():
     assert FsyncPolicy().mode == "always"
+
+
+def test_live_batches_are_the_live_index_as_arrays(backend):
+    log = backend.store.open_queue("/", "q")
+    fill(log, 12)
+    log.ack(0)
+    log.ack(7)
+    log.mark_delivered(3)
+    log.set_delivery_count(5, 2)
+    batches = list(log.live_batches())
+    offsets = [o for b in batches for o in b.offsets]
+    assert offsets == [1, 2, 3, 4, 5, 6, 8, 9, 10, 11]
+    sizes = [s for b in batches for s in b.sizes]
+    assert sizes == [len(b"m%d" % o) for o in offsets]
+    redelivered = [o for b in batches for o, r in zip(b.offsets, b.redelivered, strict=True) if r]
+    assert redelivered == [3, 5]
+    assert {o: c for b in batches for o, c in b.counts.items()} == {5: 2}
+    assert [o for b in log.live_batches(9) for o in b.offsets] == [9, 10, 11]
+    assert list(log.live_batches(12)) == []
+
+
+def test_read_many_reads_what_read_reads(backend):
+    log = backend.store.open_queue("/", "q")
+    offs = fill(log, 40)
+    backend.store.commit()  # some written, then some still buffered
+    offs += [log.append(b"late%d" % i) for i in range(5)]
+    log.ack(3)
+    wanted = [o for o in offs if o != 3]
+    assert [bytes(r) for r in log.read_many(wanted)] == [log.read(o) for o in wanted]
+    assert log.read_many([]) == []
+    with pytest.raises(KeyError):
+        log.read_many([2, 3])
+
+
+def test_ack_runs_acks_the_live_messages_of_whole_ranges(backend):
+    log = backend.store.open_queue("/", "q")
+    fill(log, 20)
+    log.ack(5)
+    log.set_delivery_count(6, 1)
+    assert log.ack_runs([(0, 8), (15, 10)]) == 12  # 5 was acked already; 20.. unknown
+    assert [x.offset for x in log.live()] == [8, 9, 10, 11, 12, 13, 14]
+    assert len(log) == 7 and log.bytes == sum(len(b"m%d" % o) for o in range(8, 15))
+    backend.store.commit()
+    log = backend.reopen().open_queue("/", "q")
+    assert [x.offset for x in log.live()] == [8, 9, 10, 11, 12, 13, 14]

@@ -307,3 +307,31 @@ def test_recovery_logs_progress_and_a_summary(tmp_path, monkeypatch, caplog):
     lines = [r.getMessage() for r in caplog.records]
     assert any("queue 'big' in vhost '/': recovering, " in m and "% of" in m for m in lines)
     assert any("recovered 200 messages" in m for m in lines)
+
+
+def test_a_long_drain_deletes_segments_as_it_goes(disk):
+    """Paging reads a backlog back in batches and acks it as consumers do: every segment
+    whose messages were all acked is deleted at the next commit, during the drain. The
+    transient messages of a paging queue count too: their acks write no records, but a
+    segment that empties makes a commit due (seq moves), so its file goes as well."""
+    store = disk.store
+    log = store.open_queue("/", "q")
+    scratch = store.open_queue("/", "paged", transient=True)
+    body = b"x" * 200
+    offs = [log.append(body, persistent=i % 2 == 0) for i in range(400)]
+    tmp = [scratch.append(body) for _ in range(400)]
+    store.commit()
+    full = (len(segments(store)), len(list((disk.path / "transient").glob("*/*.seg"))))
+    assert min(full) >= 20
+    seen = []
+    for i in range(0, 400, 50):
+        before = store.seq
+        for q, part in ((log, offs[i:i + 50]), (scratch, tmp[i:i + 50])):
+            assert all(bytes(r) == body for r in q.read_many(part))
+            for o in part:
+                q.ack(o)
+        assert store.seq > before  # a commit is due even for the transient log
+        store.commit()
+        seen.append((len(segments(store)), len(list((disk.path / "transient").glob("*/*.seg")))))
+    assert seen[3][0] <= full[0] // 2 + 1 and seen[3][1] <= full[1] // 2 + 1
+    assert seen[-1][0] <= 2 and seen[-1][1] <= 2

@@ -102,7 +102,7 @@ class Node:
             vhost.definitions = self._definitions
             vhost.on_definitions_changed = self._on_definitions_changed
             vhost.store = self.store
-            vhost.limits = self.limits
+            vhost.node_limits = self.limits
             self.vhosts[name] = vhost
         vhost.description = description
         vhost.tags = access.parse_tags(tags)

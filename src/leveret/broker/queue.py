@@ -15,9 +15,9 @@ header, and an opt-in ``x-consumer-timeout``. Time comes from the vhost's clock.
 Paging: when the broker has a store, a queue holds at most ``x-max-in-memory-length``
 messages / ``x-max-in-memory-bytes`` of bodies in memory (defaults from the node's
 ``Limits``; ``x-queue-mode=lazy``: none). Later messages are appended to the queue's log
-(its durable log, or a transient scratch log for non-durable queues and transient-only
-traffic) and only a compact index entry stays in memory (paging.py); they are read back
-in batches when the in-memory head runs dry. docs/storage.md ("Paging") has the details.
+(its durable log, or a transient scratch log for a non-durable queue) and only a compact
+index entry stays in memory (paging.py); they are read back in batches when the
+in-memory head runs dry. docs/storage.md ("Paging") has the details.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from leveret.broker.paging import PagedIndex, marks_of, priority_of
 from leveret.broker.ready import FifoReady, PriorityReady
 from leveret.broker.stats import Counters
 from leveret.store.base import CorruptRecord, LiveBatch
-from leveret.store.codec import pack_message, properties_of, unpack_message
+from leveret.store.codec import pack_message, properties_of, unpack_many
 
 if TYPE_CHECKING:
     from leveret.broker.consumer import Consumer
@@ -58,6 +58,9 @@ MEMORY_BYTES = 64 << 20
 # Messages read back from the log at a time when the in-memory head runs dry.
 PAGE_IN_MESSAGES = 1024
 PAGE_IN_BYTES = 4 << 20
+# Expired messages dropped per expiry-timer run; the rest go EXPIRY_PAUSE seconds later.
+EXPIRY_BUDGET = 10_000
+EXPIRY_PAUSE = 0.001
 # Direct reply-to pseudo-queues are never paged (they are not declared, never deleted).
 _REPLY_TO = "amq.rabbitmq.reply-to."
 
@@ -155,7 +158,7 @@ class Queue:
         self.dedup = window
         timeout = args.get("x-consumer-timeout")
         self.consumer_timeout: float | None = timeout / 1000 if timeout else None
-        limits = getattr(self.vhost, "limits", None)
+        limits = getattr(self.vhost, "node_limits", None)
         in_memory = args.get("x-max-in-memory-length")
         if in_memory is None and _text(args.get("x-queue-mode")) == "lazy":
             in_memory = 0  # RabbitMQ's lazy queues: to disk as early as possible
@@ -209,8 +212,7 @@ class Queue:
                 message.exchange, message.routing_key, message.properties_raw,
                 message.body, expires_at), True)
         if self.pageable and self.ready.should_page(
-                entry.priority, self.memory_messages, self.memory_bytes,
-                self.ready_bytes - self.ready.paged_bytes):
+                entry.priority, self.memory_messages, self.memory_bytes, self.ready_bytes):
             self._page_out(entry, size)
         elif expires_at is not None and expires_at <= self.vhost.clock.now():
             # TTL 0: delivered if a consumer can take it right now, else it expires.
@@ -265,25 +267,26 @@ class Queue:
             records: list[Any] = qlog.read_many(offsets)
         except CorruptRecord:
             records = [self._read_or_drop(qlog, o) for o in offsets]
-        seq, delta, has_ttl = self._seq, 0, False
-        for offset, size, mark, data in zip(offsets, sizes, marks, records, strict=True):
-            if data is None:
-                delta -= size
-                continue
-            exchange, routing_key, props, body, expires_at = unpack_message(data)
+            kept = [i for i, r in enumerate(records) if r is not None]
+            self.ready_bytes -= sum(sizes) - sum(sizes[i] for i in kept)
+            offsets, sizes, marks = ([col[i] for i in kept] for col in (offsets, sizes, marks))
+            records = [records[i] for i in kept]
+        batch = unpack_many(records)
+        seq = self._seq
+        append = window.append
+        for offset, mark, exchange, routing_key, props, body, expires_at in zip(
+                offsets, marks, *batch, strict=True):
             seq += 1
-            entry = Entry(seq, Message(exchange, routing_key, props, body), bool(mark & 1),
+            entry = Entry(seq, Message(exchange, routing_key, props, body), mark & 1 == 1,
                           priority, expires_at)
             if mark:
                 entry.delivery_count = mark >> 1
             entry.offset = offset
-            if expires_at is not None:
-                has_ttl = True
-            window.append(entry)
-            delta += len(body) - size
+            append(entry)
         self._seq = seq
-        self.ready_bytes += delta
-        if has_ttl:
+        # paged sizes were body sizes, or record sizes for messages recovered at start
+        self.ready_bytes += sum(map(len, batch.bodies)) - sum(sizes)
+        if batch.expires_at.count(None) != len(offsets):
             self.has_ttl = True
 
     def _read_or_drop(self, qlog: Any, offset: int) -> Any:
@@ -293,6 +296,12 @@ class Queue:
             log.warning("%s: message dropped", exc)
             qlog.ack(offset)
             return None
+
+    @property
+    def paging_log(self) -> Any:
+        """The log the paged messages are in (the durable log, or the scratch log), if
+        any: ``read(offset)`` of an offset from ``ready.indexes()`` gives a message."""
+        return self.log if self.log is not None else self._scratch
 
     @property
     def memory_used(self) -> int:
@@ -432,10 +441,12 @@ class Queue:
 
     def get(self) -> Entry | None:
         self.touch()
-        if self.has_ttl:
-            self._expire_and_arm()
-        if not self.ready:
+        if not self.ready:  # (reads the head back if it was paged)
             return None
+        if self.has_ttl:  # checked after: the head just read may be the first with a TTL
+            self._expire_and_arm()
+            if not self.ready:
+                return None
         entry = self._prepare(self._pop(), polled=True)
         if self.has_ttl:
             self._expire_and_arm()  # so get-ok's message_count leaves out an expired head
@@ -503,7 +514,7 @@ class Queue:
     def purge(self) -> int:
         count = len(self.ready)
         qlog = self.log if self.log is not None else self._scratch
-        if qlog is not None:
+        if qlog is not None and not self.deleted:  # (a deleted queue's log goes whole)
             for entry in self.ready:  # the in-memory ones
                 self.forget(entry)
             runs = [run for _, index in self.ready.indexes() for run in index.runs()]
@@ -527,11 +538,19 @@ class Queue:
         self.forget(head)
         return True
 
-    def _expire_and_arm(self) -> None:
-        """Expire from the head, then wake up when the new head expires."""
+    def _expire_and_arm(self, budget: int = 0) -> None:
+        """Expire from the head, then wake up when the new head expires. With a
+        ``budget`` (the timer's call) at most that many go now and the rest a moment
+        later, so a large expired backlog (read back from disk) does not hold the event
+        loop for seconds."""
+        expired = 0
         while self.ready and self._expire_head():
-            pass
+            expired += 1
+            if expired == budget:
+                break
         due = self.ready.peek().expires_at if self.ready else None
+        if budget and expired == budget and due is not None and due <= self.vhost.clock.now():
+            due = self.vhost.clock.now() + EXPIRY_PAUSE
         timer = self._expiry_timer
         if timer is not None and (due is None or timer.when != due):
             timer.cancel()
@@ -542,7 +561,7 @@ class Queue:
     def _on_expiry_timer(self) -> None:
         self._expiry_timer = None
         if not self.deleted:
-            self._expire_and_arm()
+            self._expire_and_arm(EXPIRY_BUDGET)
 
     def touch(self) -> None:
         """The queue was used (declared, consumed from, polled): restart x-expires."""

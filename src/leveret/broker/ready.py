@@ -52,9 +52,7 @@ class FifoReady:
 
     def __bool__(self) -> bool:
         # True means popleft() will return an entry: a dry window is refilled here.
-        if self._q:
-            return True
-        return self.paged.count > 0 and self._fill()
+        return bool(self._q) or (self.paged.count > 0 and self._fill())
 
     def _fill(self) -> bool:
         q, paged = self._q, self.paged
@@ -78,11 +76,12 @@ class FifoReady:
         return self.paged.bytes
 
     def should_page(self, priority: int, max_count: int, max_bytes: int,
-                    window_bytes: int) -> bool:
+                    ready_bytes: int) -> bool:
         """Whether a new message must go to the paged index: some already are (order),
-        or the window is full."""
-        return (self.paged.count > 0 or len(self._q) >= max_count or
-                window_bytes >= max_bytes)
+        or the window is full (``ready_bytes`` counts the window and the index)."""
+        paged = self.paged
+        return (paged.count > 0 or len(self._q) >= max_count or
+                ready_bytes - paged.bytes >= max_bytes)
 
     def append(self, entry: Entry) -> None:
         self._q.append(entry)
@@ -151,9 +150,9 @@ class PriorityReady:
         return self._size
 
     def should_page(self, priority: int, max_count: int, max_bytes: int,
-                    window_bytes: int) -> bool:
+                    ready_bytes: int) -> bool:
         return (self._paged[priority].count > 0 or self._size >= max_count or
-                window_bytes >= max_bytes)
+                ready_bytes - self.paged_bytes >= max_bytes)
 
     def append(self, entry: Entry) -> None:
         self._levels[entry.priority].append(entry)

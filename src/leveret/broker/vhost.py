@@ -76,7 +76,7 @@ class VirtualHost:
         # The message store (store/base.py Store), if any: durable queues keep their
         # persistent messages in a log opened from it.
         self.store: Any = None
-        self.limits: Any = None  # the node's Limits (queues' in-memory limits for paging)
+        self.node_limits: Any = None  # the node's Limits (queues' in-memory limits, paging)
         self.restoring = False
         # Metadata shown by the management API (RabbitMQ's vhost description and tags).
         self.description = ""

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Sequence
+from typing import NamedTuple
 
 VERSION = 1
 _HEAD = struct.Struct("<dI")
@@ -26,6 +28,43 @@ def pack_message(exchange: str, routing_key: str, properties_raw: bytes, body: b
                      _HEAD.pack(math.nan if expires_at is None else expires_at,
                                 len(properties_raw)), properties_raw))
     return [head, body]
+
+
+class Unpacked(NamedTuple):
+    """A batch of messages, column by column (no tuple per message)."""
+
+    exchanges: list[str]
+    routing_keys: list[str]
+    properties: list[bytes]
+    bodies: list[bytes]
+    expires_at: list[float | None]
+
+
+def unpack_many(records: Sequence[bytes | memoryview]) -> Unpacked:
+    """``unpack_message`` of a batch (paging in a backlog). Exchange and routing key are
+    decoded once per distinct pair (a backlog has few)."""
+    names: dict[bytes, tuple[str, str]] = {}
+    out = Unpacked([], [], [], [], [])
+    exchanges, keys, properties, bodies, expiries = out
+    unpack = _HEAD.unpack_from
+    for record in records:
+        data = record if type(record) is bytes else bytes(record)
+        if not data or data[0] != VERSION:
+            raise ValueError("not a leveret message record (unknown version)")
+        n = data[1]
+        p = 3 + n + data[2 + n]
+        key = data[1:p]
+        pair = names.get(key)
+        if pair is None:
+            pair = names[key] = (data[2:2 + n].decode(), data[3 + n:p].decode())
+        exchanges.append(pair[0])
+        keys.append(pair[1])
+        expires_at, plen = unpack(data, p)
+        p += _HEAD.size
+        properties.append(data[p:p + plen])
+        bodies.append(data[p + plen:])
+        expiries.append(None if math.isnan(expires_at) else expires_at)
+    return out
 
 
 def properties_of(data: bytes | memoryview) -> bytes:

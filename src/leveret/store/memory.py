@@ -97,7 +97,7 @@ class MemoryQueueLog:
                             bytes(x.redelivered for x in part),
                             {x.offset: x.delivery_count for x in part if x.delivery_count})
 
-    def read_many(self, offsets: Sequence[int]) -> list[bytes | memoryview]:
+    def read_many(self, offsets: Sequence[int]) -> list[bytes]:
         return [self.read(o) for o in offsets]
 
     def ack_runs(self, runs: Iterable[tuple[int, int]]) -> int:

@@ -78,11 +78,16 @@ def check_message(raw: bytes | memoryview, offset: int, size: int) -> bool:
 def ranges(offsets: list[int]) -> list[tuple[int, int]]:
     """Sorted, merged (first, count) runs of a list of offsets."""
     out: list[tuple[int, int]] = []
-    for o in sorted(set(offsets)):
-        if out and out[-1][0] + out[-1][1] == o:
-            out[-1] = (out[-1][0], out[-1][1] + 1)
-        else:
-            out.append((o, 1))
+    if not offsets:
+        return out
+    ordered = sorted(set(offsets))
+    first = prev = ordered[0]
+    for o in ordered:  # consumers ack in order: long runs, one tuple each
+        if o > prev + 1:
+            out.append((first, prev - first + 1))
+            first = o
+        prev = o
+    out.append((first, prev - first + 1))
     return out
 
 

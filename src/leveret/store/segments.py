@@ -11,6 +11,7 @@ read back with one pread on demand. docs/storage.md has the format and the rules
 from __future__ import annotations
 
 import os
+import zlib
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Sequence
@@ -200,10 +201,15 @@ class SegmentLog:
         if offset in self.counts:
             del self.counts[offset]
             self.count_marks.pop(offset, None)
+        tail = self.segments[-1]
         if not flags & TRANSIENT:
             self._acks.append(offset)
-            seg.add_ref(self.tail.first)
-        if seg.live == 0 and seg is not self.tail:
+            if seg is not tail:  # seg.add_ref, inlined: once per acked message
+                if seg.refs is None:
+                    seg.refs = {tail.first}
+                else:
+                    seg.refs.add(tail.first)
+        if seg.live == 0 and seg is not tail:
             self._reclaim_later()
         else:
             self.store.changed(self, not flags & TRANSIENT)
@@ -282,7 +288,12 @@ class SegmentLog:
         seg.flags[i] = flags | DELIVERED
         if not flags & TRANSIENT:
             self._delivered.append(offset)
-            seg.add_ref(self.tail.first)
+            tail = self.segments[-1]
+            if seg is not tail:  # seg.add_ref, inlined: once per delivered message
+                if seg.refs is None:
+                    seg.refs = {tail.first}
+                else:
+                    seg.refs.add(tail.first)
             self.store.changed(self, True)
 
     def set_delivery_count(self, offset: int, count: int) -> None:
@@ -350,51 +361,59 @@ class SegmentLog:
                 redelivered[bisect_left(offsets, o)] = 1
             yield LiveBatch(offsets, sizes, bytes(redelivered), counts)
 
-    def read_many(self, offsets: Sequence[int]) -> list[bytes | memoryview]:
-        """``read`` of many offsets: records close together in one segment file (as a
-        backlog's are) are fetched with one pread. Raises CorruptRecord (or KeyError) at
-        the first bad one; the caller may then read one by one."""
+    def read_many(self, offsets: Sequence[int]) -> list[bytes]:
+        """``read`` of many offsets, in increasing order: the records of one segment
+        within READ_SPAN bytes (a backlog's are back to back) are fetched with one pread.
+        Raises CorruptRecord (or KeyError) at the first bad
+        one; the caller may then read them one by one."""
         if self.closed:
             raise StoreClosed(f"the log of queue '{self.name}' is closed")
-        out: list[bytes | memoryview] = []
+        out: list[bytes] = []
         n = len(offsets)
         i = 0
-        overhead = rec.MSG_OVERHEAD
+        overhead, header = rec.MSG_OVERHEAD, rec.HEADER_SIZE
+        unpack, crc32 = rec.MSG_HEAD.unpack_from, zlib.crc32
         while i < n:
             seg, k = self.locate(offsets[i])
             pos, sizes, flags, first = seg.pos, seg.size, seg.flags, seg.first
-            buffered = seg is self.tail and pos[k] >= seg.end  # not yet written
             start = pos[k]
-            stop = start + overhead + sizes[k]
-            j = i + 1
-            while j < n:
-                s = offsets[j] - first
-                if not 0 <= s < len(flags) or not flags[s] & LIVE:
-                    break
-                p = pos[s]
-                end = p + overhead + sizes[s]
-                if p < stop or end - start > READ_SPAN or buffered != (
-                        seg is self.tail and p >= seg.end):
-                    break
-                stop = end
-                j += 1
-            if buffered:
-                raw = bytes(self.buf[start - seg.end:stop - seg.end])
+            # This pread's records: the next ones in this segment, all written or all still
+            # in the buffer, starting within READ_SPAN (checked one by one below).
+            j = bisect_left(offsets, seg.stop, i, n)
+            written = seg.end if seg is self.tail else None
+            if written is not None:
+                cut = written if start < written else start + READ_SPAN
+                j = bisect_left(offsets, cut, i + 1, j, key=lambda o: pos[o - first])
+            limit = start + READ_SPAN
+            j = max(i + 1, bisect_left(offsets, limit, i + 1, j, key=lambda o: pos[o - first]))
+            last = offsets[j - 1] - first
+            stop = pos[last] + overhead + sizes[last]
+            if written is not None and start >= written:
+                raw = bytes(self.buf[start - written:stop - written])
             else:
                 fd = self.fd if seg is self.tail else self.store.fd_for(seg)
                 raw = os.pread(fd, stop - start, start)
             mv = memoryview(raw)
-            for x in range(i, j):
+            prev = offsets[i] - 1
+            for x in range(i, j):  # check_message, inlined: this is the paging loop
                 offset = offsets[x]
                 s = offset - first
+                if offset <= prev or not flags[s] & LIVE:
+                    if offset <= prev:
+                        raise ValueError("read_many needs offsets in increasing order")
+                    raise KeyError(offset)
+                prev = offset
                 p = pos[s] - start
                 size = sizes[s]
-                one = mv[p:p + overhead + size]
-                if not rec.check_message(one, offset, size):
+                end = p + overhead + size
+                magic, rtype, _flags, length, crc, off = unpack(raw, p)
+                if (magic != rec.MAGIC or rtype != rec.MSG or length != size + 8 or
+                        off != offset or end > len(raw) or
+                        crc32(mv[p + header:end], crc32(mv[p:p + 8])) != crc):
                     raise CorruptRecord(
                         f"message {offset} of queue '{self.name}' in vhost '{self.vhost}' "
                         f"failed its checksum ({seg.path.name}:{pos[s]})")
-                out.append(one[overhead:])
+                out.append(raw[p + overhead:end])
             i = j
         return out
 
