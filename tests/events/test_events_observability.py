@@ -25,7 +25,9 @@ async def test_metrics_count_each_outcome_per_handler(make_bus, registry) -> Non
     await bus.start()
     await bus.publish({"fail": False}, routing_key="t")
     await bus.publish({"fail": True}, routing_key="t")
-    await eventually(lambda: metric(registry, "leveret_events_dead_lettered_total", group))
+    # the two events are handled concurrently: wait for both outcomes
+    await eventually(lambda: metric(registry, "leveret_events_dead_lettered_total", group)
+                     and metric(registry, "leveret_events_handled_total", group))
     assert metric(registry, "leveret_events_handled_total", group) == 1
     assert metric(registry, "leveret_events_failed_total", group) == 2
     assert metric(registry, "leveret_events_retried_total", group) == 1

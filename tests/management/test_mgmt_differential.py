@@ -323,7 +323,10 @@ def test_statistics_shapes(pair: tuple[Pair, str, str], api: Api, reference: Api
         assert ours["message_stats"]["deliver"] == theirs["message_stats"]["deliver"] == 3
 
         def conn_ready(x: Any) -> bool:
-            return any(c.get("user_provided_name") == label and "recv_oct" in c for c in x)
+            # RabbitMQ fills in a connection's statistics (recv_oct, channels, state) in
+            # more than one emission: wait for all of them
+            return any(c.get("user_provided_name") == label
+                       and {"recv_oct", "channels", "state"} <= c.keys() for c in x)
 
         theirs_conns = wait_for(lambda: reference.get(f"/api/vhosts/{v}/connections").json,
                                 conn_ready)
