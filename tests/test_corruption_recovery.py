@@ -451,9 +451,6 @@ async def test_a_deleted_newest_segment_keeps_every_other_record(
     assert served.other == pristine.other_ids and served.routed
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="a missing newest segment is "
-                   "not detected: the only "
-                   "segment list naming it is inside it (docs/storage.md)")
 async def test_a_deleted_newest_segment_is_reported(pristine, copy, caplog) -> None:
     newest = pristine.segments[-1]
     pristine.seg_path(copy, newest).unlink()

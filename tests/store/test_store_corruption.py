@@ -103,7 +103,8 @@ def test_torn_tail_is_truncated_and_logged_once(data, caplog):
     assert live == {o: x for o, x in expected.items() if o != offset}
     (line,) = warnings(caplog)
     assert "torn" in line and last.name in line and "queue 'q'" in line
-    assert last.stat().st_size == pos
+    # truncated at the torn record; reopening then seals it (one SEALED record appended)
+    assert last.stat().st_size == pos + len(rec.record(rec.SEALED, bytes(8)))
     caplog.clear()
     assert reopen(path) == live
     assert warnings(caplog) == []

@@ -39,9 +39,10 @@ ACK = 2  # (u64 first, u32 count) ranges of acked offsets
 DELIVERED = 3  # ranges of offsets delivered at least once
 COUNT = 4  # (u64 offset, u32 delivery count) pairs; the last one written wins
 SEGMENTS = 5  # u64 next offset, then the u64 first offsets of the live segments
+SEALED = 6  # u64 first offset of the segment that follows: the last record of a sealed one
 DEF_PUT = 16  # JSON [kind, key, value]
 DEF_DELETE = 17  # JSON [kind, key]
-TYPES = frozenset((MSG, ACK, DELIVERED, COUNT, SEGMENTS, DEF_PUT, DEF_DELETE))
+TYPES = frozenset((MSG, ACK, DELIVERED, COUNT, SEGMENTS, SEALED, DEF_PUT, DEF_DELETE))
 
 F_TRANSIENT = 1
 MAX_RANGES = 4096  # per ACK / DELIVERED / COUNT record

@@ -41,6 +41,7 @@ class _Replay:
         self.what = what
         self.out = Recovered()
         self.manifest: tuple[int, list[int]] | None = None
+        self.sealed: tuple[int, int] | None = None  # (a sealed segment, the one after it)
         self.firsts: list[int] = []
 
     def problem(self, text: str) -> None:
@@ -111,6 +112,8 @@ class _Replay:
                 for o, c in rec.decode_ranges(mm, p, length):
                     if self._targets(o, 1, seg):
                         counts[o] = c
+            elif rtype == rec.SEALED:
+                self.sealed = (seg.first, u64(mm, p)[0])
             elif rtype == rec.SEGMENTS:
                 n = length // 8
                 values = [u64(mm, p + 8 * i)[0] for i in range(n)]
@@ -129,6 +132,12 @@ class _Replay:
                     self.problem(f"segment {first:020d}.seg is missing: messages at offsets "
                                  f"{first}..{upto} are lost")
             stop = max(stop, listed_next)
+        newest = out.segments[-1].first if out.segments else None
+        if self.sealed is not None and self.sealed[0] == newest:
+            follower = self.sealed[1]
+            self.problem(f"segment {follower:020d}.seg is missing (the newest): messages from "
+                         f"offset {follower} on are lost")
+            stop = max(stop, follower)  # offsets are never reused
         out.next_offset = stop
         counts = out.counts
         for seg in out.segments:

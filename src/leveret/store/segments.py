@@ -84,7 +84,12 @@ class SegmentLog:
 
     def roll(self) -> None:
         if self.segments:
+            if self.fd < 0:  # the newest recovered segment: reopened once, to seal it
+                self.fd = os.open(self.tail.path, os.O_RDWR | os.O_APPEND)
             self.encode_marks()
+            # Names the segment that follows, so recovery can tell when the newest is gone
+            # (the SEGMENTS list naming it is inside it).
+            self.buf += rec.record(rec.SEALED, rec.U64.pack(self._next))
             self._write()
             old = self.segments[-1]
             self.store.sealed(old, self.fd)
