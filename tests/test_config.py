@@ -42,7 +42,9 @@ def test_defaults() -> None:
                                     "tls": False}
     assert config.get("storage", "data_dir") == Path.home() / ".local/share/leveret"
     assert config["limits"] == {"channel_max": 2047, "frame_max": 131072, "heartbeat": 60,
-                                "max_message_size": 128 << 20, "max_connections": None}
+                                "max_message_size": 128 << 20, "max_connections": None,
+                                "queue_memory_messages": 100_000,
+                                "queue_memory_bytes": 64 << 20}
     assert config["alarms"] == {"memory_high_watermark": 0.4, "disk_free_limit": 50_000_000}
     assert config["log"] == {"level": "info", "format": "text"}
     assert config.get("auth", "loopback_users") == ["guest"]

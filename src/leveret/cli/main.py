@@ -100,6 +100,8 @@ def _make_broker(config: cfg.Config, policies: list[dict[str, Any]] | None,
                       heartbeat=limits["heartbeat"],
                       max_message_size=limits["max_message_size"],
                       max_connections=limits["max_connections"],
+                      queue_memory_messages=limits["queue_memory_messages"],
+                      queue_memory_bytes=limits["queue_memory_bytes"],
                       memory_high_watermark=config.get("alarms", "memory_high_watermark"),
                       disk_free_limit=config.get("alarms", "disk_free_limit")))
     broker.node.loopback_users = list(config.get("auth", "loopback_users"))
