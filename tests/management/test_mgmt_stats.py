@@ -22,8 +22,8 @@ def test_counters_add_up() -> None:
     assert a.as_dict()["publish"] == 3
     node = Node()
     node.add_vhost("other")
-    node.vhosts["/"].counters.publish = 2
-    node.vhosts["other"].counters.publish = 5
+    node.vhosts["/"].own_counters.publish = 2
+    node.vhosts["other"].own_counters.publish = 5
     assert node_counters(node).publish == 7
 
 
@@ -34,7 +34,7 @@ def test_rate_sampler_divides_by_elapsed_time() -> None:
     vhost = node.vhosts["/"]
     assert sampler.rates(vhost) == {}
     sampler.sample()
-    vhost.counters.publish += 50
+    vhost.own_counters.publish += 50
     now[0] += 5
     sampler.sample()
     assert sampler.rates(vhost)["publish"] == 10.0

@@ -82,6 +82,7 @@ class Channel:
         self.pending_body: list[bytes] = []
         self.pending_received = 0
         self.counters = Counters()  # messages through this channel, for the management API
+        self.vhost.channels.add(self)
 
     # -- delivery --------------------------------------------------------------------
 
@@ -107,11 +108,9 @@ class Channel:
                 self._watch_ack(tag, consumer.queue.consumer_timeout)
             consumer.queue.counters.deliver += 1
             self.counters.deliver += 1
-            self.vhost.counters.deliver += 1
         else:
             consumer.queue.counters.deliver_no_ack += 1
             self.counters.deliver_no_ack += 1
-            self.vhost.counters.deliver_no_ack += 1
         if entry.redelivered:
             self._count("redeliver", consumer.queue)
         conn = self.connection
@@ -137,7 +136,7 @@ class Channel:
 
     def publish(self, method: spec.BasicPublish, properties_raw: bytes, body: bytes) -> None:
         conn = self.connection
-        grants = conn.grants
+        grants = conn._grants or conn.grants  # the property only when recompiling
         if method.exchange not in grants.writable_exchanges:
             grants.check(WRITE, "exchange", method.exchange)
         exchange = self.vhost.exchange(method.exchange)
@@ -200,7 +199,6 @@ class Channel:
         ``self._refused`` tells whether a full queue turned it away."""
         self._refused = False
         self.counters.publish += 1
-        self.vhost.counters.publish += 1
         if exchange.name == "" and msg.routing_key.startswith(REPLY_TO_PREFIX):
             q = self.connection.node_reply_queue(msg.routing_key)
             if q is None:
@@ -228,11 +226,11 @@ class Channel:
         return bool(queues)
 
     def _count(self, event: str, queue: Queue | None = None, n: int = 1) -> None:
-        """Count a less frequent event on this channel, its vhost and the queue."""
-        for counters in (self.counters, self.vhost.counters,
-                         queue.counters if queue is not None else None):
-            if counters is not None:
-                setattr(counters, event, getattr(counters, event) + n)
+        """Count a less frequent event on this channel and the queue (the vhost's totals
+        add up its channels: broker/vhost.py ``counters``)."""
+        setattr(self.counters, event, getattr(self.counters, event) + n)
+        if queue is not None:
+            setattr(queue.counters, event, getattr(queue.counters, event) + n)
 
     def _return(self, msg: Message, code: int, text: str) -> None:
         conn = self.connection
@@ -411,7 +409,6 @@ class Channel:
 
     def _count_acks(self, records: list[Unacked]) -> None:
         self.counters.ack += len(records)
-        self.vhost.counters.ack += len(records)
         for u in records:
             u.queue.counters.ack += 1
 
@@ -543,6 +540,9 @@ class Channel:
                 q.dispatch()
         self.pending = None
         self.pending_body = []
+        if self in self.vhost.channels:
+            self.vhost.channels.discard(self)
+            self.vhost.own_counters.add(self.counters)
 
 
 def _mark(q: Queue, entry: Entry) -> None:

@@ -33,7 +33,7 @@ from leveret.broker.exchanges.headers import MATCH_MODES
 from leveret.broker.message import FLAG_HEADERS, Message
 from leveret.broker.policy import Policy, choose, merge
 from leveret.broker.queue import Queue
-from leveret.broker.stats import Counters
+from leveret.broker.stats import Counters, total
 from leveret.errors import (
     AccessRefused,
     CommandInvalid,
@@ -84,13 +84,20 @@ class VirtualHost:
         self.default_queue_type: str | None = None
         self.max_queues: int | None = None  # the vhost limit max-queues, kept by the node
         # Every channel's message counters in this vhost, added up as they happen.
-        self.counters = Counters()
+        # Message counters: live channels count their own (one increment on the hot path);
+        # closed channels and the management API add theirs here. ``counters`` sums both.
+        self.own_counters = Counters()
+        self.channels: set[Any] = set()
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
         default = TYPES["direct"]("", durable=True)
         self.exchanges[""] = default
         for ex_name, ex_type in DEFAULT_EXCHANGES.items():
             self.exchanges[ex_name] = TYPES[ex_type](ex_name, durable=True)
+
+    @property
+    def counters(self) -> Counters:
+        return total([self.own_counters, *(ch.counters for ch in self.channels)])
 
     # -- durable definitions ------------------------------------------------------------
 

@@ -125,7 +125,7 @@ def _encoding_options(encoding: Any, truncate: Any) -> tuple[str, int | None]:
 
 def route_and_enqueue(vhost: Any, exchange: Any, message: Message) -> bool:
     """Publish as a channel would, minus the channel: True if any queue took it."""
-    counters = vhost.counters
+    counters = vhost.own_counters
     counters.publish += 1
     if exchange.dedup is not None and exchange.dedup.is_duplicate(message):
         return True
@@ -223,7 +223,7 @@ async def get_messages(request: web.Request) -> web.Response:
         raise bad_request(f"RESOURCE_LOCKED - cannot obtain exclusive access to locked "
                           f"queue '{q.name}' in vhost '{q.vhost.name}'")
     taken, answer = [], []
-    counters = q.vhost.counters
+    counters = q.vhost.own_counters
     for _ in range(max(count, 0)):
         entry = q.get()
         if entry is None:
@@ -249,7 +249,7 @@ def _settle(q: Any, entries: list[Any], ackmode: str) -> None:
     for entry in entries:
         if ackmode.startswith("ack"):
             q.counters.ack += 1
-            q.vhost.counters.ack += 1
+            q.vhost.own_counters.ack += 1
             q.forget(entry)
         else:
             q.discard(entry, deadletter.REJECTED)
