@@ -20,6 +20,7 @@ from leveret.broker.exchanges import TYPES
 from leveret.broker.stats import EVENTS, node_counters
 from leveret.management.common import (
     Context,
+    bad_request,
     context,
     current_user,
     json_response,
@@ -232,6 +233,86 @@ async def alarm_check(request: web.Request) -> web.Response:
         "alarms": [{"node": ctx.node_name, "resource": name} for name in active]}, 503)
 
 
+# -- health checks (RabbitMQ's /api/health/checks/*, used by probes and monitors) --------
+
+def _listeners(ctx: Context) -> list[tuple[str, int]]:
+    """(protocol, port) of what this broker listens on, RabbitMQ's protocol names."""
+    broker = ctx.broker
+    found = []
+    if getattr(broker, "port", None) is not None:
+        found.append(("amqp", broker.port))
+    if getattr(broker, "ssl_context", None) is not None and broker.tls_port is not None:
+        found.append(("amqp/ssl", broker.tls_port))
+    if getattr(broker, "management_port", None) is not None:
+        found.append(("https" if broker.management_tls else "http", broker.management_port))
+    return found
+
+
+async def port_listener_check(request: web.Request) -> web.Response:
+    ctx = context(request)
+    try:
+        port = int(request.match_info["port"])
+    except ValueError:
+        raise bad_request(f"invalid port: {request.match_info['port']}") from None
+    ports = sorted(p for _, p in _listeners(ctx))
+    if port in ports:
+        return json_response({"status": "ok", "port": port})
+    return json_response({"status": "failed", "reason": "No active listener", "missing": port,
+                          "ports": ports}, 503)
+
+
+async def protocol_listener_check(request: web.Request) -> web.Response:
+    ctx = context(request)
+    protocol = request.match_info["protocol"]
+    protocols = [name for name, _ in _listeners(ctx)]
+    if protocol in protocols:
+        return json_response({"status": "ok", "protocol": protocol})
+    return json_response({"status": "failed", "reason": "No active listener",
+                          "missing": protocol, "protocols": protocols}, 503)
+
+
+async def virtual_hosts_check(request: web.Request) -> web.Response:
+    """Every vhost is served by this one process: up while the API answers."""
+    return json_response({"status": "ok"})
+
+
+async def single_node_check(request: web.Request) -> web.Response:
+    """Quorum and mirror-sync criticality: leveret is a single node, never critical."""
+    return json_response({"status": "ok", "reason": "single node cluster"})
+
+
+async def certificate_expiration_check(request: web.Request) -> web.Response:
+    """Fails when the TLS certificate expires within the given time, as RabbitMQ's."""
+    ctx = context(request)
+    units = {"days": 86400, "weeks": 7 * 86400, "months": 30 * 86400, "years": 365 * 86400}
+    unit = request.match_info["unit"]
+    try:
+        within = int(request.match_info["within"]) * units[unit]
+    except (ValueError, KeyError):
+        raise bad_request("expected /certificate-expiration/<number>/<days|weeks|months|"
+                          "years>") from None
+    tls: Any = getattr(ctx.broker, "tls", None)
+    expiry = _certificate_expiry(tls.certfile) if tls is not None else None
+    if tls is None or expiry is None or expiry - time.time() > within:
+        return json_response({"status": "ok"})
+    return json_response({
+        "status": "failed", "reason": "Certificates expiring",
+        "expired": [{"node": ctx.node_name, "protocol": "amqp/ssl",
+                     "port": ctx.broker.tls_port, "certfile": str(tls.certfile),
+                     "expires": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                              time.gmtime(expiry))}]}, 503)
+
+
+def _certificate_expiry(certfile: Any) -> float | None:
+    import ssl
+
+    try:  # the stdlib's certificate decoder: notAfter, without another dependency
+        decoded = ssl._ssl._test_decode_cert(str(certfile))  # type: ignore[attr-defined]
+        return float(ssl.cert_time_to_seconds(decoded["notAfter"]))
+    except (OSError, ValueError, KeyError, AttributeError, ssl.SSLError):
+        return None
+
+
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/api/overview", overview)
@@ -242,3 +323,10 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/api/extensions", extensions)
     r.add_get("/api/health/checks/alarms", alarm_check)
     r.add_get("/api/health/checks/local-alarms", alarm_check)
+    r.add_get("/api/health/checks/virtual-hosts", virtual_hosts_check)
+    r.add_get("/api/health/checks/port-listener/{port}", port_listener_check)
+    r.add_get("/api/health/checks/protocol-listener/{protocol:.+}", protocol_listener_check)
+    r.add_get("/api/health/checks/node-is-quorum-critical", single_node_check)
+    r.add_get("/api/health/checks/node-is-mirror-sync-critical", single_node_check)
+    r.add_get("/api/health/checks/certificate-expiration/{within}/{unit}",
+              certificate_expiration_check)
