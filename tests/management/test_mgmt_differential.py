@@ -171,6 +171,13 @@ def test_vhosts_users_permissions(pair: tuple[Pair, str, str]) -> None:
     p.same("DELETE", f"/api/vhost-limits/{v}/max-queues")
     p.same("PUT", f"/api/user-limits/{user}/max-channels", {"value": 5})
     p.same("GET", f"/api/user-limits/{user}")
+    # clearing what is not set: limits succeed, topic permissions are 404; no such user: 400
+    p.same("DELETE", f"/api/vhost-limits/{v}/max-queues")
+    p.same("DELETE", f"/api/user-limits/{user}/max-channels")
+    p.same("DELETE", f"/api/user-limits/{user}/max-channels")
+    p.same("DELETE", f"/api/topic-permissions/{v}/{user}")
+    p.same("DELETE", f"/api/topic-permissions/{v}/{user}")
+    p.same("PUT", "/api/user-limits/no-such-user/max-channels", {"value": 5})
     # the user's view: only its vhost, no administration
     as_user = {"user": user, "password": "pw"}
     p.same("GET", "/api/whoami", **as_user)

@@ -458,6 +458,112 @@ def test_add_a_user_with_tags_and_set_permissions(page: Page, ui_broker: BrokerT
     expect(page.locator("#users")).not_to_contain_text(user)
 
 
+def test_topic_permissions_and_user_limits_on_the_user_page(
+        page: Page, ui_broker: BrokerThread) -> None:
+    user = unique("topical")
+    api(ui_broker, "PUT", f"/users/{user}", {"password": "pw", "tags": ""})
+    login(page, ui_broker, hash_=f"#/users/{quote(user)}")
+    expect(page.get_by_text("No topic permissions")).to_be_visible()
+    topic = page.get_by_role("form", name="Set topic permission")
+    topic.get_by_label("Write regexp").fill("(")
+    topic.get_by_role("button", name="Set topic permission").click()
+    expect(topic.get_by_role("alert")).to_contain_text("invalid regular expression")
+    topic.get_by_label("Write regexp").fill("^orders\\.")
+    topic.get_by_role("button", name="Set topic permission").click()
+    expect(page.locator("#topic-permissions")).to_contain_text("amq.topic")
+    assert api(ui_broker, "GET", f"/topic-permissions/%2F/{user}") == [
+        {"user": user, "vhost": "/", "exchange": "amq.topic", "write": "^orders\\.",
+         "read": ".*"}]
+    page.get_by_role("button", name="Clear topic permission on amq.topic in /").click()
+    page.get_by_role("dialog").get_by_role("button", name="Clear").click()
+    expect(page.get_by_text("No topic permissions")).to_be_visible()
+    assert api(ui_broker, "GET", f"/users/{user}/topic-permissions") == []
+
+    limit = page.get_by_role("form", name="Set a user limit")
+    limit.get_by_label("Limit").select_option("max-channels")
+    limit.get_by_label("Value").fill("many")
+    limit.get_by_role("button", name="Set limit").click()
+    expect(limit.get_by_role("alert")).to_contain_text("max-channels")
+    limit.get_by_label("Value").fill("2")
+    limit.get_by_role("button", name="Set limit").click()
+    expect(limit.get_by_role("status")).to_contain_text("max-channels of")
+    expect(page.locator("#user-limits tr[data-limit='max-channels']")).to_contain_text("2")
+    assert api(ui_broker, "GET", f"/user-limits/{user}") == [
+        {"user": user, "value": {"max-channels": 2}}]
+    page.get_by_role("button", name=f"Clear max-channels of {user}").click()
+    page.get_by_role("dialog").get_by_role("button", name="Clear limit").click()
+    expect(page.get_by_text(f"{user} has no limits")).to_be_visible()
+    assert api(ui_broker, "GET", f"/users/{user}")["limits"] == {}
+    api(ui_broker, "DELETE", f"/users/{user}")
+
+
+def test_a_vhost_queue_limit_set_in_the_ui_refuses_a_second_queue(
+        page: Page, ui_broker: BrokerThread) -> None:
+    vhost = unique("limited")
+    api(ui_broker, "PUT", f"/vhosts/{vhost}", {})
+    login(page, ui_broker, hash_="#/vhosts")
+    page.get_by_role("link", name=vhost).click()
+    expect(page.get_by_role("heading", name=vhost)).to_be_visible()
+    expect(page.locator("#vhost-permissions")).to_contain_text("guest")
+    form = page.get_by_role("form", name="Set a virtual host limit")
+    form.get_by_label("Limit").select_option("max-queues")
+    form.get_by_label("Value").fill("1")
+    form.get_by_role("button", name="Set limit").click()
+    expect(page.locator("#vhost-limits tr[data-limit='max-queues']")).to_contain_text("1")
+    assert api(ui_broker, "GET", f"/vhost-limits/{vhost}") == [
+        {"vhost": vhost, "value": {"max-queues": 1}}]
+    params = pika.URLParameters(ui_broker.url)
+    params.virtual_host = vhost
+    with pika.BlockingConnection(params) as connection:
+        channel = connection.channel()
+        channel.queue_declare("first")
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as refused:
+            channel.queue_declare("second")
+        assert refused.value.reply_code == 406
+        assert "queue limit" in refused.value.reply_text
+        page.get_by_role("button", name=f"Clear max-queues of {vhost}").click()
+        page.get_by_role("dialog").get_by_role("button", name="Clear limit").click()
+        expect(page.get_by_text(f"{vhost} has no limits")).to_be_visible()
+        assert api(ui_broker, "GET", f"/vhost-limits/{vhost}") == []
+        connection.channel().queue_declare("second")  # no limit now
+    api(ui_broker, "DELETE", f"/vhosts/{vhost}")
+
+
+def test_the_limits_page_sets_and_clears_vhost_and_user_limits(
+        page: Page, ui_broker: BrokerThread) -> None:
+    vhost, user = unique("capped"), unique("capped-user")
+    api(ui_broker, "PUT", f"/vhosts/{vhost}", {})
+    api(ui_broker, "PUT", f"/users/{user}", {"password": "pw", "tags": ""})
+    login(page, ui_broker)
+    page.get_by_role("link", name="Limits").click()
+    expect(page.get_by_role("heading", name="Limits", exact=True)).to_be_visible()
+    vhosts = page.get_by_role("form", name="Set a virtual host limit")
+    vhosts.get_by_label("Virtual host").select_option(vhost)
+    vhosts.get_by_label("Limit").select_option("max-connections")
+    vhosts.get_by_label("Value").fill("5")
+    vhosts.get_by_role("button", name="Set limit").click()
+    users = page.get_by_role("form", name="Set a user limit")
+    users.get_by_label("User").select_option(user)
+    users.get_by_label("Limit").select_option("max-connections")
+    users.get_by_label("Value").fill("-1")
+    users.get_by_role("button", name="Set limit").click()
+    expect(page.locator(f"#vhost-limits tr[data-owner='{vhost}']")).to_contain_text("5")
+    expect(page.locator(f"#user-limits tr[data-owner='{user}']")).to_contain_text(
+        "no limit (-1)")
+    assert api(ui_broker, "GET", f"/vhost-limits/{vhost}")[0]["value"] == {
+        "max-connections": 5}
+    assert api(ui_broker, "GET", f"/user-limits/{user}")[0]["value"] == {
+        "max-connections": -1}
+    for owner in (vhost, user):
+        page.get_by_role("button", name=f"Clear max-connections of {owner}").click()
+        page.get_by_role("dialog").get_by_role("button", name="Clear limit").click()
+        expect(page.locator(f"tr[data-owner='{owner}']")).to_have_count(0)
+    assert api(ui_broker, "GET", f"/vhost-limits/{vhost}") == []
+    assert api(ui_broker, "GET", f"/user-limits/{user}") == []
+    api(ui_broker, "DELETE", f"/vhosts/{vhost}")
+    api(ui_broker, "DELETE", f"/users/{user}")
+
+
 def test_policies_can_be_added_and_deleted(page: Page, ui_broker: BrokerThread) -> None:
     name = unique("policy")
     login(page, ui_broker, hash_="#/policies")
@@ -515,7 +621,7 @@ def test_an_unknown_object_shows_a_clear_error(page: Page, ui_broker: BrokerThre
 # -- layout and screenshots ---------------------------------------------------------------------
 
 MAIN_PAGES = ("overview", "queues", "exchanges", "connections", "channels", "users", "vhosts",
-              "policies", "definitions")
+              "limits", "policies", "definitions", "users/guest", "vhosts/%2F")
 
 
 @pytest.mark.parametrize("width", [900, 420])

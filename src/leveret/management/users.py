@@ -237,10 +237,12 @@ async def delete_topic_permission(request: web.Request) -> web.Response:
     require_admin(request)
     vhost, user = _vhost_and_user(request)
     node = context(request).node
-    try:
-        node.clear_topic_permissions(vhost, user, request.query.get("exchange"))
-    except KeyError:
-        raise not_found() from None
+    exchange = request.query.get("exchange")
+    # RabbitMQ answers 404 when there is nothing to clear, with or without ?exchange=.
+    if not any(v == vhost and u == user and exchange in (None, x)
+               for v, u, x in node.topic_permissions):
+        raise not_found()
+    node.clear_topic_permissions(vhost, user, exchange)
     return no_content()
 
 
@@ -254,7 +256,9 @@ async def list_user_limits(request: web.Request) -> web.Response:
 
 async def put_user_limit(request: web.Request) -> web.Response:
     require_admin(request)
-    user = _user(request)
+    user = context(request).node.users.get(request.match_info["user"])
+    if user is None:  # RabbitMQ: 400, not 404
+        raise bad_request(["no_such_user", request.match_info["user"]])
     name = request.match_info["name"]
     body = await read_json(request)
     missing_keys(body, "value")
@@ -270,10 +274,8 @@ async def put_user_limit(request: web.Request) -> web.Response:
 async def delete_user_limit(request: web.Request) -> web.Response:
     require_admin(request)
     user = _user(request)
-    name = request.match_info["name"]
-    if name not in user.limits:
-        raise not_found()
-    context(request).node.clear_user_limits(user.name, name)
+    # Clearing a limit that is not set succeeds, as in RabbitMQ.
+    context(request).node.clear_user_limits(user.name, request.match_info["name"])
     return no_content()
 
 

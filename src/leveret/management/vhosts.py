@@ -160,10 +160,8 @@ async def delete_vhost_limit(request: web.Request) -> web.Response:
     ctx = context(request)
     require_admin(request)
     vhost = vhost_of(request, ctx.node)
-    name = request.match_info["name"]
-    if name not in ctx.node.vhost_limits.get(vhost.name, {}):
-        raise not_found()
-    ctx.node.clear_vhost_limits(vhost.name, name)
+    # Clearing a limit that is not set succeeds, as in RabbitMQ.
+    ctx.node.clear_vhost_limits(vhost.name, request.match_info["name"])
     return no_content()
 
 

@@ -22,6 +22,7 @@ const NAV = [
   { section: 'Admin' },
   { id: 'users', label: 'Users', href: '#/users', admin: true },
   { id: 'vhosts', label: 'Virtual hosts', href: '#/vhosts', admin: true },
+  { id: 'limits', label: 'Limits', href: '#/limits', admin: true },
   { id: 'policies', label: 'Policies', href: '#/policies' },
   { id: 'definitions', label: 'Definitions', href: '#/definitions', admin: true },
 ];

@@ -16,6 +16,8 @@ export const links = {
   users: () => '#/users',
   user: (name) => `#/users/${enc(name)}`,
   vhosts: () => '#/vhosts',
+  vhost: (name) => `#/vhosts/${enc(name)}`,
+  limits: () => '#/limits',
   policies: () => '#/policies',
   definitions: () => '#/definitions',
 };

@@ -4,6 +4,7 @@
 import * as admin from './pages/admin.js';
 import * as connections from './pages/connections.js';
 import * as exchanges from './pages/exchanges.js';
+import { mountLimits } from './pages/limits.js';
 import { mount as overview } from './pages/overview.js';
 import * as queues from './pages/queues.js';
 import { exchangeLabel, DEFAULT_EXCHANGE } from './links.js';
@@ -27,6 +28,8 @@ export const routes = [
   route('/users', 'users', 'Users', admin.mountUsers),
   route(`/users/${SEGMENT}`, 'users', ([name]) => `User ${name}`, admin.mountUser),
   route('/vhosts', 'vhosts', 'Virtual hosts', admin.mountVhosts),
+  route(`/vhosts/${SEGMENT}`, 'vhosts', ([name]) => `Virtual host ${name}`, admin.mountVhost),
+  route('/limits', 'limits', 'Limits', mountLimits),
   route('/policies', 'policies', 'Policies', admin.mountPolicies),
   route('/definitions', 'definitions', 'Definitions', admin.mountDefinitions),
 ];

@@ -1,5 +1,5 @@
-// Administration: users (tags, password, permissions), virtual hosts, policies, and
-// definitions export / import.
+// Administration: users (tags, password, permissions, topic permissions, limits), virtual
+// hosts (and their limits), policies, and definitions export / import.
 
 import { del, get, path, post, put } from '../api.js';
 import { fill, h } from '../dom.js';
@@ -11,6 +11,7 @@ import {
   badge, button, card, checkbox, confirmDialog, empty, field, fieldsEditor, fieldTable, form, input,
   keyValues, pageHeader, parseFields, select, showMessage, textarea, toast, values,
 } from '../ui.js';
+import { limitsEditor } from './limits.js';
 import { vhostColumn } from './queues.js';
 
 const KNOWN_TAGS = [
@@ -130,6 +131,42 @@ export async function mountUser([name]) {
   field('Write regexp', input('write', { value: '.*', class: 'mono' }), { hint: 'Publish, bind to' }),
   field('Read regexp', input('read', { value: '.*', class: 'mono' }), { hint: 'Consume, get, bind from' }));
 
+  const topicBody = h('div');
+  const topicMessage = h('div', { class: 'form-message action-message', role: 'status', 'aria-live': 'polite' });
+  const topicForm = form({
+    submitLabel: 'Set topic permission', label: 'Set topic permission',
+    onSubmit: async (f) => {
+      const v = values(f);
+      await put(path`/topic-permissions/${v.vhost}/${name}`, { exchange: v.exchange.trim(), write: v.write, read: v.read });
+      toast(`Topic permission of ${name} on ${v.exchange.trim()} in ${v.vhost} set.`);
+      fill(topicMessage);
+      await refresh();
+      return `Topic permission on ${v.exchange.trim()} in ${v.vhost} set.`;
+    },
+  },
+  field('Virtual host', select('vhost', vhostNames(), vhostNames()[0])),
+  field('Exchange', input('exchange', { value: 'amq.topic', required: true }), { hint: 'A topic exchange' }),
+  field('Write regexp', input('write', { value: '.*', class: 'mono' }), { hint: 'Routing keys it may publish with' }),
+  field('Read regexp', input('read', { value: '.*', class: 'mono' }), { hint: 'Routing keys it may bind queues with' }));
+  const limits = limitsEditor('user', { target: name });
+
+  async function clearTopic(t) {
+    const ok = await confirmDialog({
+      title: `Clear ${name}’s topic permission on ${t.exchange} in ${t.vhost}?`,
+      message: 'Without one, every routing key is allowed on that exchange.', confirmLabel: 'Clear', danger: true,
+    });
+    if (!ok) return;
+    try {
+      // ?exchange= clears that exchange's only (leveret; RabbitMQ 3.10 clears the vhost's all).
+      await del(`${path`/topic-permissions/${t.vhost}/${name}`}?exchange=${encodeURIComponent(t.exchange)}`);
+      toast('Topic permission cleared.');
+      fill(topicMessage);
+      await refresh();
+    } catch (exc) {
+      showMessage(topicMessage, 'error', exc.message);
+    }
+  }
+
   const tags = tagPicker(user.tags);
   const newPassword = input('password', { type: 'password', autocomplete: 'new-password' });
   const updateForm = form({
@@ -147,7 +184,9 @@ export async function mountUser([name]) {
 
   async function refresh() {
     let perms;
-    [user, perms] = await Promise.all([get(url), get(`${url}/permissions`)]);
+    let topics;
+    [user, perms, topics] = await Promise.all([get(url), get(`${url}/permissions`), get(`${url}/topic-permissions`),
+      limits.refresh()]);
     fill(headerHolder, pageHeader({
       title: name, kicker: 'User', back: { href: links.users(), label: 'Users' },
       badges: [tagBadges(user.tags)],
@@ -171,11 +210,24 @@ export async function mountUser([name]) {
             }
           }, { small: true, kind: 'ghost', 'aria-label': `Clear permissions in ${p.vhost}` })))))))
       : empty('No permissions', `${name} cannot use any virtual host yet. Set a permission below.`));
+    fill(topicBody, topics.length
+      ? h('div', { class: 'table-wrap' }, h('table', { class: 'table', id: 'topic-permissions' },
+        h('thead', {}, h('tr', {}, ['Virtual host', 'Exchange', 'Write', 'Read', ''].map((t) => h('th', { scope: 'col' }, t)))),
+        h('tbody', {}, topics.map((t) => h('tr', { dataset: { vhost: t.vhost, exchange: t.exchange } },
+          h('th', { scope: 'row' }, h('a', { href: links.vhost(t.vhost) }, t.vhost)), h('td', {}, t.exchange),
+          h('td', {}, h('code', {}, t.write)), h('td', {}, h('code', {}, t.read)),
+          h('td', { class: 'row-actions' }, button('Clear', () => clearTopic(t), {
+            small: true, kind: 'ghost', 'aria-label': `Clear topic permission on ${t.exchange} in ${t.vhost}`,
+          })))))))
+      : empty('No topic permissions', `${name} may use any routing key on topic exchanges it can write to or read from.`));
   }
 
   await refresh();
   const el = h('div', { class: 'page' }, headerHolder,
     card({ title: 'Permissions' }, permsBody, h('div', { class: 'subform' }, h('h3', {}, 'Set permission'), permForm)),
+    card({ title: 'Topic permissions' }, topicMessage, topicBody,
+      h('div', { class: 'subform' }, h('h3', {}, 'Set topic permission'), topicForm)),
+    card({ title: 'Limits' }, limits.el),
     card({ title: 'Tags and password' }, updateForm));
   return { el, refresh };
 }
@@ -187,7 +239,7 @@ export async function mountVhosts() {
     id: 'vhosts', noun: ['virtual host', 'virtual hosts'], rowKey: (v) => v.name,
     empty: empty('No virtual hosts', 'Add one below.'),
     columns: [
-      { key: 'name', label: 'Name', header: true },
+      { key: 'name', label: 'Name', header: true, cell: (v) => h('a', { href: links.vhost(v.name) }, v.name) },
       { key: 'description', label: 'Description' },
       { key: 'tags', label: 'Tags', value: (v) => (v.tags || []).join(','), cell: (v) => ((v.tags || []).length ? h('span', { class: 'badges' }, v.tags.map((t) => badge(t))) : '') },
       { key: 'messages_ready', label: 'Ready', numeric: true, cell: (v) => num(v.messages_ready ?? 0) },
@@ -235,6 +287,46 @@ export async function mountVhosts() {
   const el = h('div', { class: 'page' }, pageHeader({ title: 'Virtual hosts', kicker: 'Admin' }), card({}, table.el),
     card({ title: 'Add a virtual host' }, addForm));
   await refresh();
+  return { el, refresh };
+}
+
+/** A vhost's page: what is in it, who may use it, and its limits. */
+export async function mountVhost([name]) {
+  const url = path`/vhosts/${name}`;
+  await get(url); // a 404 shows as the page's error
+  const summary = h('div');
+  const access = h('div');
+  const limits = limitsEditor('vhost', { target: name });
+
+  async function refresh() {
+    const [vhost, queues, connections, perms, topics] = await Promise.all([
+      get(url), get(`${path`/queues/${name}`}?columns=name`), get(`${url}/connections`),
+      get(`${url}/permissions`), get(`${url}/topic-permissions`), limits.refresh()]);
+    fill(summary, keyValues([
+      ['Description', vhost.description],
+      ['Tags', (vhost.tags || []).length ? h('span', { class: 'badges' }, vhost.tags.map((t) => badge(t))) : null],
+      ['Queues', num(queues.length)],
+      ['Connections', num(connections.length)],
+      ['Messages', `${num(vhost.messages ?? 0)} (${num(vhost.messages_ready ?? 0)} ready, ${num(vhost.messages_unacknowledged ?? 0)} unacked)`],
+    ]));
+    const topicsOf = (user) => topics.filter((t) => t.user === user);
+    fill(access, perms.length
+      ? h('div', { class: 'table-wrap' }, h('table', { class: 'table', id: 'vhost-permissions' },
+        h('thead', {}, h('tr', {}, ['User', 'Configure', 'Write', 'Read', 'Topic permissions'].map((t) => h('th', { scope: 'col' }, t)))),
+        h('tbody', {}, perms.map((p) => h('tr', { dataset: { user: p.user } },
+          h('th', { scope: 'row' }, h('a', { href: links.user(p.user) }, p.user)),
+          h('td', {}, h('code', {}, p.configure)), h('td', {}, h('code', {}, p.write)), h('td', {}, h('code', {}, p.read)),
+          h('td', {}, topicsOf(p.user).length
+            ? topicsOf(p.user).map((t) => h('div', {}, `${t.exchange}: write `, h('code', {}, t.write), ' read ', h('code', {}, t.read)))
+            : h('span', { class: 'muted' }, 'none')))))))
+      : empty('No permissions', 'No user may use this virtual host. Set permissions on a user’s page.'));
+  }
+
+  await refresh();
+  const el = h('div', { class: 'page' },
+    pageHeader({ title: name, kicker: 'Virtual host', back: { href: links.vhosts(), label: 'Virtual hosts' } }),
+    h('div', { class: 'grid-2 grid-top' }, card({ title: 'Details' }, summary), card({ title: 'Limits' }, limits.el)),
+    card({ title: 'Permissions' }, access));
   return { el, refresh };
 }
 
