@@ -95,28 +95,28 @@ class Channel:
         self.delivery_tag += 1
         tag = self.delivery_tag
         msg = entry.message
-        if entry.offset is not None:  # persisted: acked at once, or marked delivered
-            if consumer.no_ack:
-                consumer.queue.forget(entry)
-            else:
-                _mark(consumer.queue, entry)
-        if not consumer.no_ack:
-            self.unacked[tag] = Unacked(entry, consumer.queue, consumer)
-            consumer.unacked += 1
-            consumer.queue.unacked += 1
-            if consumer.queue.consumer_timeout is not None:
-                self._watch_ack(tag, consumer.queue.consumer_timeout)
-            consumer.queue.counters.deliver += 1
-            self.counters.deliver += 1
-        else:
-            consumer.queue.counters.deliver_no_ack += 1
+        queue = consumer.queue
+        if consumer.no_ack:
+            if entry.offset is not None:  # persisted: acked at once
+                queue.forget(entry)
+            queue.counters.deliver_no_ack += 1
             self.counters.deliver_no_ack += 1
-        if entry.redelivered:
-            self._count("redeliver", consumer.queue)
+        else:
+            if entry.offset is not None:  # persisted: marked delivered
+                _mark(queue, entry)
+            self.unacked[tag] = Unacked(entry, queue, consumer)
+            consumer.unacked += 1
+            queue.unacked += 1
+            if queue.consumer_timeout is not None:
+                self._watch_ack(tag, queue.consumer_timeout)
+            queue.counters.deliver += 1
+            self.counters.deliver += 1
+        redelivered = entry.redelivered
+        if redelivered:
+            self._count("redeliver", queue)
         conn = self.connection
-        conn.write(encode_deliver(self.number, consumer.tag_frame, tag, entry.redelivered,
-                                  msg.route,
-                                  msg.properties_raw, msg.body, conn.frame_max))
+        conn.write(encode_deliver(self.number, consumer.tag_frame, tag, redelivered,
+                                  msg.route, msg.properties_raw, msg.body, conn.frame_max))
 
     def redispatch(self) -> None:
         """Capacity came back (acks, flow, qos, writable socket): let queues deliver."""
@@ -136,10 +136,12 @@ class Channel:
 
     def publish(self, method: spec.BasicPublish, properties_raw: bytes, body: bytes) -> None:
         conn = self.connection
+        name = method.exchange
         grants = conn._grants or conn.grants  # the property only when recompiling
-        if method.exchange not in grants.writable_exchanges:
-            grants.check(WRITE, "exchange", method.exchange)
-        exchange = self.vhost.exchange(method.exchange)
+        if name not in grants.writable_exchanges:
+            grants.check(WRITE, "exchange", name)
+        # the dict first: vhost.exchange (which raises NotFound) is one more call per message
+        exchange = self.vhost.exchanges.get(name) or self.vhost.exchange(name)
         if exchange.internal:
             raise AccessRefused(
                 f"cannot publish to internal exchange '{exchange.name}' in vhost "

@@ -44,6 +44,8 @@ HEADER, START_OK, TUNE_OK, OPEN, RUNNING, CLOSING, CLOSED = range(7)
 # continues on the next turn of the event loop.
 OUTPUT_BATCH = 1 << 20
 
+_BASIC_PUBLISH = spec.BasicPublish.INDEX  # handled before the HANDLERS lookup: the hot one
+
 # Methods only a server sends: a client sending one gets 503 "unimplemented method".
 CLIENT_METHODS_REFUSED = frozenset(m.INDEX for m in (
     spec.ConnectionStart, spec.ConnectionSecure, spec.ConnectionTune, spec.ConnectionOpenOk,
@@ -150,11 +152,17 @@ class ServerConnection:
         try:
             if self.state == HEADER and not self._read_protocol_header():
                 return
+            next_frame = buf.next_frame
             while self.state != CLOSED:
-                frame = buf.next_frame()
+                frame = next_frame()
                 if frame is None:
                     break
-                self._frame(*frame)
+                ftype, channel, payload = frame
+                if ftype == frames.BODY or ftype == frames.HEADER:
+                    # two of every message's three frames: straight to their handler
+                    self._content_frame(ftype, channel, payload)
+                else:
+                    self._frame(ftype, channel, payload)
         except AMQPError as exc:
             self._hard_error(exc)
         except Exception as exc:  # a bug must close one connection, never the broker
@@ -226,7 +234,7 @@ class ServerConnection:
             if channel == 0:
                 self._connection_method(method)
             else:
-                self._channel_method(channel, method)
+                self._channel_method(channel, method, ch)
         elif ftype == frames.HEADER or ftype == frames.BODY:
             self._content_frame(ftype, channel, payload)
         elif ftype == frames.HEARTBEAT:
@@ -367,7 +375,9 @@ class ServerConnection:
 
     # -- channels ----------------------------------------------------------------------
 
-    def _channel_method(self, number: int, m: spec.Method) -> None:
+    def _channel_method(self, number: int, m: spec.Method, ch: Channel | None) -> None:
+        """A method on channel ``number``; ``ch`` is ``self.channels.get(number)``, which
+        the caller looked up already."""
         if self.state == CLOSING:
             return
         if self.state != RUNNING:
@@ -380,7 +390,6 @@ class ServerConnection:
             elif isinstance(m, spec.ChannelClose):
                 self.send(number, spec.ChannelCloseOk())
             return
-        ch = self.channels.get(number)
         if ch is None:
             if not isinstance(m, spec.ChannelOpen):
                 raise ChannelErrorHard("expected 'channel.open'",
@@ -393,6 +402,9 @@ class ServerConnection:
             self.send(number, spec.ChannelOpenOk())
             return
         try:
+            if m.INDEX == _BASIC_PUBLISH:  # once per message: no trip through HANDLERS
+                ch.start_publish(m)  # type: ignore[arg-type]
+                return
             handler = HANDLERS.get(m.INDEX)
             if handler is None:
                 raise CommandInvalid("unimplemented method", m.CLASS_ID, m.METHOD_ID)

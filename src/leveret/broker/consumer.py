@@ -35,7 +35,11 @@ class Consumer:
     def can_take(self) -> bool:
         if self.prefetch and self.unacked >= self.prefetch:
             return False
-        return self.channel.can_deliver()
+        # Channel.can_deliver, inlined: this runs once per delivery.
+        ch = self.channel
+        if not (ch.flow_active and ch.connection.writable) or ch.closing:
+            return False
+        return not (ch.global_prefetch and len(ch.unacked) >= ch.global_prefetch)
 
     def deliver(self, entry: Entry) -> None:
         self.channel.deliver(self, entry)

@@ -103,6 +103,11 @@ class Queue:
         self._seq = 0
         self._rr = 0
         self._dispatching = False
+        # The consumer push may hand a message straight to (see _update_direct), or None.
+        self._direct: Consumer | None = None
+        # Messages / bytes that certainly still fit in memory (paging; see _must_page).
+        self._room_messages = 0
+        self._room_bytes = 0
         self.waiting_publishers: set[Any] = set()
         self.counters = Counters()  # messages in and out, for the management API
         # The queue's log (store/base.py QueueLog) when durable and the broker has a store:
@@ -169,6 +174,8 @@ class Queue:
             limits.queue_memory_bytes if limits is not None else MEMORY_BYTES)
         self.pageable = (self.vhost.store is not None and
                          not self.name.startswith(_REPLY_TO))
+        self._no_room()  # the limits may have changed
+        self._update_direct()
         self.touch()
         if self.has_ttl and self.ready:
             self._expire_and_arm()
@@ -187,7 +194,7 @@ class Queue:
 
     # -- messages in -----------------------------------------------------------------
 
-    def push(self, message: Message) -> bool:
+    def push(self, message: Message) -> bool:  # noqa: C901 - once per message, kept flat
         """Enqueue; False if the queue refused it (full, with x-overflow reject-publish)."""
         size = len(message.body)
         if self.dedup is not None and self.dedup.is_duplicate(message):
@@ -211,8 +218,15 @@ class Queue:
             entry.offset = self.log.append(pack_message(
                 message.exchange, message.routing_key, message.properties_raw,
                 message.body, expires_at), True)
-        if self.pageable and self.ready.should_page(
-                entry.priority, self.memory_messages, self.memory_bytes, self.ready_bytes):
+        page = False
+        if self.pageable:
+            if self._room_messages > 0 and self._room_bytes > 0:
+                # Certainly fits in memory: no should_page call (see _must_page).
+                self._room_messages -= 1
+                self._room_bytes -= size
+            else:
+                page = self._must_page(entry.priority, size)
+        if page:
             self._page_out(entry, size)
         elif expires_at is not None and expires_at <= self.vhost.clock.now():
             # TTL 0: delivered if a consumer can take it right now, else it expires.
@@ -223,9 +237,26 @@ class Queue:
                 self.dispatch()
             entry.expires_at = expires_at
         else:
-            self.ready.append(entry)
-            self.ready_bytes += size
-            if self.consumers:
+            consumer = self._direct
+            ready = self.ready
+            if (consumer is None or self.has_ttl or self._dispatching or self.deleted
+                    or self.waiting_publishers):
+                ready.append(entry)
+                self.ready_bytes += size
+                if self.consumers:
+                    self.dispatch()
+            # One consumer served from a FIFO (see _update_direct): what append + dispatch
+            # would do, without the trip through the ready list or through dispatch.
+            elif not consumer.can_take():
+                ready.append(entry)  # (dispatch would stop at once)
+                self.ready_bytes += size
+            elif not ready.window and not ready.paged.count:  # type: ignore[union-attr]
+                # Nothing ahead of it. (Delivering only buffers output, so nothing
+                # re-enters the queue here.)
+                consumer.channel.deliver(consumer, entry)
+            else:
+                ready.append(entry)
+                self.ready_bytes += size
                 self.dispatch()
         if self.limited and self.overflow == "drop-head":
             self._drop_head()
@@ -233,6 +264,29 @@ class Queue:
             self._expire_and_arm()
         self.counters.publish += 1
         return True
+
+    def _must_page(self, priority: int, size: int) -> bool:
+        """Whether a new message of ``size`` bytes goes to the paged index (the ready
+        list's ``should_page``). When it does not and nothing at all is paged, also grant
+        the room left below both in-memory limits, which ``push`` spends without asking
+        again: while ``_room_messages`` and ``_room_bytes`` are both positive, the window
+        is below both limits and nothing is paged, so ``should_page`` would say no.
+        Whatever else can grow the window or page a message (requeue, recovery, a policy
+        change) takes the room back with ``_no_room``; taking messages out only makes the
+        grant more conservative."""
+        ready = self.ready
+        if ready.should_page(priority, self.memory_messages, self.memory_bytes,
+                             self.ready_bytes):
+            return True
+        if not ready.paged_count:
+            # counts and bytes before this message is appended, which takes its share
+            self._room_messages = self.memory_messages - ready.in_memory - 1
+            self._room_bytes = self.memory_bytes - self.ready_bytes - size
+        return False
+
+    def _no_room(self) -> None:
+        """Make the next push ask ``should_page`` (see ``_must_page``)."""
+        self._room_messages = self._room_bytes = 0
 
     def _page_out(self, entry: Entry, size: int) -> None:
         """Past the in-memory limit: the message waits in the log (appended now unless it
@@ -368,6 +422,7 @@ class Queue:
             self.ready_bytes += len(e.message.body)
         if back:
             self.ready.requeue(back)
+            self._no_room()
         if self.has_ttl:
             self._expire_and_arm()
         self.dispatch()
@@ -404,6 +459,7 @@ class Queue:
             return 0
         ready = self.ready
         before = ready.paged_bytes
+        self._no_room()
         for batch in qlog.live_batches():
             marks = marks_of(batch.redelivered, batch.counts, batch.offsets)
             if isinstance(ready, FifoReady):
@@ -481,6 +537,21 @@ class Queue:
                 # The common case, without the round-robin bookkeeping.
                 consumer = consumers[0]
                 counting = self.count_deliveries
+                if not counting and self.max_priority == 0:
+                    # The hot loop (a backlog drained as the consumer's socket takes it):
+                    # for a FIFO the window deque's truth test runs in C, and the ready
+                    # list's Python-level __bool__ (which pages in) only once the window is
+                    # empty and something is paged; after it said yes, the window has the
+                    # head.
+                    window, paged = ready.window, ready.paged  # type: ignore[union-attr]
+                    deliver = consumer.channel.deliver
+                    while (window or (paged.count and ready)) and consumer.can_take():
+                        if self.has_ttl and self._expire_head():
+                            continue
+                        entry = window.popleft()
+                        self.ready_bytes -= len(entry.message.body)
+                        deliver(consumer, entry)
+                    return
                 while ready and consumer.can_take():
                     # has_ttl read each time: paging in may bring the first expiring message
                     if self.has_ttl and self._expire_head():
@@ -623,12 +694,23 @@ class Queue:
 
     def _regroup(self) -> None:
         """Consumers by x-priority, highest first (empty when all share one priority)."""
+        self._update_direct()
         priorities = {c.priority for c in self.consumers}
         if len(priorities) <= 1:
             self._groups = []
             return
         self._groups = [[c for c in self.consumers if c.priority == p]
                         for p in sorted(priorities, reverse=True)]
+
+    def _update_direct(self) -> None:
+        """When one consumer is served (the only one, or the active one under
+        single-active-consumer) from a FIFO that does not count deliveries, ``push`` hands
+        a message straight to it while the ready list is empty and it has capacity,
+        exactly as ``dispatch`` would. Recomputed when consumers or arguments change."""
+        consumers = self.consumers
+        one = len(consumers) == 1 or (self.single_active and bool(consumers))
+        self._direct = (consumers[0] if one and not self.count_deliveries and
+                        not self.max_priority else None)
 
     @property
     def has_exclusive_consumer(self) -> bool:

@@ -40,32 +40,36 @@ def _no_pager(index: PagedIndex, window: deque[Entry], priority: int) -> None:
 
 
 class FifoReady:
-    __slots__ = ("_q", "page_in", "paged")
+    __slots__ = ("append", "page_in", "paged", "window")
 
     def __init__(self, page_in: PageIn = _no_pager) -> None:
-        self._q: deque[Entry] = deque()
+        # The in-memory entries, oldest first. Public for the queue's hot path (queue.py
+        # ``push`` and ``dispatch``), which tests and pops it directly, in C.
+        self.window: deque[Entry] = deque()
+        # append(entry): the deque's own method, no Python frame on each push.
+        self.append: Callable[[Entry], None] = self.window.append
         self.paged = PagedIndex()
         self.page_in = page_in
 
     def __len__(self) -> int:
-        return len(self._q) + self.paged.count
+        return len(self.window) + self.paged.count
 
     def __bool__(self) -> bool:
         # True means popleft() will return an entry: a dry window is refilled here.
-        return bool(self._q) or (self.paged.count > 0 and self._fill())
+        return bool(self.window) or (self.paged.count > 0 and self._fill())
 
     def _fill(self) -> bool:
-        q, paged = self._q, self.paged
+        q, paged = self.window, self.paged
         while not q and paged.count:
             self.page_in(paged, q, 0)
         return bool(q)
 
     def __iter__(self) -> Iterator[Entry]:
-        return iter(self._q)
+        return iter(self.window)
 
     @property
     def in_memory(self) -> int:
-        return len(self._q)
+        return len(self.window)
 
     @property
     def paged_count(self) -> int:
@@ -80,11 +84,8 @@ class FifoReady:
         """Whether a new message must go to the paged index: some already are (order),
         or the window is full (``ready_bytes`` counts the window and the index)."""
         paged = self.paged
-        return (paged.count > 0 or len(self._q) >= max_count or
+        return (paged.count > 0 or len(self.window) >= max_count or
                 ready_bytes - paged.bytes >= max_bytes)
-
-    def append(self, entry: Entry) -> None:
-        self._q.append(entry)
 
     def page_out(self, priority: int, offset: int, size: int, mark: int = 0) -> None:
         self.paged.append(offset, size, mark)
@@ -93,27 +94,27 @@ class FifoReady:
         return [(0, self.paged)]
 
     def peek(self) -> Entry:
-        q = self._q
+        q = self.window
         if not q:
             self._fill()
         return q[0]
 
     def popleft(self) -> Entry:
         try:
-            return self._q.popleft()
+            return self.window.popleft()
         except IndexError:
             self._fill()
-            return self._q.popleft()
+            return self.window.popleft()
 
     def requeue(self, entries: list[Entry]) -> None:
-        _merge(self._q, sorted(entries, key=lambda e: e.seq))
+        _merge(self.window, sorted(entries, key=lambda e: e.seq))
 
     def clear(self) -> None:
-        self._q.clear()
+        self.window.clear()
         self.paged.clear()
 
     def __getitem__(self, i: int) -> Entry:
-        return self._q[i]
+        return self.window[i]
 
 
 class PriorityReady:
