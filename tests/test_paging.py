@@ -462,3 +462,46 @@ async def test_a_large_expired_backlog_leaves_a_slice_per_timer_run(
         assert await _get_all(ch, "e") == []  # a get expires the rest at once
         assert len(q.ready) == 0
         await conn.close()
+
+
+@pytest.mark.parametrize("arguments", [{}, {"x-max-priority": 5}, {"x-max-in-memory-length": 7}])
+def test_push_pages_exactly_when_the_full_check_says_so(tmp_path, arguments) -> None:
+    """The push path skips the paging check while the window certainly has room; random
+    pushes, pops, requeues and purges must page a message exactly when ``should_page``
+    (the full check) says so, or order would break."""
+    import random
+
+    from leveret.broker.message import Message
+    from leveret.broker.node import Limits, Node
+    from leveret.broker.queue import Queue
+    from leveret.store.disk import DiskStore
+
+    rng = random.Random(1)
+    node = Node(limits=Limits(queue_memory_messages=50, queue_memory_bytes=3000))
+    store = DiskStore(tmp_path)
+    node.attach_store(store)
+    try:
+        q = Queue(node.vhosts["/"], "q", arguments=dict(arguments))
+        taken = []
+        for step in range(5000):
+            r = rng.random()
+            if r < 0.55:
+                size = rng.choice([1, 10, 100, 500])
+                prio = rng.randint(0, 5)
+                props = bytes([0x08, 0x00, prio]) if q.max_priority else b"\x00\x00"
+                expect = q.ready.should_page(min(prio, q.max_priority) if q.max_priority
+                                             else 0, q.memory_messages, q.memory_bytes,
+                                             q.ready_bytes)
+                before = q.ready.paged_count
+                q.push(Message("", "k", props, b"x" * size))
+                assert (q.ready.paged_count > before) == expect, step
+            elif r < 0.85 and q.ready:
+                taken.append(q._pop())
+            elif taken and r < 0.95:
+                k = rng.randint(1, len(taken))
+                back, taken = taken[:k], taken[k:]
+                q.requeue(back)
+            elif r > 0.999:
+                q.purge()
+    finally:
+        store.close()
