@@ -15,19 +15,17 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
 import signal
 import struct
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aio_pika
 import pika
 import pytest
+from served import serve
 
 import leveret
 
@@ -46,20 +44,6 @@ def body_of(n: int) -> bytes:
 
 
 # -- the data directory written by a real broker -----------------------------------------
-
-
-def _serve(data: Path) -> tuple[subprocess.Popen[str], int]:
-    env = {**os.environ, "LEVERET_MANAGEMENT_ENABLED": "false"}  # AMQP only: no fixed port
-    proc = subprocess.Popen([sys.executable, "-m", "leveret", "serve", "--port", "0",
-                             "--data-dir", str(data)], env=env, stderr=subprocess.PIPE,
-                            text=True)
-    assert proc.stderr is not None
-    for _ in range(40):
-        line = proc.stderr.readline()
-        if "listening on" in line:
-            return proc, int(line.rsplit(":", 1)[1].split()[0])
-    proc.kill()
-    raise AssertionError("the broker did not start")
 
 
 @dataclass
@@ -158,7 +142,7 @@ def pristine(tmp_path_factory) -> Pristine:
     messages of ``orders`` are fetched: every 4th acked, every 4th+1 rejected with requeue,
     the rest left unacked (they come back redelivered); then 20 more are published."""
     data = tmp_path_factory.mktemp("pristine") / "data"
-    proc, port = _serve(data)
+    proc, port = serve(data)
     try:
         conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
         ch = conn.channel()

@@ -11,6 +11,7 @@ import sys
 import aio_pika
 import pika
 import pytest
+from served import serve
 
 import leveret
 from leveret.store.base import StoreLocked
@@ -58,21 +59,8 @@ async def test_a_second_broker_cannot_use_the_same_data_directory(tmp_path) -> N
                 pass
 
 
-def _serve(tmp_path) -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen([sys.executable, "-m", "leveret", "serve", "--port", "0",
-                             "--data-dir", str(tmp_path / "data")],
-                            stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    for _ in range(20):
-        line = proc.stderr.readline()
-        if "listening on" in line:
-            return proc, int(line.rsplit(":", 1)[1].split()[0])
-    proc.kill()
-    raise AssertionError("no listening line")
-
-
 def test_declared_definitions_survive_kill_9(tmp_path) -> None:
-    proc, port = _serve(tmp_path)
+    proc, port = serve(tmp_path / "data")
     try:
         conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
         ch = conn.channel()
@@ -88,7 +76,7 @@ def test_declared_definitions_survive_kill_9(tmp_path) -> None:
     finally:
         proc.kill()
         proc.stderr.close()
-    proc, port = _serve(tmp_path)
+    proc, port = serve(tmp_path / "data")
     try:
         conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
         ch = conn.channel()

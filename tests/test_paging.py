@@ -5,16 +5,13 @@ directory, real clients; tiny limits (``x-max-in-memory-length``) keep the backl
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import aio_pika
 import pika
 import pytest
+from served import kill, serve
 
 import leveret
 from leveret.broker import queue as queue_module
@@ -319,32 +316,8 @@ async def test_restart_with_a_paged_backlog_reads_only_the_head(
         await conn.close()
 
 
-def _serve(data: Path) -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen([sys.executable, "-m", "leveret", "serve", "--port", "0",
-                             "--data-dir", str(data)], stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    for _ in range(40):
-        line = proc.stderr.readline()
-        if "listening on" in line:
-            return proc, int(line.rsplit(":", 1)[1].split()[0])
-    proc.kill()
-    raise AssertionError("no listening line")
-
-
-def _kill(proc: subprocess.Popen[str], conn: pika.BlockingConnection | None) -> None:
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
-    assert proc.stderr is not None
-    proc.stderr.close()
-    if conn is not None:  # notices the lost socket, and closes it
-        with contextlib.suppress(Exception):
-            conn.process_data_events(time_limit=0.2)
-        with contextlib.suppress(Exception):
-            conn.close()
-
-
 def test_confirmed_paged_messages_survive_kill_9(tmp_path: Path) -> None:
-    proc, port = _serve(tmp_path / "data")
+    proc, port = serve(tmp_path / "data")
     conn = None
     try:
         conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
@@ -355,8 +328,8 @@ def test_confirmed_paged_messages_survive_kill_9(tmp_path: Path) -> None:
             ch.basic_publish("", "k", str(i).encode(), pika.BasicProperties(delivery_mode=2))
         ch.basic_publish("", "k", b"transient")
     finally:
-        _kill(proc, conn)
-    proc, port = _serve(tmp_path / "data")
+        kill(proc, conn)
+    proc, port = serve(tmp_path / "data")
     conn = None
     try:
         conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
@@ -369,7 +342,7 @@ def test_confirmed_paged_messages_survive_kill_9(tmp_path: Path) -> None:
             got.append(body)
         assert got == _numbers(200)
     finally:
-        _kill(proc, conn)
+        kill(proc, conn)
 
 
 async def test_transient_scratch_logs_are_deleted_with_their_queue(tmp_path: Path) -> None:

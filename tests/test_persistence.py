@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
-import subprocess
-import sys
 
 import aio_pika
 import pika
 import pytest
+from served import kill, serve
 
 import leveret
 
@@ -153,35 +151,11 @@ async def test_consumer_acks_and_ttl_expiry_are_durable(tmp_path) -> None:
         await conn.close()
 
 
-def _serve(data) -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen([sys.executable, "-m", "leveret", "serve", "--port", "0",
-                             "--data-dir", str(data)], stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    for _ in range(40):
-        line = proc.stderr.readline()
-        if "listening on" in line:
-            return proc, int(line.rsplit(":", 1)[1].split()[0])
-    proc.kill()
-    raise AssertionError("no listening line")
-
-
-def _kill(proc: subprocess.Popen[str], conn: pika.BlockingConnection | None) -> None:
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
-    assert proc.stderr is not None
-    proc.stderr.close()
-    if conn is not None:  # notices the lost socket, and closes it
-        with contextlib.suppress(Exception):
-            conn.process_data_events(time_limit=0.2)
-        with contextlib.suppress(Exception):
-            conn.close()
-
-
 @pytest.mark.timeout(120)
 def test_confirmed_messages_survive_kill_9(tmp_path) -> None:
     confirmed: list[bytes] = []
     for cycle in range(4):
-        proc, port = _serve(tmp_path / "data")
+        proc, port = serve(tmp_path / "data")
         conn = None
         try:
             conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
@@ -213,8 +187,8 @@ def test_confirmed_messages_survive_kill_9(tmp_path) -> None:
             if cycle % 2:
                 conn.close()
         finally:
-            _kill(proc, conn)
-    proc, port = _serve(tmp_path / "data")
+            kill(proc, conn)
+    proc, port = serve(tmp_path / "data")
     conn = None
     try:
         conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
@@ -227,7 +201,7 @@ def test_confirmed_messages_survive_kill_9(tmp_path) -> None:
             got.append(body)
         assert got == confirmed
     finally:
-        _kill(proc, conn)
+        kill(proc, conn)
 
 
 async def test_interval_policy_fsyncs_after_the_interval(tmp_path) -> None:
@@ -249,7 +223,7 @@ async def test_interval_policy_fsyncs_after_the_interval(tmp_path) -> None:
 
 
 def test_tx_commit_ok_means_on_disk(tmp_path) -> None:
-    proc, port = _serve(tmp_path / "data")
+    proc, port = serve(tmp_path / "data")
     conn = None
     try:
         conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
@@ -260,15 +234,15 @@ def test_tx_commit_ok_means_on_disk(tmp_path) -> None:
             ch.basic_publish("", "txq", str(i).encode(), pika.BasicProperties(delivery_mode=2))
         ch.tx_commit()
     finally:
-        _kill(proc, conn)
-    proc, port = _serve(tmp_path / "data")
+        kill(proc, conn)
+    proc, port = serve(tmp_path / "data")
     conn = None
     try:
         conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
         ch = conn.channel()
         assert ch.queue_declare("txq", passive=True).method.message_count == 10
     finally:
-        _kill(proc, conn)
+        kill(proc, conn)
 
 
 async def test_pending_delayed_messages_survive_a_restart(tmp_path) -> None:
