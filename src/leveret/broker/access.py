@@ -35,7 +35,6 @@ HASHES = {
     "rabbit_password_hashing_sha512": hashlib.sha512,
     "rabbit_password_hashing_md5": hashlib.md5,
 }
-TAGS = ("administrator", "monitoring", "policymaker", "management", "impersonator")
 CONFIGURE, WRITE, READ = "configure", "write", "read"
 DEFAULT_EXCHANGE = "amq.default"
 
@@ -47,10 +46,6 @@ class User:
     hashing_algorithm: str = SHA256
     tags: list[str] = field(default_factory=list)
     limits: dict[str, int] = field(default_factory=dict)  # max-connections, max-channels
-
-    @property
-    def is_administrator(self) -> bool:
-        return "administrator" in self.tags
 
 
 @dataclass
@@ -112,10 +107,6 @@ def validate_pattern(pattern: str) -> None:
         re.compile(pattern)
 
 
-def describe(kind: str, name: str, vhost: str) -> str:
-    return f"{kind} '{name}' in vhost '{vhost}'"
-
-
 class Grants:
     """One user's permissions in one vhost, compiled, with the answers cached."""
 
@@ -157,8 +148,8 @@ class Grants:
                 self.writable_exchanges.add(name)
         else:
             shown = DEFAULT_EXCHANGE if kind == "exchange" and name == "" else name
-            raise AccessRefused(f"access to {describe(kind, shown, self.vhost)} refused for "
-                                f"user '{self.user}'")
+            raise AccessRefused(f"access to {kind} '{shown}' in vhost '{self.vhost}' refused "
+                                f"for user '{self.user}'")
 
     def check_topic(self, action: str, exchange: str, routing_key: str) -> None:
         """Topic permissions apply to topic exchanges only; the caller checks the type."""
@@ -170,12 +161,3 @@ class Grants:
             raise AccessRefused(f"access to topic '{routing_key}' in exchange '{exchange}' in "
                                 f"vhost '{self.vhost}' refused for user '{self.user}'")
 
-
-class AllowAll(Grants):
-    """For the broker's own operations (management API as an administrator, restores)."""
-
-    def __init__(self, user: str = "", vhost: str = "/") -> None:
-        super().__init__(user, vhost, Permission(), {}, impersonator=True)
-
-    def check_topic(self, action: str, exchange: str, routing_key: str) -> None:
-        return None

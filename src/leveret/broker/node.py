@@ -369,13 +369,6 @@ class Node:
             return f"connection refused: node connection limit ({limit}) is reached"
         return None
 
-    def check_queue_allowed(self, vhost: VirtualHost, name: str) -> str | None:
-        limit = self.vhost_limits.get(vhost.name, {}).get("max-queues")
-        if limit is not None and limit >= 0 and len(vhost.queues) >= limit:
-            return (f"cannot declare queue '{name}': queue limit in vhost '{vhost.name}' "
-                    f"({limit}) is reached")
-        return None
-
     def attach_definitions(self, definitions: Any, on_change: Callable[[], object]) -> None:
         """Record durable entities from now on (store/base.py Definitions); ``on_change``
         makes each recorded change durable before the client hears it is done."""
