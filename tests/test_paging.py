@@ -14,7 +14,8 @@ import pytest
 from served import kill, serve
 
 import leveret
-from leveret.broker import queue as queue_module
+from leveret.broker.queues import backing as backing_module
+from leveret.broker.queues import classic as classic_module
 from leveret.broker.clock import ManualClock
 from leveret.broker.node import Limits
 
@@ -98,7 +99,7 @@ async def test_order_holds_across_the_window_boundary(tmp_path: Path, durable: b
         assert not any(m.redelivered for m in got)
         assert [m.delivery_mode == PERSISTENT for m in got[:3]] == [False, True, True]
         assert len(q.ready) == 0 and q.ready_bytes == 0
-        qlog = q.log if durable else q._scratch
+        qlog = q.backing.paging_log
         assert qlog is not None
         await _eventually(lambda: len(qlog) == 0)  # the last acks
         await conn.close()
@@ -155,7 +156,7 @@ async def test_priorities_with_paged_levels_and_after_a_restart(tmp_path: Path) 
         await conn.close()
     async with leveret.Broker(port=0, data_dir=tmp_path) as broker:
         q = _queue(broker, "p")
-        assert len(q.ready) == 120 and q.ready.in_memory <= queue_module.PAGE_IN_MESSAGES
+        assert len(q.ready) == 120 and q.ready.in_memory <= backing_module.PAGE_IN_MESSAGES
         conn = await aio_pika.connect(broker.url)
         ch = await conn.channel()
         assert await _get_all(ch, "p") == expected
@@ -274,7 +275,7 @@ async def test_purge_acks_the_paged_backlog_and_keeps_unacked_ones(
         assert await q.purge() is not None
         queue = _queue(broker, "pu")
         assert len(queue.ready) == 0 and queue.ready_bytes == 0
-        qlog = queue.log if durable else queue._scratch
+        qlog = queue.backing.paging_log
         # the deliveries awaiting an ack stay in the log (they were in memory, so a
         # non-durable queue never wrote them)
         assert len(qlog) == (3 if durable else 0)
@@ -291,7 +292,7 @@ async def test_purge_acks_the_paged_backlog_and_keeps_unacked_ones(
 
 async def test_restart_with_a_paged_backlog_reads_only_the_head(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(queue_module, "PAGE_IN_MESSAGES", 50)
+    monkeypatch.setattr(backing_module, "PAGE_IN_MESSAGES", 50)
     bodies = _numbers(600)
     persistent = [i % 4 != 3 for i in range(600)]  # every 4th is transient: not kept
     kept = [b for b, p in zip(bodies, persistent, strict=True) if p]
@@ -402,7 +403,7 @@ async def test_a_paged_message_rotted_on_disk_is_dropped_and_the_rest_delivered(
         ch = await conn.channel()
         await ch.declare_queue("rot", durable=True, arguments={"x-max-in-memory-length": 5})
         await _publish(ch, "rot", [b"%03d" % i + b"-" * 50 for i in range(50)])
-        qlog = _queue(broker, "rot").log
+        qlog = _queue(broker, "rot").backing.log
         seg = qlog.segments[0]
         where = seg.pos[20] + 30  # inside message 20's record, written (confirmed)
         with open(seg.path, "r+b") as f:
@@ -419,7 +420,7 @@ async def test_a_paged_message_rotted_on_disk_is_dropped_and_the_rest_delivered(
 
 async def test_a_large_expired_backlog_leaves_a_slice_per_timer_run(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(queue_module, "EXPIRY_BUDGET", 5)
+    monkeypatch.setattr(classic_module, "EXPIRY_BUDGET", 5)
     clock = ManualClock()
     async with leveret.Broker(port=0, data_dir=tmp_path, clock=clock) as broker:
         conn = await aio_pika.connect(broker.url)
@@ -446,7 +447,7 @@ def test_push_pages_exactly_when_the_full_check_says_so(tmp_path, arguments) -> 
 
     from leveret.broker.message import Message
     from leveret.broker.node import Limits, Node
-    from leveret.broker.queue import Queue
+    from leveret.broker.queues import ClassicQueue as Queue
     from leveret.store.disk import DiskStore
 
     rng = random.Random(1)
@@ -469,7 +470,7 @@ def test_push_pages_exactly_when_the_full_check_says_so(tmp_path, arguments) -> 
                 q.push(Message("", "k", props, b"x" * size))
                 assert (q.ready.paged_count > before) == expect, step
             elif r < 0.85 and q.ready:
-                taken.append(q._pop())
+                taken.append(q.backing.pop())
             elif taken and r < 0.95:
                 k = rng.randint(1, len(taken))
                 back, taken = taken[:k], taken[k:]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from leveret.broker.message import Message
-from leveret.broker.queue import Queue
+from leveret.broker.queues import ClassicQueue as Queue
 from leveret.broker.vhost import VirtualHost
 
 
@@ -19,7 +19,7 @@ def test_fifo_and_get() -> None:
     q = Queue(VirtualHost("/"), "q")
     for b in (b"1", b"2", b"3"):
         q.push(msg(b))
-    entry = q.get()
+    entry = q.get(no_ack=False)
     assert entry is not None and entry.message.body == b"1" and not entry.redelivered
     assert bodies(q) == [b"2", b"3"]
     assert q.ready_bytes == 2
@@ -29,7 +29,7 @@ def test_requeue_restores_original_positions() -> None:
     q = Queue(VirtualHost("/"), "q")
     for b in (b"1", b"2", b"3", b"4"):
         q.push(msg(b))
-    first, second, third = q.get(), q.get(), q.get()
+    first, second, third = q.get(no_ack=False), q.get(no_ack=False), q.get(no_ack=False)
     assert first and second and third
     q.requeue([third, first])
     assert bodies(q) == [b"1", b"3", b"4"]
@@ -42,6 +42,6 @@ def test_purge_counts_ready_only() -> None:
     q = Queue(VirtualHost("/"), "q")
     q.push(msg(b"a"))
     q.push(msg(b"b"))
-    assert q.get() is not None
+    assert q.get(no_ack=False) is not None
     assert q.purge() == 1
     assert q.message_count == 0 and q.ready_bytes == 0

@@ -126,9 +126,6 @@ QUEUE_ARGUMENTS: dict[str, tuple[str, Check]] = {
     "x-cache-ttl": ("int", _integer(zero_ok=False)),
 }
 
-# Arguments quorum queues refuse, as RabbitMQ 3.10 does.
-QUORUM_REFUSED = ("x-max-priority", "x-queue-mode")
-
 # Only these exchange arguments take part in equivalence checks.
 EXCHANGE_EQUIVALENT = ("alternate-exchange",)
 

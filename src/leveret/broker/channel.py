@@ -1,46 +1,64 @@
 """One AMQP channel: its consumers, unacked deliveries, prefetch, confirms and transactions.
 
-Methods arrive decoded from ``ServerConnection``; replies and deliveries go out through
-``connection.write``. Errors are raised as ``leveret.errors`` exceptions and turned into
-channel.close / connection.close by the connection, which knows the method at fault.
+Methods arrive decoded from the connection; replies and deliveries go out through
+``connection.write``. What to do with a message (checks, routing, queues) is the vhost's
+operation API (vhost.py); the channel keeps what is the channel's own: delivery tags and
+unacked deliveries, prefetch, publisher confirms, transactions, direct reply-to. Errors are
+raised as ``leveret.errors`` exceptions and turned into channel.close / connection.close by
+the connection, which knows the method at fault.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from leveret.amqp import spec
 from leveret.amqp.frames import encode_content, encode_deliver, encode_get_ok
-from leveret.broker.access import READ, WRITE
+from leveret.broker.access import READ, Grants
 from leveret.broker.arguments import wire_type
-from leveret.broker.consumer import Consumer
-from leveret.broker.exchanges.delayed import TYPE_NAME as DELAYED
-from leveret.broker.exchanges.delayed import delay_of
-from leveret.broker.message import (
-    FLAG_EXPIRATION,
-    FLAG_HEADERS,
-    FLAG_REPLY_TO,
-    FLAG_USER_ID,
-    Message,
-    parse_expiration,
-)
-from leveret.broker.queue import Entry, Queue
+from leveret.broker.entry import Entry
+from leveret.broker.exchanges import Exchange
+from leveret.broker.message import FLAG_EXPIRATION, FLAG_REPLY_TO, FLAG_USER_ID, Message
+from leveret.broker.queues import ClassicQueue, Consumer, Gate, Queue
 from leveret.broker.stats import Counters
-from leveret.broker.vhost import server_name
+from leveret.broker.vhost import (
+    REPLY_TO,
+    REPLY_TO_PREFIX,
+    VirtualHost,
+    check_properties,
+    server_name,
+)
 from leveret.errors import (
     AccessRefused,
+    AMQPError,
     InternalError,
     NotAllowed,
     NotImplemented_,
     PreconditionFailed,
 )
 
-if TYPE_CHECKING:
-    from leveret.broker.connection import ServerConnection
+__all__ = ["REPLY_TO", "REPLY_TO_PREFIX", "Channel", "ChannelConnection", "Unacked"]
 
-REPLY_TO = "amq.rabbitmq.reply-to"
-REPLY_TO_PREFIX = REPLY_TO + "."
+
+class ChannelConnection(Protocol):
+    """What a channel needs of the connection it is multiplexed on."""
+
+    vhost: VirtualHost
+    user: str
+    frame_max: int
+    last_routed: list[Queue]  # the queues the last publish went to (flow control)
+    _grants: Grants | None  # the compiled permissions, None until (re)compiled
+
+    @property
+    def writable(self) -> bool: ...
+    @property
+    def grants(self) -> Grants: ...
+    def write(self, data: bytes) -> None: ...
+    def send(self, channel: int, method: spec.Method) -> None: ...
+    def client_capability(self, name: str) -> bool: ...
+    def channel_error(self, ch: Channel, exc: AMQPError) -> None: ...
+    def confirm_ready(self, ch: Channel) -> None: ...
 
 
 class Unacked:
@@ -53,7 +71,7 @@ class Unacked:
 
 
 class Channel:
-    def __init__(self, connection: ServerConnection, number: int) -> None:
+    def __init__(self, connection: ChannelConnection, number: int) -> None:
         self.connection = connection
         self.number = number
         self.vhost = connection.vhost
@@ -72,7 +90,9 @@ class Channel:
         # confirms wait until the store's durable_seq reaches the store seq.
         self.unsynced: deque[tuple[int, int]] = deque()
         self.tx: list[tuple[str, Any]] | None = None
-        self._refused = False
+        # Open unless closing, flow-stopped or at the global prefetch: what this channel's
+        # consumers ask before each delivery (queues/base.py Consumer.can_take).
+        self.gate = Gate()
         self.reply_queue: Queue | None = None  # direct reply-to pseudo-queue
         self.last_queue = ""  # an empty queue name means the one declared last
         # The message being assembled from method, header and body frames.
@@ -86,34 +106,30 @@ class Channel:
 
     # -- delivery --------------------------------------------------------------------
 
-    def can_deliver(self) -> bool:
-        if not (self.flow_active and self.connection.writable) or self.closing:
-            return False
-        return not (self.global_prefetch and len(self.unacked) >= self.global_prefetch)
+    def _update_gate(self) -> None:
+        self.gate.open = self.flow_active and not self.closing and not (
+            self.global_prefetch and len(self.unacked) >= self.global_prefetch)
 
     def deliver(self, consumer: Consumer, entry: Entry) -> None:
+        """Frame one delivery (the queue has settled its log and counters)."""
         self.delivery_tag += 1
         tag = self.delivery_tag
         msg = entry.message
-        queue = consumer.queue
         if consumer.no_ack:
-            if entry.offset is not None:  # persisted: acked at once
-                queue.forget(entry)
-            queue.counters.deliver_no_ack += 1
             self.counters.deliver_no_ack += 1
         else:
-            if entry.offset is not None:  # persisted: marked delivered
-                _mark(queue, entry)
-            self.unacked[tag] = Unacked(entry, queue, consumer)
+            queue = consumer.queue
+            unacked = self.unacked
+            unacked[tag] = Unacked(entry, queue, consumer)
             consumer.unacked += 1
-            queue.unacked += 1
+            if self.global_prefetch and len(unacked) >= self.global_prefetch:
+                self.gate.open = False
             if queue.consumer_timeout is not None:
                 self._watch_ack(tag, queue.consumer_timeout)
-            queue.counters.deliver += 1
             self.counters.deliver += 1
         redelivered = entry.redelivered
         if redelivered:
-            self._count("redeliver", queue)
+            self.counters.redeliver += 1
         conn = self.connection
         conn.write(encode_deliver(self.number, consumer.tag_frame, tag, redelivered,
                                   msg.route, msg.properties_raw, msg.body, conn.frame_max))
@@ -136,18 +152,8 @@ class Channel:
 
     def publish(self, method: spec.BasicPublish, properties_raw: bytes, body: bytes) -> None:
         conn = self.connection
-        name = method.exchange
         grants = conn._grants or conn.grants  # the property only when recompiling
-        if name not in grants.writable_exchanges:
-            grants.check(WRITE, "exchange", name)
-        # the dict first: vhost.exchange (which raises NotFound) is one more call per message
-        exchange = self.vhost.exchanges.get(name) or self.vhost.exchange(name)
-        if exchange.internal:
-            raise AccessRefused(
-                f"cannot publish to internal exchange '{exchange.name}' in vhost "
-                f"'{self.vhost.name}'")
-        if exchange.TYPE == "topic":
-            grants.check_topic(WRITE, exchange.name, method.routing_key)
+        exchange = self.vhost.authorize_publish(grants, method.exchange, method.routing_key)
         msg = Message(method.exchange, method.routing_key, properties_raw, body)
         try:
             msg.validate()
@@ -155,84 +161,33 @@ class Channel:
             # RabbitMQ's channel crashes on a content header it cannot parse, and the
             # connection goes with a bare INTERNAL_ERROR.
             raise InternalError("", 0, 0) from None
-        if msg.flags & FLAG_EXPIRATION:
-            text = msg.properties.expiration or ""
-            try:
-                parse_expiration(text)
-            except ValueError as exc:
-                raise PreconditionFailed(f"invalid expiration '{text}': {exc}") from None
-        if msg.flags & (FLAG_USER_ID | FLAG_REPLY_TO):
-            self._check_properties(msg)
+        if msg.flags & (FLAG_EXPIRATION | FLAG_USER_ID | FLAG_REPLY_TO):
+            check_properties(msg, grants)
+            if msg.properties.reply_to == REPLY_TO:
+                if self.reply_queue is None:
+                    raise PreconditionFailed("fast reply consumer does not exist")
+                msg.replace_reply_to(self.reply_queue.name)
         if self.confirm:
             self.publish_seq += 1
         if self.tx is not None:
             self.tx.append(("publish", (exchange, msg, method.mandatory)))
             return
-        store = self.vhost.store
-        if store is not None and self.confirm:
-            before = store.seq
-            routed = self._route(exchange, msg, method.mandatory)
-            if store.seq != before:
-                self.unsynced.append((self.publish_seq, store.seq))
-        else:
-            routed = self._route(exchange, msg, method.mandatory)
-        if not routed and method.mandatory:
+        self._publish(exchange, msg, method.mandatory)
+
+    def _publish(self, exchange: Exchange, msg: Message, mandatory: bool) -> None:
+        """Hand the message to the vhost, then what the channel owes the client: a
+        basic.return for an unroutable mandatory message, a confirm (after the store
+        has synced what the publish wrote), a nack if a queue refused it."""
+        result = self.vhost.publish(exchange, msg, mandatory, self.counters)
+        self.connection.last_routed = result.queues
+        if not result.routed and mandatory:
             self._return(msg, 312, "NO_ROUTE")
         if self.confirm:
-            if self._refused:
+            if result.sync_seq:
+                self.unsynced.append((self.publish_seq, result.sync_seq))
+            if result.refused:
                 self.nacked.append(self.publish_seq)
-            conn.confirm_ready(self)
-
-    def _check_properties(self, msg: Message) -> None:
-        props = msg.properties
-        user = self.connection.user
-        if props.user_id is not None and props.user_id != user and not (
-                self.connection.grants.impersonator):
-            raise PreconditionFailed(
-                f"user_id property set to '{props.user_id}' but authenticated user was "
-                f"'{user}'")
-        if props.reply_to == REPLY_TO:
-            if self.reply_queue is None:
-                raise PreconditionFailed("fast reply consumer does not exist")
-            msg.replace_reply_to(self.reply_queue.name)
-
-    def _route(self, exchange: Any, msg: Message, mandatory: bool = False) -> bool:
-        """Deliver to every queue the message routes to. True if it routed anywhere;
-        ``self._refused`` tells whether a full queue turned it away."""
-        self._refused = False
-        self.counters.publish += 1
-        if exchange.name == "" and msg.routing_key.startswith(REPLY_TO_PREFIX):
-            q = self.connection.node_reply_queue(msg.routing_key)
-            if q is None:
-                return False
-            q.push(msg)
-            return True
-        if exchange.dedup is not None and exchange.dedup.is_duplicate(msg):
-            return True  # seen within the window: dropped, and confirmed like the plugin
-        if exchange.TYPE == DELAYED and (delay := delay_of(msg)):
-            # Held, then routed with the bindings of when it falls due; a mandatory message
-            # that routes nowhere now is returned at once instead.
-            if mandatory and not self.vhost.route(exchange, msg):
-                return False
-            exchange.hold(self.vhost, msg, delay)
-            return True
-        queues = self.vhost.route(exchange, msg)
-        if msg.flags & FLAG_HEADERS and "BCC" in msg.headers:
-            msg = msg.without_bcc()
-        for q in queues:
-            if not q.push(msg):
-                self._refused = True
-        self.connection.last_routed = queues
-        if not queues:
-            self._count("return_unroutable" if mandatory else "drop_unroutable")
-        return bool(queues)
-
-    def _count(self, event: str, queue: Queue | None = None, n: int = 1) -> None:
-        """Count a less frequent event on this channel and the queue (the vhost's totals
-        add up its channels: broker/vhost.py ``counters``)."""
-        setattr(self.counters, event, getattr(self.counters, event) + n)
-        if queue is not None:
-            setattr(queue.counters, event, getattr(queue.counters, event) + n)
+            self.connection.confirm_ready(self)
 
     def _return(self, msg: Message, code: int, text: str) -> None:
         conn = self.connection
@@ -250,7 +205,9 @@ class Channel:
         upto = self.publish_seq
         unsynced = self.unsynced
         if unsynced:
-            durable = self.vhost.store.durable_seq
+            store = self.vhost.store
+            assert store is not None  # something was written to it
+            durable = store.durable_seq
             while unsynced and unsynced[0][1] <= durable:
                 unsynced.popleft()
             if unsynced:
@@ -269,7 +226,7 @@ class Channel:
 
     def _ack_upto(self, upto: int) -> None:
         if upto > self.confirmed_upto:
-            self._count("confirm", n=upto - self.confirmed_upto)
+            self.counters.confirm += upto - self.confirmed_upto
             multiple = upto - self.confirmed_upto > 1
             self.confirmed_upto = upto
             self.connection.send(self.number, spec.BasicAck(delivery_tag=upto, multiple=multiple))
@@ -293,7 +250,8 @@ class Channel:
                 f'"expected integer, got {wire_type(priority)}"')
         if q.consumers and (m.exclusive or q.has_exclusive_consumer):
             raise AccessRefused(f"queue '{q.name}' in vhost '{self.vhost.name}' in exclusive use")
-        consumer = Consumer(self, q, tag, m.no_ack, m.exclusive, self.prefetch, m.arguments)
+        consumer = Consumer(self, self.gate, self.connection, q, tag, m.no_ack, m.exclusive,
+                            self.prefetch, m.arguments)
         self.consumers[tag] = consumer
         if not m.nowait:
             self.connection.send(self.number, spec.BasicConsumeOk(consumer_tag=tag))
@@ -304,10 +262,11 @@ class Channel:
             raise PreconditionFailed("reply consumer cannot acknowledge")
         if self.reply_queue is not None:
             raise PreconditionFailed("reply consumer already set")
-        q = Queue(self.vhost, server_name(REPLY_TO_PREFIX))
+        q = ClassicQueue(self.vhost, server_name(REPLY_TO_PREFIX))
         self.reply_queue = q
-        self.connection.register_reply_queue(q)
-        consumer = Consumer(self, q, tag, True, True, 0, m.arguments)
+        self.vhost.reply_queues[q.name] = q
+        consumer = Consumer(self, self.gate, self.connection, q, tag, True, True, 0,
+                            m.arguments)
         self.consumers[tag] = consumer
         if not m.nowait:
             self.connection.send(self.number, spec.BasicConsumeOk(consumer_tag=tag))
@@ -320,7 +279,7 @@ class Channel:
         q = consumer.queue
         q.remove_consumer(consumer)
         if q is self.reply_queue:
-            self.connection.unregister_reply_queue(q)
+            self.vhost.reply_queues.pop(q.name, None)
             self.reply_queue = None
         elif q.auto_delete and not q.consumers and not q.deleted:
             self.vhost.drop_queue(q)
@@ -335,32 +294,22 @@ class Channel:
 
     def get(self, m: spec.BasicGet) -> None:
         conn = self.connection
-        if m.queue or self.last_queue:
-            conn.grants.check(READ, "queue", m.queue or self.last_queue)
-        q = self.vhost.queue(m.queue or self.last_queue, conn)
-        entry = q.get()
+        q, entry = self.vhost.get(m.queue or self.last_queue, m.no_ack, conn, conn.grants,
+                                  self.counters)
         if entry is None:
-            self._count("get_empty", q)
             conn.send(self.number, spec.BasicGetEmpty())
             return
-        self._count("get_no_ack" if m.no_ack else "get", q)
-        if entry.redelivered:
-            self._count("redeliver", q)
         self.delivery_tag += 1
         tag = self.delivery_tag
-        if entry.offset is not None:
-            if m.no_ack:
-                q.forget(entry)
-            else:
-                _mark(q, entry)
         if not m.no_ack:
             self.unacked[tag] = Unacked(entry, q, None)
-            q.unacked += 1
+            if self.global_prefetch:
+                self._update_gate()
             if q.consumer_timeout is not None:
                 self._watch_ack(tag, q.consumer_timeout)
         msg = entry.message
         conn.write(encode_get_ok(self.number, tag, entry.redelivered,
-                                 msg.route, len(q.ready),
+                                 msg.route, q.message_count,
                                  msg.properties_raw, msg.body, conn.frame_max))
 
     def qos(self, m: spec.BasicQos) -> None:
@@ -368,6 +317,7 @@ class Channel:
             raise NotImplemented_(f"prefetch_size!=0 ({m.prefetch_size})")
         if m.global_:
             self.global_prefetch = m.prefetch_count
+            self._update_gate()
         else:
             self.prefetch = m.prefetch_count
         self.connection.send(self.number, spec.BasicQosOk())
@@ -376,49 +326,43 @@ class Channel:
     # -- acknowledgements ------------------------------------------------------------
 
     def _take(self, tag: int, multiple: bool) -> list[Unacked]:
+        """Take deliveries out of the unacked set (one, or all up to ``tag``), releasing
+        their consumers' prefetch."""
         unacked = self.unacked
         if multiple and tag == 0:
             taken = list(unacked.values())
             unacked.clear()
-            return taken
-        if tag not in unacked:
+        elif tag not in unacked:
             raise PreconditionFailed(f"unknown delivery tag {tag}")
-        if not multiple:
-            return [unacked.pop(tag)]
-        taken = []
-        while True:
-            t, u = unacked.popitem(last=False)
-            taken.append(u)
-            if t == tag:
-                return taken
-
-    def _settle(self, records: list[Unacked]) -> None:
-        for u in records:
-            u.queue.unacked -= 1
+        elif not multiple:
+            taken = [unacked.pop(tag)]
+        else:
+            taken = []
+            while True:
+                t, u = unacked.popitem(last=False)
+                taken.append(u)
+                if t == tag:
+                    break
+        for u in taken:
             if u.consumer is not None:
                 u.consumer.unacked -= 1
+        if self.global_prefetch:
+            self._update_gate()
+        return taken
 
     def ack(self, tag: int, multiple: bool) -> None:
         if self.tx is not None:
             self._check_tags(tag, multiple)
             self.tx.append(("ack", (tag, multiple)))
             return
-        records = self._take(tag, multiple)
-        self._settle(records)
-        self._forget(records)
-        self._count_acks(records)
+        self._ack(self._take(tag, multiple))
         self.redispatch()
 
-    def _count_acks(self, records: list[Unacked]) -> None:
+    def _ack(self, records: list[Unacked]) -> None:
+        """Acknowledged: each queue lets its messages go (and acks them in its log)."""
         self.counters.ack += len(records)
         for u in records:
-            u.queue.counters.ack += 1
-
-    def _forget(self, records: list[Unacked]) -> None:
-        """Acknowledged: the messages leave their queues' logs."""
-        for u in records:
-            if u.entry.offset is not None:
-                u.queue.forget(u.entry)
+            u.queue.ack(u.entry)
 
     def _check_tags(self, tag: int, multiple: bool) -> None:
         if not (multiple and tag == 0) and tag not in self.unacked:
@@ -429,22 +373,9 @@ class Channel:
             self._check_tags(tag, multiple)
             self.tx.append(("nack", (tag, multiple, requeue)))
             return
-        records = self._take(tag, multiple)
-        self._settle(records)
-        self._settle_rejected(records, requeue)
+        for q, entries in _by_queue(self._take(tag, multiple)):
+            q.reject(entries, requeue)
         self.redispatch()
-
-    def _settle_rejected(self, records: list[Unacked], requeue: bool) -> None:
-        """Nacked or rejected: back to the queue, or dead-lettered / dropped."""
-        if requeue:
-            for u in records:
-                if u.queue.retry_delay is not None and not u.queue.deleted:
-                    u.queue.retry_later(u.entry)
-            self._requeue([u for u in records if u.queue.retry_delay is None])
-            return
-        for u in records:
-            if not u.queue.deleted:
-                u.queue.discard(u.entry)
 
     def _watch_ack(self, tag: int, timeout: float) -> None:
         """x-consumer-timeout: a delivery not acknowledged in time closes the channel,
@@ -457,22 +388,15 @@ class Channel:
                     "configured, see consumers doc guide to learn more", 0, 0))
         self.vhost.timers.call_later(timeout, check)
 
-    def _requeue(self, records: list[Unacked]) -> None:
-        by_queue: dict[int, tuple[Queue, list[Entry]]] = {}
-        for u in records:
-            if u.queue.deleted:
-                continue
-            by_queue.setdefault(id(u.queue), (u.queue, []))[1].append(u.entry)
-        for q, entries in by_queue.values():
+    def _requeue_all(self) -> None:
+        """Every unacknowledged delivery goes back to its queue, redelivered."""
+        for q, entries in _by_queue(self._take(0, True)):
             q.requeue(entries)
 
     def recover(self, requeue: bool) -> None:
         if not requeue:
             raise NotImplemented_("requeue=false")
-        records = list(self.unacked.values())
-        self.unacked.clear()
-        self._settle(records)
-        self._requeue(records)
+        self._requeue_all()
 
     # -- transactions and confirms ---------------------------------------------------
 
@@ -488,19 +412,13 @@ class Channel:
         ops, self.tx = self.tx, []
         for op, args in ops:
             if op == "publish":
-                exchange, msg, mandatory = args
-                if not self._route(exchange, msg, mandatory) and mandatory:
-                    self._return(msg, 312, "NO_ROUTE")
+                self._publish(*args)
             elif op == "ack":
-                records = self._take(*args)
-                self._settle(records)
-                self._forget(records)
-                self._count_acks(records)
+                self._ack(self._take(*args))
             else:
                 tag, multiple, requeue = args
-                records = self._take(tag, multiple)
-                self._settle(records)
-                self._settle_rejected(records, requeue)
+                for q, entries in _by_queue(self._take(tag, multiple)):
+                    q.reject(entries, requeue)
         store = self.vhost.store
         if store is not None and store.seq > store.durable_seq:
             store.commit()  # commit-ok means the published messages and acks are durable
@@ -518,6 +436,7 @@ class Channel:
 
     def flow(self, active: bool) -> None:
         self.flow_active = active
+        self._update_gate()
         if active:
             self.redispatch()
 
@@ -526,12 +445,10 @@ class Channel:
     def release(self) -> None:
         """The channel is gone: cancel consumers and requeue what was never acked."""
         self.closing = True
+        self.gate.open = False
         # Requeue first, then cancel: the next consumer (single-active-consumer) then gets
         # the returned messages in their original order.
-        records = list(self.unacked.values())
-        self.unacked.clear()
-        self._settle(records)
-        self._requeue(records)
+        self._requeue_all()
         queues = {id(c.queue): c.queue for c in self.consumers.values()}
         for tag in list(self.consumers):
             self.cancel(tag)
@@ -547,7 +464,9 @@ class Channel:
             self.vhost.own_counters.add(self.counters)
 
 
-def _mark(q: Queue, entry: Entry) -> None:
-    """Delivered, awaiting an ack: recorded, so it comes back redelivered after a crash."""
-    if q.log is not None and entry.offset is not None:
-        q.log.mark_delivered(entry.offset)
+def _by_queue(records: list[Unacked]) -> list[tuple[Queue, list[Entry]]]:
+    """Deliveries grouped by queue, in order: each queue settles its batch at once."""
+    groups: dict[int, tuple[Queue, list[Entry]]] = {}
+    for u in records:
+        groups.setdefault(id(u.queue), (u.queue, []))[1].append(u.entry)
+    return list(groups.values())

@@ -21,7 +21,7 @@ from leveret.broker.access import Grants
 from leveret.broker.channel import Channel
 from leveret.broker.dispatch import HANDLERS
 from leveret.broker.node import Node
-from leveret.broker.queue import Queue
+from leveret.broker.queues import Queue
 from leveret.broker.vhost import VirtualHost
 from leveret.errors import (
     AccessRefusedHard,

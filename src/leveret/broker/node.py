@@ -12,8 +12,10 @@ from leveret.broker import access
 from leveret.broker.access import Grants, Permission, TopicPermission, User
 from leveret.broker.clock import Clock, Timers
 from leveret.broker.exchanges import DelayedExchange
+from leveret.broker.queues import Queue
 from leveret.broker.stats import Counters, node_counters
 from leveret.broker.vhost import VirtualHost
+from leveret.store.base import Definitions, Store
 
 log = logging.getLogger("leveret.node")
 
@@ -63,7 +65,7 @@ class Node:
     vhosts: dict[str, VirtualHost] = field(default_factory=dict)
     connections: set[Any] = field(default_factory=set)
     # direct reply-to pseudo-queues by their amq.rabbitmq.reply-to.<id> name
-    reply_queues: dict[str, Any] = field(default_factory=dict)
+    reply_queues: dict[str, Queue] = field(default_factory=dict)
     cluster_name: str = "leveret"
     clock: Clock = field(default_factory=Clock)
     timers: Timers = field(init=False)
@@ -74,9 +76,12 @@ class Node:
 
     def __post_init__(self) -> None:
         self.timers = Timers(self.clock)
-        self._definitions: Any = None
+        self._definitions: Definitions | None = None
         self._on_definitions_changed: Callable[[], None] = lambda: None
-        self.store: Any = None
+        self.store: Store | None = None
+        # Called after something outside the AMQP input path (the management API, timers)
+        # may have written to the store: the runtime installs its group commit here.
+        self.store_changed: Callable[[], None] = lambda: None
         self.permissions: dict[tuple[str, str], Permission] = {}
         self.topic_permissions: dict[tuple[str, str, str], TopicPermission] = {}
         self.vhost_limits: dict[str, dict[str, int]] = {}
@@ -98,11 +103,10 @@ class Node:
                   default_queue_type: str | None = None) -> VirtualHost:
         vhost = self.vhosts.get(name)
         if vhost is None:
-            vhost = VirtualHost(name, self.timers)
-            vhost.definitions = self._definitions
-            vhost.on_definitions_changed = self._on_definitions_changed
-            vhost.store = self.store
-            vhost.node_limits = self.limits
+            vhost = VirtualHost(name, self.timers, store=self.store,
+                                definitions=self._definitions,
+                                on_definitions_changed=self._on_definitions_changed,
+                                limits=self.limits, reply_queues=self.reply_queues)
             self.vhosts[name] = vhost
         vhost.description = description
         vhost.tags = access.parse_tags(tags)
@@ -369,7 +373,8 @@ class Node:
             return f"connection refused: node connection limit ({limit}) is reached"
         return None
 
-    def attach_definitions(self, definitions: Any, on_change: Callable[[], object]) -> None:
+    def attach_definitions(self, definitions: Definitions,
+                           on_change: Callable[[], object]) -> None:
         """Record durable entities from now on (store/base.py Definitions); ``on_change``
         makes each recorded change durable before the client hears it is done."""
         self._definitions = definitions
@@ -381,7 +386,7 @@ class Node:
             vhost.definitions = definitions
             vhost.on_definitions_changed = self._on_definitions_changed
 
-    def attach_store(self, store: Any) -> None:
+    def attach_store(self, store: Store | None) -> None:
         """Keep the persistent messages of durable queues in ``store`` (store/base.py
         Store): queues declared from now on open their log there."""
         self.store = store
@@ -398,7 +403,7 @@ class Node:
         logged = set()
         for vhost in self.vhosts.values():
             for q in vhost.queues.values():
-                if q.log is not None:
+                if q.durable and not q.exclusive:  # (its log was opened at declare)
                     logged.add((vhost.name, q.name))
                     total += q.recover()
             for ex in vhost.exchanges.values():

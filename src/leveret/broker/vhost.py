@@ -1,5 +1,18 @@
-"""A virtual host: the registry of exchanges, queues and bindings, and their rules.
+"""A virtual host: the registry of exchanges, queues and bindings, and the one operation
+API every adapter uses on them.
 
+AMQP channels, the management HTTP API, delayed-message release, dead-lettering (and later
+shovels and streams) all go through these methods, so a rule lives in one place:
+
+    declare_exchange / delete_exchange / declare_queue / delete_queue / purge_queue
+    bind_queue / unbind_queue / bind_exchange       permission checks, then the change
+    authorize_publish(grants, exchange, key)        the checks before a publish
+    publish(exchange, message) -> PublishResult     reply-to, dedup, delay, route, BCC, push
+    get(queue, no_ack)                              basic.get and the HTTP get
+    release_delayed / dead_letter                   the broker republishing a message
+
+``grants`` is the acting user's permissions (broker/access.py), checked where RabbitMQ
+checks them; None means the broker itself (restoring definitions, internal queues).
 Declare, delete, bind and route follow AMQP 0-9-1 as RabbitMQ implements it, including its
 reply texts, so clients that match on them keep working.
 """
@@ -10,15 +23,15 @@ import base64
 import json
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from leveret.amqp.fields import FieldTable
+from leveret.broker import deadletter
 from leveret.broker import definitions as defs
 from leveret.broker.access import CONFIGURE, READ, WRITE, Grants
 from leveret.broker.arguments import (
     EXCHANGE_EQUIVALENT,
     QUEUE_ARGUMENTS,
-    QUORUM_REFUSED,
     assert_equivalent,
     erlang_term,
     validate_queue_arguments,
@@ -27,12 +40,22 @@ from leveret.broker.arguments import (
 from leveret.broker.clock import Clock, Timers
 from leveret.broker.dedup import LOG_PREFIX as DEDUP_LOG_PREFIX
 from leveret.broker.dedup import DedupWindow
+from leveret.broker.entry import Entry
 from leveret.broker.exchanges import TYPES, Binding, DelayedExchange, Exchange
 from leveret.broker.exchanges.delayed import LOG_PREFIX as DELAYED_LOG_PREFIX
+from leveret.broker.exchanges.delayed import TYPE_NAME as DELAYED
+from leveret.broker.exchanges.delayed import delay_of
 from leveret.broker.exchanges.headers import MATCH_MODES
-from leveret.broker.message import FLAG_HEADERS, Message
+from leveret.broker.message import (
+    FLAG_EXPIRATION,
+    FLAG_HEADERS,
+    FLAG_USER_ID,
+    Message,
+    parse_expiration,
+)
 from leveret.broker.policy import Policy, choose, merge
-from leveret.broker.queue import Queue
+from leveret.broker.queues import Queue, queue_type
+from leveret.broker.queues.base import PagingLimits
 from leveret.broker.stats import Counters, total
 from leveret.errors import (
     AccessRefused,
@@ -41,6 +64,10 @@ from leveret.errors import (
     PreconditionFailed,
     ResourceLocked,
 )
+from leveret.store.base import Definitions, Store
+
+REPLY_TO = "amq.rabbitmq.reply-to"
+REPLY_TO_PREFIX = REPLY_TO + "."
 
 DEFAULT_EXCHANGES = {
     "amq.direct": "direct",
@@ -62,32 +89,63 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+class CountingChannel(Protocol):
+    """A live channel of this vhost, as far as the vhost's message totals go."""
+
+    counters: Counters
+
+
+class PublishResult:
+    """What became of one published message.
+
+    ``queues``: the queues it was routed to (empty when it was held, deduplicated or went
+    nowhere); ``routed``: False only when it went nowhere (mandatory -> basic.return);
+    ``refused``: a queue turned it away (x-overflow reject-publish -> basic.nack);
+    ``sync_seq``: the store sequence number its confirm must wait for (0: nothing was
+    written to the store, confirm at once)."""
+
+    __slots__ = ("queues", "refused", "routed", "sync_seq")
+
+    def __init__(self, queues: list[Queue], routed: bool, refused: bool = False,
+                 sync_seq: int = 0) -> None:
+        self.queues = queues
+        self.routed = routed
+        self.refused = refused
+        self.sync_seq = sync_seq
+
+
 class VirtualHost:
-    def __init__(self, name: str, timers: Timers | None = None) -> None:
+    def __init__(self, name: str, timers: Timers | None = None, *,
+                 store: Store | None = None, definitions: Definitions | None = None,
+                 on_definitions_changed: Callable[[], None] = lambda: None,
+                 limits: PagingLimits | None = None,
+                 reply_queues: dict[str, Queue] | None = None) -> None:
         self.name = name
         # The broker's clock and timers: TTL, expiry and delays all read this one clock.
         self.timers = timers if timers is not None else Timers(Clock())
         self.clock = self.timers.clock
         self.policies: dict[str, Policy] = {}
-        # Where durable definitions are recorded (store/base.py Definitions), if anywhere;
-        # on_definitions_changed lets the server make each change durable (one commit).
-        self.definitions: Any = None
-        self.on_definitions_changed: Callable[[], None] = lambda: None
-        # The message store (store/base.py Store), if any: durable queues keep their
-        # persistent messages in a log opened from it.
-        self.store: Any = None
-        self.node_limits: Any = None  # the node's Limits (queues' in-memory limits, paging)
+        # Where durable definitions are recorded, if anywhere; on_definitions_changed lets
+        # the server make each change durable (one commit).
+        self.definitions = definitions
+        self.on_definitions_changed = on_definitions_changed
+        # The message store, if any: durable queues keep their persistent messages in a
+        # log opened from it.
+        self.store = store
+        self.node_limits = limits  # the node's Limits (queues' in-memory limits, paging)
+        # Direct reply-to pseudo-queues by their amq.rabbitmq.reply-to.<id> name: shared
+        # by the whole node, as the names are.
+        self.reply_queues: dict[str, Queue] = reply_queues if reply_queues is not None else {}
         self.restoring = False
         # Metadata shown by the management API (RabbitMQ's vhost description and tags).
         self.description = ""
         self.tags: list[str] = []
         self.default_queue_type: str | None = None
         self.max_queues: int | None = None  # the vhost limit max-queues, kept by the node
-        # Every channel's message counters in this vhost, added up as they happen.
         # Message counters: live channels count their own (one increment on the hot path);
         # closed channels and the management API add theirs here. ``counters`` sums both.
         self.own_counters = Counters()
-        self.channels: set[Any] = set()
+        self.channels: set[CountingChannel] = set()
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
         default = TYPES["direct"]("", durable=True)
@@ -212,7 +270,9 @@ class VirtualHost:
         assert_equivalent(existing.arguments, arguments, EXCHANGE_EQUIVALENT, what)
         return existing
 
-    def delete_exchange(self, name: str, if_unused: bool) -> None:
+    def delete_exchange(self, name: str, if_unused: bool, grants: Grants | None = None) -> None:
+        if name and grants is not None:
+            grants.check(CONFIGURE, "exchange", name)
         if name == "":
             raise AccessRefused("operation not permitted on the default exchange")
         ex = self.exchanges.get(name)
@@ -274,21 +334,18 @@ class VirtualHost:
             where = f"queue '{name}' {self._where()}"
             validate_queue_arguments(arguments, where)
             self._admit_queue(name, arguments, grants)
-            if arguments.get("x-queue-type") == "quorum":
-                if generated:
-                    raise PreconditionFailed("Cannot declare a server-named queue for type "
-                                             "rabbit_quorum_queue")
-                self._check_quorum(arguments, durable, exclusive, auto_delete, where)
-            q = Queue(self, name, durable=durable,
-                      exclusive_owner=connection if exclusive else None,
-                      auto_delete=auto_delete, arguments=arguments)
+            kind = queue_type(_text(arguments.get("x-queue-type")))
+            kind.check_declare(arguments, durable, exclusive, auto_delete, generated, where)
+            q = kind(self, name, durable=durable,
+                     exclusive_owner=connection if exclusive else None,
+                     auto_delete=auto_delete, arguments=arguments)
             self._apply_policy(q)
             if durable and not exclusive:  # exclusive queues end with their connection
                 self._record(defs.QUEUE, *defs.queue_record(self.name, q))
                 if self.store is not None:
-                    q.log = self.store.open_queue(self.name, name)
+                    found = q.open_log()
                     self._durable_window(q.dedup, "queue", name)
-                    if not self.restoring and len(q.log):
+                    if not self.restoring and found:
                         # messages kept from a queue whose definition was lost to damage
                         q.recover()
             self.queues[name] = q
@@ -312,20 +369,10 @@ class VirtualHost:
         assert_equivalent(existing.arguments, arguments, QUEUE_ARGUMENTS, what)
         return existing
 
-    def _check_quorum(self, arguments: FieldTable, durable: bool, exclusive: bool,
-                      auto_delete: bool, where: str) -> None:
-        """A quorum queue here is a durable single-node queue with quorum semantics:
-        RabbitMQ's rules and texts for what it refuses."""
-        for key in QUORUM_REFUSED:
-            if key in arguments:
-                raise PreconditionFailed(
-                    f"invalid arg '{key}' for {where} of queue type rabbit_quorum_queue")
-        for bad, prop in ((auto_delete, "auto-delete"), (exclusive, "exclusive-owner"),
-                          (not durable, "non-durable")):
-            if bad:
-                raise PreconditionFailed(f"invalid property '{prop}' for {where}")
-
-    def delete_queue(self, name: str, if_unused: bool, if_empty: bool, connection: Any) -> int:
+    def delete_queue(self, name: str, if_unused: bool, if_empty: bool, connection: Any,
+                     grants: Grants | None = None) -> int:
+        if name and grants is not None:
+            grants.check(CONFIGURE, "queue", name)
         if not name:
             raise NotFound("no previously declared queue")
         q = self.queues.get(name)
@@ -334,9 +381,15 @@ class VirtualHost:
         self.check_exclusive(q, connection)
         if if_unused and q.consumers:
             raise PreconditionFailed(f"queue '{name}' {self._where()} in use")
-        if if_empty and q.ready:
+        if if_empty and q.message_count:
             raise PreconditionFailed(f"queue '{name}' {self._where()} not empty")
         return self.drop_queue(q)
+
+    def purge_queue(self, name: str, connection: Any, grants: Grants | None = None) -> int:
+        """queue.purge: the ready messages go (not the unacknowledged ones)."""
+        if name and grants is not None:
+            grants.check(READ, "queue", name)
+        return self.queue(name, connection).purge()
 
     def _admit_queue(self, name: str, arguments: FieldTable, grants: Grants | None) -> None:
         """A new queue: its dead-letter exchange needs write permission, and the vhost's
@@ -362,8 +415,7 @@ class VirtualHost:
         """Remove a queue: cancel its consumers, drop its bindings, discard its messages."""
         if q.deleted:
             return 0
-        count = len(q.ready)
-        q.deleted = True
+        count = q.message_count
         self.queues.pop(q.name, None)
         for consumer in list(q.consumers):
             consumer.channel.cancel_by_server(consumer)
@@ -375,11 +427,7 @@ class VirtualHost:
             if ex.remove_binding(b):
                 self._maybe_auto_delete_exchange(ex)
         q.bindings.clear()
-        log, q.log = q.log, None
-        q.purge()
-        q.close()
-        if log is not None and self.store is not None:
-            self.store.delete_queue(self.name, q.name)
+        q.delete()
         self._drop_window(q.dedup, "queue", q.name)
         return count
 
@@ -397,8 +445,23 @@ class VirtualHost:
                     f"Invalid x-match field value {erlang_term(mode)}; expected all, any, "
                     "all-with-x, or any-with-x")
 
+    def _check_binding(self, grants: Grants | None, kind: str, destination: str, source: str,
+                       routing_key: str) -> None:
+        """RabbitMQ's order: write on the destination, read on the source, then the topic
+        permission on the routing key when the source is a topic exchange."""
+        if grants is None or (kind == "queue" and not destination):
+            return  # (no queue named: the lookup says "no previously declared queue")
+        grants.check(WRITE, kind, destination)
+        if source == "" or (kind == "exchange" and destination == ""):
+            return  # refused below: bindings to or from the default exchange
+        grants.check(READ, "exchange", source)
+        ex = self.exchanges.get(source)
+        if ex is not None and ex.type == "topic":
+            grants.check_topic(READ, source, routing_key)
+
     def bind_queue(self, queue: str, exchange: str, routing_key: str, arguments: FieldTable,
-                   connection: Any) -> None:
+                   connection: Any, grants: Grants | None = None) -> None:
+        self._check_binding(grants, "queue", queue, exchange, routing_key)
         if exchange == "":
             raise AccessRefused("operation not permitted on the default exchange")
         q = self.queue(queue, connection)
@@ -410,7 +473,8 @@ class VirtualHost:
             self._record_binding(b, add=True)
 
     def unbind_queue(self, queue: str, exchange: str, routing_key: str, arguments: FieldTable,
-                     connection: Any) -> None:
+                     connection: Any, grants: Grants | None = None) -> None:
+        self._check_binding(grants, "queue", queue, exchange, routing_key)
         if exchange == "":
             raise AccessRefused("operation not permitted on the default exchange")
         q = self.queues.get(queue)
@@ -425,7 +489,9 @@ class VirtualHost:
             self._maybe_auto_delete_exchange(ex)
 
     def bind_exchange(self, destination: str, source: str, routing_key: str,
-                      arguments: FieldTable, unbind: bool = False) -> None:
+                      arguments: FieldTable, unbind: bool = False,
+                      grants: Grants | None = None) -> None:
+        self._check_binding(grants, "exchange", destination, source, routing_key)
         if destination == "" or source == "":
             raise AccessRefused("operation not permitted on the default exchange")
         if unbind:
@@ -439,14 +505,10 @@ class VirtualHost:
             return
         dest = self.exchange(destination)
         src = self.exchange(source)
+        self._check_bind_args(src, arguments)
         b = Binding(source, dest, routing_key, arguments)
-        if unbind:
-            if src.remove_binding(b):
-                self._maybe_auto_delete_exchange(src)
-        else:
-            self._check_bind_args(src, arguments)
-            if src.add_binding(b):
-                self._record_binding(b, add=True)
+        if src.add_binding(b):
+            self._record_binding(b, add=True)
 
     # -- policies ----------------------------------------------------------------------
 
@@ -487,17 +549,124 @@ class VirtualHost:
             effective = merge(entity.arguments, policy)
             entity.effective_arguments = effective
 
-    # -- routing -----------------------------------------------------------------------
+    # -- publishing -------------------------------------------------------------------
 
-    def deliver(self, exchange: Exchange, message: Message) -> int:
-        """Route and enqueue a message the broker itself publishes (delayed, retried);
-        returns how many queues took it."""
-        if self.exchanges.get(exchange.name) is not exchange:
-            return 0  # the exchange was deleted meanwhile
-        queues = self.route(exchange, message)
+    def authorize_publish(self, grants: Grants, name: str, routing_key: str) -> Exchange:
+        """The exchange a user may publish to, checked as RabbitMQ's channel does: write
+        permission (before the exchange need exist), existence, internal, then the topic
+        permission for topic exchanges."""
+        if name not in grants.writable_exchanges:
+            grants.check(WRITE, "exchange", name)
+        # the dict first: exchange() (which raises NotFound) is one more call per message
+        exchange = self.exchanges.get(name) or self.exchange(name)
+        if exchange.internal:
+            raise AccessRefused(f"cannot publish to internal exchange '{exchange.name}' in "
+                                f"vhost '{self.name}'")
+        if exchange.TYPE == "topic":
+            grants.check_topic(WRITE, exchange.name, routing_key)
+        return exchange
+
+    def publish(self, exchange: Exchange, message: Message, mandatory: bool = False,
+                counters: Counters | None = None) -> PublishResult:
+        """Publish a message, whoever publishes it (AMQP, HTTP, shovels): direct reply-to,
+        deduplication, delayed exchanges, routing, CC/BCC, enqueueing and the
+        publisher's counters (``counters``: its channel's, or the vhost's own)."""
+        if counters is not None:
+            counters.publish += 1
+        store = self.store
+        before = store.seq if store is not None else 0
+        if exchange.name == "" and message.routing_key.startswith(REPLY_TO_PREFIX):
+            reply_queue = self.reply_queues.get(message.routing_key)
+            if reply_queue is None:
+                return PublishResult([], False)
+            reply_queue.push(message)
+            return PublishResult([reply_queue], True)
+        if exchange.dedup is not None and exchange.dedup.is_duplicate(message):
+            # seen within the window: dropped, and confirmed like the plugin
+            return PublishResult([], True, False, _changed(store, before))
+        if exchange.TYPE == DELAYED and (delay := delay_of(message)):
+            # Held, then routed with the bindings of when it falls due; a mandatory message
+            # that routes nowhere now is returned at once instead.
+            if mandatory and not self.route(exchange, message):
+                result = PublishResult([], False)
+            else:
+                assert isinstance(exchange, DelayedExchange)
+                exchange.hold(self, message, delay)
+                result = PublishResult([], True, False, _changed(store, before))
+        else:
+            queues = self.route(exchange, message)
+            result = PublishResult(queues, bool(queues), not self._enqueue(queues, message),
+                                   _changed(store, before))
+        if not result.routed and counters is not None:
+            if mandatory:
+                counters.return_unroutable += 1
+            else:
+                counters.drop_unroutable += 1
+        return result
+
+    def _enqueue(self, queues: list[Queue], message: Message) -> bool:
+        """Push a routed message to its queues, without its BCC header (which no consumer
+        may see, as in RabbitMQ). False if a queue refused it."""
         if message.flags & FLAG_HEADERS and "BCC" in message.headers:
             message = message.without_bcc()
-        return sum(1 for q in queues if q.push(message))
+        accepted = True
+        for q in queues:
+            if not q.push(message):
+                accepted = False
+        return accepted
+
+    def release_delayed(self, exchange: DelayedExchange, message: Message) -> PublishResult:
+        """A delayed message fell due: route it with the bindings of now (its dedup and
+        delay were applied when it was published)."""
+        if self.exchanges.get(exchange.name) is not exchange:
+            return PublishResult([], False)  # the exchange was deleted meanwhile
+        queues = self.route(exchange, message)
+        return PublishResult(queues, bool(queues), not self._enqueue(queues, message))
+
+    def dead_letter(self, queue: Queue, message: Message, reason: str) -> None:
+        """Republish a message a queue let go (rejected, expired, over its length or
+        delivery limit) to the queue's dead-letter exchange, with RabbitMQ's x-death
+        headers; a cycle with no rejection in it drops the message, as RabbitMQ does."""
+        dlx = queue.dead_letter_exchange
+        if dlx is None:
+            return
+        exchange = self.exchanges.get(dlx)
+        if exchange is None:
+            return  # dead-lettering to a missing exchange drops the message, as in RabbitMQ
+        out, keys = deadletter.dead_letter_message(message, reason, queue.name, dlx,
+                                                   queue.dead_letter_routing_key,
+                                                   self.clock.now())
+        targets: dict[int, Queue] = {}
+        for key in keys:
+            for q in self.route(exchange, out, key):
+                targets.setdefault(id(q), q)
+        self._enqueue([q for q in targets.values()
+                       if reason == deadletter.REJECTED or not deadletter.is_cycle(out, q.name)],
+                      out)
+
+    # -- polling -----------------------------------------------------------------------
+
+    def get(self, name: str, no_ack: bool, connection: Any, grants: Grants | None = None,
+            counters: Counters | None = None) -> tuple[Queue, Entry | None]:
+        """basic.get (and the HTTP get): the head of a queue the user may read, settled
+        at once with ``no_ack``; counted on the queue and on ``counters``."""
+        if name and grants is not None:
+            grants.check(READ, "queue", name)
+        q = self.queue(name, connection)
+        entry = q.get(no_ack)
+        if counters is not None:
+            if entry is None:
+                counters.get_empty += 1
+            else:
+                if no_ack:
+                    counters.get_no_ack += 1
+                else:
+                    counters.get += 1
+                if entry.redelivered:
+                    counters.redeliver += 1
+        return q, entry
+
+    # -- routing -----------------------------------------------------------------------
 
     def route(self, exchange: Exchange, message: Message,
               routing_key: str | None = None) -> list[Queue]:
@@ -540,3 +709,32 @@ class VirtualHost:
                 if ae is not None:
                     pending.append(ae)
         return list(queues.values())
+
+
+def _changed(store: Store | None, before: int) -> int:
+    """The store's sequence number if something was written since ``before``, else 0."""
+    if store is None:
+        return 0
+    seq = store.seq
+    return seq if seq != before else 0
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else bytes(value).decode("utf-8", "replace")
+
+
+def check_properties(message: Message, grants: Grants) -> None:
+    """What RabbitMQ checks of a published message's properties: a parseable expiration,
+    and a user_id that names the publishing user (unless they may impersonate)."""
+    if message.flags & FLAG_EXPIRATION:
+        text = message.properties.expiration or ""
+        try:
+            parse_expiration(text)
+        except ValueError as exc:
+            raise PreconditionFailed(f"invalid expiration '{text}': {exc}") from None
+    user_id = message.properties.user_id if message.flags & FLAG_USER_ID else None
+    if user_id is not None and user_id != grants.user and not grants.impersonator:
+        raise PreconditionFailed(f"user_id property set to '{user_id}' but authenticated "
+                                 f"user was '{grants.user}'")

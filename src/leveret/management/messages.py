@@ -17,17 +17,16 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
-from collections.abc import Iterator
 from typing import Any
 
 from aiohttp import web
 
 from leveret.amqp.spec import Properties
-from leveret.broker import deadletter
-from leveret.broker.exchanges.delayed import TYPE_NAME as DELAYED
-from leveret.broker.exchanges.delayed import delay_of
+from leveret.broker.entry import Entry
 from leveret.broker.message import Message
-from leveret.errors import AccessRefused, AMQPError, PreconditionFailed
+from leveret.broker.queues import Queue
+from leveret.broker.vhost import VirtualHost, check_properties
+from leveret.errors import AMQPError
 from leveret.management.common import (
     ApiError,
     bad_request,
@@ -42,8 +41,6 @@ from leveret.management.common import (
     read_json,
     vhost_of,
 )
-from leveret.store.base import CorruptRecord
-from leveret.store.codec import unpack_message
 
 ACKMODES = ("ack_requeue_true", "ack_requeue_false", "reject_requeue_true",
             "reject_requeue_false")
@@ -123,31 +120,6 @@ def _encoding_options(encoding: Any, truncate: Any) -> tuple[str, int | None]:
 
 # -- publish ------------------------------------------------------------------------------------
 
-def route_and_enqueue(vhost: Any, exchange: Any, message: Message) -> bool:
-    """Publish as a channel would, minus the channel: True if any queue took it."""
-    counters = vhost.own_counters
-    counters.publish += 1
-    if exchange.dedup is not None and exchange.dedup.is_duplicate(message):
-        return True
-    if exchange.TYPE == DELAYED and (delay := delay_of(message)):
-        exchange.hold(vhost, message, delay)
-        return True
-    queues = vhost.route(exchange, message)
-    for q in queues:
-        q.push(message)
-    if not queues:
-        counters.drop_unroutable += 1
-    return bool(queues)
-
-
-def _poke_store(request: web.Request) -> None:
-    """Make persistent messages durable soon, as after an AMQP publish."""
-    listener = getattr(context(request).broker, "listener", None)
-    committer = getattr(listener, "committer", None)
-    if committer is not None:
-        committer.poke()
-
-
 async def publish(request: web.Request) -> web.Response:
     ctx = context(request)
     vhost = vhost_of(request, ctx.node, write=True)
@@ -166,33 +138,24 @@ async def publish(request: web.Request) -> web.Response:
         raise bad_request(["unsupported_encoding", encoding])
     routing_key = str(body["routing_key"])
     props = properties_from_json(body["properties"])
-    exchange = vhost.exchanges.get(name)
-    if exchange is None:
+    if name not in vhost.exchanges:
         raise bad_request(f"404 NOT_FOUND - no exchange '{name}' in vhost '{vhost.name}'")
-    user_grants = grants(request, ctx.node, vhost.name)
-    try:
-        user_grants.check("write", "exchange", name)
-        if exchange.TYPE == "topic":
-            user_grants.check_topic("write", name, routing_key)
-        if exchange.internal:
-            raise AccessRefused(f"cannot publish to internal exchange '{name}' in vhost "
-                                f"'{vhost.name}'")
-        user = context(request).node.users.get(user_grants.user)
-        if props.user_id is not None and props.user_id != user_grants.user and not (
-                user is not None and "impersonator" in user.tags):
-            raise PreconditionFailed(f"user_id property set to '{props.user_id}' but "
-                                     f"authenticated user was '{user_grants.user}'")
-    except AMQPError as exc:  # as the channel RabbitMQ publishes through reports it
-        raise bad_request(f"{exc.reply_code} {exc.reply_text}") from exc
     message = Message(name, routing_key, props.encode(), payload)
-    routed = route_and_enqueue(vhost, exchange, message)
-    _poke_store(request)
-    return json_response({"routed": routed})
+    user_grants = grants(request, ctx.node, vhost.name)
+    try:  # the checks of a channel, as RabbitMQ's management publishes through one
+        exchange = vhost.authorize_publish(user_grants, name, routing_key)
+        check_properties(message, user_grants)
+    except AMQPError as exc:  # reported as the channel would have closed
+        raise bad_request(f"{exc.reply_code} {exc.reply_text}") from exc
+    result = vhost.publish(exchange, message, counters=vhost.own_counters)
+    ctx.node.store_changed()  # make persistent messages durable soon, as after AMQP input
+    return json_response({"routed": result.routed})
 
 
 # -- get and peek ----------------------------------------------------------------------------
 
-def _queue(request: web.Request) -> Any:
+def _readable_queue(request: web.Request) -> tuple[VirtualHost, Queue]:
+    """The queue of the URL, if the user may read it (404 / 401 otherwise)."""
     ctx = context(request)
     vhost = vhost_of(request, ctx.node, write=True)
     q = vhost.queues.get(request.match_info["name"])
@@ -204,13 +167,14 @@ def _queue(request: web.Request) -> Any:
         grants(request, ctx.node, vhost.name).check("read", "queue", q.name)
     except AMQPError as exc:
         raise_for(exc)
-    return q
+    return vhost, q
 
 
 async def get_messages(request: web.Request) -> web.Response:
+    """basic.get ``count`` times over a channel's operations, then settle by ``ackmode``."""
     body = await read_json(request)
     missing_keys(body, "count", "ackmode", "encoding")
-    q = _queue(request)
+    vhost, q = _readable_queue(request)
     ackmode = body["ackmode"]
     if ackmode not in ACKMODES:
         raise bad_request(f"Unsupported ackmode '{ackmode}'; use one of {', '.join(ACKMODES)}")
@@ -221,42 +185,31 @@ async def get_messages(request: web.Request) -> web.Response:
         raise bad_request("count must be an integer") from None
     if q.exclusive:
         raise bad_request(f"RESOURCE_LOCKED - cannot obtain exclusive access to locked "
-                          f"queue '{q.name}' in vhost '{q.vhost.name}'")
-    taken, answer = [], []
-    counters = q.vhost.own_counters
+                          f"queue '{q.name}' in vhost '{vhost.name}'")
+    taken: list[Entry] = []
+    answer = []
     for _ in range(max(count, 0)):
-        entry = q.get()
+        q, entry = vhost.get(q.name, False, None, counters=vhost.own_counters)
         if entry is None:
             break
         taken.append(entry)
-        q.counters.get += 1
-        counters.get += 1
-        if entry.redelivered:
-            q.counters.redeliver += 1
-            counters.redeliver += 1
-        answer.append(message_json(entry.message, entry.redelivered, len(q.ready), encoding,
-                                   truncate))
+        answer.append(message_json(entry.message, entry.redelivered, q.message_count,
+                                   encoding, truncate))
     if taken:
-        _settle(q, taken, ackmode)
-        _poke_store(request)
+        if ackmode == "ack_requeue_false":
+            vhost.own_counters.ack += len(taken)
+            for entry in taken:
+                q.ack(entry)
+        elif ackmode == "reject_requeue_false":
+            q.reject(taken, requeue=False)  # dead-lettered, if the queue says so
+        else:  # back to the queue, redelivered, as when RabbitMQ's channel closes
+            q.requeue(taken)
+        context(request).node.store_changed()
     return json_response(answer)
 
 
-def _settle(q: Any, entries: list[Any], ackmode: str) -> None:
-    if ackmode.endswith("requeue_true"):
-        q.requeue(entries)
-        return
-    for entry in entries:
-        if ackmode.startswith("ack"):
-            q.counters.ack += 1
-            q.vhost.own_counters.ack += 1
-            q.forget(entry)
-        else:
-            q.discard(entry, deadletter.REJECTED)
-
-
 async def peek_messages(request: web.Request) -> web.Response:
-    q = _queue(request)
+    _, q = _readable_queue(request)
     query = request.query
     try:
         count = int(query.get("count", "1"))
@@ -267,9 +220,9 @@ async def peek_messages(request: web.Request) -> web.Response:
         raise bad_request(f"count must be between 0 and {MAX_PEEK}, offset at least 0")
     encoding, truncate = _encoding_options(query.get("encoding", "auto"),
                                            query.get("truncate"))
-    total = len(q.ready)
+    total = q.message_count
     answer = []
-    for position, (message, redelivered) in enumerate(ready_messages(q)):
+    for position, (message, redelivered) in enumerate(q.ready_messages()):
         if position >= offset + count:
             break
         if position >= offset:
@@ -280,44 +233,18 @@ async def peek_messages(request: web.Request) -> web.Response:
     return json_response(answer)
 
 
-def ready_messages(q: Any) -> Iterator[tuple[Message, bool]]:
-    """A queue's ready messages in delivery order, with their redelivered flags: per
-    priority level (highest first), the ones held in memory, then those paged out to the
-    queue's log (read from it here, and left there)."""
-    ready = q.ready
-    window = list(ready)
-    indexes = dict(ready.indexes())
-    qlog = q.log if q.log is not None else getattr(q, "_scratch", None)
-    for level in sorted(indexes, reverse=True):
-        for entry in window:
-            if entry.priority == level or len(indexes) == 1:
-                yield entry.message, entry.redelivered
-        if qlog is None:
-            continue
-        for log_offset, _size, mark in indexes[level]:
-            try:
-                exchange, routing_key, props, body, _ = unpack_message(qlog.read(log_offset))
-            except (CorruptRecord, ValueError):
-                continue  # unreadable: the queue drops it when it reaches the head
-            yield Message(exchange, routing_key, props, body), bool(mark & 1)
-
-
 # -- aliveness ------------------------------------------------------------------------------
 
 ALIVENESS_QUEUE = "aliveness-test"
 
 
-def round_trip(vhost: Any) -> bool:
+def round_trip(vhost: VirtualHost) -> bool:
     """Declare the ``aliveness-test`` queue, publish a message to it through the default
     exchange and take it back: the vhost routes and enqueues."""
-    q = vhost.queues.get(ALIVENESS_QUEUE) or vhost.declare_queue(
-        ALIVENESS_QUEUE, False, False, False, False, {}, None)
+    vhost.declare_queue(ALIVENESS_QUEUE, False, False, False, False, {}, None)
     message = Message("", ALIVENESS_QUEUE, b"\x00\x00", b"test_message")
-    for r in vhost.route(vhost.exchanges[""], message):
-        r.push(message)
-    entry = q.get()
-    if entry is not None:
-        q.forget(entry)
+    vhost.publish(vhost.exchanges[""], message)
+    _, entry = vhost.get(ALIVENESS_QUEUE, True, None)
     return entry is not None and entry.message.body == b"test_message"
 
 

@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import Any
 
 from leveret.broker.clock import Clock
-from leveret.broker.definitions import restore
+from leveret.broker.restore import restore
 from leveret.broker.node import Limits, Node
 from leveret.server.alarms import ResourceMonitor
 from leveret.server.commit import Committer

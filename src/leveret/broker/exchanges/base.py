@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from leveret.amqp.fields import FieldTable
 from leveret.broker.message import Message
 
-# A binding destination is a Queue or an Exchange; both have .name and .kind.
-Destination = Any
+if TYPE_CHECKING:
+    from leveret.broker.dedup import DedupWindow
+
+
+class Destination(Protocol):
+    """Where a binding leads: a queue or an exchange."""
+
+    kind: str  # "queue" or "exchange"
+    name: str
+    durable: bool
 
 
 class Binding:
@@ -39,10 +47,10 @@ class Exchange:
         self.auto_delete = auto_delete
         self.internal = internal
         self.arguments: FieldTable = arguments or {}
-        self.bindings: dict[tuple, Binding] = {}
+        self.bindings: dict[tuple[int, str, str, str, str], Binding] = {}
         # True while every binding leads to a queue: routing then needs no graph walk.
         self.queues_only = True
-        self.dedup: Any = None  # a DedupWindow with x-message-deduplication
+        self.dedup: DedupWindow | None = None  # with x-message-deduplication
         self.policy: str | None = None
         self.effective_arguments: FieldTable = self.arguments
 

@@ -12,15 +12,27 @@ they survive a restart; each is acknowledged there once routed.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
+from leveret.broker.clock import Clock, Timers
 from leveret.broker.exchanges.base import Destination, Exchange
 from leveret.broker.message import Message
 from leveret.errors import CommandInvalid, PreconditionFailed
+from leveret.store.base import QueueLog
 from leveret.store.codec import pack_message, unpack_message
 
 TYPE_NAME = "x-delayed-message"
 LOG_PREFIX = "amq.leveret.delayed:"  # "amq." names cannot be declared by clients
+
+
+class DelayHost(Protocol):
+    """What a delayed exchange needs of its vhost: time, and the publish of a message
+    that fell due (vhost.py ``release_delayed``)."""
+
+    clock: Clock
+    timers: Timers
+
+    def release_delayed(self, exchange: DelayedExchange, message: Message) -> object: ...
 
 
 class DelayedExchange(Exchange):
@@ -43,7 +55,7 @@ class DelayedExchange(Exchange):
             raise CommandInvalid(f"unknown exchange type '{inner_type}'")
         self.inner = cls(name)
         self.inner.bindings = self.bindings
-        self.log: Any = None  # where persistent pending messages wait, when durable
+        self.log: QueueLog | None = None  # where persistent pending messages wait (durable)
 
     def bindings_changed(self) -> None:
         self.inner.queues_only = self.queues_only
@@ -52,7 +64,7 @@ class DelayedExchange(Exchange):
     def route(self, message: Message, routing_key: str) -> list[Destination]:
         return self.inner.route(message, routing_key)
 
-    def hold(self, vhost: Any, message: Message, delay: float) -> None:
+    def hold(self, vhost: DelayHost, message: Message, delay: float) -> None:
         """Keep the message until it is due, then route it with the bindings of then."""
         due = vhost.clock.now() + delay
         offset = None
@@ -61,12 +73,12 @@ class DelayedExchange(Exchange):
                                                   message.properties_raw, message.body, due))
         vhost.timers.call_at(due, lambda: self._release(vhost, message, offset))
 
-    def _release(self, vhost: Any, message: Message, offset: int | None) -> None:
-        vhost.deliver(self, message)  # into the queues' own logs first: at least once
+    def _release(self, vhost: DelayHost, message: Message, offset: int | None) -> None:
+        vhost.release_delayed(self, message)  # into the queues' logs first: at least once
         if offset is not None and self.log is not None:
             self.log.ack(offset)
 
-    def recover(self, vhost: Any) -> int:
+    def recover(self, vhost: DelayHost) -> int:
         """At start: re-arm every pending message recorded in the log."""
         if self.log is None:
             return 0

@@ -14,15 +14,12 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING
 
-from leveret.broker.paging import PagedIndex
-
-if TYPE_CHECKING:
-    from leveret.broker.queue import Entry
+from leveret.broker.entry import Entry
+from leveret.broker.queues.paging import PagedIndex
 
 # page_in(index, window, priority): move a batch from the index to the end of the window.
-PageIn = Callable[[PagedIndex, "deque[Entry]", int], None]
+PageIn = Callable[[PagedIndex, deque[Entry], int], None]
 
 
 def _merge(target: deque[Entry], back: list[Entry]) -> None:

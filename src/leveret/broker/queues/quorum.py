@@ -1,0 +1,38 @@
+"""Quorum queues, as one node runs them: a durable classic queue with quorum semantics.
+
+leveret has no cluster to replicate to, so a quorum queue keeps its messages as a durable
+classic queue does. What clients can observe of RabbitMQ's quorum queues is kept: the
+declare rules and their reply texts, every redelivery counted in ``x-delivery-count``
+(also stamped on every basic.get), and ``x-delivery-limit`` dead-lettering.
+"""
+
+from __future__ import annotations
+
+from leveret.amqp.fields import FieldTable
+from leveret.broker.queues.classic import ClassicQueue
+from leveret.errors import PreconditionFailed
+
+# Arguments RabbitMQ refuses for quorum queues.
+QUORUM_REFUSED = ("x-max-priority", "x-queue-mode")
+
+
+class QuorumQueue(ClassicQueue):
+    TYPE_NAME = "quorum"
+
+    @classmethod
+    def check_declare(cls, arguments: FieldTable, durable: bool, exclusive: bool,
+                      auto_delete: bool, server_named: bool, where: str) -> None:
+        if server_named:
+            raise PreconditionFailed("Cannot declare a server-named queue for type "
+                                     "rabbit_quorum_queue")
+        for key in QUORUM_REFUSED:
+            if key in arguments:
+                raise PreconditionFailed(
+                    f"invalid arg '{key}' for {where} of queue type rabbit_quorum_queue")
+        for bad, prop in ((auto_delete, "auto-delete"), (exclusive, "exclusive-owner"),
+                          (not durable, "non-durable")):
+            if bad:
+                raise PreconditionFailed(f"invalid property '{prop}' for {where}")
+
+    def counts_deliveries(self) -> bool:
+        return True
