@@ -14,10 +14,10 @@ import pytest
 from served import kill, serve
 
 import leveret
-from leveret.broker.queues import backing as backing_module
-from leveret.broker.queues import classic as classic_module
 from leveret.broker.clock import ManualClock
 from leveret.broker.node import Limits
+from leveret.broker.queues import backing as backing_module
+from leveret.broker.queues import classic as classic_module
 
 PERSISTENT = aio_pika.DeliveryMode.PERSISTENT
 WINDOW = 10  # messages kept in memory by the queues of these tests

@@ -122,8 +122,10 @@ class Grants:
             READ: _compile(p.read) if p else None,
         }
         self._topics = {}
+        def expand(pattern: str) -> str:
+            return pattern.replace("{username}", user).replace("{vhost}", vhost)
+
         for name, t in topics.items():
-            expand = lambda s: s.replace("{username}", user).replace("{vhost}", vhost)  # noqa: E731
             self._topics[name] = (_compile(expand(t.write)), _compile(expand(t.read)))
         self._cache: dict[tuple[str, str, str], bool] = {}
         # Exchanges this user may publish to: the publish path's one set lookup.

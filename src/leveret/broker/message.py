@@ -7,6 +7,8 @@ decodes them. They are decoded lazily, once, when routing or validation needs a 
 
 from __future__ import annotations
 
+from typing import Any
+
 from leveret.amqp.frames import route_bytes
 from leveret.amqp.spec import Properties
 
@@ -146,7 +148,7 @@ class Message:
             _ = self.properties
 
     @property
-    def headers(self) -> dict:
+    def headers(self) -> dict[str, Any]:
         if not self.flags & FLAG_HEADERS:
             return {}
         return self.properties.headers or {}

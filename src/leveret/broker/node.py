@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import platform
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Mapping, Sized
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from leveret.broker import access
 from leveret.broker.access import Grants, Permission, TopicPermission, User
@@ -54,43 +54,56 @@ class Limits:
     queue_memory_bytes: int = 64 << 20
 
 
-@dataclass
+class NodeConnection(Protocol):
+    """What the node needs of an open AMQP connection (admission, limits, closing it)."""
+
+    _grants: Grants | None  # the compiled permissions; None makes it recompile them
+
+    @property
+    def user(self) -> str: ...
+    @property
+    def vhost(self) -> VirtualHost: ...
+    @property
+    def channels(self) -> Sized: ...
+
+    def force_close(self, reason: str) -> None: ...
+
+
 class Node:
-    """Everything connections share. One per broker process (or embedded broker)."""
+    """Everything connections share. One per broker process (or embedded broker).
 
-    # Initial users: name -> password (administrators with full permissions on "/") or
-    # User objects. Replaced by the recorded users when a data directory has some.
-    users: dict[str, Any] = field(default_factory=lambda: {"guest": "guest"})
-    limits: Limits = field(default_factory=Limits)
-    vhosts: dict[str, VirtualHost] = field(default_factory=dict)
-    connections: set[Any] = field(default_factory=set)
-    # direct reply-to pseudo-queues by their amq.rabbitmq.reply-to.<id> name
-    reply_queues: dict[str, Queue] = field(default_factory=dict)
-    cluster_name: str = "leveret"
-    clock: Clock = field(default_factory=Clock)
-    timers: Timers = field(init=False)
-    # Users who may log in only from a loopback address (RabbitMQ's loopback_users).
-    loopback_users: list[str] = field(default_factory=lambda: ["guest"])
-    # Active resource alarms ("memory", "disk"), kept by the server's ResourceMonitor.
-    alarms: list[str] = field(default_factory=list)
+    ``users``: the initial users, name -> password (administrators with full permissions
+    on "/") or ``User``; replaced by the recorded ones when a data directory has some."""
 
-    def __post_init__(self) -> None:
+    def __init__(self, users: Mapping[str, str | User] | None = None,
+                 limits: Limits | None = None, clock: Clock | None = None,
+                 cluster_name: str = "leveret") -> None:
+        self.limits = limits if limits is not None else Limits()
+        self.clock = clock if clock is not None else Clock()
         self.timers = Timers(self.clock)
+        self.cluster_name = cluster_name
+        self.vhosts: dict[str, VirtualHost] = {}
+        self.connections: set[NodeConnection] = set()
+        # direct reply-to pseudo-queues by their amq.rabbitmq.reply-to.<id> name
+        self.reply_queues: dict[str, Queue] = {}
+        # Users who may log in only from a loopback address (RabbitMQ's loopback_users).
+        self.loopback_users: list[str] = ["guest"]
+        # Active resource alarms ("memory", "disk"), kept by the server's ResourceMonitor.
+        self.alarms: list[str] = []
         self._definitions: Definitions | None = None
         self._on_definitions_changed: Callable[[], None] = lambda: None
         self.store: Store | None = None
         # Called after something outside the AMQP input path (the management API, timers)
         # may have written to the store: the runtime installs its group commit here.
         self.store_changed: Callable[[], None] = lambda: None
+        self.users: dict[str, User] = {}
         self.permissions: dict[tuple[str, str], Permission] = {}
         self.topic_permissions: dict[tuple[str, str, str], TopicPermission] = {}
         self.vhost_limits: dict[str, dict[str, int]] = {}
         self._access_version = 0
         self.restore_incomplete = False  # a durable definition could not be restored
-        initial, self.users = self.users, {}
-        if not self.vhosts:
-            self.add_vhost("/")
-        for name, value in initial.items():
+        self.add_vhost("/")
+        for name, value in (users if users is not None else {"guest": "guest"}).items():
             if isinstance(value, User):
                 self.users[name] = value
             else:
@@ -297,7 +310,7 @@ class Node:
 
     _restoring = False
 
-    def restore_access(self, definitions: Any) -> bool:
+    def restore_access(self, definitions: Definitions) -> bool:
         """Replace users, vhosts, permissions and limits with the recorded ones. False when
         the log has none yet (a new data directory): the caller records the defaults."""
         users = definitions.get(USER)
@@ -339,12 +352,12 @@ class Node:
         """Record the current users, vhosts, permissions and limits (first start)."""
         for vhost in self.vhosts.values():
             self.add_vhost(vhost.name, vhost.description, vhost.tags, vhost.default_queue_type)
-        for user in self.users.values():
-            self._record_user(user)
-        for (vh, user), p in list(self.permissions.items()):
-            self.set_permissions(vh, user, p.configure, p.write, p.read)
-        for (vh, user, _), t in list(self.topic_permissions.items()):
-            self.set_topic_permissions(vh, user, t.exchange, t.write, t.read)
+        for u in self.users.values():
+            self._record_user(u)
+        for (vh, name), p in list(self.permissions.items()):
+            self.set_permissions(vh, name, p.configure, p.write, p.read)
+        for (vh, name, _), t in list(self.topic_permissions.items()):
+            self.set_topic_permissions(vh, name, t.exchange, t.write, t.read)
         for vh, limits in list(self.vhost_limits.items()):
             self.set_vhost_limits(vh, limits)
 

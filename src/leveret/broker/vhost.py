@@ -23,7 +23,7 @@ import base64
 import json
 import os
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from leveret.amqp.fields import FieldTable
 from leveret.broker import deadletter
@@ -688,7 +688,7 @@ class VirtualHost:
         if exchange.queues_only:
             found = exchange.route(message, rk)
             if found or exchange.alternate_exchange is None:
-                return found
+                return found  # type: ignore[return-value]  # (queues only, as it says)
         queues: dict[int, Queue] = {}
         visited: set[int] = set()
         pending = [exchange]
@@ -698,11 +698,11 @@ class VirtualHost:
                 continue
             visited.add(id(ex))
             dests = ex.route(message, rk)
-            for d in dests:
+            for d in dests:  # (the kind test, not isinstance: once per destination)
                 if d.kind == "queue":
-                    queues.setdefault(id(d), d)
+                    queues.setdefault(id(d), cast(Queue, d))
                 else:
-                    pending.append(d)
+                    pending.append(cast(Exchange, d))
             ae_name = ex.alternate_exchange
             if not dests and ae_name is not None:
                 ae = self.exchanges.get(ae_name)

@@ -70,7 +70,7 @@ def queued_message_bytes(node: Node) -> int:
     for vhost in node.vhosts.values():
         for q in vhost.queues.values():
             # in memory only: a paged backlog's bodies are on disk (docs/storage.md)
-            total += q.memory_used + PER_MESSAGE_OVERHEAD * q.ready.in_memory
+            total += q.memory_used + PER_MESSAGE_OVERHEAD * q.messages_in_memory
     return total
 
 

@@ -14,8 +14,8 @@ from types import TracebackType
 from typing import Any
 
 from leveret.broker.clock import Clock
-from leveret.broker.restore import restore
 from leveret.broker.node import Limits, Node
+from leveret.broker.restore import restore
 from leveret.server.alarms import ResourceMonitor
 from leveret.server.commit import Committer
 from leveret.server.listener import Listener

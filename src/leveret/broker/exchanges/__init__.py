@@ -1,16 +1,13 @@
 """Exchange types by name."""
 
 from leveret.broker.exchanges.base import Binding, Exchange
-from leveret.broker.exchanges.delayed import DelayedExchange
+from leveret.broker.exchanges.delayed import ROUTING_TYPES, DelayedExchange
 from leveret.broker.exchanges.direct import DirectExchange
 from leveret.broker.exchanges.fanout import FanoutExchange
 from leveret.broker.exchanges.headers import HeadersExchange
 from leveret.broker.exchanges.topic import TopicExchange
 
-TYPES: dict[str, type[Exchange]] = {
-    t.TYPE: t for t in (DirectExchange, FanoutExchange, TopicExchange, HeadersExchange,
-                        DelayedExchange)
-}
+TYPES: dict[str, type[Exchange]] = {**ROUTING_TYPES, DelayedExchange.TYPE: DelayedExchange}
 
 __all__ = ["TYPES", "Binding", "DelayedExchange", "DirectExchange", "Exchange", "FanoutExchange",
            "HeadersExchange", "TopicExchange"]

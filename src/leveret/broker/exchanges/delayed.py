@@ -16,6 +16,10 @@ from typing import Any, Protocol
 
 from leveret.broker.clock import Clock, Timers
 from leveret.broker.exchanges.base import Destination, Exchange
+from leveret.broker.exchanges.direct import DirectExchange
+from leveret.broker.exchanges.fanout import FanoutExchange
+from leveret.broker.exchanges.headers import HeadersExchange
+from leveret.broker.exchanges.topic import TopicExchange
 from leveret.broker.message import Message
 from leveret.errors import CommandInvalid, PreconditionFailed
 from leveret.store.base import QueueLog
@@ -23,6 +27,12 @@ from leveret.store.codec import pack_message, unpack_message
 
 TYPE_NAME = "x-delayed-message"
 LOG_PREFIX = "amq.leveret.delayed:"  # "amq." names cannot be declared by clients
+
+
+# The types that can route for a delayed exchange (x-delayed-type).
+ROUTING_TYPES: dict[str, type[Exchange]] = {
+    t.TYPE: t for t in (DirectExchange, FanoutExchange, TopicExchange, HeadersExchange)
+}
 
 
 class DelayHost(Protocol):
@@ -41,8 +51,6 @@ class DelayedExchange(Exchange):
     def __init__(self, name: str, durable: bool = False, auto_delete: bool = False,
                  internal: bool = False, arguments: dict[str, Any] | None = None) -> None:
         super().__init__(name, durable, auto_delete, internal, arguments)
-        from leveret.broker.exchanges import TYPES
-
         inner_type = self.arguments.get("x-delayed-type")
         if not isinstance(inner_type, str):
             raise PreconditionFailed(
@@ -50,7 +58,7 @@ class DelayedExchange(Exchange):
         if inner_type == TYPE_NAME:
             raise PreconditionFailed(
                 f"Invalid argument, '{TYPE_NAME}' can't be used for 'x-delayed-type'")
-        cls = TYPES.get(inner_type)
+        cls = ROUTING_TYPES.get(inner_type)
         if cls is None:
             raise CommandInvalid(f"unknown exchange type '{inner_type}'")
         self.inner = cls(name)
@@ -71,6 +79,9 @@ class DelayedExchange(Exchange):
         if self.log is not None and message.persistent:
             offset = self.log.append(pack_message(self.name, message.routing_key,
                                                   message.properties_raw, message.body, due))
+        self._arm(vhost, message, offset, due)
+
+    def _arm(self, vhost: DelayHost, message: Message, offset: int | None, due: float) -> None:
         vhost.timers.call_at(due, lambda: self._release(vhost, message, offset))
 
     def _release(self, vhost: DelayHost, message: Message, offset: int | None) -> None:
@@ -89,10 +100,8 @@ class DelayedExchange(Exchange):
             except Exception:
                 self.log.ack(live.offset)  # unreadable: dropped (the store logged why)
                 continue
-            message = Message(self.name, routing_key, props, body)
-            offset = live.offset
-            vhost.timers.call_at(due if due is not None else vhost.clock.now(),
-                                 lambda m=message, o=offset: self._release(vhost, m, o))
+            self._arm(vhost, Message(self.name, routing_key, props, body), live.offset,
+                      due if due is not None else vhost.clock.now())
             n += 1
         return n
 

@@ -30,8 +30,18 @@ def split_words(key: str) -> list[str]:
 def topic_matches(pattern: str, key: str) -> bool:
     """Whether a binding pattern matches a routing key (reference implementation)."""
     trie = _Node()
-    _insert(trie, split_words(pattern), "hit")
+    _insert(trie, split_words(pattern), _HIT)
     return bool(_match(trie, split_words(key)))
+
+
+class _Hit:
+    """The one destination of topic_matches' throwaway trie."""
+
+    kind = name = "hit"
+    durable = False
+
+
+_HIT = _Hit()
 
 
 def _insert(root: _Node, words: list[str], destination: Destination) -> None:

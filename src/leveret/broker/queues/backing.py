@@ -274,7 +274,7 @@ class Backing:
         return len(ready)
 
     def _recover_priorities(self, qlog: QueueLog, ready: PriorityReady, batch: LiveBatch,
-                            marks: array | None, top: int) -> None:
+                            marks: array[int] | None, top: int) -> None:
         offsets, sizes = batch.offsets, batch.sizes
         for i in range(0, len(offsets), PAGE_IN_MESSAGES):
             part = offsets[i:i + PAGE_IN_MESSAGES]

@@ -206,6 +206,11 @@ class Queue(ABC):
     def memory_used(self) -> int:
         """Body bytes of the ready messages held in memory."""
 
+    @property
+    @abstractmethod
+    def messages_in_memory(self) -> int:
+        """Ready messages held in memory (the others are paged out to disk)."""
+
     # -- arguments and lifetime ------------------------------------------------------
 
     @abstractmethod

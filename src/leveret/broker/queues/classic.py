@@ -131,6 +131,10 @@ class ClassicQueue(Queue):
         return self.backing.memory_used
 
     @property
+    def messages_in_memory(self) -> int:
+        return self.ready.in_memory
+
+    @property
     def memory_messages(self) -> int:
         return self.backing.memory_messages
 

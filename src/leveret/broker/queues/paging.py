@@ -29,7 +29,8 @@ CHUNK = 8192  # messages per chunk when appending one at a time
 class _Chunk:
     __slots__ = ("head", "marks", "offsets", "sizes")
 
-    def __init__(self, offsets: array, sizes: array, marks: array | None = None) -> None:
+    def __init__(self, offsets: array[int], sizes: array[int],
+                 marks: array[int] | None = None) -> None:
         self.offsets = offsets  # array('q')
         self.sizes = sizes  # array('I')
         # array('I') of delivery_count << 1 | redelivered, None while every one is 0
@@ -66,7 +67,8 @@ class PagedIndex:
         self.count += 1
         self.bytes += size
 
-    def extend(self, offsets: array, sizes: array, marks: array | None = None) -> None:
+    def extend(self, offsets: array[int], sizes: array[int],
+               marks: array[int] | None = None) -> None:
         """Add a batch as one chunk (recovery: the arrays are kept as they are)."""
         if offsets:
             self._chunks.append(_Chunk(offsets, sizes, marks))
@@ -139,7 +141,7 @@ class PagedIndex:
         return total
 
 
-def _runs(offsets: array, start: int) -> Iterator[tuple[int, int]]:
+def _runs(offsets: array[int], start: int) -> Iterator[tuple[int, int]]:
     first = prev = offsets[start]
     for o in offsets[start + 1:]:
         if o != prev + 1:
@@ -149,7 +151,8 @@ def _runs(offsets: array, start: int) -> Iterator[tuple[int, int]]:
     yield first, prev - first + 1
 
 
-def marks_of(redelivered: bytes, counts: dict[int, int], offsets: array) -> array | None:
+def marks_of(redelivered: bytes, counts: dict[int, int],
+             offsets: array[int]) -> array[int] | None:
     """The marks array of a recovered batch, or None when no message has a mark."""
     if not counts and 1 not in redelivered:
         return None

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Instructions per message on the hot path (bench/hotpath.py), counted by valgrind's
+# callgrind: repeatable whatever else the machine is doing, unlike seconds. Two runs of
+# different lengths cancel start-up and imports:
+#   (instructions(N2) - instructions(N1)) / (N2 - N1)
+#
+#   bench/instructions.sh [TREE ...]     (default: this checkout; any leveret checkout works)
+set -euo pipefail
+N1=${N1:-10000}
+N2=${N2:-40000}
+PY=${PYTHON:-$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/python}
+count() {  # tree messages -> instructions
+  (cd "$1" && PYTHONPATH=src valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+     "$PY" bench/hotpath.py --messages "$2" 2>&1 | sed -n 's/.*Collected : \([0-9]*\).*/\1/p')
+}
+for tree in "${@:-$(cd "$(dirname "$0")/.." && pwd)}"; do
+  a=$(count "$tree" "$N1")
+  b=$(count "$tree" "$N2")
+  echo "$tree: $(( (b - a) / (N2 - N1) )) instructions/message (hotpath, $N1 vs $N2 messages)"
+done
