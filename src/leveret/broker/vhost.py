@@ -23,7 +23,8 @@ import base64
 import json
 import os
 from collections.abc import Callable
-from typing import Any, Protocol, cast
+from functools import partial
+from typing import Any, NamedTuple, Protocol, cast
 
 from leveret.amqp.fields import FieldTable
 from leveret.broker import deadletter
@@ -95,7 +96,7 @@ class CountingChannel(Protocol):
     counters: Counters
 
 
-class PublishResult:
+class PublishResult(NamedTuple):
     """What became of one published message.
 
     ``queues``: the queues it was routed to (empty when it was held, deduplicated or went
@@ -104,14 +105,16 @@ class PublishResult:
     ``sync_seq``: the store sequence number its confirm must wait for (0: nothing was
     written to the store, confirm at once)."""
 
-    __slots__ = ("queues", "refused", "routed", "sync_seq")
+    queues: list[Queue]
+    routed: bool
+    refused: bool = False
+    sync_seq: int = 0
 
-    def __init__(self, queues: list[Queue], routed: bool, refused: bool = False,
-                 sync_seq: int = 0) -> None:
-        self.queues = queues
-        self.routed = routed
-        self.refused = refused
-        self.sync_seq = sync_seq
+
+# PublishResult((queues, routed, refused, sync_seq)) without a Python-level __new__: one
+# is made per message.
+_result: Callable[[tuple[list[Queue], bool, bool, int]], PublishResult] = partial(
+    tuple.__new__, PublishResult)  # type: ignore[assignment]
 
 
 class VirtualHost:
@@ -595,8 +598,17 @@ class VirtualHost:
                 result = PublishResult([], True, False, _changed(store, before))
         else:
             queues = self.route(exchange, message)
-            result = PublishResult(queues, bool(queues), not self._enqueue(queues, message),
-                                   _changed(store, before))
+            # _enqueue, inlined: this is every message's path
+            if message.flags & FLAG_HEADERS and "BCC" in message.headers:
+                message = message.without_bcc()
+            refused = False
+            for q in queues:
+                if not q.push(message):
+                    refused = True
+            if queues:
+                return _result((queues, True, refused, 0 if store is None or
+                                store.seq == before else store.seq))
+            result = PublishResult([], False)
         if not result.routed and counters is not None:
             if mandatory:
                 counters.return_unroutable += 1

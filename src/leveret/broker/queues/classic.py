@@ -191,8 +191,17 @@ class ClassicQueue(Queue):
                 backing.ready_bytes += size
             elif not ready.window and not ready.paged.count:  # type: ignore[union-attr]
                 # Nothing ahead of it. (Delivering only buffers output, so nothing
-                # re-enters the queue here.)
-                self._deliver(consumer, entry)
+                # re-enters the queue here.) _deliver, inlined for a new entry:
+                if consumer.no_ack:
+                    if entry.offset is not None:
+                        backing.forget(entry)
+                    self.counters.deliver_no_ack += 1
+                else:
+                    if entry.offset is not None:
+                        backing.mark_delivered(entry)
+                    self.counters.deliver += 1
+                    self.unacked += 1
+                consumer.channel.deliver(consumer, entry)
             else:
                 ready.append(entry)
                 backing.ready_bytes += size
