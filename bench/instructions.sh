@@ -10,7 +10,7 @@ N1=${N1:-10000}
 N2=${N2:-40000}
 PY=${PYTHON:-$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/python}
 count() {  # tree messages -> instructions
-  (cd "$1" && PYTHONPATH=src valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+  (cd "$1" && PYTHONHASHSEED=0 PYTHONPATH=src valgrind --tool=callgrind --callgrind-out-file=/dev/null \
      "$PY" bench/hotpath.py --messages "$2" 2>&1 | sed -n 's/.*Collected : \([0-9]*\).*/\1/p')
 }
 for tree in "${@:-$(cd "$(dirname "$0")/.." && pwd)}"; do

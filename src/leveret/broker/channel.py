@@ -178,14 +178,15 @@ class Channel:
         """Hand the message to the vhost, then what the channel owes the client: a
         basic.return for an unroutable mandatory message, a confirm (after the store
         has synced what the publish wrote), a nack if a queue refused it."""
-        result = self.vhost.publish(exchange, msg, mandatory, self.counters)
-        self.connection.last_routed = result.queues
-        if not result.routed and mandatory:
+        queues, routed, refused, sync_seq = self.vhost.publish(exchange, msg, mandatory,
+                                                                self.counters)
+        self.connection.last_routed = queues
+        if not routed and mandatory:
             self._return(msg, 312, "NO_ROUTE")
         if self.confirm:
-            if result.sync_seq:
-                self.unsynced.append((self.publish_seq, result.sync_seq))
-            if result.refused:
+            if sync_seq:
+                self.unsynced.append((self.publish_seq, sync_seq))
+            if refused:
                 self.nacked.append(self.publish_seq)
             self.connection.confirm_ready(self)
 

@@ -23,8 +23,7 @@ import base64
 import json
 import os
 from collections.abc import Callable
-from functools import partial
-from typing import Any, NamedTuple, Protocol, cast
+from typing import Any, Protocol, cast
 
 from leveret.amqp.fields import FieldTable
 from leveret.broker import deadletter
@@ -96,25 +95,15 @@ class CountingChannel(Protocol):
     counters: Counters
 
 
-class PublishResult(NamedTuple):
-    """What became of one published message.
-
-    ``queues``: the queues it was routed to (empty when it was held, deduplicated or went
-    nowhere); ``routed``: False only when it went nowhere (mandatory -> basic.return);
-    ``refused``: a queue turned it away (x-overflow reject-publish -> basic.nack);
-    ``sync_seq``: the store sequence number its confirm must wait for (0: nothing was
-    written to the store, confirm at once)."""
-
-    queues: list[Queue]
-    routed: bool
-    refused: bool = False
-    sync_seq: int = 0
-
-
-# PublishResult((queues, routed, refused, sync_seq)) without a Python-level __new__: one
-# is made per message.
-_result: Callable[[tuple[list[Queue], bool, bool, int]], PublishResult] = partial(
-    tuple.__new__, PublishResult)  # type: ignore[assignment]
+# What became of one published message: (queues, routed, refused, sync_seq).
+#   queues    the queues it was routed to (empty when held, deduplicated or unroutable)
+#   routed    False only when it went nowhere (mandatory -> basic.return)
+#   refused   a queue turned it away (x-overflow reject-publish -> basic.nack)
+#   sync_seq  the store sequence number its confirm waits for (0: confirm at once)
+# A plain tuple, unpacked by the caller: one is made per message, and a named tuple's
+# constructor costs as much again as the rest of the result handling.
+PublishResult = tuple[list[Queue], bool, bool, int]
+UNROUTABLE: PublishResult = ([], False, False, 0)
 
 
 class VirtualHost:
@@ -581,21 +570,21 @@ class VirtualHost:
         if exchange.name == "" and message.routing_key.startswith(REPLY_TO_PREFIX):
             reply_queue = self.reply_queues.get(message.routing_key)
             if reply_queue is None:
-                return PublishResult([], False)
+                return UNROUTABLE
             reply_queue.push(message)
-            return PublishResult([reply_queue], True)
+            return [reply_queue], True, False, 0
         if exchange.dedup is not None and exchange.dedup.is_duplicate(message):
             # seen within the window: dropped, and confirmed like the plugin
-            return PublishResult([], True, False, _changed(store, before))
+            return [], True, False, _changed(store, before)
         if exchange.TYPE == DELAYED and (delay := delay_of(message)):
             # Held, then routed with the bindings of when it falls due; a mandatory message
             # that routes nowhere now is returned at once instead.
             if mandatory and not self.route(exchange, message):
-                result = PublishResult([], False)
+                result = UNROUTABLE
             else:
                 assert isinstance(exchange, DelayedExchange)
                 exchange.hold(self, message, delay)
-                result = PublishResult([], True, False, _changed(store, before))
+                result = [], True, False, _changed(store, before)
         else:
             queues = self.route(exchange, message)
             # _enqueue, inlined: this is every message's path
@@ -606,10 +595,10 @@ class VirtualHost:
                 if not q.push(message):
                     refused = True
             if queues:
-                return _result((queues, True, refused, 0 if store is None or
-                                store.seq == before else store.seq))
-            result = PublishResult([], False)
-        if not result.routed and counters is not None:
+                return queues, True, refused, (0 if store is None or store.seq == before
+                                               else store.seq)
+            result = UNROUTABLE
+        if not result[1] and counters is not None:
             if mandatory:
                 counters.return_unroutable += 1
             else:
@@ -631,9 +620,9 @@ class VirtualHost:
         """A delayed message fell due: route it with the bindings of now (its dedup and
         delay were applied when it was published)."""
         if self.exchanges.get(exchange.name) is not exchange:
-            return PublishResult([], False)  # the exchange was deleted meanwhile
+            return UNROUTABLE  # the exchange was deleted meanwhile
         queues = self.route(exchange, message)
-        return PublishResult(queues, bool(queues), not self._enqueue(queues, message))
+        return queues, bool(queues), not self._enqueue(queues, message), 0
 
     def dead_letter(self, queue: Queue, message: Message, reason: str) -> None:
         """Republish a message a queue let go (rejected, expired, over its length or

@@ -147,9 +147,9 @@ async def publish(request: web.Request) -> web.Response:
         check_properties(message, user_grants)
     except AMQPError as exc:  # reported as the channel would have closed
         raise bad_request(f"{exc.reply_code} {exc.reply_text}") from exc
-    result = vhost.publish(exchange, message, counters=vhost.own_counters)
+    _, routed, _, _ = vhost.publish(exchange, message, counters=vhost.own_counters)
     ctx.node.store_changed()  # make persistent messages durable soon, as after AMQP input
-    return json_response({"routed": result.routed})
+    return json_response({"routed": routed})
 
 
 # -- get and peek ----------------------------------------------------------------------------
