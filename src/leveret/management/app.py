@@ -34,17 +34,9 @@ from leveret.management import (
     users,
     vhosts,
 )
-from leveret.management.common import (
-    CONTEXT,
-    USER_KEY,
-    ApiError,
-    Context,
-    Handler,
-    amqp_error,
-    authenticate,
-    json_response,
-    not_found,
-)
+from leveret.management.auth import USER_KEY, authenticate
+from leveret.management.context import CONTEXT, Context
+from leveret.management.http import ApiError, Handler, amqp_error, json_response, not_found
 from leveret.management.rates import SAMPLE_INTERVAL, RateSampler
 
 log = logging.getLogger("leveret.management")

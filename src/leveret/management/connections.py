@@ -13,19 +13,10 @@ from aiohttp import web
 
 from leveret.broker.connection import CLOSED, CLOSING, RUNNING
 from leveret.broker.stats import DELIVERING, PUBLISHING
-from leveret.management.common import (
-    Context,
-    context,
-    current_user,
-    jsonable,
-    listing,
-    no_content,
-    not_found,
-    one,
-    sees_connection,
-    stats_disabled,
-    vhost_of,
-)
+from leveret.management.auth import current_user, sees_connection, vhost_of
+from leveret.management.context import Context, context
+from leveret.management.http import jsonable, no_content, not_found
+from leveret.management.listing import listing, one, stats_disabled
 from leveret.management.rates import details, message_stats
 
 DEFAULT_REASON = "Closed via management plugin"

@@ -19,16 +19,16 @@ from aiohttp import web
 
 from leveret.broker.access import HASHES, SHA256, parse_tags
 from leveret.errors import AMQPError
-from leveret.management.common import (
+from leveret.management.auth import require_admin
+from leveret.management.context import context
+from leveret.management.http import (
     ApiError,
     bad_request,
-    context,
     field_table,
     jsonable,
     no_content,
     not_found,
     read_json,
-    require_admin,
 )
 from leveret.management.overview import RABBITMQ_VERSION, _version
 from leveret.management.policies import check_definition, policy_json

@@ -9,25 +9,20 @@ from typing import Any
 from aiohttp import web
 
 from leveret.errors import AMQPError
-from leveret.management.common import (
+from leveret.management.auth import current_user, grants, vhost_of, visible_vhosts
+from leveret.management.context import context
+from leveret.management.http import (
     ApiError,
     as_bool,
-    context,
     created,
-    current_user,
     exchange_name,
     field_table,
-    grants,
     jsonable,
-    listing,
     no_content,
     not_found,
-    one,
-    raise_for,
     read_json,
-    vhost_of,
-    visible_vhosts,
 )
+from leveret.management.listing import listing, one
 
 
 def exchange_json(vhost: Any, ex: Any) -> dict[str, Any]:
@@ -85,18 +80,15 @@ async def put_exchange(request: web.Request) -> web.Response:
     except AMQPError as exc:
         if exc.reply_code == 403 and "reserved prefix" in exc.text:
             raise ApiError(401, "not_authorised", "Access refused.") from exc
-        raise_for(exc)
+        raise
     return no_content() if existed else created()
 
 
 async def delete_exchange(request: web.Request) -> web.Response:
     ctx = context(request)
     vhost, ex = find_exchange(request, write=True)
-    try:
-        grants(request, ctx.node, vhost.name).check("configure", "exchange", ex.name)
-        vhost.delete_exchange(ex.name, as_bool(request.query.get("if-unused", "false")))
-    except AMQPError as exc:
-        raise_for(exc)
+    grants(request, ctx.node, vhost.name).check("configure", "exchange", ex.name)
+    vhost.delete_exchange(ex.name, as_bool(request.query.get("if-unused", "false")))
     return no_content()
 
 

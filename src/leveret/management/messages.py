@@ -28,19 +28,18 @@ from leveret.broker.exchanges.delayed import TYPE_NAME as DELAYED
 from leveret.broker.exchanges.delayed import delay_of
 from leveret.broker.message import Message
 from leveret.errors import AccessRefused, AMQPError, PreconditionFailed
-from leveret.management.common import (
+from leveret.management.auth import grants, vhost_of
+from leveret.management.context import context
+from leveret.management.http import (
     ApiError,
     bad_request,
-    context,
     exchange_name,
     field_table,
-    grants,
     json_response,
     jsonable,
     missing_keys,
     raise_for,
     read_json,
-    vhost_of,
 )
 from leveret.store.base import CorruptRecord
 from leveret.store.codec import unpack_message

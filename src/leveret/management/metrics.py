@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from leveret import __version__
 from leveret.broker.stats import Counters, node_counters
+from leveret.management.context import node_name
 from leveret.server.alarms import process_rss
 
 try:
@@ -278,17 +279,9 @@ class BrokerCollector(Collector):
         identity = GaugeMetricFamily("rabbitmq_identity_info",
                                      "RabbitMQ node & cluster identity info",
                                      labels=["rabbitmq_node", "rabbitmq_cluster"])
-        identity.add_metric([_node_name(), str(getattr(self.node, "cluster_name", "leveret"))],
+        identity.add_metric([node_name(), str(getattr(self.node, "cluster_name", "leveret"))],
                             1)
         yield identity
-
-
-def _node_name() -> str:
-    try:
-        from leveret.management.common import node_name
-    except ImportError:  # pragma: no cover - the management package ships with metrics
-        return f"leveret@{platform.node().split('.')[0]}"
-    return node_name()
 
 
 def _prometheus_client_version() -> str:

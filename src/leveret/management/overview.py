@@ -18,23 +18,17 @@ from aiohttp import web
 
 from leveret.broker.exchanges import TYPES
 from leveret.broker.stats import EVENTS, node_counters
-from leveret.management.common import (
-    Context,
+from leveret.management.auth import current_user, require_admin, require_monitor, visible_vhosts
+from leveret.management.context import Context, context
+from leveret.management.http import (
     bad_request,
-    context,
-    current_user,
     json_response,
-    listing,
     missing_keys,
     no_content,
     not_found,
-    one,
     read_json,
-    require_admin,
-    require_monitor,
-    stats_disabled,
-    visible_vhosts,
 )
+from leveret.management.listing import listing, one, stats_disabled
 from leveret.management.rates import DEPTHS, details, message_stats, queue_depths
 
 RABBITMQ_VERSION = "3.10.8"

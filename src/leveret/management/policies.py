@@ -9,24 +9,18 @@ from typing import Any
 from aiohttp import web
 
 from leveret.broker.arguments import QUEUE_ARGUMENTS
-from leveret.errors import AMQPError
-from leveret.management.common import (
+from leveret.management.auth import current_user, require_policymaker, vhost_of, visible_vhosts
+from leveret.management.context import context
+from leveret.management.http import (
     bad_request,
-    context,
     created,
-    current_user,
     jsonable,
-    listing,
     missing_keys,
     no_content,
     not_found,
-    one,
-    raise_for,
     read_json,
-    require_policymaker,
-    vhost_of,
-    visible_vhosts,
 )
+from leveret.management.listing import listing, one
 
 # Keys RabbitMQ recognises that have no effect on one leveret node (mirroring, federation,
 # streams, queue versions); accepted so RabbitMQ's definitions import unchanged.
@@ -85,11 +79,8 @@ async def put_policy(request: web.Request) -> web.Response:
         priority = int(priority)
     except (TypeError, ValueError):
         raise bad_request("Validation failed\n\npriority must be an integer\n") from None
-    try:
-        vhost.set_policy(name, str(body["pattern"]), check_definition(body["definition"]),
-                         priority, str(body.get("apply-to", "all")))
-    except AMQPError as exc:
-        raise_for(exc)
+    vhost.set_policy(name, str(body["pattern"]), check_definition(body["definition"]),
+                     priority, str(body.get("apply-to", "all")))
     return no_content() if existed else created()
 
 

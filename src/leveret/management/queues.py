@@ -9,29 +9,22 @@ from typing import Any
 from aiohttp import web
 
 from leveret.broker.stats import DELIVERING
-from leveret.errors import AMQPError, PreconditionFailed
-from leveret.management.common import (
+from leveret.errors import PreconditionFailed
+from leveret.management.auth import current_user, grants, vhost_of, visible_vhosts
+from leveret.management.connections import connection_name, local_addresses, queue_consumers
+from leveret.management.context import Context, context
+from leveret.management.http import (
     ApiError,
-    Context,
     as_bool,
     bad_request,
-    context,
     created,
-    current_user,
     field_table,
-    grants,
     jsonable,
-    listing,
     no_content,
     not_found,
-    one,
-    raise_for,
     read_json,
-    stats_disabled,
-    vhost_of,
-    visible_vhosts,
 )
-from leveret.management.connections import connection_name, local_addresses, queue_consumers
+from leveret.management.listing import listing, one, stats_disabled
 from leveret.management.rates import details, message_stats, queue_depths
 
 QUEUE_DELIVERY = (*DELIVERING, "deliver_get")
@@ -155,12 +148,9 @@ async def put_queue(request: web.Request) -> web.Response:
     arguments = field_table(body.get("arguments"))
     if "x-queue-type" not in arguments and vhost.default_queue_type:
         arguments["x-queue-type"] = vhost.default_queue_type
-    try:
-        vhost.declare_queue(name, False, as_bool(body.get("durable", False)), False,
-                            as_bool(body.get("auto_delete", False)), arguments, None,
-                            grants(request, ctx.node, vhost.name))
-    except AMQPError as exc:
-        raise_for(exc)
+    vhost.declare_queue(name, False, as_bool(body.get("durable", False)), False,
+                        as_bool(body.get("auto_delete", False)), arguments, None,
+                        grants(request, ctx.node, vhost.name))
     return no_content() if existed else created()
 
 
@@ -169,13 +159,10 @@ async def delete_queue(request: web.Request) -> web.Response:
     q = find_queue(request, write=True)
     grants(request, ctx.node, q.vhost.name).check("configure", "queue", q.name)
     query = request.query
-    try:
-        if as_bool(query.get("if-empty", "false")) and q.queue_type == "quorum":
-            raise_for_quorum(q)
-        q.vhost.delete_queue(q.name, as_bool(query.get("if-unused", "false")),
-                             as_bool(query.get("if-empty", "false")), q.exclusive_owner)
-    except AMQPError as exc:
-        raise_for(exc)
+    if as_bool(query.get("if-empty", "false")) and q.queue_type == "quorum":
+        raise_for_quorum(q)
+    q.vhost.delete_queue(q.name, as_bool(query.get("if-unused", "false")),
+                         as_bool(query.get("if-empty", "false")), q.exclusive_owner)
     return no_content()
 
 
@@ -188,10 +175,7 @@ def raise_for_quorum(q: Any) -> None:
 async def purge_queue(request: web.Request) -> web.Response:
     ctx = context(request)
     q = find_queue(request, write=True)
-    try:
-        grants(request, ctx.node, q.vhost.name).check("read", "queue", q.name)
-    except AMQPError as exc:
-        raise_for(exc)
+    grants(request, ctx.node, q.vhost.name).check("read", "queue", q.name)
     q.purge()
     return no_content()
 

@@ -12,20 +12,18 @@ from typing import Any
 from aiohttp import web
 
 from leveret.broker.access import HASHES, SHA256, parse_tags
-from leveret.management.common import (
+from leveret.management.auth import current_user, require_admin
+from leveret.management.context import context
+from leveret.management.http import (
     bad_request,
-    context,
     created,
-    current_user,
     json_response,
-    listing,
     missing_keys,
     no_content,
     not_found,
-    one,
     read_json,
-    require_admin,
 )
+from leveret.management.listing import listing, one
 
 USER_LIMITS = ("max-connections", "max-channels")
 

@@ -12,23 +12,17 @@ from aiohttp import web
 
 from leveret.broker.access import parse_tags
 from leveret.broker.stats import EVENTS
-from leveret.management.common import (
-    Context,
+from leveret.management.auth import current_user, require_admin, vhost_of, visible_vhosts
+from leveret.management.context import Context, context
+from leveret.management.http import (
     bad_request,
-    context,
     created,
-    current_user,
-    listing,
     missing_keys,
     no_content,
     not_found,
-    one,
     read_json,
-    require_admin,
-    stats_disabled,
-    vhost_of,
-    visible_vhosts,
 )
+from leveret.management.listing import listing, one, stats_disabled
 from leveret.management.rates import DEPTHS, details, message_stats, queue_depths
 
 LIMITS = ("max-connections", "max-queues")

@@ -151,8 +151,8 @@ class Broker:
 
     def _import_definitions(self, definitions: dict[str, Any]) -> None:
         from leveret.errors import LeveretError
-        from leveret.management.common import ApiError
         from leveret.management.definitions import import_definitions
+        from leveret.management.http import ApiError
 
         try:
             import_definitions(self.node, definitions)
