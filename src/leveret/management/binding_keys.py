@@ -12,7 +12,7 @@ import json
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote_plus
 
-from leveret.management.http import jsonable
+from leveret.broker.rabbit_definitions import jsonable
 
 
 def arguments_hash(arguments: dict[str, Any]) -> str:

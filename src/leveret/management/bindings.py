@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from leveret.broker.rabbit_definitions import jsonable
 from leveret.management.auth import current_user, grants, vhost_of, visible_vhosts
 from leveret.management.binding_keys import location_quote, matches_properties_key, properties_key
 from leveret.management.context import context
@@ -19,7 +20,6 @@ from leveret.management.http import (
     created,
     exchange_name,
     field_table,
-    jsonable,
     no_content,
     not_found,
     read_json,

@@ -12,10 +12,11 @@ from typing import Any
 from aiohttp import web
 
 from leveret.broker.connection import CLOSED, CLOSING, RUNNING
+from leveret.broker.rabbit_definitions import jsonable
 from leveret.broker.stats import DELIVERING, PUBLISHING
 from leveret.management.auth import current_user, sees_connection, vhost_of
 from leveret.management.context import Context, context
-from leveret.management.http import jsonable, no_content, not_found
+from leveret.management.http import no_content, not_found
 from leveret.management.listing import listing, one, stats_disabled
 from leveret.management.rates import details, message_stats
 

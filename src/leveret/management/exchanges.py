@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from leveret.broker.rabbit_definitions import jsonable
 from leveret.errors import AMQPError
 from leveret.management.auth import current_user, grants, vhost_of, visible_vhosts
 from leveret.management.context import context
@@ -17,7 +18,6 @@ from leveret.management.http import (
     created,
     exchange_name,
     field_table,
-    jsonable,
     no_content,
     not_found,
     read_json,

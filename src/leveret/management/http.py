@@ -7,16 +7,15 @@ Handlers raise ``ApiError`` (or let a broker ``AMQPError`` through: the middlewa
 
 from __future__ import annotations
 
-import base64
-import datetime
-import decimal
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 
 from aiohttp import web
 
-from leveret.amqp.fields import Long
+from leveret.amqp.fields import FieldTable
+from leveret.broker import rabbit_definitions
+from leveret.broker.rabbit_definitions import InvalidDefinition, jsonable
 from leveret.errors import AccessRefused, AMQPError, NotFound
 
 DEFAULT_EXCHANGE_ALIAS = "amq.default"  # the default exchange's name in URLs
@@ -91,47 +90,13 @@ def created(location: str | None = None) -> web.Response:
     return web.Response(status=201, headers={"Location": location} if location else None)
 
 
-def jsonable(value: Any) -> Any:
-    """An AMQP field value as JSON (what RabbitMQ's management plugin prints for it)."""
-    if isinstance(value, bool) or value is None or isinstance(value, str | int | float):
-        return value
-    if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if isinstance(value, bytes | bytearray | memoryview):
-        raw = bytes(value)
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return base64.b64encode(raw).decode()
-    if isinstance(value, datetime.datetime):
-        return int(value.timestamp())
-    if isinstance(value, decimal.Decimal):
-        return float(value)
-    return str(value)
-
-
-def field_table(value: Any) -> dict[str, Any]:
-    """JSON arguments as an AMQP field table: integers become longs, as RabbitMQ makes
-    them, so declarations over HTTP and over AMQP are equivalent."""
-    if value is None or value == "":
-        return {}
-    if not isinstance(value, dict):
-        raise bad_request("arguments must be an object")
-    return {str(k): _field_value(v) for k, v in value.items()}
-
-
-def _field_value(value: Any) -> Any:
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, int):
-        return Long(value)
-    if isinstance(value, dict):
-        return {str(k): _field_value(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_field_value(v) for v in value]
-    return value
+def field_table(value: Any) -> FieldTable:
+    """JSON arguments as an AMQP field table (integers become longs, as RabbitMQ makes
+    them); 400 when they are not an object."""
+    try:
+        return rabbit_definitions.field_table(value)
+    except InvalidDefinition as exc:
+        raise bad_request(exc.reason) from None
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from leveret.broker import deadletter
 from leveret.broker.exchanges.delayed import TYPE_NAME as DELAYED
 from leveret.broker.exchanges.delayed import delay_of
 from leveret.broker.message import Message
+from leveret.broker.rabbit_definitions import jsonable
 from leveret.errors import AccessRefused, AMQPError, PreconditionFailed
 from leveret.management.auth import grants, vhost_of
 from leveret.management.context import context
@@ -36,7 +37,6 @@ from leveret.management.http import (
     exchange_name,
     field_table,
     json_response,
-    jsonable,
     missing_keys,
     raise_for,
     read_json,

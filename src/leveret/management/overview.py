@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from leveret.broker.exchanges import TYPES
+from leveret.broker.rabbit_definitions import RABBITMQ_VERSION, product_version
 from leveret.broker.stats import EVENTS, node_counters
 from leveret.management.auth import current_user, require_admin, require_monitor, visible_vhosts
 from leveret.management.context import Context, context
@@ -31,7 +32,6 @@ from leveret.management.http import (
 from leveret.management.listing import listing, one, stats_disabled
 from leveret.management.rates import DEPTHS, details, message_stats, queue_depths
 
-RABBITMQ_VERSION = "3.10.8"
 STARTED = time.monotonic()
 EXCHANGE_DESCRIPTIONS = {
     "direct": "AMQP direct exchange, as per the AMQP specification",
@@ -45,12 +45,6 @@ EXCHANGE_DESCRIPTIONS = {
 def exchange_types() -> list[dict[str, Any]]:
     return [{"name": name, "description": EXCHANGE_DESCRIPTIONS.get(name, name),
              "enabled": True} for name in sorted(TYPES)]
-
-
-def _version() -> str:
-    from leveret import __version__
-
-    return __version__
 
 
 def listeners(ctx: Context) -> list[dict[str, Any]]:
@@ -109,11 +103,11 @@ async def overview(request: web.Request) -> web.Response:
     conns = [c for c in list(node.connections) if c.vhost.name in names]
     with_stats = not stats_disabled(request)
     item: dict[str, Any] = {
-        "management_version": _version(), "rates_mode": "basic",
+        "management_version": product_version(), "rates_mode": "basic",
         "sample_retention_policies": {"global": [600, 3600, 28800, 86400],
                                       "basic": [600, 3600], "detailed": [600]},
         "exchange_types": exchange_types(),
-        "product_version": _version(), "product_name": "leveret",
+        "product_version": product_version(), "product_name": "leveret",
         "rabbitmq_version": RABBITMQ_VERSION, "cluster_name": node.cluster_name,
         "erlang_version": platform.python_version(),
         "erlang_full_version": f"Python {platform.python_version()} "
@@ -178,7 +172,7 @@ def node_json(ctx: Context) -> dict[str, Any]:
              "enabled": True},
             {"name": "AMQPLAIN", "description": "QPid AMQPLAIN mechanism", "enabled": True}],
         "applications": [{"name": "leveret", "description": "leveret AMQP 0-9-1 broker",
-                          "version": _version()}],
+                          "version": product_version()}],
         "contexts": contexts(ctx), "listeners": listeners(ctx),
         "enabled_plugins": ["rabbitmq_management"],
         "log_files": [], "config_files": [],

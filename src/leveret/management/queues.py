@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from leveret.broker.rabbit_definitions import jsonable
 from leveret.broker.stats import DELIVERING
 from leveret.errors import PreconditionFailed
 from leveret.management.auth import current_user, grants, vhost_of, visible_vhosts
@@ -19,7 +20,6 @@ from leveret.management.http import (
     bad_request,
     created,
     field_table,
-    jsonable,
     no_content,
     not_found,
     read_json,

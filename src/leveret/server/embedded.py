@@ -16,6 +16,8 @@ from typing import Any
 from leveret.broker.clock import Clock
 from leveret.broker.definitions import restore
 from leveret.broker.node import Limits, Node
+from leveret.broker.rabbit_definitions import InvalidDefinition, import_definitions
+from leveret.errors import LeveretError
 from leveret.server.alarms import ResourceMonitor
 from leveret.server.commit import Committer
 from leveret.server.listener import Listener
@@ -150,13 +152,9 @@ class Broker:
         self.management_port = server.port
 
     def _import_definitions(self, definitions: dict[str, Any]) -> None:
-        from leveret.errors import LeveretError
-        from leveret.management.definitions import import_definitions
-        from leveret.management.http import ApiError
-
         try:
             import_definitions(self.node, definitions)
-        except ApiError as exc:
+        except InvalidDefinition as exc:
             raise ValueError(f"cannot import definitions: {exc.reason}") from None
         except KeyError as exc:
             raise ValueError(f"cannot import definitions: an item lacks the key "
