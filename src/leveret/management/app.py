@@ -16,10 +16,10 @@ import logging
 import ssl
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
+from leveret.broker.node import Node
 from leveret.errors import AMQPError
 from leveret.management import (
     bindings,
@@ -35,7 +35,7 @@ from leveret.management import (
     vhosts,
 )
 from leveret.management.auth import USER_KEY, authenticate
-from leveret.management.context import CONTEXT, Context
+from leveret.management.context import CONTEXT, Context, Runtime
 from leveret.management.http import ApiError, Handler, amqp_error, json_response, not_found
 from leveret.management.rates import SAMPLE_INTERVAL, RateSampler
 
@@ -88,9 +88,9 @@ async def api_index(request: web.Request) -> web.Response:
     return web.Response(text="leveret management API: see docs/management.md\n")
 
 
-def create_app(node: Any, broker: Any = None, sampler: RateSampler | None = None
-               ) -> web.Application:
-    """The management application for ``node``; ``broker`` (the embedded Broker) supplies
+def create_app(node: Node, broker: Runtime | None = None,
+               sampler: RateSampler | None = None) -> web.Application:
+    """The management application for ``node``; ``broker`` (the runtime's Broker) supplies
     listener addresses and connection details when given."""
     # Bodies as large as a message the broker accepts (publish) or a big definitions file.
     app = web.Application(middlewares=[api_middleware],
@@ -108,8 +108,8 @@ class ManagementServer:
     """Serves ``create_app`` on host:port (TLS with ``ssl_context``), sampling rates every
     SAMPLE_INTERVAL seconds while it runs."""
 
-    def __init__(self, node: Any, host: str = "127.0.0.1", port: int = 15672,
-                 ssl_context: ssl.SSLContext | None = None, broker: Any = None,
+    def __init__(self, node: Node, host: str = "127.0.0.1", port: int = 15672,
+                 ssl_context: ssl.SSLContext | None = None, broker: Runtime | None = None,
                  sample_interval: float = SAMPLE_INTERVAL) -> None:
         self.node = node
         self.host = host

@@ -27,20 +27,13 @@ def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def local_addresses(ctx: Context) -> dict[int, tuple[str, int]]:
-    """id(connection) -> the broker's address it was accepted on."""
-    found: dict[int, tuple[str, int]] = {}
-    listener = getattr(ctx.broker, "listener", None)
-    for protocol in getattr(listener, "protocols", ()):
-        transport = protocol.transport
-        if protocol.conn is not None and transport is not None:
-            sockname = transport.get_extra_info("sockname") or ("?", 0)
-            found[id(protocol.conn)] = (str(sockname[0]), int(sockname[1]))
-    return found
+def local_addresses(ctx: Context) -> dict[object, tuple[str, int]]:
+    """connection -> the broker's address it was accepted on."""
+    return ctx.local_addresses()
 
 
-def connection_name(conn: Any, local: dict[int, tuple[str, int]]) -> str:
-    host, port = local.get(id(conn), ("?", 0))
+def connection_name(conn: Any, local: dict[object, tuple[str, int]]) -> str:
+    host, port = local.get(conn, ("?", 0))
     return f"{_address(str(conn.peer[0]), int(conn.peer[1]))} -> {_address(host, port)}"
 
 
@@ -53,9 +46,9 @@ def _state(conn: Any) -> str:
                                                                           "starting")
 
 
-def connection_json(ctx: Context, conn: Any, local: dict[int, tuple[str, int]],
+def connection_json(ctx: Context, conn: Any, local: dict[object, tuple[str, int]],
                     with_stats: bool = True) -> dict[str, Any]:
-    host, port = local.get(id(conn), ("?", 0))
+    host, port = local.get(conn, ("?", 0))
     name = connection_name(conn, local)
     props = jsonable(conn.client_properties)
     item: dict[str, Any] = {
@@ -120,7 +113,7 @@ def channel_json(ctx: Context, conn: Any, ch: Any, conn_name: str,
     return item
 
 
-def consumer_json(ctx: Context, consumer: Any, local: dict[int, tuple[str, int]]
+def consumer_json(ctx: Context, consumer: Any, local: dict[object, tuple[str, int]]
                   ) -> dict[str, Any]:
     ch = consumer.channel
     conn = ch.connection
@@ -153,7 +146,7 @@ def _visible_connections(request: web.Request, vhost: str | None = None) -> list
             if sees_connection(user, c.user) and (vhost is None or c.vhost.name == vhost)]
 
 
-def _find_connection(request: web.Request) -> tuple[Any, dict[int, tuple[str, int]]]:
+def _find_connection(request: web.Request) -> tuple[Any, dict[object, tuple[str, int]]]:
     ctx = context(request)
     local = local_addresses(ctx)
     wanted = request.match_info["name"]

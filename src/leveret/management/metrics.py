@@ -13,12 +13,10 @@ for no credentials: it tells queue names and counts, nothing of message contents
 
 from __future__ import annotations
 
-import os
 import platform
 import shutil
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
 
 import prometheus_client
 from aiohttp import web
@@ -26,9 +24,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from leveret import __version__
+from leveret.broker.node import Node
 from leveret.broker.stats import Counters, node_counters
-from leveret.management.context import node_name
-from leveret.server.alarms import process_rss
+from leveret.management.context import ResourceReadings, Runtime, node_name
+from leveret.management.process import open_fds, process_rss
 
 try:
     import resource
@@ -109,18 +108,11 @@ ALARMS = (("memory", "rabbitmq_alarms_memory_limit", "is 1 if memory alarm is in
           ("disk", "rabbitmq_alarms_disk_limit", "is 1 if disk alarm is in effect"))
 
 
-def _open_fds() -> int | None:
-    try:
-        return len(os.listdir("/proc/self/fd"))
-    except OSError:
-        return None
-
-
 class BrokerCollector(Collector):
     """Reads one broker's state on each scrape (in the broker's event loop: the broker is
     not thread-safe, and the aiohttp handler runs there)."""
 
-    def __init__(self, node: Any, broker: Any = None) -> None:
+    def __init__(self, node: Node, broker: Runtime | None = None) -> None:
         self.node = node
         self.broker = broker
         self.started = time.monotonic()
@@ -222,7 +214,7 @@ class BrokerCollector(Collector):
             yield family
 
     def _resources(self) -> Iterator[Metric]:
-        monitor = getattr(self.broker, "resources", None)
+        monitor = self.broker.resources if self.broker is not None else None
         rss = process_rss()
         if rss is None and monitor is not None:
             rss = monitor.memory_used
@@ -240,10 +232,10 @@ class BrokerCollector(Collector):
         if disk_free is not None:
             yield GaugeMetricFamily("rabbitmq_disk_space_available_bytes",
                                     "Disk space available in bytes", value=disk_free)
-        alarms = set(getattr(self.node, "alarms", ()))
+        alarms = set(self.node.alarms)
         for alarm, name, doc in ALARMS:
             yield GaugeMetricFamily(name, doc, value=1 if alarm in alarms else 0)
-        fds = _open_fds()
+        fds = open_fds()
         if fds is not None:
             yield GaugeMetricFamily("rabbitmq_process_open_fds", "Open file descriptors",
                                     value=fds)
@@ -254,13 +246,13 @@ class BrokerCollector(Collector):
         yield GaugeMetricFamily("leveret_uptime_seconds", "Seconds since the broker started",
                                 value=time.monotonic() - self.started)
 
-    def _disk_free(self, monitor: Any) -> int | None:
+    def _disk_free(self, monitor: ResourceReadings | None) -> int | None:
         """Free bytes where the data directory is: the monitor's last reading (taken every
         second), else a fresh one; None for a broker that keeps nothing on disk."""
-        reading = getattr(monitor, "disk_free", None)
+        reading = monitor.disk_free if monitor is not None else None
         if reading is not None:
             return int(reading)
-        data_dir = getattr(self.broker, "data_dir", None)
+        data_dir = self.broker.data_dir if self.broker is not None else None
         if data_dir is None:
             return None
         try:
@@ -293,7 +285,7 @@ def _prometheus_client_version() -> str:
         return "unknown"
 
 
-def registry_for(node: Any, broker: Any = None) -> CollectorRegistry:
+def registry_for(node: Node, broker: Runtime | None = None) -> CollectorRegistry:
     """A registry of the broker's metrics plus the usual process_* / python_* ones of a
     Python exporter (CPU seconds, start time, GC), all read on scrape."""
     registry = CollectorRegistry(auto_describe=False)
@@ -313,7 +305,7 @@ def render(registry: CollectorRegistry, accept: str | None = None) -> tuple[byte
     return encoder(registry), content_type
 
 
-def metrics_handler(node: Any, broker: Any = None
+def metrics_handler(node: Node, broker: Runtime | None = None
                     ) -> Callable[[web.Request], Awaitable[web.Response]]:
     """An aiohttp handler answering GET /metrics for this broker."""
     registry = registry_for(node, broker)
@@ -325,6 +317,6 @@ def metrics_handler(node: Any, broker: Any = None
     return handle
 
 
-def add_routes(app: web.Application, node: Any, broker: Any = None) -> None:
+def add_routes(app: web.Application, node: Node, broker: Runtime | None = None) -> None:
     """Mount GET /metrics on the management application."""
     app.router.add_get("/metrics", metrics_handler(node, broker))

@@ -30,6 +30,7 @@ from leveret.management.http import (
     read_json,
 )
 from leveret.management.listing import listing, one, stats_disabled
+from leveret.management.process import open_fds, process_rss
 from leveret.management.rates import DEPTHS, details, message_stats, queue_depths
 
 STARTED = time.monotonic()
@@ -54,11 +55,11 @@ def listeners(ctx: Context) -> list[dict[str, Any]]:
         if broker.port is not None:
             found.append({"node": ctx.node_name, "protocol": "amqp",
                           "ip_address": broker.host, "port": broker.port, "socket_opts": {}})
-        if getattr(broker, "ssl_context", None) is not None:
+        if broker.ssl_context is not None:
             found.append({"node": ctx.node_name, "protocol": "amqp/ssl",
                           "ip_address": broker.host, "port": broker.tls_port,
                           "socket_opts": {}})
-        port = getattr(broker, "management_port", None)
+        port = broker.management_port
         if port:
             found.append({"node": ctx.node_name,
                           "protocol": "https" if broker.management_tls else "http",
@@ -68,29 +69,15 @@ def listeners(ctx: Context) -> list[dict[str, Any]]:
 
 
 def contexts(ctx: Context) -> list[dict[str, Any]]:
-    port = getattr(ctx.broker, "management_port", None)
-    host = getattr(ctx.broker, "management_host", "")
+    broker = ctx.broker
+    port = broker.management_port if broker is not None else None
+    host = broker.management_host if broker is not None else ""
     return [{"node": ctx.node_name, "description": "leveret management",
              "path": "/", "ip": host, "port": str(port or ""), "ssl_opts": []}]
 
 
 def alarms(ctx: Context) -> list[str]:
-    return list(getattr(ctx.node, "alarms", []))
-
-
-def _rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError, AttributeError):
-        return 0
-
-
-def _open_fds() -> int:
-    try:
-        return len(os.listdir("/proc/self/fd"))
-    except OSError:
-        return 0
+    return list(ctx.node.alarms)
 
 
 async def overview(request: web.Request) -> web.Response:
@@ -143,11 +130,12 @@ async def overview(request: web.Request) -> web.Response:
 def node_json(ctx: Context) -> dict[str, Any]:
     node = ctx.node
     active = alarms(ctx)
-    data_dir = getattr(ctx.broker, "data_dir", None)
-    monitor = getattr(ctx.broker, "resources", None)  # server/alarms.py ResourceMonitor
-    mem_limit = getattr(monitor, "memory_limit", 0)
-    disk_free_limit = getattr(monitor, "disk_free_limit", 0)
-    disk_free = getattr(monitor, "disk_free", None)
+    broker = ctx.broker
+    data_dir = broker.data_dir if broker is not None else None
+    monitor = broker.resources if broker is not None else None
+    mem_limit = monitor.memory_limit if monitor is not None else 0
+    disk_free_limit = monitor.disk_free_limit if monitor is not None else 0
+    disk_free = monitor.disk_free if monitor is not None else None
     if disk_free is None:
         try:
             disk_free = shutil.disk_usage(data_dir or ".").free
@@ -157,12 +145,12 @@ def node_json(ctx: Context) -> dict[str, Any]:
         "name": ctx.node_name, "type": "disc", "running": True,
         "os_pid": str(os.getpid()), "uptime": int((time.monotonic() - STARTED) * 1000),
         "processors": os.cpu_count() or 1, "run_queue": 0, "rates_mode": "basic",
-        "mem_limit": mem_limit, "mem_used": _rss_bytes(),
+        "mem_limit": mem_limit, "mem_used": process_rss() or 0,
         "mem_alarm": "memory" in active,
         "disk_free_limit": disk_free_limit, "disk_free": disk_free,
         "disk_free_alarm": "disk" in active,
         "fd_total": os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 1024,
-        "fd_used": _open_fds(),
+        "fd_used": open_fds() or 0,
         "sockets_total": 0, "sockets_used": len(node.connections),
         "proc_total": 0, "proc_used": 0,
         "partitions": [], "being_drained": False, "net_ticktime": 60,
@@ -226,12 +214,14 @@ async def alarm_check(request: web.Request) -> web.Response:
 def _listeners(ctx: Context) -> list[tuple[str, int]]:
     """(protocol, port) of what this broker listens on, RabbitMQ's protocol names."""
     broker = ctx.broker
-    found = []
-    if getattr(broker, "port", None) is not None:
+    found: list[tuple[str, int]] = []
+    if broker is None:
+        return found
+    if broker.port is not None:
         found.append(("amqp", broker.port))
-    if getattr(broker, "ssl_context", None) is not None and broker.tls_port is not None:
+    if broker.ssl_context is not None:
         found.append(("amqp/ssl", broker.tls_port))
-    if getattr(broker, "management_port", None) is not None:
+    if broker.management_port is not None:
         found.append(("https" if broker.management_tls else "http", broker.management_port))
     return found
 
@@ -279,14 +269,15 @@ async def certificate_expiration_check(request: web.Request) -> web.Response:
     except (ValueError, KeyError):
         raise bad_request("expected /certificate-expiration/<number>/<days|weeks|months|"
                           "years>") from None
-    tls: Any = getattr(ctx.broker, "tls", None)
+    broker = ctx.broker
+    tls = broker.tls if broker is not None else None
     expiry = _certificate_expiry(tls.certfile) if tls is not None else None
-    if tls is None or expiry is None or expiry - time.time() > within:
+    if broker is None or tls is None or expiry is None or expiry - time.time() > within:
         return json_response({"status": "ok"})
     return json_response({
         "status": "failed", "reason": "Certificates expiring",
         "expired": [{"node": ctx.node_name, "protocol": "amqp/ssl",
-                     "port": ctx.broker.tls_port, "certfile": str(tls.certfile),
+                     "port": broker.tls_port, "certfile": str(tls.certfile),
                      "expires": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                               time.gmtime(expiry))}]}, 503)
 

@@ -52,7 +52,7 @@ def queue_stats(q: Any, rates: dict[str, float]) -> dict[str, Any]:
 
 
 def queue_json(ctx: Context, q: Any, unacked: dict[int, int],
-               local: dict[int, tuple[str, int]], with_stats: bool = True) -> dict[str, Any]:
+               local: dict[object, tuple[str, int]], with_stats: bool = True) -> dict[str, Any]:
     """``unacked``: unacked_bytes(); ``local``: connections.local_addresses()."""
     depths = queue_depths(q)
     ready_bytes = q.ready_bytes

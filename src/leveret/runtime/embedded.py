@@ -2,6 +2,9 @@
 
     async with Broker(port=0) as broker:   # port 0: any free port
         connection = await aio_pika.connect(broker.url)
+
+It builds and starts, in order: the node, the data directory's store (restoring what it
+recorded), a definitions document to import, the AMQP listeners and the management API.
 """
 
 from __future__ import annotations
@@ -97,6 +100,17 @@ class Broker:
     def alarms(self) -> list[str]:
         """Active resource alarms: "memory", "disk"."""
         return list(self.node.alarms)
+
+    def local_addresses(self) -> dict[object, tuple[str, int]]:
+        """Each open connection -> the address it was accepted on (host, port), which the
+        management API names connections by: only the socket knows it."""
+        found: dict[object, tuple[str, int]] = {}
+        for protocol in list(self.listener.protocols):
+            transport = protocol.transport
+            if protocol.conn is not None and transport is not None:
+                sockname = transport.get_extra_info("sockname") or ("?", 0)
+                found[protocol.conn] = (str(sockname[0]), int(sockname[1]))
+        return found
 
     async def start(self) -> None:
         if self.data_dir is not None:

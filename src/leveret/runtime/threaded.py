@@ -12,7 +12,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
-from leveret.server.embedded import Broker
+from leveret.runtime.embedded import Broker
 
 T = TypeVar("T")
 
