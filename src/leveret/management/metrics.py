@@ -25,7 +25,14 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from leveret import __version__
 from leveret.broker.node import Node
-from leveret.broker.stats import Counters, node_counters
+from leveret.broker.snapshot import (
+    QueueSnapshot,
+    snapshot_connections,
+    snapshot_queues,
+    snapshot_vhost,
+    unacked_bytes,
+)
+from leveret.broker.stats import node_counters
 from leveret.management.context import ResourceReadings, Runtime, node_name
 from leveret.management.process import open_fds, process_rss
 
@@ -126,16 +133,8 @@ class BrokerCollector(Collector):
 
     # -- queues ----------------------------------------------------------------------------
 
-    def _unacked_bytes(self) -> dict[int, int]:
-        """Body bytes delivered and not yet acked, by queue (keyed by id: one pass over the
-        channels' unacked records instead of one per queue)."""
-        by_queue: dict[int, int] = {}
-        for connection in list(self.node.connections):
-            for channel in list(getattr(connection, "channels", {}).values()):
-                for record in getattr(channel, "unacked", {}).values():
-                    key = id(record.queue)
-                    by_queue[key] = by_queue.get(key, 0) + len(record.entry.message.body)
-        return by_queue
+    def _queue_snapshots(self) -> list[QueueSnapshot]:
+        return snapshot_queues(self.node, list(self.node.vhosts))
 
     def _queues(self) -> Iterator[Metric]:
         def gauge(name: str, doc: str) -> GaugeMetricFamily:
@@ -156,44 +155,38 @@ class BrokerCollector(Collector):
                             "Size in bytes of ready and unacknowledged messages")
         counters = [(CounterMetricFamily(name, doc, labels=QUEUE_LABELS), event)
                     for name, event, doc in QUEUE_COUNTERS]
-        in_flight = self._unacked_bytes()
-        for vhost in list(self.node.vhosts.values()):
-            for queue in list(vhost.queues.values()):
-                labels = [vhost.name, queue.name]
-                n_ready = len(queue.ready)
-                n_unacked = getattr(queue, "unacked", 0)
-                b_ready = getattr(queue, "ready_bytes", 0)
-                b_unacked = in_flight.get(id(queue), 0)
-                ready.add_metric(labels, n_ready)
-                unacked.add_metric(labels, n_unacked)
-                depth.add_metric(labels, n_ready + n_unacked)
-                consumers.add_metric(labels, len(queue.consumers))
-                ready_bytes.add_metric(labels, b_ready)
-                unacked_bytes.add_metric(labels, b_unacked)
-                total_bytes.add_metric(labels, b_ready + b_unacked)
-                queue_counters = getattr(queue, "counters", None) or Counters()
-                for family, event in counters:
-                    family.add_metric(labels, getattr(queue_counters, event))
+        for queue in self._queue_snapshots():
+            labels = [queue.vhost, queue.name]
+            ready.add_metric(labels, queue.messages_ready)
+            unacked.add_metric(labels, queue.messages_unacknowledged)
+            depth.add_metric(labels, queue.messages)
+            consumers.add_metric(labels, queue.consumers)
+            ready_bytes.add_metric(labels, queue.message_bytes_ready)
+            unacked_bytes.add_metric(labels, queue.message_bytes_unacknowledged)
+            total_bytes.add_metric(labels, queue.message_bytes_ready
+                                   + queue.message_bytes_unacknowledged)
+            for family, event in counters:
+                family.add_metric(labels, queue.counters[event])
         yield from (ready, unacked, depth, consumers, ready_bytes, unacked_bytes, total_bytes)
         yield from (family for family, _ in counters)
 
     # -- node-wide -------------------------------------------------------------------------
 
     def _totals(self) -> Iterator[Metric]:
-        connections = list(self.node.connections)
-        channels = [ch for c in connections for ch in getattr(c, "channels", {}).values()]
-        queues = [q for vh in self.node.vhosts.values() for q in vh.queues.values()]
-        consumers = sum(len(q.consumers) for q in queues)
+        connections = [c for _, c in snapshot_connections(self.node)]
+        queues = self._queue_snapshots()
+        consumers = sum(q.consumers for q in queues)
         yield GaugeMetricFamily("rabbitmq_connections", "Connections currently open",
                                 value=len(connections))
         yield GaugeMetricFamily("rabbitmq_channels", "Channels currently open",
-                                value=len(channels))
+                                value=sum(c.channels for c in connections))
         yield GaugeMetricFamily("rabbitmq_consumers", "Consumers currently connected",
                                 value=consumers)
         yield GaugeMetricFamily("rabbitmq_queues", "Queues available", value=len(queues))
         yield GaugeMetricFamily("leveret_vhosts", "Virtual hosts", value=len(self.node.vhosts))
-        resident = sum(getattr(q, "ready_bytes", 0) for q in queues)
-        resident += sum(self._unacked_bytes().values())
+        resident = sum(q.message_bytes_ready for q in queues)
+        # every unacked body, a deleted queue's too: the channel still holds it
+        resident += sum(unacked_bytes(self.node).values())
         yield GaugeMetricFamily("leveret_messages_resident_bytes",
                                 "Bytes of message bodies held in memory, ready or unacked",
                                 value=resident)
@@ -202,9 +195,9 @@ class BrokerCollector(Collector):
         families = [(CounterMetricFamily(name, doc, labels=["vhost"]), event)
                     for name, event, doc in VHOST_COUNTERS]
         for vhost in list(self.node.vhosts.values()):
-            counters = getattr(vhost, "counters", None) or Counters()
+            snapshot = snapshot_vhost(vhost)
             for family, event in families:
-                family.add_metric([vhost.name], getattr(counters, event))
+                family.add_metric([snapshot.name], snapshot.counters[event])
         yield from (family for family, _ in families)
         everything = node_counters(self.node)
         for name, read, doc in GLOBAL_COUNTERS:
@@ -271,7 +264,7 @@ class BrokerCollector(Collector):
         identity = GaugeMetricFamily("rabbitmq_identity_info",
                                      "RabbitMQ node & cluster identity info",
                                      labels=["rabbitmq_node", "rabbitmq_cluster"])
-        identity.add_metric([node_name(), str(getattr(self.node, "cluster_name", "leveret"))],
+        identity.add_metric([node_name(), self.node.cluster_name],
                             1)
         yield identity
 

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from leveret.broker.exchanges import TYPES
 from leveret.broker.rabbit_definitions import RABBITMQ_VERSION, product_version
+from leveret.broker.snapshot import snapshot_connections, snapshot_queue
 from leveret.broker.stats import EVENTS, node_counters
 from leveret.management.auth import current_user, require_admin, require_monitor, visible_vhosts
 from leveret.management.context import Context, context
@@ -86,8 +87,8 @@ async def overview(request: web.Request) -> web.Response:
     user = current_user(request)
     names = visible_vhosts(node, user)
     vhosts = [node.vhosts[n] for n in names]
-    queues = [q for v in vhosts for q in list(v.queues.values())]
-    conns = [c for c in list(node.connections) if c.vhost.name in names]
+    queues = [snapshot_queue(q) for v in vhosts for q in list(v.queues.values())]
+    conns = [c for _, c in snapshot_connections(node) if c.vhost in names]
     with_stats = not stats_disabled(request)
     item: dict[str, Any] = {
         "management_version": product_version(), "rates_mode": "basic",
@@ -104,8 +105,8 @@ async def overview(request: web.Request) -> web.Response:
         "enable_queue_totals": request.query.get("enable_queue_totals") == "true",
         "object_totals": {
             "connections": len(conns),
-            "channels": sum(len(c.channels) for c in conns),
-            "consumers": sum(len(q.consumers) for q in queues),
+            "channels": sum(c.channels for c in conns),
+            "consumers": sum(q.consumers for q in queues),
             "exchanges": sum(len(v.exchanges) for v in vhosts),
             "queues": len(queues),
         },
