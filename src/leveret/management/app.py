@@ -4,8 +4,11 @@
     server = ManagementServer(node, "127.0.0.1", 15672, broker=broker)
     await server.start(); ...; await server.stop()
 
-Everything runs in the broker's event loop, so handlers read and change the broker's state
-directly, between two AMQP frames, as a channel would.
+Everything runs in the broker's event loop, so handlers see and change the broker's state
+between two AMQP frames, as a channel would: they change it by calling the broker, and show
+it from read-only snapshots (``leveret.broker.snapshot``). The module layout: ``http``
+(errors, JSON), ``auth`` (who may see what), ``listing`` (sort, columns, pages),
+``context`` (shared state, and the ``Runtime`` the API reads), one module per resource.
 """
 
 from __future__ import annotations
