@@ -30,7 +30,7 @@ import pytest
 
 from leveret.cli.admin import EXIT_NOPERM, EXIT_UNREACHABLE, format_table
 from leveret.cli.main import main
-from leveret.server.threaded import BrokerThread
+from leveret.runtime.threaded import BrokerThread
 
 REFERENCE_HTTP = os.environ.get("LEVERET_REFERENCE_MANAGEMENT_URL", "http://127.0.0.1:15673")
 REFERENCE_AMQP = os.environ.get("LEVERET_REFERENCE_URL", "amqp://guest:guest@127.0.0.1:5673/")

@@ -13,8 +13,8 @@ import aio_pika
 import pika
 import pytest
 
+from leveret.runtime.threaded import BrokerThread
 from leveret.server.alarms import resolve_threshold, total_memory
-from leveret.server.threaded import BrokerThread
 
 
 class Reading:

@@ -8,8 +8,8 @@ import time
 import pika
 
 from leveret.broker.node import Limits
+from leveret.runtime.threaded import BrokerThread
 from leveret.server.alarms import queued_message_bytes
-from leveret.server.threaded import BrokerThread
 
 
 def test_memory_watermark_blocks_and_unblocks_publishers() -> None:

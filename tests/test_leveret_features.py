@@ -12,7 +12,7 @@ import pika
 import pytest
 
 from leveret.broker.clock import ManualClock
-from leveret.server.threaded import BrokerThread
+from leveret.runtime.threaded import BrokerThread
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ import pika
 import pika.exceptions
 import pytest
 
+from leveret.runtime.threaded import BrokerThread
 from leveret.server.logs import JsonFormatter, configure_logging, record_fields
-from leveret.server.threaded import BrokerThread
 
 
 def events(caplog: pytest.LogCaptureFixture, name: str) -> list[logging.LogRecord]:

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from leveret.amqp import frames, spec
-from leveret.server.threaded import BrokerThread
+from leveret.runtime.threaded import BrokerThread
 
 HANDSHAKE = frames.PROTOCOL_HEADER + b"".join(frames.encode_method(0, m) for m in (
     spec.ConnectionStartOk(client_properties={}, mechanism="PLAIN",

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from leveret.server.threaded import BrokerThread
+from leveret.runtime.threaded import BrokerThread
 from leveret.server.tls import TLSConfig, TLSConfigError, server_context
 
 # -- certificates ----------------------------------------------------------------------------

@@ -6,6 +6,6 @@
 
 __version__ = "0.1.0"
 
-from leveret.server.embedded import Broker
+from leveret.runtime.embedded import Broker
 
 __all__ = ["Broker", "__version__"]

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from leveret.server.threaded import BrokerThread
+from leveret.runtime.threaded import BrokerThread
 
 __all__ = ["BrokerThread", "leveret_broker", "leveret_broker_session"]
 

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from leveret.events import EventBus, Metrics
 from leveret.events.testing import events_broker  # noqa: F401 - a fixture
-from leveret.server.threaded import BrokerThread
+from leveret.runtime.threaded import BrokerThread
 
 REFERENCE_URL = os.environ.get("LEVERET_REFERENCE_URL", "amqp://guest:guest@127.0.0.1:5673/")
 

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from leveret.broker.clock import ManualClock
 from leveret.events import DeadLetter, Delivery, EventBus, Metrics, RetryPolicy
 from leveret.events.testing import eventually, manual_clock_broker
-from leveret.server.threaded import BrokerThread
+from leveret.runtime.threaded import BrokerThread
 
 FAST = RetryPolicy(max_attempts=3, initial_delay=0.05, multiplier=2, jitter=0)
 

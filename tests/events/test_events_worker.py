@@ -18,7 +18,7 @@ from events_proxy import Proxy
 
 from leveret.events import Delivery
 from leveret.events.testing import eventually
-from leveret.server.threaded import BrokerThread
+from leveret.runtime.threaded import BrokerThread
 
 
 async def test_graceful_stop_finishes_in_flight_and_requeues_the_rest(

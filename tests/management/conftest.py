@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 from mgmt_helpers import Api
 
-from leveret.server.threaded import BrokerThread
+from leveret.runtime.threaded import BrokerThread
 
 DEFAULT_REFERENCE = "http://127.0.0.1:15673/"
 

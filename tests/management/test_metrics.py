@@ -15,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from leveret import __version__
-from leveret.server.embedded import Broker
+from leveret.runtime.embedded import Broker
 
 
 @dataclass

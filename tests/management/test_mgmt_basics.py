@@ -7,7 +7,7 @@ import time
 from mgmt_helpers import Api, q
 from mgmt_schemas import check, check_list
 
-from leveret.server.threaded import BrokerThread
+from leveret.runtime.threaded import BrokerThread
 
 
 def test_overview(api: Api) -> None:

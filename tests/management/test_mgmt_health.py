@@ -55,7 +55,7 @@ def test_certificate_expiration(tmp_path) -> None:
     import shutil
     import subprocess
 
-    from leveret.server.threaded import BrokerThread
+    from leveret.runtime.threaded import BrokerThread
     from leveret.server.tls import TLSConfig
 
     if shutil.which("openssl") is None:

@@ -11,7 +11,7 @@ import pytest
 from mgmt_helpers import Api, q, unique
 from mgmt_schemas import check, check_list
 
-from leveret.server.threaded import BrokerThread
+from leveret.runtime.threaded import BrokerThread
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from mgmt_schemas import check
 from leveret.broker.node import Node
 from leveret.broker.stats import Counters, node_counters
 from leveret.management.rates import RateSampler
-from leveret.server.threaded import BrokerThread
+from leveret.runtime.threaded import BrokerThread
 
 
 def test_counters_add_up() -> None:

@@ -38,7 +38,7 @@ from urllib.parse import quote
 import pika
 import pytest
 
-from leveret.server.threaded import BrokerThread
+from leveret.runtime.threaded import BrokerThread
 
 CHROMIUM = Path(os.environ.get("LEVERET_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",

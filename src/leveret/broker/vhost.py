@@ -371,6 +371,7 @@ class VirtualHost:
         if q is None:
             return 0
         self.check_exclusive(q, connection)
+        q.check_delete(if_unused, if_empty)
         if if_unused and q.consumers:
             raise PreconditionFailed(f"queue '{name}' {self._where()} in use")
         if if_empty and q.message_count:

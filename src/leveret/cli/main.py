@@ -80,7 +80,7 @@ def _make_broker(config: cfg.Config, policies: list[dict[str, Any]] | None,
                  definitions: dict[str, Any] | None) -> Any:
     """The Broker the configuration describes (raises ValueError on unusable TLS files)."""
     from leveret.broker.node import Limits
-    from leveret.server.embedded import Broker
+    from leveret.runtime.embedded import Broker
     from leveret.server.tls import TLSConfig
 
     amqps, limits, management = config["amqps"], config["limits"], config["management"]

@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 
 from leveret.events.bus import EventBus
-from leveret.server.embedded import Broker
-from leveret.server.threaded import BrokerThread
+from leveret.runtime.embedded import Broker
+from leveret.runtime.threaded import BrokerThread
 
 __all__ = ["bus_under_test", "events_broker", "eventually", "manual_clock_broker"]
 

@@ -4,8 +4,11 @@
     server = ManagementServer(node, "127.0.0.1", 15672, broker=broker)
     await server.start(); ...; await server.stop()
 
-Everything runs in the broker's event loop, so handlers read and change the broker's state
-directly, between two AMQP frames, as a channel would.
+Everything runs in the broker's event loop, so handlers see and change the broker's state
+between two AMQP frames, as a channel would: they change it by calling the broker, and show
+it from read-only snapshots (``leveret.broker.snapshot``). The module layout: ``http``
+(errors, JSON), ``auth`` (who may see what), ``listing`` (sort, columns, pages),
+``context`` (shared state, and the ``Runtime`` the API reads), one module per resource.
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ import logging
 import ssl
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
+from leveret.broker.node import Node
 from leveret.errors import AMQPError
 from leveret.management import (
     bindings,
@@ -34,17 +37,9 @@ from leveret.management import (
     users,
     vhosts,
 )
-from leveret.management.common import (
-    CONTEXT,
-    USER_KEY,
-    ApiError,
-    Context,
-    Handler,
-    amqp_error,
-    authenticate,
-    json_response,
-    not_found,
-)
+from leveret.management.auth import USER_KEY, authenticate
+from leveret.management.context import CONTEXT, Context, Runtime
+from leveret.management.http import ApiError, Handler, amqp_error, json_response, not_found
 from leveret.management.rates import SAMPLE_INTERVAL, RateSampler
 
 log = logging.getLogger("leveret.management")
@@ -96,9 +91,9 @@ async def api_index(request: web.Request) -> web.Response:
     return web.Response(text="leveret management API: see docs/management.md\n")
 
 
-def create_app(node: Any, broker: Any = None, sampler: RateSampler | None = None
-               ) -> web.Application:
-    """The management application for ``node``; ``broker`` (the embedded Broker) supplies
+def create_app(node: Node, broker: Runtime | None = None,
+               sampler: RateSampler | None = None) -> web.Application:
+    """The management application for ``node``; ``broker`` (the runtime's Broker) supplies
     listener addresses and connection details when given."""
     # Bodies as large as a message the broker accepts (publish) or a big definitions file.
     app = web.Application(middlewares=[api_middleware],
@@ -116,8 +111,8 @@ class ManagementServer:
     """Serves ``create_app`` on host:port (TLS with ``ssl_context``), sampling rates every
     SAMPLE_INTERVAL seconds while it runs."""
 
-    def __init__(self, node: Any, host: str = "127.0.0.1", port: int = 15672,
-                 ssl_context: ssl.SSLContext | None = None, broker: Any = None,
+    def __init__(self, node: Node, host: str = "127.0.0.1", port: int = 15672,
+                 ssl_context: ssl.SSLContext | None = None, broker: Runtime | None = None,
                  sample_interval: float = SAMPLE_INTERVAL) -> None:
         self.node = node
         self.host = host

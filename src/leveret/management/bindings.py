@@ -12,27 +12,19 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from leveret.errors import AMQPError
-from leveret.management.common import (
-    context,
+from leveret.broker.rabbit_definitions import jsonable
+from leveret.management.auth import current_user, grants, vhost_of, visible_vhosts
+from leveret.management.binding_keys import location_quote, matches_properties_key, properties_key
+from leveret.management.context import context
+from leveret.management.http import (
     created,
-    current_user,
     exchange_name,
     field_table,
-    grants,
-    jsonable,
-    listing,
-    location_quote,
-    matches_properties_key,
     no_content,
     not_found,
-    one,
-    properties_key,
-    raise_for,
     read_json,
-    vhost_of,
-    visible_vhosts,
 )
+from leveret.management.listing import listing, one
 
 KINDS = {"q": "queue", "e": "exchange"}
 
@@ -101,16 +93,11 @@ async def create_binding(request: web.Request) -> web.Response:
     routing_key = str(body.get("routing_key", ""))
     arguments = field_table(body.get("arguments"))
     user_grants = grants(request, ctx.node, vhost.name)
-    try:
-        user_grants.check("write", kind, exchange_name(destination) if kind == "exchange"
-                          else destination)
-        user_grants.check("read", "exchange", source)
-        if kind == "queue":
-            vhost.bind_queue(destination, source, routing_key, arguments, None)
-        else:
-            vhost.bind_exchange(exchange_name(destination), source, routing_key, arguments)
-    except AMQPError as exc:
-        raise_for(exc)
+    if kind == "queue":
+        vhost.bind_queue(destination, source, routing_key, arguments, None, user_grants)
+    else:
+        vhost.bind_exchange(exchange_name(destination), source, routing_key, arguments,
+                            grants=user_grants)
     # RabbitMQ quotes the key once more in the Location header ("a.%23" -> "a.%2523").
     key = location_quote(properties_key(routing_key, arguments))
     return created(f"{quote(destination, safe='')}/{key}")
@@ -139,17 +126,13 @@ async def delete_binding(request: web.Request) -> web.Response:
     ctx = context(request)
     vhost, source, b = _find_binding(request, write=True)
     dest = b.destination
-    try:
-        user_grants = grants(request, ctx.node, vhost.name)
-        user_grants.check("write", dest.kind, dest.name)
-        user_grants.check("read", "exchange", source.name)
-        if dest.kind == "queue":
-            vhost.unbind_queue(dest.name, source.name, b.routing_key, b.arguments, None)
-        else:
-            vhost.bind_exchange(dest.name, source.name, b.routing_key, b.arguments,
-                                unbind=True)
-    except AMQPError as exc:
-        raise_for(exc)
+    user_grants = grants(request, ctx.node, vhost.name)
+    if dest.kind == "queue":
+        vhost.unbind_queue(dest.name, source.name, b.routing_key, b.arguments, None,
+                           user_grants)
+    else:
+        vhost.bind_exchange(dest.name, source.name, b.routing_key, b.arguments, unbind=True,
+                            grants=user_grants)
     return no_content()
 
 

@@ -7,25 +7,26 @@ connection with 320 CONNECTION_FORCED and the ``X-Reason`` header as the text.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
-from leveret.broker.connection import CLOSED, CLOSING, RUNNING
-from leveret.broker.stats import DELIVERING, PUBLISHING
-from leveret.management.common import (
-    Context,
-    context,
-    current_user,
-    jsonable,
-    listing,
-    no_content,
-    not_found,
-    one,
-    sees_connection,
-    stats_disabled,
-    vhost_of,
+from leveret.broker.connection import ServerConnection
+from leveret.broker.rabbit_definitions import jsonable
+from leveret.broker.snapshot import (
+    ChannelSnapshot,
+    ConnectionSnapshot,
+    ConsumerSnapshot,
+    connection_consumers,
+    snapshot_channels,
+    snapshot_connections,
 )
+from leveret.broker.stats import DELIVERING, PUBLISHING
+from leveret.management.auth import current_user, sees_connection, vhost_of
+from leveret.management.context import Context, context
+from leveret.management.http import no_content, not_found
+from leveret.management.listing import listing, one, stats_disabled
 from leveret.management.rates import details, message_stats
 
 DEFAULT_REASON = "Closed via management plugin"
@@ -35,46 +36,26 @@ def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def local_addresses(ctx: Context) -> dict[int, tuple[str, int]]:
-    """id(connection) -> the broker's address it was accepted on."""
-    found: dict[int, tuple[str, int]] = {}
-    listener = getattr(ctx.broker, "listener", None)
-    for protocol in getattr(listener, "protocols", ()):
-        transport = protocol.transport
-        if protocol.conn is not None and transport is not None:
-            sockname = transport.get_extra_info("sockname") or ("?", 0)
-            found[id(protocol.conn)] = (str(sockname[0]), int(sockname[1]))
-    return found
-
-
-def connection_name(conn: Any, local: dict[int, tuple[str, int]]) -> str:
-    host, port = local.get(id(conn), ("?", 0))
-    return f"{_address(str(conn.peer[0]), int(conn.peer[1]))} -> {_address(host, port)}"
+def connection_name(conn: ConnectionSnapshot) -> str:
+    return f"{_address(conn.peer_host, conn.peer_port)} -> {_address(conn.host, conn.port)}"
 
 
 def channel_name(conn_name: str, number: int) -> str:
     return f"{conn_name} ({number})"
 
 
-def _state(conn: Any) -> str:
-    return {RUNNING: "running", CLOSING: "closing", CLOSED: "closed"}.get(conn.state,
-                                                                          "starting")
-
-
-def connection_json(ctx: Context, conn: Any, local: dict[int, tuple[str, int]],
-                    with_stats: bool = True) -> dict[str, Any]:
-    host, port = local.get(id(conn), ("?", 0))
-    name = connection_name(conn, local)
+def connection_json(ctx: Context, conn: ConnectionSnapshot, with_stats: bool = True
+                    ) -> dict[str, Any]:
     props = jsonable(conn.client_properties)
     item: dict[str, Any] = {
-        "name": name, "node": ctx.node_name, "type": "network", "protocol": "AMQP 0-9-1",
-        "state": _state(conn), "user": conn.user, "user_who_performed_action": conn.user,
-        "vhost": conn.vhost.name, "client_properties": props,
-        "channels": len(conn.channels), "channel_max": conn.channel_max,
-        "frame_max": conn.frame_max, "timeout": conn.heartbeat,
-        "connected_at": getattr(conn, "connected_at", 0),
-        "host": host, "port": port,
-        "peer_host": str(conn.peer[0]), "peer_port": int(conn.peer[1]),
+        "name": connection_name(conn), "node": ctx.node_name, "type": "network",
+        "protocol": "AMQP 0-9-1", "state": conn.state, "user": conn.user,
+        "user_who_performed_action": conn.user, "vhost": conn.vhost,
+        "client_properties": props, "channels": conn.channels,
+        "channel_max": conn.channel_max, "frame_max": conn.frame_max,
+        "timeout": conn.heartbeat, "connected_at": conn.connected_at,
+        "host": conn.host, "port": conn.port,
+        "peer_host": conn.peer_host, "peer_port": conn.peer_port,
         "ssl": False, "ssl_protocol": None, "ssl_key_exchange": None, "ssl_cipher": None,
         "ssl_hash": None, "peer_cert_subject": None, "peer_cert_issuer": None,
         "peer_cert_validity": None,
@@ -83,106 +64,100 @@ def connection_json(ctx: Context, conn: Any, local: dict[int, tuple[str, int]],
     if provided is not None:
         item["user_provided_name"] = provided
     if with_stats:
-        rates = ctx.sampler.rates(conn)
-        for key in ("recv_oct", "send_oct"):
-            item[key] = getattr(conn, key, 0)
-            item[f"{key}_details"] = details(rates, key)
+        rates = ctx.sampler.rates(conn.handle)
+        item["recv_oct"] = conn.recv_oct
+        item["recv_oct_details"] = details(rates, "recv_oct")
+        item["send_oct"] = conn.send_oct
+        item["send_oct_details"] = details(rates, "send_oct")
     return item
 
 
-def channel_stats(counters: Any, rates: dict[str, float]) -> dict[str, Any]:
+def channel_stats(counters: Mapping[str, int], rates: dict[str, float]) -> dict[str, Any]:
     """A channel's message_stats: the publishing and delivery groups it has used."""
-    values = counters.as_dict()
     stats: dict[str, Any] = {}
-    if any(values[k] for k in PUBLISHING):
-        stats.update(message_stats(values, PUBLISHING, rates))
+    if any(counters[k] for k in PUBLISHING):
+        stats.update(message_stats(counters, PUBLISHING, rates))
     delivering = (*DELIVERING, "deliver_get")
-    if any(values[k] for k in delivering):
-        stats.update(message_stats(values, delivering, rates))
+    if any(counters[k] for k in delivering):
+        stats.update(message_stats(counters, delivering, rates))
     return stats
 
 
-def channel_json(ctx: Context, conn: Any, ch: Any, conn_name: str,
-                 with_stats: bool = True) -> dict[str, Any]:
-    tx = ch.tx
+def channel_json(ctx: Context, ch: ChannelSnapshot, with_stats: bool = True
+                 ) -> dict[str, Any]:
+    conn = ch.connection
+    conn_name = connection_name(conn)
     item: dict[str, Any] = {
         "name": channel_name(conn_name, ch.number), "node": ctx.node_name,
         "number": ch.number, "user": conn.user, "user_who_performed_action": conn.user,
-        "vhost": conn.vhost.name, "state": "closing" if ch.closing else "running",
-        "connection_details": {"name": conn_name, "peer_host": str(conn.peer[0]),
-                               "peer_port": int(conn.peer[1])},
-        "consumer_count": len(ch.consumers), "prefetch_count": ch.prefetch,
-        "global_prefetch_count": ch.global_prefetch, "confirm": ch.confirm,
-        "transactional": tx is not None,
-        "messages_unacknowledged": len(ch.unacked),
-        "messages_unconfirmed": max(0, ch.publish_seq - ch.confirmed_upto) if ch.confirm
-        else 0,
-        "messages_uncommitted": sum(1 for op, _ in tx if op == "publish") if tx else 0,
-        "acks_uncommitted": sum(1 for op, _ in tx if op != "publish") if tx else 0,
+        "vhost": conn.vhost, "state": "closing" if ch.closing else "running",
+        "connection_details": {"name": conn_name, "peer_host": conn.peer_host,
+                               "peer_port": conn.peer_port},
+        "consumer_count": ch.consumers, "prefetch_count": ch.prefetch_count,
+        "global_prefetch_count": ch.global_prefetch_count, "confirm": ch.confirm,
+        "transactional": ch.transactional,
+        "messages_unacknowledged": ch.messages_unacknowledged,
+        "messages_unconfirmed": ch.messages_unconfirmed,
+        "messages_uncommitted": ch.messages_uncommitted,
+        "acks_uncommitted": ch.acks_uncommitted,
         "pending_raft_commands": 0,
     }
     if with_stats:
-        stats = channel_stats(ch.counters, ctx.sampler.rates(ch))
+        stats = channel_stats(ch.counters, ctx.sampler.rates(ch.handle))
         if stats:
             item["message_stats"] = stats
     return item
 
 
-def consumer_json(ctx: Context, consumer: Any, local: dict[int, tuple[str, int]]
-                  ) -> dict[str, Any]:
-    ch = consumer.channel
-    conn = ch.connection
-    conn_name = connection_name(conn, local)
-    q = consumer.queue
-    active = not q.single_active or (bool(q.consumers) and q.consumers[0] is consumer)
+def consumer_json(ctx: Context, consumer: ConsumerSnapshot) -> dict[str, Any]:
+    conn = consumer.connection
+    conn_name = connection_name(conn)
     return {
         "consumer_tag": consumer.tag, "exclusive": consumer.exclusive,
-        "ack_required": not consumer.no_ack, "prefetch_count": consumer.prefetch,
-        "arguments": jsonable(consumer.arguments), "active": active,
-        "activity_status": ("single_active" if q.single_active else "up") if active
-        else "waiting",
-        "queue": {"name": q.name, "vhost": q.vhost.name},
-        "channel_details": {"name": channel_name(conn_name, ch.number),
+        "ack_required": consumer.ack_required, "prefetch_count": consumer.prefetch_count,
+        "arguments": jsonable(consumer.arguments), "active": consumer.active,
+        "activity_status": consumer.activity_status,
+        "queue": {"name": consumer.queue, "vhost": consumer.vhost},
+        "channel_details": {"name": channel_name(conn_name, consumer.channel_number),
                             "connection_name": conn_name, "node": ctx.node_name,
-                            "number": ch.number, "peer_host": str(conn.peer[0]),
-                            "peer_port": int(conn.peer[1]), "user": conn.user},
+                            "number": consumer.channel_number, "peer_host": conn.peer_host,
+                            "peer_port": conn.peer_port, "user": conn.user},
     }
 
 
-def queue_consumers(ctx: Context, q: Any) -> list[dict[str, Any]]:
-    local = local_addresses(ctx)
-    return [consumer_json(ctx, c, local) for c in q.consumers]
+Visible = list[tuple[ServerConnection, ConnectionSnapshot]]
 
 
-def _visible_connections(request: web.Request, vhost: str | None = None) -> list[Any]:
+def _visible_connections(request: web.Request, vhost: str | None = None) -> Visible:
+    """The connections the user may see (in ``vhost``), live (to act on) and as
+    snapshots (to show)."""
     ctx = context(request)
     user = current_user(request)
-    return [c for c in list(ctx.node.connections)
-            if sees_connection(user, c.user) and (vhost is None or c.vhost.name == vhost)]
+    return [(conn, snapshot)
+            for conn, snapshot in snapshot_connections(ctx.node, ctx.local_addresses())
+            if sees_connection(user, snapshot.user)
+            and (vhost is None or snapshot.vhost == vhost)]
 
 
-def _find_connection(request: web.Request) -> tuple[Any, dict[int, tuple[str, int]]]:
-    ctx = context(request)
-    local = local_addresses(ctx)
+def _find_connection(request: web.Request) -> tuple[ServerConnection, ConnectionSnapshot]:
     wanted = request.match_info["name"]
-    for conn in _visible_connections(request):
-        if connection_name(conn, local) == wanted:
-            return conn, local
+    for conn, snapshot in _visible_connections(request):
+        if connection_name(snapshot) == wanted:
+            return conn, snapshot
     raise not_found()
 
 
 async def list_connections(request: web.Request) -> web.Response:
     ctx = context(request)
     vhost = vhost_of(request, ctx.node).name if "vhost" in request.match_info else None
-    local = local_addresses(ctx)
     stats = not stats_disabled(request)
-    return listing(request, [connection_json(ctx, c, local, stats)
-                             for c in _visible_connections(request, vhost)])
+    return listing(request, [connection_json(ctx, snapshot, stats)
+                             for _, snapshot in _visible_connections(request, vhost)])
 
 
 async def get_connection(request: web.Request) -> web.Response:
-    conn, local = _find_connection(request)
-    return one(request, connection_json(context(request), conn, local))
+    _, snapshot = _find_connection(request)
+    return one(request, connection_json(context(request), snapshot))
 
 
 async def delete_connection(request: web.Request) -> web.Response:
@@ -192,21 +167,15 @@ async def delete_connection(request: web.Request) -> web.Response:
     return no_content()
 
 
-def _channels(request: web.Request, conns: list[Any]) -> list[dict[str, Any]]:
+def _channels(request: web.Request, connections: Visible) -> list[dict[str, Any]]:
     ctx = context(request)
-    local = local_addresses(ctx)
     stats = not stats_disabled(request)
-    found = []
-    for conn in conns:
-        name = connection_name(conn, local)
-        for ch in list(conn.channels.values()):
-            found.append(channel_json(ctx, conn, ch, name, stats))
-    return found
+    return [channel_json(ctx, ch, stats) for conn, snapshot in connections
+            for ch in snapshot_channels(conn, snapshot)]
 
 
 async def connection_channels(request: web.Request) -> web.Response:
-    conn, _ = _find_connection(request)
-    return listing(request, _channels(request, [conn]))
+    return listing(request, _channels(request, [_find_connection(request)]))
 
 
 async def list_channels(request: web.Request) -> web.Response:
@@ -226,13 +195,9 @@ async def get_channel(request: web.Request) -> web.Response:
 async def list_consumers(request: web.Request) -> web.Response:
     ctx = context(request)
     vhost = vhost_of(request, ctx.node).name if "vhost" in request.match_info else None
-    local = local_addresses(ctx)
-    found = []
-    for conn in _visible_connections(request, vhost):
-        for ch in list(conn.channels.values()):
-            for consumer in list(ch.consumers.values()):
-                if consumer.queue is not ch.reply_queue:
-                    found.append(consumer_json(ctx, consumer, local))
+    found = [consumer_json(ctx, consumer)
+             for conn, snapshot in _visible_connections(request, vhost)
+             for consumer in connection_consumers(conn, snapshot)]
     return listing(request, found, default_sort=("consumer_tag",))
 
 

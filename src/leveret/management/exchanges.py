@@ -8,31 +8,29 @@ from typing import Any
 
 from aiohttp import web
 
+from leveret.broker.exchanges import Exchange
+from leveret.broker.rabbit_definitions import jsonable
+from leveret.broker.snapshot import ExchangeSnapshot, snapshot_exchange
+from leveret.broker.vhost import VirtualHost
 from leveret.errors import AMQPError
-from leveret.management.common import (
+from leveret.management.auth import current_user, grants, vhost_of, visible_vhosts
+from leveret.management.context import context
+from leveret.management.http import (
     ApiError,
     as_bool,
-    context,
     created,
-    current_user,
     exchange_name,
     field_table,
-    grants,
-    jsonable,
-    listing,
     no_content,
     not_found,
-    one,
-    raise_for,
     read_json,
-    vhost_of,
-    visible_vhosts,
 )
+from leveret.management.listing import listing, one
 
 
-def exchange_json(vhost: Any, ex: Any) -> dict[str, Any]:
+def exchange_json(ex: ExchangeSnapshot) -> dict[str, Any]:
     item: dict[str, Any] = {
-        "name": ex.name, "vhost": vhost.name, "type": ex.type, "durable": ex.durable,
+        "name": ex.name, "vhost": ex.vhost, "type": ex.type, "durable": ex.durable,
         "auto_delete": ex.auto_delete, "internal": ex.internal,
         "arguments": jsonable(ex.arguments),
     }
@@ -41,7 +39,8 @@ def exchange_json(vhost: Any, ex: Any) -> dict[str, Any]:
     return item
 
 
-def find_exchange(request: web.Request, *, write: bool = False) -> tuple[Any, Any]:
+def find_exchange(request: web.Request, *, write: bool = False
+                  ) -> tuple[VirtualHost, Exchange]:
     vhost = vhost_of(request, context(request).node, write=write)
     ex = vhost.exchanges.get(exchange_name(request.match_info["name"]))
     if ex is None:
@@ -55,13 +54,14 @@ async def list_exchanges(request: web.Request) -> web.Response:
         names = [vhost_of(request, ctx.node).name]
     else:
         names = visible_vhosts(ctx.node, current_user(request))
-    return listing(request, [exchange_json(ctx.node.vhosts[n], ex) for n in names
+    return listing(request, [exchange_json(snapshot_exchange(ctx.node.vhosts[n], ex))
+                             for n in names
                              for ex in list(ctx.node.vhosts[n].exchanges.values())])
 
 
 async def get_exchange(request: web.Request) -> web.Response:
     vhost, ex = find_exchange(request)
-    item = exchange_json(vhost, ex)
+    item = exchange_json(snapshot_exchange(vhost, ex))
     item["incoming"] = []
     item["outgoing"] = []
     return one(request, item)
@@ -85,18 +85,15 @@ async def put_exchange(request: web.Request) -> web.Response:
     except AMQPError as exc:
         if exc.reply_code == 403 and "reserved prefix" in exc.text:
             raise ApiError(401, "not_authorised", "Access refused.") from exc
-        raise_for(exc)
+        raise
     return no_content() if existed else created()
 
 
 async def delete_exchange(request: web.Request) -> web.Response:
     ctx = context(request)
     vhost, ex = find_exchange(request, write=True)
-    try:
-        grants(request, ctx.node, vhost.name).check("configure", "exchange", ex.name)
-        vhost.delete_exchange(ex.name, as_bool(request.query.get("if-unused", "false")))
-    except AMQPError as exc:
-        raise_for(exc)
+    vhost.delete_exchange(ex.name, as_bool(request.query.get("if-unused", "false")),
+                          grants(request, ctx.node, vhost.name))
     return no_content()
 
 

@@ -25,21 +25,20 @@ from leveret.amqp.spec import Properties
 from leveret.broker.entry import Entry
 from leveret.broker.message import Message
 from leveret.broker.queues import Queue
+from leveret.broker.rabbit_definitions import jsonable
 from leveret.broker.vhost import VirtualHost, check_properties
 from leveret.errors import AMQPError
-from leveret.management.common import (
+from leveret.management.auth import grants, vhost_of
+from leveret.management.context import context
+from leveret.management.http import (
     ApiError,
     bad_request,
-    context,
     exchange_name,
     field_table,
-    grants,
     json_response,
-    jsonable,
     missing_keys,
     raise_for,
     read_json,
-    vhost_of,
 )
 
 ACKMODES = ("ack_requeue_true", "ack_requeue_false", "reject_requeue_true",

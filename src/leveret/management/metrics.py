@@ -13,12 +13,10 @@ for no credentials: it tells queue names and counts, nothing of message contents
 
 from __future__ import annotations
 
-import os
 import platform
 import shutil
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
 
 import prometheus_client
 from aiohttp import web
@@ -26,8 +24,17 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from leveret import __version__
-from leveret.broker.stats import Counters, node_counters
-from leveret.server.alarms import process_rss
+from leveret.broker.node import Node
+from leveret.broker.snapshot import (
+    QueueSnapshot,
+    snapshot_connections,
+    snapshot_queues,
+    snapshot_vhost,
+    unacked_bytes,
+)
+from leveret.broker.stats import node_counters
+from leveret.management.context import ResourceReadings, Runtime, node_name
+from leveret.management.process import open_fds, process_rss
 
 try:
     import resource
@@ -108,18 +115,11 @@ ALARMS = (("memory", "rabbitmq_alarms_memory_limit", "is 1 if memory alarm is in
           ("disk", "rabbitmq_alarms_disk_limit", "is 1 if disk alarm is in effect"))
 
 
-def _open_fds() -> int | None:
-    try:
-        return len(os.listdir("/proc/self/fd"))
-    except OSError:
-        return None
-
-
 class BrokerCollector(Collector):
     """Reads one broker's state on each scrape (in the broker's event loop: the broker is
     not thread-safe, and the aiohttp handler runs there)."""
 
-    def __init__(self, node: Any, broker: Any = None) -> None:
+    def __init__(self, node: Node, broker: Runtime | None = None) -> None:
         self.node = node
         self.broker = broker
         self.started = time.monotonic()
@@ -133,16 +133,8 @@ class BrokerCollector(Collector):
 
     # -- queues ----------------------------------------------------------------------------
 
-    def _unacked_bytes(self) -> dict[int, int]:
-        """Body bytes delivered and not yet acked, by queue (keyed by id: one pass over the
-        channels' unacked records instead of one per queue)."""
-        by_queue: dict[int, int] = {}
-        for connection in list(self.node.connections):
-            for channel in list(getattr(connection, "channels", {}).values()):
-                for record in getattr(channel, "unacked", {}).values():
-                    key = id(record.queue)
-                    by_queue[key] = by_queue.get(key, 0) + len(record.entry.message.body)
-        return by_queue
+    def _queue_snapshots(self) -> list[QueueSnapshot]:
+        return snapshot_queues(self.node, list(self.node.vhosts))
 
     def _queues(self) -> Iterator[Metric]:
         def gauge(name: str, doc: str) -> GaugeMetricFamily:
@@ -163,44 +155,38 @@ class BrokerCollector(Collector):
                             "Size in bytes of ready and unacknowledged messages")
         counters = [(CounterMetricFamily(name, doc, labels=QUEUE_LABELS), event)
                     for name, event, doc in QUEUE_COUNTERS]
-        in_flight = self._unacked_bytes()
-        for vhost in list(self.node.vhosts.values()):
-            for queue in list(vhost.queues.values()):
-                labels = [vhost.name, queue.name]
-                n_ready = len(queue.ready)
-                n_unacked = getattr(queue, "unacked", 0)
-                b_ready = getattr(queue, "ready_bytes", 0)
-                b_unacked = in_flight.get(id(queue), 0)
-                ready.add_metric(labels, n_ready)
-                unacked.add_metric(labels, n_unacked)
-                depth.add_metric(labels, n_ready + n_unacked)
-                consumers.add_metric(labels, len(queue.consumers))
-                ready_bytes.add_metric(labels, b_ready)
-                unacked_bytes.add_metric(labels, b_unacked)
-                total_bytes.add_metric(labels, b_ready + b_unacked)
-                queue_counters = getattr(queue, "counters", None) or Counters()
-                for family, event in counters:
-                    family.add_metric(labels, getattr(queue_counters, event))
+        for queue in self._queue_snapshots():
+            labels = [queue.vhost, queue.name]
+            ready.add_metric(labels, queue.messages_ready)
+            unacked.add_metric(labels, queue.messages_unacknowledged)
+            depth.add_metric(labels, queue.messages)
+            consumers.add_metric(labels, queue.consumers)
+            ready_bytes.add_metric(labels, queue.message_bytes_ready)
+            unacked_bytes.add_metric(labels, queue.message_bytes_unacknowledged)
+            total_bytes.add_metric(labels, queue.message_bytes_ready
+                                   + queue.message_bytes_unacknowledged)
+            for family, event in counters:
+                family.add_metric(labels, queue.counters[event])
         yield from (ready, unacked, depth, consumers, ready_bytes, unacked_bytes, total_bytes)
         yield from (family for family, _ in counters)
 
     # -- node-wide -------------------------------------------------------------------------
 
     def _totals(self) -> Iterator[Metric]:
-        connections = list(self.node.connections)
-        channels = [ch for c in connections for ch in getattr(c, "channels", {}).values()]
-        queues = [q for vh in self.node.vhosts.values() for q in vh.queues.values()]
-        consumers = sum(len(q.consumers) for q in queues)
+        connections = [c for _, c in snapshot_connections(self.node)]
+        queues = self._queue_snapshots()
+        consumers = sum(q.consumers for q in queues)
         yield GaugeMetricFamily("rabbitmq_connections", "Connections currently open",
                                 value=len(connections))
         yield GaugeMetricFamily("rabbitmq_channels", "Channels currently open",
-                                value=len(channels))
+                                value=sum(c.channels for c in connections))
         yield GaugeMetricFamily("rabbitmq_consumers", "Consumers currently connected",
                                 value=consumers)
         yield GaugeMetricFamily("rabbitmq_queues", "Queues available", value=len(queues))
         yield GaugeMetricFamily("leveret_vhosts", "Virtual hosts", value=len(self.node.vhosts))
-        resident = sum(getattr(q, "ready_bytes", 0) for q in queues)
-        resident += sum(self._unacked_bytes().values())
+        resident = sum(q.message_bytes_ready for q in queues)
+        # every unacked body, a deleted queue's too: the channel still holds it
+        resident += sum(unacked_bytes(self.node).values())
         yield GaugeMetricFamily("leveret_messages_resident_bytes",
                                 "Bytes of message bodies held in memory, ready or unacked",
                                 value=resident)
@@ -209,9 +195,9 @@ class BrokerCollector(Collector):
         families = [(CounterMetricFamily(name, doc, labels=["vhost"]), event)
                     for name, event, doc in VHOST_COUNTERS]
         for vhost in list(self.node.vhosts.values()):
-            counters = getattr(vhost, "counters", None) or Counters()
+            snapshot = snapshot_vhost(vhost)
             for family, event in families:
-                family.add_metric([vhost.name], getattr(counters, event))
+                family.add_metric([snapshot.name], snapshot.counters[event])
         yield from (family for family, _ in families)
         everything = node_counters(self.node)
         for name, read, doc in GLOBAL_COUNTERS:
@@ -221,7 +207,7 @@ class BrokerCollector(Collector):
             yield family
 
     def _resources(self) -> Iterator[Metric]:
-        monitor = getattr(self.broker, "resources", None)
+        monitor = self.broker.resources if self.broker is not None else None
         rss = process_rss()
         if rss is None and monitor is not None:
             rss = monitor.memory_used
@@ -239,10 +225,10 @@ class BrokerCollector(Collector):
         if disk_free is not None:
             yield GaugeMetricFamily("rabbitmq_disk_space_available_bytes",
                                     "Disk space available in bytes", value=disk_free)
-        alarms = set(getattr(self.node, "alarms", ()))
+        alarms = set(self.node.alarms)
         for alarm, name, doc in ALARMS:
             yield GaugeMetricFamily(name, doc, value=1 if alarm in alarms else 0)
-        fds = _open_fds()
+        fds = open_fds()
         if fds is not None:
             yield GaugeMetricFamily("rabbitmq_process_open_fds", "Open file descriptors",
                                     value=fds)
@@ -253,13 +239,13 @@ class BrokerCollector(Collector):
         yield GaugeMetricFamily("leveret_uptime_seconds", "Seconds since the broker started",
                                 value=time.monotonic() - self.started)
 
-    def _disk_free(self, monitor: Any) -> int | None:
+    def _disk_free(self, monitor: ResourceReadings | None) -> int | None:
         """Free bytes where the data directory is: the monitor's last reading (taken every
         second), else a fresh one; None for a broker that keeps nothing on disk."""
-        reading = getattr(monitor, "disk_free", None)
+        reading = monitor.disk_free if monitor is not None else None
         if reading is not None:
             return int(reading)
-        data_dir = getattr(self.broker, "data_dir", None)
+        data_dir = self.broker.data_dir if self.broker is not None else None
         if data_dir is None:
             return None
         try:
@@ -278,17 +264,9 @@ class BrokerCollector(Collector):
         identity = GaugeMetricFamily("rabbitmq_identity_info",
                                      "RabbitMQ node & cluster identity info",
                                      labels=["rabbitmq_node", "rabbitmq_cluster"])
-        identity.add_metric([_node_name(), str(getattr(self.node, "cluster_name", "leveret"))],
+        identity.add_metric([node_name(), self.node.cluster_name],
                             1)
         yield identity
-
-
-def _node_name() -> str:
-    try:
-        from leveret.management.common import node_name
-    except ImportError:  # pragma: no cover - the management package ships with metrics
-        return f"leveret@{platform.node().split('.')[0]}"
-    return node_name()
 
 
 def _prometheus_client_version() -> str:
@@ -300,7 +278,7 @@ def _prometheus_client_version() -> str:
         return "unknown"
 
 
-def registry_for(node: Any, broker: Any = None) -> CollectorRegistry:
+def registry_for(node: Node, broker: Runtime | None = None) -> CollectorRegistry:
     """A registry of the broker's metrics plus the usual process_* / python_* ones of a
     Python exporter (CPU seconds, start time, GC), all read on scrape."""
     registry = CollectorRegistry(auto_describe=False)
@@ -320,7 +298,7 @@ def render(registry: CollectorRegistry, accept: str | None = None) -> tuple[byte
     return encoder(registry), content_type
 
 
-def metrics_handler(node: Any, broker: Any = None
+def metrics_handler(node: Node, broker: Runtime | None = None
                     ) -> Callable[[web.Request], Awaitable[web.Response]]:
     """An aiohttp handler answering GET /metrics for this broker."""
     registry = registry_for(node, broker)
@@ -332,6 +310,6 @@ def metrics_handler(node: Any, broker: Any = None
     return handle
 
 
-def add_routes(app: web.Application, node: Any, broker: Any = None) -> None:
+def add_routes(app: web.Application, node: Node, broker: Runtime | None = None) -> None:
     """Mount GET /metrics on the management application."""
     app.router.add_get("/metrics", metrics_handler(node, broker))

@@ -17,27 +17,23 @@ from typing import Any
 from aiohttp import web
 
 from leveret.broker.exchanges import TYPES
+from leveret.broker.rabbit_definitions import RABBITMQ_VERSION, product_version
+from leveret.broker.snapshot import snapshot_connections, snapshot_queue
 from leveret.broker.stats import EVENTS, node_counters
-from leveret.management.common import (
-    Context,
+from leveret.management.auth import current_user, require_admin, require_monitor, visible_vhosts
+from leveret.management.context import Context, context
+from leveret.management.http import (
     bad_request,
-    context,
-    current_user,
     json_response,
-    listing,
     missing_keys,
     no_content,
     not_found,
-    one,
     read_json,
-    require_admin,
-    require_monitor,
-    stats_disabled,
-    visible_vhosts,
 )
+from leveret.management.listing import listing, one, stats_disabled
+from leveret.management.process import open_fds, process_rss
 from leveret.management.rates import DEPTHS, details, message_stats, queue_depths
 
-RABBITMQ_VERSION = "3.10.8"
 STARTED = time.monotonic()
 EXCHANGE_DESCRIPTIONS = {
     "direct": "AMQP direct exchange, as per the AMQP specification",
@@ -53,12 +49,6 @@ def exchange_types() -> list[dict[str, Any]]:
              "enabled": True} for name in sorted(TYPES)]
 
 
-def _version() -> str:
-    from leveret import __version__
-
-    return __version__
-
-
 def listeners(ctx: Context) -> list[dict[str, Any]]:
     broker = ctx.broker
     found = []
@@ -66,11 +56,11 @@ def listeners(ctx: Context) -> list[dict[str, Any]]:
         if broker.port is not None:
             found.append({"node": ctx.node_name, "protocol": "amqp",
                           "ip_address": broker.host, "port": broker.port, "socket_opts": {}})
-        if getattr(broker, "ssl_context", None) is not None:
+        if broker.ssl_context is not None:
             found.append({"node": ctx.node_name, "protocol": "amqp/ssl",
                           "ip_address": broker.host, "port": broker.tls_port,
                           "socket_opts": {}})
-        port = getattr(broker, "management_port", None)
+        port = broker.management_port
         if port:
             found.append({"node": ctx.node_name,
                           "protocol": "https" if broker.management_tls else "http",
@@ -80,29 +70,15 @@ def listeners(ctx: Context) -> list[dict[str, Any]]:
 
 
 def contexts(ctx: Context) -> list[dict[str, Any]]:
-    port = getattr(ctx.broker, "management_port", None)
-    host = getattr(ctx.broker, "management_host", "")
+    broker = ctx.broker
+    port = broker.management_port if broker is not None else None
+    host = broker.management_host if broker is not None else ""
     return [{"node": ctx.node_name, "description": "leveret management",
              "path": "/", "ip": host, "port": str(port or ""), "ssl_opts": []}]
 
 
 def alarms(ctx: Context) -> list[str]:
-    return list(getattr(ctx.node, "alarms", []))
-
-
-def _rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError, AttributeError):
-        return 0
-
-
-def _open_fds() -> int:
-    try:
-        return len(os.listdir("/proc/self/fd"))
-    except OSError:
-        return 0
+    return list(ctx.node.alarms)
 
 
 async def overview(request: web.Request) -> web.Response:
@@ -111,15 +87,15 @@ async def overview(request: web.Request) -> web.Response:
     user = current_user(request)
     names = visible_vhosts(node, user)
     vhosts = [node.vhosts[n] for n in names]
-    queues = [q for v in vhosts for q in list(v.queues.values())]
-    conns = [c for c in list(node.connections) if c.vhost.name in names]
+    queues = [snapshot_queue(q) for v in vhosts for q in list(v.queues.values())]
+    conns = [c for _, c in snapshot_connections(node) if c.vhost in names]
     with_stats = not stats_disabled(request)
     item: dict[str, Any] = {
-        "management_version": _version(), "rates_mode": "basic",
+        "management_version": product_version(), "rates_mode": "basic",
         "sample_retention_policies": {"global": [600, 3600, 28800, 86400],
                                       "basic": [600, 3600], "detailed": [600]},
         "exchange_types": exchange_types(),
-        "product_version": _version(), "product_name": "leveret",
+        "product_version": product_version(), "product_name": "leveret",
         "rabbitmq_version": RABBITMQ_VERSION, "cluster_name": node.cluster_name,
         "erlang_version": platform.python_version(),
         "erlang_full_version": f"Python {platform.python_version()} "
@@ -129,8 +105,8 @@ async def overview(request: web.Request) -> web.Response:
         "enable_queue_totals": request.query.get("enable_queue_totals") == "true",
         "object_totals": {
             "connections": len(conns),
-            "channels": sum(len(c.channels) for c in conns),
-            "consumers": sum(len(q.consumers) for q in queues),
+            "channels": sum(c.channels for c in conns),
+            "consumers": sum(q.consumers for q in queues),
             "exchanges": sum(len(v.exchanges) for v in vhosts),
             "queues": len(queues),
         },
@@ -155,11 +131,12 @@ async def overview(request: web.Request) -> web.Response:
 def node_json(ctx: Context) -> dict[str, Any]:
     node = ctx.node
     active = alarms(ctx)
-    data_dir = getattr(ctx.broker, "data_dir", None)
-    monitor = getattr(ctx.broker, "resources", None)  # server/alarms.py ResourceMonitor
-    mem_limit = getattr(monitor, "memory_limit", 0)
-    disk_free_limit = getattr(monitor, "disk_free_limit", 0)
-    disk_free = getattr(monitor, "disk_free", None)
+    broker = ctx.broker
+    data_dir = broker.data_dir if broker is not None else None
+    monitor = broker.resources if broker is not None else None
+    mem_limit = monitor.memory_limit if monitor is not None else 0
+    disk_free_limit = monitor.disk_free_limit if monitor is not None else 0
+    disk_free = monitor.disk_free if monitor is not None else None
     if disk_free is None:
         try:
             disk_free = shutil.disk_usage(data_dir or ".").free
@@ -169,12 +146,12 @@ def node_json(ctx: Context) -> dict[str, Any]:
         "name": ctx.node_name, "type": "disc", "running": True,
         "os_pid": str(os.getpid()), "uptime": int((time.monotonic() - STARTED) * 1000),
         "processors": os.cpu_count() or 1, "run_queue": 0, "rates_mode": "basic",
-        "mem_limit": mem_limit, "mem_used": _rss_bytes(),
+        "mem_limit": mem_limit, "mem_used": process_rss() or 0,
         "mem_alarm": "memory" in active,
         "disk_free_limit": disk_free_limit, "disk_free": disk_free,
         "disk_free_alarm": "disk" in active,
         "fd_total": os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 1024,
-        "fd_used": _open_fds(),
+        "fd_used": open_fds() or 0,
         "sockets_total": 0, "sockets_used": len(node.connections),
         "proc_total": 0, "proc_used": 0,
         "partitions": [], "being_drained": False, "net_ticktime": 60,
@@ -184,7 +161,7 @@ def node_json(ctx: Context) -> dict[str, Any]:
              "enabled": True},
             {"name": "AMQPLAIN", "description": "QPid AMQPLAIN mechanism", "enabled": True}],
         "applications": [{"name": "leveret", "description": "leveret AMQP 0-9-1 broker",
-                          "version": _version()}],
+                          "version": product_version()}],
         "contexts": contexts(ctx), "listeners": listeners(ctx),
         "enabled_plugins": ["rabbitmq_management"],
         "log_files": [], "config_files": [],
@@ -238,12 +215,14 @@ async def alarm_check(request: web.Request) -> web.Response:
 def _listeners(ctx: Context) -> list[tuple[str, int]]:
     """(protocol, port) of what this broker listens on, RabbitMQ's protocol names."""
     broker = ctx.broker
-    found = []
-    if getattr(broker, "port", None) is not None:
+    found: list[tuple[str, int]] = []
+    if broker is None:
+        return found
+    if broker.port is not None:
         found.append(("amqp", broker.port))
-    if getattr(broker, "ssl_context", None) is not None and broker.tls_port is not None:
+    if broker.ssl_context is not None:
         found.append(("amqp/ssl", broker.tls_port))
-    if getattr(broker, "management_port", None) is not None:
+    if broker.management_port is not None:
         found.append(("https" if broker.management_tls else "http", broker.management_port))
     return found
 
@@ -291,14 +270,15 @@ async def certificate_expiration_check(request: web.Request) -> web.Response:
     except (ValueError, KeyError):
         raise bad_request("expected /certificate-expiration/<number>/<days|weeks|months|"
                           "years>") from None
-    tls: Any = getattr(ctx.broker, "tls", None)
+    broker = ctx.broker
+    tls = broker.tls if broker is not None else None
     expiry = _certificate_expiry(tls.certfile) if tls is not None else None
-    if tls is None or expiry is None or expiry - time.time() > within:
+    if broker is None or tls is None or expiry is None or expiry - time.time() > within:
         return json_response({"status": "ok"})
     return json_response({
         "status": "failed", "reason": "Certificates expiring",
         "expired": [{"node": ctx.node_name, "protocol": "amqp/ssl",
-                     "port": ctx.broker.tls_port, "certfile": str(tls.certfile),
+                     "port": broker.tls_port, "certfile": str(tls.certfile),
                      "expires": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                               time.gmtime(expiry))}]}, 503)
 

@@ -4,55 +4,24 @@ them the policymaker (or administrator) tag, as in RabbitMQ.
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
-from leveret.broker.arguments import QUEUE_ARGUMENTS
-from leveret.errors import AMQPError
-from leveret.management.common import (
+from leveret.broker.rabbit_definitions import (
+    InvalidDefinition,
+    check_policy_definition,
+    policy_json,
+)
+from leveret.management.auth import current_user, require_policymaker, vhost_of, visible_vhosts
+from leveret.management.context import context
+from leveret.management.http import (
     bad_request,
-    context,
     created,
-    current_user,
-    jsonable,
-    listing,
     missing_keys,
     no_content,
     not_found,
-    one,
-    raise_for,
     read_json,
-    require_policymaker,
-    vhost_of,
-    visible_vhosts,
 )
-
-# Keys RabbitMQ recognises that have no effect on one leveret node (mirroring, federation,
-# streams, queue versions); accepted so RabbitMQ's definitions import unchanged.
-ACCEPTED_WITHOUT_EFFECT = frozenset({
-    "ha-mode", "ha-params", "ha-sync-mode", "ha-promote-on-shutdown",
-    "ha-promote-on-failure", "ha-sync-batch-size", "federation-upstream",
-    "federation-upstream-set", "queue-version", "stream-max-segment-size-bytes",
-    "initial-cluster-size", "max-age",
-})
-
-
-def policy_json(vhost: str, p: Any) -> dict[str, Any]:
-    return {"vhost": vhost, "name": p.name, "pattern": p.pattern, "apply-to": p.apply_to,
-            "definition": jsonable(p.definition), "priority": p.priority}
-
-
-def check_definition(definition: Any) -> dict[str, Any]:
-    if not isinstance(definition, dict) or not definition:
-        raise bad_request("Validation failed\n\ndefinition must be a non-empty object\n")
-    unknown = [k for k in definition if k != "alternate-exchange"
-               and f"x-{k}" not in QUEUE_ARGUMENTS and k not in ACCEPTED_WITHOUT_EFFECT]
-    if unknown:
-        terms = ",".join(f'{{<<"{k}">>,{jsonable(definition[k])}}}' for k in unknown)
-        raise bad_request(f"Validation failed\n\n[{terms}] are not recognised policy "
-                          "settings\n")
-    return definition
+from leveret.management.listing import listing, one
 
 
 async def list_policies(request: web.Request) -> web.Response:
@@ -86,10 +55,11 @@ async def put_policy(request: web.Request) -> web.Response:
     except (TypeError, ValueError):
         raise bad_request("Validation failed\n\npriority must be an integer\n") from None
     try:
-        vhost.set_policy(name, str(body["pattern"]), check_definition(body["definition"]),
-                         priority, str(body.get("apply-to", "all")))
-    except AMQPError as exc:
-        raise_for(exc)
+        definition = check_policy_definition(body["definition"])
+    except InvalidDefinition as exc:
+        raise bad_request(exc.reason) from None
+    vhost.set_policy(name, str(body["pattern"]), definition, priority,
+                     str(body.get("apply-to", "all")))
     return no_content() if existed else created()
 
 

@@ -4,83 +4,67 @@ and actions. Message counts come from the queue itself; rates from the sampler.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
+from leveret.broker.queues import Queue
+from leveret.broker.rabbit_definitions import jsonable
+from leveret.broker.snapshot import (
+    QueueSnapshot,
+    queue_consumers,
+    snapshot_queue,
+    snapshot_queues,
+    unacked_bytes,
+)
 from leveret.broker.stats import DELIVERING
-from leveret.errors import AMQPError, PreconditionFailed
-from leveret.management.common import (
+from leveret.management.auth import current_user, grants, vhost_of, visible_vhosts
+from leveret.management.connections import connection_name, consumer_json
+from leveret.management.context import Context, context
+from leveret.management.http import (
     ApiError,
-    Context,
     as_bool,
     bad_request,
-    context,
     created,
-    current_user,
     field_table,
-    grants,
-    jsonable,
-    listing,
     no_content,
     not_found,
-    one,
-    raise_for,
     read_json,
-    stats_disabled,
-    vhost_of,
-    visible_vhosts,
 )
-from leveret.management.connections import connection_name, local_addresses, queue_consumers
+from leveret.management.listing import listing, one, stats_disabled
 from leveret.management.rates import details, message_stats, queue_depths
 
 QUEUE_DELIVERY = (*DELIVERING, "deliver_get")
 
 
-def unacked_bytes(node: Any) -> dict[int, int]:
-    """id(queue) -> bytes of its messages delivered and not yet acknowledged."""
-    found: dict[int, int] = {}
-    for conn in list(node.connections):
-        for ch in list(conn.channels.values()):
-            for u in list(ch.unacked.values()):
-                key = id(u.queue)
-                found[key] = found.get(key, 0) + len(u.entry.message.body)
-    return found
-
-
-def queue_stats(q: Any, rates: dict[str, float]) -> dict[str, Any]:
-    values = q.counters.as_dict()
+def queue_stats(counters: Mapping[str, int], rates: dict[str, float]) -> dict[str, Any]:
     stats: dict[str, Any] = {}
-    if values["publish"]:
-        stats.update(message_stats(values, ("publish",), rates))
-    if any(values[k] for k in QUEUE_DELIVERY):
-        stats.update(message_stats(values, QUEUE_DELIVERY, rates))
+    if counters["publish"]:
+        stats.update(message_stats(counters, ("publish",), rates))
+    if any(counters[k] for k in QUEUE_DELIVERY):
+        stats.update(message_stats(counters, QUEUE_DELIVERY, rates))
     return stats
 
 
-def queue_json(ctx: Context, q: Any, unacked: dict[int, int],
-               local: dict[int, tuple[str, int]], with_stats: bool = True) -> dict[str, Any]:
-    """``unacked``: unacked_bytes(); ``local``: connections.local_addresses()."""
+def queue_json(ctx: Context, q: QueueSnapshot, with_stats: bool = True) -> dict[str, Any]:
     depths = queue_depths(q)
-    ready_bytes = q.ready_bytes
-    out_bytes = unacked.get(id(q), 0)
-    policy = q.vhost.policies.get(q.policy) if q.policy else None
-    consumers = len(q.consumers)
-    paged = getattr(q.ready, "paged_count", 0)
-    paged_bytes = getattr(q.ready, "paged_bytes", 0)
+    ready_bytes = q.message_bytes_ready
+    out_bytes = q.message_bytes_unacknowledged
+    paged = q.messages_paged_out
+    paged_bytes = q.message_bytes_paged_out
     item: dict[str, Any] = {
-        "name": q.name, "vhost": q.vhost.name, "node": ctx.node_name,
-        "type": q.queue_type, "state": "running",
+        "name": q.name, "vhost": q.vhost, "node": ctx.node_name,
+        "type": q.type, "state": "running",
         "durable": q.durable, "auto_delete": q.auto_delete, "exclusive": q.exclusive,
         "arguments": jsonable(q.arguments),
         "policy": q.policy, "operator_policy": None,
-        "effective_policy_definition": jsonable(policy.definition) if policy else {},
-        "consumers": consumers,
-        "consumer_capacity": 1.0 if consumers else 0,
-        "consumer_utilisation": 1.0 if consumers else 0,
-        "exclusive_consumer_tag": next((c.tag for c in q.consumers if c.exclusive), None),
-        "single_active_consumer_tag": q.consumers[0].tag if q.single_active and consumers
-        else None,
+        "effective_policy_definition": jsonable(q.policy_definition),
+        "consumers": q.consumers,
+        "consumer_capacity": 1.0 if q.consumers else 0,
+        "consumer_utilisation": 1.0 if q.consumers else 0,
+        "exclusive_consumer_tag": q.exclusive_consumer_tag,
+        "single_active_consumer_tag": q.single_active_consumer_tag,
         "head_message_timestamp": None,
         "recoverable_slaves": None,
         **depths,
@@ -95,22 +79,21 @@ def queue_json(ctx: Context, q: Any, unacked: dict[int, int],
         "message_bytes_unacknowledged": out_bytes,
         "message_bytes_ram": ready_bytes + out_bytes - paged_bytes,
     }
-    if q.exclusive:
-        owner = q.exclusive_owner
-        item["owner_pid_details"] = {"name": connection_name(owner, local),
-                                     "peer_host": str(owner.peer[0]),
-                                     "peer_port": int(owner.peer[1])}
+    if q.owner is not None:
+        item["owner_pid_details"] = {"name": connection_name(q.owner),
+                                     "peer_host": q.owner.peer_host,
+                                     "peer_port": q.owner.peer_port}
     if with_stats:
-        rates = ctx.sampler.rates(q)
+        rates = ctx.sampler.rates(q.handle)
         for key in ("messages", "messages_ready", "messages_unacknowledged"):
             item[f"{key}_details"] = details(rates, key)
-        stats = queue_stats(q, rates)
+        stats = queue_stats(q.counters, rates)
         if stats:
             item["message_stats"] = stats
     return item
 
 
-def find_queue(request: web.Request, *, write: bool = False) -> Any:
+def find_queue(request: web.Request, *, write: bool = False) -> Queue:
     vhost = vhost_of(request, context(request).node, write=write)
     q = vhost.queues.get(request.match_info["name"])
     if q is None:
@@ -124,20 +107,18 @@ async def list_queues(request: web.Request) -> web.Response:
         names = [vhost_of(request, ctx.node).name]
     else:
         names = visible_vhosts(ctx.node, current_user(request))
-    unacked = unacked_bytes(ctx.node)
-    local = local_addresses(ctx)
     stats = not stats_disabled(request)
-    items = [queue_json(ctx, q, unacked, local, stats) for name in names
-             for q in list(ctx.node.vhosts[name].queues.values())]
-    return listing(request, items)
+    snapshots = snapshot_queues(ctx.node, names, ctx.local_addresses())
+    return listing(request, [queue_json(ctx, q, stats) for q in snapshots])
 
 
 async def get_queue(request: web.Request) -> web.Response:
     ctx = context(request)
     q = find_queue(request)
-    item = queue_json(ctx, q, unacked_bytes(ctx.node), local_addresses(ctx),
-                      not stats_disabled(request))
-    item["consumer_details"] = queue_consumers(ctx, q)
+    local = ctx.local_addresses()
+    snapshot = snapshot_queue(q, unacked_bytes(ctx.node).get(q, 0), local)
+    item = queue_json(ctx, snapshot, not stats_disabled(request))
+    item["consumer_details"] = [consumer_json(ctx, c) for c in queue_consumers(q, local)]
     item["incoming"] = []
     item["deliveries"] = []
     return one(request, item)
@@ -155,44 +136,28 @@ async def put_queue(request: web.Request) -> web.Response:
     arguments = field_table(body.get("arguments"))
     if "x-queue-type" not in arguments and vhost.default_queue_type:
         arguments["x-queue-type"] = vhost.default_queue_type
-    try:
-        vhost.declare_queue(name, False, as_bool(body.get("durable", False)), False,
-                            as_bool(body.get("auto_delete", False)), arguments, None,
-                            grants(request, ctx.node, vhost.name))
-    except AMQPError as exc:
-        raise_for(exc)
+    vhost.declare_queue(name, False, as_bool(body.get("durable", False)), False,
+                        as_bool(body.get("auto_delete", False)), arguments, None,
+                        grants(request, ctx.node, vhost.name))
     return no_content() if existed else created()
 
 
 async def delete_queue(request: web.Request) -> web.Response:
     ctx = context(request)
+    vhost = vhost_of(request, ctx.node, write=True)
     q = find_queue(request, write=True)
-    grants(request, ctx.node, q.vhost.name).check("configure", "queue", q.name)
     query = request.query
-    try:
-        if as_bool(query.get("if-empty", "false")) and q.queue_type == "quorum":
-            raise_for_quorum(q)
-        q.vhost.delete_queue(q.name, as_bool(query.get("if-unused", "false")),
-                             as_bool(query.get("if-empty", "false")), q.exclusive_owner)
-    except AMQPError as exc:
-        raise_for(exc)
+    vhost.delete_queue(q.name, as_bool(query.get("if-unused", "false")),
+                       as_bool(query.get("if-empty", "false")), q.exclusive_owner,
+                       grants(request, ctx.node, vhost.name))
     return no_content()
-
-
-def raise_for_quorum(q: Any) -> None:
-    raise PreconditionFailed(f"cannot delete queue '{q.name}' in vhost '{q.vhost.name}'. "
-                             "queue.delete operations with if-empty flag set are not "
-                             "supported by quorum queues")
 
 
 async def purge_queue(request: web.Request) -> web.Response:
     ctx = context(request)
+    vhost = vhost_of(request, ctx.node, write=True)
     q = find_queue(request, write=True)
-    try:
-        grants(request, ctx.node, q.vhost.name).check("read", "queue", q.name)
-    except AMQPError as exc:
-        raise_for(exc)
-    q.purge()
+    vhost.purge_queue(q.name, q.exclusive_owner, grants(request, ctx.node, vhost.name))
     return no_content()
 
 

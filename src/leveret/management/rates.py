@@ -10,55 +10,59 @@ messages_unacknowledged) and a connection's recv_oct / send_oct.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from leveret.broker.stats import EVENTS, Counters, node_counters
+from leveret.broker.node import Node
+from leveret.broker.snapshot import (
+    QueueSnapshot,
+    snapshot_channels,
+    snapshot_connections,
+    snapshot_queue,
+    snapshot_vhost,
+)
+from leveret.broker.stats import EVENTS, node_counters
 
 SAMPLE_INTERVAL = 5.0
 DEPTHS = ("messages", "messages_ready", "messages_unacknowledged")
 
 
-def queue_depths(q: Any) -> dict[str, int]:
-    ready = len(q.ready)
-    return {"messages": ready + q.unacked, "messages_ready": ready,
-            "messages_unacknowledged": q.unacked}
+def queue_depths(q: QueueSnapshot) -> dict[str, int]:
+    return {"messages": q.messages, "messages_ready": q.messages_ready,
+            "messages_unacknowledged": q.messages_unacknowledged}
 
 
-def _counter_values(counters: Counters) -> dict[str, float]:
-    values: dict[str, float] = {name: getattr(counters, name) for name in EVENTS}
-    values["deliver_get"] = counters.deliver_get
-    return values
+def _counter_values(counters: Mapping[str, int]) -> dict[str, float]:
+    return {name: counters[name] for name in (*EVENTS, "deliver_get")}
 
 
 class RateSampler:
-    def __init__(self, node: Any, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, node: Node, clock: Callable[[], float] = time.monotonic) -> None:
         self.node = node
         self.clock = clock
         # id(object) -> (the object, so the id is not reused while kept; time; values)
-        self._last: dict[int, tuple[Any, float, dict[str, float]]] = {}
+        self._last: dict[int, tuple[object, float, dict[str, float]]] = {}
         self._rates: dict[int, dict[str, float]] = {}
 
-    def _observed(self) -> Iterator[tuple[Any, dict[str, float]]]:
+    def _observed(self) -> Iterator[tuple[object, dict[str, float]]]:
         node = self.node
         totals: dict[str, float] = dict.fromkeys(DEPTHS, 0)
         for vhost in node.vhosts.values():
-            values = _counter_values(vhost.counters)
             depths: dict[str, float] = dict.fromkeys(DEPTHS, 0)
             for q in vhost.queues.values():
-                qd = queue_depths(q)
-                yield q, {**_counter_values(q.counters), **qd}
+                snapshot = snapshot_queue(q)
+                qd = queue_depths(snapshot)
+                yield snapshot.handle, {**_counter_values(snapshot.counters), **qd}
                 for k in DEPTHS:
                     depths[k] += qd[k]
             for k in DEPTHS:
                 totals[k] += depths[k]
-            yield vhost, {**values, **depths}
-        for conn in list(node.connections):
-            yield conn, {"recv_oct": getattr(conn, "recv_oct", 0),
-                         "send_oct": getattr(conn, "send_oct", 0)}
-            for ch in list(conn.channels.values()):
-                yield ch, _counter_values(ch.counters)
-        yield node, {**_counter_values(node_counters(node)), **totals}
+            yield vhost, {**_counter_values(snapshot_vhost(vhost).counters), **depths}
+        for conn, connection in snapshot_connections(node):
+            yield conn, {"recv_oct": connection.recv_oct, "send_oct": connection.send_oct}
+            for channel in snapshot_channels(conn, connection):
+                yield channel.handle, _counter_values(channel.counters)
+        yield node, {**_counter_values(node_counters(node).as_dict()), **totals}
 
     def sample(self) -> None:
         now = self.clock()
@@ -73,9 +77,9 @@ class RateSampler:
             last[key] = (obj, now, values)
         self._last, self._rates = last, rates
 
-    def rates(self, obj: Any) -> dict[str, float]:
-        """The per-second rates of ``obj`` over the last sampling interval ({} before
-        two samples were taken)."""
+    def rates(self, obj: object) -> dict[str, float]:
+        """The per-second rates of ``obj`` (a live object, or a snapshot's ``handle``)
+        over the last sampling interval ({} before two samples were taken)."""
         return self._rates.get(id(obj), {}) if id(obj) in self._last and \
             self._last[id(obj)][0] is obj else {}
 
@@ -85,7 +89,7 @@ def details(rates: dict[str, float], name: str) -> dict[str, float]:
     return {"rate": round(rates.get(name, 0.0), 1)}
 
 
-def message_stats(values: dict[str, int], names: tuple[str, ...],
+def message_stats(values: Mapping[str, int], names: tuple[str, ...],
                   rates: dict[str, float]) -> dict[str, Any]:
     stats: dict[str, Any] = {}
     for name in names:

@@ -12,38 +12,21 @@ from typing import Any
 from aiohttp import web
 
 from leveret.broker.access import HASHES, SHA256, parse_tags
-from leveret.management.common import (
+from leveret.broker.rabbit_definitions import permission_json, topic_permission_json, user_json
+from leveret.management.auth import current_user, require_admin
+from leveret.management.context import context
+from leveret.management.http import (
     bad_request,
-    context,
     created,
-    current_user,
     json_response,
-    listing,
     missing_keys,
     no_content,
     not_found,
-    one,
     read_json,
-    require_admin,
 )
+from leveret.management.listing import listing, one
 
 USER_LIMITS = ("max-connections", "max-channels")
-
-
-def user_json(user: Any) -> dict[str, Any]:
-    return {"name": user.name, "password_hash": user.password_hash,
-            "hashing_algorithm": user.hashing_algorithm, "tags": list(user.tags),
-            "limits": dict(user.limits)}
-
-
-def permission_json(vhost: str, user: str, p: Any) -> dict[str, Any]:
-    return {"user": user, "vhost": vhost, "configure": p.configure, "write": p.write,
-            "read": p.read}
-
-
-def topic_permission_json(vhost: str, user: str, t: Any) -> dict[str, Any]:
-    return {"user": user, "vhost": vhost, "exchange": t.exchange, "write": t.write,
-            "read": t.read}
 
 
 def _user(request: web.Request) -> Any:

@@ -11,61 +11,57 @@ from typing import Any
 from aiohttp import web
 
 from leveret.broker.access import parse_tags
+from leveret.broker.snapshot import snapshot_connections, snapshot_queue, snapshot_vhost
 from leveret.broker.stats import EVENTS
-from leveret.management.common import (
-    Context,
+from leveret.broker.vhost import VirtualHost
+from leveret.management.auth import current_user, require_admin, vhost_of, visible_vhosts
+from leveret.management.context import Context, context
+from leveret.management.http import (
     bad_request,
-    context,
     created,
-    current_user,
-    listing,
     missing_keys,
     no_content,
     not_found,
-    one,
     read_json,
-    require_admin,
-    stats_disabled,
-    vhost_of,
-    visible_vhosts,
 )
+from leveret.management.listing import listing, one, stats_disabled
 from leveret.management.rates import DEPTHS, details, message_stats, queue_depths
 
 LIMITS = ("max-connections", "max-queues")
 VHOST_STATS = (*EVENTS, "deliver_get")
 
 
-def vhost_json(ctx: Context, vhost: Any, with_stats: bool = True) -> dict[str, Any]:
-    tags = list(getattr(vhost, "tags", []))
-    description = getattr(vhost, "description", "")
+def vhost_json(ctx: Context, vhost: VirtualHost, with_stats: bool = True) -> dict[str, Any]:
+    snapshot = snapshot_vhost(vhost)
+    tags = list(snapshot.tags)
     item: dict[str, Any] = {
-        "name": vhost.name, "description": description, "tags": tags,
-        "default_queue_type": getattr(vhost, "default_queue_type", None) or "undefined",
-        "metadata": {"description": description, "tags": tags},
+        "name": snapshot.name, "description": snapshot.description, "tags": tags,
+        "default_queue_type": snapshot.default_queue_type or "undefined",
+        "metadata": {"description": snapshot.description, "tags": tags},
         "tracing": False, "cluster_state": {ctx.node_name: "running"},
     }
     if not with_stats:
         return item
-    rates = ctx.sampler.rates(vhost)
+    rates = ctx.sampler.rates(snapshot.handle)
     depths = dict.fromkeys(DEPTHS, 0)
     for q in list(vhost.queues.values()):
-        for key, value in queue_depths(q).items():
+        for key, value in queue_depths(snapshot_queue(q)).items():
             depths[key] += value
     for key in DEPTHS:
         item[key] = depths[key]
         item[f"{key}_details"] = details(rates, key)
-    values = vhost.counters.as_dict()
-    if any(values.values()):
-        item["message_stats"] = message_stats(values, VHOST_STATS, rates)
-    conns = [c for c in list(ctx.node.connections) if c.vhost is vhost]
+    if any(snapshot.counters.values()):
+        item["message_stats"] = message_stats(snapshot.counters, VHOST_STATS, rates)
+    conns = [c for _, c in snapshot_connections(ctx.node) if c.vhost == snapshot.name]
     if conns:
         conn_rates: dict[str, float] = {}
         for c in conns:
-            for key, rate in ctx.sampler.rates(c).items():
+            for key, rate in ctx.sampler.rates(c.handle).items():
                 conn_rates[key] = conn_rates.get(key, 0.0) + rate
-        for key in ("recv_oct", "send_oct"):
-            item[key] = sum(getattr(c, key, 0) for c in conns)
-            item[f"{key}_details"] = details(conn_rates, key)
+        item["recv_oct"] = sum(c.recv_oct for c in conns)
+        item["recv_oct_details"] = details(conn_rates, "recv_oct")
+        item["send_oct"] = sum(c.send_oct for c in conns)
+        item["send_oct_details"] = details(conn_rates, "send_oct")
     return item
 
 

@@ -179,6 +179,10 @@ class Queue(ABC):
         RabbitMQ's text); every type accepts what the classic queue accepts by default."""
         return None
 
+    def check_delete(self, if_unused: bool, if_empty: bool) -> None:
+        """Refuse a queue.delete this type does not support (RabbitMQ's error)."""
+        return None
+
     @property
     def exclusive(self) -> bool:
         return self.exclusive_owner is not None

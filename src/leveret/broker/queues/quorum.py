@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from leveret.amqp.fields import FieldTable
 from leveret.broker.queues.classic import ClassicQueue
-from leveret.errors import PreconditionFailed
+from leveret.errors import NotImplemented_, PreconditionFailed
 
 # Arguments RabbitMQ refuses for quorum queues.
 QUORUM_REFUSED = ("x-max-priority", "x-queue-mode")
@@ -33,6 +33,12 @@ class QuorumQueue(ClassicQueue):
                           (not durable, "non-durable")):
             if bad:
                 raise PreconditionFailed(f"invalid property '{prop}' for {where}")
+
+    def check_delete(self, if_unused: bool, if_empty: bool) -> None:
+        if if_empty:
+            raise NotImplemented_(f"cannot delete queue '{self.name}' in vhost "
+                                  f"'{self.vhost.name}'. queue.delete operations with if-empty "
+                                  "flag set are not supported by quorum queues")
 
     def counts_deliveries(self) -> bool:
         return True

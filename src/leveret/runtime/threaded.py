@@ -12,7 +12,8 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
-from leveret.server.embedded import Broker
+from leveret.broker.node import Node
+from leveret.runtime.embedded import Broker
 
 T = TypeVar("T")
 
@@ -60,7 +61,7 @@ class BrokerThread:
         return self.broker.alarms
 
     @property
-    def node(self) -> Any:
+    def node(self) -> Node:
         return self.broker.node
 
     def _run(self) -> None:

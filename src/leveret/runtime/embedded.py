@@ -2,6 +2,9 @@
 
     async with Broker(port=0) as broker:   # port 0: any free port
         connection = await aio_pika.connect(broker.url)
+
+It builds and starts, in order: the node, the data directory's store (restoring what it
+recorded), a definitions document to import, the AMQP listeners and the management API.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from typing import Any
 
 from leveret.broker.clock import Clock
 from leveret.broker.node import Limits, Node
+from leveret.broker.rabbit_definitions import InvalidDefinition, import_definitions
 from leveret.broker.restore import restore
+from leveret.errors import LeveretError
 from leveret.server.alarms import ResourceMonitor
 from leveret.server.commit import Committer
 from leveret.server.listener import Listener
@@ -96,6 +101,17 @@ class Broker:
         """Active resource alarms: "memory", "disk"."""
         return list(self.node.alarms)
 
+    def local_addresses(self) -> dict[object, tuple[str, int]]:
+        """Each open connection -> the address it was accepted on (host, port), which the
+        management API names connections by: only the socket knows it."""
+        found: dict[object, tuple[str, int]] = {}
+        for protocol in list(self.listener.protocols):
+            transport = protocol.transport
+            if protocol.conn is not None and transport is not None:
+                sockname = transport.get_extra_info("sockname") or ("?", 0)
+                found[protocol.conn] = (str(sockname[0]), int(sockname[1]))
+        return found
+
     async def start(self) -> None:
         if self.data_dir is not None:
             self._open_store(self.data_dir)
@@ -135,6 +151,7 @@ class Broker:
             await committer.drain()
             committer.close()
             self.listener.committer = None
+            self.node.store_changed = lambda: None
         self._close_store()
         log.info("leveret stopped")
 
@@ -150,13 +167,9 @@ class Broker:
         self.management_port = server.port
 
     def _import_definitions(self, definitions: dict[str, Any]) -> None:
-        from leveret.errors import LeveretError
-        from leveret.management.common import ApiError
-        from leveret.management.definitions import import_definitions
-
         try:
             import_definitions(self.node, definitions)
-        except ApiError as exc:
+        except InvalidDefinition as exc:
             raise ValueError(f"cannot import definitions: {exc.reason}") from None
         except KeyError as exc:
             raise ValueError(f"cannot import definitions: an item lacks the key "
@@ -196,8 +209,12 @@ class Broker:
             raise
         log.info("recovered %d persistent messages in %.2f s", messages,
                  time.monotonic() - started)
-        self.listener.committer = Committer(store, lambda: [
+        committer = Committer(store, lambda: [
             p.conn for p in self.listener.protocols if p.conn is not None])
+        self.listener.committer = committer
+        # What changes the store outside the AMQP input path (the management API's publish
+        # and get) asks for the same group commit.
+        self.node.store_changed = committer.poke
 
     def _close_store(self) -> None:
         if self.store is not None:

@@ -1,0 +1,325 @@
+"""RabbitMQ's JSON definitions, exported from and imported into a ``Node``.
+
+This is the format of ``rabbitmqctl export_definitions`` and of the management API's
+/api/definitions: the whole broker, or one vhost whose items carry no "vhost" key. It is
+the domain's format, not the HTTP API's, so it lives here: the management API and the
+runtime (``definitions=`` at start-up) both call these functions. lavinmq keeps the same
+split (``definitions.cr`` beside a small HTTP controller).
+
+An export from RabbitMQ imports as is: users keep their password hashes (so they log in
+with the same passwords), vhost limits arrive as ``vhost-limits`` parameters, and keys
+that mean nothing on one leveret node (global parameters such as the cluster id,
+mirroring policy keys) are accepted. Import order follows RabbitMQ's: users, vhosts,
+permissions, topic permissions, parameters, policies, queues, exchanges, bindings.
+
+Errors: ``InvalidDefinition`` (a ValueError) with RabbitMQ's reason, which the management
+API answers as 400; a ``leveret.errors.AMQPError`` from the broker (an inequivalent
+redeclaration, say); KeyError for an item without a required key.
+
+Not to be confused with ``broker/definitions.py``: the durable records leveret keeps in
+its own definitions log, in its own format.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import decimal
+from typing import Any
+
+from leveret.amqp.fields import FieldTable, Long
+from leveret.broker.access import HASHES, SHA256, Permission, TopicPermission, User, parse_tags
+from leveret.broker.arguments import QUEUE_ARGUMENTS
+from leveret.broker.exchanges import Exchange
+from leveret.broker.node import Node
+from leveret.broker.policy import Policy
+from leveret.broker.queues import Queue
+from leveret.broker.vhost import VirtualHost
+
+# The RabbitMQ release whose formats (and management API) leveret follows; tools branch
+# on it, so they take the 3.10 path.
+RABBITMQ_VERSION = "3.10.8"
+
+# Hash lengths (salt + digest) of the algorithms, for exports that do not name theirs.
+_BY_LENGTH = {4 + 16: "rabbit_password_hashing_md5", 4 + 32: SHA256,
+              4 + 64: "rabbit_password_hashing_sha512"}
+
+# Policy keys RabbitMQ recognises that have no effect on one leveret node (mirroring,
+# federation, streams, queue versions); accepted so RabbitMQ's definitions import unchanged.
+ACCEPTED_WITHOUT_EFFECT = frozenset({
+    "ha-mode", "ha-params", "ha-sync-mode", "ha-promote-on-shutdown",
+    "ha-promote-on-failure", "ha-sync-batch-size", "federation-upstream",
+    "federation-upstream-set", "queue-version", "stream-max-segment-size-bytes",
+    "initial-cluster-size", "max-age",
+})
+
+
+class InvalidDefinition(ValueError):
+    """A document (or part of one) RabbitMQ would refuse. ``reason`` is RabbitMQ's, a
+    string or an Erlang-like term such as ``["no_such_vhost", "v1"]``."""
+
+    def __init__(self, reason: str | list[str]) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def product_version() -> str:
+    from leveret import __version__  # late: leveret/__init__ imports the runtime, and so this
+
+    return __version__
+
+
+# -- values between JSON and AMQP ---------------------------------------------------------
+
+def jsonable(value: Any) -> Any:
+    """An AMQP field value as JSON (what RabbitMQ's management plugin prints for it)."""
+    if isinstance(value, bool) or value is None or isinstance(value, str | int | float):
+        return value
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, bytes | bytearray | memoryview):
+        raw = bytes(value)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return base64.b64encode(raw).decode()
+    if isinstance(value, datetime.datetime):
+        return int(value.timestamp())
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    return str(value)
+
+
+def field_table(value: Any) -> FieldTable:
+    """JSON arguments as an AMQP field table: integers become longs, as RabbitMQ makes
+    them, so declarations from JSON and over AMQP are equivalent."""
+    if value is None or value == "":
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidDefinition("arguments must be an object")
+    return {str(k): _field_value(v) for k, v in value.items()}
+
+
+def _field_value(value: Any) -> Any:
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return Long(value)
+    if isinstance(value, dict):
+        return {str(k): _field_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_field_value(v) for v in value]
+    return value
+
+
+# -- the access model and policies as JSON (the management API lists them the same way) -----
+
+def user_json(user: User) -> dict[str, Any]:
+    return {"name": user.name, "password_hash": user.password_hash,
+            "hashing_algorithm": user.hashing_algorithm, "tags": list(user.tags),
+            "limits": dict(user.limits)}
+
+
+def permission_json(vhost: str, user: str, p: Permission) -> dict[str, Any]:
+    return {"user": user, "vhost": vhost, "configure": p.configure, "write": p.write,
+            "read": p.read}
+
+
+def topic_permission_json(vhost: str, user: str, t: TopicPermission) -> dict[str, Any]:
+    return {"user": user, "vhost": vhost, "exchange": t.exchange, "write": t.write,
+            "read": t.read}
+
+
+def policy_json(vhost: str, p: Policy) -> dict[str, Any]:
+    return {"vhost": vhost, "name": p.name, "pattern": p.pattern, "apply-to": p.apply_to,
+            "definition": jsonable(p.definition), "priority": p.priority}
+
+
+def check_policy_definition(definition: Any) -> dict[str, Any]:
+    """A policy's definition, if every key is one RabbitMQ recognises."""
+    if not isinstance(definition, dict) or not definition:
+        raise InvalidDefinition("Validation failed\n\ndefinition must be a non-empty object\n")
+    unknown = [k for k in definition if k != "alternate-exchange"
+               and f"x-{k}" not in QUEUE_ARGUMENTS and k not in ACCEPTED_WITHOUT_EFFECT]
+    if unknown:
+        terms = ",".join(f'{{<<"{k}">>,{jsonable(definition[k])}}}' for k in unknown)
+        raise InvalidDefinition(f"Validation failed\n\n[{terms}] are not recognised policy "
+                                "settings\n")
+    return definition
+
+
+# -- export -----------------------------------------------------------------------------------
+
+def _exported_exchanges(vhost: VirtualHost) -> list[Exchange]:
+    return [ex for ex in vhost.exchanges.values()
+            if ex.name and not ex.name.startswith("amq.")]
+
+
+def _exported_queues(vhost: VirtualHost) -> list[Queue]:
+    return [q for q in vhost.queues.values() if not q.exclusive]
+
+
+def vhost_items(vhost: VirtualHost) -> dict[str, list[dict[str, Any]]]:
+    """A vhost's queues, exchanges, bindings, policies and limits, each with its vhost."""
+    name = vhost.name
+    bindings = [{"source": ex.name, "vhost": name, "destination": b.destination.name,
+                 "destination_type": b.destination.kind, "routing_key": b.routing_key,
+                 "arguments": jsonable(b.arguments)}
+                for ex in vhost.exchanges.values() if ex.name
+                for b in ex.bindings.values()
+                if not (isinstance(b.destination, Queue) and b.destination.exclusive)]
+    return {
+        "policies": [policy_json(name, p) for p in vhost.policies.values()],
+        "queues": [{"name": q.name, "vhost": name, "durable": q.durable,
+                    "auto_delete": q.auto_delete, "arguments": jsonable(q.arguments)}
+                   for q in _exported_queues(vhost)],
+        "exchanges": [{"name": ex.name, "vhost": name, "type": ex.type,
+                       "durable": ex.durable, "auto_delete": ex.auto_delete,
+                       "internal": ex.internal, "arguments": jsonable(ex.arguments)}
+                      for ex in _exported_exchanges(vhost)],
+        "bindings": bindings,
+    }
+
+
+def _limit_parameters(node: Node, names: list[str]) -> list[dict[str, Any]]:
+    return [{"value": dict(node.vhost_limits[n]), "vhost": n, "component": "vhost-limits",
+             "name": "limits"} for n in names if node.vhost_limits.get(n)]
+
+
+def _vhost_json(vhost: VirtualHost) -> dict[str, Any]:
+    return {"name": vhost.name, "description": vhost.description, "tags": list(vhost.tags),
+            "metadata": {"description": vhost.description, "tags": list(vhost.tags)}}
+
+
+def export_all(node: Node) -> dict[str, Any]:
+    """The whole broker's definitions."""
+    per_vhost: dict[str, list[dict[str, Any]]] = {
+        "policies": [], "queues": [], "exchanges": [], "bindings": []}
+    for vhost in node.vhosts.values():
+        for key, items in vhost_items(vhost).items():
+            per_vhost[key].extend(items)
+    return {
+        "rabbit_version": RABBITMQ_VERSION, "rabbitmq_version": RABBITMQ_VERSION,
+        "product_name": "leveret", "product_version": product_version(),
+        "users": [user_json(u) for u in node.users.values()],
+        "vhosts": [_vhost_json(v) for v in node.vhosts.values()],
+        "permissions": [permission_json(v, u, p) for (v, u), p in node.permissions.items()],
+        "topic_permissions": [topic_permission_json(v, u, t)
+                              for (v, u, _), t in node.topic_permissions.items()],
+        "parameters": _limit_parameters(node, list(node.vhosts)),
+        "global_parameters": [{"name": "cluster_name", "value": node.cluster_name}],
+        **per_vhost,
+    }
+
+
+def export_vhost(node: Node, vhost: VirtualHost) -> dict[str, Any]:
+    """One vhost's definitions, its items without their "vhost" key (but its policies'),
+    as RabbitMQ exports a vhost."""
+    items = vhost_items(vhost)
+    for key, group in items.items():
+        if key != "policies":  # RabbitMQ keeps the vhost of policies only
+            for item in group:
+                item.pop("vhost", None)
+    params = _limit_parameters(node, [vhost.name])
+    for p in params:
+        p.pop("vhost", None)
+    return {"rabbit_version": RABBITMQ_VERSION, "rabbitmq_version": RABBITMQ_VERSION,
+            "product_name": "leveret", "product_version": product_version(),
+            "parameters": params, **items}
+
+
+# -- import -----------------------------------------------------------------------------------
+
+def _algorithm(user: dict[str, Any]) -> str:
+    named = user.get("hashing_algorithm")
+    if named:
+        if named not in HASHES:
+            raise InvalidDefinition(f"unknown hashing algorithm {named}")
+        return str(named)
+    try:
+        length = len(base64.b64decode(user.get("password_hash", ""), validate=True))
+    except (binascii.Error, ValueError):
+        return SHA256
+    return _BY_LENGTH.get(length, SHA256)
+
+
+def _vhost(node: Node, name: str) -> VirtualHost:
+    vhost = node.vhosts.get(name)
+    if vhost is None:
+        raise InvalidDefinition(["no_such_vhost", name])
+    return vhost
+
+
+def import_definitions(node: Node, defs: dict[str, Any], only_vhost: str | None = None
+                       ) -> None:
+    """Apply a definitions document; with ``only_vhost`` the items carry no vhost (a
+    per-vhost export) and land there. Not atomic: what came before an error stays."""
+    if only_vhost is None:
+        _import_access(node, defs)
+    _import_vhost_items(node, defs, only_vhost)
+
+
+def _import_access(node: Node, defs: dict[str, Any]) -> None:
+    """Users, vhosts, permissions, topic permissions and global parameters."""
+    for u in defs.get("users", []):
+        node.add_user(u["name"], password_hash=u.get("password_hash", ""),
+                      hashing_algorithm=_algorithm(u), tags=parse_tags(u.get("tags")))
+        if u.get("limits"):
+            node.set_user_limits(u["name"], u["limits"])
+    for v in defs.get("vhosts", []):
+        meta = v.get("metadata") or {}
+        node.add_vhost(v["name"], v.get("description", meta.get("description", "")),
+                       parse_tags(v.get("tags", meta.get("tags", []))),
+                       v.get("default_queue_type"))
+    for p in defs.get("permissions", []):
+        try:
+            node.set_permissions(p["vhost"], p["user"], p["configure"], p["write"], p["read"])
+        except KeyError:
+            raise InvalidDefinition(["no_such_vhost_or_user", p["vhost"], p["user"]]) from None
+    for t in defs.get("topic_permissions", []):
+        try:
+            node.set_topic_permissions(t["vhost"], t["user"], t["exchange"], t["write"],
+                                       t["read"])
+        except KeyError:
+            raise InvalidDefinition(["no_such_vhost_or_user", t["vhost"], t["user"]]) from None
+    for g in defs.get("global_parameters", []):
+        if g.get("name") == "cluster_name" and isinstance(g.get("value"), str):
+            node.cluster_name = g["value"]
+
+
+def _import_vhost_items(node: Node, defs: dict[str, Any], only_vhost: str | None) -> None:
+    """Vhost limits, policies, queues, exchanges and bindings."""
+    def vhost(item: dict[str, Any]) -> VirtualHost:
+        return _vhost(node, only_vhost if only_vhost is not None
+                      else str(item.get("vhost", "/")))
+
+    for p in defs.get("parameters", []):
+        if p.get("component") == "vhost-limits" and isinstance(p.get("value"), dict) \
+                and p["value"]:
+            node.set_vhost_limits(vhost(p).name, p["value"])
+    for p in defs.get("policies", []):
+        vhost(p).set_policy(p["name"], p["pattern"], check_policy_definition(p["definition"]),
+                            int(p.get("priority", 0)), p.get("apply-to", "all"))
+    for q in defs.get("queues", []):
+        vhost(q).declare_queue(q["name"], False, bool(q.get("durable", True)), False,
+                               bool(q.get("auto_delete", False)),
+                               field_table(q.get("arguments")), None)
+    for x in defs.get("exchanges", []):
+        if x["name"] == "" or x["name"].startswith("amq."):
+            continue
+        vhost(x).declare_exchange(x["name"], x.get("type", "direct"), False,
+                                  bool(x.get("durable", True)),
+                                  bool(x.get("auto_delete", False)),
+                                  bool(x.get("internal", False)),
+                                  field_table(x.get("arguments")))
+    for b in defs.get("bindings", []):
+        args = field_table(b.get("arguments"))
+        if b.get("destination_type", "queue") == "queue":
+            vhost(b).bind_queue(b["destination"], b["source"], b.get("routing_key", ""), args,
+                                None)
+        else:
+            vhost(b).bind_exchange(b["destination"], b["source"], b.get("routing_key", ""),
+                                   args)
