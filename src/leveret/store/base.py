@@ -64,8 +64,8 @@ class LiveBatch(NamedTuple):
     """Live messages in offset order as compact arrays, no object per message: how a
     queue rebuilds its index of a large backlog at start (docs/storage.md, Paging)."""
 
-    offsets: array  # array('q')
-    sizes: array  # array('I'): bytes of each payload
+    offsets: array[int]  # array('q')
+    sizes: array[int]  # array('I'): bytes of each payload
     redelivered: bytes  # one byte per message: 1 if marked delivered or counted
     counts: dict[int, int]  # offset -> delivery count, only the counted ones
 
@@ -116,7 +116,9 @@ class Sync(Protocol):
 
 class Store(Protocol):
     policy: FsyncPolicy
-    definitions: Definitions
+
+    @property
+    def definitions(self) -> Definitions: ...  # read-only, so each store may narrow it
 
     def open_queue(self, vhost: str, name: str, transient: bool = False) -> QueueLog: ...
     def queues(self) -> list[tuple[str, str]]: ...  # durable logs present (recovery)
