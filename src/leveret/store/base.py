@@ -13,23 +13,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
+# The store's errors live in the one exception tree (leveret/errors.py), under LeveretError.
+from leveret.errors import CorruptRecord as CorruptRecord
+from leveret.errors import StoreClosed as StoreClosed
+from leveret.errors import StoreError as StoreError
+from leveret.errors import StoreLocked as StoreLocked
+
 Payload = bytes | Sequence[bytes]  # one buffer, or parts written back to back (no copy)
-
-
-class StoreError(Exception):
-    """The store cannot do what was asked (I/O error, bad format, failed earlier write)."""
-
-
-class StoreLocked(StoreError):
-    """Another process holds the data directory."""
-
-
-class StoreClosed(StoreError):
-    """The log or store was closed or deleted."""
-
-
-class CorruptRecord(StoreError):
-    """A record failed its checksum when read back (bit rot while running)."""
 
 
 @dataclass(frozen=True)
