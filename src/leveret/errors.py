@@ -21,11 +21,20 @@
                +-- NotImplemented_      540
                +-- InternalError        541
                +-- AccessRefusedHard    403  (login refused: a connection-level 403)
+     +-- StoreError                 the store cannot do what was asked (leveret.store)
+          +-- StoreLocked           another process holds the data directory
+          +-- StoreClosed           the log or store was closed or deleted
+          +-- CorruptRecord         a record failed its checksum when read back
 
-Each error knows its reply code; the class and method ids of the offending method are
+Each AMQP error knows its reply code; the class and method ids of the offending method are
 filled in by the layer that knows which method was being handled. Errors are raised in
 ``amqp`` and ``broker`` and translated into close methods only by the connection state
 machine: one place decides what goes on the wire.
+
+A ``StoreError`` is not an AMQP error: the peer did nothing wrong. One that reaches a
+connection closes it with 541 INTERNAL_ERROR, like any unexpected failure; the broker
+catches the ones it can handle (a corrupt message is dropped, a failed commit stops it).
+``leveret.store`` re-exports the store errors, so ``leveret.store.StoreError`` still works.
 """
 
 from __future__ import annotations
@@ -138,6 +147,22 @@ class NotImplemented_(ConnectionError_):
 
 class InternalError(ConnectionError_):
     reply_code = 541
+
+
+class StoreError(LeveretError):
+    """The store cannot do what was asked (I/O error, bad format, failed earlier write)."""
+
+
+class StoreLocked(StoreError):
+    """Another process holds the data directory."""
+
+
+class StoreClosed(StoreError):
+    """The log or store was closed or deleted."""
+
+
+class CorruptRecord(StoreError):
+    """A record failed its checksum when read back (bit rot while running)."""
 
 
 REPLY_NAMES = {

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import datetime
 import json
+import runpy
 import struct
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +37,8 @@ from leveret.errors import FrameError
 # pamqp warns on every basic.recover-async it builds (deprecated in 0-9-1)
 pytestmark = pytest.mark.filterwarnings("ignore:This command is deprecated:DeprecationWarning")
 
-SPEC_JSON = Path(__file__).resolve().parents[3] / "shared" / "spec" / "amqp-rabbitmq-0.9.1.json"
+ROOT = Path(__file__).resolve().parents[2]
+SPEC_JSON = ROOT / "tools" / "spec" / "amqp-rabbitmq-0.9.1.json"  # vendored: see its README
 
 ALL_METHODS = sorted(spec.METHODS.values(), key=lambda c: c.INDEX)
 IN_PAMQP = [c for c in ALL_METHODS if c.INDEX in pcommands.INDEX_MAPPING]
@@ -72,7 +76,33 @@ def test_lookup_tables():
         assert cls().encode()[:4] == struct.pack(">HH", cls.CLASS_ID, cls.METHOD_ID)
 
 
-@pytest.mark.skipif(not SPEC_JSON.exists(), reason=f"{SPEC_JSON} not found")
+def test_the_committed_module_is_what_the_generator_writes(tmp_path):
+    """spec.py is generated: regenerate it from the vendored spec and compare byte for byte,
+    so a hand edit, or a generator change without a regeneration, fails here."""
+    out = tmp_path / "spec.py"
+    subprocess.run([sys.executable, str(ROOT / "tools" / "codegen.py"), str(SPEC_JSON), str(out)],
+                   check=True, capture_output=True)
+    committed = ROOT / "src" / "leveret" / "amqp" / "spec.py"
+    assert out.read_bytes() == committed.read_bytes(), (
+        "src/leveret/amqp/spec.py differs from what tools/codegen.py writes: run `make codegen`")
+
+
+def test_the_generator_reads_the_vendored_spec_by_default():
+    """A fresh clone regenerates: the default input lies inside the repository."""
+    codegen = runpy.run_path(str(ROOT / "tools" / "codegen.py"))  # __name__ is not __main__
+    assert codegen["DEFAULT_SPEC"] == SPEC_JSON and SPEC_JSON.is_file()
+    assert codegen["DEFAULT_OUT"] == ROOT / "src" / "leveret" / "amqp" / "spec.py"
+
+
+def test_frame_constants_come_from_the_spec():
+    """One source of truth: frames.py names the spec's constants, it does not repeat them."""
+    assert (frames.METHOD, frames.HEADER, frames.BODY, frames.HEARTBEAT) == (
+        spec.FRAME_METHOD, spec.FRAME_HEADER, spec.FRAME_BODY, spec.FRAME_HEARTBEAT)
+    assert (frames.FRAME_END, frames.FRAME_MIN_SIZE) == (spec.FRAME_END, spec.FRAME_MIN_SIZE)
+    constants = {c["name"]: c["value"] for c in json.loads(SPEC_JSON.read_text())["constants"]}
+    assert constants["FRAME-END"] == frames.FRAME_END == frames.FRAME_END_BYTE[0]
+
+
 def test_every_method_of_the_spec_json_is_generated():
     data = json.loads(SPEC_JSON.read_text())
     seen = set()

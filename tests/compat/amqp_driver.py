@@ -23,6 +23,9 @@ Recording rules, chosen so that two correct brokers give equal records:
   matching close-ok, as every client does;
 * publisher confirms are summarised as sets of acked/nacked tags (coalescing with
   ``multiple`` is the broker's choice), see ``Channel.confirms``;
+* connection.start's ``mechanisms`` and ``locales`` (space-separated lists whose order
+  RabbitMQ does not fix: a fresh node has offered "AMQPLAIN PLAIN", another
+  "PLAIN AMQPLAIN") are recorded as sorted lists of their words, i.e. compared as sets;
 * names the server makes up (``amq.gen-*``, ``amq.ctag-*``, direct reply-to names) are
   replaced by numbered placeholders in order of first appearance, the run's unique name
   prefix is removed, and timestamps within a day of now (x-death 'time') are masked
@@ -102,7 +105,18 @@ def method_fields(m: spec.Method) -> dict[str, Any]:
         # product, version, platform, copyright, information, cluster_name must differ
         props = out.pop("server_properties")
         out["capabilities"] = props.get("capabilities")
+        # the order of these lists is the server's arbitrary choice: compare them as sets
+        for key in ("mechanisms", "locales"):
+            out[key] = word_set(out[key])
     return out
+
+
+def word_set(value: bytes) -> list[bytes]:
+    """A space-separated list as the sorted list of its distinct words (a set that prints
+    in a stable order); a value with empty words, doubled spaces for example, is kept as it
+    is, so a malformed list still shows as a difference."""
+    words = value.split(b" ")
+    return sorted(set(words)) if all(words) and len(set(words)) == len(words) else [value]
 
 
 def props_dict(raw: bytes) -> dict[str, Any]:

@@ -30,7 +30,8 @@ _Q = struct.Struct(">Q")
 _f = struct.Struct(">f")
 _d = struct.Struct(">d")
 
-FieldTable = dict[str, Any]
+FieldTable = dict[str, Any]  # values of many wire types (see _decode_value)
+Buffer = bytes | bytearray | memoryview  # what the decoders read from
 
 
 class TypedInt(int):
@@ -111,7 +112,7 @@ MAX_DEPTH = 64
 _MALFORMED = (struct.error, IndexError, OverflowError, ValueError, OSError)
 
 
-def decode_shortstr(buf: Any, off: int) -> tuple[str, int]:
+def decode_shortstr(buf: Buffer, off: int) -> tuple[str, int]:
     try:
         n = buf[off]
     except IndexError:
@@ -122,7 +123,7 @@ def decode_shortstr(buf: Any, off: int) -> tuple[str, int]:
     return bytes(buf[off + 1 : end]).decode("utf-8", "surrogateescape"), end
 
 
-def decode_longstr(buf: Any, off: int) -> tuple[bytes, int]:
+def decode_longstr(buf: Buffer, off: int) -> tuple[bytes, int]:
     try:
         (n,) = _I.unpack_from(buf, off)
     except struct.error:
@@ -145,14 +146,14 @@ def encode_longstr(value: str | bytes) -> bytes:
     return _I.pack(len(raw)) + raw
 
 
-def decode_table(buf: Any, off: int, depth: int = 0) -> tuple[FieldTable, int]:
+def decode_table(buf: Buffer, off: int, depth: int = 0) -> tuple[FieldTable, int]:
     try:
         return _decode_table(buf, off, depth)
     except _MALFORMED as exc:
         raise FrameError(f"malformed field table: {exc}") from None
 
 
-def _decode_table(buf: Any, off: int, depth: int) -> tuple[FieldTable, int]:
+def _decode_table(buf: Buffer, off: int, depth: int) -> tuple[FieldTable, int]:
     (size,) = _I.unpack_from(buf, off)
     off += 4
     end = off + size
@@ -169,14 +170,14 @@ def _decode_table(buf: Any, off: int, depth: int) -> tuple[FieldTable, int]:
     return table, off
 
 
-def decode_array(buf: Any, off: int, depth: int = 0) -> tuple[list[Any], int]:
+def decode_array(buf: Buffer, off: int, depth: int = 0) -> tuple[list[Any], int]:
     try:
         return _decode_array(buf, off, depth)
     except _MALFORMED as exc:
         raise FrameError(f"malformed field array: {exc}") from None
 
 
-def _decode_array(buf: Any, off: int, depth: int) -> tuple[list[Any], int]:
+def _decode_array(buf: Buffer, off: int, depth: int) -> tuple[list[Any], int]:
     (size,) = _I.unpack_from(buf, off)
     off += 4
     end = off + size
@@ -193,14 +194,14 @@ def _decode_array(buf: Any, off: int, depth: int) -> tuple[list[Any], int]:
     return items, off
 
 
-def decode_value(buf: Any, off: int, depth: int = 0) -> tuple[Any, int]:
+def decode_value(buf: Buffer, off: int, depth: int = 0) -> tuple[Any, int]:
     try:
         return _decode_value(buf, off, depth)
     except _MALFORMED as exc:
         raise FrameError(f"malformed field value: {exc}") from None
 
 
-def _decode_value(buf: Any, off: int, depth: int) -> tuple[Any, int]:  # noqa: C901
+def _decode_value(buf: Buffer, off: int, depth: int) -> tuple[Any, int]:  # noqa: C901
     tag = buf[off]
     off += 1
     if tag == 0x53:  # S long string: text if it is UTF-8, else bytes

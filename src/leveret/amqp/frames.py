@@ -3,6 +3,8 @@
 A frame is ``type:octet channel:short size:long payload:size frame-end:octet(0xCE)``.
 ``FrameBuffer`` accumulates received bytes and hands out whole frames; it keeps a read
 offset and compacts once per batch instead of slicing per frame (bounded, copy-light).
+The frame types and sizes come from the generated spec (one source of truth), under the
+short names the connection code uses.
 """
 
 from __future__ import annotations
@@ -12,20 +14,19 @@ import struct
 from leveret.amqp import spec
 from leveret.errors import FrameError
 
-METHOD = 1
-HEADER = 2
-BODY = 3
-HEARTBEAT = 8
-FRAME_END = 0xCE
-FRAME_END_BYTE = b"\xce"
-
-PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
-HEARTBEAT_FRAME = b"\x08\x00\x00\x00\x00\x00\x00\xce"
-FRAME_MIN_SIZE = 4096
+METHOD = spec.FRAME_METHOD  # 1
+HEADER = spec.FRAME_HEADER  # 2
+BODY = spec.FRAME_BODY  # 3
+HEARTBEAT = spec.FRAME_HEARTBEAT  # 8
+FRAME_END = spec.FRAME_END  # 0xCE
+FRAME_MIN_SIZE = spec.FRAME_MIN_SIZE  # 4096
 # The largest frame_max leveret offers: RabbitMQ's default (128 KiB).
 DEFAULT_FRAME_MAX = 131072
 
 _FRAME_HEAD = struct.Struct(">BHI")
+FRAME_END_BYTE = bytes((FRAME_END,))
+PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
+HEARTBEAT_FRAME = _FRAME_HEAD.pack(HEARTBEAT, 0, 0) + FRAME_END_BYTE
 _METHOD_HEAD = struct.Struct(">BHIHH")  # frame header + class id + method id
 _CONTENT_HEAD = struct.Struct(">BHIHHQ")  # frame header + class, weight, body size
 _II = struct.Struct(">I")
@@ -128,12 +129,12 @@ def encode_content(
             (head, properties, b"\xce\x03", channel.to_bytes(2, "big"), _II.pack(size), body,
              FRAME_END_BYTE)
         )
-    parts = [head, properties, FRAME_END_BYTE]
+    parts: list[bytes | memoryview] = [head, properties, FRAME_END_BYTE]
     view = memoryview(body)
     for start in range(0, size, chunk):
         piece = view[start : start + chunk]
         parts.append(_FRAME_HEAD.pack(BODY, channel, len(piece)))
-        parts.append(piece)  # type: ignore[arg-type]
+        parts.append(piece)
         parts.append(FRAME_END_BYTE)
     return b"".join(parts)
 

@@ -9,20 +9,24 @@ close timeouts) and applies backpressure both ways:
 
 It also logs each connection's life: accepted, opened (user, vhost, client-provided name),
 closed (with the reason), with structured fields for the JSON log format.
+
+It sees the listener that accepted it (listener.py) only through ``ConnectionListener``,
+declared here, so this module does not import listener.py back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from leveret.amqp.frames import HEARTBEAT_FRAME
 from leveret.broker.connection import CLOSED, CLOSING, RUNNING, ServerConnection
 from leveret.server.tls import peer_common_name
 
 if TYPE_CHECKING:
-    from leveret.server.listener import Listener
+    from leveret.broker.node import Node
+    from leveret.server.commit import Committer
 
 log = logging.getLogger("leveret.server")
 
@@ -32,8 +36,21 @@ WRITE_HIGH_WATER = 1 << 20
 WRITE_LOW_WATER = 1 << 18
 
 
+class ConnectionListener(Protocol):
+    """What a connection needs from the listener that accepted it (``Listener``)."""
+
+    @property
+    def node(self) -> Node: ...
+    @property
+    def protocols(self) -> set[AMQPProtocol]: ...  # the open connections; each adds itself
+    @property
+    def committer(self) -> Committer | None: ...  # poked after input: group commit
+    @property
+    def blocked_reason(self) -> str | None: ...  # set while a resource alarm blocks
+
+
 class AMQPProtocol(asyncio.Protocol):
-    def __init__(self, listener: Listener) -> None:
+    def __init__(self, listener: ConnectionListener) -> None:
         self.listener = listener
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None

@@ -13,23 +13,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
+# The store's errors live in the one exception tree (leveret/errors.py), under LeveretError.
+from leveret.errors import CorruptRecord as CorruptRecord
+from leveret.errors import StoreClosed as StoreClosed
+from leveret.errors import StoreError as StoreError
+from leveret.errors import StoreLocked as StoreLocked
+
 Payload = bytes | Sequence[bytes]  # one buffer, or parts written back to back (no copy)
-
-
-class StoreError(Exception):
-    """The store cannot do what was asked (I/O error, bad format, failed earlier write)."""
-
-
-class StoreLocked(StoreError):
-    """Another process holds the data directory."""
-
-
-class StoreClosed(StoreError):
-    """The log or store was closed or deleted."""
-
-
-class CorruptRecord(StoreError):
-    """A record failed its checksum when read back (bit rot while running)."""
 
 
 @dataclass(frozen=True)
@@ -64,8 +54,8 @@ class LiveBatch(NamedTuple):
     """Live messages in offset order as compact arrays, no object per message: how a
     queue rebuilds its index of a large backlog at start (docs/storage.md, Paging)."""
 
-    offsets: array  # array('q')
-    sizes: array  # array('I'): bytes of each payload
+    offsets: array[int]  # array('q')
+    sizes: array[int]  # array('I'): bytes of each payload
     redelivered: bytes  # one byte per message: 1 if marked delivered or counted
     counts: dict[int, int]  # offset -> delivery count, only the counted ones
 
@@ -116,7 +106,9 @@ class Sync(Protocol):
 
 class Store(Protocol):
     policy: FsyncPolicy
-    definitions: Definitions
+
+    @property
+    def definitions(self) -> Definitions: ...  # read-only, so each store may narrow it
 
     def open_queue(self, vhost: str, name: str, transient: bool = False) -> QueueLog: ...
     def queues(self) -> list[tuple[str, str]]: ...  # durable logs present (recovery)

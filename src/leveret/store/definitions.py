@@ -4,7 +4,8 @@ policies as put/delete records of small JSON values, replayed at start.
 Records use the segment record format (records.py): DEF_PUT carries ``[kind, key, value]``,
 DEF_DELETE ``[kind, key]``. Every change is written to the OS at once (it survives
 kill -9) and fsynced by the next commit. When superseded records outnumber live ones the
-file is rewritten (temporary file, fsync, rename).
+file is rewritten (temporary file, fsync, rename). What the log needs from its store is
+``DefinitionsOwner``, declared here so this module does not import disk.py back.
 """
 
 from __future__ import annotations
@@ -13,13 +14,10 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from leveret.store import records as rec
-from leveret.store.base import StoreClosed
-
-if TYPE_CHECKING:
-    from leveret.store.disk import DiskStore
+from leveret.store.base import Definitions, StoreClosed
 
 log = logging.getLogger("leveret.store")
 
@@ -30,8 +28,17 @@ def _dumps(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+class DefinitionsOwner(Protocol):
+    """The store's side of the definitions log (``DiskStore`` in disk.py)."""
+
+    def write_definitions(self, defs: DefinitionsLog, data: bytes) -> None: ...
+    def fsync_now(self, fd: int) -> None: ...  # per the fsync policy
+    def fsync_dir_now(self, path: Path) -> None: ...
+    def retired(self, key: DefinitionsLog, fd: int = -1) -> None: ...  # fd is closing
+
+
 class DefinitionsLog:
-    def __init__(self, store: DiskStore, path: Path) -> None:
+    def __init__(self, store: DefinitionsOwner, path: Path) -> None:
         self.store = store
         self.path = path
         # Some record could not be read at start: entities may be missing, so the broker
@@ -116,7 +123,8 @@ class DefinitionsLog:
         self._append(rec.DEF_DELETE, _dumps([kind, key]))
 
     def get(self, kind: str) -> dict[str, Any]:
-        return json.loads(_dumps(self._data.get(kind, {})))
+        copy: dict[str, Any] = json.loads(_dumps(self._data.get(kind, {})))  # callers may mutate
+        return copy
 
     def kinds(self) -> list[str]:
         return [k for k, v in self._data.items() if v]
@@ -126,3 +134,6 @@ class DefinitionsLog:
             self.store.retired(self, self.fd)
             self.fd = -1
 
+
+if TYPE_CHECKING:  # mypy holds the class to its interface in base.py
+    _DEFINITIONS: type[Definitions] = DefinitionsLog

@@ -20,11 +20,11 @@ import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from leveret.store.base import FsyncPolicy, StoreClosed, StoreError
+from leveret.store.base import FsyncPolicy, Store, StoreClosed, StoreError
 from leveret.store.definitions import DefinitionsLog
-from leveret.store.files import check_format, lock_dir, queue_dirname, writev_all
+from leveret.store.files import Buffer, check_format, lock_dir, queue_dirname, writev_all
 from leveret.store.index import Segment
 from leveret.store.recovery import recover
 from leveret.store.segments import SegmentLog
@@ -164,7 +164,7 @@ class DiskStore:
         if durable:
             self._seq += 1
 
-    def write_all(self, qlog: SegmentLog, parts: list[Any]) -> None:
+    def write_all(self, qlog: SegmentLog, parts: list[Buffer]) -> None:
         if self.failed is not None:
             raise StoreError(f"the store failed earlier: {self.failed}")
         try:
@@ -195,10 +195,10 @@ class DiskStore:
             self._fds[seg] = fd
             self._evict()
 
-    def retired(self, key: Any, fd: int = -1) -> None:
+    def retired(self, key: Segment | DefinitionsLog, fd: int = -1) -> None:
         """A segment (or file) is gone or closing: forget it and close its descriptors."""
         self.pending.forget(key)
-        own = self._fds.pop(key, -1)
+        own = self._fds.pop(key, -1) if isinstance(key, Segment) else -1  # reading fds
         for f in {own, fd}:
             if f >= 0:
                 os.close(f)
@@ -306,3 +306,7 @@ class DiskStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+if TYPE_CHECKING:  # mypy holds the class to its interface in base.py
+    _STORE: type[Store] = DiskStore

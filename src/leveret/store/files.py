@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
 
 from leveret.store.base import StoreError, StoreLocked
 
@@ -16,6 +15,8 @@ except ImportError:  # pragma: no cover - Windows: no lock
     fcntl = None  # type: ignore[assignment]
 
 FORMAT = "leveret-store 1\n"
+
+Buffer = bytes | bytearray | memoryview  # what os.writev takes
 
 
 def queue_dirname(vhost: str, name: str) -> str:
@@ -38,7 +39,7 @@ def check_format(path: Path) -> bool:
     return True
 
 
-def writev_all(fd: int, parts: list[Any]) -> None:
+def writev_all(fd: int, parts: list[Buffer]) -> None:
     total = sum(len(p) for p in parts)
     written = os.writev(fd, parts)
     if written < total:  # a short write (signal, huge buffer): write the rest

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import re
 from array import array
+from collections.abc import Callable
 from pathlib import Path
 
 LIVE = 1
@@ -18,7 +19,7 @@ DELIVERED = 2
 TRANSIENT = 4
 
 
-def _table(fn) -> bytes:  # type: ignore[no-untyped-def]
+def _table(fn: Callable[[int], int]) -> bytes:
     return bytes(fn(b) for b in range(256))
 
 

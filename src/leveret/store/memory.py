@@ -11,9 +11,19 @@ import copy
 import json
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from leveret.store.base import FsyncPolicy, Live, LiveBatch, Payload, StoreClosed
+from leveret.store.base import (
+    Definitions,
+    FsyncPolicy,
+    Live,
+    LiveBatch,
+    Payload,
+    QueueLog,
+    Store,
+    StoreClosed,
+    Sync,
+)
 
 BATCH = 65536  # live_batches: messages per batch
 
@@ -249,3 +259,10 @@ class MemoryStore:
         fresh.definitions = MemoryDefinitions(fresh, copy.deepcopy(self.definitions._data))
         self.close()
         return fresh
+
+
+if TYPE_CHECKING:  # mypy holds the classes to their interfaces in base.py
+    _STORE: type[Store] = MemoryStore
+    _LOG: type[QueueLog] = MemoryQueueLog
+    _DEFINITIONS: type[Definitions] = MemoryDefinitions
+    _SYNC: type[Sync] = MemorySync

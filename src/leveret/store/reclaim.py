@@ -6,23 +6,45 @@ still live segment (a consumer acked them while it was the newest); those are fi
 written again, as a snapshot of that older segment's state, into the newest segment, so
 a slow message never pins the segments after it. The segment list (SEGMENTS record) is
 written after every change, so recovery tells a reclaimed segment from a missing one.
+
+These functions work on a ``SegmentLog`` (segments.py) through ``ReclaimLog``, the part of
+it they touch, so this module does not import segments.py back. They never call the store:
+the log retires what ``reclaim`` returns and commits what ``purge`` changed.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from leveret.store import records as rec
 from leveret.store.index import IS_LIVE, IS_MARKED, Segment, subtract
 
-if TYPE_CHECKING:
-    from leveret.store.segments import SegmentLog
+
+class ReclaimLog(Protocol):
+    """The state of a ``SegmentLog`` that reclaim and purge read and rewrite."""
+
+    segments: list[Segment]
+    firsts: list[int]
+    buf: bytearray  # records for the newest segment, not yet written
+    counts: dict[int, int]
+    count_marks: dict[int, int]
+    live_count: int
+    live_bytes: int
+    reclaim_due: bool
+    closed: bool
+
+    @property
+    def tail(self) -> Segment: ...
+    def locate(self, offset: int) -> tuple[Segment, int]: ...
+    def write_manifest(self) -> None: ...
+    def encode_marks(self) -> None: ...
 
 
-def reclaim(log: SegmentLog) -> list[Path]:
+def reclaim(log: ReclaimLog) -> list[Segment]:
+    """Drop the fully acked segments but the newest from the log; returns them, for the
+    log to retire (close) and the next sync to unlink."""
     log.reclaim_due = False
     tail = log.tail
     dead = [s for s in log.segments if s.live == 0 and s is not tail]
@@ -35,12 +57,10 @@ def reclaim(log: SegmentLog) -> list[Path]:
     log.segments = [s for s in log.segments if s.live or s is tail]
     log.firsts = [s.first for s in log.segments]
     log.write_manifest()
-    for seg in dead:
-        log.store.retired(seg)
-    return [s.path for s in dead]
+    return dead
 
 
-def snapshot(log: SegmentLog, seg: Segment) -> None:
+def snapshot(log: ReclaimLog, seg: Segment) -> None:
     """Re-record a live segment's acks, delivered marks and counts in the newest
     segment: the segments that held them may then be deleted."""
     log.buf += rec.range_records(rec.ACK, seg.acked_runs())
@@ -50,11 +70,10 @@ def snapshot(log: SegmentLog, seg: Segment) -> None:
     seg.refs = {log.tail.first}
 
 
-def purge(log: SegmentLog, keep: Iterable[int] = ()) -> int:
+def purge(log: ReclaimLog, keep: Iterable[int] = ()) -> int:
     """Ack every live message but ``keep`` (the ones delivered and awaiting an ack):
-    one ACK record per run of offsets, then a new segment so the old ones go."""
-    if log.closed:
-        return 0
+    one ACK record per run of offsets. The log then rolls to a new segment so the old ones
+    go (``SegmentLog.purge``)."""
     kept = {}
     for o in keep:
         with contextlib.suppress(KeyError):  # acked meanwhile: nothing to keep
@@ -79,7 +98,4 @@ def purge(log: SegmentLog, keep: Iterable[int] = ()) -> int:
         log.live_bytes += seg.size[i]
     log.encode_marks()
     log.buf += rec.range_records(rec.ACK, subtract(runs, sorted(kept)))
-    log.store.changed(log, not log.transient)
-    log.roll()
-    log.reclaim_due = True
     return purged

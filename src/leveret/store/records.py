@@ -16,7 +16,12 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Iterator
-from typing import Any
+from mmap import mmap
+
+from leveret.store.base import Payload
+
+# What records are read from: a whole file's bytes, or a segment mapped by recovery.
+Readable = bytes | bytearray | mmap
 
 MAGIC = 0x564C
 MAGIC_BYTES = MAGIC.to_bytes(2, "little")
@@ -53,16 +58,16 @@ def record(rtype: int, payload: bytes, flags: int = 0) -> bytes:
     return head + CRC.pack(zlib.crc32(payload, zlib.crc32(head))) + payload
 
 
-def message_head(offset: int, data: Any, size: int, flags: int = 0) -> bytes:
+def message_head(offset: int, data: Payload, size: int, flags: int = 0) -> bytes:
     """The 20 bytes before a message's data (``data`` is a buffer or a list of parts)."""
     head = HEAD8.pack(MAGIC, MSG, flags, size + 8)
     off = U64.pack(offset)
     crc = zlib.crc32(off, zlib.crc32(head))
-    if isinstance(data, list | tuple):
+    if isinstance(data, bytes | bytearray | memoryview):
+        crc = zlib.crc32(data, crc)
+    else:
         for part in data:
             crc = zlib.crc32(part, crc)
-    else:
-        crc = zlib.crc32(data, crc)
     return head + CRC.pack(crc) + off
 
 
@@ -70,6 +75,11 @@ def check_message(raw: bytes | memoryview, offset: int, size: int) -> bool:
     """Whether ``raw`` is the intact message record of ``offset`` with ``size`` bytes."""
     if len(raw) != MSG_OVERHEAD + size:
         return False
+    magic: int
+    rtype: int
+    length: int
+    crc: int
+    off: int
     magic, rtype, _flags, length, crc, off = MSG_HEAD.unpack_from(raw)
     mv = memoryview(raw)
     return (magic == MAGIC and rtype == MSG and length == size + 8 and off == offset and
@@ -97,7 +107,7 @@ def range_records(rtype: int, runs: list[tuple[int, int]]) -> bytes:
                     for i in range(0, len(runs), MAX_RANGES))
 
 
-def decode_ranges(buf: Any, start: int, length: int) -> Iterator[tuple[int, int]]:
+def decode_ranges(buf: Readable, start: int, length: int) -> Iterator[tuple[int, int]]:
     return RANGE.iter_unpack(buf[start:start + length - length % RANGE.size])
 
 
@@ -107,7 +117,7 @@ class Scanner:
     After iteration: ``good_end`` is where the last good record ends (truncate a torn tail
     there) and ``problems`` lists what was wrong, one readable line each."""
 
-    def __init__(self, buf: Any, start: int, end: int) -> None:
+    def __init__(self, buf: Readable, start: int, end: int) -> None:
         self.buf = buf
         self.mv = memoryview(buf)
         self.pos = start
@@ -124,6 +134,7 @@ class Scanner:
         """The length of a good record at ``pos``, or -1."""
         if self.end - pos < HEADER_SIZE:
             return -1
+        length: int  # annotations only: struct fields are Any to mypy
         magic, rtype, _flags, length, crc = HEADER.unpack_from(self.buf, pos)
         if magic != MAGIC or rtype not in TYPES or length > self.end - pos - HEADER_SIZE:
             return -1
@@ -143,6 +154,7 @@ class Scanner:
         between."""
         by_length = -1
         if self.end - pos >= HEADER_SIZE:
+            length: int
             magic, _t, _f, length, _c = HEADER.unpack_from(self.buf, pos)
             after = pos + HEADER_SIZE + length
             if magic == MAGIC and after < self.end and self._valid(after) >= 0:

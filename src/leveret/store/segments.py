@@ -6,6 +6,9 @@ A segment rolls at ``segment_bytes``; a segment other than the newest whose mess
 all acked is deleted at the next flush (after re-recording, in the newest segment, any
 state about older live segments it held: see reclaim.py). Bodies stay on disk and are
 read back with one pread on demand. docs/storage.md has the format and the rules.
+
+A log reports to its owner (the ``DiskStore``, disk.py) through ``LogOwner``, declared here
+so that this module never imports disk.py back: the store package has no import circle.
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import compress
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from leveret.store import reclaim
 from leveret.store import records as rec
-from leveret.store.base import CorruptRecord, Live, LiveBatch, Payload, StoreClosed
+from leveret.store.base import CorruptRecord, Live, LiveBatch, Payload, QueueLog, StoreClosed
+from leveret.store.files import Buffer
 from leveret.store.index import (
     DELIVERED,
     IS_DELIVERED,
@@ -32,9 +36,6 @@ from leveret.store.index import (
     Segment,
 )
 
-if TYPE_CHECKING:
-    from leveret.store.disk import DiskStore
-
 BUFFER_MAX = 1 << 20  # write the tail's buffer once it holds this much
 DIRECT = 256 << 10  # messages this large skip the buffer (written with writev, no copy)
 READ_SPAN = 1 << 20  # read_many: records this close together in a file share one pread
@@ -44,8 +45,24 @@ def segment_path(directory: Path, first: int) -> Path:
     return directory / f"{first:020d}.seg"
 
 
+class LogOwner(Protocol):
+    """What a log needs from the store that owns it: shared file handles, buffered writes
+    and group commit (``DiskStore`` in disk.py)."""
+
+    @property
+    def segment_bytes(self) -> int: ...
+    def changed(self, qlog: SegmentLog, durable: bool) -> None: ...  # dirty; durable: seq+1
+    def created(self, qlog: SegmentLog) -> None: ...  # a new segment file, to fsync its dir
+    def write_all(self, qlog: SegmentLog, parts: list[Buffer]) -> None: ...  # to the tail
+    def sealed(self, seg: Segment, fd: int) -> None: ...  # no longer written to
+    def retired(self, key: Segment, fd: int = -1) -> None: ...  # deleted or closing
+    def fd_for(self, seg: Segment) -> int: ...  # a descriptor to read a sealed segment
+    def delete_queue(self, vhost: str, name: str) -> None: ...
+    def close_log(self, qlog: SegmentLog) -> None: ...
+
+
 class SegmentLog:
-    def __init__(self, store: DiskStore, vhost: str, name: str, directory: Path,
+    def __init__(self, store: LogOwner, vhost: str, name: str, directory: Path,
                  transient: bool, segments: list[Segment], next_offset: int,
                  counts: dict[int, int]) -> None:
         self.store = store
@@ -434,8 +451,15 @@ class SegmentLog:
         return self._next
 
     def purge(self, keep: Iterable[int] = ()) -> int:
-        """Ack every live message but ``keep`` (delivered, awaiting an ack)."""
-        return reclaim.purge(self, keep)
+        """Ack every live message but ``keep`` (delivered, awaiting an ack), then roll so
+        the old segments can go at the next flush."""
+        if self.closed:
+            return 0
+        purged = reclaim.purge(self, keep)
+        self.store.changed(self, not self.transient)
+        self.roll()
+        self.reclaim_due = True
+        return purged
 
     # -- flush, reclaim, delete ----------------------------------------------------------
 
@@ -446,8 +470,10 @@ class SegmentLog:
             return []
         self.encode_marks()
         gone = reclaim.reclaim(self) if self.reclaim_due else []
+        for seg in gone:
+            self.store.retired(seg)
         self._write()
-        return gone
+        return [seg.path for seg in gone]
 
     def delete(self) -> None:
         self.store.delete_queue(self.vhost, self.name)
@@ -463,3 +489,7 @@ class SegmentLog:
         if self.fd >= 0:
             self.store.retired(self.tail, self.fd)
             self.fd = -1
+
+
+if TYPE_CHECKING:  # mypy holds the class to its interface in base.py
+    _LOG: type[QueueLog] = SegmentLog
