@@ -132,9 +132,6 @@ def describe(package: str, graph: Graph, found: list[list[str]], src: Path = SRC
 
 
 KNOWN_CIRCLES = {
-    "broker": "the 9-module type-level circle (channel, connection, consumer, definitions, "
-              "dispatch, node, queue, ready, vhost; review P1) and exchanges/__init__ <-> "
-              "exchanges/delayed (DelayedExchange reads the TYPES registry): being removed",
     "client": "the 5-module circle of leveret.client: being removed",
 }
 
@@ -161,10 +158,7 @@ ABOVE_BROKER = ("leveret.server", "leveret.runtime", "leveret.management", "leve
                 "leveret.__main__")
 # The root package: its __init__ imports leveret.server.embedded (the Broker facade).
 ROOT = "leveret"
-KNOWN_UPWARD = {
-    ROOT: "broker/node.py imports __version__ from the root package (whose __init__ imports "
-          "leveret.server): being removed",
-}
+KNOWN_UPWARD: dict[str, str] = {}
 
 
 def upward_imports(above: str, package: str = "broker",

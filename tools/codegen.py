@@ -29,10 +29,6 @@ STRUCTS = {"octet": ("B", 1), "short": ("H", 2), "long": ("I", 4), "longlong": (
 PYTYPES = {"octet": "int", "short": "int", "long": "int", "longlong": "int",
            "timestamp": "int", "bit": "bool", "shortstr": "str", "longstr": "bytes",
            "table": "FieldTable"}
-# Properties left as Any because code outside the spec layer still assigns them wrongly:
-# management/messages.py (properties_from_json) sets a datetime as the timestamp, which
-# Properties.encode refuses (struct.error). Type it int | None once that is fixed.
-LOOSE_PROPERTIES = {"timestamp"}
 
 
 def pyname(name: str) -> str:
@@ -237,8 +233,7 @@ def gen_properties(domains: dict[str, str], spec: dict[str, Any]) -> list[str]:
     out = ["", "", "class Properties:",
            '    """basic content properties; an absent property is None."""', "",
            f"    __slots__ = ({''.join(repr(f) + ', ' for f, _ in props)})", ""]
-    sig = ", ".join(f"{f}: {'Any' if f in LOOSE_PROPERTIES else PYTYPES[t] + ' | None'} = None"
-                    for f, t in props)
+    sig = ", ".join(f"{f}: {PYTYPES[t]} | None = None" for f, t in props)
     out.append(f"    def __init__(self, {sig}) -> None:")
     out += [f"        self.{f} = {f}" for f, _ in props]
     out += ["", "    def encode(self) -> bytes:", "        flags = 0", "        parts = []"]

@@ -4,8 +4,7 @@
         print(broker.url)
 """
 
-__version__ = "0.1.0"
-
 from leveret.runtime.embedded import Broker
+from leveret.version import __version__
 
 __all__ = ["Broker", "__version__"]

@@ -41,7 +41,7 @@ def get(api: Api, queue: str, count: int = 10, ackmode: str = "ack_requeue_true"
 
 def test_publish_and_get(api: Api, queue: str) -> None:
     props = {"delivery_mode": 2, "headers": {"a": 1, "b": "two"}, "content_type": "text/plain",
-             "priority": 3, "message_id": "m1"}
+             "priority": 3, "message_id": "m1", "timestamp": 1700000000}
     assert publish(api, queue, "hello", properties=props) == {"routed": True}
     assert publish(api, queue, base64.b64encode(b"\xff\x00").decode(), "base64") == {
         "routed": True}

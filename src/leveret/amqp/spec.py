@@ -2669,7 +2669,7 @@ class Properties:
 
     __slots__ = ('content_type', 'content_encoding', 'headers', 'delivery_mode', 'priority', 'correlation_id', 'reply_to', 'expiration', 'message_id', 'timestamp', 'type', 'user_id', 'app_id', 'cluster_id', )
 
-    def __init__(self, content_type: str | None = None, content_encoding: str | None = None, headers: FieldTable | None = None, delivery_mode: int | None = None, priority: int | None = None, correlation_id: str | None = None, reply_to: str | None = None, expiration: str | None = None, message_id: str | None = None, timestamp: Any = None, type: str | None = None, user_id: str | None = None, app_id: str | None = None, cluster_id: str | None = None) -> None:
+    def __init__(self, content_type: str | None = None, content_encoding: str | None = None, headers: FieldTable | None = None, delivery_mode: int | None = None, priority: int | None = None, correlation_id: str | None = None, reply_to: str | None = None, expiration: str | None = None, message_id: str | None = None, timestamp: int | None = None, type: str | None = None, user_id: str | None = None, app_id: str | None = None, cluster_id: str | None = None) -> None:
         self.content_type = content_type
         self.content_encoding = content_encoding
         self.headers = headers

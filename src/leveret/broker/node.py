@@ -16,6 +16,7 @@ from leveret.broker.queues import Queue
 from leveret.broker.stats import Counters, node_counters
 from leveret.broker.vhost import VirtualHost
 from leveret.store.base import Definitions, Store
+from leveret.version import __version__
 
 log = logging.getLogger("leveret.node")
 
@@ -463,8 +464,6 @@ class Node:
         return sum(q.ready_bytes for vh in self.vhosts.values() for q in vh.queues.values())
 
     def server_properties(self) -> dict[str, Any]:
-        from leveret import __version__
-
         return {
             "product": "leveret",
             "version": __version__,

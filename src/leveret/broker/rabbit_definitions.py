@@ -36,6 +36,7 @@ from leveret.broker.node import Node
 from leveret.broker.policy import Policy
 from leveret.broker.queues import Queue
 from leveret.broker.vhost import VirtualHost
+from leveret.version import __version__
 
 # The RabbitMQ release whose formats (and management API) leveret follows; tools branch
 # on it, so they take the 3.10 path.
@@ -65,8 +66,6 @@ class InvalidDefinition(ValueError):
 
 
 def product_version() -> str:
-    from leveret import __version__  # late: leveret/__init__ imports the runtime, and so this
-
     return __version__
 
 

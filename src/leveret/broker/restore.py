@@ -12,7 +12,7 @@ from typing import Any
 from leveret.broker.definitions import BINDING, EXCHANGE, POLICY, QUEUE, unpack_table
 from leveret.broker.node import Node
 from leveret.broker.vhost import VirtualHost
-from leveret.errors import LeveretError
+from leveret.errors import LeveretError, StoreError
 from leveret.store.base import Definitions
 
 log = logging.getLogger("leveret.definitions")
@@ -31,6 +31,8 @@ def restore(node: Node, definitions: Definitions) -> dict[str, int]:
             try:
                 apply(vhost, value)
                 restored += 1
+            except StoreError:
+                raise  # the disk failed: no use starting without it
             except (LeveretError, KeyError, ValueError, TypeError) as exc:
                 # One bad or dangling record (a binding whose queue's record was damaged)
                 # must not keep the broker from starting with everything else.

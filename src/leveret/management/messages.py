@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime
 from typing import Any
 
 from aiohttp import web
@@ -64,8 +63,7 @@ def properties_from_json(props: Any) -> Properties:
             if props.get(name) is not None:
                 setattr(out, name, int(props[name]))
         if props.get("timestamp") is not None:
-            out.timestamp = datetime.datetime.fromtimestamp(int(props["timestamp"]),
-                                                            datetime.UTC)
+            out.timestamp = int(props["timestamp"])  # seconds since the epoch, as AMQP
         if props.get("headers") is not None:
             out.headers = field_table(props["headers"])
     except (TypeError, ValueError, OverflowError) as exc:

@@ -23,7 +23,6 @@ from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from leveret import __version__
 from leveret.broker.node import Node
 from leveret.broker.snapshot import (
     QueueSnapshot,
@@ -35,6 +34,7 @@ from leveret.broker.snapshot import (
 from leveret.broker.stats import node_counters
 from leveret.management.context import ResourceReadings, Runtime, node_name
 from leveret.management.process import open_fds, process_rss
+from leveret.version import __version__
 
 try:
     import resource

@@ -20,7 +20,7 @@ from leveret.broker.clock import Clock
 from leveret.broker.node import Limits, Node
 from leveret.broker.rabbit_definitions import InvalidDefinition, import_definitions
 from leveret.broker.restore import restore
-from leveret.errors import LeveretError
+from leveret.errors import LeveretError, StoreError
 from leveret.server.alarms import ResourceMonitor
 from leveret.server.commit import Committer
 from leveret.server.listener import Listener
@@ -174,6 +174,8 @@ class Broker:
         except KeyError as exc:
             raise ValueError(f"cannot import definitions: an item lacks the key "
                              f"{exc.args[0]!r}") from None
+        except StoreError:
+            raise  # not the document's fault
         except (LeveretError, TypeError, ValueError) as exc:
             raise ValueError(f"cannot import definitions: {exc}") from None
         log.info("imported definitions: %s", ", ".join(
