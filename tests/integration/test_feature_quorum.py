@@ -289,3 +289,17 @@ def test_reject_without_requeue_dead_letters_as_rejected(ch, names):
     ch.basic_reject(method.delivery_tag, requeue=False)
     _m, props, _ = get_eventually(ch, dlq)
     assert props.headers["x-death"][0]["reason"] == "rejected"
+
+
+def test_delete_if_empty_is_not_implemented(ch, connect, names):
+    """RabbitMQ's quorum queues refuse queue.delete with if-empty: 540 NOT_IMPLEMENTED, a
+    connection error; the queue stays."""
+    q = names.queue()
+    _declare(ch, q)
+    other = connect()
+    with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as info:
+        other.channel().queue_delete(q, if_empty=True)
+    assert (info.value.reply_code, info.value.reply_text) == (
+        540, f"NOT_IMPLEMENTED - cannot delete queue '{q}' in vhost '/'. queue.delete "
+             "operations with if-empty flag set are not supported by quorum queues")
+    assert ch.queue_declare(q, passive=True).method.queue == q
