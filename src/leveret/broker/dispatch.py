@@ -149,10 +149,6 @@ def basic_cancel(conn: ServerConnection, ch: Channel, m: spec.BasicCancel) -> No
         conn.send(ch.number, spec.BasicCancelOk(consumer_tag=m.consumer_tag))
 
 
-def basic_publish(conn: ServerConnection, ch: Channel, m: spec.BasicPublish) -> None:
-    ch.start_publish(m)
-
-
 def basic_get(conn: ServerConnection, ch: Channel, m: spec.BasicGet) -> None:
     ch.get(m)
 
@@ -222,7 +218,6 @@ HANDLERS: dict[int, Handler] = {
     spec.BasicQos.INDEX: basic_qos,
     spec.BasicConsume.INDEX: basic_consume,
     spec.BasicCancel.INDEX: basic_cancel,
-    spec.BasicPublish.INDEX: basic_publish,
     spec.BasicGet.INDEX: basic_get,
     spec.BasicAck.INDEX: basic_ack,
     spec.BasicReject.INDEX: basic_reject,
