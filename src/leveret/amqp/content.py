@@ -27,7 +27,6 @@ _DELIVER_IDS = (spec.BasicDeliver.CLASS_ID, spec.BasicDeliver.METHOD_ID)
 # Only the basic class carries content in 0-9-1, whichever method of it came first.
 _BASIC_CLASS = spec.BasicPublish.CLASS_ID
 _CLASS_WEIGHT_SIZE = struct.Struct(">HHQ")
-_NO_PROPERTIES = b"\x00\x00"  # an empty property list: flags 0
 
 
 def head_ids(head: ContentHead) -> tuple[int, int]:
@@ -92,7 +91,7 @@ class ContentAssembler:
             class_id, method_id = head_ids(head)
             raise UnexpectedFrame(f"expected content header for class {class_id}, got one "
                                   f"for class {header_class} instead", class_id, method_id)
-        self.properties = payload[12:] or _NO_PROPERTIES
+        self.properties = payload[12:]  # never empty: at least the two flag bytes
         self.body_size = size
         limit = self.max_body_size
         if limit is not None and size > limit:
