@@ -356,6 +356,11 @@ class ProtocolMachine:
 
     # -- receiving ---------------------------------------------------------------------
 
+    @property
+    def buffered(self) -> int:
+        """Received bytes not yet handled: the start of a frame still arriving."""
+        return len(self._buffer)
+
     def receive_data(self, data: bytes) -> None:
         """Handle every whole frame in the bytes received so far. Hard errors propagate."""
         buffer = self._buffer
