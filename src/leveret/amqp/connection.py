@@ -468,7 +468,7 @@ class ProtocolMachine:
             # The common case, inline: channels exist only while the connection runs, and
             # an open one takes every method after the channel class as it is.
             if m.CONTENT:
-                ch.content.expect(m)
+                ch.content.head = m  # ContentAssembler.expect, without a call per message
             try:
                 self._owner.channel_method(number, m)
             except AMQPError as exc:
