@@ -180,6 +180,7 @@ class FrameProtocol(asyncio.Protocol):
             return -1
         bsize = _Q.unpack_from(data, h + 11)[0]
         b = hend + 1
+        bend: int  # where the message ends
         if bsize:
             if n - b < 8 or data[b] != 3:
                 return -1
