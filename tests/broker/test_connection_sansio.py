@@ -7,7 +7,7 @@ from typing import Any
 
 from leveret.amqp import frames, spec
 from leveret.amqp.frames import FrameBuffer
-from leveret.broker.connection import RUNNING, ServerConnection
+from leveret.broker.connection import CLOSED, CLOSING, RUNNING, ServerConnection
 from leveret.broker.node import Node
 
 
@@ -117,3 +117,104 @@ def test_unknown_delivery_tag_closes_the_channel_with_406() -> None:
     assert closes == [spec.ChannelClose(reply_code=406,
                                         reply_text="PRECONDITION_FAILED - unknown delivery tag 7",
                                         class_id=60, method_id=80)]
+
+
+# -- the protocol rules as the server applies them (the same before and after the protocol
+# machine moved to amqp/: these pass against either) ----------------------------------------
+
+def closes(items: list[Any]) -> list[Any]:
+    return [m for m in items if isinstance(m, spec.ConnectionClose | spec.ChannelClose)]
+
+
+def test_publish_with_immediate_closes_the_connection_with_540() -> None:
+    peer = Peer(Node())
+    peer.send(1, spec.BasicPublish(routing_key="q", immediate=True))
+    assert closes(peer.received()) == [spec.ConnectionClose(
+        reply_code=540, reply_text="NOT_IMPLEMENTED - immediate=true", class_id=60,
+        method_id=40)]
+    assert peer.conn.state == CLOSING
+
+
+def test_soft_error_closes_the_channel_and_drops_its_frames_until_close_ok() -> None:
+    node = Node()
+    peer = Peer(node)
+    peer.send(1, spec.QueueDeclare(queue="q"))
+    peer.publish("q", b"kept")
+    peer.received()
+    peer.send(1, spec.BasicPublish(exchange="missing", routing_key="q"))
+    peer.conn.receive_data(frames.encode_content(1, 60, b"\x00\x00", b"lost", 131072))
+    peer.publish("q", b"dropped: the channel is closing")
+    peer.send(1, spec.BasicQos(prefetch_count=1))
+    assert peer.received() == [spec.ChannelClose(
+        reply_code=404, reply_text="NOT_FOUND - no exchange 'missing' in vhost '/'",
+        class_id=60, method_id=40)]
+    peer.send(1, spec.ChannelCloseOk())
+    peer.send(1, spec.ChannelOpen())
+    assert peer.received() == [spec.ChannelOpenOk()]
+    assert [e.message.body for e in node.vhosts["/"].queues["q"].ready] == [b"kept"]
+
+
+def test_message_over_max_size_closes_the_channel_with_406() -> None:
+    node = Node()
+    node.limits.max_message_size = 10
+    peer = Peer(node)
+    peer.publish("q", b"x" * 11)
+    assert peer.received() == [spec.ChannelClose(
+        reply_code=406, reply_text="PRECONDITION_FAILED - message size 11 is larger than "
+        "configured max size 10", class_id=60, method_id=40)]
+
+
+def test_content_out_of_order_closes_the_connection_with_505() -> None:
+    peer = Peer(Node())
+    peer.send(1, spec.BasicPublish(routing_key="q"))
+    peer.send(1, spec.BasicQos(prefetch_count=1))
+    assert closes(peer.received()) == [spec.ConnectionClose(
+        reply_code=505, reply_text="UNEXPECTED_FRAME - expected content header for class 60, "
+        "got non content header frame instead", class_id=60, method_id=40)]
+    peer.send(0, spec.ConnectionCloseOk())
+    assert peer.conn.state == CLOSED
+
+
+def test_client_close_is_answered_and_frees_the_connection() -> None:
+    node = Node()
+    peer = Peer(node)
+    peer.send(1, spec.QueueDeclare(queue="mine", exclusive=True))
+    peer.send(0, spec.ConnectionClose(reply_code=200, reply_text="bye"))
+    assert peer.received()[-1] == spec.ConnectionCloseOk()
+    assert peer.conn.state == CLOSED and peer.conn not in node.connections
+    assert peer.conn.close_reason == "closed by client: 200 bye"
+    assert "mine" not in node.vhosts["/"].queues
+
+
+def test_handshake_errors_before_tune_ok_hang_up_without_a_close() -> None:
+    closed: list[bool] = []
+    conn = ServerConnection(Node(), ("127.0.0.1", 40000), on_close=lambda: closed.append(True))
+    conn.receive_data(frames.PROTOCOL_HEADER + frames.encode_method(0, spec.ConnectionStartOk(
+        mechanism="PLAIN", response=b"\x00guest\x00guest")) + frames.encode_method(
+        0, spec.ConnectionTuneOk(channel_max=0, frame_max=131072)))
+    out = conn.take_output()
+    assert b"connection.close" not in out and closed == [True] and conn.state == CLOSED
+    assert conn.close_reason == ("NOT_ALLOWED - negotiated channel_max = 65536 is higher than "
+                                 "the maximum allowed value (2047)")
+
+
+def test_secure_ok_is_a_refused_login() -> None:
+    conn = ServerConnection(Node())
+    conn.receive_data(frames.PROTOCOL_HEADER + frames.encode_method(
+        0, spec.ConnectionSecureOk(response=b"x")))
+    inbox = FrameBuffer(1 << 20)
+    inbox.feed(conn.take_output())
+    inbox.next_frame()  # connection.start
+    frame = inbox.next_frame()
+    assert frame is not None
+    assert spec.ConnectionClose.decode(frame[2], 4) == spec.ConnectionClose(
+        reply_code=403, reply_text="ACCESS_REFUSED - secure-ok is not used by PLAIN or AMQPLAIN",
+        class_id=0, method_id=0)
+
+
+def test_wrong_protocol_header_gets_ours_and_a_hang_up() -> None:
+    closed: list[bool] = []
+    conn = ServerConnection(Node(), on_close=lambda: closed.append(True))
+    conn.receive_data(b"AMQP\x01\x01\x00\x0a")
+    assert conn.take_output() == frames.PROTOCOL_HEADER
+    assert closed == [True] and conn.state == CLOSED

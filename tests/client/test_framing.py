@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from leveret.amqp import frames, spec
+from leveret.amqp.connection import ChannelState, ConnectionState
 from leveret.client import Channel, Connection, ConnectionClosed, parse_url
 
 
@@ -16,11 +17,20 @@ def _delivery(tag: int, body: bytes, frame_max: int = 4096) -> bytes:
 
 
 def _client() -> tuple[Connection, Channel, list[tuple[object, ...]]]:
+    """A client whose handshake is done (frame_max 4096) and channel 1 open, no socket."""
     conn = Connection(parse_url("amqp://localhost/"))
+    amqp = conn._amqp
+    amqp.state = ConnectionState.TUNE_OK
     conn.frame_max = 4096
-    conn._opening = False
+    amqp.send(0, spec.ConnectionTuneOk(2047, 4096, 0))
+    amqp.send(0, spec.ConnectionOpen("/"))
+    amqp.receive_data(frames.encode_method(0, spec.ConnectionOpenOk()))
     chan = Channel(conn, 1)
     conn._channels[1] = chan
+    amqp.send(1, spec.ChannelOpen())
+    amqp.receive_data(frames.encode_method(1, spec.ChannelOpenOk()))
+    assert amqp.channels[1].state is ChannelState.OPEN
+    conn._wbuf.clear()
     got: list[tuple[object, ...]] = []
     chan._consumers[b"ctag"] = lambda *args: got.append(args)
     return conn, chan, got
@@ -29,7 +39,8 @@ def _client() -> tuple[Connection, Channel, list[tuple[object, ...]]]:
 BODIES = [b"", b"a", b"hello world" * 3, bytes(range(256)) * 40]  # the last spans 3 frames
 
 
-async def test_every_split_point_gives_the_same_messages() -> None:
+@pytest.mark.parametrize("lane", [True, False], ids=["fast lane", "table only"])
+async def test_every_split_point_gives_the_same_messages(lane: bool) -> None:
     stream = b"".join(_delivery(i + 1, body) for i, body in enumerate(BODIES))
     stream += frames.HEARTBEAT_FRAME + frames.encode_method(1, spec.BasicAck(2, True))
     expected = [
@@ -39,6 +50,9 @@ async def test_every_split_point_gives_the_same_messages() -> None:
     ]  # fmt: skip
     for step in [1, 2, 3, 7, 50, 4099, len(stream)]:
         conn, chan, got = _client()
+        if not lane:  # every frame through the machine's tables, no hand-written parsing
+            conn._amqp.fast_methods.clear()
+            conn._fast_lane = conn._amqp.receive_data  # type: ignore[method-assign]
         chan._confirm = True
         chan._unconfirmed = {1, 2, 3}
         chan._seq = 3
@@ -75,3 +89,42 @@ async def test_confirms_settle_ranges(multiple: bool) -> None:
     assert chan.nacked == 1
     assert chan.acked == (5 if multiple else 1)
     assert chan.unconfirmed == (4 if multiple else 8)
+
+
+def _sent(conn: Connection) -> list[spec.Method]:
+    buf = frames.FrameBuffer(1 << 20)
+    buf.feed(bytes(conn._wbuf))
+    found = []
+    while (frame := buf.next_frame()) is not None:
+        found.append(spec.METHODS[int.from_bytes(frame[2][:4], "big")].decode(frame[2], 4))
+    return found
+
+
+async def test_server_channel_close_is_answered_and_closes_the_channel() -> None:
+    conn, chan, got = _client()
+    conn.data_received(frames.encode_method(1, spec.ChannelClose(404, "NOT_FOUND - no queue",
+                                                                 50, 10)) + _delivery(1, b"x"))
+    assert _sent(conn) == [spec.ChannelCloseOk()]
+    assert chan.is_closed and chan._closed is not None and chan._closed.reply_code == 404
+    assert 1 not in conn._channels
+    # the delivery after it names a channel that no longer exists: a protocol error
+    assert isinstance(conn._closed, ConnectionClosed) and conn._closed.reply_code == 504
+    assert got == []
+
+
+async def test_content_out_of_order_closes_the_connection_with_505() -> None:
+    conn, _chan, _got = _client()
+    deliver = frames.encode_method(1, spec.BasicDeliver("ctag", 1, False, "", "q"))
+    conn.data_received(deliver + deliver)
+    assert isinstance(conn._closed, ConnectionClosed)
+    assert (conn._closed.reply_code, conn._closed.reply_text) == (
+        505, "UNEXPECTED_FRAME - expected content header for class 60, got non content "
+        "header frame instead")
+
+
+async def test_a_frame_over_frame_max_is_refused_by_the_machine() -> None:
+    conn, _chan, _got = _client()
+    conn.data_received(_delivery(1, b"x") + b"\x03\x00\x01\x00\x00\x20\x00" + bytes(100))
+    assert isinstance(conn._closed, ConnectionClosed)
+    assert conn._closed.reply_text == ("FRAME_ERROR - type 3, all octets = <<>>: "
+                                       "{frame_too_large,8192,4088}")

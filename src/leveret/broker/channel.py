@@ -95,12 +95,6 @@ class Channel:
         self.gate = Gate()
         self.reply_queue: Queue | None = None  # direct reply-to pseudo-queue
         self.last_queue = ""  # an empty queue name means the one declared last
-        # The message being assembled from method, header and body frames.
-        self.pending: spec.BasicPublish | None = None
-        self.pending_props = b""
-        self.pending_size = 0
-        self.pending_body: list[bytes] = []
-        self.pending_received = 0
         self.counters = Counters()  # messages through this channel, for the management API
         self.vhost.channels.add(self)
 
@@ -144,11 +138,6 @@ class Channel:
                 q.dispatch()
 
     # -- publishing ------------------------------------------------------------------
-
-    def start_publish(self, method: spec.BasicPublish) -> None:
-        if method.immediate:
-            raise NotImplemented_("immediate=true")
-        self.pending = method
 
     def publish(self, method: spec.BasicPublish, properties_raw: bytes, body: bytes) -> None:
         conn = self.connection
@@ -458,8 +447,6 @@ class Channel:
         for q in queues.values():
             if not q.deleted:
                 q.dispatch()
-        self.pending = None
-        self.pending_body = []
         if self in self.vhost.channels:
             self.vhost.channels.discard(self)
             self.vhost.own_counters.add(self.counters)

@@ -1,11 +1,14 @@
-"""The server side of one AMQP connection, sans I/O: bytes in, bytes out.
+"""The server role of one AMQP connection, sans I/O: bytes in, bytes out.
 
-``receive_data`` parses every whole frame in the batch, runs it against the broker, and
-queues replies and deliveries; the server writes ``take_output()`` once per batch. The
-handshake, channel multiplexing, content assembly and the translation of errors into
-channel.close / connection.close all live here, so the asyncio layer decides nothing.
-
-    header -> start/start-ok -> tune/tune-ok -> open/open-ok -> open -> closing -> closed
+The protocol itself (frames, the handshake's order, channel states, content assembly, the
+close handshakes) is ``leveret.amqp.connection.ProtocolMachine``. ``ServerConnection`` is
+its owner on the server side and decides what only a broker decides: logins
+(``node.authenticate``), vhost admission (``node.check_connection_allowed``), per-user channel
+limits, what each channel method does (``Channel`` and ``dispatch.HANDLERS``) and what a
+closing connection frees (its channels and exclusive queues). Around that it batches output
+(the server writes ``take_output()`` once per batch), holds deliveries while the client's
+socket is backed up, flushes publisher confirms once per batch and pauses publishers whose
+queues are congested, so the asyncio layer decides nothing.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from leveret.amqp import frames, spec
+from leveret.amqp import spec
+from leveret.amqp.connection import ConnectionState, ProtocolMachine, Role
+from leveret.amqp.content import ContentHead
 from leveret.amqp.fields import decode_table
-from leveret.amqp.frames import FrameBuffer, encode_method
 from leveret.broker.access import Grants
 from leveret.broker.channel import Channel
 from leveret.broker.dispatch import HANDLERS
@@ -26,36 +30,30 @@ from leveret.broker.vhost import VirtualHost
 from leveret.errors import (
     AccessRefusedHard,
     AMQPError,
-    ChannelErrorHard,
     CommandInvalid,
     FrameError,
     InternalError,
     NotAllowed,
-    PreconditionFailed,
-    UnexpectedFrame,
+    NotImplemented_,
     UnknownFieldType,
 )
 
 log = logging.getLogger("leveret.connection")
 
-HEADER, START_OK, TUNE_OK, OPEN, RUNNING, CLOSING, CLOSED = range(7)
+# The states other layers look at (server/protocol.py, management).
+RUNNING = ConnectionState.RUNNING
+CLOSING = ConnectionState.CLOSING
+CLOSED = ConnectionState.CLOSED
+# Before the client has tuned the connection, RabbitMQ hangs up on a misbehaving client
+# without a connection.close.
+_BEFORE_TUNED = frozenset({ConnectionState.START_OK, ConnectionState.TUNE,
+                           ConnectionState.SECURE_OK, ConnectionState.TUNE_OK})
 
 # Bytes of deliveries queued for one connection before they are written out and delivery
 # continues on the next turn of the event loop.
 OUTPUT_BATCH = 1 << 20
 
-_BASIC_PUBLISH = spec.BasicPublish.INDEX  # handled before the HANDLERS lookup: the hot one
-
-# Methods only a server sends: a client sending one gets 503 "unimplemented method".
-CLIENT_METHODS_REFUSED = frozenset(m.INDEX for m in (
-    spec.ConnectionStart, spec.ConnectionSecure, spec.ConnectionTune, spec.ConnectionOpenOk,
-    spec.ChannelOpenOk, spec.AccessRequestOk, spec.ExchangeDeclareOk, spec.ExchangeDeleteOk,
-    spec.ExchangeBindOk, spec.ExchangeUnbindOk, spec.QueueDeclareOk, spec.QueueBindOk,
-    spec.QueuePurgeOk, spec.QueueDeleteOk, spec.QueueUnbindOk, spec.BasicQosOk,
-    spec.BasicConsumeOk, spec.BasicCancelOk, spec.BasicReturn, spec.BasicDeliver,
-    spec.BasicGetOk, spec.BasicGetEmpty, spec.BasicRecoverOk, spec.TxSelectOk,
-    spec.TxCommitOk, spec.TxRollbackOk, spec.ConfirmSelectOk, spec.ConnectionUpdateSecretOk,
-))
+_BASIC_PUBLISH = spec.BasicPublish  # handled before the HANDLERS lookup: the hot one
 
 
 class ServerConnection:
@@ -71,8 +69,9 @@ class ServerConnection:
         self.flow_paused = False
         self.blocked_sent = False
         self.last_routed: list[Queue] = []
-        self.state = HEADER
-        self.buffer = FrameBuffer(node.limits.frame_max)
+        self.protocol = ProtocolMachine(Role.SERVER, self, self.write,
+                                        frame_max=node.limits.frame_max,
+                                        max_body_size=node.limits.max_message_size)
         self.out: list[bytes] = []
         self._flush_requested = False
         # Deliveries stop while the client's socket is backed up (transport_paused) or a
@@ -83,7 +82,6 @@ class ServerConnection:
         self.output_full = False
         self.out_bytes = 0
         self.channels: dict[int, Channel] = {}
-        self.closing_channels: set[int] = set()
         self._confirming: dict[int, Channel] = {}
         self.vhost: VirtualHost = node.vhosts.get("/") or VirtualHost("/")  # until open
         self.user = ""
@@ -101,6 +99,13 @@ class ServerConnection:
         self.peer_cert_cn: str | None = None
         self.close_reason = ""  # why the connection ended, for the server's log
 
+    @property
+    def state(self) -> ConnectionState:
+        return self.protocol.state
+
+    def send(self, channel: int, method: spec.Method) -> None:
+        self.protocol.send(channel, method)
+
     # -- output ----------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
@@ -112,9 +117,6 @@ class ServerConnection:
         if not self._flush_requested:
             self._flush_requested = True
             self.on_write()
-
-    def send(self, channel: int, method: spec.Method) -> None:
-        self.write(encode_method(channel, method))
 
     def take_output(self) -> bytes:
         self._flush_requested = False
@@ -135,7 +137,7 @@ class ServerConnection:
 
     def store_synced(self) -> None:
         """The store made more changes durable: release the confirms waiting for them."""
-        if self.state == CLOSED:
+        if self.state is CLOSED:
             return
         for ch in list(self.channels.values()):
             if ch.unsynced and not ch.closing:
@@ -144,25 +146,12 @@ class ServerConnection:
     # -- input -----------------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> None:
-        if self.state == CLOSED:
+        protocol = self.protocol
+        if protocol.state is CLOSED:
             return
-        buf = self.buffer
         self.recv_oct += len(data)
-        buf.feed(data)
         try:
-            if self.state == HEADER and not self._read_protocol_header():
-                return
-            next_frame = buf.next_frame
-            while self.state != CLOSED:
-                frame = next_frame()
-                if frame is None:
-                    break
-                ftype, channel, payload = frame
-                if ftype == frames.BODY or ftype == frames.HEADER:
-                    # two of every message's three frames: straight to their handler
-                    self._content_frame(ftype, channel, payload)
-                else:
-                    self._frame(ftype, channel, payload)
+            protocol.receive_data(data)
         except AMQPError as exc:
             self._hard_error(exc)
         except Exception as exc:  # a bug must close one connection, never the broker
@@ -174,7 +163,6 @@ class ServerConnection:
                     if not ch.closing:
                         ch.flush_confirms()
                 self._confirming.clear()
-        buf.compact()
         if self.last_routed:
             self._check_congestion()
 
@@ -191,98 +179,40 @@ class ServerConnection:
             self.flow_paused = False
             self.on_flow(False)
 
-    def _read_protocol_header(self) -> bool:
-        head = self.buffer.take(8)
-        if head is None:
-            return False
-        if head != frames.PROTOCOL_HEADER:
-            self.write(frames.PROTOCOL_HEADER)
-            self._close_transport()
-            return False
-        self.state = START_OK
+    # -- the protocol machine's events: connection ---------------------------------------
+
+    def header_received(self) -> None:
         self.send(0, spec.ConnectionStart(
             version_major=0, version_minor=9, server_properties=self.node.server_properties(),
             mechanisms=b"EXTERNAL PLAIN AMQPLAIN" if self.peer_cert_cn else b"PLAIN AMQPLAIN",
             locales=b"en_US"))
-        return True
 
-    def _frame(self, ftype: int, channel: int, payload: bytes) -> None:
-        if ftype == frames.METHOD:
-            if channel:
-                ch = self.channels.get(channel)
-                if ch is not None and ch.pending is not None:
-                    # Content was expected: the frame type alone is the error.
-                    raise UnexpectedFrame(
-                        "expected content body, got non content body frame instead"
-                        if ch.pending_props else "expected content header for class 60, got "
-                        "non content header frame instead", 60, 40)
-            if len(payload) < 4:
-                raise FrameError("method frame too short")
-            index = int.from_bytes(payload[:4], "big")
-            cls = spec.METHODS.get(index)
-            if cls is None:
-                raise UnknownFieldType(f"unknown method {index >> 16}.{index & 0xFFFF}")
-            try:
-                method = cls.decode(payload, 4)
-            except UnknownFieldType:
-                raise
-            except Exception:  # FrameError, struct.error, IndexError, ValueError, ...
-                raise FrameError(f"cannot decode {frames.erlang_binary(payload[4:])}",
-                                 cls.CLASS_ID, cls.METHOD_ID) from None
-            if index in CLIENT_METHODS_REFUSED:
-                raise CommandInvalid("unimplemented method", cls.CLASS_ID, cls.METHOD_ID)
-            if channel == 0:
-                self._connection_method(method)
-            else:
-                self._channel_method(channel, method, ch)
-        elif ftype == frames.HEADER or ftype == frames.BODY:
-            self._content_frame(ftype, channel, payload)
-        elif ftype == frames.HEARTBEAT:
-            if channel != 0:
-                raise UnexpectedFrame(f"type 8, all octets = {frames.erlang_binary(payload)}")
-        else:
-            raise FrameError(f"type {ftype}, all octets = {frames.erlang_binary(payload)}: "
-                             "unknown_frame")
-
-    # -- connection class --------------------------------------------------------------
-
-    def _connection_method(self, m: spec.Method) -> None:
-        state = self.state
-        if state == CLOSING:
-            if isinstance(m, spec.ConnectionCloseOk | spec.ConnectionClose):
-                if isinstance(m, spec.ConnectionClose):
-                    self.send(0, spec.ConnectionCloseOk())
-                self._close_transport()
-            return
-        if isinstance(m, spec.ConnectionStartOk) and state == START_OK:
+    def connection_method(self, m: spec.Method) -> None:
+        if isinstance(m, spec.ConnectionStartOk):
             self._start_ok(m)
-        elif isinstance(m, spec.ConnectionSecureOk) and state == START_OK:
+        elif isinstance(m, spec.ConnectionSecureOk):
             raise AccessRefusedHard("secure-ok is not used by PLAIN or AMQPLAIN")
-        elif isinstance(m, spec.ConnectionTuneOk) and state == TUNE_OK:
-            self._tune_ok(m)
-        elif isinstance(m, spec.ConnectionOpen) and state == OPEN:
+        elif isinstance(m, spec.ConnectionTuneOk):
+            protocol = self.protocol  # it checked the numbers against our offer
+            self.frame_max = protocol.frame_max
+            self.channel_max = protocol.channel_max
+            self.heartbeat = protocol.heartbeat
+        elif isinstance(m, spec.ConnectionOpen):
             refused = self.node.check_connection_allowed(self.user, m.virtual_host)
             if refused is not None:
                 log.warning("connection from %s:%s refused: %s", *self.peer[:2], refused)
                 raise NotAllowed(refused, 10, 40)
             self.vhost = self.node.vhosts[m.virtual_host]
-            self.state = RUNNING
             self.node.connections.add(self)
             self.send(0, spec.ConnectionOpenOk())
-        elif isinstance(m, spec.ConnectionClose):
-            self.close_reason = f"closed by client: {m.reply_code} {m.reply_text}"
-            self.send(0, spec.ConnectionCloseOk())
-            self._close_transport()
-        elif isinstance(m, spec.ConnectionUpdateSecret) and state == RUNNING:
+        elif isinstance(m, spec.ConnectionUpdateSecret):
             self.send(0, spec.ConnectionUpdateSecretOk())
-        elif isinstance(m, spec.ConnectionBlocked | spec.ConnectionUnblocked):
-            pass  # a client may not block a server; ignore as RabbitMQ does
-        elif state == RUNNING:
-            raise ChannelErrorHard("unexpected method in connection state running",
-                                   m.CLASS_ID, m.METHOD_ID)
-        else:
-            raise CommandInvalid(f"expected the next handshake method, got {m.NAME}",
-                                 m.CLASS_ID, m.METHOD_ID)
+
+    def connection_closed(self, method: spec.ConnectionClose | None) -> None:
+        if method is not None:
+            self.close_reason = f"closed by client: {method.reply_code} {method.reply_text}"
+        self.release()
+        self.on_close()
 
     def _start_ok(self, m: spec.ConnectionStartOk) -> None:
         self.client_properties = m.client_properties
@@ -305,7 +235,6 @@ class ServerConnection:
             self._close_transport()
             return
         self.user = user
-        self.state = TUNE_OK
         limits = self.node.limits
         self.send(0, spec.ConnectionTune(channel_max=limits.channel_max,
                                          frame_max=limits.frame_max, heartbeat=limits.heartbeat))
@@ -324,26 +253,6 @@ class ServerConnection:
         except (ValueError, UnicodeDecodeError, FrameError, IndexError):
             return None, ""
         raise CommandInvalid(f"unknown authentication mechanism '{mechanism}'", 10, 11)
-
-    def _tune_ok(self, m: spec.ConnectionTuneOk) -> None:
-        limits = self.node.limits
-        # 0 means "no limit", which is more than the server offered (RabbitMQ refuses it).
-        frame_max = m.frame_max or 1 << 32
-        if frame_max < frames.FRAME_MIN_SIZE:
-            raise NotAllowed(f"negotiated frame_max = {frame_max} is lower than the minimum "
-                             f"allowed value ({frames.FRAME_MIN_SIZE})", 10, 31)
-        if frame_max > limits.frame_max:
-            raise NotAllowed(f"negotiated frame_max = {frame_max} is higher than the maximum "
-                             f"allowed value ({limits.frame_max})", 10, 31)
-        channel_max = m.channel_max or 65536
-        if channel_max > limits.channel_max:
-            raise NotAllowed(f"negotiated channel_max = {channel_max} is higher than the "
-                             f"maximum allowed value ({limits.channel_max})", 10, 31)
-        self.frame_max = frame_max
-        self.buffer.frame_max = frame_max
-        self.channel_max = channel_max
-        self.heartbeat = m.heartbeat
-        self.state = OPEN
 
     @property
     def grants(self) -> Grants:
@@ -373,150 +282,62 @@ class ServerConnection:
         caps = self.client_properties.get("capabilities")
         return isinstance(caps, dict) and bool(caps.get(name))
 
-    # -- channels ----------------------------------------------------------------------
+    # -- the protocol machine's events: channels ------------------------------------------
 
-    def _channel_method(self, number: int, m: spec.Method, ch: Channel | None) -> None:
-        """A method on channel ``number``; ``ch`` is ``self.channels.get(number)``, which
-        the caller looked up already."""
-        if self.state == CLOSING:
-            return
-        if self.state != RUNNING:
-            raise CommandInvalid(f"channel method {m.NAME} before the connection is open",
-                                 m.CLASS_ID, m.METHOD_ID)
-        if number in self.closing_channels:
-            # We sent channel.close: everything but close/close-ok is discarded.
-            if isinstance(m, spec.ChannelCloseOk):
-                self.closing_channels.discard(number)
-            elif isinstance(m, spec.ChannelClose):
-                self.send(number, spec.ChannelCloseOk())
-            return
-        if ch is None:
-            if not isinstance(m, spec.ChannelOpen):
-                raise ChannelErrorHard("expected 'channel.open'",
-                                       m.CLASS_ID, m.METHOD_ID)
-            if len(self.channels) >= self.channel_max:
-                raise NotAllowed(f"number of channels opened ({len(self.channels)}) has reached "
-                                 f"the negotiated channel_max ({self.channel_max})")
+    def channel_method(self, number: int, m: spec.Method) -> None:
+        if type(m) is _BASIC_PUBLISH:  # once per message: no trip through HANDLERS
+            if m.immediate:
+                raise NotImplemented_("immediate=true")
+            return  # its content comes next, to content_received
+        ch = self.channels.get(number)
+        if ch is None:  # channel.open: the machine checked channel_max
             self._check_user_channel_limit()
             self.channels[number] = Channel(self, number)
             self.send(number, spec.ChannelOpenOk())
             return
-        try:
-            if m.INDEX == _BASIC_PUBLISH:  # once per message: no trip through HANDLERS
-                ch.start_publish(m)  # type: ignore[arg-type]
-                return
-            handler = HANDLERS.get(m.INDEX)
-            if handler is None:
-                raise CommandInvalid("unimplemented method", m.CLASS_ID, m.METHOD_ID)
-            handler(self, ch, m)
-        except AMQPError as exc:
-            if exc.class_id is None:
-                exc.class_id, exc.method_id = m.CLASS_ID, m.METHOD_ID
-            if not exc.soft:
-                raise
-            self.channel_error(ch, exc)
+        handler = HANDLERS.get(m.INDEX)
+        if handler is None:
+            raise CommandInvalid("unimplemented method", m.CLASS_ID, m.METHOD_ID)
+        handler(self, ch, m)
 
-    def _content_frame(self, ftype: int, number: int, payload: bytes) -> None:
-        if self.state == CLOSING or number in self.closing_channels:
-            return
-        ch = self.channels.get(number)
-        if ch is None or ch.pending is None:
-            raise UnexpectedFrame("expected method frame, got non method frame instead")
-        if not ch.pending_props:
-            if ftype != frames.HEADER:
-                raise UnexpectedFrame("expected content header for class 60, got non content "
-                                      "header frame instead", 60, 40)
-            class_id, size, props = frames.parse_content_header(payload)
-            if class_id != 60:
-                raise UnexpectedFrame(f"expected content header for class 60, got one for "
-                                      f"class {class_id} instead", 60, 40)
-            ch.pending_props = props or b"\x00\x00"
-            ch.pending_size = size
-            if size > self.node.limits.max_message_size:
-                self._publish_error(ch, PreconditionFailed(
-                    f"message size {size} is larger than configured max size "
-                    f"{self.node.limits.max_message_size}", 60, 40))
-                return
-            if size == 0:
-                self._complete_publish(ch, b"")
-            return
-        if ftype != frames.BODY:
-            raise UnexpectedFrame("expected content body, got non content body frame instead",
-                                  60, 40)
-        ch.pending_received += len(payload)
-        if ch.pending_received > ch.pending_size:
-            raise UnexpectedFrame("expected content body, got non content body frame instead",
-                                  60, 40)
-        if ch.pending_received == ch.pending_size:
-            parts = ch.pending_body
-            if parts:
-                parts.append(payload)
-                body = b"".join(parts)
-                parts.clear()
-            else:
-                body = payload
-            self._complete_publish(ch, body)
-        else:
-            ch.pending_body.append(payload)
-
-    def _complete_publish(self, ch: Channel, body: bytes) -> None:
-        method = ch.pending
-        props = ch.pending_props
-        ch.pending = None
-        ch.pending_props = b""
-        ch.pending_received = 0
-        ch.pending_body = []
+    def content_received(self, number: int, head: ContentHead, properties: bytes,
+                         body: bytes) -> None:
         self.published += 1
-        try:
-            ch.publish(method, props, body)  # type: ignore[arg-type]
-        except AMQPError as exc:
-            if exc.class_id is None:
-                exc.class_id, exc.method_id = 60, 40
-            if not exc.soft:
-                raise
-            self.channel_error(ch, exc)
+        # the server role only ever receives basic.publish's content
+        self.channels[number].publish(head, properties, body)  # type: ignore[arg-type]
 
-    def _publish_error(self, ch: Channel, exc: AMQPError) -> None:
-        ch.pending = None
-        ch.pending_props = b""
-        ch.pending_received = 0
-        ch.pending_body = []
-        self.channel_error(ch, exc)
+    def channel_closed(self, number: int,
+                       method: spec.ChannelClose | spec.ChannelCloseOk) -> None:
+        ch = self.channels.get(number)
+        if ch is not None:  # the client closed it; after our close it is released already
+            self.close_channel(ch)
+
+    def channel_failed(self, number: int, error: AMQPError) -> None:
+        log.debug("channel %s error: %s", number, error.reply_text)
+        ch = self.channels.get(number)
+        if ch is not None:
+            self.close_channel(ch)
 
     def channel_error(self, ch: Channel, exc: AMQPError) -> None:
-        """A soft error: close this channel only, as the spec says."""
-        log.debug("channel %s error: %s", ch.number, exc.reply_text)
-        self.close_channel(ch)
-        self.closing_channels.add(ch.number)
-        self.send(ch.number, spec.ChannelClose(reply_code=exc.reply_code,
-                                               reply_text=exc.reply_text,
-                                               class_id=exc.class_id or 0,
-                                               method_id=exc.method_id or 0))
+        """A soft error found outside the protocol's own flow (a consumer timeout): close
+        this channel only, as the spec says."""
+        self.channel_failed(ch.number, exc)
+        self.protocol.close_channel(ch.number, exc)
 
     def close_channel(self, ch: Channel) -> None:
         self.channels.pop(ch.number, None)
         self._confirming.pop(ch.number, None)
         ch.release()
 
-    # -- direct reply-to ---------------------------------------------------------------
-
-    def register_reply_queue(self, q: Queue) -> None:
-        self.node.reply_queues[q.name] = q
-
-    def unregister_reply_queue(self, q: Queue) -> None:
-        self.node.reply_queues.pop(q.name, None)
-
-    def node_reply_queue(self, name: str) -> Queue | None:
-        return self.node.reply_queues.get(name)
-
     # -- closing -----------------------------------------------------------------------
 
     def _hard_error(self, exc: AMQPError) -> None:
-        if self.state in (CLOSING, CLOSED):
+        state = self.state
+        if state is CLOSING or state is CLOSED:
             return
         log.info("closing connection from %s:%s: %s", *self.peer[:2], exc.reply_text)
         if isinstance(exc, UnknownFieldType) or (
-                self.state in (START_OK, TUNE_OK) and not isinstance(exc, AccessRefusedHard)):
+                state in _BEFORE_TUNED and not isinstance(exc, AccessRefusedHard)):
             # Before login completes RabbitMQ trusts the client with no explanation.
             self.close_reason = exc.reply_text
             self._close_transport()
@@ -526,17 +347,16 @@ class ServerConnection:
     def close(self, code: int, text: str, class_id: int = 0, method_id: int = 0) -> None:
         """Start closing from the server side (errors, shutdown): send connection.close and
         discard everything but close-ok, which the server waits for with a timeout."""
-        if self.state in (CLOSING, CLOSED):
+        if self.state is CLOSING or self.state is CLOSED:
             return
         self.release()
-        self.state = CLOSING
         self.close_reason = f"closed by broker: {code} {text}"
         self.send(0, spec.ConnectionClose(reply_code=code, reply_text=text, class_id=class_id,
                                           method_id=method_id))
 
     def _close_transport(self) -> None:
         self.release()
-        self.state = CLOSED
+        self.protocol.transport_closed()
         self.on_close()
 
     def release(self) -> None:
@@ -550,11 +370,11 @@ class ServerConnection:
 
     def connection_lost(self) -> None:
         self.release()
-        self.state = CLOSED
+        self.protocol.transport_closed()
 
     def set_blocked(self, blocked: bool, reason: str = "low on memory") -> None:
         """Tell a client that understands connection.blocked why it is paused."""
-        if self.state != RUNNING or blocked == self.blocked_sent:
+        if self.state is not RUNNING or blocked == self.blocked_sent:
             return
         if not self.client_capability("connection.blocked"):
             return

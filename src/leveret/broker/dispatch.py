@@ -7,36 +7,16 @@ The table is data: method index (class id << 16 | method id) to handler. A handl
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from leveret.amqp import spec
 from leveret.broker.channel import REPLY_TO, Channel, ChannelConnection
-from leveret.errors import ChannelErrorHard, NotImplemented_
+from leveret.errors import NotImplemented_
+
+Handler = Callable[[ChannelConnection, Channel, Any], None]
 
 
-class Session(ChannelConnection, Protocol):
-    """What the handlers need of the connection beyond what its channels need."""
-
-    def close_channel(self, ch: Channel) -> None: ...
-
-
-Handler = Callable[[Session, Channel, Any], None]
-
-
-def channel_close(conn: Session, ch: Channel, m: spec.ChannelClose) -> None:
-    conn.close_channel(ch)
-    conn.send(ch.number, spec.ChannelCloseOk())
-
-
-def channel_close_ok(conn: Session, ch: Channel, m: spec.ChannelCloseOk) -> None:
-    """A close-ok we never asked for: ignore it, as RabbitMQ does."""
-
-
-def channel_open(conn: Session, ch: Channel, m: spec.ChannelOpen) -> None:
-    raise ChannelErrorHard("second 'channel.open' seen", 20, 10)
-
-
-def channel_flow(conn: Session, ch: Channel, m: spec.ChannelFlow) -> None:
+def channel_flow(conn: ChannelConnection, ch: Channel, m: spec.ChannelFlow) -> None:
     if not m.active:
         # RabbitMQ refuses client-side flow control: consumers use basic.qos instead.
         raise NotImplemented_("active=false", 20, 20)
@@ -44,38 +24,38 @@ def channel_flow(conn: Session, ch: Channel, m: spec.ChannelFlow) -> None:
     conn.send(ch.number, spec.ChannelFlowOk(active=m.active))
 
 
-def channel_flow_ok(conn: Session, ch: Channel, m: spec.ChannelFlowOk) -> None:
+def channel_flow_ok(conn: ChannelConnection, ch: Channel, m: spec.ChannelFlowOk) -> None:
     """leveret never sends channel.flow, so there is nothing to confirm."""
 
 
-def exchange_declare(conn: Session, ch: Channel, m: spec.ExchangeDeclare) -> None:
+def exchange_declare(conn: ChannelConnection, ch: Channel, m: spec.ExchangeDeclare) -> None:
     ch.vhost.declare_exchange(m.exchange, m.type, m.passive, m.durable, m.auto_delete,
                               m.internal, m.arguments, conn.grants)
     if not m.nowait:
         conn.send(ch.number, spec.ExchangeDeclareOk())
 
 
-def exchange_delete(conn: Session, ch: Channel, m: spec.ExchangeDelete) -> None:
+def exchange_delete(conn: ChannelConnection, ch: Channel, m: spec.ExchangeDelete) -> None:
     ch.vhost.delete_exchange(m.exchange, m.if_unused, conn.grants)
     if not m.nowait:
         conn.send(ch.number, spec.ExchangeDeleteOk())
 
 
-def exchange_bind(conn: Session, ch: Channel, m: spec.ExchangeBind) -> None:
+def exchange_bind(conn: ChannelConnection, ch: Channel, m: spec.ExchangeBind) -> None:
     ch.vhost.bind_exchange(m.destination, m.source, m.routing_key, m.arguments,
                            grants=conn.grants)
     if not m.nowait:
         conn.send(ch.number, spec.ExchangeBindOk())
 
 
-def exchange_unbind(conn: Session, ch: Channel, m: spec.ExchangeUnbind) -> None:
+def exchange_unbind(conn: ChannelConnection, ch: Channel, m: spec.ExchangeUnbind) -> None:
     ch.vhost.bind_exchange(m.destination, m.source, m.routing_key, m.arguments, unbind=True,
                            grants=conn.grants)
     if not m.nowait:
         conn.send(ch.number, spec.ExchangeUnbindOk())
 
 
-def queue_declare(conn: Session, ch: Channel, m: spec.QueueDeclare) -> None:
+def queue_declare(conn: ChannelConnection, ch: Channel, m: spec.QueueDeclare) -> None:
     if m.queue == REPLY_TO:
         # The direct reply-to pseudo-queue always "exists", empty, with one consumer.
         if not m.nowait:
@@ -90,104 +70,97 @@ def queue_declare(conn: Session, ch: Channel, m: spec.QueueDeclare) -> None:
                                                  consumer_count=q.consumer_count))
 
 
-def queue_bind(conn: Session, ch: Channel, m: spec.QueueBind) -> None:
+def queue_bind(conn: ChannelConnection, ch: Channel, m: spec.QueueBind) -> None:
     ch.vhost.bind_queue(m.queue or ch.last_queue, m.exchange, m.routing_key, m.arguments, conn,
                         conn.grants)
     if not m.nowait:
         conn.send(ch.number, spec.QueueBindOk())
 
 
-def queue_unbind(conn: Session, ch: Channel, m: spec.QueueUnbind) -> None:
+def queue_unbind(conn: ChannelConnection, ch: Channel, m: spec.QueueUnbind) -> None:
     ch.vhost.unbind_queue(m.queue or ch.last_queue, m.exchange, m.routing_key, m.arguments,
                           conn, conn.grants)
     conn.send(ch.number, spec.QueueUnbindOk())
 
 
-def queue_purge(conn: Session, ch: Channel, m: spec.QueuePurge) -> None:
+def queue_purge(conn: ChannelConnection, ch: Channel, m: spec.QueuePurge) -> None:
     count = ch.vhost.purge_queue(m.queue or ch.last_queue, conn, conn.grants)
     if not m.nowait:
         conn.send(ch.number, spec.QueuePurgeOk(message_count=count))
 
 
-def queue_delete(conn: Session, ch: Channel, m: spec.QueueDelete) -> None:
+def queue_delete(conn: ChannelConnection, ch: Channel, m: spec.QueueDelete) -> None:
     count = ch.vhost.delete_queue(m.queue or ch.last_queue, m.if_unused, m.if_empty, conn,
                                   conn.grants)
     if not m.nowait:
         conn.send(ch.number, spec.QueueDeleteOk(message_count=count))
 
 
-def basic_qos(conn: Session, ch: Channel, m: spec.BasicQos) -> None:
+def basic_qos(conn: ChannelConnection, ch: Channel, m: spec.BasicQos) -> None:
     ch.qos(m)
 
 
-def basic_consume(conn: Session, ch: Channel, m: spec.BasicConsume) -> None:
+def basic_consume(conn: ChannelConnection, ch: Channel, m: spec.BasicConsume) -> None:
     ch.consume(m)
 
 
-def basic_cancel(conn: Session, ch: Channel, m: spec.BasicCancel) -> None:
+def basic_cancel(conn: ChannelConnection, ch: Channel, m: spec.BasicCancel) -> None:
     ch.cancel(m.consumer_tag)
     if not m.nowait:
         conn.send(ch.number, spec.BasicCancelOk(consumer_tag=m.consumer_tag))
 
 
-def basic_publish(conn: Session, ch: Channel, m: spec.BasicPublish) -> None:
-    ch.start_publish(m)
-
-
-def basic_get(conn: Session, ch: Channel, m: spec.BasicGet) -> None:
+def basic_get(conn: ChannelConnection, ch: Channel, m: spec.BasicGet) -> None:
     ch.get(m)
 
 
-def basic_ack(conn: Session, ch: Channel, m: spec.BasicAck) -> None:
+def basic_ack(conn: ChannelConnection, ch: Channel, m: spec.BasicAck) -> None:
     ch.ack(m.delivery_tag, m.multiple)
 
 
-def basic_reject(conn: Session, ch: Channel, m: spec.BasicReject) -> None:
+def basic_reject(conn: ChannelConnection, ch: Channel, m: spec.BasicReject) -> None:
     ch.nack(m.delivery_tag, False, m.requeue)
 
 
-def basic_nack(conn: Session, ch: Channel, m: spec.BasicNack) -> None:
+def basic_nack(conn: ChannelConnection, ch: Channel, m: spec.BasicNack) -> None:
     ch.nack(m.delivery_tag, m.multiple, m.requeue)
 
 
-def basic_recover_async(conn: Session, ch: Channel, m: spec.BasicRecoverAsync) -> None:
+def basic_recover_async(conn: ChannelConnection, ch: Channel, m: spec.BasicRecoverAsync) -> None:
     ch.recover(m.requeue)
 
 
-def basic_recover(conn: Session, ch: Channel, m: spec.BasicRecover) -> None:
+def basic_recover(conn: ChannelConnection, ch: Channel, m: spec.BasicRecover) -> None:
     ch.recover(m.requeue)
     conn.send(ch.number, spec.BasicRecoverOk())
 
 
-def tx_select(conn: Session, ch: Channel, m: spec.TxSelect) -> None:
+def tx_select(conn: ChannelConnection, ch: Channel, m: spec.TxSelect) -> None:
     ch.tx_select()
     conn.send(ch.number, spec.TxSelectOk())
 
 
-def tx_commit(conn: Session, ch: Channel, m: spec.TxCommit) -> None:
+def tx_commit(conn: ChannelConnection, ch: Channel, m: spec.TxCommit) -> None:
     ch.tx_commit()
     conn.send(ch.number, spec.TxCommitOk())
 
 
-def tx_rollback(conn: Session, ch: Channel, m: spec.TxRollback) -> None:
+def tx_rollback(conn: ChannelConnection, ch: Channel, m: spec.TxRollback) -> None:
     ch.tx_rollback()
     conn.send(ch.number, spec.TxRollbackOk())
 
 
-def confirm_select(conn: Session, ch: Channel, m: spec.ConfirmSelect) -> None:
+def confirm_select(conn: ChannelConnection, ch: Channel, m: spec.ConfirmSelect) -> None:
     ch.confirm_select()
     if not m.nowait:
         conn.send(ch.number, spec.ConfirmSelectOk())
 
 
-def access_request(conn: Session, ch: Channel, m: spec.AccessRequest) -> None:
+def access_request(conn: ChannelConnection, ch: Channel, m: spec.AccessRequest) -> None:
     conn.send(ch.number, spec.AccessRequestOk(ticket=1))
 
 
 HANDLERS: dict[int, Handler] = {
-    spec.ChannelClose.INDEX: channel_close,
-    spec.ChannelCloseOk.INDEX: channel_close_ok,
-    spec.ChannelOpen.INDEX: channel_open,
     spec.ChannelFlow.INDEX: channel_flow,
     spec.ChannelFlowOk.INDEX: channel_flow_ok,
     spec.AccessRequest.INDEX: access_request,
@@ -203,7 +176,6 @@ HANDLERS: dict[int, Handler] = {
     spec.BasicQos.INDEX: basic_qos,
     spec.BasicConsume.INDEX: basic_consume,
     spec.BasicCancel.INDEX: basic_cancel,
-    spec.BasicPublish.INDEX: basic_publish,
     spec.BasicGet.INDEX: basic_get,
     spec.BasicAck.INDEX: basic_ack,
     spec.BasicReject.INDEX: basic_reject,

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from leveret.amqp import spec
-from leveret.client.content import ContentAssembler, DeliverCallback, ReturnCallback
+from leveret.amqp.content import ContentHead
 from leveret.client.errors import AMQPClosed, ChannelClosed, ProtocolViolation
 from leveret.client.publisher import Publisher, encode_properties
 
@@ -18,6 +18,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Channel", "ConfirmCallback", "DeliverCallback", "ReturnCallback"]
 
+# (delivery_tag, redelivered, exchange, routing_key, properties_raw, body)
+DeliverCallback = Callable[[int, bool, str, str, bytes, bytes], None]
+# (reply_code, reply_text, exchange, routing_key, properties_raw, body)
+ReturnCallback = Callable[[int, str, str, str, bytes, bytes], None]
 # (delivery_tag, multiple, acked)
 ConfirmCallback = Callable[[int, bool, bool], None]
 
@@ -25,7 +29,7 @@ ConfirmCallback = Callable[[int, bool, bool], None]
 _ACK = struct.Struct(">BHIHHQBB")
 
 
-class Channel(ContentAssembler):
+class Channel:
     """An open channel. Get one with ``await connection.channel()``."""
 
     def __init__(self, connection: Connection, number: int) -> None:
@@ -50,7 +54,6 @@ class Channel(ContentAssembler):
         self._confirm_target = 0
         self.acked = 0
         self.nacked = 0
-        self._init_content()
 
     # -- state ---------------------------------------------------------------------------
     @property
@@ -258,17 +261,9 @@ class Channel(ContentAssembler):
             w.set_result(None)
 
     def _on_method(self, method: spec.Method) -> None:
-        if isinstance(method, spec.ChannelClose):
-            self._conn._send_method(self.number, spec.ChannelCloseOk())
-            self._conn._forget_channel(self.number)
-            self._set_closed(ChannelClosed(
-                method.reply_code, method.reply_text, method.class_id, method.method_id))
-        elif isinstance(method, spec.BasicDeliver):
-            self._begin_deliver(method.consumer_tag.encode(), method.delivery_tag,
-                                method.redelivered, method.exchange, method.routing_key)
-        elif isinstance(method, spec.BasicReturn):
-            self._begin_return(method)
-        elif isinstance(method, spec.BasicAck | spec.BasicNack):
+        """A method the protocol machine accepted on this channel (channel.close is not one:
+        the connection handles it)."""
+        if isinstance(method, spec.BasicAck | spec.BasicNack):  # when not on the fast path
             self._on_confirm(method.delivery_tag, method.multiple,
                              isinstance(method, spec.BasicAck))
         elif isinstance(method, spec.BasicCancel):  # the server cancelled a consumer
@@ -277,9 +272,35 @@ class Channel(ContentAssembler):
                 self.on_cancel(method.consumer_tag)
         elif isinstance(method, spec.ChannelFlow):
             self._conn._send_method(self.number, spec.ChannelFlowOk(method.active))
+        elif method.CONTENT:
+            pass  # deliver, return: the message comes to _on_content once whole
         else:
             if isinstance(method, spec.BasicConsumeOk) and self._pending_consumer is not None:
                 # register now: deliveries may follow in the very same chunk
                 self._consumers[method.consumer_tag.encode()] = self._pending_consumer
             if self._waiter is not None and not self._waiter.done():
                 self._waiter.set_result(method)
+
+    def _on_content(self, head: ContentHead, properties: bytes, body: bytes) -> None:
+        if isinstance(head, tuple):  # basic.deliver from the fast path
+            ctag, tag, redelivered, exchange, routing_key = head
+            self._dispatch(ctag, tag, redelivered, exchange, routing_key, properties, body)
+        elif isinstance(head, spec.BasicDeliver):
+            self._dispatch(head.consumer_tag.encode(), head.delivery_tag, head.redelivered,
+                           head.exchange, head.routing_key, properties, body)
+        elif isinstance(head, spec.BasicReturn) and self.on_return is not None:
+            try:
+                self.on_return(head.reply_code, head.reply_text, head.exchange,
+                               head.routing_key, properties, body)
+            except Exception as exc:
+                self._conn._callback_failed(exc, "on_return")
+
+    def _dispatch(self, ctag: bytes, tag: int, redelivered: bool, exchange: str,
+                  routing_key: str, props: bytes, body: bytes) -> None:  # fmt: skip
+        callback = self._consumers.get(ctag)
+        if callback is None:
+            return  # in flight when its consumer was cancelled: dropped
+        try:
+            callback(tag, redelivered, exchange, routing_key, props, body)
+        except Exception as exc:
+            self._conn._callback_failed(exc, "consumer callback")

@@ -1,20 +1,26 @@
-"""Connections: the opening handshake, channel bookkeeping, connection-level methods, close."""
+"""Connections: the opening handshake, channel bookkeeping, connection-level methods, close.
+
+``Connection`` is the client-role owner of the protocol machine (``amqp.connection``): the
+machine says which method arrived on which channel, in an order it has checked; this module
+decides what the client does with it (answer a waiter, call a consumer, mark a channel
+closed).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import ssl as ssl_module
-import struct
 from typing import Any
 
-from leveret.amqp import frames, spec
+from leveret.amqp import spec
+from leveret.amqp.connection import ProtocolMachine, Role
+from leveret.amqp.content import ContentHead
 from leveret.client.channel import Channel
-from leveret.client.errors import AMQPClosed, ConnectionClosed, ProtocolViolation
+from leveret.client.errors import AMQPClosed, ChannelClosed, ConnectionClosed, ProtocolViolation
 from leveret.client.protocol import FrameProtocol
 from leveret.client.url import ConnectionParams, parse_url
-
-_I = struct.Struct(">I")
+from leveret.errors import AMQPError
 
 CLIENT_PROPERTIES: dict[str, Any] = {
     "product": "leveret-client",
@@ -49,6 +55,10 @@ class Connection(FrameProtocol):
         self.heartbeat = params.heartbeat
         self._waiter: asyncio.Future[spec.Method] | None = None
         self._next_channel = 1
+        self._amqp = ProtocolMachine(Role.CLIENT, self, self._send)
+        self._amqp.fast_methods.update(self._fast_methods())
+        # why the connection ends once the server answers our connection.close
+        self._closing: ConnectionClosed | None = None
 
     # -- public API ----------------------------------------------------------------------
     @property
@@ -75,11 +85,13 @@ class Connection(FrameProtocol):
     async def close(self, reply_code: int = 200, reply_text: str = "Normal shutdown") -> None:
         """Close politely (connection.close, wait for close-ok), then the socket."""
         if self._closed is None and self._transport is not None:
+            self._closing = ConnectionClosed(reply_code, "closed by the client")
             self._send_method(0, spec.ConnectionClose(reply_code, reply_text, 0, 0))
             self._flush()
+            # the close-ok ends the connection (connection_closed), which fails this wait
             with contextlib.suppress(AMQPClosed, ProtocolViolation, TimeoutError):
                 await asyncio.wait_for(self._expect(spec.ConnectionCloseOk), 10)
-            self._set_closed(ConnectionClosed(reply_code, "closed by the client"))
+            self._set_closed(self._closing)
         if self._transport is not None:
             self._transport.close()
             await self._lost
@@ -100,7 +112,8 @@ class Connection(FrameProtocol):
     async def _handshake(self) -> None:
         p = self.params
         assert self._transport is not None
-        self._transport.write(frames.PROTOCOL_HEADER)
+        self._amqp.send_protocol_header()
+        self._flush()
         start = await self._expect(spec.ConnectionStart)
         assert isinstance(start, spec.ConnectionStart)
         self.server_properties = start.server_properties
@@ -118,7 +131,6 @@ class Connection(FrameProtocol):
         self._send_method(0, tune_ok)
         self._send_method(0, spec.ConnectionOpen(p.vhost))
         await self._expect(spec.ConnectionOpenOk)
-        self._opening = False
         self._start_heartbeat(self.heartbeat)
 
     async def _expect(self, cls: type[spec.Method]) -> spec.Method:
@@ -133,30 +145,12 @@ class Connection(FrameProtocol):
             raise ProtocolViolation(f"expected {cls.NAME}, got {method.NAME}")
         return method
 
-    # -- incoming methods ----------------------------------------------------------------
-    def _on_method(self, channel: int, payload: bytes) -> None:
-        index = _I.unpack_from(payload, 0)[0]
-        cls = spec.METHODS.get(index)
-        if cls is None:
-            raise ProtocolViolation(f"unknown method {index >> 16}.{index & 0xFFFF}")
-        method = cls.decode(payload, 4)
-        if channel == 0:
-            self._on_connection_method(method)
-        elif channel in self._channels:
-            self._channels[channel]._on_method(method)
-        # else: a late frame for a channel we already forgot; nothing to do with it
+    # -- the protocol machine's events ---------------------------------------------------
+    def header_received(self) -> None:
+        """Only a server receives a protocol header; the machine never calls this here."""
 
-    def _on_connection_method(self, method: spec.Method) -> None:
-        if isinstance(method, spec.ConnectionClose):
-            self._send_method(0, spec.ConnectionCloseOk())
-            self._flush()
-            exc = ConnectionClosed(
-                method.reply_code, method.reply_text, method.class_id, method.method_id
-            )
-            self._set_closed(exc)
-            if self._transport is not None:
-                self._transport.close()
-        elif isinstance(method, spec.ConnectionBlocked):
+    def connection_method(self, method: spec.Method) -> None:
+        if isinstance(method, spec.ConnectionBlocked):
             self._blocked = True
         elif isinstance(method, spec.ConnectionUnblocked):
             self._blocked = False
@@ -164,13 +158,55 @@ class Connection(FrameProtocol):
         elif self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(method)
 
+    def connection_closed(self, method: spec.ConnectionClose | None) -> None:
+        self._flush()  # the close-ok the machine answered with, if any
+        if method is None:  # the server answered our connection.close
+            exc = self._closing or ConnectionClosed(0, "closed by the client")
+        else:
+            exc = ConnectionClosed(
+                method.reply_code, method.reply_text, method.class_id, method.method_id
+            )
+        self._set_closed(exc)
+        if self._transport is not None:
+            self._transport.close()
+
+    def channel_method(self, number: int, method: spec.Method) -> None:
+        chan = self._channels.get(number)
+        if chan is not None:
+            chan._on_method(method)
+
+    def content_received(self, number: int, head: ContentHead, properties: bytes,
+                         body: bytes) -> None:
+        chan = self._channels.get(number)
+        if chan is not None:
+            chan._on_content(head, properties, body)
+
+    def channel_closed(self, number: int,
+                       method: spec.ChannelClose | spec.ChannelCloseOk) -> None:
+        chan = self._channels.get(number)
+        if chan is None:
+            return
+        if isinstance(method, spec.ChannelClose):  # the machine sends close-ok next
+            self._forget_channel(number)
+            chan._set_closed(ChannelClosed(
+                method.reply_code, method.reply_text, method.class_id, method.method_id))
+        else:
+            chan._on_method(method)  # the answer to our channel.close
+
+    def channel_failed(self, number: int, error: AMQPError) -> None:
+        chan = self._channels.get(number)
+        if chan is not None:  # the machine sends channel.close next
+            chan._set_closed(ChannelClosed(error.reply_code, error.reply_text,
+                                           error.class_id or 0, error.method_id or 0))
+
     # -- bookkeeping ---------------------------------------------------------------------
     def _allocate_channel(self) -> int:
         limit = self.channel_max
         for _ in range(limit):
             number = self._next_channel
             self._next_channel = number % limit + 1
-            if number not in self._channels:
+            # the machine may still be closing a channel this side already forgot
+            if number not in self._channels and number not in self._amqp.channels:
                 return number
         raise ConnectionClosed(0, f"no free channel number (channel_max {limit})")
 

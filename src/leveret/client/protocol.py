@@ -1,9 +1,10 @@
-"""The client's wire layer: frame parsing, batched writes, flow control, heartbeats.
+"""The client's wire layer: the protocol machine, batched writes, flow control, heartbeats.
 
-Receive: ``data_received`` walks whole frames in the chunk with ``struct.unpack_from``.
-basic.deliver, its content header and its body are recognised inline and, when all three
-are in the chunk (the common case under load), handed to the consumer callback in one
-step without building method objects. Everything else goes through ``spec`` decoding.
+Receive: bytes go to the role-agnostic ``amqp.connection.ProtocolMachine`` (client role),
+which checks the frames and the states and assembles content, and calls ``Connection`` (its
+owner) once per event. Beside its tables, the three methods a consumer and a confirming
+producer receive by the thousand (basic.deliver, basic.ack, basic.nack) are parsed by hand
+with ``struct.unpack_from`` instead of building method objects.
 
 Send: frames are appended to one bytearray and written with a single ``transport.write``
 per event-loop iteration (``call_soon``), so a producer publishing 500 messages in a loop
@@ -17,29 +18,36 @@ import struct
 from typing import TYPE_CHECKING, Any, cast
 
 from leveret.amqp import frames, spec
-from leveret.client.errors import AMQPClosed, ConnectionClosed, ProtocolViolation
-from leveret.errors import REPLY_NAMES
+from leveret.amqp.connection import ChannelState, ConnectionState, FastMethod, ProtocolMachine
+from leveret.amqp.content import ContentAssembler
+from leveret.client.errors import AMQPClosed, ConnectionClosed
+from leveret.errors import REPLY_NAMES, AMQPError
 
 if TYPE_CHECKING:
     from leveret.client.channel import Channel
 
 _HEAD = struct.Struct(">BHI")
+_H = struct.Struct(">H")
 _I = struct.Struct(">I")
 _Q = struct.Struct(">Q")
 _QB = struct.Struct(">QB")
 _DELIVER = spec.BasicDeliver.INDEX
 _ACK = spec.BasicAck.INDEX
-_NACK = spec.BasicNack.INDEX
+_FAST = frozenset({_DELIVER, _ACK, spec.BasicNack.INDEX})
+_OPEN = ChannelState.OPEN
 WRITE_HIGH_WATER = 512 * 1024
 
 
 class FrameProtocol(asyncio.Protocol):
     """Framing and I/O shared by :class:`leveret.client.Connection`."""
 
+    # the protocol machine; Connection, its owner, creates it
+    _amqp: ProtocolMachine
+
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
-        self._tail = b""  # an incomplete frame left over from the previous chunk
+        self._tail = b""  # an unfinished frame left over from the previous chunk
         self._wbuf = bytearray()
         self._flush_pending = False
         self._paused = False  # transport buffer above its high-water mark
@@ -49,7 +57,6 @@ class FrameProtocol(asyncio.Protocol):
         self.frame_max = frames.DEFAULT_FRAME_MAX
         self._closed: AMQPClosed | None = None
         self._lost: asyncio.Future[None] = self._loop.create_future()
-        self._opening = True
         # heartbeats: flags instead of timestamps keep time calls off the hot path
         self._hb_interval = 0.0
         self._hb_handle: asyncio.TimerHandle | None = None
@@ -57,10 +64,12 @@ class FrameProtocol(asyncio.Protocol):
         self._sent_flag = False
         self._hb_silent_ticks = 0
 
-    # -- hooks implemented by Connection ----------------------------------------------
-    def _on_method(self, channel: int, payload: bytes) -> None:
-        raise NotImplementedError
+    def _fast_methods(self) -> dict[int, FastMethod]:
+        """The hand-written receivers, for the machine's ``fast_methods``."""
+        return {spec.BasicDeliver.INDEX: self._fast_deliver,
+                spec.BasicAck.INDEX: self._fast_ack, spec.BasicNack.INDEX: self._fast_nack}
 
+    # -- hooks implemented by Connection ----------------------------------------------
     def _set_closed(self, exc: AMQPClosed) -> None:
         raise NotImplementedError
 
@@ -73,6 +82,7 @@ class FrameProtocol(asyncio.Protocol):
         self._transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._amqp.transport_closed()
         self._set_closed(ConnectionClosed(0, f"connection lost: {exc or 'closed by peer'}"))
         self._transport = None
         if self._hb_handle is not None:
@@ -88,59 +98,100 @@ class FrameProtocol(asyncio.Protocol):
         self._paused = False
         self._wake_writers()
 
-    def data_received(self, data: bytes) -> None:  # noqa: C901 - the hot loop, kept flat
+    def data_received(self, data: bytes) -> None:
         self._recv_flag = True
         if self._tail:
             data = self._tail + data
             self._tail = b""
-        elif self._opening and data[:4] == b"AMQP":
-            self._fail(ProtocolViolation(f"server refused the protocol version: {data[:8]!r}"))
-            return
-        channels = self._channels
-        n = len(data)
-        pos = 0
+        amqp = self._amqp
         try:
-            while n - pos >= 8:
-                ftype, ch, size = _HEAD.unpack_from(data, pos)
-                end = pos + 7 + size
-                if end >= n:
-                    if size + 8 > self.frame_max:
-                        raise ProtocolViolation(f"frame of {size + 8} bytes > frame_max")
-                    break
-                if data[end] != 0xCE:
-                    raise ProtocolViolation("bad frame end byte")
-                if ftype == 1:
-                    cm = _I.unpack_from(data, pos + 7)[0]
-                    if cm == _DELIVER and ch in channels:
-                        pos = self._deliver(channels[ch], ch, data, pos + 11, end)
+            if amqp.state is ConnectionState.RUNNING and not amqp.buffered:
+                self._fast_lane(data)
+            else:
+                amqp.receive_data(data)
+        except AMQPError as exc:  # a broken frame or order: nothing after it can be trusted
+            self._fail(ConnectionClosed(exc.reply_code, exc.reply_text), exc.reply_code)
+        except Exception as exc:
+            self._fail(exc, 541)
+
+    def _fast_lane(self, data: bytes) -> None:
+        """The fast path beside the machine, for a consumer under load: a basic.deliver whose
+        content header and single body frame are all in this chunk goes to its consumer in
+        one step, and basic.ack / basic.nack straight to their channel. Every other run of
+        whole frames goes to the machine as it came; so does anything the lane is not sure
+        of (a bad frame end, a channel the machine does not call open), for the machine to
+        judge. An unfinished frame at the end waits in ``_tail``, so the machine never holds
+        half a frame and the lane keeps going with the next chunk."""
+        amqp = self._amqp
+        machine_channels = amqp.channels
+        channels = self._channels
+        frame_max = amqp.frame_max
+        n = len(data)
+        pos = start = 0  # [start, pos): whole frames for the machine
+        while n - pos >= 8:
+            ftype, ch, size = _HEAD.unpack_from(data, pos)
+            end = pos + 7 + size
+            if end >= n:
+                break
+            if ftype == 1 and ch and data[end] == 0xCE:
+                index = _I.unpack_from(data, pos + 7)[0]
+                if index in _FAST:
+                    if start < pos:  # first what came before (the end of a split message?)
+                        amqp.receive_data(data[start:pos])
+                        start = pos
+                    # the machine has the channel open and expects no content on it
+                    state = machine_channels.get(ch)
+                    if state is None or state.state is not _OPEN or (
+                            state.content.head is not None) or ch not in channels:
+                        pos = end + 1
                         continue
-                    if cm in (_ACK, _NACK) and ch in channels:
-                        tag, bits = _QB.unpack_from(data, pos + 11)
-                        channels[ch]._on_confirm(tag, bool(bits & 1), cm == _ACK)
+                    if index == _DELIVER:
+                        after = self._deliver_whole(ch, data, pos + 11, end)
+                        if after < 0:  # its content is not all here: the machine's
+                            start = pos
+                            pos = end + 1
+                            continue
+                        pos = after
                     else:
-                        self._on_method(ch, data[pos + 7 : end])
-                elif ftype == 3:
-                    if ch in channels:
-                        channels[ch]._on_body(data[pos + 7 : end])
-                elif ftype == 2:
-                    if ch in channels:
-                        bsize = _Q.unpack_from(data, pos + 11)[0]
-                        channels[ch]._on_header(bsize, data[pos + 19 : end])
-                elif ftype != 8:
-                    raise ProtocolViolation(f"unknown frame type {ftype}")
-                pos = end + 1
-        except Exception as exc:  # a malformed frame: nothing after it can be trusted
-            self._fail(exc, 501 if isinstance(exc, ProtocolViolation) else 505)
-            return
+                        tag, bits = _QB.unpack_from(data, pos + 11)
+                        channels[ch]._on_confirm(tag, bool(bits & 1), index == _ACK)
+                        pos = end + 1
+                    start = pos
+                    continue
+            pos = end + 1
+        if n - pos >= 7 and _HEAD.unpack_from(data, pos)[2] + 8 > frame_max:
+            pos = n  # too big a frame: the machine says so
+        if start < pos:
+            amqp.receive_data(data[start:pos])
         if pos < n:
             self._tail = data[pos:]
 
-    def _deliver(self, chan: Channel, ch: int, data: bytes, p: int, end: int) -> int:
-        """Parse basic.deliver at ``p``; returns the offset of the next unparsed frame.
-
-        If the content header and a single body frame follow in this chunk, the message is
-        dispatched at once; otherwise the channel collects the content frame by frame.
-        """
+    def _deliver_whole(self, ch: int, data: bytes, p: int, end: int) -> int:
+        """Dispatch the basic.deliver at ``p`` if its content header and body (one frame, or
+        none) follow whole in ``data``; returns the offset after them, or -1."""
+        n = len(data)
+        h = end + 1
+        if n - h < 20 or data[h] != 2:
+            return -1
+        _t, hch, hsize = _HEAD.unpack_from(data, h)
+        hend = h + 7 + hsize
+        if hend >= n or hch != ch or data[hend] != 0xCE or hsize < 14 or (
+                _H.unpack_from(data, h + 7)[0] != 60):
+            return -1
+        bsize = _Q.unpack_from(data, h + 11)[0]
+        b = hend + 1
+        bend: int  # where the message ends
+        if bsize:
+            if n - b < 8 or data[b] != 3:
+                return -1
+            _t, bch, blen = _HEAD.unpack_from(data, b)
+            bend = b + 7 + blen
+            if blen != bsize or bend >= n or bch != ch or data[bend] != 0xCE:
+                return -1
+            body = data[b + 7 : bend]
+        else:
+            bend = hend
+            body = b""
         tl = data[p]
         ctag = data[p + 1 : p + 1 + tl]
         p += 1 + tl
@@ -150,27 +201,30 @@ class FrameProtocol(asyncio.Protocol):
         exchange = data[p + 1 : p + 1 + el].decode()
         p += 1 + el
         rk = data[p + 1 : p + 1 + data[p]].decode()
-        h = end + 1
-        n = len(data)
-        if n - h > 19 and data[h] == 2:
-            _t, hch, hsize = _HEAD.unpack_from(data, h)
-            hend = h + 7 + hsize
-            if hend < n and hch == ch and data[hend] == 0xCE:
-                bsize = _Q.unpack_from(data, h + 11)[0]
-                props = data[h + 19 : hend]
-                if bsize == 0:
-                    chan._dispatch(ctag, tag, redelivered == 1, exchange, rk, props, b"")
-                    return hend + 1
-                b = hend + 1
-                if n - b > 7 and data[b] == 3:
-                    _t, bch, blen = _HEAD.unpack_from(data, b)
-                    bend = b + 7 + blen
-                    if blen == bsize and bend < n and bch == ch and data[bend] == 0xCE:
-                        body = data[b + 7 : bend]
-                        chan._dispatch(ctag, tag, redelivered == 1, exchange, rk, props, body)
-                        return bend + 1
-        chan._begin_deliver(ctag, tag, redelivered == 1, exchange, rk)
-        return end + 1
+        self._channels[ch]._dispatch(ctag, tag, redelivered == 1, exchange, rk,
+                                     data[h + 19 : hend], body)
+        return bend + 1
+
+    def _fast_deliver(self, number: int, payload: bytes, content: ContentAssembler) -> None:
+        """basic.deliver parsed in place; its content header and bodies come next."""
+        tl = payload[4]
+        ctag = payload[5 : 5 + tl]
+        p = 5 + tl
+        tag, redelivered = _QB.unpack_from(payload, p)
+        p += 9
+        el = payload[p]
+        exchange = payload[p + 1 : p + 1 + el].decode()
+        p += 1 + el
+        rk = payload[p + 1 : p + 1 + payload[p]].decode()
+        content.expect((ctag, tag, redelivered == 1, exchange, rk))
+
+    def _fast_ack(self, number: int, payload: bytes, content: ContentAssembler) -> None:
+        tag, bits = _QB.unpack_from(payload, 4)
+        self._channels[number]._on_confirm(tag, bool(bits & 1), True)
+
+    def _fast_nack(self, number: int, payload: bytes, content: ContentAssembler) -> None:
+        tag, bits = _QB.unpack_from(payload, 4)
+        self._channels[number]._on_confirm(tag, bool(bits & 1), False)
 
     # -- sending -------------------------------------------------------------------------
     def _schedule_flush(self) -> None:
@@ -195,7 +249,7 @@ class FrameProtocol(asyncio.Protocol):
             self._schedule_flush()
 
     def _send_method(self, channel: int, method: spec.Method) -> None:
-        self._send(frames.encode_method(channel, method))
+        self._amqp.send(channel, method)
 
     async def drain(self) -> None:
         """Write what is buffered; wait while the socket or the server pushes back.
@@ -251,11 +305,12 @@ class FrameProtocol(asyncio.Protocol):
         else:
             name = REPLY_NAMES.get(code, "ERROR")
             closed = ConnectionClosed(code, f"{name} - {exc}")
-        if code and self._transport is not None:
-            self._send_method(
-                0, spec.ConnectionClose(code, closed.reply_text[:255], 0, 0)
-            )
+        amqp = self._amqp
+        if code and self._transport is not None and amqp.state not in (
+                ConnectionState.CLOSING, ConnectionState.CLOSED):
+            amqp.send(0, spec.ConnectionClose(code, closed.reply_text[:255], 0, 0))
             self._flush()
+        amqp.transport_closed()
         self._set_closed(closed)
         if self._transport is not None:
             self._transport.close()
