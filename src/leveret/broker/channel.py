@@ -48,7 +48,7 @@ class ChannelConnection(Protocol):
     user: str
     frame_max: int
     last_routed: list[Queue]  # the queues the last publish went to (flow control)
-    _grants: Grants | None  # the compiled permissions, None until (re)compiled
+    cached_grants: Grants | None  # the compiled permissions; None until (re)compiled
 
     @property
     def writable(self) -> bool: ...
@@ -141,7 +141,7 @@ class Channel:
 
     def publish(self, method: spec.BasicPublish, properties_raw: bytes, body: bytes) -> None:
         conn = self.connection
-        grants = conn._grants or conn.grants  # the property only when recompiling
+        grants = conn.cached_grants or conn.grants  # the property only when recompiling
         exchange = self.vhost.authorize_publish(grants, method.exchange, method.routing_key)
         msg = Message(method.exchange, method.routing_key, properties_raw, body)
         try:

@@ -85,7 +85,7 @@ class ServerConnection:
         self._confirming: dict[int, Channel] = {}
         self.vhost: VirtualHost = node.vhosts.get("/") or VirtualHost("/")  # until open
         self.user = ""
-        self._grants: Grants | None = None
+        self.cached_grants: Grants | None = None
         self.client_properties: dict[str, Any] = {}
         self.channel_max = node.limits.channel_max
         self.frame_max = node.limits.frame_max
@@ -257,10 +257,10 @@ class ServerConnection:
     @property
     def grants(self) -> Grants:
         """This user's permissions in this vhost, recompiled when they change (the node
-        drops ``_grants`` of every connection then)."""
-        grants = self._grants
+        drops ``cached_grants`` of every connection then)."""
+        grants = self.cached_grants
         if grants is None:
-            grants = self._grants = self.node.grants(self.vhost.name, self.user)
+            grants = self.cached_grants = self.node.grants(self.vhost.name, self.user)
         return grants
 
     def _check_user_channel_limit(self) -> None:

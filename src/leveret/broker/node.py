@@ -58,7 +58,7 @@ class Limits:
 class NodeConnection(Protocol):
     """What the node needs of an open AMQP connection (admission, limits, closing it)."""
 
-    _grants: Grants | None  # the compiled permissions; None makes it recompile them
+    cached_grants: Grants | None  # the compiled permissions; None makes it recompile them
 
     @property
     def user(self) -> str: ...
@@ -270,7 +270,7 @@ class Node:
         # Open connections recompile their permissions on their next check.
         self._access_version = value
         for conn in self.connections:
-            conn._grants = None
+            conn.cached_grants = None
 
     def grants(self, vhost: str, user: str) -> Grants:
         u = self.users.get(user)
