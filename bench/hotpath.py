@@ -3,7 +3,12 @@
 Feeds pre-encoded basic.publish frames into one ServerConnection while a no-ack consumer
 on a second connection receives them; prints microseconds per message.
 
-    python bench/hotpath.py [--messages N] [--size BYTES] [--profile]
+With ``--durable`` the path of a persistent message instead: a data directory (fsync off,
+so the CPU is measured, not the disk), a durable queue, persistent messages published with
+confirms, a consumer with manual acks (one multiple ack per batch), and the group commit
+run after every batch, releasing the confirms.
+
+    python bench/hotpath.py [--messages N] [--size BYTES] [--durable] [--profile]
 """
 
 from __future__ import annotations
@@ -11,11 +16,15 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
+import tempfile
 import time
+from pathlib import Path
 
 from leveret.amqp import frames, spec
 from leveret.broker.connection import ServerConnection
 from leveret.broker.node import Node
+from leveret.store.base import FsyncPolicy
+from leveret.store.disk import DiskStore
 
 
 def handshake(node: Node) -> ServerConnection:
@@ -39,16 +48,28 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=200_000)
     ap.add_argument("--size", type=int, default=16)
     ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--durable", action="store_true")
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
     node = Node()
+    store = None
+    if args.durable:
+        store = DiskStore(Path(tempfile.mkdtemp(prefix="hotpath-")), FsyncPolicy.parse("off"))
+        node.attach_store(store)
     pub = handshake(node)
     sub = handshake(node)
-    sub.receive_data(frames.encode_method(1, spec.QueueDeclare(queue="bench")) +
-                     frames.encode_method(1, spec.BasicConsume(queue="bench", no_ack=True)))
+    durable = args.durable
+    sub.receive_data(
+        frames.encode_method(1, spec.QueueDeclare(queue="bench", durable=durable)) +
+        frames.encode_method(1, spec.BasicQos(prefetch_count=2 * args.batch)) +
+        frames.encode_method(1, spec.BasicConsume(queue="bench", no_ack=not durable)))
+    if durable:
+        pub.receive_data(frames.encode_method(1, spec.ConfirmSelect()))
+        pub.take_output()
     sub.take_output()
+    props = b"\x10\x00\x02" if durable else b"\x00\x00"  # delivery_mode 2: persistent
     one = frames.encode_method(1, spec.BasicPublish(routing_key="bench")) + \
-        frames.encode_content(1, 60, b"\x00\x00", b"x" * args.size, 131072)
+        frames.encode_content(1, 60, props, b"x" * args.size, 131072)
     chunk = one * args.batch
     rounds = args.messages // args.batch
 
@@ -56,10 +77,17 @@ def main() -> None:
 
     def run() -> None:
         nonlocal delivered
-        for _ in range(rounds):
+        for r in range(1, rounds + 1):
             pub.receive_data(chunk)
             delivered += len(sub.take_output())
             sub.output_flushed()
+            if store is not None:
+                sub.receive_data(frames.encode_method(
+                    1, spec.BasicAck(delivery_tag=r * args.batch, multiple=True)))
+                store.flush().run()
+                store.commit()
+                pub.store_synced()
+                pub.take_output()
 
     t0 = time.perf_counter()
     if args.profile:
@@ -72,6 +100,8 @@ def main() -> None:
     n = rounds * args.batch
     if delivered < n * args.size:
         raise SystemExit(f"only {delivered} bytes delivered for {n} messages")
+    if store is not None:
+        store.close()
     print(f"{n} messages in {dt:.2f}s: {dt / n * 1e6:.2f} us/message, {n / dt:,.0f} msg/s")
 
 

@@ -75,7 +75,7 @@ def test_prefetch_gate_and_output_hold_deliveries_back(kind: str) -> None:
     for b in (b"1", b"2", b"3", b"4", b"5"):
         q.push(msg(b))
     assert owner.bodies() == [b"1", b"2"] and q.unacked == 2 and q.message_count == 3
-    q.ack(owner.delivered[0][1])
+    q.ack([owner.delivered[0][1]])
     consumer.unacked -= 1
     gate.open = False  # e.g. the channel's global prefetch is reached
     q.dispatch()

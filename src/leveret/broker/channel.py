@@ -351,8 +351,8 @@ class Channel:
     def _ack(self, records: list[Unacked]) -> None:
         """Acknowledged: each queue lets its messages go (and acks them in its log)."""
         self.counters.ack += len(records)
-        for u in records:
-            u.queue.ack(u.entry)
+        for q, entries in _by_queue(records):
+            q.ack(entries)
 
     def _check_tags(self, tag: int, multiple: bool) -> None:
         if not (multiple and tag == 0) and tag not in self.unacked:
@@ -454,7 +454,12 @@ class Channel:
 
 def _by_queue(records: list[Unacked]) -> list[tuple[Queue, list[Entry]]]:
     """Deliveries grouped by queue, in order: each queue settles its batch at once."""
-    groups: dict[int, tuple[Queue, list[Entry]]] = {}
-    for u in records:
-        groups.setdefault(id(u.queue), (u.queue, []))[1].append(u.entry)
-    return list(groups.values())
+    groups: dict[Queue, list[Entry]] = {}
+    last: Queue | None = None
+    entries: list[Entry] = []
+    for u in records:  # (a multiple ack's run of deliveries is mostly from one queue)
+        if u.queue is not last:
+            last = u.queue
+            entries = groups.setdefault(last, [])
+        entries.append(u.entry)
+    return list(groups.items())

@@ -195,8 +195,7 @@ async def get_messages(request: web.Request) -> web.Response:
     if taken:
         if ackmode == "ack_requeue_false":
             vhost.own_counters.ack += len(taken)
-            for entry in taken:
-                q.ack(entry)
+            q.ack(taken)
         elif ackmode == "reject_requeue_false":
             q.reject(taken, requeue=False)  # dead-lettered, if the queue says so
         else:  # back to the queue, redelivered, as when RabbitMQ's channel closes

@@ -213,6 +213,17 @@ class Backing:
                 qlog.ack(entry.offset)
                 entry.offset = None
 
+    def forget_all(self, entries: list[Entry]) -> None:
+        """``forget`` for each (a multiple ack): one call for the batch."""
+        qlog = self.log if self.log is not None else self._scratch
+        if qlog is None:
+            return
+        ack = qlog.ack
+        for entry in entries:
+            if entry.offset is not None:
+                ack(entry.offset)
+                entry.offset = None
+
     def mark_delivered(self, entry: Entry) -> None:
         """Delivered, awaiting an ack: recorded, so it comes back redelivered after a
         crash."""

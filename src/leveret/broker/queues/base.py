@@ -5,7 +5,7 @@ vhost, channels and the management API use only what is declared here:
 
     messages in     push(message) -> bool
     delivery        add_consumer / remove_consumer / dispatch, to ``Consumer``s
-    settlement      ack(entry), reject(entries, requeue), requeue(entries)
+    settlement      ack(entries), reject(entries, requeue), requeue(entries)
     polling         get(no_ack) -> Entry | None
     lifetime        configure(arguments) (policies), touch(), purge(), delete(), recover()
     stats           message_count, consumer_count, ready_bytes, memory_used, counters
@@ -265,8 +265,8 @@ class Queue(ABC):
         """basic.get: the head, settled at once with ``no_ack``, else unacknowledged."""
 
     @abstractmethod
-    def ack(self, entry: Entry) -> None:
-        """A delivered message was acknowledged: it leaves for good."""
+    def ack(self, entries: list[Entry]) -> None:
+        """Delivered messages were acknowledged: they leave for good."""
 
     @abstractmethod
     def reject(self, entries: list[Entry], requeue: bool) -> None:

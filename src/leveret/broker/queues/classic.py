@@ -238,11 +238,10 @@ class ClassicQueue(Queue):
 
     # -- settlement ------------------------------------------------------------------
 
-    def ack(self, entry: Entry) -> None:
-        self.unacked -= 1
-        self.counters.ack += 1
-        if entry.offset is not None:
-            self.backing.forget(entry)
+    def ack(self, entries: list[Entry]) -> None:
+        self.unacked -= len(entries)
+        self.counters.ack += len(entries)
+        self.backing.forget_all(entries)
 
     def reject(self, entries: list[Entry], requeue: bool) -> None:
         self.unacked -= len(entries)
