@@ -320,6 +320,8 @@ class ChannelMachine:
 _OPEN: Final = ChannelState.OPEN
 _RUNNING: Final = ConnectionState.RUNNING
 _CLOSED: Final = ConnectionState.CLOSED
+_HEADER: Final = ConnectionState.HEADER
+_START: Final = ConnectionState.START
 _BODY: Final = frames.BODY
 _CONTENT_FRAMES: Final = frozenset({frames.BODY, frames.HEADER})
 _METHOD: Final = frames.METHOD
@@ -362,16 +364,35 @@ class ProtocolMachine:
         return len(self._buffer)
 
     def receive_data(self, data: bytes) -> None:
-        """Handle every whole frame in the bytes received so far. Hard errors propagate."""
+        """Handle every whole frame in the bytes received so far. Hard errors propagate.
+        (Once per socket read: the frame loop is written out here, no call of its own.)"""
         buffer = self._buffer
-        if self.state is ConnectionState.START and data[:4] == b"AMQP" and not len(buffer):
+        state = self.state
+        if state is _START and data[:4] == b"AMQP" and not len(buffer):
             # the server answers a protocol version it does not speak with its own header
             raise FrameError(f"server refused the protocol version: {data[:8]!r}")
         buffer.feed(data)
         try:
-            if self.state is ConnectionState.HEADER and not self._read_protocol_header():
+            if state is _HEADER and not self._read_protocol_header():
                 return
-            self._read_frames()
+            next_frame = buffer.next_frame
+            while self.state is not _CLOSED:
+                frame = next_frame()
+                if frame is None:
+                    return
+                ftype, number, payload = frame
+                # two of a message's three frames: straight to their handler
+                if ftype in _CONTENT_FRAMES:
+                    self._content_frame(ftype, number, payload)
+                elif ftype == _METHOD:
+                    self._method_frame(number, payload)
+                elif ftype == frames.HEARTBEAT:
+                    if number:
+                        raise UnexpectedFrame(f"type 8, all octets = "
+                                              f"{frames.erlang_binary(payload)}")
+                else:
+                    raise FrameError(f"type {ftype}, all octets = "
+                                     f"{frames.erlang_binary(payload)}: unknown_frame")
         finally:
             buffer.compact()
 
@@ -389,30 +410,6 @@ class ProtocolMachine:
         self.state = self._rules.received[ConnectionState.HEADER][ProtocolHeader.INDEX][0]
         self._owner.header_received()
         return True
-
-    def _read_frames(self) -> None:
-        next_frame = self._buffer.next_frame
-        content_frame = self._content_frame
-        method_frame = self._method_frame
-        content_frames = _CONTENT_FRAMES
-        closed = _CLOSED
-        while self.state is not closed:
-            frame = next_frame()
-            if frame is None:
-                return
-            ftype, number, payload = frame
-            # two of a message's three frames: straight to their handler
-            if ftype in content_frames:
-                content_frame(ftype, number, payload)
-            elif ftype == _METHOD:
-                method_frame(number, payload)
-            elif ftype == frames.HEARTBEAT:
-                if number:
-                    raise UnexpectedFrame(f"type 8, all octets = "
-                                          f"{frames.erlang_binary(payload)}")
-            else:
-                raise FrameError(f"type {ftype}, all octets = "
-                                 f"{frames.erlang_binary(payload)}: unknown_frame")
 
     def _content_frame(self, ftype: int, number: int, payload: bytes) -> None:
         ch = self.channels.get(number)
