@@ -8,7 +8,11 @@ so the CPU is measured, not the disk), a durable queue, persistent messages publ
 confirms, a consumer with manual acks (one multiple ack per batch), and the group commit
 run after every batch, releasing the confirms.
 
-    python bench/hotpath.py [--messages N] [--size BYTES] [--durable] [--profile]
+With ``--backlog`` the consumer's output is taken only every 120 batches, so its
+connection stops being writable, messages wait in the ready list and are drained from it
+(the dispatch loop) as in an end-to-end run whose consumer's socket is the limit.
+
+    python bench/hotpath.py [--messages N] [--size BYTES] [--durable] [--backlog] [--profile]
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=16)
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--durable", action="store_true")
+    ap.add_argument("--backlog", action="store_true")
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
     node = Node()
@@ -79,6 +84,8 @@ def main() -> None:
         nonlocal delivered
         for r in range(1, rounds + 1):
             pub.receive_data(chunk)
+            if args.backlog and r % 120 and r != rounds:
+                continue
             delivered += len(sub.take_output())
             sub.output_flushed()
             if store is not None:
