@@ -131,9 +131,7 @@ def describe(package: str, graph: Graph, found: list[list[str]], src: Path = SRC
     return "\n".join(out)
 
 
-KNOWN_CIRCLES = {
-    "client": "the 5-module circle of leveret.client: being removed",
-}
+KNOWN_CIRCLES: dict[str, str] = {}
 
 
 def packages() -> list[object]:

@@ -6,15 +6,13 @@ import asyncio
 import contextlib
 import struct
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from leveret.amqp import spec
 from leveret.amqp.content import ContentHead
 from leveret.client.errors import AMQPClosed, ChannelClosed, ProtocolViolation
+from leveret.client.links import ConnectionLink
 from leveret.client.publisher import Publisher, encode_properties
-
-if TYPE_CHECKING:
-    from leveret.client.connection import Connection
 
 __all__ = ["Channel", "ConfirmCallback", "DeliverCallback", "ReturnCallback"]
 
@@ -32,7 +30,7 @@ _ACK = struct.Struct(">BHIHHQBB")
 class Channel:
     """An open channel. Get one with ``await connection.channel()``."""
 
-    def __init__(self, connection: Connection, number: int) -> None:
+    def __init__(self, connection: ConnectionLink, number: int) -> None:
         self._conn = connection
         self.number = number
         self._lock = asyncio.Lock()  # one synchronous method in flight at a time

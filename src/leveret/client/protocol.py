@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from leveret.amqp import frames, spec
 from leveret.amqp.connection import ChannelState, ConnectionState, FastMethod, ProtocolMachine
 from leveret.amqp.content import ContentAssembler
 from leveret.client.errors import AMQPClosed, ConnectionClosed
+from leveret.client.links import ChannelLink
 from leveret.errors import REPLY_NAMES, AMQPError
-
-if TYPE_CHECKING:
-    from leveret.client.channel import Channel
 
 _HEAD = struct.Struct(">BHI")
 _H = struct.Struct(">H")
@@ -53,7 +51,7 @@ class FrameProtocol(asyncio.Protocol):
         self._paused = False  # transport buffer above its high-water mark
         self._blocked = False  # connection.blocked from the server (resource alarm)
         self._writable: asyncio.Future[None] | None = None
-        self._channels: dict[int, Channel] = {}
+        self._channels: dict[int, ChannelLink] = {}
         self.frame_max = frames.DEFAULT_FRAME_MAX
         self._closed: AMQPClosed | None = None
         self._lost: asyncio.Future[None] = self._loop.create_future()

@@ -8,12 +8,9 @@ the body size never changes either: a message costs three ``bytearray +=`` calls
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING
 
 from leveret.amqp import frames, spec
-
-if TYPE_CHECKING:
-    from leveret.client.channel import Channel
+from leveret.client.links import ChannelLink
 
 _HEADER_HEAD = struct.Struct(">BHIHH")  # type, channel, size, class id, weight
 _Q = struct.Struct(">Q")
@@ -39,7 +36,7 @@ class Publisher:
     __slots__ = ("_channel", "_conn", "_head", "_method", "_mid", "_prefix", "_props", "_size")
 
     def __init__(
-        self, channel: Channel, exchange: str, routing_key: str, properties: bytes,
+        self, channel: ChannelLink, exchange: str, routing_key: str, properties: bytes,
         mandatory: bool,
     ) -> None:  # fmt: skip
         num = channel.number
