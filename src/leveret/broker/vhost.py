@@ -103,7 +103,10 @@ class CountingChannel(Protocol):
 # A plain tuple, unpacked by the caller: one is made per message, and a named tuple's
 # constructor costs as much again as the rest of the result handling.
 PublishResult = tuple[list[Queue], bool, bool, int]
-UNROUTABLE: PublishResult = ([], False, False, 0)
+
+
+def _unroutable() -> PublishResult:
+    return [], False, False, 0
 
 
 class VirtualHost:
@@ -409,6 +412,7 @@ class VirtualHost:
         if q.deleted:
             return 0
         count = q.message_count
+        q.deleted = True  # first: nothing below may route to it or drop it again
         self.queues.pop(q.name, None)
         for consumer in list(q.consumers):
             consumer.channel.cancel_by_server(consumer)
@@ -571,7 +575,7 @@ class VirtualHost:
         if exchange.name == "" and message.routing_key.startswith(REPLY_TO_PREFIX):
             reply_queue = self.reply_queues.get(message.routing_key)
             if reply_queue is None:
-                return UNROUTABLE
+                return _unroutable()
             reply_queue.push(message)
             return [reply_queue], True, False, 0
         if exchange.dedup is not None and exchange.dedup.is_duplicate(message):
@@ -581,7 +585,7 @@ class VirtualHost:
             # Held, then routed with the bindings of when it falls due; a mandatory message
             # that routes nowhere now is returned at once instead.
             if mandatory and not self.route(exchange, message):
-                result = UNROUTABLE
+                result = _unroutable()
             else:
                 assert isinstance(exchange, DelayedExchange)
                 exchange.hold(self, message, delay)
@@ -598,7 +602,7 @@ class VirtualHost:
             if queues:
                 return queues, True, refused, (0 if store is None or store.seq == before
                                                else store.seq)
-            result = UNROUTABLE
+            result = _unroutable()
         if not result[1] and counters is not None:
             if mandatory:
                 counters.return_unroutable += 1
@@ -621,7 +625,7 @@ class VirtualHost:
         """A delayed message fell due: route it with the bindings of now (its dedup and
         delay were applied when it was published)."""
         if self.exchanges.get(exchange.name) is not exchange:
-            return UNROUTABLE  # the exchange was deleted meanwhile
+            return _unroutable()  # the exchange was deleted meanwhile
         queues = self.route(exchange, message)
         return queues, bool(queues), not self._enqueue(queues, message), 0
 
