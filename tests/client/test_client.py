@@ -252,8 +252,11 @@ async def test_drain_respects_transport_backpressure(amqp_url: str, name: str) -
             rch = await receiver.channel()
             await rch.basic_consume(name, inbox, no_ack=True)
             publish = ch.publisher("", name)
-            for _ in range(n // 50):
-                for _ in range(50):
+            # Batches of 2.5 MB: more than a new loopback connection's socket buffers take
+            # at once, so the transport must buffer past its high mark and pause, however
+            # fast the broker reads (batches of 100 KB paused only on a loaded machine).
+            for _ in range(n // 1250):
+                for _ in range(1250):
                     publish(body)
                 await conn.drain()
             await inbox.wait(n, timeout=30)
