@@ -81,6 +81,11 @@ def _text(v: Any) -> str:
     return v if isinstance(v, str) else bytes(v).decode("utf-8", "replace")
 
 
+def as_text(value: Any) -> str | None:
+    """A text argument's value (a longstr may arrive as bytes), or None when absent."""
+    return None if value is None else _text(value)
+
+
 def _one_of(allowed: tuple[str, ...], reason: Callable[[str], str]) -> Check:
     return lambda v: None if _text(v) in allowed else reason(_text(v))
 

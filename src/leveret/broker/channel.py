@@ -45,7 +45,6 @@ class ChannelConnection(Protocol):
     """What a channel needs of the connection it is multiplexed on."""
 
     vhost: VirtualHost
-    user: str
     frame_max: int
     last_routed: list[Queue]  # the queues the last publish went to (flow control)
     cached_grants: Grants | None  # the compiled permissions; None until (re)compiled

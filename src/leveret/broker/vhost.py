@@ -32,6 +32,7 @@ from leveret.broker.access import CONFIGURE, READ, WRITE, Grants
 from leveret.broker.arguments import (
     EXCHANGE_EQUIVALENT,
     QUEUE_ARGUMENTS,
+    as_text,
     assert_equivalent,
     erlang_term,
     validate_queue_arguments,
@@ -329,7 +330,7 @@ class VirtualHost:
             where = f"queue '{name}' {self._where()}"
             validate_queue_arguments(arguments, where)
             self._admit_queue(name, arguments, grants)
-            kind = queue_type(_text(arguments.get("x-queue-type")))
+            kind = queue_type(as_text(arguments.get("x-queue-type")))
             kind.check_declare(arguments, durable, exclusive, auto_delete, generated, where)
             q = kind(self, name, durable=durable,
                      exclusive_owner=connection if exclusive else None,
@@ -724,11 +725,6 @@ def _changed(store: Store | None, before: int) -> int:
     seq = store.seq
     return seq if seq != before else 0
 
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    return value if isinstance(value, str) else bytes(value).decode("utf-8", "replace")
 
 
 def check_properties(message: Message, grants: Grants) -> None:

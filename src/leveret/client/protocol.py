@@ -19,7 +19,7 @@ from typing import Any, cast
 
 from leveret.amqp import frames, spec
 from leveret.amqp.connection import ChannelState, ConnectionState, FastMethod, ProtocolMachine
-from leveret.amqp.content import ContentAssembler
+from leveret.amqp.content import ContentAssembler, FastDeliver
 from leveret.client.errors import AMQPClosed, ConnectionClosed
 from leveret.client.links import ChannelLink
 from leveret.errors import REPLY_NAMES, AMQPError
@@ -190,31 +190,14 @@ class FrameProtocol(asyncio.Protocol):
         else:
             bend = hend
             body = b""
-        tl = data[p]
-        ctag = data[p + 1 : p + 1 + tl]
-        p += 1 + tl
-        tag, redelivered = _QB.unpack_from(data, p)
-        p += 9
-        el = data[p]
-        exchange = data[p + 1 : p + 1 + el].decode()
-        p += 1 + el
-        rk = data[p + 1 : p + 1 + data[p]].decode()
-        self._channels[ch]._dispatch(ctag, tag, redelivered == 1, exchange, rk,
+        ctag, tag, redelivered, exchange, rk = _deliver_fields(data, p)
+        self._channels[ch]._dispatch(ctag, tag, redelivered, exchange, rk,
                                      data[h + 19 : hend], body)
         return bend + 1
 
     def _fast_deliver(self, number: int, payload: bytes, content: ContentAssembler) -> None:
         """basic.deliver parsed in place; its content header and bodies come next."""
-        tl = payload[4]
-        ctag = payload[5 : 5 + tl]
-        p = 5 + tl
-        tag, redelivered = _QB.unpack_from(payload, p)
-        p += 9
-        el = payload[p]
-        exchange = payload[p + 1 : p + 1 + el].decode()
-        p += 1 + el
-        rk = payload[p + 1 : p + 1 + payload[p]].decode()
-        content.expect((ctag, tag, redelivered == 1, exchange, rk))
+        content.expect(_deliver_fields(payload, 4))
 
     def _fast_ack(self, number: int, payload: bytes, content: ContentAssembler) -> None:
         tag, bits = _QB.unpack_from(payload, 4)
@@ -316,3 +299,17 @@ class FrameProtocol(asyncio.Protocol):
     def _callback_failed(self, exc: BaseException, what: str) -> None:
         context: dict[str, Any] = {"message": f"leveret client: {what} raised", "exception": exc}
         self._loop.call_exception_handler(context)
+
+
+def _deliver_fields(buf: bytes, p: int) -> FastDeliver:
+    """basic.deliver's fields, read in place from ``p`` (just after the method's ids):
+    consumer tag (raw), delivery tag, redelivered, exchange, routing key."""
+    tl = buf[p]
+    ctag = buf[p + 1 : p + 1 + tl]
+    p += 1 + tl
+    tag, redelivered = _QB.unpack_from(buf, p)
+    p += 9
+    el = buf[p]
+    exchange = buf[p + 1 : p + 1 + el].decode()
+    p += 1 + el
+    return ctag, tag, redelivered == 1, exchange, buf[p + 1 : p + 1 + buf[p]].decode()

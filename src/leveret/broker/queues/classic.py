@@ -19,10 +19,10 @@ business; this module only asks it.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from leveret.amqp.fields import FieldTable, Long
 from leveret.broker import deadletter
+from leveret.broker.arguments import as_text
 from leveret.broker.clock import Timer
 from leveret.broker.dedup import DedupWindow
 from leveret.broker.entry import Entry
@@ -70,14 +70,14 @@ class ClassicQueue(Queue):
         self.has_ttl = ttl is not None or self.has_ttl
         expires = args.get("x-expires")
         self.expires: float | None = expires / 1000 if expires is not None else None
-        self.dead_letter_exchange = _text(args.get("x-dead-letter-exchange"))
-        self.dead_letter_routing_key = _text(args.get("x-dead-letter-routing-key"))
+        self.dead_letter_exchange = as_text(args.get("x-dead-letter-exchange"))
+        self.dead_letter_routing_key = as_text(args.get("x-dead-letter-routing-key"))
         self.max_length: int | None = args.get("x-max-length")
         self.max_length_bytes: int | None = args.get("x-max-length-bytes")
         self.limited = self.max_length is not None or self.max_length_bytes is not None
-        self.overflow = _text(args.get("x-overflow")) or "drop-head"
+        self.overflow = as_text(args.get("x-overflow")) or "drop-head"
         self.single_active = args.get("x-single-active-consumer") is True
-        self.queue_type = _text(args.get("x-queue-type")) or self.TYPE_NAME
+        self.queue_type = as_text(args.get("x-queue-type")) or self.TYPE_NAME
         limit = args.get("x-delivery-limit")
         self.delivery_limit: int | None = limit
         retry = args.get("x-retry-delay")
@@ -97,7 +97,7 @@ class ClassicQueue(Queue):
         self.consumer_timeout = timeout / 1000 if timeout else None
         limits = self.vhost.node_limits
         in_memory = args.get("x-max-in-memory-length")
-        if in_memory is None and _text(args.get("x-queue-mode")) == "lazy":
+        if in_memory is None and as_text(args.get("x-queue-mode")) == "lazy":
             in_memory = 0  # RabbitMQ's lazy queues: to disk as early as possible
         memory_messages: int = in_memory if in_memory is not None else (
             limits.queue_memory_messages if limits is not None else MEMORY_MESSAGES)
@@ -566,8 +566,3 @@ class ClassicQueue(Queue):
                 timer.cancel()
         self._expiry_timer = self._idle_timer = None
 
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    return value if isinstance(value, str) else bytes(value).decode("utf-8", "replace")
