@@ -68,7 +68,7 @@ def queue_json(ctx: Context, q: QueueSnapshot, with_stats: bool = True) -> dict[
         "head_message_timestamp": None,
         "recoverable_slaves": None,
         **depths,
-        # paged out: ready messages whose bodies wait in the queue's log (broker/paging.py)
+        # paged out: ready messages whose bodies wait in the queue's log (broker/queues/paging.py)
         "messages_paged_out": paged,
         "message_bytes_paged_out": paged_bytes,
         "messages_ram": depths["messages"] - paged,
