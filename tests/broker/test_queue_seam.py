@@ -37,6 +37,7 @@ class Owner:
 
 class Socket:
     writable = True
+    stuck = False
 
 
 def msg(body: bytes, key: str = "q") -> Message:

@@ -363,6 +363,12 @@ class ProtocolMachine:
         """Received bytes not yet handled: the start of a frame still arriving."""
         return len(self._buffer)
 
+    def discard_input(self) -> None:
+        """Drop what was received and not yet handled: after a framing error the rest of
+        the stream cannot be parsed, and a client that keeps writing must not make us
+        hold it."""
+        self._buffer = FrameBuffer(self._buffer.frame_max)
+
     def receive_data(self, data: bytes) -> None:
         """Handle every whole frame in the bytes received so far. Hard errors propagate.
         (Once per socket read: the frame loop is written out here, no call of its own.)"""

@@ -23,9 +23,11 @@ from leveret.amqp.content import ContentHead
 from leveret.amqp.fields import decode_table
 from leveret.broker.access import Grants
 from leveret.broker.channel import Channel
+from leveret.broker.clock import Timer
 from leveret.broker.dispatch import HANDLERS
 from leveret.broker.node import Node
 from leveret.broker.queues import Queue
+from leveret.broker.queues.base import STUCK_AFTER
 from leveret.broker.vhost import VirtualHost
 from leveret.errors import (
     AccessRefusedHard,
@@ -67,6 +69,8 @@ class ServerConnection:
         self.on_close = on_close  # close the transport after the next flush
         self.on_flow = on_flow  # pause (True) or resume (False) reading from the client
         self.flow_paused = False
+        self._congested_by: Queue | None = None  # the queue it waits on while flow_paused
+        self._flow_timer: Timer | None = None
         self.blocked_sent = False
         self.last_routed: list[Queue] = []
         self.protocol = ProtocolMachine(Role.SERVER, self, self.write,
@@ -79,6 +83,7 @@ class ServerConnection:
         # backlog never becomes one huge write or an unbounded buffer.
         self.writable = True
         self.transport_paused = False
+        self.transport_paused_at: float | None = None
         self.output_full = False
         self.out_bytes = 0
         self.channels: dict[int, Channel] = {}
@@ -98,6 +103,9 @@ class ServerConnection:
         # Subject CN of a verified TLS client certificate, set by the server: allows EXTERNAL.
         self.peer_cert_cn: str | None = None
         self.close_reason = ""  # why the connection ended, for the server's log
+        # Set after a framing error: the byte stream is out of step, so nothing more can be
+        # parsed (not even close-ok). The server stops reading; the close timeout ends it.
+        self.input_closed = False
 
     @property
     def state(self) -> ConnectionState:
@@ -147,7 +155,7 @@ class ServerConnection:
 
     def receive_data(self, data: bytes) -> None:
         protocol = self.protocol
-        if protocol.state is CLOSED:
+        if protocol.state is CLOSED or self.input_closed:
             return
         self.recv_oct += len(data)
         try:
@@ -171,13 +179,35 @@ class ServerConnection:
             if q.congested() and not self.flow_paused:
                 self.flow_paused = True
                 q.waiting_publishers.add(self)
+                self._congested_by = q
+                self._flow_timer = self.node.timers.call_later(STUCK_AFTER,
+                                                               self._flow_timeout)
                 self.on_flow(True)
         self.last_routed = []
 
+    def _flow_timeout(self) -> None:
+        """Paused for STUCK_AFTER: go on. If the queue's consumers are still stuck, they
+        no longer count and the next publish finds the queue uncongested; if they are only
+        slow, it pauses again."""
+        q = self._congested_by
+        if q is not None:
+            q.waiting_publishers.discard(self)
+        self.flow_resume()
+
     def flow_resume(self) -> None:
+        self._congested_by = None
+        if self._flow_timer is not None:
+            self._flow_timer.cancel()
+            self._flow_timer = None
         if self.flow_paused:
             self.flow_paused = False
             self.on_flow(False)
+
+    @property
+    def stuck(self) -> bool:
+        """Its socket has been full for STUCK_AFTER seconds: the client does not read."""
+        since = self.transport_paused_at
+        return since is not None and self.node.clock.now() - since >= STUCK_AFTER
 
     # -- the protocol machine's events: connection ---------------------------------------
 
@@ -333,6 +363,9 @@ class ServerConnection:
 
     def _hard_error(self, exc: AMQPError) -> None:
         state = self.state
+        if isinstance(exc, FrameError):
+            self.input_closed = True
+            self.protocol.discard_input()
         if state is CLOSING or state is CLOSED:
             return
         log.info("closing connection from %s:%s: %s", *self.peer[:2], exc.reply_text)
@@ -364,6 +397,10 @@ class ServerConnection:
         for ch in list(self.channels.values()):
             self.close_channel(ch)
         self.node.connections.discard(self)
+        if self._congested_by is not None:
+            self._congested_by.waiting_publishers.discard(self)
+        if self._flow_timer is not None:
+            self._flow_timer.cancel()
         for vh in self.node.vhosts.values():
             for q in [q for q in vh.queues.values() if q.exclusive_owner is self]:
                 vh.drop_queue(q)
@@ -384,6 +421,7 @@ class ServerConnection:
 
     def set_transport_paused(self, paused: bool) -> None:
         self.transport_paused = paused
+        self.transport_paused_at = self.node.clock.now() if paused else None
         self._update_writable()
 
     def _update_writable(self) -> None:

@@ -7,6 +7,10 @@ close timeouts) and applies backpressure both ways:
 - a resource alarm (memory, disk): the listener blocks connections that publish, which get
   connection.blocked and are no longer read from until the alarm clears.
 
+It also keeps one busy client from starving the others: bytes are handled at most
+``INPUT_SLICE`` at a time, the rest on later turns of the event loop (reading paused
+meanwhile), so every other connection is served between one flood's slices.
+
 It also logs each connection's life: accepted, opened (user, vhost, client-provided name),
 closed (with the reason), with structured fields for the JSON log format.
 
@@ -34,6 +38,10 @@ HANDSHAKE_TIMEOUT = 10.0
 CLOSE_OK_TIMEOUT = 3.0
 WRITE_HIGH_WATER = 1 << 20
 WRITE_LOW_WATER = 1 << 18
+# Bytes of one connection's input handled per turn of the event loop: ~1,000 small
+# publishes, a few ms of work, so a flood delays another client by that much, not by the
+# 256 KiB a socket read can bring.
+INPUT_SLICE = 64 << 10
 
 
 class ConnectionListener(Protocol):
@@ -65,6 +73,9 @@ class AMQPProtocol(asyncio.Protocol):
         self._heartbeat_started = False
         self._heartbeat_timer: asyncio.TimerHandle | None = None
         self._close_timer = False
+        self._pending = b""  # input read but not yet handled: waits for its turn
+        self._slice_scheduled = False
+        self._unsent = 0  # our write buffer at the last heartbeat tick: does the client read?
         self.name = "?"  # "client:port -> server:port", as RabbitMQ names connections
         self.tls = False
 
@@ -92,10 +103,38 @@ class AMQPProtocol(asyncio.Protocol):
                         "peer_cert_cn": conn.peer_cert_cn})
 
     def data_received(self, data: bytes) -> None:
+        self.last_recv = self.loop.time()
+        if self._pending:  # (a TLS transport may still hand over bytes after pausing)
+            self._pending += data
+            return
+        if len(data) > INPUT_SLICE:
+            self._pending = data[INPUT_SLICE:]
+            data = data[:INPUT_SLICE]
+            self._update_reading()  # paused until the rest had its turns
+        self._handle(data)
+
+    def _schedule_slice(self) -> None:
+        if not self._slice_scheduled:
+            self._slice_scheduled = True
+            self.loop.call_soon(self._next_slice)
+
+    def _next_slice(self) -> None:
+        self._slice_scheduled = False
+        t = self.transport
+        if t is None or t.is_closing() or not self._pending or self._held():
+            return  # when nothing holds the input any more, _update_reading calls us again
+        data = self._pending
+        self._pending = data[INPUT_SLICE:]
+        self._handle(data[:INPUT_SLICE])
+        self._update_reading()  # the next slice, or reading again
+
+    def _handle(self, data: bytes) -> None:
         conn = self.conn
         assert conn is not None
-        self.last_recv = self.loop.time()
         conn.receive_data(data)
+        if conn.input_closed:  # a framing error: nothing after it can be parsed
+            self._pending = b""
+            self._update_reading()
         committer = self.listener.committer
         if committer is not None:
             committer.poke()
@@ -140,6 +179,7 @@ class AMQPProtocol(asyncio.Protocol):
         assert self.conn is not None and self.transport is not None
         self.conn.set_transport_paused(True)
         self._paused_by_client = True
+        self._unsent = self.transport.get_write_buffer_size()
         self._update_reading()
 
     def resume_writing(self) -> None:
@@ -171,13 +211,21 @@ class AMQPProtocol(asyncio.Protocol):
             self.conn.set_blocked(True, reason)
         self._update_reading()
 
+    def _held(self) -> bool:
+        """Something stops us handling this client's input: its own unread output, an
+        alarm, a congested queue, or a framing error (for good)."""
+        return (self._paused_by_client or self.paused_by_broker or self.paused_by_flow
+                or (self.conn is not None and self.conn.input_closed))
+
     def _update_reading(self) -> None:
         t = self.transport
         if t is None or t.is_closing():
             return
-        if self._paused_by_client or self.paused_by_broker or self.paused_by_flow:
+        if self._held() or self._pending:
             if t.is_reading():
                 t.pause_reading()
+            if self._pending and not self._held():
+                self._schedule_slice()
         elif not t.is_reading():
             t.resume_reading()
 
@@ -196,7 +244,8 @@ class AMQPProtocol(asyncio.Protocol):
             self.last_send = self.loop.time()
         conn.output_flushed()
         if self._closing:
-            t.close()
+            t.close()  # once what is buffered is written: a client that reads no more
+            self._timers.append(self.loop.call_later(CLOSE_OK_TIMEOUT, self._abort))
         elif conn.state == CLOSING and not self._close_timer:
             self._close_timer = True
             self._timers.append(self.loop.call_later(CLOSE_OK_TIMEOUT, self._abort))
@@ -206,8 +255,10 @@ class AMQPProtocol(asyncio.Protocol):
         self._schedule_flush()
 
     def _abort(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
+        """Hang up now, dropping unsent output: close() would wait for a client that may
+        never read it (a dead peer, one that ignores our close)."""
+        if self.transport is not None:
+            self.transport.abort()
 
     # -- timers ----------------------------------------------------------------------
 
@@ -227,8 +278,18 @@ class AMQPProtocol(asyncio.Protocol):
         if conn is None or t is None or t.is_closing() or conn.state == CLOSED:
             return
         now = self.loop.time()
-        if self.paused_by_broker or self.paused_by_flow or self._paused_by_client:
-            self.last_recv = now  # we are not reading: its heartbeats wait in the socket
+        if self.paused_by_broker or self.paused_by_flow:
+            # We chose not to read: its heartbeats wait in the socket (RabbitMQ, too,
+            # pauses its heartbeat monitor while it blocks a connection).
+            self.last_recv = now
+        elif self._paused_by_client:
+            # It does not read what we send, so we do not read from it either; it is alive
+            # only if our output to it drains. A client that neither reads nor sends is
+            # closed on its missed heartbeats like any other.
+            unsent = t.get_write_buffer_size()
+            if unsent < self._unsent:
+                self.last_recv = now
+            self._unsent = unsent
         if now - self.last_recv > conn.heartbeat * 2:
             log.warning("closing connection from %s:%s: missed heartbeats from client, "
                         "timeout: %ss", *conn.peer[:2], conn.heartbeat)

@@ -45,8 +45,12 @@ if TYPE_CHECKING:
 # pauses the connections publishing into it once this many messages are waiting, and
 # resumes them when the backlog is down to the low mark. This keeps the broker's time for
 # delivering, as RabbitMQ's credit flow does, instead of piling up messages in memory.
+# A consumer whose socket has stayed full for STUCK_AFTER seconds no longer counts: one
+# client that stopped reading must not stop the publishers for good (the backlog pages to
+# disk as it does with no consumer), and a publisher is paused at most this long at a time.
 BACKLOG_HIGH = 4096
 BACKLOG_LOW = 1024
+STUCK_AFTER = 1.0
 
 
 class PagingLimits(Protocol):
@@ -77,6 +81,8 @@ class Output(Protocol):
 
     @property
     def writable(self) -> bool: ...  # False while the socket or the output batch is full
+    @property
+    def stuck(self) -> bool: ...  # its socket has been full for STUCK_AFTER seconds
 
 
 class Gate:
@@ -102,7 +108,8 @@ class ConsumerOwner(Protocol):
 
 
 class Throttled(Protocol):
-    """A publishing connection paused while a queue it publishes to is congested."""
+    """A publishing connection paused while a queue it publishes to is congested (for at
+    most STUCK_AFTER seconds at a time)."""
 
     def flow_resume(self) -> None: ...
 
@@ -288,7 +295,7 @@ class Queue(ABC):
     def congested(self) -> bool:
         """Too many ready messages for consumers whose connections are not draining."""
         return self.message_count > BACKLOG_HIGH and any(
-            not c.output.writable for c in self.consumers)
+            not c.output.writable and not c.output.stuck for c in self.consumers)
 
     def wake_publishers(self) -> None:
         waiting, self.waiting_publishers = self.waiting_publishers, set()
