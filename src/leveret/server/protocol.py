@@ -38,10 +38,11 @@ HANDSHAKE_TIMEOUT = 10.0
 CLOSE_OK_TIMEOUT = 3.0
 WRITE_HIGH_WATER = 1 << 20
 WRITE_LOW_WATER = 1 << 18
-# Bytes of one connection's input handled per turn of the event loop: ~1,000 small
-# publishes, a few ms of work, so a flood delays another client by that much, not by the
-# 256 KiB a socket read can bring.
-INPUT_SLICE = 64 << 10
+# Bytes of one connection's input handled per turn of the event loop: ~200 small publishes,
+# about a millisecond of work, so a flood delays another client by that much, not by the
+# 256 KiB a socket read can bring (bench/fairness.py: 16 KiB gave a quiet client 3 ms
+# beside a flood, 64 KiB 10 ms, unsliced 53 ms; the flood's own rate did not change).
+INPUT_SLICE = 16 << 10
 
 
 class ConnectionListener(Protocol):
