@@ -415,5 +415,5 @@ def test_refusals_are_json_to_the_management_client(api: Api) -> None:
     reply: Reply = api.call("PUT", "/api/vhosts/hostile-big", raw=b" " * (2 << 20))
     assert reply.status == 413
     assert reply.json == {"error": "payload_too_large",
-                          "reason": f"request body of {2 << 20} bytes is larger than this "
-                                    f"endpoint accepts ({1 << 20} bytes)"}
+                          "reason": f"request body of {2 << 20} bytes or more is larger "
+                                    f"than this endpoint accepts ({1 << 20} bytes)"}

@@ -83,8 +83,8 @@ def raise_for(exc: AMQPError) -> NoReturn:
 
 def too_large(request: web.Request, size: int, limit: int) -> ApiError:
     return ApiError(413, "payload_too_large",
-                    f"request body of {size} bytes is larger than this endpoint accepts "
-                    f"({limit} bytes)")
+                    f"request body of {size} bytes or more is larger than this endpoint "
+                    f"accepts ({limit} bytes)")
 
 
 def missing_keys(body: dict[str, Any], *keys: str) -> None:

@@ -142,9 +142,9 @@ def publish_body_limit(request: web.Request) -> int:
 def _publish_too_large(request: web.Request, size: int, limit: int) -> ApiError:
     max_size = context(request).node.limits.max_message_size
     return ApiError(413, "payload_too_large",
-                    f"PRECONDITION_FAILED - request body size {size} is larger than {limit}, "
-                    f"the most a message within the configured max size {max_size} needs "
-                    "(its payload in base64)")
+                    f"PRECONDITION_FAILED - request body of {size} bytes or more is larger "
+                    f"than {limit}, the most a message within the configured max size "
+                    f"{max_size} needs (its payload in base64)")
 
 
 def _payload(body: dict[str, Any], max_size: int) -> bytes:
