@@ -28,6 +28,7 @@ import pika
 import pika.exceptions
 import pytest
 
+from leveret.broker.node import Limits
 from leveret.cli.admin import EXIT_NOPERM, EXIT_UNREACHABLE, format_table
 from leveret.cli.main import main
 from leveret.runtime.threaded import BrokerThread
@@ -267,6 +268,65 @@ def test_publish_rejects_unknown_property(cli: Any, name: str) -> None:
     status, _, err = cli("publish", "--routing-key", name, "--body", "x",
                          "--property", "colour=red")
     assert status == 2 and "unknown message property 'colour'" in err
+
+
+@pytest.fixture(scope="module")
+def small_messages() -> Iterator[str]:
+    """The management URL of a leveret broker taking messages of at most 1 MiB, with a
+    queue ``q``."""
+    with BrokerThread(management_port=0, limits=Limits(max_message_size=1 << 20)) as b:
+        url = b.broker.management_url
+        assert url is not None and main(["declare", "queue", "q", "--url", url]) == 0
+        yield url
+
+
+def _sparse(path: Path, size: int) -> Path:
+    with path.open("wb") as f:
+        f.truncate(size)  # no disk used, and reading it would still take seconds
+    return path
+
+
+def test_publish_file_over_the_max_message_size_is_refused_unread(
+        small_messages: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The broker refuses the announced size before the body is sent (Expect:
+    100-continue): reading and encoding 256 MiB, as the CLI once did, takes far longer."""
+    huge = _sparse(tmp_path / "huge.bin", 256 << 20)
+    capsys.readouterr()
+    started = time.monotonic()
+    status = main(["publish", "--routing-key", "q", "--file", str(huge),
+                   "--url", small_messages])
+    elapsed = time.monotonic() - started
+    err = capsys.readouterr().err
+    assert status == 1
+    assert f"{huge} ({256 << 20} bytes) is too large for the broker" in err
+    assert "configured max size 1048576" in err
+    assert elapsed < 3
+    fitting = tmp_path / "fitting.bin"
+    fitting.write_bytes(os.urandom(1 << 20))
+    assert main(["publish", "--routing-key", "q", "--file", str(fitting),
+                 "--url", small_messages]) == 0
+    capsys.readouterr()
+    assert main(["get", "q", "--url", small_messages, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["payload_bytes"] == 1 << 20
+
+
+def test_publish_refuses_a_file_no_broker_takes_without_asking(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    huge = _sparse(tmp_path / "huge.bin", (512 << 20) + 1)
+    status = main(["publish", "--file", str(huge), "--url", "http://127.0.0.1:9"])
+    assert status == 1
+    assert "more than any broker takes in one message" in capsys.readouterr().err
+
+
+def test_publish_from_a_pipe_is_bounded_too(small_messages: str) -> None:
+    env = dict(os.environ)
+    source = str(Path(__file__).resolve().parent.parent / "src")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [source, env.get("PYTHONPATH")]))
+    done = subprocess.run([sys.executable, "-m", "leveret", "publish", "--routing-key", "q",
+                           "--file", "-", "--url", small_messages],
+                          input=b"x" * (2 << 20), capture_output=True, env=env, timeout=60)
+    assert done.returncode == 1
+    assert f"stdin ({2 << 20} bytes) is too large for the broker" in done.stderr.decode()
 
 
 # -- users, vhosts, permissions ----------------------------------------------------------------

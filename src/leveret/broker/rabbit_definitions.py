@@ -4,17 +4,16 @@ This is the format of ``rabbitmqctl export_definitions`` and of the management A
 /api/definitions: the whole broker, or one vhost whose items carry no "vhost" key. It is
 the domain's format, not the HTTP API's, so it lives here: the management API and the
 runtime (``definitions=`` at start-up) both call these functions. lavinmq keeps the same
-split (``definitions.cr`` beside a small HTTP controller).
+split (``definitions.cr`` beside a small HTTP controller). Importing is
+``rabbit_import.py``.
 
 An export from RabbitMQ imports as is: users keep their password hashes (so they log in
 with the same passwords), vhost limits arrive as ``vhost-limits`` parameters, and keys
 that mean nothing on one leveret node (global parameters such as the cluster id,
-mirroring policy keys) are accepted. Import order follows RabbitMQ's: users, vhosts,
-permissions, topic permissions, parameters, policies, queues, exchanges, bindings.
+mirroring policy keys) are accepted.
 
 Errors: ``InvalidDefinition`` (a ValueError) with RabbitMQ's reason, which the management
-API answers as 400; a ``leveret.errors.AMQPError`` from the broker (an inequivalent
-redeclaration, say); KeyError for an item without a required key.
+API answers as 400.
 
 Not to be confused with ``broker/definitions.py``: the durable records leveret keeps in
 its own definitions log, in its own format.
@@ -23,13 +22,12 @@ its own definitions log, in its own format.
 from __future__ import annotations
 
 import base64
-import binascii
 import datetime
 import decimal
 from typing import Any
 
 from leveret.amqp.fields import FieldTable, Long
-from leveret.broker.access import HASHES, SHA256, Permission, TopicPermission, User, parse_tags
+from leveret.broker.access import Permission, TopicPermission, User
 from leveret.broker.arguments import QUEUE_ARGUMENTS
 from leveret.broker.exchanges import Exchange
 from leveret.broker.node import Node
@@ -41,10 +39,6 @@ from leveret.version import __version__
 # The RabbitMQ release whose formats (and management API) leveret follows; tools branch
 # on it, so they take the 3.10 path.
 RABBITMQ_VERSION = "3.10.8"
-
-# Hash lengths (salt + digest) of the algorithms, for exports that do not name theirs.
-_BY_LENGTH = {4 + 16: "rabbit_password_hashing_md5", 4 + 32: SHA256,
-              4 + 64: "rabbit_password_hashing_sha512"}
 
 # Policy keys RabbitMQ recognises that have no effect on one leveret node (mirroring,
 # federation, streams, queue versions); accepted so RabbitMQ's definitions import unchanged.
@@ -106,6 +100,8 @@ def _field_value(value: Any) -> Any:
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int):
+        if not -(1 << 63) <= value < 1 << 63:  # what a field table's long can hold
+            raise InvalidDefinition(f"integer {value} out of range for an argument")
         return Long(value)
     if isinstance(value, dict):
         return {str(k): _field_value(v) for k, v in value.items()}
@@ -228,97 +224,3 @@ def export_vhost(node: Node, vhost: VirtualHost) -> dict[str, Any]:
     return {"rabbit_version": RABBITMQ_VERSION, "rabbitmq_version": RABBITMQ_VERSION,
             "product_name": "leveret", "product_version": product_version(),
             "parameters": params, **items}
-
-
-# -- import -----------------------------------------------------------------------------------
-
-def _algorithm(user: dict[str, Any]) -> str:
-    named = user.get("hashing_algorithm")
-    if named:
-        if named not in HASHES:
-            raise InvalidDefinition(f"unknown hashing algorithm {named}")
-        return str(named)
-    try:
-        length = len(base64.b64decode(user.get("password_hash", ""), validate=True))
-    except (binascii.Error, ValueError):
-        return SHA256
-    return _BY_LENGTH.get(length, SHA256)
-
-
-def _vhost(node: Node, name: str) -> VirtualHost:
-    vhost = node.vhosts.get(name)
-    if vhost is None:
-        raise InvalidDefinition(["no_such_vhost", name])
-    return vhost
-
-
-def import_definitions(node: Node, defs: dict[str, Any], only_vhost: str | None = None
-                       ) -> None:
-    """Apply a definitions document; with ``only_vhost`` the items carry no vhost (a
-    per-vhost export) and land there. Not atomic: what came before an error stays."""
-    if only_vhost is None:
-        _import_access(node, defs)
-    _import_vhost_items(node, defs, only_vhost)
-
-
-def _import_access(node: Node, defs: dict[str, Any]) -> None:
-    """Users, vhosts, permissions, topic permissions and global parameters."""
-    for u in defs.get("users", []):
-        node.add_user(u["name"], password_hash=u.get("password_hash", ""),
-                      hashing_algorithm=_algorithm(u), tags=parse_tags(u.get("tags")))
-        if u.get("limits"):
-            node.set_user_limits(u["name"], u["limits"])
-    for v in defs.get("vhosts", []):
-        meta = v.get("metadata") or {}
-        node.add_vhost(v["name"], v.get("description", meta.get("description", "")),
-                       parse_tags(v.get("tags", meta.get("tags", []))),
-                       v.get("default_queue_type"))
-    for p in defs.get("permissions", []):
-        try:
-            node.set_permissions(p["vhost"], p["user"], p["configure"], p["write"], p["read"])
-        except KeyError:
-            raise InvalidDefinition(["no_such_vhost_or_user", p["vhost"], p["user"]]) from None
-    for t in defs.get("topic_permissions", []):
-        try:
-            node.set_topic_permissions(t["vhost"], t["user"], t["exchange"], t["write"],
-                                       t["read"])
-        except KeyError:
-            raise InvalidDefinition(["no_such_vhost_or_user", t["vhost"], t["user"]]) from None
-    for g in defs.get("global_parameters", []):
-        if g.get("name") == "cluster_name" and isinstance(g.get("value"), str):
-            node.cluster_name = g["value"]
-
-
-def _import_vhost_items(node: Node, defs: dict[str, Any], only_vhost: str | None) -> None:
-    """Vhost limits, policies, queues, exchanges and bindings."""
-    def vhost(item: dict[str, Any]) -> VirtualHost:
-        return _vhost(node, only_vhost if only_vhost is not None
-                      else str(item.get("vhost", "/")))
-
-    for p in defs.get("parameters", []):
-        if p.get("component") == "vhost-limits" and isinstance(p.get("value"), dict) \
-                and p["value"]:
-            node.set_vhost_limits(vhost(p).name, p["value"])
-    for p in defs.get("policies", []):
-        vhost(p).set_policy(p["name"], p["pattern"], check_policy_definition(p["definition"]),
-                            int(p.get("priority", 0)), p.get("apply-to", "all"))
-    for q in defs.get("queues", []):
-        vhost(q).declare_queue(q["name"], False, bool(q.get("durable", True)), False,
-                               bool(q.get("auto_delete", False)),
-                               field_table(q.get("arguments")), None)
-    for x in defs.get("exchanges", []):
-        if x["name"] == "" or x["name"].startswith("amq."):
-            continue
-        vhost(x).declare_exchange(x["name"], x.get("type", "direct"), False,
-                                  bool(x.get("durable", True)),
-                                  bool(x.get("auto_delete", False)),
-                                  bool(x.get("internal", False)),
-                                  field_table(x.get("arguments")))
-    for b in defs.get("bindings", []):
-        args = field_table(b.get("arguments"))
-        if b.get("destination_type", "queue") == "queue":
-            vhost(b).bind_queue(b["destination"], b["source"], b.get("routing_key", ""), args,
-                                None)
-        else:
-            vhost(b).bind_exchange(b["destination"], b["source"], b.get("routing_key", ""),
-                                   args)

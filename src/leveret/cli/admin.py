@@ -29,19 +29,24 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import functools
 import http.client
 import json
 import os
 import ssl
+import stat
 import sys
+import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
+
+from leveret.cli import upload
 
 DEFAULT_URL = "http://127.0.0.1:15672"
 
@@ -116,6 +121,7 @@ class ManagementAPI:
             if insecure:
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
+        self._context = context
         self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
 
     def call(self, method: str, path: str, body: Any = None, *,
@@ -140,6 +146,31 @@ class ManagementAPI:
             raise self._unreachable(exc.reason) from None
         except (OSError, http.client.HTTPException) as exc:
             raise self._unreachable(exc) from None
+        return self._decoded(raw, method, path)
+
+    def upload(self, method: str, path: str, length: int, chunks: Iterable[bytes], *,
+               about: Resource | None = None) -> Any:
+        """``call`` for a JSON body too large to hold, given as ``length`` bytes in
+        ``chunks``: the server may refuse it before any is sent (``upload.send``)."""
+        url = urllib.parse.urlsplit(self.base + path)
+        connection = (http.client.HTTPSConnection(url.hostname or "", url.port,
+                                                  timeout=self.timeout, context=self._context)
+                      if url.scheme == "https" else
+                      http.client.HTTPConnection(url.hostname or "", url.port,
+                                                 timeout=self.timeout))
+        headers = {"Authorization": self._authorization, "Content-Type": "application/json"}
+        try:
+            answer = upload.send(connection, method, url.path, headers, length, chunks)
+        except (OSError, http.client.HTTPException) as exc:
+            raise self._unreachable(exc) from None
+        finally:
+            connection.close()
+        if answer.status >= 400:
+            raise self._http_error(answer.status, _error_reason(answer.body, answer.reason),
+                                   about)
+        return self._decoded(answer.body, method, path)
+
+    def _decoded(self, raw: bytes, method: str, path: str) -> Any:
         if not raw.strip():
             return None
         try:
@@ -614,6 +645,9 @@ def _import_definitions(api: ManagementAPI, args: argparse.Namespace, out: TextI
 # -- messages --------------------------------------------------------------------------------
 
 INTEGER_PROPERTIES = {"delivery_mode", "priority", "timestamp"}
+# The largest max_message_size RabbitMQ or leveret can be configured with (512 MiB).
+MAX_ANY_MESSAGE = 512 << 20
+BODY_CHUNK = 3 << 16  # whole 3-byte groups, so the chunks' base64 joins into one text
 PROPERTIES = {"content_type", "content_encoding", "delivery_mode", "priority",
               "correlation_id", "reply_to", "expiration", "message_id", "timestamp", "type",
               "user_id", "app_id", "cluster_id"}
@@ -658,27 +692,73 @@ def _message_properties(args: argparse.Namespace) -> dict[str, Any]:
     return properties
 
 
-def _payload(args: argparse.Namespace) -> tuple[str, str]:
-    if args.body is not None:
-        return args.body, "string"
+@contextlib.contextmanager
+def _opened(name: str) -> Iterator[tuple[BinaryIO, int]]:
+    """The body's file and its size, known before reading it: stdin or a pipe is copied
+    to a temporary file first, never more than MAX_ANY_MESSAGE of it."""
     try:
-        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+        source = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115
     except OSError as exc:
-        raise AdminError(f"cannot read {args.file}: {exc.strerror or exc}") from None
-    try:
-        return data.decode("utf-8"), "string"
-    except UnicodeDecodeError:
-        return base64.b64encode(data).decode(), "base64"
+        raise AdminError(f"cannot read {name}: {exc.strerror or exc}") from None
+    with source:
+        status = os.fstat(source.fileno())
+        if stat.S_ISREG(status.st_mode):
+            yield source, status.st_size - source.tell()
+            return
+        with tempfile.TemporaryFile() as spool:
+            while block := source.read(BODY_CHUNK):
+                if spool.tell() + len(block) > MAX_ANY_MESSAGE:
+                    raise AdminError(f"{name} holds more than {MAX_ANY_MESSAGE} bytes, more "
+                                     "than any broker takes in one message")
+                spool.write(block)
+            size = spool.tell()
+            spool.seek(0)
+            yield spool, size
+
+
+def _publish_file(api: ManagementAPI, args: argparse.Namespace, path: str,
+                  about: Resource) -> Any:
+    """Publish a file's bytes, in base64, without holding the file or its encoding: the
+    broker refuses one over its max_message_size before the body is sent."""
+    with _opened(args.file) as (source, size):
+        if size > MAX_ANY_MESSAGE:
+            raise AdminError(f"{args.file} is {size} bytes, more than any broker takes in "
+                             f"one message ({MAX_ANY_MESSAGE} bytes)")
+        head = json.dumps({"properties": _message_properties(args),
+                           "routing_key": args.routing_key, "payload_encoding": "base64",
+                           "payload": ""}).encode()[:-2]  # the payload's text goes here
+        tail = b'"}'
+
+        def chunks() -> Iterator[bytes]:
+            yield head
+            left = size
+            while left > 0 and (block := source.read(min(BODY_CHUNK, left))):
+                left -= len(block)
+                yield base64.b64encode(block)
+            yield tail
+
+        length = len(head) + 4 * -(-size // 3) + len(tail)
+        try:
+            return api.upload("POST", path, length, chunks(), about=about)
+        except ApiError as exc:
+            if exc.code != 413:
+                raise
+            shown = "stdin" if args.file == "-" else args.file
+            raise AdminError(f"{shown} ({size} bytes) is too large for the broker: "
+                             f"{exc.reason}") from None
 
 
 def _publish(api: ManagementAPI, args: argparse.Namespace, out: TextIO) -> int:
     vhost = _vhost(args)
-    payload, encoding = _payload(args)
-    body = {"properties": _message_properties(args), "routing_key": args.routing_key,
-            "payload": payload, "payload_encoding": encoding}
     exchange = args.exchange or "amq.default"
-    answer = api.call("POST", f"/exchanges/{_q(vhost)}/{_q(exchange)}/publish", body,
-                      about=Resource("exchange", exchange, vhost))
+    path = f"/exchanges/{_q(vhost)}/{_q(exchange)}/publish"
+    about = Resource("exchange", exchange, vhost)
+    if args.file is not None:
+        answer = _publish_file(api, args, path, about)
+    else:
+        answer = api.call("POST", path, {
+            "properties": _message_properties(args), "routing_key": args.routing_key,
+            "payload": args.body, "payload_encoding": "string"}, about=about)
     if args.json:
         _print_json(answer, out)
         return 0

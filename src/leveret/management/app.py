@@ -39,13 +39,20 @@ from leveret.management import (
 )
 from leveret.management.auth import USER_KEY, authenticate
 from leveret.management.context import CONTEXT, Context, Runtime
-from leveret.management.http import ApiError, Handler, amqp_error, json_response, not_found
+from leveret.management.http import (
+    JSON_BODY_LIMIT,
+    ApiError,
+    Handler,
+    amqp_error,
+    json_response,
+    not_found,
+)
 from leveret.management.rates import SAMPLE_INTERVAL, RateSampler
+from leveret.management.server_log import server_logger
 
 log = logging.getLogger("leveret.management")
 
 STATIC = Path(str(resources.files("leveret.management") / "static"))
-MAX_BODY = 256 * 1024 * 1024
 RESOURCES = (overview, vhosts, users, exchanges, queues, bindings, connections, policies,
              definitions, messages)
 
@@ -79,10 +86,14 @@ async def static_file(request: web.Request) -> web.FileResponse:
     relative = request.match_info["path"]
     if request.path.startswith("/api/"):
         raise not_found()
-    target = (STATIC / relative).resolve()
-    if target.is_dir():
-        target = target / "index.html"
-    if not target.is_relative_to(STATIC.resolve()) or not target.is_file():
+    try:  # a NUL byte (ValueError) or a name too long (OSError) names no file either
+        target = (STATIC / relative).resolve()
+        if target.is_dir():
+            target = target / "index.html"
+        found = target.is_relative_to(STATIC.resolve()) and target.is_file()
+    except (OSError, ValueError):
+        found = False
+    if not found:
         raise web.HTTPNotFound()
     return web.FileResponse(target)
 
@@ -95,9 +106,9 @@ def create_app(node: Node, broker: Runtime | None = None,
                sampler: RateSampler | None = None) -> web.Application:
     """The management application for ``node``; ``broker`` (the runtime's Broker) supplies
     listener addresses and connection details when given."""
-    # Bodies as large as a message the broker accepts (publish) or a big definitions file.
-    app = web.Application(middlewares=[api_middleware],
-                          client_max_size=MAX_BODY)
+    # Handlers read bodies with their own bounds (http.read_body); this one covers any
+    # other read, such as aiohttp's form parsing.
+    app = web.Application(middlewares=[api_middleware], client_max_size=JSON_BODY_LIMIT)
     app[CONTEXT] = Context(node, broker, sampler or RateSampler(node))
     app.router.add_get("/api/", api_index)
     for module in RESOURCES:
@@ -131,7 +142,8 @@ class ManagementServer:
         return f"{scheme}://{host}:{self.port}/"
 
     async def start(self) -> None:
-        runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(self.app, access_log=None, handle_signals=False,
+                               logger=server_logger())
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port, ssl_context=self.ssl_context,
                            reuse_address=True)

@@ -25,6 +25,7 @@ from leveret.management.http import (
     read_json,
 )
 from leveret.management.listing import listing, one
+from leveret.management.validate import text
 
 KINDS = {"q": "queue", "e": "exchange"}
 
@@ -90,7 +91,7 @@ async def create_binding(request: web.Request) -> web.Response:
     source = exchange_name(request.match_info["source"])
     destination = request.match_info["destination"]
     body = await read_json(request)
-    routing_key = str(body.get("routing_key", ""))
+    routing_key = text(body, "routing_key", "")
     arguments = field_table(body.get("arguments"))
     user_grants = grants(request, ctx.node, vhost.name)
     if kind == "queue":

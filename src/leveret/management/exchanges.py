@@ -26,6 +26,7 @@ from leveret.management.http import (
     read_json,
 )
 from leveret.management.listing import listing, one
+from leveret.management.validate import boolean, text
 
 
 def exchange_json(ex: ExchangeSnapshot) -> dict[str, Any]:
@@ -76,11 +77,9 @@ async def put_exchange(request: web.Request) -> web.Response:
     name = exchange_name(request.match_info["name"])
     existed = name in vhost.exchanges
     try:
-        vhost.declare_exchange(name, str(body.get("type", "direct")), False,
-                               as_bool(body.get("durable", False)),
-                               as_bool(body.get("auto_delete", False)),
-                               as_bool(body.get("internal", False)),
-                               field_table(body.get("arguments")),
+        vhost.declare_exchange(name, text(body, "type", "direct"), False,
+                               boolean(body, "durable"), boolean(body, "auto_delete"),
+                               boolean(body, "internal"), field_table(body.get("arguments")),
                                grants(request, ctx.node, vhost.name))
     except AMQPError as exc:
         if exc.reply_code == 403 and "reserved prefix" in exc.text:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import struct
 from typing import Any
 
 from aiohttp import web
@@ -33,42 +34,55 @@ from leveret.management.http import (
     ApiError,
     bad_request,
     exchange_name,
+    expect_within,
     field_table,
     json_response,
     missing_keys,
     raise_for,
     read_json,
 )
+from leveret.management.validate import integer, mapping, text
 
 ACKMODES = ("ack_requeue_true", "ack_requeue_false", "reject_requeue_true",
             "reject_requeue_false")
 STRING_PROPERTIES = ("content_type", "content_encoding", "correlation_id", "reply_to",
                      "expiration", "message_id", "type", "user_id", "app_id", "cluster_id")
 MAX_PEEK = 500
+# What a publish body holds besides the payload: properties (a content header is at most
+# frame_max, 128 KiB, and JSON spells it longer), the routing key, the JSON around them.
+PUBLISH_ROOM = 1 << 20
 
 
 # -- properties between JSON and AMQP ---------------------------------------------------------
 
 def properties_from_json(props: Any) -> Properties:
-    if props is None:
+    """The properties as AMQP will carry them: 400 for what a content header cannot hold
+    (a priority of 999, a 300-byte content type), not an error when encoding it."""
+    if props is None or props == []:  # [] is how RabbitMQ shows no properties
         props = {}
     if not isinstance(props, dict):
         raise bad_request("properties must be an object")
-    try:
-        out = Properties()
-        for name in STRING_PROPERTIES:
-            if props.get(name) is not None:
-                setattr(out, name, str(props[name]))
-        for name in ("delivery_mode", "priority"):
-            if props.get(name) is not None:
-                setattr(out, name, int(props[name]))
-        if props.get("timestamp") is not None:
-            out.timestamp = int(props["timestamp"])  # seconds since the epoch, as AMQP
-        if props.get("headers") is not None:
-            out.headers = field_table(props["headers"])
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise bad_request(f"invalid properties: {exc}") from None
+    out = Properties()
+    for name in STRING_PROPERTIES:
+        if props.get(name) is not None:
+            setattr(out, name, text(props, name))
+    for name, limit in (("delivery_mode", 0xFF), ("priority", 0xFF),
+                        ("timestamp", 0xFFFF_FFFF_FFFF_FFFF)):  # seconds, as AMQP has it
+        if props.get(name) is not None:
+            value = integer(props, name)
+            if not 0 <= value <= limit:
+                raise bad_request(f"{name} must be between 0 and {limit}, not {value}")
+            setattr(out, name, value)
+    if props.get("headers") is not None:
+        out.headers = field_table(mapping(props, "headers"))
     return out
+
+
+def _encoded(props: Properties) -> bytes:
+    try:
+        return props.encode()
+    except (ValueError, struct.error) as exc:  # a short string over 255 bytes, say
+        raise bad_request(f"invalid properties: {exc}") from None
 
 
 def properties_json(props: Properties) -> dict[str, Any]:
@@ -117,27 +131,54 @@ def _encoding_options(encoding: Any, truncate: Any) -> tuple[str, int | None]:
 
 # -- publish ------------------------------------------------------------------------------------
 
-async def publish(request: web.Request) -> web.Response:
-    ctx = context(request)
-    vhost = vhost_of(request, ctx.node, write=True)
-    body = await read_json(request)
-    missing_keys(body, "properties", "routing_key", "payload", "payload_encoding")
-    name = exchange_name(request.match_info["name"])
+def publish_body_limit(request: web.Request) -> int:
+    """The largest body a message within max_message_size needs: its payload in base64
+    (4/3 of it) plus room for properties, headers and the routing key. A text payload
+    heavy in JSON escapes can need more: such a message goes as base64."""
+    max_size = context(request).node.limits.max_message_size
+    return -(-max_size // 3) * 4 + PUBLISH_ROOM
+
+
+def _publish_too_large(request: web.Request, size: int, limit: int) -> ApiError:
+    max_size = context(request).node.limits.max_message_size
+    return ApiError(413, "payload_too_large",
+                    f"PRECONDITION_FAILED - request body of {size} bytes or more is larger "
+                    f"than {limit}, the most a message within the configured max size "
+                    f"{max_size} needs (its payload in base64)")
+
+
+def _payload(body: dict[str, Any], max_size: int) -> bytes:
     encoding = body["payload_encoding"]
+    if not isinstance(body["payload"], str):
+        raise bad_request("payload_not_string")  # RabbitMQ's reason
     if encoding == "string":
-        payload = str(body["payload"]).encode()
+        payload = body["payload"].encode()
     elif encoding == "base64":
         try:
-            payload = base64.b64decode(str(body["payload"]), validate=True)
+            payload = base64.b64decode(body["payload"], validate=True)
         except binascii.Error:
             raise bad_request("payload is not valid base64") from None
     else:
         raise bad_request(["unsupported_encoding", encoding])
-    routing_key = str(body["routing_key"])
-    props = properties_from_json(body["properties"])
+    if len(payload) > max_size:  # the text an AMQP publisher gets
+        raise ApiError(413, "payload_too_large",
+                       f"PRECONDITION_FAILED - message size {len(payload)} is larger than "
+                       f"configured max size {max_size}")
+    return payload
+
+
+async def publish(request: web.Request) -> web.Response:
+    ctx = context(request)
+    vhost = vhost_of(request, ctx.node, write=True)
+    body = await read_json(request, publish_body_limit(request), _publish_too_large)
+    missing_keys(body, "properties", "routing_key", "payload", "payload_encoding")
+    name = exchange_name(request.match_info["name"])
+    payload = _payload(body, ctx.node.limits.max_message_size)
+    routing_key = text(body, "routing_key")
+    props = _encoded(properties_from_json(body["properties"]))
     if name not in vhost.exchanges:
         raise bad_request(f"404 NOT_FOUND - no exchange '{name}' in vhost '{vhost.name}'")
-    message = Message(name, routing_key, props.encode(), payload)
+    message = Message(name, routing_key, props, payload)
     user_grants = grants(request, ctx.node, vhost.name)
     try:  # the checks of a channel, as RabbitMQ's management publishes through one
         exchange = vhost.authorize_publish(user_grants, name, routing_key)
@@ -176,10 +217,7 @@ async def get_messages(request: web.Request) -> web.Response:
     if ackmode not in ACKMODES:
         raise bad_request(f"Unsupported ackmode '{ackmode}'; use one of {', '.join(ACKMODES)}")
     encoding, truncate = _encoding_options(body["encoding"], body.get("truncate"))
-    try:
-        count = int(body["count"])
-    except (TypeError, ValueError):
-        raise bad_request("count must be an integer") from None
+    count = integer(body, "count")
     if q.exclusive:
         raise bad_request(f"RESOURCE_LOCKED - cannot obtain exclusive access to locked "
                           f"queue '{q.name}' in vhost '{vhost.name}'")
@@ -253,7 +291,8 @@ async def aliveness_test(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     r = app.router
-    r.add_post("/api/exchanges/{vhost}/{name}/publish", publish)
+    r.add_post("/api/exchanges/{vhost}/{name}/publish", publish,
+               expect_handler=expect_within(publish_body_limit, _publish_too_large))
     r.add_post("/api/queues/{vhost}/{name}/get", get_messages)
     r.add_get("/api/queues/{vhost}/{name}/peek", peek_messages)
     r.add_get("/api/aliveness-test/{vhost}", aliveness_test)

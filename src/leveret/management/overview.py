@@ -33,6 +33,7 @@ from leveret.management.http import (
 from leveret.management.listing import listing, one, stats_disabled
 from leveret.management.process import open_fds, process_rss
 from leveret.management.rates import DEPTHS, details, message_stats, queue_depths
+from leveret.management.validate import text
 
 STARTED = time.monotonic()
 EXCHANGE_DESCRIPTIONS = {
@@ -191,7 +192,7 @@ async def put_cluster_name(request: web.Request) -> web.Response:
     require_admin(request)
     body = await read_json(request)
     missing_keys(body, "name")
-    context(request).node.cluster_name = str(body["name"])
+    context(request).node.cluster_name = text(body, "name")
     return no_content()
 
 

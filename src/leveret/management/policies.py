@@ -22,6 +22,7 @@ from leveret.management.http import (
     read_json,
 )
 from leveret.management.listing import listing, one
+from leveret.management.validate import integer, text
 
 
 async def list_policies(request: web.Request) -> web.Response:
@@ -49,17 +50,13 @@ async def put_policy(request: web.Request) -> web.Response:
     missing_keys(body, "pattern", "definition")
     name = request.match_info["name"]
     existed = name in vhost.policies
-    priority = body.get("priority", 0)
-    try:
-        priority = int(priority)
-    except (TypeError, ValueError):
-        raise bad_request("Validation failed\n\npriority must be an integer\n") from None
+    priority = integer(body, "priority", 0)
+    pattern, apply_to = text(body, "pattern"), text(body, "apply-to", "all")
     try:
         definition = check_policy_definition(body["definition"])
     except InvalidDefinition as exc:
         raise bad_request(exc.reason) from None
-    vhost.set_policy(name, str(body["pattern"]), definition, priority,
-                     str(body.get("apply-to", "all")))
+    vhost.set_policy(name, pattern, definition, priority, apply_to)
     return no_content() if existed else created()
 
 

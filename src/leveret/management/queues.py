@@ -34,6 +34,7 @@ from leveret.management.http import (
 )
 from leveret.management.listing import listing, one, stats_disabled
 from leveret.management.rates import details, message_stats, queue_depths
+from leveret.management.validate import boolean
 
 QUEUE_DELIVERY = (*DELIVERING, "deliver_get")
 
@@ -136,8 +137,8 @@ async def put_queue(request: web.Request) -> web.Response:
     arguments = field_table(body.get("arguments"))
     if "x-queue-type" not in arguments and vhost.default_queue_type:
         arguments["x-queue-type"] = vhost.default_queue_type
-    vhost.declare_queue(name, False, as_bool(body.get("durable", False)), False,
-                        as_bool(body.get("auto_delete", False)), arguments, None,
+    vhost.declare_queue(name, False, boolean(body, "durable"), False,
+                        boolean(body, "auto_delete"), arguments, None,
                         grants(request, ctx.node, vhost.name))
     return no_content() if existed else created()
 

@@ -6,13 +6,16 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from typing import Any
 
 from aiohttp import web
 
-from leveret.broker.access import HASHES, SHA256, parse_tags
+from leveret.broker.access import HASHES, SHA256
 from leveret.broker.rabbit_definitions import permission_json, topic_permission_json, user_json
+from leveret.management import validate
 from leveret.management.auth import current_user, require_admin
 from leveret.management.context import context
 from leveret.management.http import (
@@ -25,6 +28,7 @@ from leveret.management.http import (
     read_json,
 )
 from leveret.management.listing import listing, one
+from leveret.management.validate import optional_text, text, text_list
 
 USER_LIMITS = ("max-connections", "max-channels")
 
@@ -69,15 +73,15 @@ async def put_user(request: web.Request) -> web.Response:
     body = await read_json(request)
     if "tags" not in body:
         raise bad_request("tags_not_present")
-    algorithm = str(body.get("hashing_algorithm") or SHA256)
+    algorithm = optional_text(body, "hashing_algorithm") or SHA256
     if algorithm not in HASHES:
         raise bad_request(f"unknown hashing algorithm {algorithm}")
     existed = name in node.users
-    tags = parse_tags(body["tags"])
+    tags = validate.tags(body)
     if "password" in body:
-        node.add_user(name, str(body["password"]), hashing_algorithm=algorithm, tags=tags)
+        node.add_user(name, text(body, "password"), hashing_algorithm=algorithm, tags=tags)
     elif "password_hash" in body:
-        node.add_user(name, password_hash=str(body["password_hash"]),
+        node.add_user(name, password_hash=_password_hash(body),
                       hashing_algorithm=algorithm, tags=tags)
     elif existed:  # only the tags change; the password stays
         old = node.users[name]
@@ -86,6 +90,16 @@ async def put_user(request: web.Request) -> web.Response:
     else:
         node.add_user(name, password_hash="", tags=tags)
     return no_content() if existed else created()
+
+
+def _password_hash(body: dict[str, Any]) -> str:
+    """Base64 (of salt and digest), or empty: a user who cannot log in with a password."""
+    value = text(body, "password_hash")
+    try:
+        base64.b64decode(value, validate=True)
+    except binascii.Error:
+        raise bad_request(["not_base64", value]) from None
+    return value
 
 
 async def delete_user(request: web.Request) -> web.Response:
@@ -102,7 +116,7 @@ async def bulk_delete_users(request: web.Request) -> web.Response:
     node = context(request).node
     body = await read_json(request)
     missing_keys(body, "users")
-    for name in body["users"]:
+    for name in text_list(body, "users"):
         if name in node.users:
             node.delete_user(name)
     return no_content()
@@ -151,7 +165,7 @@ async def get_permission(request: web.Request) -> web.Response:
 
 def _patterns(body: dict[str, Any], *keys: str) -> list[str]:
     missing_keys(body, *keys)
-    patterns = [str(body[k]) for k in keys]
+    patterns = [text(body, k) for k in keys]
     for pattern in patterns:
         try:
             re.compile(pattern)
@@ -208,11 +222,12 @@ async def put_topic_permission(request: web.Request) -> web.Response:
     vhost, user = request.match_info["vhost"], request.match_info["user"]
     body = await read_json(request)
     missing_keys(body, "exchange")
+    exchange = text(body, "exchange")
     write, read = _patterns(body, "write", "read")
     if vhost not in node.vhosts or user not in node.users:
         raise bad_request("vhost_or_user_not_found")
-    existed = (vhost, user, str(body["exchange"])) in node.topic_permissions
-    node.set_topic_permissions(vhost, user, str(body["exchange"]), write, read)
+    existed = (vhost, user, exchange) in node.topic_permissions
+    node.set_topic_permissions(vhost, user, exchange, write, read)
     return no_content() if existed else created()
 
 

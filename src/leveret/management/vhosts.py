@@ -10,10 +10,10 @@ from typing import Any
 
 from aiohttp import web
 
-from leveret.broker.access import parse_tags
 from leveret.broker.snapshot import snapshot_connections, snapshot_queue, snapshot_vhost
 from leveret.broker.stats import EVENTS
 from leveret.broker.vhost import VirtualHost
+from leveret.management import validate
 from leveret.management.auth import current_user, require_admin, vhost_of, visible_vhosts
 from leveret.management.context import Context, context
 from leveret.management.http import (
@@ -26,6 +26,7 @@ from leveret.management.http import (
 )
 from leveret.management.listing import listing, one, stats_disabled
 from leveret.management.rates import DEPTHS, details, message_stats, queue_depths
+from leveret.management.validate import optional_text, text
 
 LIMITS = ("max-connections", "max-queues")
 VHOST_STATS = (*EVENTS, "deliver_get")
@@ -84,9 +85,10 @@ async def put_vhost(request: web.Request) -> web.Response:
     user = require_admin(request)
     name = request.match_info["vhost"]
     body = await read_json(request)
+    description, tags = text(body, "description", ""), validate.tags(body)
+    queue_type = optional_text(body, "default_queue_type")
     existed = name in ctx.node.vhosts
-    ctx.node.add_vhost(name, str(body.get("description", "")), parse_tags(body.get("tags")),
-                       body.get("default_queue_type"))
+    ctx.node.add_vhost(name, description, tags, queue_type)
     if not existed:
         ctx.node.set_permissions(name, user.name, ".*", ".*", ".*")
     return no_content() if existed else created()

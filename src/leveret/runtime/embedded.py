@@ -18,7 +18,8 @@ from typing import Any
 
 from leveret.broker.clock import Clock
 from leveret.broker.node import Limits, Node
-from leveret.broker.rabbit_definitions import InvalidDefinition, import_definitions
+from leveret.broker.rabbit_definitions import InvalidDefinition
+from leveret.broker.rabbit_import import import_definitions
 from leveret.broker.restore import restore
 from leveret.errors import LeveretError, StoreError
 from leveret.server.alarms import ResourceMonitor
