@@ -31,6 +31,17 @@ class Reply:
         return None
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Redirects are answers to compare, not to follow (RabbitMQ answers ``/api/`` with a
+    301)."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirects)
+
+
 class Api:
     def __init__(self, base: str, amqp_port: int | None = None, user: str = "guest",
                  password: str = "guest") -> None:
@@ -54,7 +65,7 @@ class Api:
         for key, value in (headers or {}).items():
             req.add_header(key, value)
         try:
-            with urllib.request.urlopen(req, timeout=10) as r:
+            with _opener.open(req, timeout=10) as r:
                 return Reply(r.status, dict(r.headers), r.read().decode())
         except urllib.error.HTTPError as e:
             return Reply(e.code, dict(e.headers), e.read().decode())

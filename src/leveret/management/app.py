@@ -53,6 +53,7 @@ from leveret.management.server_log import server_logger
 log = logging.getLogger("leveret.management")
 
 STATIC = Path(str(resources.files("leveret.management") / "static"))
+API_INDEX = "/api/"
 RESOURCES = (overview, vhosts, users, exchanges, queues, bindings, connections, policies,
              definitions, messages)
 
@@ -60,7 +61,7 @@ RESOURCES = (overview, vhosts, users, exchanges, queues, bindings, connections, 
 @web.middleware
 async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Authenticate /api requests and turn every failure into RabbitMQ's JSON errors."""
-    if not request.path.startswith("/api/"):
+    if not request.path.startswith("/api/") or request.path == API_INDEX:
         return await handler(request)
     try:
         request[USER_KEY] = authenticate(request.app[CONTEXT].node, request)
@@ -99,7 +100,9 @@ async def static_file(request: web.Request) -> web.FileResponse:
 
 
 async def api_index(request: web.Request) -> web.Response:
-    return web.Response(text="leveret management API: see docs/management.md\n")
+    """A redirect for anyone, as RabbitMQ's (to its HTML API reference, which leveret does
+    not ship: to the web UI instead)."""
+    raise web.HTTPMovedPermanently("/")
 
 
 def create_app(node: Node, broker: Runtime | None = None,
@@ -110,7 +113,7 @@ def create_app(node: Node, broker: Runtime | None = None,
     # other read, such as aiohttp's form parsing.
     app = web.Application(middlewares=[api_middleware], client_max_size=JSON_BODY_LIMIT)
     app[CONTEXT] = Context(node, broker, sampler or RateSampler(node))
-    app.router.add_get("/api/", api_index)
+    app.router.add_get(API_INDEX, api_index)
     for module in RESOURCES:
         module.add_routes(app)
     metrics.add_routes(app, node, broker)  # GET /metrics, for Prometheus (no credentials)

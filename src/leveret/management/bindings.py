@@ -13,7 +13,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from leveret.broker.rabbit_definitions import jsonable
-from leveret.management.auth import current_user, grants, vhost_of, visible_vhosts
+from leveret.management.auth import current_user, grants, permitted_vhosts, vhost_of
 from leveret.management.binding_keys import location_quote, matches_properties_key, properties_key
 from leveret.management.context import context
 from leveret.management.http import (
@@ -52,14 +52,14 @@ async def list_bindings(request: web.Request) -> web.Response:
     if "vhost" in request.match_info:
         names = [vhost_of(request, ctx.node).name]
     else:
-        names = visible_vhosts(ctx.node, current_user(request))
+        names = permitted_vhosts(ctx.node, current_user(request))
     return listing(request, [b for n in names for b in vhost_bindings(ctx.node.vhosts[n])],
                    default_sort=())
 
 
-def _endpoints(request: web.Request, write: bool = False) -> tuple[Any, Any, str, Any]:
+def _endpoints(request: web.Request) -> tuple[Any, Any, str, Any]:
     """The vhost, the source exchange, the destination kind and the destination."""
-    vhost = vhost_of(request, context(request).node, write=write)
+    vhost = vhost_of(request, context(request).node)
     kind = KINDS[request.match_info["kind"]]
     source = vhost.exchanges.get(exchange_name(request.match_info["source"]))
     name = request.match_info["destination"]
@@ -86,7 +86,7 @@ async def list_between(request: web.Request) -> web.Response:
 
 async def create_binding(request: web.Request) -> web.Response:
     ctx = context(request)
-    vhost = vhost_of(request, ctx.node, write=True)
+    vhost = vhost_of(request, ctx.node)
     kind = KINDS[request.match_info["kind"]]
     source = exchange_name(request.match_info["source"])
     destination = request.match_info["destination"]
@@ -104,8 +104,8 @@ async def create_binding(request: web.Request) -> web.Response:
     return created(f"{quote(destination, safe='')}/{key}")
 
 
-def _find_binding(request: web.Request, write: bool = False) -> tuple[Any, Any, Any]:
-    vhost, source, _, dest = _endpoints(request, write)
+def _find_binding(request: web.Request) -> tuple[Any, Any, Any]:
+    vhost, source, _, dest = _endpoints(request)
     wanted = request.match_info["props"]
     for b in list(source.bindings.values()):
         if b.destination is dest and matches_properties_key(wanted, b.routing_key,
@@ -125,7 +125,7 @@ async def get_binding(request: web.Request) -> web.Response:
 
 async def delete_binding(request: web.Request) -> web.Response:
     ctx = context(request)
-    vhost, source, b = _find_binding(request, write=True)
+    vhost, source, b = _find_binding(request)
     dest = b.destination
     user_grants = grants(request, ctx.node, vhost.name)
     if dest.kind == "queue":

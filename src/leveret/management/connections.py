@@ -23,7 +23,13 @@ from leveret.broker.snapshot import (
     snapshot_connections,
 )
 from leveret.broker.stats import DELIVERING, PUBLISHING
-from leveret.management.auth import current_user, sees_connection, vhost_of
+from leveret.management.auth import (
+    check_owner,
+    current_user,
+    named_vhost,
+    sees_connection,
+    vhost_of,
+)
 from leveret.management.context import Context, context
 from leveret.management.http import no_content, not_found
 from leveret.management.listing import listing, one, stats_disabled
@@ -140,9 +146,13 @@ def _visible_connections(request: web.Request, vhost: str | None = None) -> Visi
 
 
 def _find_connection(request: web.Request) -> tuple[ServerConnection, ConnectionSnapshot]:
+    """The connection named in the path: 404 if there is none; 401 if it is another user's
+    and the user may not look at (or close) it."""
+    ctx = context(request)
     wanted = request.match_info["name"]
-    for conn, snapshot in _visible_connections(request):
+    for conn, snapshot in snapshot_connections(ctx.node, ctx.local_addresses()):
         if connection_name(snapshot) == wanted:
+            check_owner(request, snapshot.user)
             return conn, snapshot
     raise not_found()
 
@@ -185,16 +195,20 @@ async def list_channels(request: web.Request) -> web.Response:
 
 
 async def get_channel(request: web.Request) -> web.Response:
+    ctx = context(request)
     wanted = request.match_info["name"]
-    for item in _channels(request, _visible_connections(request)):
+    everyone = snapshot_connections(ctx.node, ctx.local_addresses())
+    for item in _channels(request, everyone):
         if item["name"] == wanted:
+            check_owner(request, item["user"])
             return one(request, item)
     raise not_found()
 
 
 async def list_consumers(request: web.Request) -> web.Response:
+    """Any management user's, in any vhost: the consumers of the connections they see."""
     ctx = context(request)
-    vhost = vhost_of(request, ctx.node).name if "vhost" in request.match_info else None
+    vhost = named_vhost(request, ctx.node).name if "vhost" in request.match_info else None
     found = [consumer_json(ctx, consumer)
              for conn, snapshot in _visible_connections(request, vhost)
              for consumer in connection_consumers(conn, snapshot)]

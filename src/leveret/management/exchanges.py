@@ -13,7 +13,7 @@ from leveret.broker.rabbit_definitions import jsonable
 from leveret.broker.snapshot import ExchangeSnapshot, snapshot_exchange
 from leveret.broker.vhost import VirtualHost
 from leveret.errors import AMQPError
-from leveret.management.auth import current_user, grants, vhost_of, visible_vhosts
+from leveret.management.auth import current_user, grants, permitted_vhosts, vhost_of
 from leveret.management.context import context
 from leveret.management.http import (
     ApiError,
@@ -40,9 +40,8 @@ def exchange_json(ex: ExchangeSnapshot) -> dict[str, Any]:
     return item
 
 
-def find_exchange(request: web.Request, *, write: bool = False
-                  ) -> tuple[VirtualHost, Exchange]:
-    vhost = vhost_of(request, context(request).node, write=write)
+def find_exchange(request: web.Request) -> tuple[VirtualHost, Exchange]:
+    vhost = vhost_of(request, context(request).node)
     ex = vhost.exchanges.get(exchange_name(request.match_info["name"]))
     if ex is None:
         raise not_found()
@@ -54,7 +53,7 @@ async def list_exchanges(request: web.Request) -> web.Response:
     if "vhost" in request.match_info:
         names = [vhost_of(request, ctx.node).name]
     else:
-        names = visible_vhosts(ctx.node, current_user(request))
+        names = permitted_vhosts(ctx.node, current_user(request))
     return listing(request, [exchange_json(snapshot_exchange(ctx.node.vhosts[n], ex))
                              for n in names
                              for ex in list(ctx.node.vhosts[n].exchanges.values())])
@@ -72,7 +71,7 @@ async def put_exchange(request: web.Request) -> web.Response:
     ctx = context(request)
     if request.match_info["vhost"] not in ctx.node.vhosts:
         raise ApiError(404, "not_found", "vhost_not_found")
-    vhost = vhost_of(request, ctx.node, write=True)
+    vhost = vhost_of(request, ctx.node)
     body = await read_json(request)
     name = exchange_name(request.match_info["name"])
     existed = name in vhost.exchanges
@@ -90,7 +89,7 @@ async def put_exchange(request: web.Request) -> web.Response:
 
 async def delete_exchange(request: web.Request) -> web.Response:
     ctx = context(request)
-    vhost, ex = find_exchange(request, write=True)
+    vhost, ex = find_exchange(request)
     vhost.delete_exchange(ex.name, as_bool(request.query.get("if-unused", "false")),
                           grants(request, ctx.node, vhost.name))
     return no_content()

@@ -28,7 +28,7 @@ from leveret.broker.queues import Queue
 from leveret.broker.rabbit_definitions import jsonable
 from leveret.broker.vhost import VirtualHost, check_properties
 from leveret.errors import AMQPError
-from leveret.management.auth import grants, vhost_of
+from leveret.management.auth import client_grants, vhost_of
 from leveret.management.context import context
 from leveret.management.http import (
     ApiError,
@@ -169,7 +169,8 @@ def _payload(body: dict[str, Any], max_size: int) -> bytes:
 
 async def publish(request: web.Request) -> web.Response:
     ctx = context(request)
-    vhost = vhost_of(request, ctx.node, write=True)
+    vhost = vhost_of(request, ctx.node)
+    user_grants = client_grants(request, ctx.node, vhost.name)
     body = await read_json(request, publish_body_limit(request), _publish_too_large)
     missing_keys(body, "properties", "routing_key", "payload", "payload_encoding")
     name = exchange_name(request.match_info["name"])
@@ -179,7 +180,6 @@ async def publish(request: web.Request) -> web.Response:
     if name not in vhost.exchanges:
         raise bad_request(f"404 NOT_FOUND - no exchange '{name}' in vhost '{vhost.name}'")
     message = Message(name, routing_key, props, payload)
-    user_grants = grants(request, ctx.node, vhost.name)
     try:  # the checks of a channel, as RabbitMQ's management publishes through one
         exchange = vhost.authorize_publish(user_grants, name, routing_key)
         check_properties(message, user_grants)
@@ -195,14 +195,15 @@ async def publish(request: web.Request) -> web.Response:
 def _readable_queue(request: web.Request) -> tuple[VirtualHost, Queue]:
     """The queue of the URL, if the user may read it (404 / 401 otherwise)."""
     ctx = context(request)
-    vhost = vhost_of(request, ctx.node, write=True)
+    vhost = vhost_of(request, ctx.node)
+    user_grants = client_grants(request, ctx.node, vhost.name)
     q = vhost.queues.get(request.match_info["name"])
     if q is None:
         raise ApiError(404, "not_found",
                        f"NOT_FOUND - no queue '{request.match_info['name']}' in vhost "
                        f"'{vhost.name}'")
     try:
-        grants(request, ctx.node, vhost.name).check("read", "queue", q.name)
+        user_grants.check("read", "queue", q.name)
     except AMQPError as exc:
         raise_for(exc)
     return vhost, q
@@ -283,7 +284,13 @@ def round_trip(vhost: VirtualHost) -> bool:
 
 
 async def aliveness_test(request: web.Request) -> web.Response:
-    vhost = vhost_of(request, context(request).node, write=True)
+    ctx = context(request)
+    vhost = vhost_of(request, ctx.node)
+    user_grants = client_grants(request, ctx.node, vhost.name)
+    # what the round trip's declare, publish and get need, checked in RabbitMQ's order
+    user_grants.check("configure", "queue", ALIVENESS_QUEUE)
+    user_grants.check("write", "exchange", "")
+    user_grants.check("read", "queue", ALIVENESS_QUEUE)
     if not round_trip(vhost):
         return json_response({"status": "failed", "reason": "aliveness test failed"}, 503)
     return json_response({"status": "ok"})

@@ -11,7 +11,7 @@ from leveret.broker.rabbit_definitions import (
     check_policy_definition,
     policy_json,
 )
-from leveret.management.auth import current_user, require_policymaker, vhost_of, visible_vhosts
+from leveret.management.auth import current_user, permitted_vhosts, policy_vhost_of, vhost_of
 from leveret.management.context import context
 from leveret.management.http import (
     bad_request,
@@ -30,13 +30,13 @@ async def list_policies(request: web.Request) -> web.Response:
     if "vhost" in request.match_info:
         names = [vhost_of(request, ctx.node).name]
     else:
-        names = visible_vhosts(ctx.node, current_user(request))
+        names = permitted_vhosts(ctx.node, current_user(request))
     return listing(request, [policy_json(n, p) for n in names
                              for p in ctx.node.vhosts[n].policies.values()])
 
 
 async def get_policy(request: web.Request) -> web.Response:
-    vhost = vhost_of(request, context(request).node)
+    vhost = policy_vhost_of(request, context(request).node)
     p = vhost.policies.get(request.match_info["name"])
     if p is None:
         raise not_found()
@@ -44,8 +44,7 @@ async def get_policy(request: web.Request) -> web.Response:
 
 
 async def put_policy(request: web.Request) -> web.Response:
-    require_policymaker(request)
-    vhost = vhost_of(request, context(request).node, write=True)
+    vhost = policy_vhost_of(request, context(request).node)
     body = await read_json(request)
     missing_keys(body, "pattern", "definition")
     name = request.match_info["name"]
@@ -61,8 +60,7 @@ async def put_policy(request: web.Request) -> web.Response:
 
 
 async def delete_policy(request: web.Request) -> web.Response:
-    require_policymaker(request)
-    vhost = vhost_of(request, context(request).node, write=True)
+    vhost = policy_vhost_of(request, context(request).node)
     name = request.match_info["name"]
     if name not in vhost.policies:
         raise not_found()

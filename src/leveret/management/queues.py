@@ -19,7 +19,7 @@ from leveret.broker.snapshot import (
     unacked_bytes,
 )
 from leveret.broker.stats import DELIVERING
-from leveret.management.auth import current_user, grants, vhost_of, visible_vhosts
+from leveret.management.auth import current_user, grants, permitted_vhosts, require_admin, vhost_of
 from leveret.management.connections import connection_name, consumer_json
 from leveret.management.context import Context, context
 from leveret.management.http import (
@@ -94,8 +94,8 @@ def queue_json(ctx: Context, q: QueueSnapshot, with_stats: bool = True) -> dict[
     return item
 
 
-def find_queue(request: web.Request, *, write: bool = False) -> Queue:
-    vhost = vhost_of(request, context(request).node, write=write)
+def find_queue(request: web.Request) -> Queue:
+    vhost = vhost_of(request, context(request).node)
     q = vhost.queues.get(request.match_info["name"])
     if q is None:
         raise not_found()
@@ -107,7 +107,7 @@ async def list_queues(request: web.Request) -> web.Response:
     if "vhost" in request.match_info:
         names = [vhost_of(request, ctx.node).name]
     else:
-        names = visible_vhosts(ctx.node, current_user(request))
+        names = permitted_vhosts(ctx.node, current_user(request))
     stats = not stats_disabled(request)
     snapshots = snapshot_queues(ctx.node, names, ctx.local_addresses())
     return listing(request, [queue_json(ctx, q, stats) for q in snapshots])
@@ -130,7 +130,7 @@ async def put_queue(request: web.Request) -> web.Response:
     vhost = ctx.node.vhosts.get(request.match_info["vhost"])
     if vhost is None:
         raise ApiError(404, "not_found", "vhost_not_found")
-    vhost = vhost_of(request, ctx.node, write=True)
+    vhost = vhost_of(request, ctx.node)
     body = await read_json(request)
     name = request.match_info["name"]
     existed = name in vhost.queues
@@ -145,8 +145,8 @@ async def put_queue(request: web.Request) -> web.Response:
 
 async def delete_queue(request: web.Request) -> web.Response:
     ctx = context(request)
-    vhost = vhost_of(request, ctx.node, write=True)
-    q = find_queue(request, write=True)
+    vhost = vhost_of(request, ctx.node)
+    q = find_queue(request)
     query = request.query
     vhost.delete_queue(q.name, as_bool(query.get("if-unused", "false")),
                        as_bool(query.get("if-empty", "false")), q.exclusive_owner,
@@ -156,8 +156,8 @@ async def delete_queue(request: web.Request) -> web.Response:
 
 async def purge_queue(request: web.Request) -> web.Response:
     ctx = context(request)
-    vhost = vhost_of(request, ctx.node, write=True)
-    q = find_queue(request, write=True)
+    vhost = vhost_of(request, ctx.node)
+    q = find_queue(request)
     vhost.purge_queue(q.name, q.exclusive_owner, grants(request, ctx.node, vhost.name))
     return no_content()
 
@@ -165,8 +165,9 @@ async def purge_queue(request: web.Request) -> web.Response:
 async def queue_actions(request: web.Request) -> web.Response:
     """``sync`` and ``cancel_sync`` concern mirrored classic queues, which leveret (one
     node) does not have: accepted and nothing to do, as RabbitMQ does for an unmirrored
-    queue."""
-    find_queue(request, write=True)
+    queue. Administrators only, as in RabbitMQ."""
+    require_admin(request)
+    find_queue(request)
     body = await read_json(request)
     if body.get("action") not in ("sync", "cancel_sync"):
         raise bad_request("unknown action")

@@ -245,7 +245,6 @@ async def delete_topic_permission(request: web.Request) -> web.Response:
 
 
 async def list_user_limits(request: web.Request) -> web.Response:
-    require_admin(request)
     node = context(request).node
     users = [_user(request)] if "user" in request.match_info else list(node.users.values())
     return listing(request, [{"user": u.name, "value": dict(u.limits)} for u in users

@@ -14,7 +14,13 @@ from leveret.broker.snapshot import snapshot_connections, snapshot_queue, snapsh
 from leveret.broker.stats import EVENTS
 from leveret.broker.vhost import VirtualHost
 from leveret.management import validate
-from leveret.management.auth import current_user, require_admin, vhost_of, visible_vhosts
+from leveret.management.auth import (
+    current_user,
+    named_vhost,
+    require_admin,
+    visible_vhost_of,
+    visible_vhosts,
+)
 from leveret.management.context import Context, context
 from leveret.management.http import (
     bad_request,
@@ -76,7 +82,8 @@ async def list_vhosts(request: web.Request) -> web.Response:
 
 async def get_vhost(request: web.Request) -> web.Response:
     ctx = context(request)
-    return one(request, vhost_json(ctx, vhost_of(request, ctx.node),
+    require_admin(request)  # as RabbitMQ 3.10; the list shows the same to every user
+    return one(request, vhost_json(ctx, named_vhost(request, ctx.node),
                                    not stats_disabled(request)))
 
 
@@ -107,7 +114,7 @@ async def delete_vhost(request: web.Request) -> web.Response:
 async def vhost_permissions(request: web.Request) -> web.Response:
     ctx = context(request)
     require_admin(request)
-    vhost = vhost_of(request, ctx.node)
+    vhost = named_vhost(request, ctx.node)
     return listing(request, [
         {"vhost": v, "user": u, "configure": p.configure, "write": p.write, "read": p.read}
         for (v, u), p in ctx.node.permissions.items() if v == vhost.name],
@@ -117,7 +124,7 @@ async def vhost_permissions(request: web.Request) -> web.Response:
 async def vhost_topic_permissions(request: web.Request) -> web.Response:
     ctx = context(request)
     require_admin(request)
-    vhost = vhost_of(request, ctx.node)
+    vhost = named_vhost(request, ctx.node)
     return listing(request, [
         {"vhost": v, "user": u, "exchange": t.exchange, "write": t.write, "read": t.read}
         for (v, u, _), t in ctx.node.topic_permissions.items() if v == vhost.name],
@@ -132,7 +139,7 @@ def _limits(ctx: Context, names: list[str]) -> list[dict[str, Any]]:
 async def list_vhost_limits(request: web.Request) -> web.Response:
     ctx = context(request)
     if "vhost" in request.match_info:
-        names = [vhost_of(request, ctx.node).name]
+        names = [visible_vhost_of(request, ctx.node).name]
     else:
         names = visible_vhosts(ctx.node, current_user(request))
     return listing(request, _limits(ctx, names), default_sort=("vhost",))
@@ -141,7 +148,7 @@ async def list_vhost_limits(request: web.Request) -> web.Response:
 async def put_vhost_limit(request: web.Request) -> web.Response:
     ctx = context(request)
     require_admin(request)
-    vhost = vhost_of(request, ctx.node)
+    vhost = named_vhost(request, ctx.node)
     name = request.match_info["name"]
     body = await read_json(request)
     missing_keys(body, "value")
@@ -157,7 +164,7 @@ async def put_vhost_limit(request: web.Request) -> web.Response:
 async def delete_vhost_limit(request: web.Request) -> web.Response:
     ctx = context(request)
     require_admin(request)
-    vhost = vhost_of(request, ctx.node)
+    vhost = named_vhost(request, ctx.node)
     # Clearing a limit that is not set succeeds, as in RabbitMQ.
     ctx.node.clear_vhost_limits(vhost.name, request.match_info["name"])
     return no_content()
