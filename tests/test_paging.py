@@ -187,6 +187,27 @@ async def test_requeued_messages_go_back_to_their_positions(tmp_path: Path) -> N
         await conn.close()
 
 
+@pytest.mark.parametrize("persistent", [True, False])
+async def test_a_quorum_queue_returns_a_nack_behind_the_paged_messages(
+        tmp_path: Path, persistent: bool) -> None:
+    async with leveret.Broker(port=0, data_dir=tmp_path) as broker:
+        conn = await aio_pika.connect(broker.url)
+        ch = await conn.channel()
+        q = await ch.declare_queue("qq", durable=True, arguments={
+            "x-queue-type": "quorum", "x-max-in-memory-length": 5})
+        await _publish(ch, "qq", _numbers(30), persistent)
+        taken = [await q.get(), await q.get()]
+        await taken[1].nack(requeue=True)
+        await taken[0].nack(requeue=True)
+        await _eventually(lambda: _queue(broker, "qq").message_count == 30)
+        assert _queue(broker, "qq").backing.ready.paged_count > 0
+        got = await _drain(ch, "qq", 30)
+        assert [m.body for m in got] == [*_numbers(30)[2:], b"1", b"0"]
+        assert [m.headers.get("x-delivery-count") for m in got[-3:]] == [None, 1, 1]
+        assert [m.redelivered for m in got[-3:]] == [False, True, True]
+        await conn.close()
+
+
 async def test_delivery_counts_of_paged_messages_survive_a_restart(tmp_path: Path) -> None:
     args = {"x-delivery-limit": 5, "x-max-in-memory-length": 5}
     async with leveret.Broker(port=0, data_dir=tmp_path) as broker:

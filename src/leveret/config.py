@@ -71,6 +71,22 @@ def integer(low: int, high: int | None = None) -> Parser:
     return parse
 
 
+def seconds(high: float) -> Parser:
+    wanted = f"a number of seconds 0-{high:g}"
+
+    def parse(value: Any) -> float:
+        if isinstance(value, bool):
+            raise Expected(wanted)
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise Expected(wanted) from None
+        if not 0 <= number <= high:
+            raise Expected(wanted)
+        return number
+    return parse
+
+
 def connection_limit(value: Any) -> int | None:
     """A count, or "infinity" (RabbitMQ's word for no limit)."""
     if isinstance(value, str) and value.strip().lower() in ("infinity", "unlimited"):
@@ -253,6 +269,9 @@ KEYS: tuple[Key, ...] = (
         "text, or json: one object per line"),
     Key("auth", "loopback_users", string_list, ["guest"], "--loopback-users",
         "users who may log in only from localhost (comma-separated for env and flag)"),
+    # Below the server's 10 s handshake timeout, which would cut a longer wait short.
+    Key("auth", "failed_login_delay", seconds(9), 3.0, "--failed-login-delay",
+        "seconds a refused login waits for its answer (0: answered at once)"),
     Key("definitions", "load_file", optional_path, None, "--load-definitions",
         "RabbitMQ definitions JSON imported at start"),
 )

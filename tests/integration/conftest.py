@@ -88,6 +88,8 @@ def amqp_url(request: pytest.FixtureRequest) -> str:
             f"(importing leveret.testing failed: {_PLUGIN_IMPORT_ERROR!r})",
             pytrace=False,
         )
+    # Refused logins here need their answer, not RabbitMQ's 3 s wait (test_logins.py).
+    broker.node.failed_login_delay = 0.1
     return broker.url
 
 

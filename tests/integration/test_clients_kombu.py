@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import kombu
@@ -88,3 +89,30 @@ def test_fanout_broadcast(kombu_conn, names):
         c.cancel()
         c.channel.close()
     exchange(kombu_conn.default_channel).delete()
+
+
+def test_a_cancelled_consumer_is_not_cancelled_again_by_the_queue_delete(kombu_conn, names):
+    """Issue 11's sequence: prefetch 1, acks from a timer thread, the consumer cancelled on
+    leaving its ``with``, the queue deleted right after. The broker owes no basic.cancel for
+    a consumer the client cancelled (py-amqp raises ConsumerCancelled on one)."""
+    queue = kombu.Queue(names.queue(), routing_key=names.queue(), durable=False)
+    timers: list[threading.Timer] = []
+
+    def on_message(_body, message):
+        timer = threading.Timer(0.01, message.ack)
+        timers.append(timer)
+        timer.start()
+
+    with kombu_conn.channel() as ch:
+        queue(ch).declare()
+        producer = kombu.Producer(ch)
+        for i in range(5):
+            producer.publish({"n": i}, routing_key=queue.name, retry=False)
+        with kombu.Consumer(ch, queues=[queue], callbacks=[on_message], prefetch_count=1):
+            kombu_conn.drain_events(timeout=5)
+            kombu_conn.drain_events(timeout=5)
+        queue(ch).delete()
+        with pytest.raises(TimeoutError):  # and not ConsumerCancelled
+            kombu_conn.drain_events(timeout=0.3)
+    for timer in timers:
+        timer.join()

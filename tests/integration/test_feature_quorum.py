@@ -18,6 +18,10 @@ Pinned behaviour (checked against RabbitMQ 3.10.8):
 * the x-delivery-count header (type l, 64-bit signed) is the number of earlier returns.
   A consumer's first delivery has no such header; basic.get always adds it (0 the first
   time). It is not stored in the message: a dead-lettered message does not carry it.
+* where a returned message goes: basic.reject, basic.nack and basic.recover put it after
+  the messages already waiting, in the order returned (a multiple nack: delivery order);
+  the unacknowledged messages of a closed channel or connection go back to their original
+  places (a classic queue puts every return back in its original place).
 """
 
 from __future__ import annotations
@@ -303,3 +307,83 @@ def test_delete_if_empty_is_not_implemented(ch, connect, names):
         540, f"NOT_IMPLEMENTED - cannot delete queue '{q}' in vhost '/'. queue.delete "
              "operations with if-empty flag set are not supported by quorum queues")
     assert ch.queue_declare(q, passive=True).method.queue == q
+
+
+# -- where returned messages go --------------------------------------------------------------------
+
+
+def _two_unacked(ch, conn, q):
+    """m0..m4 in the quorum queue ``q``; m0 and m1 taken, unacknowledged, on a new channel."""
+    _declare(ch, q)
+    for i in range(5):
+        ch.basic_publish("", q, b"m%d" % i)
+    other = conn.channel()
+    tags = [get_one(other, q, auto_ack=False)[0].delivery_tag for _ in range(2)]
+    return other, tags
+
+
+def _bodies_and_flags(ch, q):
+    out = []
+    while (m := ch.basic_get(q, auto_ack=True))[0] is not None:
+        out.append(m[2].decode() + ("*" if m[0].redelivered else ""))
+    return out
+
+
+@pytest.mark.parametrize(("settle_two", "order"), [
+    (lambda o, t: o.basic_nack(t[0], requeue=True), ["m2", "m3", "m4", "m0*"]),
+    (lambda o, t: (o.basic_reject(t[1], requeue=True), o.basic_reject(t[0], requeue=True)),
+     ["m2", "m3", "m4", "m1*", "m0*"]),
+    (lambda o, t: o.basic_nack(t[1], multiple=True, requeue=True),
+     ["m2", "m3", "m4", "m0*", "m1*"]),
+    (lambda o, t: o.basic_recover(requeue=True), ["m2", "m3", "m4", "m0*", "m1*"]),
+], ids=["nack", "reject-in-reverse", "nack-multiple", "recover"])
+def test_a_returned_message_goes_after_those_waiting(ch, conn, names, settle_two, order):
+    q = names.queue()
+    other, tags = _two_unacked(ch, conn, q)
+    settle_two(other, tags)
+    wait_until(lambda: ready(conn, q) == len(order), 3, what="the returned messages")
+    assert _bodies_and_flags(ch, q) == order
+
+
+def test_a_closed_channel_returns_messages_to_their_places(ch, conn, names):
+    q = names.queue()
+    other, _tags = _two_unacked(ch, conn, q)
+    other.close()
+    wait_until(lambda: ready(conn, q) == 5, 3, what="the returned messages")
+    assert _bodies_and_flags(ch, q) == ["m0*", "m1*", "m2", "m3", "m4"]
+
+
+def test_a_closed_connection_returns_messages_to_their_places(ch, conn, connect, names):
+    q = names.queue()
+    _declare(ch, q)
+    for i in range(5):
+        ch.basic_publish("", q, b"m%d" % i)
+    consumer = connect()
+    other = consumer.channel()
+    for _ in range(2):
+        get_one(other, q, auto_ack=False)
+    consumer.close()
+    wait_until(lambda: ready(conn, q) == 5, 3, what="the returned messages")
+    assert _bodies_and_flags(ch, q) == ["m0*", "m1*", "m2", "m3", "m4"]
+
+
+def test_a_consumers_nack_goes_after_those_waiting(ch, conn, names):
+    q = names.queue()
+    _declare(ch, q)
+    for i in range(3):
+        ch.basic_publish("", q, b"m%d" % i)
+    other = conn.channel()
+    other.basic_qos(prefetch_count=1)
+    seen = []
+
+    def on_message(channel, method, _props, body):
+        seen.append(body.decode() + ("*" if method.redelivered else ""))
+        if body == b"m0" and not method.redelivered:
+            channel.basic_nack(method.delivery_tag, requeue=True)
+        else:
+            channel.basic_ack(method.delivery_tag)
+
+    other.basic_consume(q, on_message)
+    wait_until(lambda: conn.process_data_events(0.05) or len(seen) == 4, 5,
+               what="four deliveries")
+    assert seen == ["m0", "m1", "m2", "m0*"]

@@ -387,7 +387,8 @@ class Channel:
     def recover(self, requeue: bool) -> None:
         if not requeue:
             raise NotImplemented_("requeue=false")
-        self._requeue_all()
+        for q, entries in _by_queue(self._take(0, True)):
+            q.requeue_recovered(entries)
 
     # -- transactions and confirms ---------------------------------------------------
 

@@ -21,10 +21,11 @@ from leveret.amqp import spec
 from leveret.amqp.connection import ConnectionState, ProtocolMachine, Role
 from leveret.amqp.content import ContentHead
 from leveret.amqp.fields import decode_table
-from leveret.broker.access import Grants
+from leveret.broker.access import Grants, User
 from leveret.broker.channel import Channel
 from leveret.broker.clock import Timer
 from leveret.broker.dispatch import HANDLERS
+from leveret.broker.logins import Refused
 from leveret.broker.node import Node
 from leveret.broker.queues import Queue
 from leveret.broker.queues.base import STUCK_AFTER
@@ -106,6 +107,7 @@ class ServerConnection:
         # Set after a framing error: the byte stream is out of step, so nothing more can be
         # parsed (not even close-ok). The server stops reading; the close timeout ends it.
         self.input_closed = False
+        self._refusal: Timer | None = None  # a refused login's answer, due after a delay
 
     @property
     def state(self) -> ConnectionState:
@@ -155,7 +157,7 @@ class ServerConnection:
 
     def receive_data(self, data: bytes) -> None:
         protocol = self.protocol
-        if protocol.state is CLOSED or self.input_closed:
+        if protocol.state is CLOSED or self.input_closed or self._refusal is not None:
             return
         self.recv_oct += len(data)
         try:
@@ -230,8 +232,12 @@ class ServerConnection:
         elif isinstance(m, spec.ConnectionOpen):
             refused = self.node.check_connection_allowed(self.user, m.virtual_host)
             if refused is not None:
-                log.warning("connection from %s:%s refused: %s", *self.peer[:2], refused)
-                raise NotAllowed(refused, 10, 40)
+                address = f"{self.peer[0]}:{self.peer[1]}"
+                self.node.refusal_log.warning(
+                    refused.reason, "connection from %s refused: %s", address, refused.text,
+                    extra={"event": "connection_refused", "user": self.user,
+                           "vhost": m.virtual_host, "client_address": address})
+                raise NotAllowed(refused.text, 10, 40)
             self.vhost = self.node.vhosts[m.virtual_host]
             self.node.connections.add(self)
             self.send(0, spec.ConnectionOpenOk())
@@ -247,27 +253,47 @@ class ServerConnection:
     def _start_ok(self, m: spec.ConnectionStartOk) -> None:
         self.client_properties = m.client_properties
         user, password = self._credentials(m.mechanism, m.response)
-        known = None
-        if user is not None:
-            known = (self.node.authenticate_external(user, self.peer[0])  # cert verified
-                     if m.mechanism == "EXTERNAL"
-                     else self.node.authenticate(user, password, self.peer[0]))
-        if user is None or known is None:
-            log.warning("login refused for user %r from %s using mechanism %s", user,
-                        self.peer[0], m.mechanism, extra={
-                            "event": "auth_failure", "user": user, "mechanism": m.mechanism,
-                            "client_address": f"{self.peer[0]}:{self.peer[1]}"})
-            self.close_reason = f"login refused using mechanism {m.mechanism}"
-            if self.client_capability("authentication_failure_close"):
-                raise AccessRefusedHard(
-                    f"Login was refused using authentication mechanism {m.mechanism}. For "
-                    "details see the broker logfile.")
-            self._close_transport()
+        login: User | Refused
+        if user is None:
+            login = Refused("malformed_response", f"malformed {m.mechanism} response")
+        elif m.mechanism == "EXTERNAL":  # the server verified the certificate naming user
+            login = self.node.login_external(user, self.peer[0])
+        else:
+            login = self.node.login(user, password, self.peer[0])
+        if isinstance(login, Refused):
+            self._refuse_login(m.mechanism, user, login)
             return
-        self.user = user
+        self.user = login.name
         limits = self.node.limits
         self.send(0, spec.ConnectionTune(channel_max=limits.channel_max,
                                          frame_max=limits.frame_max, heartbeat=limits.heartbeat))
+
+    def _refuse_login(self, mechanism: str, user: str | None, refused: Refused) -> None:
+        """Log why, and answer once the node's failed-login delay has passed (logins.py);
+        the client's input is ignored meanwhile."""
+        address = f"{self.peer[0]}:{self.peer[1]}"
+        self.node.refusal_log.warning(
+            refused.reason, "%s login refused from %s: %s", mechanism, address, refused.text,
+            extra={"event": "auth_failure", "user": user, "mechanism": mechanism,
+                   "client_address": address})
+        self.close_reason = f"login refused using mechanism {mechanism}"
+        delay = self.node.failed_login_delay
+        if delay > 0:
+            self._refusal = self.node.timers.call_later(
+                delay, lambda: self._answer_refused_login(mechanism))
+        else:
+            self._answer_refused_login(mechanism)
+
+    def _answer_refused_login(self, mechanism: str) -> None:
+        self._refusal = None
+        if self.state is CLOSED:
+            return
+        if self.client_capability("authentication_failure_close"):
+            refused = AccessRefusedHard(f"Login was refused using authentication mechanism "
+                                        f"{mechanism}. For details see the broker logfile.")
+            self.close(refused.reply_code, refused.reply_text, 10, 11)
+        else:
+            self._close_transport()
 
     def _credentials(self, mechanism: str, response: bytes) -> tuple[str | None, str]:
         if mechanism == "EXTERNAL" and self.peer_cert_cn is not None:
@@ -406,6 +432,9 @@ class ServerConnection:
                 vh.drop_queue(q)
 
     def connection_lost(self) -> None:
+        if self._refusal is not None:
+            self._refusal.cancel()
+            self._refusal = None
         self.release()
         self.protocol.transport_closed()
 

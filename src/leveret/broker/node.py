@@ -12,6 +12,7 @@ from leveret.broker import access
 from leveret.broker.access import Grants, Permission, TopicPermission, User
 from leveret.broker.clock import Clock, Timers
 from leveret.broker.exchanges import DelayedExchange
+from leveret.broker.logins import FAILED_LOGIN_DELAY, RateLimitedLog, Refused
 from leveret.broker.queues import Queue
 from leveret.broker.stats import Counters, node_counters
 from leveret.broker.vhost import VirtualHost
@@ -89,6 +90,10 @@ class Node:
         self.reply_queues: dict[str, Queue] = {}
         # Users who may log in only from a loopback address (RabbitMQ's loopback_users).
         self.loopback_users: list[str] = ["guest"]
+        # Seconds a refused login waits for its answer, and the log of refusals that a
+        # flood cannot multiply (logins.py).
+        self.failed_login_delay = FAILED_LOGIN_DELAY
+        self.refusal_log = RateLimitedLog(logging.getLogger("leveret.connection"), self.timers)
         # Active resource alarms ("memory", "disk"), kept by the server's ResourceMonitor.
         self.alarms: list[str] = []
         self._definitions: Definitions | None = None
@@ -279,23 +284,33 @@ class Node:
         return Grants(user, vhost, self.permissions.get((vhost, user)), topics,
                       impersonator=u is not None and "impersonator" in u.tags)
 
-    def authenticate(self, user: str, password: str, peer_host: str = "127.0.0.1"
-                     ) -> User | None:
+    def login(self, user: str, password: str, peer_host: str) -> User | Refused:
         """The user, if the password is right and they may log in from ``peer_host``."""
         u = self.users.get(user)
-        if u is None or not access.check_password(u, password):
-            return None
-        if user in self.loopback_users and not is_loopback(peer_host):
-            return None
-        return u
+        if u is None:
+            return Refused("unknown_user", f"user '{user}' - no such user")
+        if not access.check_password(u, password):
+            return Refused("invalid_password", f"user '{user}' - invalid password")
+        return self._check_loopback(u, peer_host)
 
-    def authenticate_external(self, user: str, peer_host: str) -> User | None:
+    def login_external(self, user: str, peer_host: str) -> User | Refused:
         """EXTERNAL login: the server verified the client's TLS certificate naming ``user``,
         so no password is checked; the user must exist and may be loopback-only."""
         u = self.users.get(user)
-        if u is None or (user in self.loopback_users and not is_loopback(peer_host)):
-            return None
+        if u is None:
+            return Refused("unknown_user", f"user '{user}' - no such user")
+        return self._check_loopback(u, peer_host)
+
+    def _check_loopback(self, u: User, peer_host: str) -> User | Refused:
+        if u.name in self.loopback_users and not is_loopback(peer_host):
+            return Refused("loopback_only", f"user '{u.name}' can only connect via localhost")
         return u
+
+    def authenticate(self, user: str, password: str, peer_host: str = "127.0.0.1"
+                     ) -> User | None:
+        """``login`` for callers that need no reason (the management API)."""
+        u = self.login(user, password, peer_host)
+        return u if isinstance(u, User) else None
 
     # -- durable access records ----------------------------------------------------------
 
@@ -364,27 +379,31 @@ class Node:
 
     # -- admission -----------------------------------------------------------------------
 
-    def check_connection_allowed(self, user: str, vhost: str) -> str | None:
+    def check_connection_allowed(self, user: str, vhost: str) -> Refused | None:
         """Why a new connection of ``user`` to ``vhost`` is refused (530), or None."""
         if vhost not in self.vhosts:
-            return f"vhost {vhost} not found"
+            return Refused("vhost_not_found", f"vhost {vhost} not found")
         if (vhost, user) not in self.permissions:
-            return f"access to vhost '{vhost}' refused for user '{user}'"
+            return Refused("vhost_access_refused",
+                           f"access to vhost '{vhost}' refused for user '{user}'")
         limit = self.vhost_limits.get(vhost, {}).get("max-connections")
         if limit is not None and limit >= 0:
             count = sum(1 for c in self.connections if c.vhost.name == vhost)
             if count >= limit:
-                return (f"access to vhost '{vhost}' refused for user '{user}': connection "
-                        f"limit ({limit}) is reached")
+                return Refused("vhost_connection_limit",
+                               f"access to vhost '{vhost}' refused for user '{user}': "
+                               f"connection limit ({limit}) is reached")
         u = self.users.get(user)
         limit = u.limits.get("max-connections") if u else None
         if limit is not None and 0 <= limit <= sum(1 for c in self.connections
                                                    if c.user == user):
-            return (f"connection refused for user '{user}': user connection limit "
-                        f"({limit}) is reached")
+            return Refused("user_connection_limit",
+                           f"connection refused for user '{user}': user connection limit "
+                           f"({limit}) is reached")
         limit = self.limits.max_connections
         if limit is not None and len(self.connections) >= limit:
-            return f"connection refused: node connection limit ({limit}) is reached"
+            return Refused("node_connection_limit",
+                           f"connection refused: node connection limit ({limit}) is reached")
         return None
 
     def attach_definitions(self, definitions: Definitions,

@@ -105,6 +105,7 @@ def _make_broker(config: cfg.Config, policies: list[dict[str, Any]] | None,
                       memory_high_watermark=config.get("alarms", "memory_high_watermark"),
                       disk_free_limit=config.get("alarms", "disk_free_limit")))
     broker.node.loopback_users = list(config.get("auth", "loopback_users"))
+    broker.node.failed_login_delay = config.get("auth", "failed_login_delay")
     return broker
 
 

@@ -205,6 +205,40 @@ class Backing:
         self.ready.requeue(entries)
         self.no_room()
 
+    def append_returned(self, entries: list[Entry]) -> None:
+        """Back after every ready message, in the order given, each taking the next place
+        in requeue order. Behind paged messages an entry is paged out too (the window only
+        holds messages older than the paged ones), as a new record: paging reads a log in
+        offset order."""
+        ready = self.ready
+        for entry in entries:
+            self.seq += 1
+            entry.seq = self.seq
+            size = len(entry.message.body)
+            self.ready_bytes += size
+            if ready.paged_count:
+                ready.page_out(entry.priority, self._rewrite(entry), size,
+                               entry.delivery_count << 1 | 1)
+            else:
+                ready.append(entry)
+        self.no_room()
+
+    def _rewrite(self, entry: Entry) -> int:
+        """The entry's message appended to the log again, marked as it was; the old record
+        is acked. Returns the new offset."""
+        message = entry.message
+        durable = self.log is not None and message.persistent
+        offset = self._paging_log().append(pack_message(
+            message.exchange, message.routing_key, message.properties_raw, message.body,
+            entry.expires_at), durable)
+        self.forget(entry)
+        if durable:
+            entry.offset = offset
+            self.mark_delivered(entry)
+            if entry.delivery_count:
+                self.save_count(entry)
+        return offset
+
     def forget(self, entry: Entry) -> None:
         """The message left the queue for good: ack it in the log."""
         if entry.offset is not None:

@@ -5,7 +5,8 @@ vhost, channels and the management API use only what is declared here:
 
     messages in     push(message) -> bool
     delivery        add_consumer / remove_consumer / dispatch, to ``Consumer``s
-    settlement      ack(entries), reject(entries, requeue), requeue(entries)
+    settlement      ack(entries), reject(entries, requeue), requeue(entries),
+                    requeue_recovered(entries)
     polling         get(no_ack) -> Entry | None
     lifetime        configure(arguments) (policies), touch(), purge(), delete(), recover()
     stats           message_count, consumer_count, ready_bytes, memory_used, counters
@@ -282,8 +283,12 @@ class Queue(ABC):
 
     @abstractmethod
     def requeue(self, entries: list[Entry]) -> None:
-        """Unacknowledged messages come back (channel closed, basic.recover): to their
-        original positions, marked redelivered."""
+        """Unacknowledged messages come back (their channel closed): to their original
+        positions, marked redelivered."""
+
+    def requeue_recovered(self, entries: list[Entry]) -> None:
+        """basic.recover returned them: as ``requeue``, unless the type says otherwise."""
+        self.requeue(entries)
 
     @abstractmethod
     def ready_messages(self) -> Iterator[tuple[Message, bool]]:

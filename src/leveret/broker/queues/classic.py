@@ -285,9 +285,11 @@ class ClassicQueue(Queue):
         if not self.deleted:
             self._return([entry], counted=True)
 
-    def _return(self, entries: list[Entry], counted: bool = False) -> None:
-        """Put entries back at their original positions, marked redelivered; past
-        x-delivery-limit they are dead-lettered instead."""
+    def _return(self, entries: list[Entry], counted: bool = False,
+                at_tail: bool = False) -> None:
+        """Put entries back at their original positions (``at_tail``: after every ready
+        message, in the order given), marked redelivered; past x-delivery-limit they are
+        dead-lettered instead."""
         back = []
         for e in entries:
             e.redelivered = True
@@ -299,7 +301,10 @@ class ClassicQueue(Queue):
                 self.backing.save_count(e)
             back.append(e)
         if back:
-            self.backing.requeue(back)
+            if at_tail:
+                self.backing.append_returned(back)
+            else:
+                self.backing.requeue(back)
         if self.has_ttl:
             self._expire_and_arm()
         self.dispatch()

@@ -3,12 +3,16 @@
 leveret has no cluster to replicate to, so a quorum queue keeps its messages as a durable
 classic queue does. What clients can observe of RabbitMQ's quorum queues is kept: the
 declare rules and their reply texts, every redelivery counted in ``x-delivery-count``
-(also stamped on every basic.get), and ``x-delivery-limit`` dead-lettering.
+(also stamped on every basic.get), ``x-delivery-limit`` dead-lettering, and where a returned
+message goes: a reject, nack or basic.recover puts it after the messages already waiting
+(RabbitMQ 3.10 appends a return to the quorum queue's log), while the messages of a closed
+channel or connection go back to their original places.
 """
 
 from __future__ import annotations
 
 from leveret.amqp.fields import FieldTable
+from leveret.broker.entry import Entry
 from leveret.broker.queues.classic import ClassicQueue
 from leveret.errors import NotImplemented_, PreconditionFailed
 
@@ -42,3 +46,17 @@ class QuorumQueue(ClassicQueue):
 
     def counts_deliveries(self) -> bool:
         return True
+
+    def reject(self, entries: list[Entry], requeue: bool) -> None:
+        if requeue and self.retry_delay is None:
+            self._return_to_tail(entries)
+        else:
+            super().reject(entries, requeue)
+
+    def requeue_recovered(self, entries: list[Entry]) -> None:
+        self._return_to_tail(entries)
+
+    def _return_to_tail(self, entries: list[Entry]) -> None:
+        self.unacked -= len(entries)
+        if not self.deleted:
+            self._return(entries, at_tail=True)
