@@ -86,7 +86,11 @@ def gen_encode(fields: list[tuple[str, str]]) -> list[str]:
     return out
 
 
-def gen_decode(cname: str, fields: list[tuple[str, str]]) -> list[str]:
+def gen_decode(cname: str, fields: list[tuple[str, str]], content: bool) -> list[str]:
+    """``decode`` refuses arguments that stop short or run on, as RabbitMQ does (501). Short
+    strings must be UTF-8 except in content-carrying methods: RabbitMQ takes any bytes in
+    basic.publish's exchange and routing key, so deliver, return and get-ok carry them."""
+    shortstr = "decode_shortstr" if content else "decode_checked_shortstr"
     out = ["    @classmethod", f"    def decode(cls, buf: Buffer, off: int = 0) -> {cname}:",
            "        try:",
            "            return cls._decode(buf, off)",
@@ -113,13 +117,15 @@ def gen_decode(cname: str, fields: list[tuple[str, str]]) -> list[str]:
             out.append(f"        (self.{name},) = _{code}.unpack_from(buf, off)")
             out.append(f"        off += {size}")
         elif t == "shortstr":
-            out.append(f"        self.{name}, off = decode_shortstr(buf, off)")
+            out.append(f"        self.{name}, off = {shortstr}(buf, off)")
         elif t == "longstr":
             out.append(f"        self.{name}, off = decode_longstr(buf, off)")
         elif t == "table":
             out.append(f"        self.{name}, off = decode_table(buf, off)")
         i += 1
-    out.append("        return self")
+    out += ["        if off != len(buf):",
+            "            raise FrameError(f'{len(buf) - off} bytes after the arguments')",
+            "        return self"]
     return out
 
 
@@ -137,9 +143,9 @@ def generate(spec: dict[str, Any]) -> str:
         "from typing import Any, ClassVar",
         "",
         "from leveret.errors import FrameError",
-        "from leveret.amqp.fields import (Buffer, FieldTable, decode_longstr, decode_shortstr,",
-        "                                 decode_table, encode_longstr, encode_shortstr,",
-        "                                 encode_table)",
+        "from leveret.amqp.fields import (Buffer, FieldTable, decode_checked_shortstr,",
+        "                                 decode_longstr, decode_shortstr, decode_table,",
+        "                                 encode_longstr, encode_shortstr, encode_table)",
         "",
         "_B = struct.Struct('>B')",
         "_H = struct.Struct('>H')",
@@ -217,7 +223,7 @@ def generate(spec: dict[str, Any]) -> str:
             lines.append("")
             lines += [ln.replace("%s", cname) for ln in gen_encode(fields)]
             lines.append("")
-            lines += gen_decode(cname, fields)
+            lines += gen_decode(cname, fields, bool(m.get("content")))
             lines.insert(lines.index("class Method:") - 2,
                          f"_HEAD_{cname} = struct.pack('>HH', {cls['id']}, {m['id']})")
             index_entries.append(f"    {index:#010x}: {cname},")
@@ -268,7 +274,9 @@ def gen_properties(domains: dict[str, str], spec: dict[str, Any]) -> list[str]:
             out.append(f"            self.{f}, off = decode_{t}(buf, off)")
         out.append("        else:")
         out.append(f"            self.{f} = None")
-    out += ["        return self", "",
+    out += ["        if off != len(buf):",  # RabbitMQ: 541 for a byte the flags do not name
+            "            raise FrameError(f'{len(buf) - off} bytes after the properties')",
+            "        return self", "",
             "    def __eq__(self, other: object) -> bool:",
             "        return type(self) is type(other) and all(",
             "            getattr(self, s) == getattr(other, s) for s in self.__slots__)", "",

@@ -12,6 +12,7 @@
                +-- InvalidPath          402
                +-- FrameError           501
                |    +-- UnknownFieldType     (socket closed without connection.close)
+               |    +-- NotUTF8              (a method's short string)
                +-- SyntaxError_         502
                +-- CommandInvalid       503
                +-- ChannelErrorHard     504  (CHANNEL_ERROR: bad channel number or state)
@@ -115,6 +116,11 @@ class FrameError(ConnectionError_):
 class UnknownFieldType(FrameError):
     """A field table with a type tag nobody knows. RabbitMQ's reader dies on it without a
     close method; leveret closes the socket the same way."""
+
+
+class NotUTF8(FrameError):
+    """A short string among a method's arguments that is not UTF-8. RabbitMQ names the
+    method only when it arrived on channel 0; the connection fills in the ids."""
 
 
 class SyntaxError_(ConnectionError_):

@@ -31,7 +31,7 @@ from pamqp import decode as pdecode
 from pamqp import encode as pencode
 
 from leveret.amqp import fields
-from leveret.errors import FrameError
+from leveret.errors import FrameError, NotUTF8
 
 UTC = datetime.UTC
 
@@ -372,7 +372,7 @@ MALFORMED_TABLES_RAISING_FRAME_ERROR = {
     "nested table size past the end": b"\x00\x00\x00\x08\x01aF\x00\x00\x00\x09",
     "array size past the end": b"\x00\x00\x00\x08\x01aA\x00\x00\x00\x09",
     "array element runs past the array": b"\x00\x00\x00\x09\x01aA\x00\x00\x00\x01b\x01",
-    "tables nested 65 deep": _nested_tables(65),
+    "tables nested 129 deep": _nested_tables(fields.MAX_DEPTH + 1),
     "tables nested 100000 deep": _nested_tables(100_000),
     "arrays nested 100000 deep": _table_of(b"A" + _nested_arrays(100_000)),
 }
@@ -464,3 +464,20 @@ def test_raw_table_helper_matches_encoder():
     raw, value = raw_table({"a": (b"b\x01", 1)})
     assert raw == fields.encode_table({"a": 1})
     assert value == {"a": 1}
+
+
+@pytest.mark.parametrize("raw", [b"wire", "żółw".encode(), b"\xed\xa0\x80", b"\xf4\x90\x80\x80",
+                                 b"\x00", b"\xef\xbf\xbe"],
+                         ids=["ascii", "utf-8", "surrogate", "U+110000", "nul", "U+FFFE"])
+def test_method_short_strings_pass_what_rabbitmq_passes(raw):
+    text, end = fields.decode_checked_shortstr(bytes([len(raw)]) + raw, 0)
+    assert end == 1 + len(raw) and fields.encode_shortstr(text) == bytes([len(raw)]) + raw
+
+
+@pytest.mark.parametrize("raw", [b"\xff", b"\xc0\x80", b"\xe0\x80\x80", b"\xe2\x82", b"\x80",
+                                 b"\xf8\x88\x80\x80\x80"],
+                         ids=["ff", "overlong 2", "overlong 3", "cut", "continuation", "5 bytes"])
+def test_method_short_strings_refuse_what_rabbitmq_refuses(raw):
+    with pytest.raises(NotUTF8, match="Malformed UTF-8 in shortstr"):
+        fields.decode_checked_shortstr(bytes([len(raw)]) + raw, 0)
+    assert fields.decode_shortstr(bytes([len(raw)]) + raw, 0)[1] == 1 + len(raw)  # elsewhere: any

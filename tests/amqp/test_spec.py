@@ -327,11 +327,13 @@ def test_methods_pamqp_lacks_round_trip(cls, data):
 
 
 @pytest.mark.parametrize("cls", ALL_METHODS, ids=method_id)
-def test_decode_at_an_offset_in_a_bigger_buffer(cls):
+def test_decode_at_an_offset_and_nothing_after(cls):
     m = cls()
-    wire = b"\xce" * 7 + m.encode() + b"trailing"
+    wire = b"\xce" * 7 + m.encode()
     assert cls.decode(memoryview(wire), 7 + 4) == m
     assert cls.decode(bytearray(wire), 7 + 4) == m
+    with pytest.raises(FrameError, match="1 bytes after the arguments"):  # RabbitMQ: 501
+        cls.decode(wire + b"z", 7 + 4)
 
 
 # ------------------------------------------------------------------ properties
@@ -517,3 +519,19 @@ def test_method_with_bad_table_raises_frame_error():
 def test_table_value_helpers_are_shared_with_fields():
     assert spec.encode_table is fields.encode_table
     assert spec.decode_table is fields.decode_table
+
+
+def test_properties_refuse_bytes_their_flags_do_not_name():
+    with pytest.raises(FrameError, match="1 bytes after the properties"):
+        spec.Properties.decode(b"\x10\x00\x02\x02", 0)
+
+
+def test_only_content_methods_take_short_strings_that_are_not_utf8():
+    """RabbitMQ takes any bytes in basic.publish's exchange and routing key (and so hands
+    them out in deliver, return and get-ok) but refuses them in the other methods."""
+    publish = spec.BasicPublish(exchange="", routing_key=b"\xff".decode("utf-8",
+                                                                       "surrogateescape"))
+    assert spec.BasicPublish.decode(publish.encode(), 4) == publish
+    declare = spec.QueueDeclare(queue=b"\xff".decode("utf-8", "surrogateescape")).encode()
+    with pytest.raises(FrameError, match="Malformed UTF-8 in shortstr"):
+        spec.QueueDeclare.decode(declare, 4)

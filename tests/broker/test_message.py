@@ -6,6 +6,7 @@ import pytest
 
 from leveret.amqp.spec import Properties
 from leveret.broker.message import Message
+from leveret.errors import InternalError, PreconditionFailed
 
 
 @pytest.mark.parametrize("props", [
@@ -36,3 +37,30 @@ def test_persistent_flag() -> None:
     assert Message("", "", Properties(delivery_mode=2).encode(), b"").persistent
     assert not Message("", "", Properties(delivery_mode=1).encode(), b"").persistent
     assert not Message("", "", b"\x00\x00", b"").persistent
+
+
+@pytest.mark.parametrize("raw", [
+    b"\x10\x00",  # delivery-mode flagged, no byte: the poison message of issue 11
+    b"\x00\x00\x02",  # no flags, one byte left over
+    b"\x10\x00\x02\x02",  # delivery-mode and a byte left over
+    b"\xff\xfc",  # every flag, no values
+    b"\x00\x01",  # the flags continue: not 0-9-1 (RabbitMQ takes it; no client can read it)
+    b"\x80\x00\x09ab",  # content-type runs past the end
+], ids=["0x1000 no byte", "0x0000 extra", "0x1000 extra", "0xfffc", "0x0001", "cut text"])
+def test_a_malformed_property_list_is_541(raw: bytes) -> None:
+    with pytest.raises(InternalError):
+        Message("", "q", raw, b"").validate()
+
+
+@pytest.mark.parametrize("raw", [b"\x10\x00\x09", b"\x18\x00\x00\x05"])
+def test_an_unknown_delivery_mode_is_406(raw: bytes) -> None:
+    with pytest.raises(PreconditionFailed, match="delivery_mode_unknown"):
+        Message("", "q", raw, b"").validate()
+
+
+@pytest.mark.parametrize("props", [
+    Properties(), Properties(delivery_mode=1), Properties(delivery_mode=2),
+    Properties(content_type="t", delivery_mode=2, headers={"a": {"b": [1]}}, priority=255),
+])
+def test_well_formed_property_lists_pass(props: Properties) -> None:
+    Message("", "q", props.encode(), b"").validate()

@@ -43,6 +43,7 @@ from leveret.errors import (
     FrameError,
     InternalError,
     NotAllowed,
+    NotUTF8,
     UnexpectedFrame,
     UnknownFieldType,
 )
@@ -84,7 +85,6 @@ class Action(enum.Enum):
     """What the machine does with a received event the table accepts, besides changing state."""
 
     PASS = "pass it to the owner"
-    DROP = "drop it"
     PEER_CLOSE = "the peer closes: tell the owner, then answer close-ok"
     CROSSED_CLOSE = "the peer closes while we close too: answer close-ok"
     CLOSE_OK = "our close is answered: tell the owner"
@@ -139,13 +139,6 @@ CONNECTION_CLOSE_RECEIVED: Final[Mapping[ConnectionState, Mapping[Event, tuple[
                 spec.ConnectionCloseOk: (C.CLOSED, Action.CLOSE_OK)},
 }
 
-# Methods a peer of a role may send that are dropped in any state: a client cannot block a
-# server, and RabbitMQ ignores it when one tries.
-DROPPED_FROM: Final[Mapping[Role, frozenset[int]]] = {
-    CLIENT: frozenset({spec.ConnectionBlocked.INDEX, spec.ConnectionUnblocked.INDEX}),
-    SERVER: frozenset(),
-}
-
 # Channel states, by sender, for the methods of the channel class. Every method of the
 # classes after it (access, exchange, queue, basic, confirm, tx) is passed to the owner
 # while the channel is open.
@@ -161,28 +154,26 @@ CHANNEL_CLOSE_SENT: Final[Mapping[ChannelState, ChannelState]] = {
 CHANNEL_CLOSE_RECEIVED: Final[Mapping[ChannelState, Mapping[type[spec.Method], tuple[
         ChannelState, Action]]]] = {
     Ch.OPENING: {spec.ChannelClose: (Ch.CLOSED, Action.PEER_CLOSE)},
-    Ch.OPEN: {spec.ChannelClose: (Ch.CLOSED, Action.PEER_CLOSE),
-              # a close-ok nobody asked for: ignored, as RabbitMQ does
-              spec.ChannelCloseOk: (Ch.OPEN, Action.DROP)},
+    Ch.OPEN: {spec.ChannelClose: (Ch.CLOSED, Action.PEER_CLOSE)},
     # both ends closed at once: answer, and still wait for the answer to ours
     Ch.CLOSING: {spec.ChannelClose: (Ch.CLOSING, Action.CROSSED_CLOSE),
                  spec.ChannelCloseOk: (Ch.CLOSED, Action.CLOSE_OK)},
 }
 
-# Methods only a server sends: a client sending one gets 503 "unimplemented method".
+# Methods on channels only a server sends: a client sending one on an open channel gets 503
+# "unimplemented method" (with a content-carrying one, once its content has arrived, as
+# RabbitMQ's channel sees it then). On channel 0 the connection table decides instead.
 SERVER_ONLY: Final = frozenset(m.INDEX for m in (
-    spec.ConnectionStart, spec.ConnectionSecure, spec.ConnectionTune, spec.ConnectionOpenOk,
     spec.ChannelOpenOk, spec.AccessRequestOk, spec.ExchangeDeclareOk, spec.ExchangeDeleteOk,
     spec.ExchangeBindOk, spec.ExchangeUnbindOk, spec.QueueDeclareOk, spec.QueueBindOk,
     spec.QueuePurgeOk, spec.QueueDeleteOk, spec.QueueUnbindOk, spec.BasicQosOk,
     spec.BasicConsumeOk, spec.BasicCancelOk, spec.BasicReturn, spec.BasicDeliver,
     spec.BasicGetOk, spec.BasicGetEmpty, spec.BasicRecoverOk, spec.TxSelectOk,
-    spec.TxCommitOk, spec.TxRollbackOk, spec.ConfirmSelectOk, spec.ConnectionUpdateSecretOk,
+    spec.TxCommitOk, spec.TxRollbackOk, spec.ConfirmSelectOk,
 ))
 # Methods only a client sends; a server sending one gets the same answer.
 CLIENT_ONLY: Final = frozenset(m.INDEX for m in (
-    spec.ConnectionStartOk, spec.ConnectionSecureOk, spec.ConnectionTuneOk,
-    spec.ConnectionOpen, spec.ConnectionUpdateSecret, spec.ChannelOpen, spec.AccessRequest,
+    spec.ChannelOpen, spec.AccessRequest,
     spec.ExchangeDeclare, spec.ExchangeDelete, spec.ExchangeBind, spec.ExchangeUnbind,
     spec.QueueDeclare, spec.QueueBind, spec.QueuePurge, spec.QueueDelete, spec.QueueUnbind,
     spec.BasicQos, spec.BasicConsume, spec.BasicPublish, spec.BasicGet, spec.BasicReject,
@@ -192,16 +183,20 @@ CLIENT_ONLY: Final = frozenset(m.INDEX for m in (
 REFUSED_FROM: Final[Mapping[Role, frozenset[int]]] = {CLIENT: SERVER_ONLY, SERVER: CLIENT_ONLY}
 
 
+# RabbitMQ's names for the connection states, which its error texts quote.
+RABBITMQ_STATE_NAMES: Final[Mapping[ConnectionState, str]] = {
+    C.HEADER: "pre_init", C.START: "starting", C.START_OK: "starting", C.TUNE: "securing",
+    C.SECURE_OK: "securing", C.TUNE_OK: "tuning", C.OPEN: "opening", C.OPEN_OK: "opening",
+    C.RUNNING: "running", C.CLOSING: "closing", C.CLOSED: "closed"}
+
+
 def unexpected_connection_method(state: ConnectionState, m: spec.Method) -> AMQPError | None:
-    """The error for a connection method the table does not allow in ``state`` (None: drop
-    it). RabbitMQ's wording: channel_error once running, command_invalid while opening."""
+    """The error for a method on channel 0 the table does not allow in ``state`` (None: drop
+    it): RabbitMQ's 504, whatever the method, even one only a server sends."""
     if state is C.CLOSING:
         return None
-    if state is C.RUNNING:
-        return ChannelErrorHard("unexpected method in connection state running",
-                                m.CLASS_ID, m.METHOD_ID)
-    return CommandInvalid(f"expected the next handshake method, got {m.NAME}",
-                          m.CLASS_ID, m.METHOD_ID)
+    return ChannelErrorHard(f"unexpected method in connection state "
+                            f"{RABBITMQ_STATE_NAMES[state]}", m.CLASS_ID, m.METHOD_ID)
 
 
 def unexpected_channel_method(state: ChannelState, m: spec.Method) -> AMQPError | None:
@@ -213,7 +208,9 @@ def unexpected_channel_method(state: ChannelState, m: spec.Method) -> AMQPError 
         return ChannelErrorHard("expected 'channel.open'", m.CLASS_ID, m.METHOD_ID)
     if isinstance(m, spec.ChannelOpen):
         return ChannelErrorHard("second 'channel.open' seen", 20, 10)
-    if m.CLASS_ID == spec.ConnectionClose.CLASS_ID:  # connection methods belong on channel 0
+    if state is Ch.OPEN:
+        # RabbitMQ's channel has no use for it (a close-ok or flow-ok nobody asked for, a
+        # connection method off channel 0).
         return CommandInvalid("unimplemented method", m.CLASS_ID, m.METHOD_ID)
     return ChannelErrorHard(f"unexpected method {m.NAME} in channel state {state.value}",
                             m.CLASS_ID, m.METHOD_ID)
@@ -245,9 +242,6 @@ class _Rules:
         for state, close_row in CONNECTION_CLOSE_RECEIVED.items():
             for event, outcome in close_row.items():
                 self.received[state][event.INDEX] = outcome
-        for state in _NOT_CLOSING:
-            for index in DROPPED_FROM[role.peer]:
-                self.received[state][index] = (state, Action.DROP)
         self.channel_received: _ChannelReceived = {s: {} for s in ChannelState}
         self.channel_sent: _ChannelSent = {s: {} for s in ChannelState}
         for ch_state, ch_row in CHANNEL_TRANSITIONS.items():
@@ -310,11 +304,14 @@ FastMethod = Callable[[int, bytes, ContentAssembler], None]
 class ChannelMachine:
     """One channel's protocol state and the content it is receiving."""
 
-    __slots__ = ("content", "state")
+    __slots__ = ("content", "refused", "state")
 
     def __init__(self, state: ChannelState, max_body_size: int | None) -> None:
         self.state = state
         self.content = ContentAssembler(max_body_size)
+        # The content arriving belongs to a method the peer may not send (a client's
+        # basic.deliver): refused once it is complete.
+        self.refused = False
 
 
 _OPEN: Final = ChannelState.OPEN
@@ -326,6 +323,28 @@ _BODY: Final = frames.BODY
 _CONTENT_FRAMES: Final = frozenset({frames.BODY, frames.HEADER})
 _METHOD: Final = frames.METHOD
 _METHODS: Final = spec.METHODS
+
+
+def _decode_error(exc: Exception, cls: type[spec.Method], number: int,
+                  payload: bytes) -> AMQPError:
+    """What a method's arguments that do not decode are answered with: RabbitMQ's 501
+    quoting them, or silence for an unknown field type (its reader crashes)."""
+    if isinstance(exc, NotUTF8):  # RabbitMQ names the method only on channel 0
+        exc.class_id, exc.method_id = (0, 0) if number else (cls.CLASS_ID, cls.METHOD_ID)
+        return exc
+    if isinstance(exc, UnknownFieldType):
+        return exc
+    return FrameError(f"cannot decode {frames.erlang_binary(payload[4:])}", cls.CLASS_ID,
+                      cls.METHOD_ID)
+
+
+def _refuse(ch: ChannelMachine, m: spec.Method) -> None:
+    """A method the peer's role may not send, on an open channel: 503, though a content-
+    carrying one only once its content is complete (RabbitMQ's channel sees it then)."""
+    if not m.CONTENT:
+        raise CommandInvalid("unimplemented method", m.CLASS_ID, m.METHOD_ID)
+    ch.content.head = m
+    ch.refused = True
 
 
 class ProtocolMachine:
@@ -392,11 +411,10 @@ class ProtocolMachine:
                     self._content_frame(ftype, number, payload)
                 elif ftype == _METHOD:
                     self._method_frame(number, payload)
-                elif ftype == frames.HEARTBEAT:
+                elif ftype == frames.HEARTBEAT and not payload:
                     if number:
-                        raise UnexpectedFrame(f"type 8, all octets = "
-                                              f"{frames.erlang_binary(payload)}")
-                else:
+                        raise UnexpectedFrame("type 8, all octets = <<>>")
+                else:  # an unknown type, or a heartbeat with a payload
                     raise FrameError(f"type {ftype}, all octets = "
                                      f"{frames.erlang_binary(payload)}: unknown_frame")
         finally:
@@ -423,6 +441,8 @@ class ProtocolMachine:
             if self.state is ConnectionState.CLOSING or (
                     ch is not None and ch.state is ChannelState.CLOSING):
                 return
+            if number and self.state is not _RUNNING:
+                self._frame_before_open(ftype, payload)
             raise UnexpectedFrame("expected method frame, got non method frame instead")
         content = ch.content
         try:
@@ -433,20 +453,35 @@ class ProtocolMachine:
         if message is None:
             return
         head, properties, body = message
+        if ch.refused:
+            ch.refused = False
+            raise CommandInvalid("unimplemented method", *head_ids(head))
         try:
             self._owner.content_received(number, head, properties, body)
         except AMQPError as exc:
             self._handler_failed(number, *head_ids(head), exc)
 
+    def _frame_before_open(self, ftype: int, payload: bytes) -> None:
+        """A frame on a channel before the connection is open (or after it closed, in which
+        case it is dropped): RabbitMQ's reader answers 505 quoting it."""
+        if self.state is not ConnectionState.CLOSING:
+            raise UnexpectedFrame(f"type {ftype}, all octets = "
+                                  f"{frames.erlang_binary(payload)}")
+
     def _method_frame(self, number: int, payload: bytes) -> None:
         ch = None
         if number:
             ch = self.channels.get(number)
-            if ch is not None and ch.content.head is not None:
+            if ch is None:
+                if self.state is not _RUNNING:
+                    self._frame_before_open(_METHOD, payload)
+                    return
+            elif ch.content.head is not None:
                 # Content was due: the frame type alone is the error.
                 raise ch.content.method_frame_error()
         if len(payload) < 4:
-            raise FrameError("method frame too short")
+            raise FrameError(f"type 1, all octets = {frames.erlang_binary(payload)}: "
+                             "unknown_frame")
         index = int.from_bytes(payload[:4], "big")
         if self.fast_methods and ch is not None and ch.state is _OPEN:
             fast = self.fast_methods.get(index)
@@ -458,18 +493,16 @@ class ProtocolMachine:
             raise UnknownFieldType(f"unknown method {index >> 16}.{index & 0xFFFF}")
         try:
             m = cls.decode(payload, 4)
-        except UnknownFieldType:
-            raise
-        except Exception:  # FrameError, struct.error, IndexError, ValueError, ...
-            raise FrameError(f"cannot decode {frames.erlang_binary(payload[4:])}",
-                             cls.CLASS_ID, cls.METHOD_ID) from None
-        if index in self._rules.refused:
-            raise CommandInvalid("unimplemented method", cls.CLASS_ID, cls.METHOD_ID)
+        except Exception as exc:  # FrameError, struct.error, IndexError, ValueError, ...
+            raise _decode_error(exc, cls, number, payload) from None
         if number == 0:
             self._connection_method(m)
         elif ch is not None and ch.state is _OPEN and m.CLASS_ID > _CHANNEL_CLASS:
             # The common case, inline: channels exist only while the connection runs, and
             # an open one takes every method after the channel class as it is.
+            if index in self._rules.refused:
+                _refuse(ch, m)
+                return
             if m.CONTENT:
                 ch.content.head = m  # ContentAssembler.expect, without a call per message
             try:
@@ -504,15 +537,10 @@ class ProtocolMachine:
             self._closed(None)
         elif action is Action.CLOSE_OK:
             self._closed(None)
-        # Action.DROP: nothing
 
     def _channel_method(self, number: int, m: spec.Method, ch: ChannelMachine | None) -> None:
-        """A method of the channel class, or any method on a channel that is not open."""
-        if self.state is not _RUNNING:
-            if self.state is ConnectionState.CLOSING:
-                return
-            raise CommandInvalid(f"channel method {m.NAME} before the connection is open",
-                                 m.CLASS_ID, m.METHOD_ID)
+        """A method of the channel class, or any method on a channel that is not open (the
+        connection runs: ``_method_frame`` saw to that)."""
         state = ChannelState.CLOSED if ch is None else ch.state
         outcome = self._rules.channel_received[state].get(m.INDEX)
         if outcome is None:
@@ -546,7 +574,6 @@ class ProtocolMachine:
             assert isinstance(m, spec.ChannelCloseOk)
             del self.channels[number]
             owner.channel_closed(number, m)
-        # Action.DROP: nothing
 
     def _handler_failed(self, number: int, class_id: int, method_id: int,
                         error: AMQPError) -> None:

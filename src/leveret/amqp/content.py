@@ -13,7 +13,8 @@ from __future__ import annotations
 import struct
 
 from leveret.amqp import spec
-from leveret.errors import FrameError, PreconditionFailed, UnexpectedFrame
+from leveret.amqp.frames import erlang_binary
+from leveret.errors import FrameError, InternalError, PreconditionFailed, UnexpectedFrame
 
 # basic.deliver as the client's hand-written fast path parses it, without building a method
 # object: (consumer_tag, delivery_tag, redelivered, exchange, routing_key).
@@ -84,11 +85,16 @@ class ContentAssembler:
         if self.properties:
             raise UnexpectedFrame("expected content body, got non content body frame instead",
                                   *head_ids(head))
-        if len(payload) < 14:
-            raise FrameError("content header frame too short")
-        header_class, _weight, size = _CLASS_WEIGHT_SIZE.unpack_from(payload, 0)
-        if header_class != _BASIC_CLASS:
+        if len(payload) < 12:
+            raise FrameError(f"type 2, all octets = {erlang_binary(payload)}: unknown_frame")
+        header_class, weight, size = _CLASS_WEIGHT_SIZE.unpack_from(payload, 0)
+        if len(payload) < 14:  # no property flags: RabbitMQ's channel crashes on it
+            raise InternalError("", 0, 0)
+        if header_class != _BASIC_CLASS or weight:
             class_id, method_id = head_ids(head)
+            if weight:  # 0-9-1 says it must be 0; RabbitMQ takes it for another frame
+                raise UnexpectedFrame(f"expected content header for class {class_id}, got "
+                                      "non content header frame instead", class_id, method_id)
             raise UnexpectedFrame(f"expected content header for class {class_id}, got one "
                                   f"for class {header_class} instead", class_id, method_id)
         self.properties = payload[12:]  # never empty: at least the two flag bytes

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import re
 import struct
 from typing import Any
 
-from leveret.errors import FrameError, UnknownFieldType
+from leveret.errors import FrameError, NotUTF8, UnknownFieldType
 
 _B = struct.Struct(">B")
 _b = struct.Struct(">b")
@@ -103,8 +104,11 @@ class Float32(float):
 _INT_PACK = {b"b": _b, b"B": _B, b"s": _h, b"u": _H, b"I": _i, b"i": _I, b"l": _q, b"L": _Q,
              b"T": _Q}
 
-# A table nested deeper than this is refused: it can only be an attack on the stack.
-MAX_DEPTH = 64
+# Tables and arrays nested deeper than this are refused (501). RabbitMQ takes any depth a
+# frame can carry (some 26,000 levels in 128 KiB), but every layer of leveret that re-encodes
+# or renders a value (dead-lettering, the management API's JSON, definitions) recurses, two
+# Python frames a level; 128 levels is far beyond any real use and far inside the stack.
+MAX_DEPTH = 128
 
 
 # Errors a truncated or nonsensical buffer raises from struct/indexing/datetime; the public
@@ -113,6 +117,8 @@ _MALFORMED = (struct.error, IndexError, OverflowError, ValueError, OSError)
 
 
 def decode_shortstr(buf: Buffer, off: int) -> tuple[str, int]:
+    """Any short string: bytes that are not UTF-8 decode with surrogate escapes and encode
+    back unchanged (table keys, content properties, basic.publish's routing fields)."""
     try:
         n = buf[off]
     except IndexError:
@@ -121,6 +127,33 @@ def decode_shortstr(buf: Buffer, off: int) -> tuple[str, int]:
     if end > len(buf):
         raise FrameError("short string runs past the end of the frame")
     return bytes(buf[off + 1 : end]).decode("utf-8", "surrogateescape"), end
+
+
+# UTF-8 as RabbitMQ checks it (Erlang's xmerl_ucs): sequences of at most four bytes in their
+# shortest form; surrogates and code points up to 0x1FFFFF pass. Python's codec is stricter,
+# so this is the second opinion on what it refuses.
+_RABBITMQ_UTF8 = re.compile(
+    rb"(?:[\x00-\x7f]|[\xc2-\xdf][\x80-\xbf]|\xe0[\xa0-\xbf][\x80-\xbf]"
+    rb"|[\xe1-\xef][\x80-\xbf]{2}|\xf0[\x90-\xbf][\x80-\xbf]{2}|[\xf1-\xf7][\x80-\xbf]{3})*")
+
+
+def decode_checked_shortstr(buf: Buffer, off: int) -> tuple[str, int]:
+    """A short string among a method's arguments (a queue, exchange or consumer name, a
+    binding key, a reply text): RabbitMQ refuses one that is not UTF-8 with 501."""
+    try:
+        n = buf[off]
+    except IndexError:
+        raise FrameError("short string length missing at the end of the frame") from None
+    end = off + 1 + n
+    if end > len(buf):
+        raise FrameError("short string runs past the end of the frame")
+    raw = bytes(buf[off + 1 : end])
+    try:
+        return raw.decode("utf-8"), end
+    except UnicodeDecodeError:
+        if _RABBITMQ_UTF8.fullmatch(raw) is None:
+            raise NotUTF8("Malformed UTF-8 in shortstr") from None
+        return raw.decode("utf-8", "surrogateescape"), end
 
 
 def decode_longstr(buf: Buffer, off: int) -> tuple[bytes, int]:

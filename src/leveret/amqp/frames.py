@@ -66,8 +66,10 @@ class FrameBuffer:
         if len(buf) - pos < 7:
             return None
         ftype, channel, size = _FRAME_HEAD.unpack_from(buf, pos)
-        if size + 8 > self.frame_max:
-            # RabbitMQ's wording, so clients and operators see the same message.
+        if size > self.frame_max:
+            # RabbitMQ's limit and wording: frame_max bounds the payload, not the whole frame
+            # (some clients, AMQPStorm among them, fill a body frame with frame_max bytes),
+            # though the text names frame_max - 8 as the limit.
             raise FrameError(f"type {ftype}, all octets = <<>>: "
                              f"{{frame_too_large,{size},{self.frame_max - 8}}}")
         end = pos + 7 + size

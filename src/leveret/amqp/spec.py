@@ -9,9 +9,9 @@ import struct
 from typing import Any, ClassVar
 
 from leveret.errors import FrameError
-from leveret.amqp.fields import (Buffer, FieldTable, decode_longstr, decode_shortstr,
-                                 decode_table, encode_longstr, encode_shortstr,
-                                 encode_table)
+from leveret.amqp.fields import (Buffer, FieldTable, decode_checked_shortstr,
+                                 decode_longstr, decode_shortstr, decode_table,
+                                 encode_longstr, encode_shortstr, encode_table)
 
 _B = struct.Struct('>B')
 _H = struct.Struct('>H')
@@ -189,6 +189,8 @@ class ConnectionStart(Method):
         self.server_properties, off = decode_table(buf, off)
         self.mechanisms, off = decode_longstr(buf, off)
         self.locales, off = decode_longstr(buf, off)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -227,9 +229,11 @@ class ConnectionStartOk(Method):
     def _decode(cls, buf: Buffer, off: int) -> ConnectionStartOk:
         self = cls.__new__(cls)
         self.client_properties, off = decode_table(buf, off)
-        self.mechanism, off = decode_shortstr(buf, off)
+        self.mechanism, off = decode_checked_shortstr(buf, off)
         self.response, off = decode_longstr(buf, off)
-        self.locale, off = decode_shortstr(buf, off)
+        self.locale, off = decode_checked_shortstr(buf, off)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -262,6 +266,8 @@ class ConnectionSecure(Method):
     def _decode(cls, buf: Buffer, off: int) -> ConnectionSecure:
         self = cls.__new__(cls)
         self.challenge, off = decode_longstr(buf, off)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -294,6 +300,8 @@ class ConnectionSecureOk(Method):
     def _decode(cls, buf: Buffer, off: int) -> ConnectionSecureOk:
         self = cls.__new__(cls)
         self.response, off = decode_longstr(buf, off)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -335,6 +343,8 @@ class ConnectionTune(Method):
         off += 4
         (self.heartbeat,) = _H.unpack_from(buf, off)
         off += 2
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -376,6 +386,8 @@ class ConnectionTuneOk(Method):
         off += 4
         (self.heartbeat,) = _H.unpack_from(buf, off)
         off += 2
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -411,11 +423,13 @@ class ConnectionOpen(Method):
     @classmethod
     def _decode(cls, buf: Buffer, off: int) -> ConnectionOpen:
         self = cls.__new__(cls)
-        self.virtual_host, off = decode_shortstr(buf, off)
-        self.capabilities, off = decode_shortstr(buf, off)
+        self.virtual_host, off = decode_checked_shortstr(buf, off)
+        self.capabilities, off = decode_checked_shortstr(buf, off)
         bits = buf[off]
         off += 1
         self.insist = bool(bits & 1)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -447,7 +461,9 @@ class ConnectionOpenOk(Method):
     @classmethod
     def _decode(cls, buf: Buffer, off: int) -> ConnectionOpenOk:
         self = cls.__new__(cls)
-        self.known_hosts, off = decode_shortstr(buf, off)
+        self.known_hosts, off = decode_checked_shortstr(buf, off)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -487,11 +503,13 @@ class ConnectionClose(Method):
         self = cls.__new__(cls)
         (self.reply_code,) = _H.unpack_from(buf, off)
         off += 2
-        self.reply_text, off = decode_shortstr(buf, off)
+        self.reply_text, off = decode_checked_shortstr(buf, off)
         (self.class_id,) = _H.unpack_from(buf, off)
         off += 2
         (self.method_id,) = _H.unpack_from(buf, off)
         off += 2
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -522,6 +540,8 @@ class ConnectionCloseOk(Method):
     @classmethod
     def _decode(cls, buf: Buffer, off: int) -> ConnectionCloseOk:
         self = cls.__new__(cls)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -553,7 +573,9 @@ class ConnectionBlocked(Method):
     @classmethod
     def _decode(cls, buf: Buffer, off: int) -> ConnectionBlocked:
         self = cls.__new__(cls)
-        self.reason, off = decode_shortstr(buf, off)
+        self.reason, off = decode_checked_shortstr(buf, off)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -584,6 +606,8 @@ class ConnectionUnblocked(Method):
     @classmethod
     def _decode(cls, buf: Buffer, off: int) -> ConnectionUnblocked:
         self = cls.__new__(cls)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -618,7 +642,9 @@ class ConnectionUpdateSecret(Method):
     def _decode(cls, buf: Buffer, off: int) -> ConnectionUpdateSecret:
         self = cls.__new__(cls)
         self.new_secret, off = decode_longstr(buf, off)
-        self.reason, off = decode_shortstr(buf, off)
+        self.reason, off = decode_checked_shortstr(buf, off)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -649,6 +675,8 @@ class ConnectionUpdateSecretOk(Method):
     @classmethod
     def _decode(cls, buf: Buffer, off: int) -> ConnectionUpdateSecretOk:
         self = cls.__new__(cls)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -680,7 +708,9 @@ class ChannelOpen(Method):
     @classmethod
     def _decode(cls, buf: Buffer, off: int) -> ChannelOpen:
         self = cls.__new__(cls)
-        self.out_of_band, off = decode_shortstr(buf, off)
+        self.out_of_band, off = decode_checked_shortstr(buf, off)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -713,6 +743,8 @@ class ChannelOpenOk(Method):
     def _decode(cls, buf: Buffer, off: int) -> ChannelOpenOk:
         self = cls.__new__(cls)
         self.channel_id, off = decode_longstr(buf, off)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -747,6 +779,8 @@ class ChannelFlow(Method):
         bits = buf[off]
         off += 1
         self.active = bool(bits & 1)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -781,6 +815,8 @@ class ChannelFlowOk(Method):
         bits = buf[off]
         off += 1
         self.active = bool(bits & 1)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -820,11 +856,13 @@ class ChannelClose(Method):
         self = cls.__new__(cls)
         (self.reply_code,) = _H.unpack_from(buf, off)
         off += 2
-        self.reply_text, off = decode_shortstr(buf, off)
+        self.reply_text, off = decode_checked_shortstr(buf, off)
         (self.class_id,) = _H.unpack_from(buf, off)
         off += 2
         (self.method_id,) = _H.unpack_from(buf, off)
         off += 2
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -855,6 +893,8 @@ class ChannelCloseOk(Method):
     @classmethod
     def _decode(cls, buf: Buffer, off: int) -> ChannelCloseOk:
         self = cls.__new__(cls)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -892,7 +932,7 @@ class AccessRequest(Method):
     @classmethod
     def _decode(cls, buf: Buffer, off: int) -> AccessRequest:
         self = cls.__new__(cls)
-        self.realm, off = decode_shortstr(buf, off)
+        self.realm, off = decode_checked_shortstr(buf, off)
         bits = buf[off]
         off += 1
         self.exclusive = bool(bits & 1)
@@ -900,6 +940,8 @@ class AccessRequest(Method):
         self.active = bool(bits & 4)
         self.write = bool(bits & 8)
         self.read = bool(bits & 16)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -933,6 +975,8 @@ class AccessRequestOk(Method):
         self = cls.__new__(cls)
         (self.ticket,) = _H.unpack_from(buf, off)
         off += 2
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -978,8 +1022,8 @@ class ExchangeDeclare(Method):
         self = cls.__new__(cls)
         (self.ticket,) = _H.unpack_from(buf, off)
         off += 2
-        self.exchange, off = decode_shortstr(buf, off)
-        self.type, off = decode_shortstr(buf, off)
+        self.exchange, off = decode_checked_shortstr(buf, off)
+        self.type, off = decode_checked_shortstr(buf, off)
         bits = buf[off]
         off += 1
         self.passive = bool(bits & 1)
@@ -988,6 +1032,8 @@ class ExchangeDeclare(Method):
         self.internal = bool(bits & 8)
         self.nowait = bool(bits & 16)
         self.arguments, off = decode_table(buf, off)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -1018,6 +1064,8 @@ class ExchangeDeclareOk(Method):
     @classmethod
     def _decode(cls, buf: Buffer, off: int) -> ExchangeDeclareOk:
         self = cls.__new__(cls)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -1056,11 +1104,13 @@ class ExchangeDelete(Method):
         self = cls.__new__(cls)
         (self.ticket,) = _H.unpack_from(buf, off)
         off += 2
-        self.exchange, off = decode_shortstr(buf, off)
+        self.exchange, off = decode_checked_shortstr(buf, off)
         bits = buf[off]
         off += 1
         self.if_unused = bool(bits & 1)
         self.nowait = bool(bits & 2)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -1091,6 +1141,8 @@ class ExchangeDeleteOk(Method):
     @classmethod
     def _decode(cls, buf: Buffer, off: int) -> ExchangeDeleteOk:
         self = cls.__new__(cls)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -1134,13 +1186,15 @@ class ExchangeBind(Method):
         self = cls.__new__(cls)
         (self.ticket,) = _H.unpack_from(buf, off)
         off += 2
-        self.destination, off = decode_shortstr(buf, off)
-        self.source, off = decode_shortstr(buf, off)
-        self.routing_key, off = decode_shortstr(buf, off)
+        self.destination, off = decode_checked_shortstr(buf, off)
+        self.source, off = decode_checked_shortstr(buf, off)
+        self.routing_key, off = decode_checked_shortstr(buf, off)
         bits = buf[off]
         off += 1
         self.nowait = bool(bits & 1)
         self.arguments, off = decode_table(buf, off)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -1171,6 +1225,8 @@ class ExchangeBindOk(Method):
     @classmethod
     def _decode(cls, buf: Buffer, off: int) -> ExchangeBindOk:
         self = cls.__new__(cls)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -1214,13 +1270,15 @@ class ExchangeUnbind(Method):
         self = cls.__new__(cls)
         (self.ticket,) = _H.unpack_from(buf, off)
         off += 2
-        self.destination, off = decode_shortstr(buf, off)
-        self.source, off = decode_shortstr(buf, off)
-        self.routing_key, off = decode_shortstr(buf, off)
+        self.destination, off = decode_checked_shortstr(buf, off)
+        self.source, off = decode_checked_shortstr(buf, off)
+        self.routing_key, off = decode_checked_shortstr(buf, off)
         bits = buf[off]
         off += 1
         self.nowait = bool(bits & 1)
         self.arguments, off = decode_table(buf, off)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -1251,6 +1309,8 @@ class ExchangeUnbindOk(Method):
     @classmethod
     def _decode(cls, buf: Buffer, off: int) -> ExchangeUnbindOk:
         self = cls.__new__(cls)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -1294,7 +1354,7 @@ class QueueDeclare(Method):
         self = cls.__new__(cls)
         (self.ticket,) = _H.unpack_from(buf, off)
         off += 2
-        self.queue, off = decode_shortstr(buf, off)
+        self.queue, off = decode_checked_shortstr(buf, off)
         bits = buf[off]
         off += 1
         self.passive = bool(bits & 1)
@@ -1303,6 +1363,8 @@ class QueueDeclare(Method):
         self.auto_delete = bool(bits & 8)
         self.nowait = bool(bits & 16)
         self.arguments, off = decode_table(buf, off)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -1338,11 +1400,13 @@ class QueueDeclareOk(Method):
     @classmethod
     def _decode(cls, buf: Buffer, off: int) -> QueueDeclareOk:
         self = cls.__new__(cls)
-        self.queue, off = decode_shortstr(buf, off)
+        self.queue, off = decode_checked_shortstr(buf, off)
         (self.message_count,) = _I.unpack_from(buf, off)
         off += 4
         (self.consumer_count,) = _I.unpack_from(buf, off)
         off += 4
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -1386,13 +1450,15 @@ class QueueBind(Method):
         self = cls.__new__(cls)
         (self.ticket,) = _H.unpack_from(buf, off)
         off += 2
-        self.queue, off = decode_shortstr(buf, off)
-        self.exchange, off = decode_shortstr(buf, off)
-        self.routing_key, off = decode_shortstr(buf, off)
+        self.queue, off = decode_checked_shortstr(buf, off)
+        self.exchange, off = decode_checked_shortstr(buf, off)
+        self.routing_key, off = decode_checked_shortstr(buf, off)
         bits = buf[off]
         off += 1
         self.nowait = bool(bits & 1)
         self.arguments, off = decode_table(buf, off)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -1423,6 +1489,8 @@ class QueueBindOk(Method):
     @classmethod
     def _decode(cls, buf: Buffer, off: int) -> QueueBindOk:
         self = cls.__new__(cls)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -1460,10 +1528,12 @@ class QueuePurge(Method):
         self = cls.__new__(cls)
         (self.ticket,) = _H.unpack_from(buf, off)
         off += 2
-        self.queue, off = decode_shortstr(buf, off)
+        self.queue, off = decode_checked_shortstr(buf, off)
         bits = buf[off]
         off += 1
         self.nowait = bool(bits & 1)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -1497,6 +1567,8 @@ class QueuePurgeOk(Method):
         self = cls.__new__(cls)
         (self.message_count,) = _I.unpack_from(buf, off)
         off += 4
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -1536,12 +1608,14 @@ class QueueDelete(Method):
         self = cls.__new__(cls)
         (self.ticket,) = _H.unpack_from(buf, off)
         off += 2
-        self.queue, off = decode_shortstr(buf, off)
+        self.queue, off = decode_checked_shortstr(buf, off)
         bits = buf[off]
         off += 1
         self.if_unused = bool(bits & 1)
         self.if_empty = bool(bits & 2)
         self.nowait = bool(bits & 4)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -1575,6 +1649,8 @@ class QueueDeleteOk(Method):
         self = cls.__new__(cls)
         (self.message_count,) = _I.unpack_from(buf, off)
         off += 4
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -1616,10 +1692,12 @@ class QueueUnbind(Method):
         self = cls.__new__(cls)
         (self.ticket,) = _H.unpack_from(buf, off)
         off += 2
-        self.queue, off = decode_shortstr(buf, off)
-        self.exchange, off = decode_shortstr(buf, off)
-        self.routing_key, off = decode_shortstr(buf, off)
+        self.queue, off = decode_checked_shortstr(buf, off)
+        self.exchange, off = decode_checked_shortstr(buf, off)
+        self.routing_key, off = decode_checked_shortstr(buf, off)
         self.arguments, off = decode_table(buf, off)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -1650,6 +1728,8 @@ class QueueUnbindOk(Method):
     @classmethod
     def _decode(cls, buf: Buffer, off: int) -> QueueUnbindOk:
         self = cls.__new__(cls)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -1692,6 +1772,8 @@ class BasicQos(Method):
         bits = buf[off]
         off += 1
         self.global_ = bool(bits & 1)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -1722,6 +1804,8 @@ class BasicQosOk(Method):
     @classmethod
     def _decode(cls, buf: Buffer, off: int) -> BasicQosOk:
         self = cls.__new__(cls)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -1766,8 +1850,8 @@ class BasicConsume(Method):
         self = cls.__new__(cls)
         (self.ticket,) = _H.unpack_from(buf, off)
         off += 2
-        self.queue, off = decode_shortstr(buf, off)
-        self.consumer_tag, off = decode_shortstr(buf, off)
+        self.queue, off = decode_checked_shortstr(buf, off)
+        self.consumer_tag, off = decode_checked_shortstr(buf, off)
         bits = buf[off]
         off += 1
         self.no_local = bool(bits & 1)
@@ -1775,6 +1859,8 @@ class BasicConsume(Method):
         self.exclusive = bool(bits & 4)
         self.nowait = bool(bits & 8)
         self.arguments, off = decode_table(buf, off)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -1806,7 +1892,9 @@ class BasicConsumeOk(Method):
     @classmethod
     def _decode(cls, buf: Buffer, off: int) -> BasicConsumeOk:
         self = cls.__new__(cls)
-        self.consumer_tag, off = decode_shortstr(buf, off)
+        self.consumer_tag, off = decode_checked_shortstr(buf, off)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -1840,10 +1928,12 @@ class BasicCancel(Method):
     @classmethod
     def _decode(cls, buf: Buffer, off: int) -> BasicCancel:
         self = cls.__new__(cls)
-        self.consumer_tag, off = decode_shortstr(buf, off)
+        self.consumer_tag, off = decode_checked_shortstr(buf, off)
         bits = buf[off]
         off += 1
         self.nowait = bool(bits & 1)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -1875,7 +1965,9 @@ class BasicCancelOk(Method):
     @classmethod
     def _decode(cls, buf: Buffer, off: int) -> BasicCancelOk:
         self = cls.__new__(cls)
-        self.consumer_tag, off = decode_shortstr(buf, off)
+        self.consumer_tag, off = decode_checked_shortstr(buf, off)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -1922,6 +2014,8 @@ class BasicPublish(Method):
         off += 1
         self.mandatory = bool(bits & 1)
         self.immediate = bool(bits & 2)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -1964,6 +2058,8 @@ class BasicReturn(Method):
         self.reply_text, off = decode_shortstr(buf, off)
         self.exchange, off = decode_shortstr(buf, off)
         self.routing_key, off = decode_shortstr(buf, off)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -2011,6 +2107,8 @@ class BasicDeliver(Method):
         self.redelivered = bool(bits & 1)
         self.exchange, off = decode_shortstr(buf, off)
         self.routing_key, off = decode_shortstr(buf, off)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -2048,10 +2146,12 @@ class BasicGet(Method):
         self = cls.__new__(cls)
         (self.ticket,) = _H.unpack_from(buf, off)
         off += 2
-        self.queue, off = decode_shortstr(buf, off)
+        self.queue, off = decode_checked_shortstr(buf, off)
         bits = buf[off]
         off += 1
         self.no_ack = bool(bits & 1)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -2100,6 +2200,8 @@ class BasicGetOk(Method):
         self.routing_key, off = decode_shortstr(buf, off)
         (self.message_count,) = _I.unpack_from(buf, off)
         off += 4
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -2131,7 +2233,9 @@ class BasicGetEmpty(Method):
     @classmethod
     def _decode(cls, buf: Buffer, off: int) -> BasicGetEmpty:
         self = cls.__new__(cls)
-        self.cluster_id, off = decode_shortstr(buf, off)
+        self.cluster_id, off = decode_checked_shortstr(buf, off)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -2170,6 +2274,8 @@ class BasicAck(Method):
         bits = buf[off]
         off += 1
         self.multiple = bool(bits & 1)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -2208,6 +2314,8 @@ class BasicReject(Method):
         bits = buf[off]
         off += 1
         self.requeue = bool(bits & 1)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -2242,6 +2350,8 @@ class BasicRecoverAsync(Method):
         bits = buf[off]
         off += 1
         self.requeue = bool(bits & 1)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -2276,6 +2386,8 @@ class BasicRecover(Method):
         bits = buf[off]
         off += 1
         self.requeue = bool(bits & 1)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -2306,6 +2418,8 @@ class BasicRecoverOk(Method):
     @classmethod
     def _decode(cls, buf: Buffer, off: int) -> BasicRecoverOk:
         self = cls.__new__(cls)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -2346,6 +2460,8 @@ class BasicNack(Method):
         off += 1
         self.multiple = bool(bits & 1)
         self.requeue = bool(bits & 2)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -2376,6 +2492,8 @@ class TxSelect(Method):
     @classmethod
     def _decode(cls, buf: Buffer, off: int) -> TxSelect:
         self = cls.__new__(cls)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -2406,6 +2524,8 @@ class TxSelectOk(Method):
     @classmethod
     def _decode(cls, buf: Buffer, off: int) -> TxSelectOk:
         self = cls.__new__(cls)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -2436,6 +2556,8 @@ class TxCommit(Method):
     @classmethod
     def _decode(cls, buf: Buffer, off: int) -> TxCommit:
         self = cls.__new__(cls)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -2466,6 +2588,8 @@ class TxCommitOk(Method):
     @classmethod
     def _decode(cls, buf: Buffer, off: int) -> TxCommitOk:
         self = cls.__new__(cls)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -2496,6 +2620,8 @@ class TxRollback(Method):
     @classmethod
     def _decode(cls, buf: Buffer, off: int) -> TxRollback:
         self = cls.__new__(cls)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -2526,6 +2652,8 @@ class TxRollbackOk(Method):
     @classmethod
     def _decode(cls, buf: Buffer, off: int) -> TxRollbackOk:
         self = cls.__new__(cls)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -2560,6 +2688,8 @@ class ConfirmSelect(Method):
         bits = buf[off]
         off += 1
         self.nowait = bool(bits & 1)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -2590,6 +2720,8 @@ class ConfirmSelectOk(Method):
     @classmethod
     def _decode(cls, buf: Buffer, off: int) -> ConfirmSelectOk:
         self = cls.__new__(cls)
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the arguments')
         return self
 
 
@@ -2805,6 +2937,8 @@ class Properties:
             self.cluster_id, off = decode_shortstr(buf, off)
         else:
             self.cluster_id = None
+        if off != len(buf):
+            raise FrameError(f'{len(buf) - off} bytes after the properties')
         return self
 
     def __eq__(self, other: object) -> bool:

@@ -32,7 +32,6 @@ from leveret.broker.vhost import (
 from leveret.errors import (
     AccessRefused,
     AMQPError,
-    InternalError,
     NotAllowed,
     NotImplemented_,
     PreconditionFailed,
@@ -145,12 +144,7 @@ class Channel:
         grants = conn.cached_grants or conn.grants  # the property only when recompiling
         exchange = self.vhost.authorize_publish(grants, method.exchange, method.routing_key)
         msg = Message(method.exchange, method.routing_key, properties_raw, body)
-        try:
-            msg.validate()
-        except Exception:
-            # RabbitMQ's channel crashes on a content header it cannot parse, and the
-            # connection goes with a bare INTERNAL_ERROR.
-            raise InternalError("", 0, 0) from None
+        msg.validate()
         if msg.flags & (FLAG_EXPIRATION | FLAG_USER_ID | FLAG_REPLY_TO):
             check_properties(msg, grants)
             if msg.properties.reply_to == REPLY_TO:

@@ -24,10 +24,6 @@ def channel_flow(conn: ChannelConnection, ch: Channel, m: spec.ChannelFlow) -> N
     conn.send(ch.number, spec.ChannelFlowOk(active=m.active))
 
 
-def channel_flow_ok(conn: ChannelConnection, ch: Channel, m: spec.ChannelFlowOk) -> None:
-    """leveret never sends channel.flow, so there is nothing to confirm."""
-
-
 def exchange_declare(conn: ChannelConnection, ch: Channel, m: spec.ExchangeDeclare) -> None:
     ch.vhost.declare_exchange(m.exchange, m.type, m.passive, m.durable, m.auto_delete,
                               m.internal, m.arguments, conn.grants)
@@ -162,7 +158,6 @@ def access_request(conn: ChannelConnection, ch: Channel, m: spec.AccessRequest) 
 
 HANDLERS: dict[int, Handler] = {
     spec.ChannelFlow.INDEX: channel_flow,
-    spec.ChannelFlowOk.INDEX: channel_flow_ok,
     spec.AccessRequest.INDEX: access_request,
     spec.ExchangeDeclare.INDEX: exchange_declare,
     spec.ExchangeDelete.INDEX: exchange_delete,

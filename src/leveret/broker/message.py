@@ -11,6 +11,7 @@ from typing import Any
 
 from leveret.amqp.frames import route_bytes
 from leveret.amqp.spec import Properties
+from leveret.errors import InternalError, PreconditionFailed
 
 # Property flag bits of the content header (see Properties in amqp/spec.py).
 FLAG_HEADERS = 0x2000
@@ -19,9 +20,6 @@ FLAG_PRIORITY = 0x0800
 FLAG_REPLY_TO = 0x0200
 FLAG_EXPIRATION = 0x0100
 FLAG_USER_ID = 0x0010
-# No properties, or only delivery-mode and/or content-type: nothing that can be malformed
-# beyond what the content header's length already bounds.
-_TRIVIAL_FLAGS = frozenset((0x0000, 0x1000))
 
 
 def parse_expiration(text: str) -> int:
@@ -142,10 +140,28 @@ class Message:
         return Message(self.exchange, self.routing_key, props.encode(), self.body)
 
     def validate(self) -> None:
-        """Decode the properties now unless they are trivially well-formed, so a malformed
-        content header fails its publisher, not whoever reads the message later."""
-        if self.flags not in _TRIVIAL_FLAGS:
-            _ = self.properties
+        """Check a published property list as RabbitMQ does, so that a malformed one fails
+        its publisher and every message the broker keeps is one any client can decode:
+        bytes the flags do not describe exactly (missing, left over, a flag 0-9-1 does not
+        have) are 541 INTERNAL_ERROR, a delivery mode other than 1 or 2 is 406. The two
+        commonest lists, none and delivery-mode alone, are checked by their length; the
+        others are decoded (once: the result is kept)."""
+        raw = self.properties_raw
+        flags = self.flags
+        if flags == 0 and len(raw) == 2:
+            return
+        if flags == FLAG_DELIVERY_MODE and len(raw) == 3:
+            mode: int | None = raw[2]
+        else:
+            try:
+                mode = self.properties.delivery_mode
+            except Exception:  # FrameError and whatever else a hostile list provokes
+                # RabbitMQ's channel crashes on it, taking the connection with a bare 541.
+                raise InternalError("", 0, 0) from None
+            if mode is None:
+                return
+        if mode != 2 and mode != 1:
+            raise PreconditionFailed(f"invalid message: {{delivery_mode_unknown,{mode}}}")
 
     @property
     def headers(self) -> dict[str, Any]:
