@@ -291,7 +291,7 @@ class ServerConnection:
         if self.client_capability("authentication_failure_close"):
             refused = AccessRefusedHard(f"Login was refused using authentication mechanism "
                                         f"{mechanism}. For details see the broker logfile.")
-            self.close(refused.reply_code, refused.reply_text, 10, 11)
+            self.close(refused.reply_code, refused.reply_text)  # no ids, as RabbitMQ
         else:
             self._close_transport()
 
