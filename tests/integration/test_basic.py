@@ -288,6 +288,26 @@ def test_server_cancel_raw(raw, connect, names):
     r.rpc(C.Queue.Declare(queue="", exclusive=True), C.Queue.DeclareOk, 1)
 
 
+def test_server_cancel_comes_after_the_delete_ok(raw, names):
+    """queue.delete on the channel that consumes from the queue: RabbitMQ answers delete-ok
+    first and cancels the consumer after it (a consumer on another channel may hear its
+    cancel before or after: a race in RabbitMQ). py-amqp, waiting for the delete-ok, raises
+    ConsumerCancelled on a cancel that comes first for a consumer without an on_cancel
+    callback (kombu's test_ack_from_another_thread)."""
+    q = names.queue()
+    r = raw()
+    r.open_channel(1)
+    r.open_channel(2)
+    r.rpc(C.Queue.Declare(queue=q), C.Queue.DeclareOk, 1)
+    r.rpc(C.Basic.Consume(queue=q, consumer_tag="here"), C.Basic.ConsumeOk, 1)
+    r.rpc(C.Basic.Consume(queue=q, consumer_tag="there"), C.Basic.ConsumeOk, 2)
+    r.send(C.Queue.Delete(queue=q), 1)
+    frames = [r.recv_frame() for _ in range(3)]
+    assert [type(f) for ch, f in frames if ch == 1] == [C.Queue.DeleteOk, C.Basic.Cancel]
+    assert sorted((ch, f.consumer_tag) for ch, f in frames if isinstance(f, C.Basic.Cancel)) \
+        == [(1, "here"), (2, "there")]
+
+
 def test_server_cancel_when_exclusive_queue_owner_deletes(conn):
     ch = conn.channel()
     q = declare_temp_queue(ch)

@@ -92,9 +92,11 @@ def test_fanout_broadcast(kombu_conn, names):
 
 
 def test_a_cancelled_consumer_is_not_cancelled_again_by_the_queue_delete(kombu_conn, names):
-    """Issue 11's sequence: prefetch 1, acks from a timer thread, the consumer cancelled on
-    leaving its ``with``, the queue deleted right after. The broker owes no basic.cancel for
-    a consumer the client cancelled (py-amqp raises ConsumerCancelled on one)."""
+    """Issue 11 as first read: prefetch 1, acks from a timer thread, the consumer cancelled
+    on leaving its ``with``, the queue deleted right after. The broker owes no basic.cancel
+    for a consumer the client cancelled (py-amqp raises ConsumerCancelled on one). (The
+    sequence kombu's suite really ran deletes the queue inside the ``with``: see
+    test_queue_deleted_under_its_consumer_answers_before_cancelling.)"""
     queue = kombu.Queue(names.queue(), routing_key=names.queue(), durable=False)
     timers: list[threading.Timer] = []
 
@@ -116,3 +118,40 @@ def test_a_cancelled_consumer_is_not_cancelled_again_by_the_queue_delete(kombu_c
             kombu_conn.drain_events(timeout=0.3)
     for timer in timers:
         timer.join()
+
+
+def test_queue_deleted_under_its_consumer_answers_before_cancelling(kombu_conn, names):
+    """kombu's own t/integration test_ack_from_another_thread (issue 11): acks from a timer
+    thread through the event loop's hub, then the queue deleted *inside* ``with consumer``.
+    py-amqp's queue_delete waits for the delete-ok; the broker's basic.cancel for the
+    consumer (kombu registers no on_cancel) must come after it, as from RabbitMQ, or
+    py-amqp raises ConsumerCancelled out of queue_delete."""
+    from kombu.asynchronous import Hub
+
+    name = names.queue()
+    queue = kombu.Queue(name, routing_key=name, durable=False)
+    acked: list[int] = []
+    hub = Hub()
+
+    def ack(message):
+        message.ack()
+        acked.append(message.payload)
+
+    def on_message(_body, message):
+        threading.Timer(0.01, hub.call_soon, (ack, message)).start()
+
+    with kombu_conn.channel() as ch:
+        producer = kombu.Producer(ch)
+        for body in range(2):
+            producer.publish(body, routing_key=name, declare=[queue], retry=False)
+    consumer = kombu.Consumer(kombu_conn, [queue], callbacks=[on_message], prefetch_count=1)
+    with consumer:
+        try:
+            kombu_conn.register_with_event_loop(hub)
+            deadline = time.monotonic() + 5
+            while len(acked) < 2 and time.monotonic() < deadline:
+                hub.run_once()
+            assert acked == [0, 1]
+        finally:
+            hub.close()
+            queue(consumer.channel).delete()  # raised ConsumerCancelled

@@ -273,9 +273,15 @@ class Channel:
         """The queue went away: tell the client, if it understands basic.cancel."""
         if self.consumers.pop(consumer.tag, None) is None:
             return
+        later = self.vhost.after_reply
+        if later is not None:
+            later.append(lambda: self._notify_cancel(consumer.tag))
+        else:
+            self._notify_cancel(consumer.tag)
+
+    def _notify_cancel(self, tag: str) -> None:
         if self.connection.client_capability("consumer_cancel_notify") and not self.closing:
-            self.connection.send(self.number, spec.BasicCancel(consumer_tag=consumer.tag,
-                                                               nowait=True))
+            self.connection.send(self.number, spec.BasicCancel(consumer_tag=tag, nowait=True))
 
     def get(self, m: spec.BasicGet) -> None:
         conn = self.connection

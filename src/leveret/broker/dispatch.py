@@ -86,10 +86,22 @@ def queue_purge(conn: ChannelConnection, ch: Channel, m: spec.QueuePurge) -> Non
 
 
 def queue_delete(conn: ChannelConnection, ch: Channel, m: spec.QueueDelete) -> None:
-    count = ch.vhost.delete_queue(m.queue or ch.last_queue, m.if_unused, m.if_empty, conn,
-                                  conn.grants)
-    if not m.nowait:
-        conn.send(ch.number, spec.QueueDeleteOk(message_count=count))
+    # The queue's consumers hear basic.cancel after the delete-ok, as from RabbitMQ (its
+    # channels learn of the queue's end only once the queue has answered): py-amqp, waiting
+    # for the delete-ok, raises ConsumerCancelled on a cancel that comes first for a
+    # consumer of that connection without an on_cancel callback (kombu's, for one).
+    vhost = ch.vhost
+    later: list[Callable[[], None]] = []
+    vhost.after_reply = later
+    try:
+        count = vhost.delete_queue(m.queue or ch.last_queue, m.if_unused, m.if_empty, conn,
+                                   conn.grants)
+        if not m.nowait:
+            conn.send(ch.number, spec.QueueDeleteOk(message_count=count))
+    finally:
+        vhost.after_reply = None
+        for notice in later:
+            notice()
 
 
 def basic_qos(conn: ChannelConnection, ch: Channel, m: spec.BasicQos) -> None:

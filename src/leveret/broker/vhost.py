@@ -144,6 +144,9 @@ class VirtualHost:
         self.channels: set[CountingChannel] = set()
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
+        # While a queue.delete is being answered: the basic.cancel notices it causes, sent
+        # once its delete-ok is (RabbitMQ's order; see dispatch.queue_delete).
+        self.after_reply: list[Callable[[], None]] | None = None
         default = TYPES["direct"]("", durable=True)
         self.exchanges[""] = default
         for ex_name, ex_type in DEFAULT_EXCHANGES.items():
