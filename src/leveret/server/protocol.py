@@ -43,6 +43,10 @@ WRITE_LOW_WATER = 1 << 18
 # 256 KiB a socket read can bring (bench/fairness.py: 16 KiB gave a quiet client 3 ms
 # beside a flood, 64 KiB 10 ms, unsliced 53 ms; the flood's own rate did not change).
 INPUT_SLICE = 16 << 10
+# After a framing error nothing the client sends can be parsed: it is read and dropped, so a
+# client that hangs up is seen at once, but past this much we stop reading altogether and
+# the close timeout ends the connection (a client that keeps writing gets nothing more).
+DROP_AFTER_ERROR = 1 << 20
 
 
 class ConnectionListener(Protocol):
@@ -76,6 +80,7 @@ class AMQPProtocol(asyncio.Protocol):
         self._close_timer = False
         self._pending = b""  # input read but not yet handled: waits for its turn
         self._slice_scheduled = False
+        self._dropped = 0  # bytes read and dropped after a framing error
         self._unsent = 0  # our write buffer at the last heartbeat tick: does the client read?
         self.name = "?"  # "client:port -> server:port", as RabbitMQ names connections
         self.tls = False
@@ -105,6 +110,12 @@ class AMQPProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_recv = self.loop.time()
+        conn = self.conn
+        if conn is not None and conn.input_closed:  # dropped; see DROP_AFTER_ERROR
+            self._dropped += len(data)
+            if self._dropped > DROP_AFTER_ERROR:
+                self._update_reading()
+            return
         if self._pending:  # (a TLS transport may still hand over bytes after pausing)
             self._pending += data
             return
@@ -135,7 +146,6 @@ class AMQPProtocol(asyncio.Protocol):
         conn.receive_data(data)
         if conn.input_closed:  # a framing error: nothing after it can be parsed
             self._pending = b""
-            self._update_reading()
         committer = self.listener.committer
         if committer is not None:
             committer.poke()
@@ -216,7 +226,7 @@ class AMQPProtocol(asyncio.Protocol):
         """Something stops us handling this client's input: its own unread output, an
         alarm, a congested queue, or a framing error (for good)."""
         return (self._paused_by_client or self.paused_by_broker or self.paused_by_flow
-                or (self.conn is not None and self.conn.input_closed))
+                or self._dropped > DROP_AFTER_ERROR)
 
     def _update_reading(self) -> None:
         t = self.transport
