@@ -75,6 +75,7 @@ class BrokerThread:
         self._started.set()
         self.loop.run_forever()
         self.loop.run_until_complete(self.broker.stop())
+        self.loop.run_until_complete(_cancel_leftovers())
         self.loop.close()
 
     def start(self) -> BrokerThread:
@@ -110,3 +111,14 @@ class BrokerThread:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+async def _cancel_leftovers() -> None:
+    """Cancel and await what is still running once the broker stopped (as asyncio.run does):
+    e.g. an HTTP connection aiohttp keeps reading to drain a refused body. Closing the loop
+    under them would destroy them pending, and that is logged at ERROR later, wherever the
+    garbage collector happens to run."""
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
