@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 
 import aiormq
@@ -372,6 +373,27 @@ def test_client_initiated_close_raw(raw):
     r.open_channel(1)
     r.send(C.Connection.Close(200, "Goodbye", 0, 0))
     r.expect(C.Connection.CloseOk, channel=0)
+
+
+def test_client_initiated_close_waits_for_the_client_to_hang_up(raw):
+    """A client may still be writing after its connection.close (amqplib writes the close
+    ahead of the publishes it buffers, and keeps writing until it reads close-ok). The
+    server answers close-ok and drops those frames, but leaves hanging up to the client:
+    closing first, with input still arriving, makes the kernel reset the connection, and
+    the reset loses the close-ok (issue 11: amqplib then got ECONNRESET and left its
+    heartbeat timers running, so its program never exited)."""
+    r = raw()
+    r.open_channel(1)
+    r.send(C.Connection.Close(200, "Goodbye", 0, 0))
+    time.sleep(0.2)  # the server has handled the close before the rest arrives
+    for _ in range(200):
+        r.publish(1, b"sent before close-ok was read", routing_key="it.nowhere")
+    r.expect(C.Connection.CloseOk, channel=0)
+    r.sock.settimeout(0.5)
+    with pytest.raises(TimeoutError):  # the server waits for us (RabbitMQ: up to 30 s)
+        r.sock.recv(1)
+    r.sock.shutdown(socket.SHUT_WR)
+    assert r.read_until_closed(timeout=2) == b""
 
 
 def test_client_initiated_close_pika(connect):

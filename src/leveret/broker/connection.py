@@ -105,8 +105,12 @@ class ServerConnection:
         self.peer_cert_cn: str | None = None
         self.close_reason = ""  # why the connection ended, for the server's log
         # Set after a framing error: the byte stream is out of step, so nothing more can be
-        # parsed (not even close-ok). The server stops reading; the close timeout ends it.
+        # parsed (not even close-ok). The server drops what follows (and stops reading if
+        # it goes on); the close timeout ends it.
         self.input_closed = False
+        # Set when the client closed and we answered close-ok: it hangs up once it reads it
+        # (close-ok tells "the recipient that it is safe to ... close the socket").
+        self.closed_by_client = False
         self._refusal: Timer | None = None  # a refused login's answer, due after a delay
 
     @property
@@ -247,6 +251,7 @@ class ServerConnection:
     def connection_closed(self, method: spec.ConnectionClose | None) -> None:
         if method is not None:
             self.close_reason = f"closed by client: {method.reply_code} {method.reply_text}"
+            self.closed_by_client = True
         self.release()
         self.on_close()
 

@@ -78,6 +78,7 @@ class AMQPProtocol(asyncio.Protocol):
         self._heartbeat_started = False
         self._heartbeat_timer: asyncio.TimerHandle | None = None
         self._close_timer = False
+        self._draining = False  # closed by the client: its input is dropped until it hangs up
         self._pending = b""  # input read but not yet handled: waits for its turn
         self._slice_scheduled = False
         self._dropped = 0  # bytes read and dropped after a framing error
@@ -110,6 +111,8 @@ class AMQPProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_recv = self.loop.time()
+        if self._draining:
+            return
         conn = self.conn
         if conn is not None and conn.input_closed:  # dropped; see DROP_AFTER_ERROR
             self._dropped += len(data)
@@ -224,7 +227,10 @@ class AMQPProtocol(asyncio.Protocol):
 
     def _held(self) -> bool:
         """Something stops us handling this client's input: its own unread output, an
-        alarm, a congested queue, or a framing error (for good)."""
+        alarm, a congested queue, or more input after a framing error than we drop. Nothing
+        holds input that is only dropped while the client hangs up."""
+        if self._draining:
+            return False
         return (self._paused_by_client or self.paused_by_broker or self.paused_by_flow
                 or self._dropped > DROP_AFTER_ERROR)
 
@@ -254,7 +260,10 @@ class AMQPProtocol(asyncio.Protocol):
             t.write(data)  # may call pause_writing() before it returns
             self.last_send = self.loop.time()
         conn.output_flushed()
-        if self._closing:
+        if self._closing and conn.closed_by_client:
+            if not self._draining:
+                self._drain_until_hangup()
+        elif self._closing:
             t.close()  # once what is buffered is written: a client that reads no more
             self._timers.append(self.loop.call_later(CLOSE_OK_TIMEOUT, self._abort))
         elif conn.state == CLOSING and not self._close_timer:
@@ -264,6 +273,25 @@ class AMQPProtocol(asyncio.Protocol):
     def _close_after_flush(self) -> None:
         self._closing = True
         self._schedule_flush()
+
+    def _drain_until_hangup(self) -> None:
+        """The client closed and close-ok is on its way: let it hang up first, as RabbitMQ
+        does, reading and dropping what it still sends. Closing now would reset the
+        connection when frames it wrote before reading close-ok are still arriving (the
+        kernel answers close() with unread input by RST): amqplib, for one, writes
+        connection.close ahead of the publishes it still buffers, then gets ECONNRESET
+        instead of close-ok. Its EOF closes the transport (eof_received); a client that
+        does not hang up is closed after the timeout."""
+        self._draining = True
+        self._pending = b""
+        self._update_reading()
+        self._timers.append(self.loop.call_later(CLOSE_OK_TIMEOUT, self._hang_up))
+
+    def _hang_up(self) -> None:
+        t = self.transport
+        if t is not None and not t.is_closing():
+            t.close()
+            self._timers.append(self.loop.call_later(CLOSE_OK_TIMEOUT, self._abort))
 
     def _abort(self) -> None:
         """Hang up now, dropping unsent output: close() would wait for a client that may
