@@ -13,6 +13,7 @@ import pytest
 from served import kill, serve
 
 import leveret
+from leveret.amqp import frames, spec
 
 
 async def _get_all(ch: aio_pika.abc.AbstractChannel, name: str) -> list[aio_pika.IncomingMessage]:
@@ -317,3 +318,38 @@ async def test_deduplication_windows_survive_a_restart(tmp_path) -> None:
             bodies.append(m.body)
         assert bodies == [b"first", b"via exchange", b"new"]
         await conn.close()
+
+
+async def test_a_routing_key_that_is_not_utf8_is_stored_and_recovered_as_sent(tmp_path) -> None:
+    """basic.publish's routing key may be any bytes (as in RabbitMQ); a persistent message
+    with one is written to the log and read back byte for byte (found by the fuzzer: it was
+    an internal error)."""
+    key = b"odd.\xff\xfe"
+    text_key = key.decode("utf-8", "surrogateescape")
+    session = frames.PROTOCOL_HEADER + b"".join(frames.encode_method(ch, m) for ch, m in (
+        (0, spec.ConnectionStartOk(client_properties={}, mechanism="PLAIN",
+                                   response=b"\x00guest\x00guest")),
+        (0, spec.ConnectionTuneOk(channel_max=2047, frame_max=131072, heartbeat=0)),
+        (0, spec.ConnectionOpen(virtual_host="/")),
+        (1, spec.ChannelOpen()),
+        (1, spec.QueueDeclare(queue="odd-keys", durable=True)),
+        (1, spec.QueueBind(queue="odd-keys", exchange="amq.topic", routing_key="#")),
+        (1, spec.BasicPublish(exchange="amq.topic", routing_key=text_key)),
+    )) + frames.encode_content(1, 60, spec.Properties(delivery_mode=2).encode(), b"kept",
+                               131072)
+    async with leveret.Broker(port=0, data_dir=tmp_path) as broker:
+        reader, writer = await asyncio.open_connection("127.0.0.1", broker.port)
+        writer.write(session + frames.encode_method(1, spec.QueueDeclare(queue="odd-keys",
+                                                                         passive=True)))
+        received = b""
+        while received.count(b"odd-keys") < 2:  # the two declare-oks: the publish is in
+            chunk = await asyncio.wait_for(reader.read(65536), 5)
+            assert chunk, f"the broker hung up: {received!r}"
+            received += chunk
+        assert b"\x00\x0a\x00\x32" not in received  # no connection.close
+        writer.close()
+        assert broker.node.vhosts["/"].queues["odd-keys"].message_count == 1
+    async with leveret.Broker(port=0, data_dir=tmp_path) as broker:
+        _, entry = broker.node.vhosts["/"].get("odd-keys", True, None)
+        assert entry is not None and entry.message.body == b"kept"
+        assert entry.message.routing_key.encode("utf-8", "surrogateescape") == key

@@ -33,6 +33,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -349,6 +350,7 @@ def session_of_health() -> list[bytes]:
 
 # Log lines that mean the broker failed, not the client: a traceback, a caught bug.
 BROKER_FAILURE = re.compile(r"Traceback|internal error| ERROR ")
+LOG_RECORD = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")  # the text format's lines
 
 
 def start_broker(data_dir: Path, log: Path) -> tuple[subprocess.Popen[bytes], int]:
@@ -369,6 +371,23 @@ def start_broker(data_dir: Path, log: Path) -> tuple[subprocess.Popen[bytes], in
         time.sleep(0.1)
     proc.kill()
     raise RuntimeError(f"the broker did not start; see {log}")
+
+
+def _failures(log: str) -> list[str]:
+    """Each log record that says the broker failed, with the lines that follow it (its
+    traceback) up to the next record."""
+    blocks: list[str] = []
+    current: list[str] | None = None
+    for line in log.splitlines():
+        if LOG_RECORD.match(line):
+            if current is not None:
+                blocks.append("\n".join(current))
+            current = [line] if BROKER_FAILURE.search(line) else None
+        elif current is not None:
+            current.append(line)
+    if current is not None:
+        blocks.append("\n".join(current))
+    return blocks
 
 
 def peak_rss_kib(pid: int) -> int:
@@ -411,16 +430,15 @@ def main() -> int:
             if proc is not None:
                 proc.terminate()
                 proc.wait(timeout=30)
-        failures = [ln for ln in log.read_text(errors="replace").splitlines()
-                    if BROKER_FAILURE.search(ln)] if proc is not None else []
+        failures = _failures(log.read_text(errors="replace")) if proc is not None else []
     print(f"seed {args.seed}: {report.cases} cases, {report.frames} frames in "
           f"{report.seconds:.1f} s")
     print(f"answers: connection.close {dict(sorted(report.closes.items()))}, "
           f"closed without one {report.silent}")
     print(f"hangs: {len(report.hangs)} {report.hangs[:10]}")
     print(f"crashed: {crashed}; broker log failures: {len(failures)}")
-    for line in failures[:20]:
-        print("   ", line)
+    for block in failures[:5]:  # each with its traceback, to be fixed from this report
+        print(textwrap.indent(block, "    "))
     if proc is not None:
         print(f"peak RSS of the broker: {rss / 1024:.1f} MiB")
     print(f"a normal client afterwards: {'ok' if alive else 'FAILED'}")

@@ -147,8 +147,9 @@ class AMQPProtocol(asyncio.Protocol):
         conn = self.conn
         assert conn is not None
         conn.receive_data(data)
-        if conn.input_closed:  # a framing error: nothing after it can be parsed
+        if conn.input_closed and self._pending:  # a framing error: nothing after it parses
             self._pending = b""
+            self._update_reading()  # (reading paused for the slices): see its EOF
         committer = self.listener.committer
         if committer is not None:
             committer.poke()

@@ -22,8 +22,10 @@ _HEAD = struct.Struct("<dI")
 
 def pack_message(exchange: str, routing_key: str, properties_raw: bytes, body: bytes,
                  expires_at: float | None = None) -> list[bytes]:
-    ex = exchange.encode()
-    rk = routing_key.encode()
+    # basic.publish's exchange and routing key may be any bytes, as in RabbitMQ: those that
+    # are not UTF-8 arrive as surrogate escapes (amqp/fields.py) and are kept as they came.
+    ex = exchange.encode("utf-8", "surrogateescape")
+    rk = routing_key.encode("utf-8", "surrogateescape")
     head = b"".join((bytes((VERSION, len(ex))), ex, bytes((len(rk),)), rk,
                      _HEAD.pack(math.nan if expires_at is None else expires_at,
                                 len(properties_raw)), properties_raw))
@@ -56,7 +58,8 @@ def unpack_many(records: Sequence[bytes | memoryview]) -> Unpacked:
         key = data[1:p]
         pair = names.get(key)
         if pair is None:
-            pair = names[key] = (data[2:2 + n].decode(), data[3 + n:p].decode())
+            pair = names[key] = (data[2:2 + n].decode("utf-8", "surrogateescape"),
+                                        data[3 + n:p].decode("utf-8", "surrogateescape"))
         exchanges.append(pair[0])
         keys.append(pair[1])
         expires_at, plen = unpack(data, p)
@@ -83,10 +86,10 @@ def unpack_message(data: bytes | memoryview) -> tuple[str, str, bytes, bytes, fl
         raise ValueError("not a leveret message record (unknown version)")
     mv = memoryview(data)
     n = data[1]
-    exchange = bytes(mv[2:2 + n]).decode()
+    exchange = bytes(mv[2:2 + n]).decode("utf-8", "surrogateescape")
     p = 2 + n
     n = data[p]
-    routing_key = bytes(mv[p + 1:p + 1 + n]).decode()
+    routing_key = bytes(mv[p + 1:p + 1 + n]).decode("utf-8", "surrogateescape")
     p += 1 + n
     expires_at, plen = _HEAD.unpack_from(data, p)
     p += _HEAD.size
