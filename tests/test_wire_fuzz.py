@@ -60,9 +60,10 @@ def broker_errors() -> Iterator[BrokerErrors]:
         logger.removeHandler(handler)
 
 
-def test_mutated_sessions_never_crash_or_hang_the_broker(broker_errors: BrokerErrors) -> None:
+def test_mutated_sessions_never_crash_or_hang_the_broker(broker_errors: BrokerErrors,
+                                                         tmp_path: Path) -> None:
     fuzz = _fuzzer()
-    with BrokerThread() as broker:
+    with BrokerThread(data_dir=tmp_path) as broker:  # a store: persistent paths fuzzed too
         assert broker.port is not None
         report = asyncio.run(fuzz.fuzz("127.0.0.1", broker.port, SEED, FRAMES, workers=8,
                                        timeout=10.0))
