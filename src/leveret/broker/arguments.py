@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -57,6 +58,23 @@ def erlang_term(value: Any) -> str:
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+_UNIT_SECONDS = {"Y": 365 * 86400, "M": 30 * 86400, "D": 86400, "h": 3600, "m": 60, "s": 1}
+_INTERVAL = re.compile(r"([0-9]+)(.*)", re.S)
+
+
+def parse_interval(text: str) -> float | None:
+    """Seconds in a RabbitMQ age (``7D``, ``12h``, ``30s``: a positive integer and one of
+    Y M D h m s, case-sensitive), or None when it is not one."""
+    match = _INTERVAL.fullmatch(text)
+    if match is None or not match.group(1):
+        return None
+    value, unit = int(match.group(1)), match.group(2)
+    if value <= 0 or unit not in _UNIT_SECONDS:
+        return None
+    return value * _UNIT_SECONDS[unit]
+
 
 
 # A check returns None when the value is acceptable, else RabbitMQ's reason term.

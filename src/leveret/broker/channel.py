@@ -228,12 +228,13 @@ class Channel:
         if m.queue or self.last_queue:
             self.connection.grants.check(READ, "queue", m.queue or self.last_queue)
         q = self.vhost.queue(m.queue or self.last_queue, self.connection)
+        q.check_consume(m.arguments, m.no_ack, m.exclusive, self.prefetch, self.global_prefetch)
         priority = m.arguments.get("x-priority")
         if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool)):
             raise PreconditionFailed(
                 f"invalid arg 'x-priority' for queue '{q.name}' in vhost '{self.vhost.name}': "
                 f'"expected integer, got {wire_type(priority)}"')
-        if q.consumers and (m.exclusive or q.has_exclusive_consumer):
+        if q.refuses_consumer(m.exclusive):
             raise AccessRefused(f"queue '{q.name}' in vhost '{self.vhost.name}' in exclusive use")
         consumer = Consumer(self, self.gate, self.connection, q, tag, m.no_ack, m.exclusive,
                             self.prefetch, m.arguments)
@@ -359,7 +360,25 @@ class Channel:
         if not (multiple and tag == 0) and tag not in self.unacked:
             raise PreconditionFailed(f"unknown delivery tag {tag}")
 
+    def _pending(self, tag: int, multiple: bool) -> list[Unacked]:
+        """The deliveries an ack of (tag, multiple) would take, left in place."""
+        unacked = self.unacked
+        if multiple and tag == 0:
+            return list(unacked.values())
+        if tag not in unacked:
+            return []
+        if not multiple:
+            return [unacked[tag]]
+        found = []
+        for t, u in unacked.items():
+            found.append(u)
+            if t == tag:
+                break
+        return found
+
     def nack(self, tag: int, multiple: bool, requeue: bool) -> None:
+        for u in self._pending(tag, multiple):  # (a stream refuses: nothing taken)
+            u.queue.check_reject()
         if self.tx is not None:
             self._check_tags(tag, multiple)
             self.tx.append(("nack", (tag, multiple, requeue)))
@@ -387,6 +406,8 @@ class Channel:
     def recover(self, requeue: bool) -> None:
         if not requeue:
             raise NotImplemented_("requeue=false")
+        for u in self.unacked.values():  # (a stream refuses: nothing taken)
+            u.queue.check_recover()
         for q, entries in _by_queue(self._take(0, True)):
             q.requeue_recovered(entries)
 

@@ -62,8 +62,9 @@ def queue_declare(conn: ChannelConnection, ch: Channel, m: spec.QueueDeclare) ->
                                m.arguments, conn, conn.grants)
     ch.last_queue = q.name
     if not m.nowait:
-        conn.send(ch.number, spec.QueueDeclareOk(queue=q.name, message_count=q.message_count,
-                                                 consumer_count=q.consumer_count))
+        messages, consumers = q.declare_ok_counts()
+        conn.send(ch.number, spec.QueueDeclareOk(queue=q.name, message_count=messages,
+                                                 consumer_count=consumers))
 
 
 def queue_bind(conn: ChannelConnection, ch: Channel, m: spec.QueueBind) -> None:

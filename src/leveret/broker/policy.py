@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from leveret.amqp.fields import FieldTable
+from leveret.broker.arguments import parse_interval
 from leveret.errors import PreconditionFailed
 
 # Keys where the stricter (smaller) of policy and argument applies.
@@ -70,4 +71,9 @@ def merge(arguments: FieldTable, policy: Policy | None) -> FieldTable:
             merged[key] = value
         elif key in LOWER_WINS and isinstance(value, int) and isinstance(own, int):
             merged[key] = min(own, value)
+        elif key == "x-max-age" and isinstance(value, str) and isinstance(own, str):
+            # a stream's age limit: the shorter one applies, as for the other limits
+            ages = [(parse_interval(v), v) for v in (own, value)]
+            if all(seconds is not None for seconds, _ in ages):
+                merged[key] = min(ages, key=lambda a: a[0] or 0)[1]
     return merged

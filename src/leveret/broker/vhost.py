@@ -365,7 +365,8 @@ class VirtualHost:
                 raise PreconditionFailed(
                     f"inequivalent arg '{arg}' for {what}: received '{_fmt(got)}' but current "
                     f"is '{_fmt(have)}'")
-        assert_equivalent(existing.arguments, arguments, QUEUE_ARGUMENTS, what)
+        assert_equivalent(existing.arguments, arguments,
+                          existing.EQUIVALENT_ARGUMENTS or QUEUE_ARGUMENTS, what)
         return existing
 
     def delete_queue(self, name: str, if_unused: bool, if_empty: bool, connection: Any,
@@ -415,7 +416,7 @@ class VirtualHost:
         """Remove a queue: cancel its consumers, drop its bindings, discard its messages."""
         if q.deleted:
             return 0
-        count = q.message_count
+        count = q.delete_ok_count()
         q.deleted = True  # first: nothing below may route to it or drop it again
         self.queues.pop(q.name, None)
         for consumer in list(q.consumers):
@@ -597,8 +598,11 @@ class VirtualHost:
         else:
             queues = self.route(exchange, message)
             # _enqueue, inlined: this is every message's path
-            if message.flags & FLAG_HEADERS and "BCC" in message.headers:
-                message = message.without_bcc()
+            if message.flags & FLAG_HEADERS:
+                for q in queues:  # before any queue takes it: all or none
+                    q.check_message(message)
+                if "BCC" in message.headers:
+                    message = message.without_bcc()
             refused = False
             for q in queues:
                 if not q.push(message):

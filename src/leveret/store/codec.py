@@ -4,8 +4,9 @@
     offset = log.append(payload)
     exchange, routing_key, properties_raw, body, expires_at = unpack_message(log.read(offset))
 
-Layout: u8 version (1), u8 len + exchange, u8 len + routing key, f64 expires_at (NaN for
-none; on the broker's clock), u32 len + properties as received, then the body. The body is
+Layout: u8 version (1), u8 len + exchange, u8 len + routing key, f64 time (a queue's
+message: expires_at, NaN for none; a stream's entry: when it was appended; on the broker's
+clock), u32 len + properties as received, then the body. The body is
 passed as its own part so a large one is written without a copy.
 """
 
@@ -79,6 +80,16 @@ def properties_of(data: bytes | memoryview) -> bytes:
     _expires_at, plen = _HEAD.unpack_from(data, p)
     p += _HEAD.size
     return bytes(data[p:p + plen])
+
+
+def stamp_of(data: bytes | memoryview) -> float | None:
+    """Just the time slot of a packed message: expires_at, or a stream entry's append time."""
+    if not data or data[0] != VERSION:
+        raise ValueError("not a leveret message record (unknown version)")
+    p = 2 + data[1]
+    p += 1 + data[p]
+    (stamp,) = struct.unpack_from("<d", data, p)
+    return None if math.isnan(stamp) else stamp
 
 
 def unpack_message(data: bytes | memoryview) -> tuple[str, str, bytes, bytes, float | None]:

@@ -65,6 +65,9 @@ class MemoryQueueLog:
         self.store.changed(persistent and not self.transient)
         return offset
 
+    def new_segment(self) -> None:
+        return None  # no files to cut
+
     def read(self, offset: int) -> bytes:
         self._check()
         return self._msgs[offset].data

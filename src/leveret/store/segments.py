@@ -120,6 +120,13 @@ class SegmentLog:
         self.write_manifest()
         self.store.created(self)
 
+    def new_segment(self) -> None:
+        """Start a new segment file now, unless the newest has no message yet (a stream
+        cuts its files where its retention segments begin, so retention frees whole
+        files)."""
+        if not self.closed and self.tail.flags:
+            self.roll()
+
     def write_manifest(self) -> None:
         firsts = [s.first for s in self.segments]
         self.buf += rec.record(rec.SEGMENTS, rec.U64.pack(self._next) +

@@ -1,16 +1,18 @@
-"""Queue types behind one seam (base.py): classic and quorum, chosen by ``x-queue-type``."""
+"""Queue types behind one seam (base.py): classic, quorum and stream, chosen by
+``x-queue-type``."""
 
 from __future__ import annotations
 
 from leveret.broker.queues.base import Consumer, Gate, Queue, QueueHost
 from leveret.broker.queues.classic import ClassicQueue
 from leveret.broker.queues.quorum import QuorumQueue
+from leveret.broker.queues.stream import StreamQueue
 
-# x-queue-type -> the class that implements it. "stream" is accepted at declare and, until
-# streams exist, behaves as a classic queue.
+# x-queue-type -> the class that implements it.
 QUEUE_TYPES: dict[str, type[Queue]] = {
     "classic": ClassicQueue,
     "quorum": QuorumQueue,
+    "stream": StreamQueue,
 }
 
 
@@ -20,4 +22,4 @@ def queue_type(name: str | None) -> type[Queue]:
 
 
 __all__ = ["QUEUE_TYPES", "ClassicQueue", "Consumer", "Gate", "Queue", "QueueHost",
-           "QuorumQueue", "queue_type"]
+           "QuorumQueue", "StreamQueue", "queue_type"]

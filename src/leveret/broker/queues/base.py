@@ -36,6 +36,7 @@ from leveret.broker.dedup import DedupWindow
 from leveret.broker.entry import Entry
 from leveret.broker.message import Message
 from leveret.broker.stats import Counters
+from leveret.errors import PreconditionFailed
 from leveret.store.base import Store
 
 if TYPE_CHECKING:
@@ -153,6 +154,9 @@ class Queue(ABC):
 
     kind = "queue"  # a binding destination is a queue or an exchange
     TYPE_NAME: ClassVar[str] = ""  # the x-queue-type that selects it
+    # The arguments compared when the queue is declared again (None: every one RabbitMQ
+    # knows, arguments.QUEUE_ARGUMENTS).
+    EQUIVALENT_ARGUMENTS: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(self, host: QueueHost, name: str, durable: bool = False,
                  exclusive_owner: object = None, auto_delete: bool = False,
@@ -191,6 +195,35 @@ class Queue(ABC):
         """Refuse a queue.delete this type does not support (RabbitMQ's error)."""
         return None
 
+    def check_consume(self, arguments: FieldTable, no_ack: bool, exclusive: bool,
+                      prefetch: int, global_prefetch: int) -> None:
+        """Refuse a basic.consume this type does not allow; a stream's consumer argument
+        is refused elsewhere, as RabbitMQ does."""
+        if "x-stream-offset" in arguments:
+            raise PreconditionFailed(
+                f"invalid arg 'x-stream-offset' for queue '{self.name}' in vhost "
+                f"'{self.vhost.name}' of queue type rabbit_{self.TYPE_NAME}_queue")
+
+    def check_message(self, message: Message) -> None:
+        """Refuse a published message (with headers) this type cannot keep."""
+        return None
+
+    def check_reject(self) -> None:
+        """Refuse basic.nack / basic.reject of this queue's deliveries."""
+        return None
+
+    def check_recover(self) -> None:
+        """Refuse basic.recover of this queue's deliveries."""
+        return None
+
+    def declare_ok_counts(self) -> tuple[int, int]:
+        """message_count and consumer_count in queue.declare-ok."""
+        return self.message_count, self.consumer_count
+
+    def delete_ok_count(self) -> int:
+        """message_count in queue.delete-ok."""
+        return self.message_count
+
     @property
     def exclusive(self) -> bool:
         return self.exclusive_owner is not None
@@ -202,6 +235,10 @@ class Queue(ABC):
     @property
     def has_exclusive_consumer(self) -> bool:
         return any(c.exclusive for c in self.consumers)
+
+    def refuses_consumer(self, exclusive: bool) -> bool:
+        """basic.consume exclusive=true, or a consumer beside an exclusive one (403)."""
+        return bool(self.consumers) and (exclusive or self.has_exclusive_consumer)
 
     @property
     @abstractmethod
