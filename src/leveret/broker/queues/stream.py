@@ -134,7 +134,7 @@ class StreamQueue(Queue):
         self.tail_first = 0
         self.tail_bytes = 0
         self.last_chunk = 0  # first offset of the newest chunk (x-stream-offset "last")
-        self._chunk_open = False
+        self._chunk_seq = 0  # the store's seq after the newest append (see push)
         self.cursors: dict[Consumer, Cursor] = {}
         self._dispatching = False
         self._retention_timer: Timer | None = None
@@ -304,20 +304,19 @@ class StreamQueue(Queue):
         seg.bytes += size
         seg.newest = now
         self._remember(stored)
-        if not self._chunk_open:
-            # A chunk is what arrived together: the appends of one event-loop turn.
-            self._chunk_open = True
+        # A chunk is what is written together (osiris writes what its writer received at
+        # once): here the entries one group commit covers. An append after the store
+        # committed the previous chunk starts the next one.
+        store = self.vhost.store
+        if store is None or store.durable_seq >= self._chunk_seq:
             self.last_chunk = offset
-            self.vhost.timers.call_later(0, self._close_chunk)
+        self._chunk_seq = store.seq if store is not None else 0
         self.counters.publish += 1
         if rolled:
             self.apply_retention()
         if self.cursors:
             self.dispatch()
         return True
-
-    def _close_chunk(self) -> None:
-        self._chunk_open = False
 
     def _remember(self, message: Message) -> None:
         tail = self.tail
