@@ -6,6 +6,7 @@ are pinned by the differential tests in tests/compat/test_compat_streams.py."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import decimal
 from pathlib import Path
@@ -36,10 +37,8 @@ async def read(ch: aio_pika.abc.AbstractChannel, name: str, count: int, start: A
             done.set()
 
     tag = await q.consume(on_message, arguments={"x-stream-offset": start, **extra})
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(done.wait(), timeout)
-    except TimeoutError:
-        pass
     await q.cancel(tag)
     return got
 
@@ -222,7 +221,7 @@ async def test_closing_the_channel_requeues_nothing_and_recover_is_refused() -> 
             await asyncio.sleep(0.02)
         assert seen == [0, 1, 2]
         with pytest.raises(aio_pika.exceptions.ChannelPreconditionFailed,
-                           match="basic.recover is not supported by stream queues"):
+                           match=r"basic\.recover is not supported by stream queues"):
             await (await sub.get_underlay_channel()).basic_recover(requeue=True)
         stream = broker.node.vhosts["/"].queues["norequeue"]
         assert stream.unacked == 0 and stream.message_count == 3
