@@ -1,6 +1,8 @@
 """The queue-type seam (broker/queues/base.py) without channels or connections: a queue
 feeds ``Consumer``s whose owner is any object with ``deliver`` / ``cancel_by_server``, and
-settles through ``ack`` / ``reject`` / ``requeue``. Every queue type must pass these."""
+settles through ``ack`` / ``reject`` / ``requeue``. Every type that consumes its messages
+(classic, quorum) must pass the shared tests; streams, whose reads remove nothing, have
+their own below."""
 
 from __future__ import annotations
 
@@ -47,7 +49,7 @@ def msg(body: bytes, key: str = "q") -> Message:
 def make(kind: str, arguments: dict[str, object] | None = None,
          vhost: VirtualHost | None = None) -> Queue:
     vhost = vhost or VirtualHost("/", Timers(ManualClock()))
-    return vhost.declare_queue("q", False, kind == "quorum", False, False,
+    return vhost.declare_queue("q", False, kind in ("quorum", "stream"), False, False,
                                {"x-queue-type": kind, **(arguments or {})}, None)
 
 
@@ -60,11 +62,12 @@ def subscribe(q: Queue, owner: Owner, *, prefetch: int = 0, no_ack: bool = False
     return consumer
 
 
-@pytest.fixture(params=sorted(QUEUE_TYPES))
+@pytest.fixture(params=sorted(set(QUEUE_TYPES) - {"stream"}))
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.mark.parametrize("kind", sorted(QUEUE_TYPES))
 def test_the_type_is_chosen_by_x_queue_type(kind: str) -> None:
     q = make(kind)
     assert type(q) is queue_type(kind) and q.queue_type == kind
@@ -137,3 +140,46 @@ def test_only_quorum_queues_refuse_delete_if_empty(kind: str) -> None:
             q.check_delete(False, True)
     else:
         q.check_delete(False, True)
+
+
+# -- streams: reads remove nothing ---------------------------------------------------
+
+
+def offsets(owner: Owner) -> list[int]:
+    return [e.seq for _, e in owner.delivered]
+
+
+def test_a_stream_reader_gets_credit_back_from_acks_and_removes_nothing() -> None:
+    q, owner = make("stream"), Owner()
+    for b in (b"1", b"2", b"3", b"4"):
+        q.push(msg(b))
+    consumer = Consumer(owner, Gate(), Socket(), q, "c", False, False, 2,
+                        {"x-stream-offset": "first"})
+    q.add_consumer(consumer)
+    assert owner.bodies() == [b"1", b"2"] and offsets(owner) == [0, 1]
+    q.ack([owner.delivered[0][1]])
+    consumer.unacked -= 1
+    q.dispatch()
+    assert owner.bodies() == [b"1", b"2", b"3"] and q.message_count == 4
+    other = Owner()
+    q.add_consumer(Consumer(other, Gate(), Socket(), q, "d", False, False, 10,
+                            {"x-stream-offset": 1}))
+    assert offsets(other) == [1, 2, 3]
+    headers = other.delivered[0][1].message.headers
+    assert headers == {"x-stream-offset": 1}
+
+
+def test_a_stream_returns_nothing_and_refuses_get_reject_and_purge() -> None:
+    q, owner = make("stream"), Owner()
+    q.push(msg(b"1"))
+    consumer = Consumer(owner, Gate(), Socket(), q, "c", False, False, 5,
+                        {"x-stream-offset": "first"})
+    q.add_consumer(consumer)
+    entry = owner.delivered[0][1]
+    q.requeue([entry])  # the channel closed
+    assert q.unacked == 0 and q.message_count == 1 and len(owner.delivered) == 1
+    for refused in (lambda: q.get(False), lambda: q.reject([entry], True), q.purge):
+        with pytest.raises(NotImplemented_):
+            refused()
+    q.vhost.drop_queue(q)  # type: ignore[attr-defined]
+    assert owner.cancelled == ["c"]
