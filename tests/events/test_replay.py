@@ -19,10 +19,12 @@ from typing import Any
 import pydantic
 import pytest
 from events_helpers import exists, uid
+from events_proxy import Proxy
 
 from leveret.events import (
     Delivery,
     EventBus,
+    EventsError,
     FileOffsetStore,
     MemoryOffsetStore,
     OffsetStore,
@@ -241,6 +243,29 @@ async def test_a_failing_handler_stops_the_reader_and_is_retried_on_restart(
     await eventually(lambda: seen == [0, 1, 2, 3])
 
 
+async def test_a_reconnection_resumes_after_the_last_handled_event(make_bus,
+                                                                    bus_url) -> None:
+    producer = make_bus(keep=StreamRetention())
+    await producer.connect()
+    await publish(producer, *(("t", n) for n in range(3)))
+    proxy = await Proxy(bus_url).start()
+    try:
+        seen: list[int] = []
+        reader = make_bus(url=proxy.url)
+        reader.replay("t", name=uid("steady"))(collect(seen))
+        await reader.start()
+        await eventually(lambda: seen == [0, 1, 2])
+        proxy.cut()  # the robust channel consumes again, from offset 3, not from first
+        await publish(producer, ("t", 3), ("t", 4))
+        await eventually(lambda: len(seen) >= 5, timeout=10)
+        await asyncio.sleep(0.3)
+        assert seen == [0, 1, 2, 3, 4]
+        assert reader.readers[0].cursor_arguments["x-stream-offset"] == 5
+        await reader.close()
+    finally:
+        await proxy.close()
+
+
 async def test_invalid_payloads_are_skipped_and_counted(make_bus) -> None:
     producer = make_bus(keep=StreamRetention())
     await producer.connect()
@@ -264,7 +289,7 @@ async def test_a_stream_nobody_keeps_is_a_clear_error(make_bus) -> None:
     @reader.replay("orders.placed", name=uid("lost"))
     async def h(e: dict) -> None: ...
 
-    with pytest.raises(Exception, match="no stream keeps 'orders.placed'"):
+    with pytest.raises(EventsError, match=r"no stream keeps 'orders\.placed'"):
         await reader.start()
 
 

@@ -236,8 +236,9 @@ class EventBus:
             self._consumers.append(reader)
 
     def _streams(self) -> list[tuple[str, StreamRetention, tuple[str, ...]]]:
-        streams = [(topology.stream_name(self.exchange, topic), retention, (topic,))
-                   for topic, retention in self.kept.items()]
+        streams: list[tuple[str, StreamRetention, tuple[str, ...]]] = [
+            (topology.stream_name(self.exchange, topic), retention, (topic,))
+            for topic, retention in self.kept.items()]
         if self.retention is not None:
             streams.append((topology.stream_name(self.exchange), self.retention, ("#",)))
         return streams

@@ -173,6 +173,11 @@ class ReplayConsumer:
         self._task = asyncio.create_task(self._run(), name=f"replay-{self.replay.name}")
 
     @property
+    def cursor_arguments(self) -> dict[str, Any]:
+        """The consumer arguments a reconnection consumes with (``x-stream-offset``)."""
+        return self._cursor.arguments if self._cursor is not None else {}
+
+    @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
