@@ -44,7 +44,8 @@ def test_public_api_is_pinned() -> None:
         "EventBus", "EventValidationError", "EventsError", "IdempotencyStore",
         "MemoryIdempotencyStore", "Metrics", "NoResponder", "PublishError", "RemoteError",
         "RequestError", "RequestTimeout", "RetryPolicy", "RetryStrategy", "TtlQueueRetry",
-        "Unroutable", "event", "event_type"}
+        "Unroutable", "event", "event_type",
+        "FileOffsetStore", "MemoryOffsetStore", "OffsetStore", "StreamRetention"}
     for name in leveret.events.__all__:
         assert hasattr(leveret.events, name), name
 

@@ -2,7 +2,8 @@
 
 A client library on aio-pika: publisher confirms, topic subscriptions in competing-consumer
 groups, retries delayed in the broker and counted in the message, per-group dead-letter
-queues, duplicate skipping, request-reply, metrics and traces. See docs/events.md.
+queues, duplicate skipping, request-reply, metrics and traces, and events kept in streams
+for replay readers that resume where they left off. See docs/events.md.
 
 Names are imported on first use, so ``leveret serve`` (whose CLI registers the ``events``
 command) neither needs nor loads aio-pika: ``pip install 'leveret[events]'`` brings it.
@@ -31,8 +32,10 @@ if TYPE_CHECKING:
     )
     from leveret.events.idempotency import IdempotencyStore, MemoryIdempotencyStore
     from leveret.events.metrics import Metrics
+    from leveret.events.offsets import FileOffsetStore, MemoryOffsetStore, OffsetStore
     from leveret.events.policy import NO_RETRY, RetryPolicy
     from leveret.events.retry import DelayedExchangeRetry, RetryStrategy, TtlQueueRetry
+    from leveret.events.stream import StreamRetention
 
 _HOME = {
     "EventBus": "bus", "event": "codec", "event_type": "codec",
@@ -43,6 +46,8 @@ _HOME = {
     "IdempotencyStore": "idempotency", "MemoryIdempotencyStore": "idempotency",
     "Metrics": "metrics", "NO_RETRY": "policy", "RetryPolicy": "policy",
     "DelayedExchangeRetry": "retry", "RetryStrategy": "retry", "TtlQueueRetry": "retry",
+    "FileOffsetStore": "offsets", "MemoryOffsetStore": "offsets", "OffsetStore": "offsets",
+    "StreamRetention": "stream",
 }
 
 __all__ = [
@@ -55,16 +60,20 @@ __all__ = [
     "EventBus",
     "EventValidationError",
     "EventsError",
+    "FileOffsetStore",
     "IdempotencyStore",
     "MemoryIdempotencyStore",
+    "MemoryOffsetStore",
     "Metrics",
     "NoResponder",
+    "OffsetStore",
     "PublishError",
     "RemoteError",
     "RequestError",
     "RequestTimeout",
     "RetryPolicy",
     "RetryStrategy",
+    "StreamRetention",
     "TtlQueueRetry",
     "Unroutable",
     "event",

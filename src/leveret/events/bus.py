@@ -7,6 +7,9 @@
 
     async with bus:                       # connect, declare, start consuming
         await bus.publish(OrderPlaced(...))   # returns once the broker confirmed it
+
+Events can also be kept in streams (``EventBus(keep=StreamRetention(...))``,
+``bus.keep(topic)``) and read again in order by ``@bus.replay`` readers.
 """
 
 from __future__ import annotations
@@ -27,9 +30,12 @@ from leveret.events.errors import EventsError
 from leveret.events.handler import Handler
 from leveret.events.idempotency import IdempotencyStore, MemoryIdempotencyStore
 from leveret.events.metrics import Metrics
+from leveret.events.offsets import MemoryOffsetStore, OffsetStore
 from leveret.events.policy import RetryPolicy
 from leveret.events.publisher import Publisher
+from leveret.events.replay import DEFAULT_PREFETCH, Replay, ReplayConsumer
 from leveret.events.rpc import Requester, Responder, ResponderConsumer
+from leveret.events.stream import Start, StartPoint, StreamRetention
 from leveret.events.subscriber import GroupConsumer, Services, Subscription
 from leveret.events.tracing import Tracer
 
@@ -55,7 +61,8 @@ class EventBus:
                  tracer_provider: Any = None,
                  retry_strategy: retry.StrategyFactory | None = None,
                  publish_timeout: float = 30.0, reconnect_interval: float = 1.0,
-                 version: str = "1.0.0") -> None:
+                 version: str = "1.0.0", keep: StreamRetention | None = None,
+                 offsets: OffsetStore | None = None) -> None:
         self.url = url
         self.name = name
         self.exchange = exchange
@@ -69,23 +76,76 @@ class EventBus:
         self.publish_timeout = publish_timeout
         self.reconnect_interval = reconnect_interval
         self._strategy_factory = retry_strategy
+        self.retention = keep                       # keep every event in <exchange>.stream
+        self.kept: dict[str, StreamRetention] = {}  # topic -> <exchange>.stream.<topic>
+        self.offsets = offsets or MemoryOffsetStore()
         self.events: dict[str, type] = {}
         self.subscriptions: list[Subscription] = []
         self.responders: list[Responder] = []
+        self.replays: list[Replay] = []
         self.connection: AbstractRobustConnection | None = None
         self.retry_strategy: retry.RetryStrategy | None = None
         self._publisher: Publisher | None = None
         self._requester: Requester | None = None
-        self._consumers: list[GroupConsumer | ResponderConsumer] = []
+        self._consumers: list[GroupConsumer | ResponderConsumer | ReplayConsumer] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- declaring -------------------------------------------------------------------
 
-    def event(self, type_name: str) -> Callable[[T], T]:
-        """Class decorator: name an event type and list it in the bus's documentation."""
+    def event(self, type_name: str, *, keep: StreamRetention | None = None,
+              ) -> Callable[[T], T]:
+        """Class decorator: name an event type and list it in the bus's documentation;
+        with ``keep=``, also keep events of that type (routing key) in a stream."""
+        if keep is not None:
+            self.keep(type_name, keep)
+
         def mark(cls: T) -> T:
             return self.register(codec.event(type_name)(cls))
         return mark
+
+    def keep(self, topic: str, retention: StreamRetention | None = None) -> str:
+        """Keep the events published with the routing key ``topic`` (an event type: no
+        wildcards) in the stream ``<exchange>.stream.<topic>``, declared and bound when
+        the bus connects; returns the stream's name. Groups are not affected. To keep
+        several types in one stream, keep the whole bus (``EventBus(keep=...)``)."""
+        if not topology.valid_stream_topic(topic):
+            raise ValueError(f"keep needs an event type (letters, digits, '-', '_', '.', "
+                             f"':'; no wildcards), not {topic!r}")
+        self.kept[topic] = retention or StreamRetention()
+        return topology.stream_name(self.exchange, topic)
+
+    def stream_for(self, topic: str) -> str | None:
+        """The stream this bus keeps ``topic`` in: its own stream if ``bus.keep(topic)``,
+        else the bus's stream if ``keep=`` was given, else None (a reader then asks the
+        broker: ``topology.find_stream``)."""
+        if topic in self.kept:
+            return topology.stream_name(self.exchange, topic)
+        return topology.stream_name(self.exchange) if self.retention is not None else None
+
+    def replay(self, *patterns: str, name: str, start: Start = "first",
+               store: OffsetStore | None = None, stream: str | None = None,
+               event: Any = None, prefetch: int | None = None) -> Callable[[F], F]:
+        """Read kept events in order, once each, from ``start`` (``"first"``, ``"last"``,
+        ``"next"``, an offset, a datetime, a timedelta or ``"1h"``), then follow new ones.
+        Events whose routing key matches none of ``patterns`` are skipped. ``name`` keys
+        the reader's position in ``store`` (default: the bus's ``offsets``): a reader that
+        has a saved offset resumes after it and ignores ``start``. ``stream`` defaults to
+        ``stream_for(patterns[0])``, else the broker is asked which stream keeps it."""
+        if not patterns:
+            raise ValueError("replay needs at least one routing-key pattern ('#': all)")
+        if any(r.name == name for r in self.replays):
+            raise ValueError(f"replay {name!r} already has a handler on this bus")
+        StartPoint.of(start)  # a bad start fails here, not when the bus starts
+
+        def add(fn: F) -> F:
+            handler = Handler.wrap(fn, event)
+            for cls in handler.event_classes:
+                self.events.setdefault(codec.event_type(cls), cls)
+            self.replays.append(Replay(
+                patterns=tuple(patterns), name=name, handler=handler, start=start,
+                store=store, stream=stream, prefetch=prefetch or DEFAULT_PREFETCH))
+            return fn
+        return add
 
     def register(self, cls: T) -> T:
         self.events[codec.event_type(cls)] = cls
@@ -139,6 +199,8 @@ class EventBus:
         channel = await self.connection.channel(publisher_confirms=True,
                                                 on_return_raises=True)
         await topology.declare_exchange(channel, self.exchange)
+        for name, retention, patterns in self._streams():
+            await topology.declare_stream(channel, self.exchange, name, retention, patterns)
         self._publisher = Publisher(channel, self.publish_timeout)
         props = self.connection.transport.connection.server_properties  # type: ignore[union-attr]
         factory = self._strategy_factory or (lambda ch, pub: retry.choose(props, ch, pub))
@@ -163,6 +225,28 @@ class EventBus:
             rc = ResponderConsumer(resp, self._publisher, await self.connection.channel())
             await rc.start()
             self._consumers.append(rc)
+        for rep in self.replays:
+            stream = (rep.stream or self.stream_for(rep.patterns[0])
+                      or await topology.find_stream(self.connection, self.exchange,
+                                                    rep.patterns[0]))
+            reader = ReplayConsumer(rep, rep.store or self.offsets,
+                                    await self.connection.channel(), stream, self.metrics,
+                                    self.tracer)
+            await reader.start()
+            self._consumers.append(reader)
+
+    def _streams(self) -> list[tuple[str, StreamRetention, tuple[str, ...]]]:
+        streams: list[tuple[str, StreamRetention, tuple[str, ...]]] = [
+            (topology.stream_name(self.exchange, topic), retention, (topic,))
+            for topic, retention in self.kept.items()]
+        if self.retention is not None:
+            streams.append((topology.stream_name(self.exchange), self.retention, ("#",)))
+        return streams
+
+    @property
+    def readers(self) -> list[ReplayConsumer]:
+        """The running replay readers (``error``, ``last``, ``handled`` of each)."""
+        return [c for c in self._consumers if isinstance(c, ReplayConsumer)]
 
     async def close(self, timeout: float = 10.0) -> None:
         """Graceful stop: stop taking events, give running handlers ``timeout`` seconds,
@@ -247,6 +331,7 @@ class EventBus:
                  for q in (s.group, topology.dlq_name(s.group))]
         names += sorted(getattr(self.retry_strategy, "declared", ()))
         names += [topology.rpc_queue_name(r.name) for r in self.responders]
+        names += [name for name, _, _ in self._streams()]
         exchanges = [*sorted(getattr(self.retry_strategy, "declared_exchanges", ())),
                      self.exchange]
         connection = await aio_pika.connect(self.resolved_url(url))

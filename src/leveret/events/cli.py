@@ -1,10 +1,14 @@
-"""``leveret events``: run a worker, inspect and replay dead letters, write AsyncAPI docs.
+"""``leveret events``: run a worker, inspect and replay dead letters, read kept events,
+write AsyncAPI docs.
 
     leveret events run orders.app:bus [--url URL] [--shutdown-timeout 30] [--metrics-port N]
     leveret events dlq list (--app orders.app:bus | --group billing ...) [--url URL]
     leveret events dlq show billing [--limit 10] [--json]
     leveret events dlq redrive billing [--limit N] [--id EVENT_ID ...]
     leveret events dlq purge billing --yes
+    leveret events replay 'orders.*' --from first|last|next|OFFSET|ISO-TIME|1h [--count N]
+                          [--json] [--app orders.app:bus | --exchange X | --stream S]
+    leveret events tail 'orders.*' [--from next] [--json]     (until Ctrl-C)
     leveret events docs orders.app:bus [-o asyncapi.json]
 """
 
@@ -41,6 +45,32 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     run.set_defaults(func=_needs_extra(_run))
 
     _dlq_parsers(sub.add_parser("dlq", help="inspect and replay dead-letter queues"))
+
+    replay = sub.add_parser("replay", help="print the events kept in a stream, then exit")
+    tail = sub.add_parser("tail", help="print new events kept in a stream until Ctrl-C")
+    for p, default in ((replay, "first"), (tail, "next")):
+        p.add_argument("topic", help="routing-key pattern to show ('orders.*', '#'); also "
+                                     "picks the stream, as <exchange>.stream.<topic> if the "
+                                     "broker has it, else <exchange>.stream")
+        p.add_argument("--from", dest="start", default=default,
+                       help="first, last, next, an offset, an ISO timestamp (naive: UTC) "
+                            "or an interval like 1h, 30m, 7D (default: %(default)s)")
+        p.add_argument("--app", help="module:attribute naming the EventBus (its exchange, "
+                                     "URL and kept topics)")
+        p.add_argument("--exchange", help="the bus's exchange (default: the app's, or "
+                                          "leveret.events)")
+        p.add_argument("--stream", help="read this stream, whatever the topic")
+        p.add_argument("--count", type=int, help="stop after printing this many events")
+        p.add_argument("--json", action="store_true", help="one JSON object per line")
+        p.add_argument("--prefetch", type=int, default=100,
+                       help="deliveries in flight (the consumer's credit; default %(default)s)")
+        _url(p)
+    replay.add_argument("--idle", type=float, default=5.0,
+                        help="also stop after this many seconds without a delivery "
+                             "(default: %(default)s)")
+    replay.set_defaults(func=_needs_extra(functools.partial(_with_connection,
+                                                            command=_replay)))
+    tail.set_defaults(func=_needs_extra(functools.partial(_with_connection, command=_tail)))
 
     docs = sub.add_parser("docs", help="write the AsyncAPI 3.0 document of a bus")
     docs.add_argument("app", help="module:attribute naming the EventBus")
@@ -210,3 +240,122 @@ def _docs(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+async def _find_stream(connection: Any, args: argparse.Namespace) -> str:
+    from leveret.events import topology
+    from leveret.events.worker import load
+
+    if args.stream:
+        return str(args.stream)
+    bus = load(args.app) if args.app else None
+    exchange = args.exchange or (bus.exchange if bus else topology.DEFAULT_EXCHANGE)
+    known = bus.stream_for(args.topic) if bus and exchange == bus.exchange else None
+    return known or await topology.find_stream(connection, exchange, args.topic)
+
+
+def _print_event(message: Any, args: argparse.Namespace) -> None:
+    from leveret.events.envelope import Delivery
+
+    d = Delivery.of(message, "")
+    if args.json:
+        try:
+            payload: Any = json.loads(message.body)
+        except ValueError:
+            payload = message.body.decode(errors="replace")
+        print(json.dumps({
+            "offset": d.offset, "routing_key": d.routing_key, "event_type": d.event_type,
+            "event_id": d.event_id, "correlation_id": d.correlation_id,
+            "causation_id": d.causation_id,
+            "timestamp": d.timestamp.isoformat() if d.timestamp else None,
+            "payload": payload}, sort_keys=True, default=str), flush=True)
+        return
+    when = d.timestamp.isoformat() if d.timestamp else "-"
+    body = message.body.decode(errors="replace")
+    print(f"{d.offset:>8}  {when}  {d.routing_key}  {d.event_type}  {d.event_id}  "
+          f"{body[:500]}", flush=True)
+
+
+def _shows(message: Any, args: argparse.Namespace, start: Any) -> bool:
+    from leveret.events.envelope import Delivery
+    from leveret.events.stream import topic_matches
+
+    d = Delivery.of(message, "")
+    return topic_matches(args.topic, d.routing_key) and not start.too_early(d.timestamp)
+
+
+async def _replay(connection: Any, args: argparse.Namespace) -> int:
+    """Reads from ``--from`` up to the offset that was last when the command started
+    (found by attaching at ``last``), so events published meanwhile are left out and the
+    command ends even while publishers go on; ``--idle`` seconds without a delivery also
+    end it (a start past the end, retention removing the end meanwhile)."""
+    from leveret.events.replay import StreamCursor, ack, last_offset
+    from leveret.events.stream import offset_of
+
+    start = _start(args)
+    stream = await _find_stream(connection, args)
+    end = await last_offset(await connection.channel(), stream)
+    if end is None or start.argument == "next" or (
+            isinstance(start.argument, int) and start.argument > end):
+        return 0
+    cursor = StreamCursor(await connection.channel(), stream, start, args.prefetch)
+    shown = 0
+    try:
+        await cursor.open()
+        while args.count is None or shown < args.count:
+            message = await cursor.next(args.idle)
+            if message is None:
+                break
+            offset = offset_of(message.headers)
+            if offset is not None and offset > end:
+                break
+            if _shows(message, args, start):
+                _print_event(message, args)
+                shown += 1
+            await ack(message)
+            if offset is not None and offset >= end:
+                break
+    finally:
+        await cursor.close()
+    return 0
+
+
+async def _tail(connection: Any, args: argparse.Namespace) -> int:
+    import signal
+
+    from leveret.events.replay import StreamCursor, ack
+
+    start = _start(args)
+    stream = await _find_stream(connection, args)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    cursor = StreamCursor(await connection.channel(), stream, start, args.prefetch)
+    shown = 0
+    try:
+        await cursor.open()
+        print(f"following {stream} ({args.topic}); Ctrl-C to stop", file=sys.stderr,
+              flush=True)
+        while not stop.is_set() and (args.count is None or shown < args.count):
+            message = await cursor.next(0.2)
+            if message is None:
+                continue
+            if _shows(message, args, start):
+                _print_event(message, args)
+                shown += 1
+            await ack(message)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await cursor.close()
+    return 0
+
+
+def _start(args: argparse.Namespace) -> Any:
+    from leveret.events.stream import StartPoint
+
+    try:
+        return StartPoint.of(args.start)
+    except ValueError as exc:
+        raise EventsError(str(exc)) from exc

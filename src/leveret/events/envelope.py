@@ -16,6 +16,7 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
 from leveret.events.codec import CONTENT_TYPE
+from leveret.events.stream import offset_of
 
 EVENT_ID = "x-event-id"
 EVENT_TYPE = "x-event-type"
@@ -31,11 +32,11 @@ GROUP = "x-group"
 REDRIVES = "x-redrive-count"
 # The broker's own bookkeeping, dropped when we copy a message: RabbitMQ's dead-lettering
 # headers (our attempt history already says what happened, and x-death grows with every
-# retry) and the x-delay of leveret's delayed retry (the next retry sets its own; a dead
-# letter or a redrive must not carry a stale one).
+# retry), the x-delay of leveret's delayed retry (the next retry sets its own; a dead
+# letter or a redrive must not carry a stale one) and a stream delivery's offset.
 BROKER_HEADERS = ("x-death", "x-first-death-exchange", "x-first-death-queue",
                   "x-first-death-reason", "x-last-death-exchange", "x-last-death-queue",
-                  "x-last-death-reason", "x-delay")
+                  "x-last-death-reason", "x-delay", "x-stream-offset")
 MAX_HISTORY = 20
 MAX_ERROR_TEXT = 1000
 
@@ -95,6 +96,8 @@ class Delivery:
     timestamp: datetime.datetime | None
     redelivered: bool
     headers: Mapping[str, Any] = field(repr=False)
+    offset: int | None = None  # the event's position in a stream, for replay readers
+
 
     @classmethod
     def of(cls, message: AbstractIncomingMessage, group: str) -> Delivery:
@@ -113,6 +116,7 @@ class Delivery:
             timestamp=message.timestamp,
             redelivered=bool(message.redelivered),
             headers=headers,
+            offset=offset_of(headers),
         )
 
 

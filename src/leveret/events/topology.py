@@ -6,6 +6,8 @@
     <group>.delay          x-delayed-message exchange bound to <group> (leveret; ``retry.py``)
     <group>.dlq            dead-letter queue: events that failed their last attempt
     rpc.<name>             requests for a responder (transient, auto-delete)
+    <exchange>.stream      stream keeping every event of the bus (``EventBus(keep=...)``)
+    <exchange>.stream.<type>  stream keeping one event type (``bus.keep(type)``)
 
 Internal hops (retry, dead-letter, redrive) go through the default exchange straight to
 a queue by name, or through the group's own delay exchange, so they never match another
@@ -14,12 +16,24 @@ group's topic patterns.
 
 from __future__ import annotations
 
+import re
+
+import aiormq
 from aio_pika import ExchangeType
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractConnection,
+    AbstractExchange,
+    AbstractQueue,
+)
+
+from leveret.events.errors import EventsError
+from leveret.events.stream import StreamRetention
 
 DEFAULT_EXCHANGE = "leveret.events"
 DELAYED_EXCHANGE_TYPE = "x-delayed-message"
 RPC_PREFIX = "rpc."
+_QUEUE_NAME = re.compile(r"^[a-zA-Z0-9_.:-]+$")
 
 
 def dlq_name(group: str) -> str:
@@ -36,6 +50,53 @@ def delay_exchange_name(group: str) -> str:
 
 def rpc_queue_name(name: str) -> str:
     return f"{RPC_PREFIX}{name}"
+
+
+def valid_stream_topic(topic: str) -> bool:
+    """Whether ``topic`` can name a per-topic stream: an event type, no wildcards, only
+    what AMQP clients accept in queue names (letters, digits, ``-_.:``)."""
+    return bool(_QUEUE_NAME.match(topic))
+
+
+def stream_name(exchange: str, topic: str | None = None) -> str:
+    """``<exchange>.stream`` keeps a whole bus; ``<exchange>.stream.<topic>`` one topic."""
+    return f"{exchange}.stream" if topic is None else f"{exchange}.stream.{topic}"
+
+
+async def declare_stream(channel: AbstractChannel, exchange: str, name: str,
+                         retention: StreamRetention, patterns: tuple[str, ...],
+                         ) -> AbstractQueue:
+    """A durable stream queue bound to ``exchange`` with ``patterns``. Declaring it again
+    with other retention arguments is refused by the broker (PRECONDITION_FAILED): change
+    retention with a policy, or delete the stream."""
+    queue = await channel.declare_queue(name, durable=True, arguments=retention.arguments())
+    for pattern in patterns:
+        await queue.bind(exchange, routing_key=pattern)
+    return queue
+
+
+async def find_stream(connection: AbstractConnection, exchange: str, topic: str,
+                      ) -> str:
+    """The stream that keeps ``topic`` when the caller does not know how the publishing
+    bus was configured: ``<exchange>.stream.<topic>`` if the broker has it, else
+    ``<exchange>.stream``. Each probe is a passive declare on a channel of its own (a
+    missing queue closes the channel)."""
+    candidates = [stream_name(exchange, topic)] if valid_stream_topic(topic) else []
+    candidates.append(stream_name(exchange))
+    for name in candidates:
+        if await queue_exists(connection, name):
+            return name
+    raise EventsError(f"no stream keeps {topic!r} on exchange {exchange!r} (looked for "
+                      f"{' and '.join(repr(c) for c in candidates)})")
+
+
+async def queue_exists(connection: AbstractConnection, name: str) -> bool:
+    try:
+        async with connection.channel() as channel:
+            await channel.declare_queue(name, passive=True)
+        return True
+    except aiormq.exceptions.ChannelNotFoundEntity:
+        return False
 
 
 async def declare_exchange(channel: AbstractChannel, name: str) -> AbstractExchange:

@@ -38,8 +38,9 @@ async def serve(bus: EventBus, url: str | None = None, shutdown_timeout: float =
         await bus.start(url)
         groups = ", ".join(s.group for s in bus.subscriptions) or "none"
         responders = ", ".join(r.name for r in bus.responders) or "none"
-        log.info("worker %s started on %s (groups: %s; responders: %s; retry: %s)",
-                 bus.name, bus.url, groups, responders,
+        replays = ", ".join(f"{r.replay.name} <- {r.stream}" for r in bus.readers) or "none"
+        log.info("worker %s started on %s (groups: %s; responders: %s; replays: %s; "
+                 "retry: %s)", bus.name, bus.url, groups, responders, replays,
                  getattr(bus.retry_strategy, "name", "?"))
         await stop.wait()
         log.info("stopping: finishing in-flight events (up to %.0f s)", shutdown_timeout)
