@@ -183,3 +183,20 @@ def test_a_stream_returns_nothing_and_refuses_get_reject_and_purge() -> None:
             refused()
     q.vhost.drop_queue(q)  # type: ignore[attr-defined]
     assert owner.cancelled == ["c"]
+
+
+def test_a_stream_reader_gets_only_what_the_store_made_durable() -> None:
+    """An offset a reader saw is never lost to a crash and reused for another entry."""
+    from leveret.store.memory import MemoryStore
+
+    vhost = VirtualHost("/", Timers(ManualClock()))
+    vhost.store = store = MemoryStore()
+    q, owner = make("stream", vhost=vhost), Owner()
+    q.add_consumer(Consumer(owner, Gate(), Socket(), q, "c", False, False, 10, {}))
+    q.push(msg(b"1"))
+    q.push(msg(b"2"))
+    assert owner.delivered == [] and vhost.awaiting_commit == {q}
+    store.commit()
+    for waiting in list(vhost.awaiting_commit):
+        waiting.synced()
+    assert owner.bodies() == [b"1", b"2"] and offsets(owner) == [0, 1]

@@ -426,6 +426,15 @@ class Node:
         for vhost in self.vhosts.values():
             vhost.store = store
 
+    def store_synced(self) -> None:
+        """A group commit finished: streams may hand the newly durable entries to their
+        readers."""
+        for vhost in self.vhosts.values():
+            if vhost.awaiting_commit:
+                waiting, vhost.awaiting_commit = vhost.awaiting_commit, set()
+                for q in waiting:
+                    q.synced()
+
     def recover_messages(self) -> int:
         """At start, after the definitions are restored: load each durable queue's live
         messages from its log, and delete the logs of queues that no longer exist."""

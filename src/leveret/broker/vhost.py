@@ -132,6 +132,9 @@ class VirtualHost:
         # Direct reply-to pseudo-queues by their amq.rabbitmq.reply-to.<id> name: shared
         # by the whole node, as the names are.
         self.reply_queues: dict[str, Queue] = reply_queues if reply_queues is not None else {}
+        # Streams holding entries back from their readers until the store has made them
+        # durable (queues/stream.py): told by the node after each commit.
+        self.awaiting_commit: set[Queue] = set()
         self.restoring = False
         # Metadata shown by the management API (RabbitMQ's vhost description and tags).
         self.description = ""

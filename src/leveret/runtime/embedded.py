@@ -213,7 +213,8 @@ class Broker:
         log.info("recovered %d persistent messages in %.2f s", messages,
                  time.monotonic() - started)
         committer = Committer(store, lambda: [
-            p.conn for p in self.listener.protocols if p.conn is not None])
+            p.conn for p in self.listener.protocols if p.conn is not None],
+            synced=self.node.store_synced)
         self.listener.committer = committer
         # What changes the store outside the AMQP input path (the management API's publish
         # and get) asks for the same group commit.

@@ -20,9 +20,11 @@ log = logging.getLogger("leveret.server")
 
 
 class Committer:
-    def __init__(self, store: Any, connections: Callable[[], Iterable[Any]]) -> None:
+    def __init__(self, store: Any, connections: Callable[[], Iterable[Any]],
+                 synced: Callable[[], None] = lambda: None) -> None:
         self.store = store
         self.connections = connections
+        self.synced = synced  # the broker's own wait for durability (streams' readers)
         self.flushed = store.seq
         self.running: asyncio.Future[int] | None = None
         self.failed = False
@@ -55,6 +57,7 @@ class Committer:
             return
         for conn in list(self.connections()):
             conn.store_synced()
+        self.synced()
         self.poke()
         policy = self.store.policy
         if (policy.mode == "interval" and self._timer is None and self.running is None

@@ -70,6 +70,7 @@ class QueueHost(Protocol):
     timers: Timers
     store: Store | None
     node_limits: PagingLimits | None
+    awaiting_commit: set[Queue]  # queues whose ``synced`` runs after the next commit
 
     def dead_letter(self, queue: Queue, message: Message, reason: str) -> None:
         """Republish ``message`` to the queue's dead-letter exchange, if it has one."""
@@ -322,6 +323,10 @@ class Queue(ABC):
     def requeue(self, entries: list[Entry]) -> None:
         """Unacknowledged messages come back (their channel closed): to their original
         positions, marked redelivered."""
+
+    def synced(self) -> None:
+        """The store committed what the queue asked to wait for (``awaiting_commit``)."""
+        return None
 
     def requeue_recovered(self, entries: list[Entry]) -> None:
         """basic.recover returned them: as ``requeue``, unless the type says otherwise."""

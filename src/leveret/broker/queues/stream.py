@@ -136,6 +136,11 @@ class StreamQueue(Queue):
         self.last_chunk = 0  # first offset of the newest chunk (x-stream-offset "last")
         self._chunk_seq = 0  # the store's seq after the newest append (see push)
         self.cursors: dict[Consumer, Cursor] = {}
+        # Readers get only what is durable, so an offset a reader saw can never be lost to
+        # a crash and reused: entries below ``committed`` are on disk; ``_commits`` holds
+        # (store seq, offset + 1) of the newer ones, released by ``synced``.
+        self.committed = 0
+        self._commits: deque[tuple[int, int]] = deque()
         self._dispatching = False
         self._retention_timer: Timer | None = None
         self.configure(self.arguments)
@@ -258,6 +263,8 @@ class StreamQueue(Queue):
         self.tail_first = nxt
         self.tail_bytes = 0
         self.last_chunk = max(nxt - 1, self.first)
+        self.committed = nxt
+        self._commits.clear()
         self.apply_retention()
         return self.message_count
 
@@ -314,9 +321,26 @@ class StreamQueue(Queue):
         self.counters.publish += 1
         if rolled:
             self.apply_retention()
+        if store is None or store.durable_seq >= store.seq:
+            self.committed = offset + 1
+            if self.cursors:
+                self.dispatch()
+        else:
+            self._commits.append((store.seq, offset + 1))
+            self.vhost.awaiting_commit.add(self)
+        return True
+
+    def synced(self) -> None:
+        store = self.vhost.store
+        if store is None or self.deleted:
+            return
+        durable, commits = store.durable_seq, self._commits
+        while commits and commits[0][0] <= durable:
+            self.committed = commits.popleft()[1]
+        if commits:
+            self.vhost.awaiting_commit.add(self)
         if self.cursors:
             self.dispatch()
-        return True
 
     def _remember(self, message: Message) -> None:
         tail = self.tail
@@ -398,9 +422,9 @@ class StreamQueue(Queue):
                 hi = mid
         return lo
 
-    def _read(self, start: int, count: int) -> list[Message]:
+    def _read(self, start: int, count: int, end: int | None = None) -> list[Message]:
         """Entries ``start`` .. up to ``start + count - 1`` (fewer at the end)."""
-        end = min(start + count, self.next_offset)
+        end = min(start + count, self.next_offset if end is None else end)
         if start >= end:
             return []
         if start >= self.tail_first:
@@ -504,13 +528,13 @@ class StreamQueue(Queue):
         deliver = consumer.channel.deliver
         counters = self.counters
         while consumer.can_take():
-            nxt = self.next_offset
+            nxt = self.committed
             if cursor.next < self.first:
                 cursor.next = self.first
             if cursor.next >= nxt:
                 return
             room = consumer.prefetch - consumer.unacked
-            batch = self._read(cursor.next, max(1, min(room, READ_BATCH)))
+            batch = self._read(cursor.next, max(1, min(room, READ_BATCH)), nxt)
             if not batch:
                 return
             for message in batch:
