@@ -27,7 +27,8 @@ import time
 from typing import Any
 
 import pytest
-from amqp_driver import Channel, Session, collect_scenarios, raw_headers, raw_table
+from amqp_driver import Session, collect_scenarios, raw_headers, raw_table
+from stream_helpers import STREAM, confirming, declare_stream, long_, publish_one, qos
 
 from leveret.amqp import spec
 from leveret.amqp.fields import (
@@ -41,43 +42,6 @@ from leveret.amqp.fields import (
 )
 
 pytestmark = pytest.mark.compat
-
-STREAM = {"x-queue-type": "stream"}
-
-
-# ------------------------------------------------------------------ helpers
-
-def stream_args(**extra: Any) -> dict[str, Any]:
-    return {**STREAM, **{k.replace("_", "-"): v for k, v in extra.items()}}
-
-
-def declare_stream(ch: Channel, q: str, arguments: dict[str, Any] | None = None,
-                   **kw: Any) -> Any:
-    return ch.qd(q, durable=True, arguments={**STREAM, **(arguments or {})}, **kw)
-
-
-def confirming(ch: Channel) -> Channel:
-    """Put ``ch`` in confirm mode; ``publish_one`` then waits for each message's confirm."""
-    ch.call(spec.ConfirmSelect())
-    ch.published = 0  # type: ignore[attr-defined]
-    return ch
-
-
-def publish_one(ch: Channel, routing_key: str, body: bytes,
-                properties: spec.Properties | bytes | None = None, exchange: str = "",
-                **kw: Any) -> None:
-    """Publish and wait for the confirm: the message is a chunk of its own."""
-    ch.publish(exchange, routing_key, body, properties, **kw)
-    ch.published += 1  # type: ignore[attr-defined]
-    ch.confirms(ch.published, label=f"confirm of {body!r}")  # type: ignore[attr-defined]
-
-
-def qos(ch: Channel, prefetch: int, global_: bool = False) -> Any:
-    return ch.call(spec.BasicQos(prefetch_count=prefetch, global_=global_))
-
-
-def long_(n: int) -> bytes:
-    return b"l" + struct.pack(">q", n)
 
 
 # ------------------------------------------------------------------ declare: flags
