@@ -532,6 +532,36 @@ def scenario_reject_refused(s: Session) -> None:
         c.wait_close(label=f"reject requeue={requeue}")
 
 
+def scenario_recover_without_unacked_deliveries(s: Session) -> None:
+    """basic.recover on a stream consumer's channel with nothing unacknowledged is fine.
+    (With unacknowledged stream deliveries RabbitMQ 3.10 closes the connection with 541:
+    test_stream_differences.py.)"""
+    q = _stream_with(s, 2)
+    c = s.connect()
+    ch = c.channel()
+    qos(ch, 5)
+    ch.consume(q, "c")  # next: nothing delivered
+    ch.call(spec.BasicRecover(requeue=True))
+    ch = c.channel()
+    qos(ch, 5)
+    ch.consume(q, "c", arguments=FIRST)
+    ch.collect(2, summary=deliveries)
+    ch.ack(2, multiple=True)
+    ch.call(spec.BasicRecover(requeue=True))
+    ch.collect(label="nothing redelivered", summary=deliveries)
+
+
+def scenario_recover_requeue_false(s: Session) -> None:
+    q = _stream_with(s, 1)
+    c = s.connect()
+    ch = c.channel()
+    qos(ch, 5)
+    ch.consume(q, "c", arguments=FIRST)
+    ch.collect(1, summary=deliveries)
+    ch.call(spec.BasicRecover(requeue=False))
+    c.wait_close()
+
+
 # ------------------------------------------------------------------ refused / bent operations
 
 def scenario_basic_get_refused(s: Session) -> None:
