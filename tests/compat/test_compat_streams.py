@@ -423,6 +423,25 @@ def scenario_delivery_fields_and_offset_header(s: Session) -> None:
     cons.collect(5)
 
 
+def scenario_sender_selected_routing(s: Session) -> None:
+    """A message routed to the stream by its CC / BCC header: the delivery reports the
+    publish's own routing key, and CC (an array) is gone like BCC."""
+    c = s.connect()
+    q, x = s.q("s"), s.x("direct")
+    ch = c.channel()
+    declare_stream(ch, q)
+    ch.ed(x, "direct")
+    ch.bind(q, x, "k2")
+    pub = confirming(c.channel())
+    publish_one(pub, "k1", b"cc", spec.Properties(headers={"CC": ["k2"], "h": 1}), exchange=x)
+    publish_one(pub, "k1", b"bcc", spec.Properties(headers={"BCC": ["k2"]}), exchange=x)
+    publish_one(pub, "k2", b"both", spec.Properties(headers={"CC": ["k3"]}), exchange=x)
+    cons = c.channel()
+    qos(cons, 10)
+    cons.consume(q, "c", arguments={"x-stream-offset": "first"})
+    cons.collect(3)
+
+
 def scenario_expiration_not_enforced(s: Session) -> None:
     """expiration is kept on the message but a stream never expires it."""
     c = s.connect()

@@ -344,14 +344,14 @@ def scenario_offset_intervals(s: Session) -> None:
 
 
 def scenario_offset_interval_boundary(s: Session) -> None:
-    """ "1s" after 2.5 s: the old message is out, the new one in."""
+    """ "2s" after 4 s: the old message is out, the new one in."""
     q = _stream_with(s, 1)
-    time.sleep(2.5)
+    time.sleep(4)
     c = s.connect()
     publish_one(confirming(c.channel()), q, b"recent")
     ch = c.channel()
     qos(ch, 10)
-    ch.consume(q, "1s", arguments={"x-stream-offset": "1s"})
+    ch.consume(q, "2s", arguments={"x-stream-offset": "2s"})
     ch.collect(1, summary=deliveries)
 
 
