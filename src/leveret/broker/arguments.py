@@ -160,6 +160,9 @@ def validate_queue_arguments(arguments: FieldTable, where: str) -> None:
         if key not in arguments:
             continue
         value = arguments[key]
+        if key == "x-queue-type" and not isinstance(value, str):  # a longstr, nothing else
+            raise PreconditionFailed(f"invalid arg '{key}' for {where}: "
+                                     f"{{unacceptable_type,{wire_type(value)}}}")
         if kind in ("str", "exchange") and not isinstance(value, str | bytes):
             if kind == "exchange":  # RabbitMQ checks exchange names with another text
                 raise PreconditionFailed(

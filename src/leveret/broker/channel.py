@@ -312,6 +312,11 @@ class Channel:
             self._update_gate()
         else:
             self.prefetch = m.prefetch_count
+            # RabbitMQ's channel lifts the global limit on any per-consumer qos
+            # (rabbit_channel: "if default was set to true, the limiter is deactivated").
+            if self.global_prefetch:
+                self.global_prefetch = 0
+                self._update_gate()
         self.connection.send(self.number, spec.BasicQosOk())
         self.redispatch()
 

@@ -334,9 +334,10 @@ class VirtualHost:
             if not generated and name.startswith("amq."):
                 raise AccessRefused(f"queue name '{name}' contains reserved prefix 'amq.*'")
             where = f"queue '{name}' {self._where()}"
+            kind = queue_type(as_text(arguments.get("x-queue-type")))
+            kind.check_foreign_arguments(arguments, where)  # before the values, as RabbitMQ
             validate_queue_arguments(arguments, where)
             self._admit_queue(name, arguments, grants)
-            kind = queue_type(as_text(arguments.get("x-queue-type")))
             kind.check_declare(arguments, durable, exclusive, auto_delete, generated, where)
             q = kind(self, name, durable=durable,
                      exclusive_owner=connection if exclusive else None,
@@ -355,8 +356,9 @@ class VirtualHost:
         self.check_exclusive(existing, connection)
         existing.touch()
         what = f"queue '{name}' {self._where()}"
-        for arg, got, have in (("durable", durable, existing.durable),
-                               ("exclusive", exclusive, existing.exclusive),
+        # RabbitMQ's order (rabbit_amqqueue:assert_equivalence): exclusive, then the rest
+        for arg, got, have in (("exclusive", exclusive, existing.exclusive),
+                               ("durable", durable, existing.durable),
                                ("auto_delete", auto_delete, existing.auto_delete)):
             if got != have:
                 if arg == "exclusive":
@@ -383,10 +385,6 @@ class VirtualHost:
             return 0
         self.check_exclusive(q, connection)
         q.check_delete(if_unused, if_empty)
-        if if_unused and q.consumers:
-            raise PreconditionFailed(f"queue '{name}' {self._where()} in use")
-        if if_empty and q.message_count:
-            raise PreconditionFailed(f"queue '{name}' {self._where()} not empty")
         return self.drop_queue(q)
 
     def purge_queue(self, name: str, connection: Any, grants: Grants | None = None) -> int:

@@ -192,9 +192,19 @@ class Queue(ABC):
         RabbitMQ's text); every type accepts what the classic queue accepts by default."""
         return None
 
-    def check_delete(self, if_unused: bool, if_empty: bool) -> None:
-        """Refuse a queue.delete this type does not support (RabbitMQ's error)."""
+    @classmethod
+    def check_foreign_arguments(cls, arguments: FieldTable, where: str) -> None:
+        """Refuse arguments that belong to other queue types (checked before any value)."""
         return None
+
+    def check_delete(self, if_unused: bool, if_empty: bool) -> None:
+        """Refuse a queue.delete whose if-unused / if-empty condition fails, or that this
+        type does not support (RabbitMQ's errors)."""
+        where = f"queue '{self.name}' in vhost '{self.vhost.name}'"
+        if if_unused and self.consumers:
+            raise PreconditionFailed(f"{where} in use")
+        if if_empty and self.message_count:
+            raise PreconditionFailed(f"{where} not empty")
 
     def check_consume(self, arguments: FieldTable, no_ack: bool, exclusive: bool,
                       prefetch: int, global_prefetch: int) -> None:

@@ -43,6 +43,7 @@ class QuorumQueue(ClassicQueue):
             raise NotImplemented_(f"cannot delete queue '{self.name}' in vhost "
                                   f"'{self.vhost.name}'. queue.delete operations with if-empty "
                                   "flag set are not supported by quorum queues")
+        super().check_delete(if_unused, if_empty)
 
     def counts_deliveries(self) -> bool:
         return True

@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any, ClassVar, TypeGuard
 
-from leveret.amqp.fields import FieldTable, Long, Timestamp
+from leveret.amqp.fields import FieldTable, Timestamp
 from leveret.broker.arguments import as_text, erlang_term, parse_interval, wire_type
 from leveret.broker.clock import Timer
 from leveret.broker.entry import Entry
@@ -148,11 +148,15 @@ class StreamQueue(Queue):
     # -- declaration -----------------------------------------------------------------
 
     @classmethod
-    def check_declare(cls, arguments: FieldTable, durable: bool, exclusive: bool,
-                      auto_delete: bool, server_named: bool, where: str) -> None:
+    def check_foreign_arguments(cls, arguments: FieldTable, where: str) -> None:
         for key in OTHER_TYPES_ARGUMENTS:
             if key in arguments:
                 raise PreconditionFailed(f"invalid arg '{key}' for {where} of queue type {TYPE}")
+
+    @classmethod
+    def check_declare(cls, arguments: FieldTable, durable: bool, exclusive: bool,
+                      auto_delete: bool, server_named: bool, where: str) -> None:
+        cls.check_foreign_arguments(arguments, where)
         check_stream_arguments(arguments, where)
         if server_named:
             raise PreconditionFailed(f"Cannot declare a server-named queue for type {TYPE}")
@@ -546,8 +550,6 @@ class StreamQueue(Queue):
                 counters.deliver += 1
                 deliver(consumer, Entry(offset, message))
                 if not consumer.can_take():
-                    if cursor.next < offset + 1:
-                        cursor.next = offset + 1
                     return
 
     # -- settlement ------------------------------------------------------------------
@@ -586,11 +588,6 @@ class StreamQueue(Queue):
     def touch(self) -> None:
         return None  # streams never expire
 
-    def stream_stats(self) -> dict[str, Any]:
-        """What the management API shows of a stream beyond a queue's counts."""
-        return {"first_offset": self.first, "next_offset": self.next_offset,
-                "segments": len(self.segments), "bytes": self.ready_bytes,
-                "consumer_offsets": {c.tag: cur.next for c, cur in self.cursors.items()}}
 
 
 # -- helpers ------------------------------------------------------------------------
@@ -607,21 +604,20 @@ def check_stream_arguments(arguments: FieldTable, where: str) -> None:
         if value is None:
             continue
         if not _is_int(value):
-            raise PreconditionFailed(f"invalid arg '{key}' for {where}: "
-                                     f"{{unacceptable_type,{wire_type(value)}}}")
-        if value < 0:
-            raise PreconditionFailed(f"invalid arg '{key}' for {where}: "
-                                     f"{{value_negative,{value}}}")
-        if key == "x-initial-cluster-size" and value == 0:
-            raise PreconditionFailed(f"invalid arg '{key}' for {where}: {{value_zero,0}}")
+            problem: str | None = f'"expected integer, got {wire_type(value)}"'
+        elif value < 0:
+            problem = f"{{value_negative,{value}}}"
+        elif key == "x-initial-cluster-size" and value == 0:
+            problem = "{value_zero,0}"
+        else:
+            problem = None
+        if problem is not None:
+            raise PreconditionFailed(f"invalid arg '{key}' for {where}: {problem}")
     locator = arguments.get("x-queue-leader-locator")
     if locator is not None and (not isinstance(locator, str | bytes) or
                                 as_text(locator) not in LEADER_LOCATORS):
         raise PreconditionFailed(f"invalid arg 'x-queue-leader-locator' for {where}: "
-                                 f"{{unacceptable_type,{wire_type(locator)}}}"
-                                 if not isinstance(locator, str | bytes) else
-                                 f"invalid arg 'x-queue-leader-locator' for {where}: "
-                                 f"\"unsupported queue leader locator '{as_text(locator)}'\"")
+                                 "invalid_queue_locator_arg")
 
 
 def _filters(arguments: FieldTable, where: str) -> tuple[frozenset[str] | None, bool]:
@@ -641,25 +637,69 @@ def _filters(arguments: FieldTable, where: str) -> tuple[frozenset[str] | None, 
 
 
 def _as_stored(message: Message, offset: int) -> Message:
-    """The message as a stream keeps and delivers it: what RabbitMQ's conversion to
-    AMQP 1.0 and back keeps (cluster-id, array and table header values are dropped), plus
-    the ``x-stream-offset`` header. Without headers or cluster-id the header table is
-    spliced in; otherwise the properties are decoded and encoded once."""
+    """The message as a stream keeps and delivers it: what RabbitMQ 3.10 gives back after
+    its round trip through AMQP 1.0 (no cluster-id; no array, table or decimal header
+    values; an unsigned 64-bit ``L`` header read back as signed ``l``; every other value
+    byte for byte), plus the ``x-stream-offset`` header. Done on the raw property list, so
+    no value changes its wire type on the way."""
     raw = message.properties_raw
     flags = message.flags
-    if not flags & (FLAG_HEADERS | _FLAG_CLUSTER_ID):
-        pos = 2
-        for bit in (_FLAG_CONTENT_TYPE, _FLAG_CONTENT_ENCODING):
-            if flags & bit:
-                pos += 1 + raw[pos]
-        entry = _OFFSET_HEADER + _LONG.pack(offset)
-        table = len(entry).to_bytes(4, "big") + entry
-        props = (flags | FLAG_HEADERS).to_bytes(2, "big") + raw[2:pos] + table + raw[pos:]
-        return Message(message.exchange, message.routing_key, props, message.body)
-    properties = message.fresh_properties()
-    properties.cluster_id = None
-    headers = {k: v for k, v in (properties.headers or {}).items()
-               if not isinstance(v, dict | list | Decimal) and k != "x-stream-offset"}
-    headers["x-stream-offset"] = Long(offset)
-    properties.headers = headers
-    return Message(message.exchange, message.routing_key, properties.encode(), message.body)
+    pos = 2
+    for bit in (_FLAG_CONTENT_TYPE, _FLAG_CONTENT_ENCODING):
+        if flags & bit:
+            pos += 1 + raw[pos]
+    entry = _OFFSET_HEADER + _LONG.pack(offset)
+    if flags & FLAG_HEADERS:
+        size = int.from_bytes(raw[pos:pos + 4], "big")
+        kept = _kept_headers(raw, pos + 4, pos + 4 + size)
+        after = pos + 4 + size
+    else:
+        kept, after = b"", pos
+    body = kept + entry
+    props = bytearray((flags | FLAG_HEADERS).to_bytes(2, "big"))
+    props += raw[2:pos]
+    props += len(body).to_bytes(4, "big")
+    props += body
+    rest = raw[after:]
+    if flags & _FLAG_CLUSTER_ID:  # the last property: cut it off
+        props[1] &= ~_FLAG_CLUSTER_ID & 0xFF
+        rest = rest[:len(rest) - 1 - _cluster_id_length(raw, flags, after)]
+    props += rest
+    return Message(message.exchange, message.routing_key, bytes(props), message.body)
+
+
+# Bytes after the type tag of each fixed-size field value; S x A F carry a u32 length.
+_FIXED = {ord(t): n for t, n in (("t", 1), ("b", 1), ("B", 1), ("s", 2), ("u", 2), ("I", 4),
+                                 ("i", 4), ("f", 4), ("l", 8), ("L", 8), ("d", 8), ("T", 8),
+                                 ("D", 5), ("V", 0))}
+_DROPPED = {ord("A"), ord("F"), ord("D")}
+
+
+def _kept_headers(raw: bytes, pos: int, end: int) -> bytes:
+    """The header table's entries a stream keeps, as raw bytes."""
+    out = bytearray()
+    while pos < end:
+        start = pos
+        key = raw[pos + 1:pos + 1 + raw[pos]]
+        pos += 1 + raw[pos]
+        tag = raw[pos]
+        fixed = _FIXED.get(tag)
+        pos += 1 + (fixed if fixed is not None else 4 + int.from_bytes(raw[pos + 1:pos + 5], "big"))
+        if tag in _DROPPED or key == b"x-stream-offset":
+            continue
+        if tag == 0x4C:  # L: RabbitMQ hands it back as l, the same bits read as signed
+            out += raw[start:start + 1 + len(key)]
+            out += b"l"
+            out += raw[start + 2 + len(key):pos]
+        else:
+            out += raw[start:pos]
+    return bytes(out)
+
+
+def _cluster_id_length(raw: bytes, flags: int, pos: int) -> int:
+    """The length of the cluster-id shortstr, walking the properties after the headers."""
+    for bit, size in ((0x1000, 1), (0x0800, 1), (0x0400, -1), (0x0200, -1), (0x0100, -1),
+                      (0x0080, -1), (0x0040, 8), (0x0020, -1), (0x0010, -1), (0x0008, -1)):
+        if flags & bit:
+            pos += size if size > 0 else 1 + raw[pos]
+    return raw[pos]
