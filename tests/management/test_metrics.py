@@ -225,3 +225,46 @@ async def test_vhosts_and_names_are_labels(running: Running) -> None:
     labels = {"vhost": "tenant-a", "queue": "orders.eu:1"}
     assert m["rabbitmq_queue_messages_ready", labels] == 0
     assert m["rabbitmq_channel_messages_published_total", {"vhost": "tenant-a"}] == 0
+
+
+async def test_stream_metrics(running: Running) -> None:
+    """A stream's offsets and segments, and its consumers' offsets and lag."""
+    connection = await aio_pika.connect(running.broker.url)
+    async with connection:
+        channel = await connection.channel()
+        await channel.declare_queue("events", durable=True,
+                                    arguments={"x-queue-type": "stream"})
+        for i in range(8):
+            await channel.default_exchange.publish(aio_pika.Message(f"event-{i}".encode()),
+                                                   routing_key="events")
+        reader = await connection.channel()
+        await reader.set_qos(prefetch_count=3)
+        received: asyncio.Queue[aio_pika.abc.AbstractIncomingMessage] = asyncio.Queue()
+        stream = await reader.get_queue("events", ensure=False)
+        await stream.consume(received.put, arguments={"x-stream-offset": 2},
+                             consumer_tag="tail")
+        for _ in range(3):
+            await asyncio.wait_for(received.get(), 5)  # unacked: the credit is spent
+        await channel.declare_queue("events", durable=True,
+                                    arguments={"x-queue-type": "stream"})  # a round trip
+
+        m = await running.scrape()
+        labels = {"vhost": "/", "queue": "events"}
+        assert m["rabbitmq_queue_messages", labels] == 8
+        assert m["rabbitmq_queue_messages_ready", labels] == 8
+        assert m["rabbitmq_queue_messages_unacked", labels] == 0
+        assert m["rabbitmq_queue_messages_bytes", labels] > 8 * len(b"event-0")
+        assert m["leveret_stream_segments", labels] == 1
+        assert m["leveret_stream_first_offset", labels] == 0
+        assert m["leveret_stream_next_offset", labels] == 8
+        assert m["rabbitmq_stream_consumer_max_offset_lag", labels] == 3
+        [consumer] = m.labels_of("leveret_stream_consumer_offset")
+        assert consumer["consumer_tag"] == "tail" and consumer["queue"] == "events"
+        assert consumer["channel"].endswith(" (2)") and " -> " in consumer["channel"]
+        assert m["leveret_stream_consumer_offset", consumer] == 5
+        assert m["leveret_stream_consumer_offset_lag", consumer] == 3
+        assert m.types["leveret_stream_consumer_offset_lag"] == "gauge"
+        # a classic queue has no stream series
+        await channel.declare_queue("plain")
+        m = await running.scrape()
+        assert {"vhost": "/", "queue": "plain"} not in m.labels_of("leveret_stream_segments")

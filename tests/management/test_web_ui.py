@@ -788,3 +788,53 @@ def chart_history(now: float) -> list[dict[str, float]]:
             "ready": round(ready), "unacked": round(unacked), "total": round(ready + unacked),
         })
     return points
+
+
+def test_a_stream_shows_its_log_and_its_consumers_offsets(
+        page: Page, ui_broker: BrokerThread) -> None:
+    stream = unique("events")
+    api(ui_broker, "PUT", f"/queues/%2F/{stream}", {
+        "durable": True, "arguments": {"x-queue-type": "stream", "x-max-age": "7D"}})
+    connection = amqp(ui_broker, "stream-reader")
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        for i in range(6):
+            channel.basic_publish("", stream, f"event-{i}".encode())
+        reader = connection.channel()
+        reader.basic_qos(prefetch_count=2)
+        reader.basic_consume(stream, lambda *a: None, arguments={"x-stream-offset": "first"},
+                             consumer_tag="audit-reader")
+        connection.process_data_events(0.3)
+        item = api(ui_broker, "GET", f"/queues/%2F/{stream}")
+        login(page, ui_broker, hash_=f"#/queues/%2F/{quote(stream)}")
+        expect(page.get_by_role("heading", name=stream)).to_be_visible()
+        expect(page.locator(".page-header .badges")).to_contain_text("stream")
+        expect(stat(page, "messages")).to_have_text("6")
+        expect(stat(page, "stream_segments")).to_have_text("1")
+        expect(stat(page, "stream_first_offset")).to_have_text("0")
+        expect(stat(page, "stream_last_offset")).to_have_text("5")
+        expect(stat(page, "stream_bytes")).to_have_text(re.compile(r"^[0-9.]+ (B|KiB)$"))
+        assert item["stream"]["bytes"] > 0
+        details = page.get_by_role("region", name="Stream")
+        expect(details).to_contain_text("0 to 5; next 6")
+        expect(details).to_contain_text("7d")
+        # no purge for a stream, and no get: peek only
+        expect(page.get_by_role("button", name="Purge")).to_have_count(0)
+        expect(page.get_by_role("button", name="Delete")).to_be_visible()
+        page.get_by_role("tab", name="Consumers").click()
+        row = page.locator("tr", has_text="audit-reader")
+        expect(row.locator("[data-offset='audit-reader']")).to_have_text("2")
+        expect(row).to_contain_text("4")  # lag: 6 retained, 2 sent
+        page.get_by_role("tab", name="Messages").click()
+        expect(page.get_by_role("button", name="Get messages")).to_have_count(0)
+        page.get_by_role("button", name="Peek").click()
+        expect(page.locator(".message")).to_have_count(5)
+        expect(page.locator(".message").first).to_contain_text("event-0")
+        expect(page.locator(".message").first).to_contain_text("x-stream-offset")
+        # the list shows the type and the retained messages
+        page.goto(ui_broker.broker.management_url + "#/queues")
+        row = page.locator("tr", has_text=stream)
+        expect(row).to_contain_text("stream")
+    finally:
+        connection.close()

@@ -28,11 +28,12 @@ from typing import Any
 
 from leveret.amqp.fields import FieldTable, Long
 from leveret.broker.access import Permission, TopicPermission, User
-from leveret.broker.arguments import QUEUE_ARGUMENTS
+from leveret.broker.arguments import QUEUE_ARGUMENTS, parse_interval
 from leveret.broker.exchanges import Exchange
 from leveret.broker.node import Node
 from leveret.broker.policy import Policy
 from leveret.broker.queues import Queue
+from leveret.broker.queues.stream import MAX_SEGMENT_SIZE
 from leveret.broker.vhost import VirtualHost
 from leveret.version import __version__
 
@@ -41,13 +42,21 @@ from leveret.version import __version__
 RABBITMQ_VERSION = "3.10.8"
 
 # Policy keys RabbitMQ recognises that have no effect on one leveret node (mirroring,
-# federation, streams, queue versions); accepted so RabbitMQ's definitions import unchanged.
+# federation, queue versions, a stream's cluster size); accepted so RabbitMQ's definitions
+# import unchanged.
 ACCEPTED_WITHOUT_EFFECT = frozenset({
     "ha-mode", "ha-params", "ha-sync-mode", "ha-promote-on-shutdown",
     "ha-promote-on-failure", "ha-sync-batch-size", "federation-upstream",
-    "federation-upstream-set", "queue-version", "stream-max-segment-size-bytes",
-    "initial-cluster-size", "max-age",
+    "federation-upstream-set", "queue-version", "initial-cluster-size",
 })
+# A stream's policy keys (with max-length-bytes, which classic and quorum queues share):
+# what RabbitMQ's policy validation (rabbit_policies.erl) says of a bad value. RabbitMQ
+# 3.10 answers 500 for a max-age that is not a string or has no digits ("bogus"): leveret
+# says what it says of "0D".
+STREAM_POLICY_KEYS = ("max-age", "max-length-bytes", "stream-max-segment-size-bytes")
+_POLICY_VALUE_NAMES = {"max-age": "a valid max age",
+                       "max-length-bytes": "a valid maximum length in bytes",
+                       "stream-max-segment-size-bytes": "a valid segment size"}
 
 
 class InvalidDefinition(ValueError):
@@ -138,12 +147,36 @@ def check_policy_definition(definition: Any) -> dict[str, Any]:
     if not isinstance(definition, dict) or not definition:
         raise InvalidDefinition("Validation failed\n\ndefinition must be a non-empty object\n")
     unknown = [k for k in definition if k != "alternate-exchange"
-               and f"x-{k}" not in QUEUE_ARGUMENTS and k not in ACCEPTED_WITHOUT_EFFECT]
+               and f"x-{k}" not in QUEUE_ARGUMENTS and k not in ACCEPTED_WITHOUT_EFFECT
+               and k not in STREAM_POLICY_KEYS]
     if unknown:
         terms = ",".join(f'{{<<"{k}">>,{jsonable(definition[k])}}}' for k in unknown)
         raise InvalidDefinition(f"Validation failed\n\n[{terms}] are not recognised policy "
                                 "settings\n")
+    for key in STREAM_POLICY_KEYS:
+        if key in definition and not _valid_policy_value(key, definition[key]):
+            raise InvalidDefinition(f"Validation failed\n\n{_erlang(definition[key])} is not "
+                                    f"{_POLICY_VALUE_NAMES[key]}\n")
     return definition
+
+
+def _valid_policy_value(key: str, value: Any) -> bool:
+    if key == "max-age":
+        return isinstance(value, str) and parse_interval(value) is not None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        return False
+    return key != "stream-max-segment-size-bytes" or value <= MAX_SEGMENT_SIZE
+
+
+def _erlang(value: Any) -> str:
+    """A JSON value as RabbitMQ's ``~p`` prints it in a validation error."""
+    if isinstance(value, str):
+        return f'<<"{value}">>'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return str(jsonable(value))
 
 
 # -- export -----------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from leveret.broker.channel import Channel
 from leveret.broker.connection import CLOSED, CLOSING, RUNNING, ServerConnection
 from leveret.broker.exchanges import Exchange
 from leveret.broker.node import Node
-from leveret.broker.queues import Consumer, Queue
+from leveret.broker.queues import Consumer, Queue, StreamQueue
 from leveret.broker.vhost import VirtualHost
 
 Address = tuple[str, int]
@@ -93,6 +93,34 @@ class ConsumerSnapshot:
     vhost: str
     channel_number: int
     connection: ConnectionSnapshot
+    stream: StreamReaderSnapshot | None = None  # a stream consumer's place in the stream
+
+
+@dataclass(frozen=True, slots=True)
+class StreamReaderSnapshot:
+    """A stream consumer's place: ``next_offset`` is the next offset it will be sent (the
+    stream's first offset if retention removed the one it was at); ``lag`` how many
+    retained entries it has still to read (0 when it waits at or beyond the end)."""
+    next_offset: int
+    lag: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSnapshot:
+    """What a stream queue holds beyond a queue's counts (broker/queues/stream.py)."""
+    first_offset: int  # the oldest retained offset (== next_offset when empty)
+    next_offset: int  # the offset the next message appended gets
+    segments: int  # retention units (whole segments are removed, oldest first)
+    bytes: int  # bytes retained, as stored
+    max_length_bytes: int | None  # effective retention (arguments and policy merged)
+    max_age: float | None  # seconds
+    max_segment_size_bytes: int
+    readers: tuple[ConsumerSnapshot, ...]  # the stream's consumers (each with .stream)
+
+    @property
+    def last_offset(self) -> int | None:
+        """The newest retained offset (None when nothing is retained)."""
+        return self.next_offset - 1 if self.next_offset > self.first_offset else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +145,7 @@ class QueueSnapshot:
     messages_paged_out: int  # ready, with their bodies in the queue's log (paging.py)
     message_bytes_paged_out: int
     counters: Mapping[str, int]
+    stream: StreamSnapshot | None = None  # a stream queue's offsets, segments and readers
 
     @property
     def exclusive(self) -> bool:
@@ -199,7 +228,17 @@ def snapshot_consumer(consumer: Consumer, connection: ConnectionSnapshot) -> Con
         tag=consumer.tag, exclusive=consumer.exclusive, ack_required=not consumer.no_ack,
         prefetch_count=consumer.prefetch, arguments=dict(consumer.arguments), active=active,
         activity_status=status, queue=q.name, vhost=q.vhost.name,
-        channel_number=consumer.channel.number, connection=connection)
+        channel_number=consumer.channel.number, connection=connection,
+        stream=_reader(q, consumer) if isinstance(q, StreamQueue) else None)
+
+
+def _reader(q: StreamQueue, consumer: Consumer) -> StreamReaderSnapshot | None:
+    cursor = q.cursors.get(consumer)
+    if cursor is None:
+        return None
+    # (a cursor behind the first offset moves up when it next reads; shown where it will)
+    at = max(cursor.next, q.first)
+    return StreamReaderSnapshot(next_offset=at, lag=max(0, q.next_offset - at))
 
 
 def connection_consumers(conn: ServerConnection, connection: ConnectionSnapshot
@@ -245,6 +284,8 @@ def snapshot_queue(q: Queue, unacked: int = 0,
     owner = cast("ServerConnection | None", q.exclusive_owner)
     policy = cast(VirtualHost, q.vhost).policies.get(q.policy) if q.policy else None
     consumers = list(q.consumers)
+    if isinstance(q, StreamQueue):
+        return _snapshot_stream(q, local, policy.definition if policy is not None else {})
     return QueueSnapshot(
         handle=q, name=q.name, vhost=q.vhost.name, type=q.queue_type, durable=q.durable,
         auto_delete=q.auto_delete,
@@ -260,6 +301,32 @@ def snapshot_queue(q: Queue, unacked: int = 0,
         messages_paged_out=q.message_count - q.messages_in_memory,
         message_bytes_paged_out=q.ready_bytes - q.memory_used,
         counters=q.counters.as_dict())
+
+
+def snapshot_stream(q: StreamQueue, local: Mapping[object, Address] = NO_ADDRESSES
+                    ) -> StreamSnapshot:
+    readers = tuple(c for c in queue_consumers(q, local) if c.stream is not None)
+    return StreamSnapshot(
+        first_offset=q.first, next_offset=q.next_offset, segments=len(q.segments),
+        bytes=q.ready_bytes, max_length_bytes=q.max_length_bytes, max_age=q.max_age,
+        max_segment_size_bytes=q.segment_size, readers=tuple(readers))
+
+
+def _snapshot_stream(q: StreamQueue, local: Mapping[object, Address],
+                     policy_definition: Mapping[str, Any]) -> QueueSnapshot:
+    """A stream as RabbitMQ 3.10 counts one: every retained entry is ready, none
+    unacknowledged (deliveries awaiting their ack are the consumers' credit, not messages
+    taken out), nothing is paged out (every entry is in the log, a few also in memory)."""
+    consumers = list(q.consumers)
+    return QueueSnapshot(
+        handle=q, name=q.name, vhost=q.vhost.name, type=q.queue_type, durable=q.durable,
+        auto_delete=q.auto_delete, owner=None, arguments=dict(q.arguments), policy=q.policy,
+        policy_definition=dict(policy_definition), consumers=len(consumers),
+        exclusive_consumer_tag=None, single_active_consumer_tag=None,
+        messages_ready=q.message_count, messages_unacknowledged=0,
+        message_bytes_ready=q.ready_bytes, message_bytes_unacknowledged=0,
+        messages_paged_out=0, message_bytes_paged_out=0, counters=q.counters.as_dict(),
+        stream=snapshot_stream(q, local))
 
 
 def snapshot_queues(node: Node, vhosts: Iterable[str],

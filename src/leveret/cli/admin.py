@@ -2,9 +2,12 @@
 
 The grammar is one verb, then what it acts on (see docs/cli.md):
 
-    leveret list queues|exchanges|bindings|connections|channels|consumers|users|vhosts|
-                 permissions|policies [--columns a,b.c] [--sort COL] [--all-vhosts]
-    leveret declare queue NAME [--durable] [--auto-delete] [--type quorum] [--arguments JSON]
+    leveret list queues|streams|exchanges|bindings|connections|channels|consumers|users|
+                 vhosts|permissions|policies [--columns a,b.c] [--sort COL] [--all-vhosts]
+    leveret show queue NAME                 (a stream: its offsets, segments and readers)
+    leveret declare queue NAME [--durable] [--auto-delete] [--type quorum|stream]
+                 [--max-age 7D] [--max-length-bytes N] [--max-segment-size-bytes N]
+                 [--arguments JSON]
     leveret declare exchange NAME [--type topic] [--durable] [--auto-delete] [--internal]
     leveret declare binding SOURCE DESTINATION [--routing-key K] [--destination-type exchange]
     leveret delete queue|exchange|binding|user|vhost ...
@@ -306,12 +309,19 @@ class Listing:
     vhost_path: str | None = None       # one vhost, "{vhost}" replaced
     help: str = ""
     by_vhost_field: bool = False        # node-wide, but rows say their vhost: --vhost filters
+    queue_type: str | None = None       # only the queues of this type
 
 
 LISTINGS: dict[str, Listing] = {
     "queues": Listing(("name", "type", "durable", "messages", "messages_ready",
                        "messages_unacknowledged", "consumers"),
                       "/queues", "/queues/{vhost}", "queues and their depth"),
+    # (the stream.* columns are leveret's: empty against RabbitMQ)
+    "streams": Listing(("name", "messages", "stream.first_offset", "stream.last_offset",
+                        "stream.next_offset", "stream.segments", "stream.bytes", "consumers"),
+                       "/queues", "/queues/{vhost}",
+                       "stream queues: retained messages, offsets, segments, bytes",
+                       queue_type="stream"),
     "exchanges": Listing(("name", "type", "durable", "auto_delete", "internal"),
                          "/exchanges", "/exchanges/{vhost}", "exchanges"),
     "bindings": Listing(("source", "destination", "destination_type", "routing_key",
@@ -356,6 +366,8 @@ def _list(api: ManagementAPI, args: argparse.Namespace, out: TextIO) -> int:
     rows = api.get(path, about=about) or []
     if listing.by_vhost_field and args.vhost is not None:
         rows = [row for row in rows if row.get("vhost") == args.vhost]
+    if listing.queue_type is not None:
+        rows = [row for row in rows if row.get("type") == listing.queue_type]
     if args.sort:
         rows.sort(key=lambda row: _sort_key(_lookup(row, args.sort)),
                   reverse=args.sort_reverse)
@@ -404,6 +416,11 @@ def _declare_queue(api: ManagementAPI, args: argparse.Namespace, out: TextIO) ->
     arguments = _json_object(args.arguments, "--arguments")
     if args.type:
         arguments["x-queue-type"] = args.type
+    for option, key in (("max_age", "x-max-age"), ("max_length_bytes", "x-max-length-bytes"),
+                        ("max_segment_size_bytes", "x-stream-max-segment-size-bytes")):
+        value = getattr(args, option)
+        if value is not None:
+            arguments[key] = value
     durable = args.durable
     if durable is None:  # quorum and stream queues are always durable
         durable = arguments.get("x-queue-type") in ("quorum", "stream")
@@ -411,6 +428,53 @@ def _declare_queue(api: ManagementAPI, args: argparse.Namespace, out: TextIO) ->
     api.call("PUT", f"/queues/{_q(vhost)}/{_q(args.name)}", body,
              about=Resource("vhost", vhost))
     return _done(args, out, f"declared queue '{args.name}' in vhost '{vhost}'")
+
+
+def _show_queue(api: ManagementAPI, args: argparse.Namespace, out: TextIO) -> int:
+    vhost = _vhost(args)
+    item = api.get(f"/queues/{_q(vhost)}/{_q(args.name)}",
+                   about=Resource("queue", args.name, vhost))
+    if args.json:
+        _print_json(item, out)
+    else:
+        out.write(format_queue(item) + "\n")
+    return 0
+
+
+def _exact_bytes(n: int | None) -> str:
+    return "none" if n is None else f"{n} ({_human_bytes(n)})"
+
+
+def format_queue(item: dict[str, Any]) -> str:
+    """A queue as ``key: value`` lines; a stream's log and readers after them."""
+    lines: list[tuple[str, str]] = [
+        (key, _cell(item.get(key))) for key in (
+            "name", "vhost", "type", "state", "durable", "auto_delete", "exclusive",
+            "arguments", "policy", "effective_policy_definition", "messages",
+            "messages_ready", "messages_unacknowledged", "consumers")]
+    lines.append(("message_bytes", _human_bytes(item.get("message_bytes"))))
+    stream = item.get("stream")
+    if isinstance(stream, dict):
+        retention = stream.get("retention") or {}
+        age = retention.get("max_age_seconds")
+        lines += [
+            ("first_offset", _cell(stream.get("first_offset"))),
+            ("last_offset", _cell(stream.get("last_offset")) or "(empty)"),
+            ("next_offset", _cell(stream.get("next_offset"))),
+            ("segments", _cell(stream.get("segments"))),
+            ("bytes", _exact_bytes(stream.get("bytes"))),
+            ("max_length_bytes", _exact_bytes(retention.get("max_length_bytes"))),
+            ("max_age", _human_duration(age * 1000) if age is not None else "none"),
+            ("max_segment_size_bytes",
+             _exact_bytes(retention.get("max_segment_size_bytes"))),
+        ]
+    width = max(len(key) for key, _ in lines)
+    text = "\n".join(f"{key.ljust(width)}  {value}".rstrip() for key, value in lines)
+    if isinstance(stream, dict):
+        readers = stream.get("consumers") or []
+        text += "\n\nstream consumers:\n" + format_table(
+            readers, ("consumer_tag", "channel", "next_offset", "lag"))
+    return text
 
 
 def _declare_exchange(api: ManagementAPI, args: argparse.Namespace, out: TextIO) -> int:
@@ -928,6 +992,7 @@ class _Verbs:
 LIST_HELP = "list objects as a table (or --json)"
 DECLARE_HELP = "declare a queue, exchange or binding"
 DELETE_HELP = "delete a queue, exchange, binding, user or vhost"
+SHOW_HELP = "show one object in detail"
 ADD_HELP = "add a user or a vhost"
 SET_HELP = "set a user's permissions or a policy"
 CLEAR_HELP = "clear a user's permissions or a policy"
@@ -970,7 +1035,18 @@ def _topology_parsers(v: _Verbs) -> None:
                    help="delete it when its last consumer goes")
     p.add_argument("--type", choices=["classic", "quorum", "stream"],
                    help="x-queue-type (default: the vhost's default, classic)")
+    p.add_argument("--max-age", metavar="AGE",
+                   help="x-max-age of a stream: 7D, 12h, 30m, 1Y (Y M D h m s)")
+    p.add_argument("--max-length-bytes", type=int, metavar="N",
+                   help="x-max-length-bytes: a stream's retention, a queue's limit")
+    p.add_argument("--max-segment-size-bytes", type=int, metavar="N",
+                   help="x-stream-max-segment-size-bytes: a stream's retention unit")
     p.add_argument("--arguments", metavar="JSON", help="x-arguments as a JSON object")
+
+    p = v.command("show", SHOW_HELP, "queue", "a queue's properties and counts; for a "
+                  "stream, its offsets, segments, retention and consumers' offsets",
+                  _show_queue)
+    p.add_argument("name")
 
     p = v.command("declare", DECLARE_HELP, "exchange", "declare an exchange", _declare_exchange)
     p.add_argument("name")

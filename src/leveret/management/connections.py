@@ -118,7 +118,7 @@ def channel_json(ctx: Context, ch: ChannelSnapshot, with_stats: bool = True
 def consumer_json(ctx: Context, consumer: ConsumerSnapshot) -> dict[str, Any]:
     conn = consumer.connection
     conn_name = connection_name(conn)
-    return {
+    item = {
         "consumer_tag": consumer.tag, "exclusive": consumer.exclusive,
         "ack_required": consumer.ack_required, "prefetch_count": consumer.prefetch_count,
         "arguments": jsonable(consumer.arguments), "active": consumer.active,
@@ -129,6 +129,10 @@ def consumer_json(ctx: Context, consumer: ConsumerSnapshot) -> dict[str, Any]:
                             "number": consumer.channel_number, "peer_host": conn.peer_host,
                             "peer_port": conn.peer_port, "user": conn.user},
     }
+    if consumer.stream is not None:  # leveret's: a stream consumer's place in the stream
+        item["stream"] = {"next_offset": consumer.stream.next_offset,
+                          "lag": consumer.stream.lag}
+    return item
 
 
 Visible = list[tuple[ServerConnection, ConnectionSnapshot]]

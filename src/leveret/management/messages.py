@@ -27,7 +27,7 @@ from leveret.broker.message import Message
 from leveret.broker.queues import Queue
 from leveret.broker.rabbit_definitions import jsonable
 from leveret.broker.vhost import VirtualHost, check_properties
-from leveret.errors import AMQPError
+from leveret.errors import AMQPError, ConnectionError_
 from leveret.management.auth import client_grants, vhost_of
 from leveret.management.context import context
 from leveret.management.http import (
@@ -225,7 +225,12 @@ async def get_messages(request: web.Request) -> web.Response:
     taken: list[Entry] = []
     answer = []
     for _ in range(max(count, 0)):
-        q, entry = vhost.get(q.name, False, None, counters=vhost.own_counters)
+        try:
+            q, entry = vhost.get(q.name, False, None, counters=vhost.own_counters)
+        except ConnectionError_ as exc:
+            # RabbitMQ's plugin gets over a channel; a connection-level refusal (a
+            # stream's 540) comes back as its code and text
+            raise bad_request(f"{exc.reply_code} {exc.text}") from exc
         if entry is None:
             break
         taken.append(entry)

@@ -32,6 +32,7 @@ from leveret.broker.snapshot import (
     unacked_bytes,
 )
 from leveret.broker.stats import node_counters
+from leveret.management.connections import channel_name, connection_name
 from leveret.management.context import ResourceReadings, Runtime, node_name
 from leveret.management.process import open_fds, process_rss
 from leveret.version import __version__
@@ -42,6 +43,7 @@ except ImportError:  # pragma: no cover - Windows has no file descriptor limit t
     resource = None  # type: ignore[assignment]
 
 QUEUE_LABELS = ("vhost", "queue")
+STREAM_CONSUMER_LABELS = ("vhost", "queue", "channel", "consumer_tag")
 
 # Per-queue delivery counters, under the names RabbitMQ gives them per (channel, queue):
 # leveret keeps them per queue, so the series have no channel label, and
@@ -134,7 +136,8 @@ class BrokerCollector(Collector):
     # -- queues ----------------------------------------------------------------------------
 
     def _queue_snapshots(self) -> list[QueueSnapshot]:
-        return snapshot_queues(self.node, list(self.node.vhosts))
+        local = self.broker.local_addresses() if self.broker is not None else {}
+        return snapshot_queues(self.node, list(self.node.vhosts), local)
 
     def _queues(self) -> Iterator[Metric]:
         def gauge(name: str, doc: str) -> GaugeMetricFamily:
@@ -155,7 +158,8 @@ class BrokerCollector(Collector):
                             "Size in bytes of ready and unacknowledged messages")
         counters = [(CounterMetricFamily(name, doc, labels=QUEUE_LABELS), event)
                     for name, event, doc in QUEUE_COUNTERS]
-        for queue in self._queue_snapshots():
+        queues = self._queue_snapshots()
+        for queue in queues:
             labels = [queue.vhost, queue.name]
             ready.add_metric(labels, queue.messages_ready)
             unacked.add_metric(labels, queue.messages_unacknowledged)
@@ -169,6 +173,48 @@ class BrokerCollector(Collector):
                 family.add_metric(labels, queue.counters[event])
         yield from (ready, unacked, depth, consumers, ready_bytes, unacked_bytes, total_bytes)
         yield from (family for family, _ in counters)
+        yield from self._streams(queues)
+
+    def _streams(self, queues: list[QueueSnapshot]) -> Iterator[Metric]:
+        """Per stream queue: its log's offsets and segments, and where its consumers are.
+        (Its retained entries and bytes are rabbitmq_queue_messages and
+        rabbitmq_queue_messages_bytes above.)"""
+        def gauge(name: str, doc: str, labels: tuple[str, ...] = QUEUE_LABELS
+                  ) -> GaugeMetricFamily:
+            return GaugeMetricFamily(name, doc, labels=labels)
+
+        segments = gauge("leveret_stream_segments",
+                         "Segments a stream retains (retention removes whole segments)")
+        first = gauge("leveret_stream_first_offset", "Offset of a stream's oldest retained "
+                      "message (equal to the next offset when it retains none)")
+        nxt = gauge("leveret_stream_next_offset", "Offset the next message appended to a "
+                    "stream gets: every offset below it is committed")
+        max_lag = gauge("rabbitmq_stream_consumer_max_offset_lag",
+                        "Largest offset lag of a stream's consumers")
+        offset = gauge("leveret_stream_consumer_offset", "Next offset a stream consumer "
+                       "will be sent", STREAM_CONSUMER_LABELS)
+        lag = gauge("leveret_stream_consumer_offset_lag", "Retained messages a stream "
+                    "consumer has still to read", STREAM_CONSUMER_LABELS)
+        for queue in queues:
+            stream = queue.stream
+            if stream is None:
+                continue
+            labels = [queue.vhost, queue.name]
+            segments.add_metric(labels, stream.segments)
+            first.add_metric(labels, stream.first_offset)
+            nxt.add_metric(labels, stream.next_offset)
+            lags = []
+            for reader in stream.readers:
+                if reader.stream is None:
+                    continue
+                channel = channel_name(connection_name(reader.connection),
+                                       reader.channel_number)
+                consumer = [*labels, channel, reader.tag]
+                offset.add_metric(consumer, reader.stream.next_offset)
+                lag.add_metric(consumer, reader.stream.lag)
+                lags.append(reader.stream.lag)
+            max_lag.add_metric(labels, max(lags, default=0))
+        yield from (segments, first, nxt, max_lag, offset, lag)
 
     # -- node-wide -------------------------------------------------------------------------
 
@@ -184,7 +230,8 @@ class BrokerCollector(Collector):
                                 value=consumers)
         yield GaugeMetricFamily("rabbitmq_queues", "Queues available", value=len(queues))
         yield GaugeMetricFamily("leveret_vhosts", "Virtual hosts", value=len(self.node.vhosts))
-        resident = sum(q.message_bytes_ready for q in queues)
+        # (a stream's bytes are in its log: only its newest entries are also in memory)
+        resident = sum(q.message_bytes_ready for q in queues if q.stream is None)
         # every unacked body, a deleted queue's too: the channel still holds it
         resident += sum(unacked_bytes(self.node).values())
         yield GaugeMetricFamily("leveret_messages_resident_bytes",

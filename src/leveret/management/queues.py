@@ -1,5 +1,12 @@
 """Queues: /api/queues[/{vhost}[/{name}]], declare (PUT), delete, purge (DELETE .../contents)
 and actions. Message counts come from the queue itself; rates from the sampler.
+
+A stream queue shows the keys RabbitMQ 3.10 shows for one (``messages`` and
+``messages_ready`` are the retained entries, ``messages_unacknowledged`` is 0; no paging,
+consumer utilisation or single-active-consumer keys; ``members``, ``online``,
+``readers``), the byte counts, and leveret's ``stream`` object: first, last and next
+offset, segments, bytes, the retention in force and each consumer's offset and lag.
+Purging a stream or getting from it is a 400 with RabbitMQ's text.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from leveret.broker.queues import Queue
 from leveret.broker.rabbit_definitions import jsonable
 from leveret.broker.snapshot import (
     QueueSnapshot,
+    StreamSnapshot,
     queue_consumers,
     snapshot_queue,
     snapshot_queues,
@@ -20,7 +28,7 @@ from leveret.broker.snapshot import (
 )
 from leveret.broker.stats import DELIVERING
 from leveret.management.auth import current_user, grants, permitted_vhosts, require_admin, vhost_of
-from leveret.management.connections import connection_name, consumer_json
+from leveret.management.connections import channel_name, connection_name, consumer_json
 from leveret.management.context import Context, context
 from leveret.management.http import (
     ApiError,
@@ -48,7 +56,51 @@ def queue_stats(counters: Mapping[str, int], rates: dict[str, float]) -> dict[st
     return stats
 
 
+def stream_json(ctx: Context, stream: StreamSnapshot) -> dict[str, Any]:
+    """leveret's view of a stream's log (not in RabbitMQ's API)."""
+    return {
+        "first_offset": stream.first_offset, "last_offset": stream.last_offset,
+        "next_offset": stream.next_offset, "segments": stream.segments,
+        "bytes": stream.bytes,
+        "retention": {"max_length_bytes": stream.max_length_bytes,
+                      "max_age_seconds": stream.max_age,
+                      "max_segment_size_bytes": stream.max_segment_size_bytes},
+        "consumers": [{"consumer_tag": c.tag, "channel": channel_name(
+                           connection_name(c.connection), c.channel_number),
+                       "connection_name": connection_name(c.connection),
+                       "next_offset": c.stream.next_offset, "lag": c.stream.lag}
+                      for c in stream.readers if c.stream is not None],
+    }
+
+
+def _stream_queue_json(ctx: Context, q: QueueSnapshot, stream: StreamSnapshot
+                       ) -> dict[str, Any]:
+    depths = queue_depths(q)
+    return {
+        "name": q.name, "vhost": q.vhost, "node": ctx.node_name,
+        "type": q.type, "state": "running",
+        "durable": q.durable, "auto_delete": q.auto_delete, "exclusive": q.exclusive,
+        "arguments": jsonable(q.arguments),
+        "policy": q.policy, "operator_policy": None,
+        "effective_policy_definition": jsonable(q.policy_definition),
+        "consumers": q.consumers,
+        # one node: the stream's only member; readers counts its consumers, as osiris's
+        "members": [ctx.node_name], "online": [ctx.node_name],
+        "readers": {ctx.node_name: len(stream.readers)} if stream.readers else {},
+        **depths,
+        "message_bytes": q.message_bytes_ready,
+        "message_bytes_ready": q.message_bytes_ready,
+        "message_bytes_unacknowledged": 0,
+        "stream": stream_json(ctx, stream),
+    }
+
+
 def queue_json(ctx: Context, q: QueueSnapshot, with_stats: bool = True) -> dict[str, Any]:
+    if q.stream is not None:
+        stream_item = _stream_queue_json(ctx, q, q.stream)
+        if with_stats:
+            _add_stats(ctx, q, stream_item)
+        return stream_item
     depths = queue_depths(q)
     ready_bytes = q.message_bytes_ready
     out_bytes = q.message_bytes_unacknowledged
@@ -85,13 +137,17 @@ def queue_json(ctx: Context, q: QueueSnapshot, with_stats: bool = True) -> dict[
                                      "peer_host": q.owner.peer_host,
                                      "peer_port": q.owner.peer_port}
     if with_stats:
-        rates = ctx.sampler.rates(q.handle)
-        for key in ("messages", "messages_ready", "messages_unacknowledged"):
-            item[f"{key}_details"] = details(rates, key)
-        stats = queue_stats(q.counters, rates)
-        if stats:
-            item["message_stats"] = stats
+        _add_stats(ctx, q, item)
     return item
+
+
+def _add_stats(ctx: Context, q: QueueSnapshot, item: dict[str, Any]) -> None:
+    rates = ctx.sampler.rates(q.handle)
+    for key in ("messages", "messages_ready", "messages_unacknowledged"):
+        item[f"{key}_details"] = details(rates, key)
+    stats = queue_stats(q.counters, rates)
+    if stats:
+        item["message_stats"] = stats
 
 
 def find_queue(request: web.Request) -> Queue:

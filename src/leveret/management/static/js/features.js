@@ -14,6 +14,8 @@ const QUEUE_ARGS = {
   'x-max-priority': ['Pri', 'Maximum priority'],
   'x-single-active-consumer': ['SAC', 'Single active consumer'],
   'x-delivery-limit': ['DL', 'Delivery limit'],
+  'x-max-age': ['MA', 'Maximum age (stream retention)'],
+  'x-stream-max-segment-size-bytes': ['Seg', 'Stream segment size in bytes'],
 };
 
 function argBadges(args, known) {
@@ -51,4 +53,6 @@ export const QUEUE_ARGUMENT_SUGGESTIONS = [
   ['x-dead-letter-routing-key', '"dead"', 'Routing key for dead-lettered messages'],
   ['x-max-priority', '10', 'Enables priorities 0..N'],
   ['x-single-active-consumer', 'true', 'Only one consumer receives at a time'],
+  ['x-max-age', '"7D"', 'Stream: drop segments older than this (Y M D h m s)'],
+  ['x-max-length-bytes', '1000000000', 'Stream: keep at most this many bytes'],
 ];

@@ -60,8 +60,9 @@ const ACK_MODES = [
   ['reject_requeue_false', 'Reject: drop or dead-letter'],
 ];
 
-/** Get (RabbitMQ's, takes the messages then acks or returns them) and Peek (leveret's). */
-export function readMessages({ vhost, queue, onChange }) {
+/** Get (RabbitMQ's, takes the messages then acks or returns them) and Peek (leveret's).
+ * ``peekOnly``: a stream, which refuses basic.get; peek reads it from its first offset. */
+export function readMessages({ vhost, queue, onChange, peekOnly = false }) {
   const count = input('count', { type: 'number', min: 1, max: 500, value: 5, inputmode: 'numeric' });
   const ackmode = select('ackmode', ACK_MODES, 'ack_requeue_true');
   const encoding = select('encoding', [['auto', 'Auto (text when UTF-8)'], ['base64', 'Base64']], 'auto');
@@ -107,8 +108,9 @@ export function readMessages({ vhost, queue, onChange }) {
         field('Count', count),
         field('Encoding', encoding),
         field('Truncate payloads at (bytes)', truncate),
-        field('Get: what happens to them', ackmode, { wide: true, hint: 'Peek never changes the queue; Get takes the messages, then acts as chosen.' })),
-      h('div', { class: 'form-actions' }, peekButton, getButton, message)),
+        peekOnly ? null : field('Get: what happens to them', ackmode, { wide: true, hint: 'Peek never changes the queue; Get takes the messages, then acts as chosen.' })),
+      peekOnly ? h('p', { class: 'muted' }, 'A stream cannot be read with Get (basic.get); Peek shows its messages from the first retained offset, and consumers read it from an offset.') : null,
+      h('div', { class: 'form-actions' }, peekButton, peekOnly ? null : getButton, message)),
     results);
   return el;
 }

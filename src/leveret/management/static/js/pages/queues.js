@@ -1,5 +1,7 @@
 // Queues: the list (sortable, filterable, per vhost) with a form to add one, and a queue's
-// page with its details, messages (publish, get, peek), bindings and consumers.
+// page with its details, messages (publish, get, peek), bindings and consumers. A stream
+// (type "stream") shows its log instead: retained messages, bytes, segments, offsets and
+// each consumer's offset; purge and get, which a stream refuses, are not offered.
 
 import { del, get, path, post, put } from '../api.js';
 import { fill, h } from '../dom.js';
@@ -71,7 +73,7 @@ export async function mountList() {
 function addQueueCard(refresh) {
   const vhost = select('vhost', vhostNames(), vhostNames()[0]);
   const name = input('name', { required: true, placeholder: 'orders.created' });
-  const type = select('type', [['classic', 'Classic'], ['quorum', 'Quorum']], 'classic');
+  const type = select('type', [['classic', 'Classic'], ['quorum', 'Quorum'], ['stream', 'Stream']], 'classic');
   const durable = select('durable', [['true', 'Durable'], ['false', 'Transient']], 'true');
   const autoDelete = checkbox('auto_delete');
   const args = fieldsEditor('arguments', { suggestions: QUEUE_ARGUMENT_SUGGESTIONS });
@@ -80,9 +82,10 @@ function addQueueCard(refresh) {
     onSubmit: async (f) => {
       const v = values(f);
       const argumentsTable = parseFields(args.area.value);
-      if (v.type === 'quorum') argumentsTable['x-queue-type'] = 'quorum';
+      if (v.type !== 'classic') argumentsTable['x-queue-type'] = v.type;
       await put(path`/queues/${v.vhost}/${v.name.trim()}`, {
-        durable: v.durable === 'true', auto_delete: v.auto_delete, arguments: argumentsTable,
+        // quorum queues and streams are durable, as their declarations require
+        durable: v.durable === 'true' || v.type !== 'classic', auto_delete: v.auto_delete, arguments: argumentsTable,
       });
       toast(`Queue “${v.name.trim()}” added.`);
       name.value = '';
@@ -109,13 +112,15 @@ export async function mountQueue([vhost, name]) {
   const bindingsBody = h('div');
   const headerHolder = h('div');
 
+  const isStream = () => q.type === 'stream';
   const drawHeader = () => fill(headerHolder, pageHeader({
-    title: name, kicker: 'Queue', back: { href: links.queues(), label: 'Queues' },
+    title: name, kicker: isStream() ? 'Stream' : 'Queue', back: { href: links.queues(), label: 'Queues' },
     badges: [badge(`vhost ${vhost}`, 'accent'), badge(q.type || 'classic'), ...queueFeatures(q)],
     actions: [
-      button('Purge', purge, { kind: 'secondary', title: 'Remove every ready message' }),
+      // a stream cannot be purged (its retention removes old segments)
+      isStream() ? null : button('Purge', purge, { kind: 'secondary', title: 'Remove every ready message' }),
       button('Delete', remove, { kind: 'danger' }),
-    ],
+    ].filter(Boolean),
   }));
 
   async function purge() {
@@ -170,7 +175,7 @@ export async function mountQueue([vhost, name]) {
     { id: 'details', label: 'Details', content: details },
     { id: 'messages', label: 'Messages', content: h('div', { class: 'grid-2 grid-top' },
       card({ title: 'Publish a message' }, publishForm({ vhost, exchange: '', routingKey: name, lockRoutingKey: true })),
-      card({ title: 'Get or peek' }, readMessages({ vhost, queue: name, onChange: () => refresh() }))) },
+      card({ title: isStream() ? 'Peek' : 'Get or peek' }, readMessages({ vhost, queue: name, onChange: () => refresh(), peekOnly: isStream() }))) },
     { id: 'bindings', label: 'Bindings', count: '', content: [card({ title: 'Bindings' }, bindingsBody),
       card({ title: 'Add a binding' }, bindingForm, exchangeNames)] },
     { id: 'consumers', label: 'Consumers', count: '', content: card({ title: 'Consumers' }, consumersBody) },
@@ -183,7 +188,18 @@ export async function mountQueue([vhost, name]) {
     q = fresh;
     drawHeader();
     const ms = q.message_stats || {};
-    fill(tiles, stats([
+    const s = q.stream;
+    if (isStream()) {
+      fill(tiles, stats([
+        stat('Retained', num(q.messages), { key: 'messages', tone: 'total', hint: 'messages in the stream' }),
+        stat('Bytes', bytes(s ? s.bytes : q.message_bytes), { key: 'stream_bytes' }),
+        stat('Segments', s ? num(s.segments) : '–', { key: 'stream_segments', hint: 'retention removes whole segments' }),
+        stat('First offset', s ? num(s.first_offset) : '–', { key: 'stream_first_offset' }),
+        stat('Last offset', s && s.last_offset !== null ? num(s.last_offset) : '–', { key: 'stream_last_offset', hint: s ? `next ${num(s.next_offset)}` : null }),
+        stat('Consumers', num(q.consumers), { key: 'consumers' }),
+        stat('Incoming', rate(rateOf(ms, 'publish') ?? 0), { key: 'publish', tone: 'publish', hint: `${num(ms.publish ?? 0)} in total` }),
+      ]));
+    } else fill(tiles, stats([
       stat('Ready', num(q.messages_ready), { key: 'messages_ready', tone: 'ready' }),
       stat('Unacked', num(q.messages_unacknowledged), { key: 'messages_unacknowledged', tone: 'unacked' }),
       stat('Total', num(q.messages), { key: 'messages', tone: 'total', hint: bytes(q.message_bytes) }),
@@ -199,6 +215,15 @@ export async function mountQueue([vhost, name]) {
         ['Exclusive', q.exclusive ? `yes${q.owner_pid_details ? ` (${q.owner_pid_details.name})` : ''}` : 'no'],
         ['Arguments', fieldTable(q.arguments)],
       ])),
+      s ? card({ title: 'Stream' }, keyValues([
+        ['Retained messages', num(q.messages)],
+        ['Offsets', `${num(s.first_offset)} to ${s.last_offset === null ? '(empty)' : num(s.last_offset)}; next ${num(s.next_offset)}`],
+        ['Segments', num(s.segments)],
+        ['Bytes', bytes(s.bytes)],
+        ['Max length', s.retention.max_length_bytes === null ? 'none' : bytes(s.retention.max_length_bytes)],
+        ['Max age', s.retention.max_age_seconds === null ? 'none' : seconds(s.retention.max_age_seconds)],
+        ['Segment size', bytes(s.retention.max_segment_size_bytes)],
+      ])) : null,
       card({ title: 'Policy and totals' }, keyValues([
         ['Policy', q.policy || 'none'],
         ['Effective policy', fieldTable(q.effective_policy_definition)],
@@ -212,9 +237,11 @@ export async function mountQueue([vhost, name]) {
     fill(bindingsBody, bindingsTable(vhost, bindings, refresh, { hide: 'destination' }));
     fill(exchangeNames, exchanges.filter((x) => x.name).map((x) => h('option', { value: x.name })));
     const consumers = q.consumer_details || [];
+    const offsets = isStream();
     fill(consumersBody, consumers.length
       ? h('div', { class: 'table-wrap' }, h('table', { class: 'table' },
-        h('thead', {}, h('tr', {}, ['Channel', 'Consumer tag', 'Ack required', 'Exclusive', 'Prefetch', 'Active', 'Arguments']
+        h('thead', {}, h('tr', {}, ['Channel', 'Consumer tag', 'Ack required', 'Exclusive', 'Prefetch', 'Active',
+          ...(offsets ? ['Next offset', 'Lag'] : []), 'Arguments']
           .map((t) => h('th', { scope: 'col' }, t)))),
         h('tbody', {}, consumers.map((c) => h('tr', {},
           h('td', {}, c.channel_details?.connection_name
@@ -222,6 +249,8 @@ export async function mountQueue([vhost, name]) {
           h('td', {}, h('code', {}, c.consumer_tag)),
           h('td', {}, c.ack_required ? 'yes' : 'no (auto-ack)'), h('td', {}, c.exclusive ? 'yes' : 'no'),
           h('td', {}, num(c.prefetch_count)), h('td', {}, badge(c.activity_status || (c.active ? 'up' : 'waiting'), c.active ? 'ok' : 'neutral')),
+          offsets ? h('td', { class: 'num', dataset: { offset: c.consumer_tag } }, c.stream ? num(c.stream.next_offset) : '–') : null,
+          offsets ? h('td', { class: 'num' }, c.stream ? num(c.stream.lag) : '–') : null,
           h('td', {}, fieldTable(c.arguments)))))))
       : empty('No consumers', 'Nothing consumes from this queue right now.'));
   }
@@ -235,6 +264,12 @@ export async function mountQueue([vhost, name]) {
  * A queue's or exchange's bindings, with Unbind for each one that can be removed.
  * ``hide`` leaves out the column that is the page's own object ('source' or 'destination').
  */
+function seconds(total) {
+  const units = [['d', 86400], ['h', 3600], ['m', 60], ['s', 1]];
+  const [unit, size] = units.find(([, n]) => total >= n && total % n === 0) || ['s', 1];
+  return `${num(total / size)}${unit}`;
+}
+
 export function bindingsTable(vhost, bindings, refresh, { hide } = {}) {
   if (!bindings.length) return empty('No bindings', 'Add one below.');
   const unbind = async (b) => {
