@@ -5,6 +5,8 @@ drained and every delivery is checked against what the clients know.
     python bench/crashloop.py                     # 50 cycles, about two minutes
     python bench/crashloop.py --cycles 300 --seed 7 --fsync interval:50
     python bench/crashloop.py --minutes 10        # as many cycles as fit in ten minutes
+    python bench/crashloop.py --stream --minutes 10   # a stream queue instead (its own
+                                                      # checks: bench/crashloop_stream.py)
 
 Exit status 1 if a rule below is broken (the violations are listed), 0 otherwise. The
 figures and the command that produced them are in docs/storage.md ("Crash and corruption
@@ -675,6 +677,11 @@ async def run(cfg: Config) -> Report:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if "--stream" in args:  # the stream crash loop (bench/crashloop_stream.py)
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import crashloop_stream
+        return crashloop_stream.main([a for a in args if a != "--stream"])
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     d = Config()
