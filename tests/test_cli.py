@@ -68,7 +68,35 @@ def test_port_in_use_is_a_clear_error(tmp_path) -> None:
         stop(proc)
 
 
+def leveret(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "leveret", *args], capture_output=True,
+                          text=True, timeout=30)
+
+
 def test_help_lists_commands() -> None:
-    out = subprocess.run([sys.executable, "-m", "leveret", "--help"], capture_output=True,
-                         text=True, timeout=30).stdout
+    out = leveret("--help").stdout
     assert "serve" in out and "perf" in out
+    for verb in ("list queues", "show queue", "declare", "delete", "purge", "add user",
+                 "set", "clear", "export", "import", "publish", "get", "status"):
+        assert verb in out, verb
+    for events_command in ("events run", "events dlq", "replay", "tail", "events docs"):
+        assert events_command in out, events_command
+    assert "``" not in out  # no reStructuredText markup from a docstring
+    assert "--version" in out
+
+
+@pytest.mark.parametrize("args", [["--version"], ["-V"], ["version"]])
+def test_version(args: list[str]) -> None:
+    from leveret.version import __version__
+
+    result = leveret(*args)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"leveret {__version__}"
+
+
+def test_a_bare_leveret_prints_the_help() -> None:
+    result = leveret()
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: leveret")
+    assert "serve" in result.stdout and "list queues" in result.stdout
+    assert "required" not in result.stderr

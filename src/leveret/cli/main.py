@@ -1,4 +1,6 @@
-"""The ``leveret`` command: ``serve`` runs the broker, ``perf`` measures one."""
+"""The ``leveret`` command: ``serve`` runs the broker, ``perf`` measures one, the admin verbs
+(``list``, ``declare``, ...) administer a running broker, ``events`` serves leveret.events
+applications. ``DESCRIPTION`` and ``EPILOG`` are what ``leveret --help`` prints."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import Any
 from leveret import config as cfg
 from leveret.errors import LeveretError
 from leveret.store.base import StoreError
+from leveret.version import __version__
 
 log = logging.getLogger("leveret")
 
@@ -166,9 +169,46 @@ def serve(args: argparse.Namespace) -> int:
         return asyncio.run(_serve(config, args.policies))
 
 
+DESCRIPTION = "leveret: a message broker that speaks AMQP 0-9-1 like RabbitMQ."
+
+EPILOG = """\
+run and measure a broker:
+  leveret serve [--port 5672] [--data-dir PATH] [--config FILE]
+  leveret perf --uri amqp://guest:guest@127.0.0.1:5672/ --time 10
+
+administer a running broker through its management API (docs/cli.md):
+  leveret list queues|streams|exchanges|bindings|connections|channels|
+               consumers|users|vhosts|permissions|policies
+  leveret show queue NAME
+  leveret declare queue|exchange|binding ...
+  leveret delete queue|exchange|binding|user|vhost ...
+  leveret purge queue NAME
+  leveret add user|vhost ...
+  leveret set|clear permissions|policy ...
+  leveret export|import definitions FILE
+  leveret publish ... | get QUEUE | close connection NAME | status
+
+event-driven applications with leveret.events (docs/events.md):
+  leveret events run MODULE:BUS               run a bus's subscribers
+  leveret events dlq list|show|redrive|purge  inspect and replay dead letters
+  leveret events replay|tail TOPIC            read events kept in a stream
+  leveret events docs MODULE:BUS              write a bus's AsyncAPI document
+
+`leveret COMMAND --help` lists a command's options.
+"""
+
+
+def _version(args: argparse.Namespace) -> int:
+    print(f"leveret {__version__}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="leveret", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="leveret", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-V", "--version", action="version",
+                        version=f"leveret {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     p = sub.add_parser("serve", help="run the broker")
     _serve_arguments(p)
     p.set_defaults(func=serve)
@@ -184,9 +224,14 @@ def build_parser() -> argparse.ArgumentParser:
     events_cli.add_parser(sub)
     from leveret.cli import admin  # list, declare, delete, ... through the management API
     admin.add_parsers(sub)
+    sub.add_parser("version", help="print leveret's version").set_defaults(func=_version)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv if argv is not None else sys.argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv if argv is not None else sys.argv[1:])
+    if getattr(args, "func", None) is None:  # a bare `leveret`: say what it can do
+        parser.print_help()
+        return 0
     return int(args.func(args) or 0)
