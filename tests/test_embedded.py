@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import subprocess
+import sys
 
 import aio_pika
 import aiormq
@@ -38,3 +41,26 @@ async def test_stop_closes_clients_with_connection_forced() -> None:
 
 def test_public_api_is_pinned() -> None:
     assert sorted(leveret.__all__) == ["Broker", "__version__"]
+
+
+def test_the_root_package_imports_the_broker_on_first_use() -> None:
+    from leveret.runtime.embedded import Broker
+
+    assert leveret.Broker is Broker and "Broker" in dir(leveret)
+    assert leveret.__version__ == leveret.version.__version__
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        leveret.Nope  # noqa: B018
+
+
+@pytest.mark.parametrize("library", ["leveret", "leveret.events", "leveret.events.cli",
+                                     "leveret.client"])
+def test_importing_a_library_does_not_import_the_broker(library: str) -> None:
+    """``import leveret.events`` in an application imports neither the broker, the server
+    nor the store (the root package's ``Broker`` is imported on first use)."""
+    code = (f"import sys, {library}\n"
+            "print(sorted({m.split('.')[1] for m in sys.modules"
+            " if m.startswith('leveret.')}))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    loaded = set(ast.literal_eval(out))
+    assert not loaded & {"server", "store", "broker", "runtime", "management"}, loaded

@@ -11,7 +11,7 @@ imports the module ``pkg.mod`` only.
 
 ``leveret.broker`` is the core: it may use ``amqp``, ``store`` and ``errors``, never the
 layers built on it (server and runtime, management, cli, client, events, the pytest plugin,
-the CLI's configuration, the root package, whose ``__init__`` imports the server).
+the CLI's configuration, the root package, whose ``Broker`` is the runtime's).
 
 A package marked xfail(strict=True) has known circles: the mark must go when they are
 removed (the test then fails as XPASS until it does).
@@ -154,7 +154,8 @@ def test_no_import_circles(package: str) -> None:
 ABOVE_BROKER = ("leveret.server", "leveret.runtime", "leveret.management", "leveret.cli",
                 "leveret.client", "leveret.events", "leveret.testing", "leveret.config",
                 "leveret.__main__")
-# The root package: its __init__ imports leveret.server.embedded (the Broker facade).
+# The root package: its __init__ imports leveret.runtime.embedded (the Broker facade) when
+# leveret.Broker is first read.
 ROOT = "leveret"
 KNOWN_UPWARD: dict[str, str] = {}
 

@@ -2,9 +2,36 @@
 
     async with leveret.Broker(port=0) as broker:
         print(broker.url)
+
+``leveret.Broker`` is imported on first use (a module ``__getattr__``), so that importing a
+library of the package (``leveret.events``, ``leveret.client``, ``leveret.config``) does not
+import the broker, the server and the store.
 """
 
-from leveret.runtime.embedded import Broker
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from leveret.version import __version__
 
+if TYPE_CHECKING:
+    from leveret.runtime.embedded import Broker
+
 __all__ = ["Broker", "__version__"]
+
+# name -> the module that defines it, imported when the name is first read
+_LAZY = {"Broker": "leveret.runtime.embedded"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'leveret' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next read does not come here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
