@@ -1,10 +1,13 @@
-"""The seed's aio-pika sample, corrected: publish a persistent event and consume it.
+"""Hello World with aio-pika on asyncio: publish a persistent message to queue `hello`,
+then consume it.
 
-aio-pika has no ``Queue(channel, name)`` constructor and no ``queue.put``: queues are
-declared on a channel, messages are published through an exchange (here the default one,
-routing by queue name), and ``queue.iterator()`` consumes with ``async for``.
+Queues are declared on a channel (``channel.declare_queue``), messages are published through
+an exchange (here the default one, which routes by queue name), and ``queue.iterator()``
+consumes with ``async for``; ``message.process()`` acknowledges the message once its block
+ends. It runs the same against leveret and RabbitMQ.
 
-    python examples/hello_aio_pika.py [AMQP_URL]
+    pip install aio-pika
+    python examples/hello_aio_pika.py [AMQP_URL]     # default amqp://guest:guest@localhost:5672/
 """
 
 import asyncio

@@ -1,10 +1,13 @@
-"""The seed's pika sample, corrected: publish "Hello World!" to queue `hello`, consume it.
+"""Hello World with pika, the blocking client: publish "Hello World!" to queue `hello`,
+then consume it.
 
-The original called basic_consume without a callback and closed the connection before
-consuming anything. Here the queue is declared first, the callback is registered with
-basic_consume, and start_consuming() runs until the message arrives.
+The queue is declared first (declaring is idempotent), so the message has somewhere to go;
+the message goes through the default exchange, which routes by queue name; basic_consume
+registers a callback, and start_consuming() runs until the callback has the message and
+stops. It runs the same against leveret and RabbitMQ.
 
-    python examples/hello_pika.py [AMQP_URL]
+    pip install pika
+    python examples/hello_pika.py [AMQP_URL]     # default amqp://guest:guest@localhost:5672/%2F
 """
 
 import sys

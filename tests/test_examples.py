@@ -1,4 +1,4 @@
-"""The corrected seed samples run unchanged against leveret."""
+"""The hello-world examples (pika, aio-pika) run unchanged against leveret."""
 
 from __future__ import annotations
 
