@@ -16,7 +16,6 @@ from typing import Any
 from leveret import config as cfg
 from leveret.errors import LeveretError
 from leveret.store.base import StoreError
-from leveret.version import __version__
 
 log = logging.getLogger("leveret")
 
@@ -199,11 +198,15 @@ event-driven applications with leveret.events (docs/events.md):
 
 
 def _version(args: argparse.Namespace) -> int:
+    from leveret.version import __version__
+
     print(f"leveret {__version__}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from leveret.version import __version__
+
     parser = argparse.ArgumentParser(prog="leveret", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-V", "--version", action="version",
