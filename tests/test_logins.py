@@ -125,6 +125,11 @@ def test_a_flood_of_refusals_logs_a_few_lines_and_a_summary(
     assert summaries == [
         "suppressed 40 similar messages (invalid_password) in the last 2 s",
         "suppressed 40 similar messages (unknown_user) in the last 2 s"]
+    # nothing else per refused connection: no accepted or closed lines that would
+    # multiply with the flood the limit is there for
+    noisy = [r for r in caplog.records if r.levelno >= logging.INFO
+             and getattr(r, "event", None) not in ("auth_failure", "log_suppressed")]
+    assert not noisy, [r.getMessage() for r in noisy[:3]]
 
 
 def test_a_refused_vhost_is_logged_with_its_reason(

@@ -17,6 +17,7 @@ import pika
 import pika.exceptions
 import pytest
 
+from leveret.broker.connection import closed_by_client
 from leveret.runtime.threaded import BrokerThread
 from leveret.server.logs import JsonFormatter, configure_logging, record_fields
 
@@ -67,7 +68,7 @@ def test_json_lines_with_exceptions(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_connection_life_is_logged(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, "leveret")
+    caplog.set_level(logging.DEBUG, "leveret")
     with BrokerThread() as broker:
         conn = pika.BlockingConnection(pika.ConnectionParameters(
             "127.0.0.1", broker.port, client_properties={"connection_name": "orders-api"}))
@@ -82,10 +83,13 @@ def test_connection_life_is_logged(caplog: pytest.LogCaptureFixture) -> None:
         closed, = events(caplog, "connection_closed")
         name = f"{local} -> 127.0.0.1:{broker.port}"
         assert accepted.connection == name and accepted.tls is False  # type: ignore
+        assert accepted.levelname == "DEBUG"  # the opening is the first info line
         assert (opened.connection, opened.client_address, opened.user, opened.vhost,  # type: ignore
                 opened.connection_name) == (name, local, "guest", "/", "orders-api")  # type: ignore
         assert "orders-api" in opened.getMessage() and "guest" in opened.getMessage()
-        assert closed.reason == "closed by client: 200 Normal shutdown"  # type: ignore
+        assert closed.reason == (  # type: ignore
+            "closed by the client (connection.close 200 'Normal shutdown')")
+        assert closed.levelname == "INFO"
         assert closed.connection_name == "orders-api"  # type: ignore
 
         # a client that drops the TCP connection, and one the broker closes
@@ -106,6 +110,70 @@ def test_connection_life_is_logged(caplog: pytest.LogCaptureFixture) -> None:
             "closed by broker: 320 CONNECTION_FORCED - by a test")
 
 
+def test_a_client_close_without_code_or_text_is_logged_plainly(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """py-amqp (kombu, Celery) closes with code 0 and no text: not "closed by client: 0 "."""
+    import amqp
+
+    caplog.set_level(logging.INFO, "leveret")
+    with BrokerThread() as broker:
+        conn = amqp.Connection(f"127.0.0.1:{broker.port}")
+        conn.connect()
+        conn.close()
+        wait_for_event(caplog, "connection_closed")
+        closed, = events(caplog, "connection_closed")
+        assert closed.reason == "closed by the client"  # type: ignore[attr-defined]
+        assert closed.getMessage().endswith("(vhost: '/', user: 'guest'): closed by the client")
+
+
+def test_closed_by_client_reasons() -> None:
+    assert closed_by_client(0, "") == "closed by the client"
+    assert closed_by_client(200, "Goodbye") == (
+        "closed by the client (connection.close 200 'Goodbye')")
+    assert closed_by_client(0, "bye") == "closed by the client (connection.close 0 'bye')"
+
+
+def refused_connection_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """Every info-or-louder record of connections (not of the broker starting)."""
+    return [r for r in caplog.records if r.levelno >= logging.INFO
+            and getattr(r, "event", None) != "log_suppressed"
+            and r.name in ("leveret.server", "leveret.connection")
+            and "listening" not in r.getMessage() and "stopped" not in r.getMessage()]
+
+
+@pytest.mark.parametrize(("user", "password", "vhost", "event", "why"), [
+    ("guest", "nope", "/", "auth_failure", "PLAIN login refused from 127.0.0.1:{port}: "
+                                           "user 'guest' - invalid password"),
+    ("lg-nobody", "x", "/", "auth_failure", "PLAIN login refused from 127.0.0.1:{port}: "
+                                            "user 'lg-nobody' - no such user"),
+    ("lg-nowhere", "pw", "/", "connection_refused",
+     "connection from 127.0.0.1:{port} refused: access to vhost '/' refused for user "
+     "'lg-nowhere'"),
+    ("guest", "guest", "lg-none", "connection_refused",
+     "connection from 127.0.0.1:{port} refused: vhost lg-none not found"),
+])
+def test_a_refused_login_is_one_line_that_says_why(
+        caplog: pytest.LogCaptureFixture, user: str, password: str, vhost: str, event: str,
+        why: str) -> None:
+    caplog.set_level(logging.DEBUG, "leveret")
+    with BrokerThread() as broker:
+        broker.node.failed_login_delay = 0
+        broker.call(broker.node.add_user, "lg-nowhere", "pw")  # a user without permissions
+        caplog.clear()
+        with pytest.raises(pika.exceptions.AMQPConnectionError):
+            pika.BlockingConnection(pika.ConnectionParameters(
+                "127.0.0.1", broker.port, virtual_host=vhost,
+                credentials=pika.PlainCredentials(user, password)))
+        wait_for_event(caplog, "connection_closed")  # at debug level: the refusal said it
+        line, = refused_connection_lines(caplog)
+        assert line.levelname == "WARNING" and getattr(line, "event", None) == event
+        port = line.client_address.split(":")[1]  # type: ignore[attr-defined]
+        assert line.getMessage() == why.format(port=port)
+        assert getattr(line, "user", None) == user
+        closed, = events(caplog, "connection_closed")
+        assert closed.levelname == "DEBUG"
+
+
 def test_authentication_failure_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, "leveret")
     with BrokerThread() as broker:
@@ -116,8 +184,7 @@ def test_authentication_failure_is_logged(caplog: pytest.LogCaptureFixture) -> N
         assert failure.levelname == "WARNING"
         assert (failure.user, failure.mechanism) == ("guest", "PLAIN")  # type: ignore
         assert failure.client_address.startswith("127.0.0.1:")  # type: ignore
-        wait_for_event(caplog, "connection_closed")
-        assert "403 ACCESS_REFUSED" in events(caplog, "connection_closed")[0].reason  # type: ignore
+        assert failure.reason == "invalid_password"  # type: ignore
 
 
 def test_serve_json_logs_auth_failures_and_alarms(tmp_path: Path) -> None:

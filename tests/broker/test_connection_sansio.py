@@ -182,7 +182,7 @@ def test_client_close_is_answered_and_frees_the_connection() -> None:
     peer.send(0, spec.ConnectionClose(reply_code=200, reply_text="bye"))
     assert peer.received()[-1] == spec.ConnectionCloseOk()
     assert peer.conn.state == CLOSED and peer.conn not in node.connections
-    assert peer.conn.close_reason == "closed by client: 200 bye"
+    assert peer.conn.close_reason == "closed by the client (connection.close 200 'bye')"
     assert "mine" not in node.vhosts["/"].queues
 
 

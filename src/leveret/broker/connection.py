@@ -59,6 +59,14 @@ OUTPUT_BATCH = 1 << 20
 _BASIC_PUBLISH = spec.BasicPublish  # handled before the HANDLERS lookup: the hot one
 
 
+def closed_by_client(code: int, text: str) -> str:
+    """The log's reason for a client's connection.close. Some clients (aiormq, aio-pika)
+    send code 0 and no text: there is nothing more to say than who closed it."""
+    if not code and not text:
+        return "closed by the client"
+    return f"closed by the client (connection.close {code} {text!r})"
+
+
 class ServerConnection:
     def __init__(self, node: Node, peer: tuple[str, int] = ("?", 0),
                  on_write: Callable[[], None] = lambda: None,
@@ -104,6 +112,9 @@ class ServerConnection:
         # Subject CN of a verified TLS client certificate, set by the server: allows EXTERNAL.
         self.peer_cert_cn: str | None = None
         self.close_reason = ""  # why the connection ended, for the server's log
+        # Set when a refused login or connection.open was logged with its reason: that line
+        # says all there is, so the server logs the connection's end at debug level only.
+        self.refusal_logged = False
         # Set after a framing error: the byte stream is out of step, so nothing more can be
         # parsed (not even close-ok). The server drops what follows (and stops reading if
         # it goes on); the close timeout ends it.
@@ -241,6 +252,7 @@ class ServerConnection:
                     refused.reason, "connection from %s refused: %s", address, refused.text,
                     extra={"event": "connection_refused", "user": self.user,
                            "vhost": m.virtual_host, "client_address": address})
+                self.refusal_logged = True
                 raise NotAllowed(refused.text, 10, 40)
             self.vhost = self.node.vhosts[m.virtual_host]
             self.node.connections.add(self)
@@ -250,7 +262,7 @@ class ServerConnection:
 
     def connection_closed(self, method: spec.ConnectionClose | None) -> None:
         if method is not None:
-            self.close_reason = f"closed by client: {method.reply_code} {method.reply_text}"
+            self.close_reason = closed_by_client(method.reply_code, method.reply_text)
             self.closed_by_client = True
         self.release()
         self.on_close()
@@ -281,6 +293,7 @@ class ServerConnection:
             refused.reason, "%s login refused from %s: %s", mechanism, address, refused.text,
             extra={"event": "auth_failure", "user": user, "mechanism": mechanism,
                    "client_address": address})
+        self.refusal_logged = True
         self.close_reason = f"login refused using mechanism {mechanism}"
         delay = self.node.failed_login_delay
         if delay > 0:
@@ -399,7 +412,8 @@ class ServerConnection:
             self.protocol.discard_input()
         if state is CLOSING or state is CLOSED:
             return
-        log.info("closing connection from %s:%s: %s", *self.peer[:2], exc.reply_text)
+        # debug: the server logs the connection's end with this reason (or a refusal did)
+        log.debug("closing connection from %s:%s: %s", *self.peer[:2], exc.reply_text)
         if isinstance(exc, UnknownFieldType) or (
                 state in _BEFORE_TUNED and not isinstance(exc, AccessRefusedHard)):
             # Before login completes RabbitMQ trusts the client with no explanation.

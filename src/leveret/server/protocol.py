@@ -104,7 +104,8 @@ class AMQPProtocol(asyncio.Protocol):
         self.last_recv = self.last_send = self.loop.time()
         self.listener.protocols.add(self)
         self._timers.append(self.loop.call_later(HANDSHAKE_TIMEOUT, self._handshake_timeout))
-        log.info("accepting AMQP connection %s%s", self.name, " (TLS)" if self.tls else "",
+        # debug: a connection's first info line is its opening (or why it ended unopened)
+        log.debug("accepting AMQP connection %s%s", self.name, " (TLS)" if self.tls else "",
                  extra={"event": "connection_accepted", "connection": self.name,
                         "client_address": _address(peer), "tls": self.tls,
                         "peer_cert_cn": conn.peer_cert_cn})
@@ -186,9 +187,10 @@ class AMQPProtocol(asyncio.Protocol):
                               connection_name=self._client_name(conn))
                 log.info("closing AMQP connection %s (vhost: '%s', user: '%s'): %s",
                          self.name, conn.vhost.name, conn.user, reason, extra=fields)
-            else:
-                log.info("AMQP connection %s closed before it was opened: %s", self.name,
-                         reason, extra=fields)
+            else:  # after a refusal, its one warning line has said why
+                log.log(logging.DEBUG if conn.refusal_logged else logging.INFO,
+                        "AMQP connection %s closed before it was opened: %s", self.name,
+                        reason, extra=fields)
 
     def pause_writing(self) -> None:
         assert self.conn is not None and self.transport is not None
