@@ -188,10 +188,10 @@ def details(rates: dict[str, float], name: str) -> dict[str, Any]:
     (the change per second over the range) and ``avg`` (the samples' mean)."""
     found: dict[str, Any] = {"rate": round(rates.get(name, 0.0), 1)}
     rng = (REQUEST_RANGES.get() or {}).get(family(name))
-    series = getattr(rates, "series", None)
     sampler = _SAMPLER.get()
-    if rng is None or sampler is None:
-        return found
+    if rng is None or sampler is None or not isinstance(rates, Rates):
+        return found  # (a plain dict: rates summed over objects, with no history)
+    series = rates.series
     if series is not None:
         samples = sampler.samples(series, name, rng)
     else:  # not sampled yet: zeros, as RabbitMQ pads the time before an object existed
