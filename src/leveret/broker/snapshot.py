@@ -168,6 +168,7 @@ class VhostSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class ExchangeSnapshot:
+    handle: object = field(repr=False, compare=False)
     name: str
     vhost: str
     type: str
@@ -176,6 +177,8 @@ class ExchangeSnapshot:
     internal: bool
     arguments: Mapping[str, Any]
     policy: str | None
+    publish_in: int  # messages published to it
+    publish_out: int  # deliveries of those to queues
 
 
 # -- connections, channels, consumers ---------------------------------------------------------
@@ -346,6 +349,8 @@ def snapshot_vhost(vhost: VirtualHost) -> VhostSnapshot:
 
 
 def snapshot_exchange(vhost: VirtualHost, ex: Exchange) -> ExchangeSnapshot:
-    return ExchangeSnapshot(name=ex.name, vhost=vhost.name, type=ex.type, durable=ex.durable,
-                            auto_delete=ex.auto_delete, internal=ex.internal,
-                            arguments=dict(ex.arguments), policy=ex.policy)
+    return ExchangeSnapshot(handle=ex, name=ex.name, vhost=vhost.name, type=ex.type,
+                            durable=ex.durable, auto_delete=ex.auto_delete,
+                            internal=ex.internal, arguments=dict(ex.arguments),
+                            policy=ex.policy, publish_in=ex.publish_in,
+                            publish_out=ex.publish_out)

@@ -576,6 +576,7 @@ class VirtualHost:
         publisher's counters (``counters``: its channel's, or the vhost's own)."""
         if counters is not None:
             counters.publish += 1
+        exchange.publish_in += 1
         store = self.store
         before = store.seq if store is not None else 0
         if exchange.name == "" and message.routing_key.startswith(REPLY_TO_PREFIX):
@@ -583,6 +584,7 @@ class VirtualHost:
             if reply_queue is None:
                 return _unroutable()
             reply_queue.push(message)
+            exchange.publish_out += 1
             return [reply_queue], True, False, 0
         if exchange.dedup is not None and exchange.dedup.is_duplicate(message):
             # seen within the window: dropped, and confirmed like the plugin
@@ -608,6 +610,7 @@ class VirtualHost:
             for q in queues:
                 if not q.push(message):
                     refused = True
+            exchange.publish_out += len(queues)
             if queues:
                 return queues, True, refused, (0 if store is None or store.seq == before
                                                else store.seq)
@@ -636,6 +639,7 @@ class VirtualHost:
         if self.exchanges.get(exchange.name) is not exchange:
             return _unroutable()  # the exchange was deleted meanwhile
         queues = self.route(exchange, message)
+        exchange.publish_out += len(queues)
         return queues, bool(queues), not self._enqueue(queues, message), 0
 
     def dead_letter(self, queue: Queue, message: Message, reason: str) -> None:

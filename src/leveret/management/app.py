@@ -44,10 +44,17 @@ from leveret.management.http import (
     ApiError,
     Handler,
     amqp_error,
+    bad_request,
     json_response,
     not_found,
 )
-from leveret.management.rates import SAMPLE_INTERVAL, RateSampler
+from leveret.management.rates import (
+    SAMPLE_INTERVAL,
+    RangeError,
+    RateSampler,
+    parse_ranges,
+    use_ranges,
+)
 from leveret.management.server_log import server_logger
 
 log = logging.getLogger("leveret.management")
@@ -64,7 +71,12 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     if not request.path.startswith("/api/") or request.path == API_INDEX:
         return await handler(request)
     try:
-        request[USER_KEY] = authenticate(request.app[CONTEXT].node, request)
+        ctx = request.app[CONTEXT]
+        request[USER_KEY] = authenticate(ctx.node, request)
+        try:
+            use_ranges(ctx.sampler, parse_ranges(request.query))
+        except RangeError as exc:
+            raise bad_request(str(exc)) from None
         return await handler(request)
     except ApiError as exc:
         return exc.response()

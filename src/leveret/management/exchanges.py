@@ -14,7 +14,7 @@ from leveret.broker.snapshot import ExchangeSnapshot, snapshot_exchange
 from leveret.broker.vhost import VirtualHost
 from leveret.errors import AMQPError
 from leveret.management.auth import current_user, grants, permitted_vhosts, vhost_of
-from leveret.management.context import context
+from leveret.management.context import Context, context
 from leveret.management.http import (
     ApiError,
     as_bool,
@@ -25,11 +25,13 @@ from leveret.management.http import (
     not_found,
     read_json,
 )
-from leveret.management.listing import listing, one
+from leveret.management.listing import listing, one, stats_disabled
+from leveret.management.rates import message_stats
 from leveret.management.validate import boolean, text
 
 
-def exchange_json(ex: ExchangeSnapshot) -> dict[str, Any]:
+def exchange_json(ctx: Context, ex: ExchangeSnapshot, with_stats: bool = True
+                  ) -> dict[str, Any]:
     item: dict[str, Any] = {
         "name": ex.name, "vhost": ex.vhost, "type": ex.type, "durable": ex.durable,
         "auto_delete": ex.auto_delete, "internal": ex.internal,
@@ -37,6 +39,14 @@ def exchange_json(ex: ExchangeSnapshot) -> dict[str, Any]:
     }
     if ex.policy:
         item["policy"] = ex.policy
+    if with_stats:
+        # as RabbitMQ: publish_in once something was published to it, publish_out once
+        # something it took reached a queue; no message_stats before either
+        counts = {"publish_in": ex.publish_in, "publish_out": ex.publish_out}
+        names = tuple(k for k, v in counts.items() if v)
+        if names:
+            item["message_stats"] = message_stats(counts, names,
+                                                  ctx.sampler.rates(ex.handle))
     return item
 
 
@@ -54,14 +64,17 @@ async def list_exchanges(request: web.Request) -> web.Response:
         names = [vhost_of(request, ctx.node).name]
     else:
         names = permitted_vhosts(ctx.node, current_user(request))
-    return listing(request, [exchange_json(snapshot_exchange(ctx.node.vhosts[n], ex))
+    stats = not stats_disabled(request)
+    return listing(request, [exchange_json(ctx, snapshot_exchange(ctx.node.vhosts[n], ex),
+                                           stats)
                              for n in names
                              for ex in list(ctx.node.vhosts[n].exchanges.values())])
 
 
 async def get_exchange(request: web.Request) -> web.Response:
     vhost, ex = find_exchange(request)
-    item = exchange_json(snapshot_exchange(vhost, ex))
+    item = exchange_json(context(request), snapshot_exchange(vhost, ex),
+                         not stats_disabled(request))
     item["incoming"] = []
     item["outgoing"] = []
     return one(request, item)

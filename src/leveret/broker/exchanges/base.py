@@ -53,6 +53,10 @@ class Exchange:
         self.dedup: DedupWindow | None = None  # with x-message-deduplication
         self.policy: str | None = None
         self.effective_arguments: FieldTable = self.arguments
+        # RabbitMQ's exchange message_stats: messages published to it, and deliveries to
+        # queues of those (one per queue a message reached); counted by VirtualHost.publish
+        self.publish_in = 0
+        self.publish_out = 0
 
     @property
     def type(self) -> str:
