@@ -27,7 +27,7 @@ export function lineChart({ title, series, format, window: maxSpan = 10 * 60 * 1
   const plot = h('div', { class: 'chart-plot' });
   const legend = h('div', { class: 'legend', role: 'group', 'aria-label': `${title}: series` });
   const readout = h('div', { class: 'chart-readout', 'aria-live': 'off' });
-  const el = h('figure', { class: 'chart' }, plot, legend, readout);
+  const el = h('figure', { class: 'chart', dataset: { chart: title } }, plot, legend, readout);
   const observer = new ResizeObserver(() => draw());
   observer.observe(plot);
 
@@ -54,11 +54,14 @@ export function lineChart({ title, series, format, window: maxSpan = 10 * 60 * 1
 
   function draw() {
     const width = Math.max(plot.clientWidth, 200);
-    const now = points.length ? points[points.length - 1].t : Date.now();
+    // a point may carry other charts' values only (the API samples lengths and rates apart)
+    const own = points.filter((p) => series.some((s) => p[s.key] !== undefined));
+    const now = own.length ? own[own.length - 1].t : Date.now();
     // Show what there is, between one minute and the whole window.
-    const span = Math.min(maxSpan, Math.max(MIN_SPAN, now - (points[0]?.t ?? now)));
+    const span = Math.min(maxSpan, Math.max(MIN_SPAN, now - (own[0]?.t ?? now)));
     const start = now - span;
-    const shown = points.filter((p) => p.t >= start);
+    const shown = own.filter((p) => p.t >= start);
+    el.dataset.points = String(shown.length);
     const visible = series.filter((s) => !hidden.has(s.key));
     if (shown.length < 2) {
       fill(plot, h('div', { class: 'chart-empty', style: { height: `${HEIGHT}px` } },
@@ -149,7 +152,7 @@ export function lineChart({ title, series, format, window: maxSpan = 10 * 60 * 1
   return {
     el,
     update(newPoints) {
-      points = newPoints;
+      points = newPoints || [];
       drawLegend();
       draw();
     },

@@ -68,3 +68,9 @@ export function nextId(prefix = 'f') {
   uid += 1;
   return `${prefix}-${uid}`;
 }
+
+/** A name with line-break opportunities after its separators (. - _ / :), so that a long
+ * queue name wraps at a dot in a narrow column rather than in the middle of a word. */
+export function breakable(name) {
+  return String(name).split(/(?<=[.\-_/:])/).flatMap((part, i) => (i ? [h('wbr'), part] : [part]));
+}

@@ -1,10 +1,11 @@
 // What every page shares: who is logged in, the latest /api/overview, the vhosts, and the
-// overview's history for the charts (kept in sessionStorage so a reload keeps the curves).
+// overview's history for the charts (the API's samples of the last minute when it has
+// them, kept in sessionStorage so a reload keeps the curves).
 
 import { get } from './api.js';
+import { clearQueueHistories, HISTORY_QUERY, historyStore } from './history.js';
 
-const HISTORY = 'leveret.history';
-const KEEP_MS = 10 * 60 * 1000;
+const overviewHistory = historyStore('leveret.history');
 
 export const session = {
   user: null, // /api/whoami
@@ -28,35 +29,13 @@ export function vhostNames() {
 }
 
 export function history() {
-  try {
-    return JSON.parse(sessionStorage.getItem(HISTORY)) || [];
-  } catch {
-    return [];
-  }
+  return overviewHistory.points();
 }
 
-function record(overview, at) {
-  const stats = overview.message_stats || {};
-  const totals = overview.queue_totals || {};
-  const rate = (name) => stats[`${name}_details`]?.rate ?? 0;
-  const points = history().filter((p) => p.t >= at - KEEP_MS);
-  points.push({
-    t: at,
-    publish: rate('publish'),
-    deliver: rate('deliver_get'),
-    ack: rate('ack'),
-    redeliver: rate('redeliver'),
-    ready: totals.messages_ready ?? 0,
-    unacked: totals.messages_unacknowledged ?? 0,
-    total: totals.messages ?? 0,
-  });
-  sessionStorage.setItem(HISTORY, JSON.stringify(points));
-}
-
-/** Fetch the overview, vhosts and alarms (every refresh), record a chart sample. */
+/** Fetch the overview, vhosts and alarms (every refresh), record the chart history. */
 export async function refreshSession() {
   const [overview, vhosts, health] = await Promise.all([
-    get('/overview'), get('/vhosts?columns=name,description,tags'),
+    get(`/overview?${HISTORY_QUERY}`), get('/vhosts?columns=name,description,tags'),
     get('/health/checks/alarms', { accept: [503] }), // 503 lists the alarms in effect
   ]);
   const at = Date.now();
@@ -64,7 +43,7 @@ export async function refreshSession() {
   session.vhosts = vhosts;
   session.alarms = (health.alarms || []).map((a) => a.resource);
   session.refreshedAt = at;
-  record(overview, at);
+  overviewHistory.record(overview.queue_totals, overview.message_stats, at);
 }
 
 export function clearSession() {
@@ -72,5 +51,6 @@ export function clearSession() {
   session.overview = null;
   session.vhosts = [];
   session.alarms = [];
-  sessionStorage.removeItem(HISTORY);
+  overviewHistory.clear();
+  clearQueueHistories();
 }

@@ -2,7 +2,7 @@
 // (both directions), a form to bind, and publishing.
 
 import { del, get, path, post, put } from '../api.js';
-import { fill, h } from '../dom.js';
+import { breakable, fill, h } from '../dom.js';
 import { num, rate, rateOf } from '../format.js';
 import { exchangeFeatures } from '../features.js';
 import { DEFAULT_EXCHANGE, exchangeLabel, links } from '../links.js';
@@ -20,8 +20,12 @@ function exchangeTypes() {
   return types.length ? types : ['direct', 'fanout', 'headers', 'topic'];
 }
 
+function rateCell(x, name) {
+  const value = rateOf(x.message_stats, name);
+  return value === undefined ? h('span', { class: 'blank' }) : rate(value);
+}
+
 export async function mountList() {
-  let withRates = false; // leveret may not count per-exchange rates: no columns of zeros then
   const vhost = vhostFilter(() => refresh(), 'leveret.vhost.exchanges');
   const table = dataTable({
     id: 'exchanges', noun: ['exchange', 'exchanges'], rowKey: (x) => `${x.vhost}/${x.name}`,
@@ -29,18 +33,18 @@ export async function mountList() {
     empty: empty('No exchanges', 'Every virtual host has the standard exchanges; you may not see any vhost.'),
     columns: [
       vhostColumn(),
-      { key: 'name', label: 'Name', header: true, cell: (x) => h('a', { href: links.exchange(x.vhost, x.name) }, exchangeLabel(x.name)) },
+      { key: 'name', label: 'Name', header: true, cell: (x) => h('a', { href: links.exchange(x.vhost, x.name) }, breakable(exchangeLabel(x.name))) },
       { key: 'type', label: 'Type' },
       { key: 'features', label: 'Features', sortable: false, cell: (x) => h('span', { class: 'badges' }, exchangeFeatures(x)) },
-      { key: 'in', label: 'Publish in', numeric: true, hideWhen: () => !withRates, value: (x) => rateOf(x.message_stats, 'publish_in') ?? 0, cell: (x) => rate(rateOf(x.message_stats, 'publish_in') ?? 0) },
-      { key: 'out', label: 'Publish out', numeric: true, hideWhen: () => !withRates, value: (x) => rateOf(x.message_stats, 'publish_out') ?? 0, cell: (x) => rate(rateOf(x.message_stats, 'publish_out') ?? 0) },
+      // RabbitMQ's "Message rate in/out": blank for an exchange the API has no rates for
+      { key: 'in', label: 'Rate in', numeric: true, title: 'Messages published to the exchange per second', value: (x) => rateOf(x.message_stats, 'publish_in'), cell: (x) => rateCell(x, 'publish_in') },
+      { key: 'out', label: 'Rate out', numeric: true, title: 'Messages the exchange routed on per second', value: (x) => rateOf(x.message_stats, 'publish_out'), cell: (x) => rateCell(x, 'publish_out') },
     ],
   });
 
   async function refresh() {
     const chosen = vhost.value;
     const exchanges = await get(chosen ? path`/exchanges/${chosen}` : '/exchanges');
-    withRates = exchanges.some((x) => x.message_stats);
     table.update(exchanges);
   }
 

@@ -2,24 +2,13 @@
 // queues, and the node (versions, listeners, resources).
 
 import { get, path } from '../api.js';
-import { fill, h } from '../dom.js';
+import { breakable, fill, h } from '../dom.js';
 import { bytes, duration, num, rate, rateOf } from '../format.js';
-import { lineChart } from '../chart.js';
+import { depthChart as makeDepthChart, rateChart as makeRateChart } from '../message-charts.js';
 import { links } from '../links.js';
 import { canSeeAll, history, session } from '../state.js';
 import { card, keyValues, pageHeader } from '../ui.js';
 
-const RATE_SERIES = [
-  { key: 'publish', label: 'Publish', color: 'var(--c-publish)' },
-  { key: 'deliver', label: 'Deliver/get', color: 'var(--c-deliver)' },
-  { key: 'ack', label: 'Ack', color: 'var(--c-ack)' },
-  { key: 'redeliver', label: 'Redeliver', color: 'var(--c-redeliver)' },
-];
-const DEPTH_SERIES = [
-  { key: 'ready', label: 'Ready', color: 'var(--c-ready)' },
-  { key: 'unacked', label: 'Unacked', color: 'var(--c-unacked)' },
-  { key: 'total', label: 'Total', color: 'var(--c-total)' },
-];
 const TOTALS = [
   ['connections', 'Connections', links.connections()],
   ['channels', 'Channels', links.channels()],
@@ -63,7 +52,7 @@ function busiestTable(queues) {
     h('thead', {}, h('tr', {}, [['Queue'], ['Ready', 1], ['Unacked', 1], ['Incoming', 1], ['Deliver/get', 1]]
       .map(([t, numeric]) => h('th', { scope: 'col', class: numeric ? 'num' : null }, t)))),
     h('tbody', {}, queues.map((q) => h('tr', {},
-      h('th', { scope: 'row' }, h('a', { href: links.queue(q.vhost, q.name) }, q.name),
+      h('th', { scope: 'row' }, h('a', { href: links.queue(q.vhost, q.name) }, breakable(q.name)),
         q.vhost !== '/' ? h('span', { class: 'muted small' }, ` ${q.vhost}`) : null),
       h('td', { class: 'num' }, num(q.messages_ready)), h('td', { class: 'num' }, num(q.messages_unacknowledged)),
       rateCell(q, 'publish'), rateCell(q, 'deliver_get'))))));
@@ -85,8 +74,8 @@ export async function mount() {
     deliver_get: headline('Deliver/get', 'deliver_get', 'deliver'),
     ack: headline('Ack', 'ack', 'ack'),
   };
-  const depthChart = lineChart({ title: 'Queued messages', series: DEPTH_SERIES, format: (v) => num(Math.round(v)) });
-  const rateChart = lineChart({ title: 'Message rates', series: RATE_SERIES, format: (v, axis) => (axis ? num(v) : rate(v)) });
+  const depthChart = makeDepthChart();
+  const rateChart = makeRateChart();
   const nodeBody = h('div');
   const busiestBody = h('div'); // the queues with the most messages
 

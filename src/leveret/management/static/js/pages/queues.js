@@ -1,13 +1,16 @@
 // Queues: the list (sortable, filterable, per vhost) with a form to add one, and a queue's
-// page with its details, messages (publish, get, peek), bindings and consumers. A stream
+// page with charts of its messages and rates (the API's last minute of samples when it
+// has them), its details, messages (publish, get, peek), bindings and consumers. A stream
 // (type "stream") shows its log instead: retained messages, bytes, segments, offsets and
 // each consumer's offset; purge and get, which a stream refuses, are not offered.
 
 import { del, get, path, post, put } from '../api.js';
-import { fill, h } from '../dom.js';
+import { breakable, fill, h } from '../dom.js';
 import { bytes, num, rate, rateOf } from '../format.js';
 import { queueFeatures, QUEUE_ARGUMENT_SUGGESTIONS } from '../features.js';
 import { exchangeLabel, links } from '../links.js';
+import { HISTORY_QUERY, queueHistory } from '../history.js';
+import { depthChart, rateChart } from '../message-charts.js';
 import { publishForm, readMessages } from '../messages.js';
 import { vhostNames } from '../state.js';
 import { dataTable } from '../table.js';
@@ -42,7 +45,7 @@ export async function mountList() {
     empty: empty('No queues yet', 'Queues appear here when clients declare them, or add one below.'),
     columns: [
       vhostColumn(),
-      { key: 'name', label: 'Name', header: true, cell: (q) => h('a', { href: links.queue(q.vhost, q.name) }, q.name) },
+      { key: 'name', label: 'Name', header: true, cell: (q) => h('a', { href: links.queue(q.vhost, q.name) }, breakable(q.name)) },
       { key: 'type', label: 'Type' },
       { key: 'features', label: 'Features', sortable: false, cell: (q) => h('span', { class: 'badges' }, queueFeatures(q)) },
       { key: 'state', label: 'State', cell: (q) => badge(q.state, q.state === 'running' ? 'ok' : 'warn') },
@@ -105,7 +108,16 @@ function addQueueCard(refresh) {
 
 export async function mountQueue([vhost, name]) {
   const url = path`/queues/${vhost}/${name}`;
-  let q = await get(url);
+  const withHistory = `${url}?${HISTORY_QUERY}`;
+  let q = await get(withHistory);
+  const history = queueHistory(vhost, name);
+  const queuedChart = q.type === 'stream'
+    ? depthChart({ title: 'Retained messages', series: [{ key: 'total', label: 'Messages', color: 'var(--c-total)' }] })
+    : depthChart();
+  const ratesChart = rateChart();
+  const charts = h('div', { class: 'grid-2 grid-top queue-charts' },
+    card({ title: q.type === 'stream' ? 'Retained messages' : 'Queued messages' }, queuedChart.el),
+    card({ title: 'Message rates' }, ratesChart.el));
   const tiles = h('div');
   const details = h('div');
   const consumersBody = h('div');
@@ -183,9 +195,12 @@ export async function mountQueue([vhost, name]) {
 
   async function refresh() {
     const [fresh, bindings, exchanges] = await Promise.all([
-      get(url), get(`${url}/bindings`), get(path`/exchanges/${vhost}?columns=name`),
+      get(withHistory), get(`${url}/bindings`), get(path`/exchanges/${vhost}?columns=name`),
     ]);
     q = fresh;
+    const points = history.record(q, q.message_stats);
+    queuedChart.update(points);
+    ratesChart.update(points);
     drawHeader();
     const ms = q.message_stats || {};
     const s = q.stream;
@@ -256,8 +271,15 @@ export async function mountQueue([vhost, name]) {
   }
 
   await refresh();
-  const el = h('div', { class: 'page' }, headerHolder, tiles, tabset.el);
-  return { el, refresh };
+  const el = h('div', { class: 'page' }, headerHolder, tiles, charts, tabset.el);
+  return {
+    el,
+    refresh,
+    unmount() {
+      queuedChart.disconnect();
+      ratesChart.disconnect();
+    },
+  };
 }
 
 /**
