@@ -195,6 +195,11 @@ def test_asyncapi_document_describes_channels_and_schemas() -> None:
     assert messages["OrderPlaced"]["payload"]["properties"]["total"]["type"] == "number"
     assert messages["BigOrder"]["summary"] == "An order with many lines."
     assert "Line" in doc["components"]["schemas"]
+    # the reply: the responder's return annotation, on the responder's reply channel
+    reply = messages["pricing.quote.reply"]["payload"]
+    assert reply == {"type": "object", "additionalProperties": {"type": "number"}}
+    assert doc["channels"]["rpc.pricing.quote.reply"]["messages"] == {
+        "reply": {"$ref": "#/components/messages/pricing.quote.reply"}}
     for ref in _refs(doc):  # every reference resolves inside the document
         node: Any = doc
         for part in ref.removeprefix("#/").split("/"):

@@ -335,3 +335,62 @@ def test_a_long_drain_deletes_segments_as_it_goes(disk):
         seen.append((len(segments(store)), len(list((disk.path / "transient").glob("*/*.seg")))))
     assert seen[3][0] <= full[0] // 2 + 1 and seen[3][1] <= full[1] // 2 + 1
     assert seen[-1][0] <= 2 and seen[-1][1] <= 2
+
+
+def queue_bytes(log) -> int:
+    return sum(p.stat().st_size for p in log.dir.glob("*.seg"))
+
+
+def test_an_acked_large_message_leaves_the_newest_segment_at_the_next_flush(disk):
+    """A message larger than a segment, consumed: its segment is the newest, with nothing
+    live, and nothing else to append would ever roll it. The flush after the ack rolls it
+    and reclaim deletes it, without a restart; the messages around it are intact."""
+    store = disk.store
+    log = store.open_queue("/", "q")
+    small = log.append(b"before")
+    store.commit()
+    big = log.append(bytes(64 << 10))
+    store.commit()
+    assert queue_bytes(log) > 64 << 10
+    log.ack(small)
+    log.ack(big)
+    store.commit()
+    assert queue_bytes(log) < 4096 // 2
+    assert len(segments(store)) == 1
+    after = log.append(b"after")
+    store.commit()
+    assert log.read(after) == b"after"
+    store = disk.reopen()
+    log = store.open_queue("/", "q")
+    assert [x.offset for x in log.live()] == [after]
+    assert log.read(after) == b"after"
+
+
+def test_an_acked_newest_segment_with_a_live_older_one(disk):
+    """The newest segment held acks of an older segment's messages; rolling it at a flush
+    re-records them (the reclaim snapshot), so after a restart they stay acked."""
+    store = disk.store
+    log = store.open_queue("/", "q")
+    old = [log.append(bytes(100)) for _ in range(3)]
+    log.new_segment()
+    big = log.append(bytes(8192))
+    store.commit()
+    log.ack(old[0])
+    log.ack(old[2])
+    log.ack(big)
+    store.commit()
+    assert sum(p.stat().st_size for p in segments(store)) < 4096
+    assert [x.offset for x in log.live()] == [old[1]]
+    assert [x.offset for x in disk.reopen().open_queue("/", "q").live()] == [old[1]]
+
+
+def test_a_small_drained_newest_segment_is_not_rolled(disk):
+    """Below half a segment an emptied newest segment stays: a queue drained at every
+    flush must not create and delete a file per commit."""
+    store = disk.store
+    log = store.open_queue("/", "q")
+    first = segments(store)
+    for _ in range(5):
+        log.ack(log.append(bytes(100)))
+        store.commit()
+    assert segments(store) == first

@@ -6,16 +6,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import logging
 import signal
+import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from leveret import config as cfg
 from leveret.errors import LeveretError
 from leveret.store.base import StoreError
+
+if TYPE_CHECKING:
+    from leveret.server.listener import ListenError
 
 log = logging.getLogger("leveret")
 
@@ -111,7 +116,30 @@ def _make_broker(config: cfg.Config, policies: list[dict[str, Any]] | None,
     return broker
 
 
+_LISTEN_HINTS = {
+    "AMQP": "try another --port, or --no-plain to serve AMQPS only",
+    "AMQPS": "try another --amqps-port",
+    "the management API": "change --management-port, or turn the API off with "
+                          "--no-management",
+}
+
+
+def _listen_hint(exc: ListenError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        start = f"is another broker running? port {exc.port} is taken; "
+    elif exc.errno in (errno.EACCES, errno.EPERM) and exc.port < 1024:
+        start = f"port {exc.port} needs privileges; "
+    elif exc.errno == errno.EADDRNOTAVAIL or isinstance(exc.cause, socket.gaierror):
+        flag = "--management-host" if exc.what == "the management API" else "--host"
+        return f"{exc.host} is not an address of this machine; change {flag}"
+    else:
+        start = ""
+    return start + _LISTEN_HINTS.get(exc.what, "")
+
+
 async def _serve(config: cfg.Config, policies_file: Path | None) -> int:
+    from leveret.server.listener import ListenError
+
     try:
         policies = _read_policies(policies_file) if policies_file else None
     except (OSError, ValueError, KeyError, LeveretError) as exc:
@@ -136,10 +164,11 @@ async def _serve(config: cfg.Config, policies_file: Path | None) -> int:
     except StoreError as exc:
         log.error("cannot use data directory %s: %s", config.get("storage", "data_dir"), exc)
         return 2
+    except ListenError as exc:
+        log.error("%s (%s)", exc, _listen_hint(exc))
+        return 2
     except OSError as exc:
-        log.error("cannot listen on %s: %s (is another broker running? try --port, "
-                  "--amqps-port or --management-port)", config.get("amqp", "host"),
-                  exc.strerror or exc)
+        log.error("cannot start: %s", exc)
         return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

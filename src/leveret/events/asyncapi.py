@@ -1,12 +1,15 @@
 """The application's AsyncAPI 3.0 document, from its bus: the exchange's channels (one per
-event type, one per subscription pattern, one per responder), the operations that send
-and receive on them, and each message's payload schema."""
+event type, one per subscription pattern, one per responder and one for its replies), the
+operations that send and receive on them, and each message's payload schema (a
+responder's reply: its return annotation)."""
 
 from __future__ import annotations
 
+import inspect
+import typing
 from typing import Any
 
-from leveret.events import codec, topology
+from leveret.events import codec, envelope, topology
 from leveret.events.bus import EventBus
 
 REF = "#/components/schemas/{model}"
@@ -26,6 +29,18 @@ def _message(name: str, cls: Any, schemas: dict[str, Any],
         if cls is not None and cls.__doc__ and not cls.__doc__.startswith(cls.__name__ + "("):
             messages[name]["summary"] = cls.__doc__.strip().splitlines()[0]
     return {"$ref": f"#/components/messages/{name}"}
+
+
+def _return_type(fn: Any) -> Any:
+    """What a responder returns (its reply's payload type), None when not annotated."""
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # an annotation that does not resolve: the reply is any JSON
+        hints = {}
+    answer = hints.get("return", inspect.signature(fn).return_annotation)
+    if answer is inspect.Signature.empty or isinstance(answer, str):
+        return None
+    return type(None) if answer is None else answer
 
 
 def _exchange_binding(bus: EventBus) -> dict[str, Any]:
@@ -72,16 +87,26 @@ def document(bus: EventBus, title: str | None = None) -> dict[str, Any]:
         queue = topology.rpc_queue_name(resp.name)
         request = resp.handler.payload_type
         req_name = request.__name__ if isinstance(request, type) else f"{resp.name}.request"
+        reply = _return_type(resp.handler.fn)
+        reply_name = reply.__name__ if codec.is_model(reply) else f"{resp.name}.reply"
         channels[_key(queue)] = {
             "address": queue,
             "messages": {"request": _message(req_name, request, schemas, messages)},
             "bindings": {"amqp": {"is": "queue", "bindingVersion": "0.3.0",
                                   "queue": {"name": queue, "durable": False,
                                             "autoDelete": True, "vhost": "/"}}}}
-        channels["reply_to"] = {"address": None, "description": "direct reply-to"}
+        reply_channel = f"{_key(queue)}.reply"
+        channels[reply_channel] = {
+            "address": None,
+            "description": f"the replies of {resp.name}, sent to the requester's reply_to "
+                           f"(direct reply-to); a failed request's reply has a null body "
+                           f"and the error in the {envelope.ERROR!r} header",
+            "messages": {"reply": _message(reply_name, reply, schemas, messages)}}
         operations[f"respond.{_key(resp.name)}"] = {
             "action": "receive", "channel": {"$ref": f"#/channels/{_key(queue)}"},
-            "reply": {"channel": {"$ref": "#/channels/reply_to"},
+            "messages": [{"$ref": f"#/channels/{_key(queue)}/messages/request"}],
+            "reply": {"channel": {"$ref": f"#/channels/{reply_channel}"},
+                      "messages": [{"$ref": f"#/channels/{reply_channel}/messages/reply"}],
                       "address": {"location": "$message.header#/replyTo"}}}
     return {
         "asyncapi": "3.0.0",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 from importlib import resources
 from pathlib import Path
@@ -156,19 +157,29 @@ class ManagementServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{scheme}://{host}:{self.port}/"
 
-    async def start(self) -> None:
+    async def start(self, sockets: list[socket.socket] | None = None) -> None:
+        """Serve on host:port, or on the bound ``sockets`` (taken from the list as the
+        server owns them)."""
         runner = web.AppRunner(self.app, access_log=None, handle_signals=False,
                                logger=server_logger())
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port, ssl_context=self.ssl_context,
-                           reuse_address=True)
+        sites: list[web.BaseSite] = []
+        if sockets is None:
+            sites.append(web.TCPSite(runner, self.host, self.port,
+                                     ssl_context=self.ssl_context, reuse_address=True))
         try:
-            await site.start()
+            for site in sites:
+                await site.start()
+            while sockets:
+                site = web.SockSite(runner, sockets[0], ssl_context=self.ssl_context)
+                await site.start()
+                sockets.pop(0)  # the server owns it now
+                sites.append(site)
         except BaseException:
             await runner.cleanup()
             raise
         self._runner = runner
-        server = site._server
+        server = sites[0]._server
         sockets = getattr(server, "sockets", None) or []
         if sockets:
             self.port = int(sockets[0].getsockname()[1])

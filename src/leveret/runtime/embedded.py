@@ -10,6 +10,7 @@ recorded), a definitions document to import, the AMQP listeners and the manageme
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +25,7 @@ from leveret.broker.restore import restore
 from leveret.errors import LeveretError, StoreError
 from leveret.server.alarms import ResourceMonitor
 from leveret.server.commit import Committer
-from leveret.server.listener import Listener
+from leveret.server.listener import Listener, bind_sockets, close_sockets
 from leveret.server.tls import TLSConfig, server_context
 from leveret.store.base import FsyncPolicy
 from leveret.store.disk import DiskStore
@@ -114,21 +115,33 @@ class Broker:
         return found
 
     async def start(self) -> None:
-        if self.data_dir is not None:
-            self._open_store(self.data_dir)
+        # The ports first: a port in use (another broker) must not find this broker's
+        # data directory created, locked or written to.
+        bound = self._bind()
+        try:
+            if self.data_dir is not None:
+                self._open_store(self.data_dir)
+        except BaseException:
+            for sockets in bound.values():
+                close_sockets(sockets)
+            raise
         if self.policies:
             self.node.load_policies(self.policies)
         try:
             if self.definitions is not None:
                 self._import_definitions(self.definitions)
             if self.port is not None:
-                self.port = await self.listener.listen(self.host, self.port)
+                self.port = await self.listener.listen(self.host, self.port,
+                                                       sockets=bound["amqp"])
             if self.ssl_context is not None:
                 self.tls_port = await self.listener.listen(self.host, self.tls_port,
-                                                           self.ssl_context)
+                                                           self.ssl_context,
+                                                           sockets=bound["amqps"])
             if self.management_port is not None:
-                await self._start_management()
+                await self._start_management(bound["management"])
         except BaseException:
+            for sockets in bound.values():
+                close_sockets(sockets)
             await self.listener.close(0)
             self._close_store()
             raise
@@ -156,14 +169,34 @@ class Broker:
         self._close_store()
         log.info("leveret stopped")
 
-    async def _start_management(self) -> None:
+    def _bind(self) -> dict[str, list[socket.socket]]:
+        """Bind every listener's sockets (raises ListenError, naming the listener)."""
+        wanted = []
+        if self.port is not None:
+            wanted.append(("amqp", "AMQP", self.host, self.port))
+        if self.ssl_context is not None:
+            wanted.append(("amqps", "AMQPS", self.host, self.tls_port))
+        if self.management_port is not None:
+            wanted.append(("management", "the management API", self.management_host,
+                           self.management_port))
+        bound: dict[str, list[socket.socket]] = {}
+        try:
+            for key, what, host, port in wanted:
+                bound[key] = bind_sockets(host, port, what)
+        except BaseException:
+            for sockets in bound.values():
+                close_sockets(sockets)
+            raise
+        return bound
+
+    async def _start_management(self, sockets: list[socket.socket] | None = None) -> None:
         from leveret.management.app import ManagementServer  # aiohttp only when on
 
         assert self.management_port is not None
         server = ManagementServer(self.node, self.management_host, self.management_port,
                                   self.ssl_context if self.management_tls else None,
                                   broker=self)
-        await server.start()
+        await server.start(sockets)
         self.management = server
         self.management_port = server.port
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import ssl
 
 from leveret.broker.clock import ManualClock
@@ -15,6 +17,55 @@ from leveret.server.protocol import HANDSHAKE_TIMEOUT, AMQPProtocol
 log = logging.getLogger("leveret.server")
 
 FLOW_CHECK_INTERVAL = 0.05
+
+
+class ListenError(OSError):
+    """A listener could not bind its address: ``what`` names it ("AMQP", "AMQPS",
+    "management API") so that the message can say which flag to change."""
+
+    def __init__(self, what: str, host: str, port: int, cause: OSError) -> None:
+        super().__init__(cause.errno, cause.strerror or str(cause))
+        self.what, self.host, self.port, self.cause = what, host, port, cause
+
+    def __str__(self) -> str:
+        return (f"cannot listen on {self.host}:{self.port} for {self.what}: "
+                f"{self.strerror}")
+
+
+def bind_sockets(host: str, port: int, what: str) -> list[socket.socket]:
+    """Bound (not yet listening) sockets for ``host:port``, one per address the host
+    names, as ``loop.create_server(host, port)`` would bind them; the broker binds its
+    ports before it touches the data directory, so a port in use leaves that alone.
+    Port 0 picks a free port for the first address and uses it for the others."""
+    sockets: list[socket.socket] = []
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+        seen = set()
+        for family, kind, proto, _, address in infos:
+            if (family, address) in seen:
+                continue
+            seen.add((family, address))
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if port == 0 and len(sockets) > 1:
+                address = (address[0], sockets[0].getsockname()[1], *address[2:])
+            sock.bind(address)
+            sock.setblocking(False)
+    except OSError as exc:
+        close_sockets(sockets)
+        raise ListenError(what, host, port, exc) from None
+    return sockets
+
+
+def close_sockets(sockets: list[socket.socket]) -> None:
+    for sock in sockets:
+        with contextlib.suppress(OSError):
+            sock.close()
+    sockets.clear()
 
 
 class Listener:
@@ -30,24 +81,36 @@ class Listener:
         self._timer_when: float | None = None
         self.committer: Committer | None = None  # set when the broker has a store
 
-    async def listen(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None
-                     ) -> int:
-        """Accept AMQP connections on ``host:port`` (AMQPS with ``ssl_context``); returns
-        the port, which the system chose if ``port`` was 0."""
+    async def listen(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None,
+                     sockets: list[socket.socket] | None = None) -> int:
+        """Accept AMQP connections on ``host:port`` (AMQPS with ``ssl_context``), or on
+        the bound ``sockets`` (from ``bind_sockets``; taken from the list as the servers
+        own them); returns the port, which the system chose if ``port`` was 0."""
+        if sockets is None:
+            sockets = bind_sockets(host, port, "AMQPS" if ssl_context else "AMQP")
+        bound = int(sockets[0].getsockname()[1])
+        try:
+            while sockets:
+                await self._serve(sockets[0], ssl_context)
+                sockets.pop(0)  # the server owns it now
+        finally:
+            close_sockets(sockets)
+        return bound
+
+    async def _serve(self, sock: socket.socket, ssl_context: ssl.SSLContext | None
+                     ) -> None:
         loop = asyncio.get_running_loop()
         if ssl_context is None:
-            server = await loop.create_server(lambda: AMQPProtocol(self), host, port,
-                                              reuse_address=True)
+            server = await loop.create_server(lambda: AMQPProtocol(self), sock=sock)
         else:
-            server = await loop.create_server(lambda: AMQPProtocol(self), host, port,
-                                              reuse_address=True, ssl=ssl_context,
+            server = await loop.create_server(lambda: AMQPProtocol(self), sock=sock,
+                                              ssl=ssl_context,
                                               ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
         self.servers.append(server)
         if self._flow_task is None:
             self._flow_task = asyncio.create_task(self._watch_resources())
             self.node.timers.on_schedule = self._arm_timers
             self._arm_timers(self.node.timers.next_deadline())
-        return int(server.sockets[0].getsockname()[1])
 
     def _arm_timers(self, when: float | None) -> None:
         """Wake up at the broker's next deadline (TTL, expiry, delay): one asyncio timer

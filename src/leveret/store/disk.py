@@ -24,7 +24,14 @@ from typing import TYPE_CHECKING
 
 from leveret.store.base import FsyncPolicy, Store, StoreClosed, StoreError
 from leveret.store.definitions import DefinitionsLog
-from leveret.store.files import Buffer, check_format, lock_dir, queue_dirname, writev_all
+from leveret.store.files import (
+    Buffer,
+    check_format,
+    lock_dir,
+    make_data_dir,
+    queue_dirname,
+    writev_all,
+)
 from leveret.store.index import Segment
 from leveret.store.recovery import recover
 from leveret.store.segments import SegmentLog
@@ -46,7 +53,7 @@ class DiskStore:
         self.segment_bytes = segment_bytes
         self.max_open_files = max_open_files
         self.fsync_threads = fsync_threads  # files of one commit fsynced in parallel
-        self.path.mkdir(parents=True, exist_ok=True)
+        make_data_dir(self.path)
         self._lock_fd = lock_dir(self.path)
         self.failed: BaseException | None = None
         self.pending = Pending()

@@ -3,6 +3,7 @@ file, queue directory names, and writes that never stop short."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from pathlib import Path
@@ -27,6 +28,48 @@ def queue_dirname(vhost: str, name: str) -> str:
     return f"{digest}-{os.urandom(4).hex()}"
 
 
+def make_data_dir(path: Path) -> None:
+    """Create the data directory (and its parents) if it is missing and check that this
+    process may create files in it; a StoreError says which directory is at fault, why,
+    and what to do instead."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(_unusable(path, exc, "cannot create it")) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        read_only = hasattr(os, "statvfs") and os.statvfs(path).f_flag & os.ST_RDONLY
+        code = errno.EROFS if read_only else errno.EACCES
+        raise StoreError(_unusable(path, OSError(code, os.strerror(code)),
+                                   "cannot create files in it"))
+
+
+def _unusable(path: Path, exc: OSError, doing: str) -> str:
+    reason = exc.strerror or str(exc)
+    culprit = path
+    while not culprit.exists() and culprit.parent != culprit:
+        culprit = culprit.parent  # the nearest part of the path that is there
+    advice = "choose another --data-dir (or LEVERET_STORAGE_DATA_DIR)"
+    if culprit.exists() and not culprit.is_dir():
+        why = f"{culprit} is a file, not a directory"
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        why = f"{culprit} is not writable by {_user()}"
+        advice += f", or give {_user()} write access to {culprit}"
+    elif exc.errno == errno.EROFS:
+        why = f"{culprit} is on a read-only file system"
+    else:
+        why = ""
+    return f"{doing}: {reason}" + (f" ({why})" if why else "") + f"; {advice}"
+
+
+def _user() -> str:
+    try:
+        import pwd
+
+        return f"user {pwd.getpwuid(os.geteuid()).pw_name}"
+    except (ImportError, KeyError):  # pragma: no cover - Windows, or a uid without a name
+        return "this user"
+
+
 def check_format(path: Path) -> bool:
     """Refuse a data directory of another format; True if the FORMAT file was created."""
     fmt = path / "FORMAT"
@@ -49,7 +92,11 @@ def writev_all(fd: int, parts: list[Buffer]) -> None:
 
 
 def lock_dir(path: Path) -> int:
-    fd = os.open(path / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StoreError(_unusable(path / "LOCK", exc, "cannot open its LOCK file")
+                         ) from None
     if fcntl is None:  # pragma: no cover
         return fd
     try:

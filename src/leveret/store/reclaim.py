@@ -1,11 +1,13 @@
 """Space: purge, and the reclaim of segments whose messages are all acked.
 
 A segment other than the newest whose messages are all acked is deleted at the next
-flush. Its records may hold acks, delivered marks or counts about messages of an older,
-still live segment (a consumer acked them while it was the newest); those are first
-written again, as a snapshot of that older segment's state, into the newest segment, so
-a slow message never pins the segments after it. The segment list (SEGMENTS record) is
-written after every change, so recovery tells a reclaimed segment from a missing one.
+flush (the newest is rolled first by that flush when nothing in it is live and it holds
+half a segment: ``SegmentLog.flush``). Its records may hold acks, delivered marks or
+counts about messages of an older, still live segment (a consumer acked them while it was
+the newest); those are first written again, as a snapshot of that older segment's state,
+into the newest segment, so a slow message never pins the segments after it. The segment
+list (SEGMENTS record) is written after every change, so recovery tells a reclaimed segment
+from a missing one.
 
 These functions work on a ``SegmentLog`` (segments.py) through ``ReclaimLog``, the part of
 it they touch, so this module does not import segments.py back. They never call the store:

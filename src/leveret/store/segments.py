@@ -2,9 +2,10 @@
 
 Every record of a queue (messages, acks, delivered marks, delivery counts, the segment
 list) is appended to its newest segment, so one fsync per queue makes a commit durable.
-A segment rolls at ``segment_bytes``; a segment other than the newest whose messages are
-all acked is deleted at the next flush (after re-recording, in the newest segment, any
-state about older live segments it held: see reclaim.py). Bodies stay on disk and are
+A segment rolls at ``segment_bytes``, or at a flush once it has nothing live and holds half
+of that; a segment other than the newest whose messages are all acked is deleted at the
+next flush (after re-recording, in the newest segment, any state about older live
+segments it held: see reclaim.py). Bodies stay on disk and are
 read back with one pread on demand. docs/storage.md has the format and the rules.
 
 A log reports to its owner (the ``DiskStore``, disk.py) through ``LogOwner``, declared here
@@ -38,6 +39,10 @@ from leveret.store.index import (
 
 BUFFER_MAX = 1 << 20  # write the tail's buffer once it holds this much
 DIRECT = 256 << 10  # messages this large skip the buffer (written with writev, no copy)
+# a newest segment whose messages are all acked rolls at a flush once it holds
+# segment_bytes // EMPTY_TAIL_ROLL bytes, so that reclaim deletes it (a drained queue keeps
+# under half a segment on disk; one drained at every flush rolls twice as often)
+EMPTY_TAIL_ROLL = 2
 READ_SPAN = 1 << 20  # read_many: records this close together in a file share one pread
 
 
@@ -476,6 +481,14 @@ class SegmentLog:
         if self.closed:
             return []
         self.encode_marks()
+        tail = self.tail
+        if tail.flags and not tail.live and \
+                tail.end + len(self.buf) >= self.store.segment_bytes // EMPTY_TAIL_ROLL:
+            # Every message of the newest segment is acked (a large one, consumed): seal
+            # it so that the reclaim below deletes it now rather than at the next roll,
+            # which may never come. It held a message, so the new one (no message yet)
+            # does not roll again before an append.
+            self.roll()
         gone = reclaim.reclaim(self) if self.reclaim_due else []
         for seg in gone:
             self.store.retired(seg)
