@@ -129,24 +129,31 @@ def _check(key: str, kind: str, v: Any) -> str | None:
         return (f'{key} should be a number greater than or equal to 0, "never" or '
                 f'"queue-length", actually was {erl(v)}')
     if kind == "uri":
-        uris = v if isinstance(v, list) else [v]
-        if not uris and isinstance(v, list):
-            return None
-        for u in uris:
-            problem = uri_error(u)
-            if problem:
-                return problem.replace("src-uri", key)
+        return _check_uris(key, v)
     if kind == "props":
-        if not isinstance(v, dict):
-            return f"{key} not a list {erl(v)}"
-        for k, x in v.items():
-            want = PROPERTY_KEYS.get(k)
-            if want is None:
-                return f"Unrecognised terms [{{{erl(k)},{erl(x)}}}] in {key}"
-            if want == "num" and not _num(x):
-                return f"{k} should be a number, actually was {erl(x)}"
-            if want == "str" and not isinstance(x, str):
-                return f"{k} should be binary, actually was {erl(x)}"
+        return _check_properties(key, v)
+    return None
+
+
+def _check_uris(key: str, v: Any) -> str | None:
+    for u in v if isinstance(v, list) else [v]:
+        problem = uri_error(u)
+        if problem:
+            return problem.replace("src-uri", key)
+    return None
+
+
+def _check_properties(key: str, v: Any) -> str | None:
+    if not isinstance(v, dict):
+        return f"{key} not a list {erl(v)}"
+    for k, x in v.items():
+        want = PROPERTY_KEYS.get(k)
+        if want is None:
+            return f"Unrecognised terms [{{{erl(k)},{erl(x)}}}] in {key}"
+        if want == "num" and not _num(x):
+            return f"{k} should be a number, actually was {erl(x)}"
+        if want == "str" and not isinstance(x, str):
+            return f"{k} should be binary, actually was {erl(x)}"
     return None
 
 

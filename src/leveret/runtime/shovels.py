@@ -27,7 +27,7 @@ from leveret.amqp import spec
 from leveret.broker import shovels
 from leveret.broker.node import INTERNAL_USER, Node
 from leveret.broker.shovels import ShovelSpec
-from leveret.client import Connection, connect
+from leveret.client import Channel, Connection, connect
 
 log = logging.getLogger("leveret.shovel")
 
@@ -146,6 +146,31 @@ class Shovel:
             await ch.close()
         return int(ok.message_count)
 
+    async def _source(self, src: Connection, sch: Channel) -> tuple[str, int | None]:
+        """Declare the source (RabbitMQ's: the queue if missing, or an exclusive queue bound
+        to the exchange); the queue's name and how many messages to move (None: all)."""
+        s = self.spec
+        if s.src_queue is not None:
+            count = await self._ensure_queue(src, s.src_queue, s.src_queue_args)
+            queue = s.src_queue
+        else:
+            count = 0
+            queue = (await sch.queue_declare("", exclusive=True)).queue
+            await sch.queue_bind(queue, s.src_exchange or "", s.src_exchange_key)
+        if s.delete_after == "queue-length":
+            return queue, count
+        if isinstance(s.delete_after, int):
+            return queue, s.delete_after
+        return queue, None
+
+    def _route(self, exchange: str, key: str) -> tuple[str, str]:
+        """Where a message goes at the destination: RabbitMQ's publish fields."""
+        s = self.spec
+        if s.dest_queue is not None:
+            return "", s.dest_queue
+        return (s.dest_exchange if s.dest_exchange is not None else exchange,
+                s.dest_exchange_key if s.dest_exchange_key is not None else key)
+
     async def _session(self) -> bool:
         """Connect both sides and move messages until one goes away (raises) or a
         ``src-delete-after`` count is reached (returns True)."""
@@ -155,79 +180,22 @@ class Shovel:
         if s.dest_queue is not None:
             await self._ensure_queue(dest, s.dest_queue, s.dest_queue_args)
         dch = await dest.channel()
-        confirm = s.ack_mode == "on-confirm"
-        if confirm:
+        if s.ack_mode == "on-confirm":
             await dch.confirm_select()
         sch = await src.channel()
-        if s.src_queue is not None:
-            count = await self._ensure_queue(src, s.src_queue, s.src_queue_args)
-            queue = s.src_queue
-        else:
-            count = 0
-            queue = (await sch.queue_declare("", exclusive=True)).queue
-            await sch.queue_bind(queue, s.src_exchange or "", s.src_exchange_key)
-        limit: int | None = None
-        if s.delete_after == "queue-length":
-            limit = count
-        elif isinstance(s.delete_after, int):
-            limit = s.delete_after
+        queue, limit = await self._source(src, sch)
         if limit is not None and limit - self.transferred <= 0:
             return True
         remaining = None if limit is None else limit - self.transferred
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        headers = self._headers(src_uri, dest_uri)
-        props_needed = bool(headers or s.timestamp_header or s.publish_properties)
-        pending: dict[int, int] = {}  # destination sequence -> source delivery tag
-        no_ack = s.ack_mode == "no-ack"
-
-        def settled(n: int) -> None:
-            nonlocal remaining
-            self.transferred += n
-            if remaining is not None:
-                remaining -= n
-                if remaining <= 0 and not done.done():
-                    done.set_result(None)
-
-        def on_confirm(tag: int, multiple: bool, acked: bool) -> None:
-            seqs = [q for q in pending if q <= tag] if multiple else [tag]
-            for seq in seqs:
-                source_tag = pending.pop(seq, None)
-                if source_tag is None:
-                    continue
-                if acked:
-                    sch.ack(source_tag)
-                else:
-                    sch.nack(source_tag, requeue=False)  # as RabbitMQ's shovel does
-            settled(len(seqs))
-
-        dch.on_confirm = on_confirm
-
-        def deliver(tag: int, redelivered: bool, exchange: str, key: str, props: bytes,
-                    body: bytes) -> None:
-            if done.done():
-                return  # past the delete-after count: left at the source (requeued)
-            out: bytes | spec.Properties = props
-            if props_needed:
-                out = self._properties(props, headers)
-            x = "" if s.dest_queue is not None else (
-                s.dest_exchange if s.dest_exchange is not None else exchange)
-            k = s.dest_queue if s.dest_queue is not None else (
-                s.dest_exchange_key if s.dest_exchange_key is not None else key)
-            seq = dch.publish(body, x, k, out)
-            if confirm:
-                pending[seq] = tag
-                return
-            if not no_ack:
-                sch.ack(tag)
-            settled(1)
-
+        move = _Transfer(self, sch, dch, remaining, self._headers(src_uri, dest_uri))
+        done = move.done
         await sch.basic_qos(s.prefetch)
-        await sch.basic_consume(queue, deliver, no_ack=no_ack)
+        await sch.basic_consume(queue, move.deliver, no_ack=s.ack_mode == "no-ack")
         self._set("running")
         closers = [asyncio.ensure_future(c.wait_closed()) for c in (src, dest)]
+        waited: list[asyncio.Future[Any]] = [done, *closers]
         try:
-            finished, _ = await asyncio.wait([done, *closers],
-                                             return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for f in closers:
                 f.cancel()
@@ -273,6 +241,63 @@ class Shovel:
                 headers["x-shovelled-timestamp"] = int(time.time())
             props.headers = headers
         return props
+
+
+class _Transfer:
+    """One session's bookkeeping: each delivery published at the destination, acked at the
+    source as the ack mode says, counted towards ``src-delete-after``."""
+
+    def __init__(self, shovel: Shovel, sch: Channel, dch: Channel, remaining: int | None,
+                 headers: dict[str, Any] | None) -> None:
+        self.shovel = shovel
+        self.sch, self.dch = sch, dch
+        self.remaining = remaining
+        self.headers = headers
+        s = shovel.spec
+        self.props_needed = bool(headers or s.timestamp_header or s.publish_properties)
+        self.confirm = s.ack_mode == "on-confirm"
+        self.no_ack = s.ack_mode == "no-ack"
+        self.pending: dict[int, int] = {}  # destination sequence -> source delivery tag
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.confirm:
+            dch.on_confirm = self.on_confirm
+
+    def settled(self, n: int) -> None:
+        self.shovel.transferred += n
+        if self.remaining is not None:
+            self.remaining -= n
+            if self.remaining <= 0 and not self.done.done():
+                self.done.set_result(None)
+
+    def on_confirm(self, tag: int, multiple: bool, acked: bool) -> None:
+        seqs = [q for q in self.pending if q <= tag] if multiple else [tag]
+        n = 0
+        for seq in seqs:
+            source_tag = self.pending.pop(seq, None)
+            if source_tag is None:
+                continue
+            n += 1
+            if acked:
+                self.sch.ack(source_tag)
+            else:
+                self.sch.nack(source_tag, requeue=False)  # as RabbitMQ's shovel does
+        self.settled(n)
+
+    def deliver(self, tag: int, redelivered: bool, exchange: str, key: str, props: bytes,
+                body: bytes) -> None:
+        if self.done.done():
+            return  # past the delete-after count: left at the source (requeued)
+        out: bytes | spec.Properties = props
+        if self.props_needed:
+            out = self.shovel._properties(props, self.headers)
+        x, k = self.shovel._route(exchange, key)
+        seq = self.dch.publish(body, x, k, out)
+        if self.confirm:
+            self.pending[seq] = tag
+            return
+        if not self.no_ack:
+            self.sch.ack(tag)
+        self.settled(1)
 
 
 class ShovelManager:
