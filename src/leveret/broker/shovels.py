@@ -7,9 +7,10 @@ this module stays free of I/O like the rest of ``leveret.broker``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 COMPONENT = "shovel"
 DEFAULT_PREFETCH = 1000
@@ -36,6 +37,15 @@ def erl(term: Any) -> str:
     return str(term)
 
 
+def local_vhost(uri: str) -> str | None:
+    """The vhost of a URI without a host (this broker: ``amqp://`` is "/", ``amqp:///v``
+    is "v", as RabbitMQ's amqp_uri reads them), None for a URI with a host."""
+    parts = urlsplit(uri)
+    if parts.hostname:
+        return None
+    return "/" if parts.path in ("", "/") else unquote(parts.path[1:])
+
+
 def uri_error(uri: Any) -> str | None:
     """Why ``uri`` is not an AMQP URI RabbitMQ accepts (amqp_uri:parse), or None."""
     if not isinstance(uri, str):
@@ -56,8 +66,11 @@ def _num(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def validate(name: str, value: Any) -> list[str]:
-    """RabbitMQ's validation messages for a shovel definition (empty: valid)."""
+def validate(name: str, value: Any, user: str | None = None,
+             may_use: Callable[[str], bool] | None = None) -> list[str]:
+    """RabbitMQ's validation messages for a shovel definition (empty: valid). With
+    ``may_use``, a URI naming this broker needs a vhost ``user`` has permissions in, as
+    RabbitMQ checks the acting user's access to a direct connection's vhost."""
     if not isinstance(value, dict):
         return [f"{name} not a list {erl(value)}"]
     d = value
@@ -101,6 +114,8 @@ def validate(name: str, value: Any) -> list[str]:
             continue
         v = d[key]
         problem = _check(key, kind, v)
+        if problem is None and kind == "uri" and may_use is not None:
+            problem = _check_access(v, user or "", may_use)
         if problem:
             found.append(problem)
     known = {k for k, _, _ in checks}
@@ -140,6 +155,14 @@ def _check_uris(key: str, v: Any) -> str | None:
         problem = uri_error(u)
         if problem:
             return problem.replace("src-uri", key)
+    return None
+
+
+def _check_access(v: Any, user: str, may_use: Callable[[str], bool]) -> str | None:
+    for u in v if isinstance(v, list) else [v]:
+        vhost = local_vhost(u)
+        if vhost is not None and not may_use(vhost):
+            return f'user "{user}" may not connect to vhost "{vhost}"'
     return None
 
 

@@ -16,12 +16,13 @@ from leveret.broker import shovels
 from leveret.management.auth import (
     POLICY_TAGS,
     current_user,
+    has_permissions,
     is_admin,
+    named_vhost,
     permitted_vhosts,
     policy_vhost_of,
+    require_monitor,
     tags_of,
-    visible_vhost_of,
-    visible_vhosts,
 )
 from leveret.management.context import context
 from leveret.management.http import (
@@ -80,7 +81,9 @@ async def put_parameter(request: web.Request) -> web.Response:
     if "value" not in body:
         raise bad_request("[{key_missing,value}]")
     name = request.match_info["name"]
-    errors = shovels.validate(name, body["value"])
+    user = current_user(request)
+    errors = shovels.validate(name, body["value"], user.name,
+                              lambda v: has_permissions(node, user, v))
     if errors:
         raise bad_request(_escape("Validation failed\n\n" + "".join(e + "\n" for e in errors)))
     existed = (COMPONENT, vhost.name, name) in node.parameters
@@ -98,21 +101,30 @@ async def delete_parameter(request: web.Request) -> web.Response:
     return no_content()
 
 
+def _shovel_vhosts(request: web.Request) -> set[str]:
+    """RabbitMQ's shovel status: monitoring users and administrators, about the vhosts they
+    have permissions in (an unknown or other vhost: an empty list, or 404 on restart)."""
+    node = context(request).node
+    user = require_monitor(request)
+    names = {v for v in node.vhosts if has_permissions(node, user, v)}
+    if "vhost" in request.match_info:
+        names &= {named_vhost(request, node).name}
+    return names
+
+
 async def list_shovels(request: web.Request) -> web.Response:
     ctx = context(request)
-    if "vhost" in request.match_info:
-        names = {visible_vhost_of(request, ctx.node).name}
-    else:
-        names = set(visible_vhosts(ctx.node, current_user(request)))
+    names = _shovel_vhosts(request)
     rows = ctx.broker.shovel_status(ctx.node_name) if ctx.broker is not None else []
     return listing(request, [r for r in rows if r["vhost"] in names])
 
 
 async def restart_shovel(request: web.Request) -> web.Response:
     ctx = context(request)
-    vhost = policy_vhost_of(request, ctx.node)
-    if ctx.broker is None or not ctx.broker.restart_shovel(vhost.name,
-                                                           request.match_info["name"]):
+    names = _shovel_vhosts(request)
+    vhost = request.match_info["vhost"]
+    if (ctx.broker is None or vhost not in names
+            or not ctx.broker.restart_shovel(vhost, request.match_info["name"])):
         raise not_found()
     return no_content()
 

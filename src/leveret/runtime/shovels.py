@@ -319,7 +319,8 @@ class ShovelManager:
         port = self.local_port()
         if port is None:
             raise RuntimeError("this broker has no AMQP listener for a local shovel end")
-        path = parts.path if parts.path not in ("", "/") else "/" + quote(vhost, safe="")
+        # RabbitMQ's amqp_uri: no path is the vhost "/" (not the shovel's own vhost)
+        path = "/" + quote(shovels.local_vhost(uri) or "/", safe="")
         return urlunsplit(("amqp", f"{INTERNAL_USER}:{quote(self.node.internal_password)}"
                                    f"@127.0.0.1:{port}", path, parts.query, ""))
 
