@@ -443,3 +443,16 @@ async def test_kill_9_destination_mid_transfer_loses_nothing(tmp_path: Path) -> 
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_the_internal_user_logs_in_only_locally_with_the_process_secret() -> None:
+    from leveret.broker.logins import Refused
+    from leveret.broker.node import INTERNAL_USER, Node
+    node = Node()
+    assert isinstance(node.login(INTERNAL_USER, "guess", "127.0.0.1"), Refused)
+    assert isinstance(node.login(INTERNAL_USER, node.internal_password, "10.0.0.1"), Refused)
+    user = node.login(INTERNAL_USER, node.internal_password, "127.0.0.1")
+    assert not isinstance(user, Refused) and user.name == INTERNAL_USER
+    assert INTERNAL_USER not in node.users
+    assert node.check_connection_allowed(INTERNAL_USER, "/") is None
+    assert node.check_connection_allowed(INTERNAL_USER, "nosuch") is not None
