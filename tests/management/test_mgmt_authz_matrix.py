@@ -37,6 +37,12 @@ ALL = {"configure": ".*", "write": ".*", "read": ".*"}
 TOPIC = {"exchange": "amq.topic", "write": ".*", "read": ".*"}
 POLICY = {"pattern": "^authz-nothing$", "definition": {"max-length": 10},
           "apply-to": "queues"}
+SHOVEL = {"src-uri": "amqp://", "src-queue": "authz-shovel-src", "dest-uri": "amqp://",
+          "dest-queue": "authz-shovel-dst"}
+# The shovel routes come with RabbitMQ's shovel plugins, which the shared reference does not
+# run: their answers were recorded on a RabbitMQ 3.10 node with rabbitmq_shovel and
+# rabbitmq_shovel_management; set LEVERET_REFERENCE_HAS_SHOVEL=1 to check them again there.
+SHOVEL_PLUGIN = bool(os.environ.get("LEVERET_REFERENCE_HAS_SHOVEL"))
 REFERENCE_AMQP = os.environ.get("LEVERET_REFERENCE_URL", "amqp://guest:guest@127.0.0.1:5673/")
 REFUSALS = {
     "Not management user": "M",  # no management tag
@@ -181,6 +187,20 @@ CASES = [
     case("GET", "/api/channels/{name}", "/api/channels/{chan}"),
     case("GET", "/api/consumers"),
     case("GET", "/api/consumers/{vhost}", "/api/consumers/{v}"),
+    # shovels
+    case("GET", "/api/parameters/shovel", leveret_only=not SHOVEL_PLUGIN),
+    case("GET", "/api/parameters/shovel/{vhost}", "/api/parameters/shovel/{v}",
+         leveret_only=not SHOVEL_PLUGIN),
+    case("GET", "/api/parameters/shovel/{vhost}/{name}", "/api/parameters/shovel/{v}/sh",
+         leveret_only=not SHOVEL_PLUGIN),
+    case("PUT", "/api/parameters/shovel/{vhost}/{name}", "/api/parameters/shovel/{v}/ssh",
+         {"value": SHOVEL}, scratch="shovel", exists=False, leveret_only=not SHOVEL_PLUGIN),
+    case("DELETE", "/api/parameters/shovel/{vhost}/{name}", "/api/parameters/shovel/{v}/ssh",
+         scratch="shovel", leveret_only=not SHOVEL_PLUGIN),
+    case("GET", "/api/shovels", leveret_only=not SHOVEL_PLUGIN),
+    case("GET", "/api/shovels/{vhost}", "/api/shovels/{v}", leveret_only=not SHOVEL_PLUGIN),
+    case("DELETE", "/api/shovels/vhost/{vhost}/{name}/restart",
+         "/api/shovels/vhost/{v}/sh/restart", leveret_only=not SHOVEL_PLUGIN),
     # policies and definitions
     case("GET", "/api/policies"),
     case("GET", "/api/policies/{vhost}", "/api/policies/{v}"),
@@ -319,6 +339,22 @@ EXPECTED: dict[str, str] = {
     "GET /api/consumers -": "401M 200 200 200:AB 200:AB",
     "GET /api/consumers/{v} A": "401M 200 200 200:A 200:A",
     "GET /api/consumers/{v} B": "401M 200 200 200:B 200:B",
+    # recorded on RabbitMQ 3.10.8 with the shovel plugins (see SHOVEL_PLUGIN); the PUT is a
+    # 400 since "amqp://" is the vhost "/", where these users have no permissions
+    "GET /api/parameters/shovel -": "401M 401O 200:A 401O 200:AB",
+    "GET /api/parameters/shovel/{v} A": "401M 401O 200:A 401O 200:A",
+    "GET /api/parameters/shovel/{v} B": "401M 401O 401O 401O 200:B",
+    "GET /api/parameters/shovel/{v}/sh A": "401M 401O 200:A 401O 200:A",
+    "GET /api/parameters/shovel/{v}/sh B": "401M 401O 401O 401O 200:B",
+    "PUT /api/parameters/shovel/{v}/ssh A": "401M 401O 400 401O 400",
+    "PUT /api/parameters/shovel/{v}/ssh B": "401M 401O 401O 401O 400",
+    "DELETE /api/parameters/shovel/{v}/ssh A": "401M 401O 204 401O 204",
+    "DELETE /api/parameters/shovel/{v}/ssh B": "401M 401O 401O 401O 204",
+    "GET /api/shovels -": "401M 401N 401N 200:A 200:A",
+    "GET /api/shovels/{v} A": "401M 401N 401N 200:A 200:A",
+    "GET /api/shovels/{v} B": "401M 401N 401N 200 200",
+    "DELETE /api/shovels/vhost/{v}/sh/restart A": "401M 401N 401N 204 204",
+    "DELETE /api/shovels/vhost/{v}/sh/restart B": "401M 401N 401N 404 404",
     "GET /api/policies -": "401M 200:A 200:A 200:A 200:AB",
     "GET /api/policies/{v} A": "401M 200:A 200:A 200:A 200:A",
     "GET /api/policies/{v} B": "401M 401V 401V 401V 200:B",
@@ -427,6 +463,8 @@ class World:
             self.guest("PUT", f"/api/exchanges/{v}/x", {"type": "direct"})
             self.guest("POST", f"/api/bindings/{v}/e/x/q/q", {"routing_key": "k"})
             self.guest("PUT", f"/api/policies/{v}/p", POLICY)
+            if self.api.get("/api/shovels").status == 200:  # a broker with shovels
+                self.guest("PUT", f"/api/parameters/shovel/{v}/sh", {"value": SHOVEL})
             self.connect(variant)
 
     def tear_down(self) -> None:
@@ -484,6 +522,7 @@ class World:
                 "exchange": ("PUT", "/api/exchanges/{v}/sx", {"type": "direct"}),
                 "queue": ("PUT", "/api/queues/{v}/sq", {}),
                 "policy": ("PUT", "/api/policies/{v}/sp", POLICY),
+                "shovel": ("PUT", "/api/parameters/shovel/{v}/ssh", {"value": SHOVEL}),
                 "binding": ("POST", "/api/bindings/{v}/e/x/q/q", {"routing_key": "sk"}),
             }[scratch]
             if not exists:

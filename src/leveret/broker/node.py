@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hmac
+import json
 import logging
 import platform
+import secrets
 from collections.abc import Callable, Mapping, Sized
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -24,6 +27,13 @@ log = logging.getLogger("leveret.node")
 # Definitions-log kinds for the access model (exchanges, queues... are in definitions.py).
 USER, VHOST, PERMISSION, TOPIC_PERMISSION = "user", "vhost", "permission", "topic_permission"
 VHOST_LIMITS, USER_LIMITS = "vhost_limits", "user_limits"
+# Runtime parameters of components other than vhost-limits (shovels): the value as given.
+PARAMETER = "parameter"
+# The user of the broker's own AMQP connections to itself (local shovel ends): it logs in
+# from the loopback address with ``Node.internal_password``, a secret made afresh by each
+# process and never stored, and has every permission in every vhost, as RabbitMQ's direct
+# connections do. It is not in ``users``: not listed, exported or changeable.
+INTERNAL_USER = "leveret-internal"
 LOOPBACK = ("127.", "::1", "::ffff:127.", "localhost")
 
 CAPABILITIES = {
@@ -106,6 +116,11 @@ class Node:
         self.permissions: dict[tuple[str, str], Permission] = {}
         self.topic_permissions: dict[tuple[str, str, str], TopicPermission] = {}
         self.vhost_limits: dict[str, dict[str, int]] = {}
+        # Runtime parameters: (component, vhost, name) -> value (shovels), and who hears of
+        # each change (the runtime's shovels): listener(component, vhost, name, value|None).
+        self.parameters: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.parameter_listeners: list[Callable[[str, str, str, Any], None]] = []
+        self.internal_password = secrets.token_urlsafe(24)
         self._access_version = 0
         self.restore_incomplete = False  # a durable definition could not be restored
         self.add_vhost("/")
@@ -146,7 +161,29 @@ class Node:
             self.clear_topic_permissions(vh, user, exchange)
         if name in self.vhost_limits:
             self.clear_vhost_limits(name)
+        for component, vh, pname in [k for k in self.parameters if k[1] == name]:
+            self.clear_parameter(component, vh, pname)
         self._forget(VHOST, name)
+
+    # -- runtime parameters (RabbitMQ's /api/parameters/{component}) --------------------
+
+    def set_parameter(self, component: str, vhost: str, name: str,
+                      value: dict[str, Any]) -> None:
+        """Record a (validated) parameter and tell the listeners (which start a shovel)."""
+        if vhost not in self.vhosts:
+            raise KeyError(vhost)
+        self.parameters[(component, vhost, name)] = value
+        self._record(PARAMETER, json.dumps([component, vhost, name]),
+                     {"component": component, "vhost": vhost, "name": name, "value": value})
+        for listener in list(self.parameter_listeners):
+            listener(component, vhost, name, value)
+
+    def clear_parameter(self, component: str, vhost: str, name: str) -> None:
+        if self.parameters.pop((component, vhost, name), None) is None:
+            return
+        self._forget(PARAMETER, json.dumps([component, vhost, name]))
+        for listener in list(self.parameter_listeners):
+            listener(component, vhost, name, None)
 
     def set_vhost_limits(self, vhost: str, limits: dict[str, int]) -> None:
         if vhost not in self.vhosts:
@@ -278,6 +315,8 @@ class Node:
             conn.cached_grants = None
 
     def grants(self, vhost: str, user: str) -> Grants:
+        if user == INTERNAL_USER and user not in self.users:
+            return Grants(user, vhost, Permission(), {})
         u = self.users.get(user)
         topics = {k[2]: t for k, t in self.topic_permissions.items()
                   if k[0] == vhost and k[1] == user}
@@ -286,6 +325,9 @@ class Node:
 
     def login(self, user: str, password: str, peer_host: str) -> User | Refused:
         """The user, if the password is right and they may log in from ``peer_host``."""
+        if (user == INTERNAL_USER and is_loopback(peer_host)
+                and hmac.compare_digest(password.encode(), self.internal_password.encode())):
+            return User(INTERNAL_USER, "", tags=["administrator"])
         u = self.users.get(user)
         if u is None:
             return Refused("unknown_user", f"user '{user}' - no such user")
@@ -359,6 +401,10 @@ class Node:
             for v in definitions.get(VHOST_LIMITS).values():
                 if v["vhost"] in self.vhosts:
                     self.set_vhost_limits(v["vhost"], v["value"])
+            self.parameters.clear()
+            for v in definitions.get(PARAMETER).values():
+                if v["vhost"] in self.vhosts:
+                    self.set_parameter(v["component"], v["vhost"], v["name"], v["value"])
         finally:
             self._restoring = False
         self.access_version += 1
@@ -376,6 +422,9 @@ class Node:
             self.set_topic_permissions(vh, name, t.exchange, t.write, t.read)
         for vh, limits in list(self.vhost_limits.items()):
             self.set_vhost_limits(vh, limits)
+        for (component, vh, name), value in list(self.parameters.items()):
+            self._record(PARAMETER, json.dumps([component, vh, name]),
+                         {"component": component, "vhost": vh, "name": name, "value": value})
 
     # -- admission -----------------------------------------------------------------------
 
@@ -383,6 +432,8 @@ class Node:
         """Why a new connection of ``user`` to ``vhost`` is refused (530), or None."""
         if vhost not in self.vhosts:
             return Refused("vhost_not_found", f"vhost {vhost} not found")
+        if user == INTERNAL_USER and user not in self.users:
+            return None  # the broker itself: no limits
         if (vhost, user) not in self.permissions:
             return Refused("vhost_access_refused",
                            f"access to vhost '{vhost}' refused for user '{user}'")

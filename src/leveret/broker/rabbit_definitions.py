@@ -213,8 +213,12 @@ def vhost_items(vhost: VirtualHost) -> dict[str, list[dict[str, Any]]]:
 
 
 def _limit_parameters(node: Node, names: list[str]) -> list[dict[str, Any]]:
-    return [{"value": dict(node.vhost_limits[n]), "vhost": n, "component": "vhost-limits",
+    """Runtime parameters: vhost limits, then the others (shovels) as they were given."""
+    rows = [{"value": dict(node.vhost_limits[n]), "vhost": n, "component": "vhost-limits",
              "name": "limits"} for n in names if node.vhost_limits.get(n)]
+    return rows + [{"value": value, "vhost": vh, "component": component, "name": name}
+                   for (component, vh, name), value in node.parameters.items()
+                   if vh in names]
 
 
 def _vhost_json(vhost: VirtualHost) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from leveret.management import (
     overview,
     policies,
     queues,
+    shovels,
     users,
     vhosts,
 )
@@ -63,7 +64,7 @@ log = logging.getLogger("leveret.management")
 STATIC = Path(str(resources.files("leveret.management") / "static"))
 API_INDEX = "/api/"
 RESOURCES = (overview, vhosts, users, exchanges, queues, bindings, connections, policies,
-             definitions, messages)
+             definitions, messages, shovels)
 
 
 @web.middleware

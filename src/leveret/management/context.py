@@ -15,7 +15,7 @@ from __future__ import annotations
 import socket
 import ssl
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -63,6 +63,8 @@ class Runtime(Protocol):
     @property
     def resources(self) -> ResourceReadings: ...
     def local_addresses(self) -> dict[object, tuple[str, int]]: ...
+    def shovel_status(self, node_name: str) -> list[dict[str, Any]]: ...
+    def restart_shovel(self, vhost: str, name: str) -> bool: ...
 
 
 def node_name() -> str:

@@ -23,6 +23,7 @@ from leveret.broker.rabbit_definitions import InvalidDefinition
 from leveret.broker.rabbit_import import import_definitions
 from leveret.broker.restore import restore
 from leveret.errors import LeveretError, StoreError
+from leveret.runtime.shovels import ShovelManager
 from leveret.server.alarms import ResourceMonitor
 from leveret.server.commit import Committer
 from leveret.server.listener import Listener, bind_sockets, close_sockets
@@ -73,6 +74,8 @@ class Broker:
             raise ValueError("management_tls needs the tls settings (certificate and key)")
         self.management_tls = management_tls
         self.management: Any = None  # the ManagementServer while it runs
+        # Dynamic shovels (runtime/shovels.py): started once the listeners are up.
+        self.shovels = ShovelManager(self.node, lambda: self.port)
         self.running = False
 
     @property
@@ -102,6 +105,14 @@ class Broker:
     def alarms(self) -> list[str]:
         """Active resource alarms: "memory", "disk"."""
         return list(self.node.alarms)
+
+    def shovel_status(self, node_name: str) -> list[dict[str, Any]]:
+        """RabbitMQ's /api/shovels rows."""
+        return self.shovels.status(node_name)
+
+    def restart_shovel(self, vhost: str, name: str) -> bool:
+        """Stop and start a dynamic shovel again; False if there is none of that name."""
+        return self.shovels.restart(vhost, name)
 
     def local_addresses(self) -> dict[object, tuple[str, int]]:
         """Each open connection -> the address it was accepted on (host, port), which the
@@ -146,6 +157,7 @@ class Broker:
             self._close_store()
             raise
         self.running = True
+        self.shovels.start()
         if self.port is not None:
             log.info("leveret listening on amqp://%s:%d (AMQP 0-9-1)", self.host, self.port)
         if self.ssl_context is not None:
@@ -156,6 +168,7 @@ class Broker:
         if not self.running:
             return
         self.running = False
+        await self.shovels.stop()
         if self.management is not None:
             await self.management.stop()
             self.management = None
