@@ -325,8 +325,10 @@ def test_statistics_shapes(pair: tuple[Pair, str, str], api: Api, reference: Api
         clients.append(conn)
     try:
         def queue_ready(x: Any) -> bool:
+            # a consumer's channel_details is [] until its channel's statistics arrive
             return ("message_stats" in x and x["message_stats"].get("deliver") == 3
-                    and x.get("consumers") == 1 and x.get("messages_unacknowledged") == 3)
+                    and x.get("consumers") == 1 and x.get("messages_unacknowledged") == 3
+                    and all(c.get("channel_details") for c in x.get("consumer_details", [])))
 
         theirs = wait_for(lambda: reference.get(f"/api/queues/{v}/stats").json, queue_ready)
         ours = api.get(f"/api/queues/{v}/stats").json
