@@ -248,3 +248,19 @@ def parse(vhost: str, name: str, d: dict[str, Any]) -> ShovelSpec:
                                       d.get("publish-properties")) or {}),
         ack_mode=d.get("ack-mode", "on-confirm"),
         reconnect_delay=float(d.get("reconnect-delay", DEFAULT_RECONNECT_DELAY)))
+
+
+STATES = ("starting", "running", "terminated")
+
+
+@dataclass(frozen=True)
+class ShovelReading:
+    """A shovel as /metrics shows it. Its counters run from when the shovel was last
+    started (with the broker, a new parameter value or a restart; reconnecting after a
+    failure keeps them): Prometheus reads a start as a counter reset."""
+
+    vhost: str
+    name: str
+    state: str
+    published: int    # messages published at the destination
+    transferred: int  # messages settled at the source (acked, or consumed under no-ack)

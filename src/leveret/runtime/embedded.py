@@ -22,6 +22,7 @@ from leveret.broker.node import Limits, Node
 from leveret.broker.rabbit_definitions import InvalidDefinition
 from leveret.broker.rabbit_import import import_definitions
 from leveret.broker.restore import restore
+from leveret.broker.shovels import ShovelReading
 from leveret.errors import LeveretError, StoreError
 from leveret.runtime.shovels import ShovelManager
 from leveret.server.alarms import ResourceMonitor
@@ -109,6 +110,10 @@ class Broker:
     def shovel_status(self, node_name: str) -> list[dict[str, Any]]:
         """RabbitMQ's /api/shovels rows."""
         return self.shovels.status(node_name)
+
+    def shovel_readings(self) -> list[ShovelReading]:
+        """Each shovel's state and message counters, for /metrics."""
+        return self.shovels.readings()
 
     def restart_shovel(self, vhost: str, name: str) -> bool:
         """Stop and start a dynamic shovel again; False if there is none of that name."""

@@ -26,7 +26,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from leveret.amqp import spec
 from leveret.broker import shovels
 from leveret.broker.node import INTERNAL_USER, Node
-from leveret.broker.shovels import ShovelSpec
+from leveret.broker.shovels import ShovelReading, ShovelSpec
 from leveret.client import Channel, Connection, connect
 
 log = logging.getLogger("leveret.shovel")
@@ -59,7 +59,8 @@ class Shovel:
         self.state = "starting"
         self.reason: str | None = None
         self.timestamp = _timestamp()
-        self.transferred = 0
+        self.transferred = 0  # settled: acked at the source as the ack mode says
+        self.published = 0    # published at the destination (a redelivery counts again)
         self.task: asyncio.Task[None] | None = None
         self._conns: list[Connection] = []
 
@@ -292,6 +293,7 @@ class _Transfer:
             out = self.shovel._properties(props, self.headers)
         x, k = self.shovel._route(exchange, key)
         seq = self.dch.publish(body, x, k, out)
+        self.shovel.published += 1
         if self.confirm:
             self.pending[seq] = tag
             return
@@ -360,6 +362,11 @@ class ShovelManager:
     def status(self, node_name: str) -> list[dict[str, Any]]:
         """RabbitMQ's /api/shovels rows."""
         return [s.row(node_name) for s in self.shovels.values()]
+
+    def readings(self) -> list[ShovelReading]:
+        """Each shovel's state and counters, for /metrics."""
+        return [ShovelReading(s.spec.vhost, s.spec.name, s.state, s.published, s.transferred)
+                for s in self.shovels.values()]
 
     def restart(self, vhost: str, name: str) -> bool:
         value = self.node.parameters.get((shovels.COMPONENT, vhost, name))
