@@ -318,6 +318,7 @@ async def throughput(n: int, size: int) -> list[tuple[str, float]]:
             shutil.rmtree(BASE / d, ignore_errors=True)
     print(f"\n{n:,} persistent messages of {size} B, ack-mode on-confirm, "
           "src-prefetch-count 1000 (both defaults)\n")
+    print(f"load average at the end: {os.getloadavg()[0]:.2f} (1 min)\n")
     print("| shovel | seconds | msg/s |\n|---|---|---|")
     for name, t in rows:
         print(f"| {name} | {t:.1f} | {n / t:,.0f} |")
