@@ -24,6 +24,7 @@ from leveret.broker.rabbit_import import import_definitions
 from leveret.broker.restore import restore
 from leveret.broker.shovels import ShovelReading
 from leveret.errors import LeveretError, StoreError
+from leveret.runtime.federation import FederationManager
 from leveret.runtime.shovels import ShovelManager
 from leveret.server.alarms import ResourceMonitor
 from leveret.server.commit import Committer
@@ -77,6 +78,8 @@ class Broker:
         self.management: Any = None  # the ManagementServer while it runs
         # Dynamic shovels (runtime/shovels.py): started once the listeners are up.
         self.shovels = ShovelManager(self.node, lambda: self.port)
+        # Federated exchanges and queues (runtime/federation.py), likewise.
+        self.federation = FederationManager(self.node, lambda: self.port)
         self.running = False
 
     @property
@@ -118,6 +121,10 @@ class Broker:
     def restart_shovel(self, vhost: str, name: str) -> bool:
         """Stop and start a dynamic shovel again; False if there is none of that name."""
         return self.shovels.restart(vhost, name)
+
+    def federation_status(self, node_name: str) -> list[dict[str, Any]]:
+        """RabbitMQ's /api/federation-links rows."""
+        return self.federation.status(node_name)
 
     def local_addresses(self) -> dict[object, tuple[str, int]]:
         """Each open connection -> the address it was accepted on (host, port), which the
@@ -163,6 +170,7 @@ class Broker:
             raise
         self.running = True
         self.shovels.start()
+        self.federation.start()
         if self.port is not None:
             log.info("leveret listening on amqp://%s:%d (AMQP 0-9-1)", self.host, self.port)
         if self.ssl_context is not None:
@@ -174,6 +182,7 @@ class Broker:
             return
         self.running = False
         await self.shovels.stop()
+        await self.federation.stop()
         if self.management is not None:
             await self.management.stop()
             self.management = None
