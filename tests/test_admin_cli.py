@@ -641,12 +641,26 @@ def test_declare_stream_refused(target: Target, cli: Any, name: str) -> None:
                                f"vhost '/': invalid_max_age")
 
 
-# -- shovels (leveret only: the shared reference RabbitMQ has no shovel plugin) -----------------
+# -- shovels: on leveret, and on the private RabbitMQ node with the shovel plugins --------------
+# (the shared reference RabbitMQ runs only the management plugin)
 
 
-def _leveret_only(target: Target) -> None:
-    if target.name != "leveret":
-        pytest.skip("the reference RabbitMQ runs without the shovel plugins")
+@pytest.fixture
+def shovel_target(target: Target, request: pytest.FixtureRequest) -> Target:
+    if target.name == "rabbitmq":
+        node = request.getfixturevalue("plugin_rabbit")
+        return Target("rabbitmq", node.http, node.url)
+    return target
+
+
+@pytest.fixture
+def shovel_cli(shovel_target: Target, capsys: pytest.CaptureFixture[str]) -> Any:
+    def run(*argv: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        status = main([*argv, "--url", shovel_target.http])
+        out, err = capsys.readouterr()
+        return status, out, err
+    return run
 
 
 def _wait_for(check: Any, timeout: float = 10.0) -> Any:
@@ -664,8 +678,8 @@ def _shovel_row(cli: Any, name: str) -> dict[str, Any] | None:
     return next((row for row in json.loads(out) if row["name"] == name), None)
 
 
-def test_declare_list_restart_delete_shovel(target: Target, cli: Any, name: str) -> None:
-    _leveret_only(target)
+def test_declare_list_restart_delete_shovel(shovel_target: Target, shovel_cli: Any, name: str) -> None:
+    target, cli = shovel_target, shovel_cli
     status, out, err = cli("declare", "shovel", name, "--src-uri", "amqp://",
                            "--src-queue", f"{name}-a", "--dest-uri", "amqp://",
                            "--dest-queue", f"{name}-b", "--ack-mode", "on-publish",
@@ -715,11 +729,13 @@ def test_declare_list_restart_delete_shovel(target: Target, cli: Any, name: str)
     assert status == 1 and err.strip() == f"leveret: shovel '{name}' not found in vhost '/'"
 
 
-def test_a_terminated_shovel_lists_its_reason_and_ends(target: Target, cli: Any,
+def test_a_terminated_shovel_lists_its_reason_and_ends(shovel_target: Target, shovel_cli: Any,
                                                        name: str) -> None:
     """/api/shovels shows a shovel's ends only while it runs: the list reads them from the
     parameter (without the URIs' credentials)."""
-    _leveret_only(target)
+    if shovel_target.name == "rabbitmq":  # 3.10.8 shows "starting" for one that never connected
+        pytest.skip("RabbitMQ lists a shovel that never connected as starting, without a reason")
+    target, cli = shovel_target, shovel_cli
     status, _, err = cli("declare", "shovel", name, "--src-uri", "amqp://",
                          "--src-exchange", "amq.topic", "--src-exchange-key", "#",
                          "--dest-uri", "amqp://guest:secret@127.0.0.1:1",
@@ -735,9 +751,9 @@ def test_a_terminated_shovel_lists_its_reason_and_ends(target: Target, cli: Any,
         line.split() for line in out.splitlines()]
 
 
-def test_declare_shovel_refusals(target: Target, cli: Any, name: str,
+def test_declare_shovel_refusals(shovel_target: Target, shovel_cli: Any, name: str,
                                  capsys: pytest.CaptureFixture[str]) -> None:
-    _leveret_only(target)
+    target, cli = shovel_target, shovel_cli
     # the broker's validation, on one line
     status, _, err = cli("declare", "shovel", name, "--src-uri", "http://x",
                          "--src-queue", "a", "--dest-uri", "amqp://", "--dest-queue", "b")
