@@ -678,7 +678,8 @@ def _shovel_row(cli: Any, name: str) -> dict[str, Any] | None:
     return next((row for row in json.loads(out) if row["name"] == name), None)
 
 
-def test_declare_list_restart_delete_shovel(shovel_target: Target, shovel_cli: Any, name: str) -> None:
+def test_declare_list_restart_delete_shovel(shovel_target: Target, shovel_cli: Any,
+                                            name: str) -> None:
     target, cli = shovel_target, shovel_cli
     status, out, err = cli("declare", "shovel", name, "--src-uri", "amqp://",
                            "--src-queue", f"{name}-a", "--dest-uri", "amqp://",
@@ -735,7 +736,7 @@ def test_a_terminated_shovel_lists_its_reason_and_ends(shovel_target: Target, sh
     parameter (without the URIs' credentials)."""
     if shovel_target.name == "rabbitmq":  # 3.10.8 shows "starting" for one that never connected
         pytest.skip("RabbitMQ lists a shovel that never connected as starting, without a reason")
-    target, cli = shovel_target, shovel_cli
+    cli = shovel_cli
     status, _, err = cli("declare", "shovel", name, "--src-uri", "amqp://",
                          "--src-exchange", "amq.topic", "--src-exchange-key", "#",
                          "--dest-uri", "amqp://guest:secret@127.0.0.1:1",
