@@ -48,7 +48,8 @@ class FrameTooLarge(FrameError):
 class FrameBuffer:
     """Complete frames out of received bytes: a bytearray with a read offset, compacted
     once per ``frames()`` batch. A frame is refused by its size prefix, so no more than
-    ``limit`` bytes of one frame are ever buffered."""
+    ``limit`` bytes of one frame are ever buffered. Each frame is handed out as its own
+    bytes (one copy), so nothing a handler keeps pins the buffer."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -57,12 +58,10 @@ class FrameBuffer:
     def feed(self, data: bytes) -> None:
         self.buf += data
 
-    def frames(self) -> Iterator[memoryview]:
-        """Each complete frame (key, version and fields, without the size prefix). The
-        views are valid until the next ``feed``."""
+    def frames(self) -> Iterator[bytes]:
+        """Each complete frame (key, version and fields, without the size prefix)."""
         buf = self.buf
         pos = 0
-        view = memoryview(buf)
         try:
             while len(buf) - pos >= 4:
                 (size,) = _U32.unpack_from(buf, pos)
@@ -70,10 +69,9 @@ class FrameBuffer:
                     raise FrameTooLarge(f"frame of {size} bytes (limit {self.limit})")
                 if len(buf) - pos - 4 < size:
                     break
-                yield view[pos + 4:pos + 4 + size]
+                yield bytes(buf[pos + 4:pos + 4 + size])
                 pos += 4 + size
         finally:
-            view.release()
             if pos:
                 del buf[:pos]
 
