@@ -4,6 +4,7 @@ parser, and the frame decoder against hostile bytes."""
 
 from __future__ import annotations
 
+import contextlib
 import zlib
 
 import pytest
@@ -131,7 +132,5 @@ def test_hostile_bytes_never_escape_as_anything_but_frame_errors(data: bytes) ->
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=300))
 def test_hostile_publish_bodies(data: bytes) -> None:
-    try:
+    with contextlib.suppress(FrameError):
         chunks.parse_publish(f.Fields(data), 2)
-    except FrameError:
-        pass
