@@ -6,10 +6,10 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from leveret.amqp.fields import FieldTable, Long
-from leveret.broker.access import CONFIGURE, READ, WRITE
+from leveret.broker.access import CONFIGURE, READ, WRITE, Grants
 from leveret.broker.queues.stream import StreamQueue
 from leveret.broker.stream_tracking import MAX_REFERENCE
 from leveret.errors import AMQPError, FrameError
@@ -17,7 +17,8 @@ from leveret.streamproto import chunks
 from leveret.streamproto import frames as f
 
 if TYPE_CHECKING:
-    from leveret.broker.stream_connection import StreamConnection
+    from leveret.broker.node import Node
+    from leveret.broker.vhost import VirtualHost
 
 log = logging.getLogger("leveret.stream")
 
@@ -39,6 +40,26 @@ COMMAND_VERSIONS = ((f.DECLARE_PUBLISHER, 1, 1), (f.PUBLISH, 1, 2),
                     (f.OPEN, 1, 1), (f.CLOSE, 1, 1), (f.HEARTBEAT, 1, 1), (f.ROUTE, 1, 1),
                     (f.PARTITIONS, 1, 1), (f.EXCHANGE_COMMAND_VERSIONS, 1, 1),
                     (f.STREAM_STATS, 1, 1))
+
+
+class SessionHost(Protocol):
+    """What a session needs of its connection (stream_connection.py's StreamConnection)."""
+
+    node: Node
+    vhost: VirtualHost | None
+    advertised: tuple[str, int]
+    frame_max: int
+
+    @property
+    def writable(self) -> bool: ...
+    @property
+    def grants(self) -> Grants: ...
+    def write(self, data: bytes) -> None: ...
+    def write_parts(self, parts: list[bytes]) -> None: ...
+    def allowed(self, action: str, stream: str) -> bool: ...
+    def stream(self, name: str) -> StreamQueue | None: ...
+    def close(self, code: int, reason: str, hang_up: bool = False) -> None: ...
+    def update_reading(self) -> None: ...
 
 
 class StreamLink:
@@ -79,7 +100,7 @@ class Subscription:
 
 
 class StreamSession:
-    def __init__(self, conn: StreamConnection) -> None:
+    def __init__(self, conn: SessionHost) -> None:
         self.conn = conn
         self.publishers: dict[int, Publisher] = {}
         self.subscriptions: dict[int, Subscription] = {}
