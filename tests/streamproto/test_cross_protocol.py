@@ -11,7 +11,7 @@ from typing import Any
 import pika
 from rstream import AMQPMessage, OffsetType, RawMessage
 from rstream._pyamqp.message import Properties as Amqp10Properties
-from stream_helpers import producer, read, sections, unique
+from streamproto_helpers import producer, read, sections, unique
 
 HEADERS: dict[str, Any] = {
     "text": "hello", "number": 7, "big": 1 << 40, "negative": -5, "flag": True,

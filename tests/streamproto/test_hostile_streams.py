@@ -7,7 +7,7 @@ import asyncio
 import struct
 
 from rstream import AMQPMessage, OffsetType
-from stream_helpers import producer, read, unique
+from streamproto_helpers import producer, read, unique
 
 from leveret.streamproto import frames as f
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 from rstream import AMQPMessage, OffsetType, RawMessage, exceptions
-from stream_helpers import consumer, producer, read, unique, wait_for
+from streamproto_helpers import consumer, producer, read, unique, wait_for
 
 from leveret.streamproto import amqp10
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from rstream import OffsetType, RawMessage
-from stream_helpers import consumer, producer, read, unique
+from streamproto_helpers import consumer, producer, read, unique
 
 
 def serve(data: Path) -> tuple[subprocess.Popen[str], int]:
