@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+pytest.importorskip("rstream", reason="rstream (the test extras) is not installed")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rabbit_node import PluginRabbit
 
