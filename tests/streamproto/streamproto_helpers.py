@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import struct
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from rstream import Consumer, ConsumerOffsetSpecification, OffsetType, Producer
 
 from leveret.streamproto import amqp10
+from leveret.streamproto import frames as f
 
 
 def unique(prefix: str = "s") -> str:
@@ -78,3 +80,33 @@ def plain(v: amqp10.Value) -> Any:
     if v.type == "null":
         return None
     return (v.type, v.value)
+
+
+# -- a raw client, for what rstream cannot be made to send ---------------------------------
+
+async def raw_frames(reader: asyncio.StreamReader) -> list[tuple[int, bytes]]:
+    """What the server sends until it hangs up: (key, rest of the frame)."""
+    out = []
+    while True:
+        try:
+            head = await asyncio.wait_for(reader.readexactly(4), 10)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return out
+        (size,) = struct.unpack(">I", head)
+        body = await reader.readexactly(size)
+        out.append((int.from_bytes(body[:2], "big"), body[4:]))
+
+
+async def open_raw(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f.request(f.PEER_PROPERTIES, 1, f.properties({})))
+    writer.write(f.request(f.SASL_HANDSHAKE, 2))
+    writer.write(f.request(f.SASL_AUTHENTICATE, 3, f.string("PLAIN") +
+                           f.bytes_field(b"\x00guest\x00guest")))
+    writer.write(f.command(f.TUNE, 1, f.u32(1 << 20) + f.u32(0)))
+    writer.write(f.request(f.OPEN, 4, f.string("/")))
+    for key in (f.PEER_PROPERTIES, f.SASL_HANDSHAKE, f.SASL_AUTHENTICATE, f.TUNE, f.OPEN):
+        (size,) = struct.unpack(">I", await reader.readexactly(4))
+        body = await reader.readexactly(size)
+        assert int.from_bytes(body[:2], "big") & 0x7FFF == key
+    return reader, writer
