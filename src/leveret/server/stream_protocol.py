@@ -11,7 +11,7 @@ import socket
 import ssl
 from typing import TYPE_CHECKING
 
-from leveret.broker.stream_connection import CLOSED, OPEN, StreamConnection
+from leveret.broker.stream_connection import CLOSED, CLOSING, OPEN, StreamConnection
 from leveret.server.listener import bind_sockets, close_sockets
 from leveret.server.protocol import WRITE_HIGH_WATER, WRITE_LOW_WATER
 from leveret.server.tls import peer_common_name
@@ -38,6 +38,7 @@ class StreamProtocol(asyncio.Protocol):
         self._timers: list[asyncio.TimerHandle] = []
         self._heartbeat: asyncio.TimerHandle | None = None
         self._closing = False
+        self._close_timer = False
         self.name = "?"
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -126,6 +127,9 @@ class StreamProtocol(asyncio.Protocol):
             t.close()
             self._timers.append(self.loop.call_later(CLOSE_TIMEOUT, t.abort))
             return
+        if conn.state is CLOSING and not self._close_timer:
+            self._close_timer = True  # our Close waits this long for its answer
+            self._timers.append(self.loop.call_later(CLOSE_TIMEOUT, t.abort))
         conn.output_flushed()
 
     def _close_after_flush(self) -> None:
