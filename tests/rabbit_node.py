@@ -38,12 +38,16 @@ def port_open(port: int) -> bool:
 
 class PluginRabbit:
     """One RabbitMQ node: ``start()``, ``url``, ``http`` (management API), ``kill9()``,
-    ``stop()``. Ports default away from the reference (5673) and the benchmarks (5684, 5694)."""
+    ``stop()``. Ports default away from the reference (5673) and the benchmarks (5684, 5694).
+    ``stream_port`` sets the ``rabbitmq_stream`` plugin's listener (with that plugin in
+    ``plugins``); None leaves the plugin's default (5552)."""
 
     def __init__(self, name: str = "leveret-test", port: int = 5697,
-                 http_port: int = 15697, plugins: tuple[str, ...] = PLUGINS) -> None:
+                 http_port: int = 15697, plugins: tuple[str, ...] = PLUGINS,
+                 stream_port: int | None = None) -> None:
         self.node = f"{name}@localhost"
         self.port, self.http_port, self.plugins = port, http_port, plugins
+        self.stream_port = stream_port
         self.base = Path("/var/tmp") / f"{name}-rabbitmq"
 
     def env(self) -> dict[str, str]:
@@ -60,7 +64,8 @@ class PluginRabbit:
         return shutil.which("rabbitmq-server") is not None
 
     def running(self) -> bool:
-        return port_open(self.port) and port_open(self.http_port)
+        return port_open(self.port) and port_open(self.http_port) and (
+            self.stream_port is None or port_open(self.stream_port))
 
     def start(self, timeout: float = 180) -> float:
         """Start the node (fresh data unless it is already running); seconds it took."""
@@ -70,8 +75,10 @@ class PluginRabbit:
         shutil.rmtree(self.base, ignore_errors=True)
         self.base.mkdir(parents=True)
         (self.base / "enabled_plugins").write_text(f"[{','.join(self.plugins)}].\n")
-        (self.base / "rabbitmq.conf").write_text(
-            f"management.tcp.port = {self.http_port}\nmanagement.tcp.ip = 127.0.0.1\n")
+        conf = f"management.tcp.port = {self.http_port}\nmanagement.tcp.ip = 127.0.0.1\n"
+        if self.stream_port is not None:
+            conf += f"stream.listeners.tcp.1 = 127.0.0.1:{self.stream_port}\n"
+        (self.base / "rabbitmq.conf").write_text(conf)
         subprocess.run(["chown", "-R", "rabbitmq:rabbitmq", str(self.base)], check=False)
         self.restart(timeout)
         return time.monotonic() - t0
