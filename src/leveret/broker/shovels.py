@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from leveret.amqp import uri as amqp_uri
+
 COMPONENT = "shovel"
 DEFAULT_PREFETCH = 1000
 DEFAULT_RECONNECT_DELAY = 5
@@ -47,18 +49,17 @@ def local_vhost(uri: str) -> str | None:
 
 
 def uri_error(uri: Any) -> str | None:
-    """Why ``uri`` is not an AMQP URI RabbitMQ accepts (amqp_uri:parse), or None."""
+    """Why ``uri`` is not an AMQP URI RabbitMQ accepts (amqp_uri:parse), or None: RabbitMQ's
+    text where RabbitMQ refuses it too (its reason term, without ~p's line breaks), else
+    what leveret's client could not use (``verify=sometimes``, an unknown auth_mechanism)."""
     if not isinstance(uri, str):
         return f"src-uri should be binary, actually was {erl(uri)}"
-    scheme = uri.split("://", 1)[0] if "://" in uri else uri.split(":", 1)[0]
-    if scheme not in ("amqp", "amqps"):
-        return (f'"{uri}" not a valid URI: {{{{unexpected_uri_scheme,"{scheme}"}},'
-                f'"{uri}"}}')
     try:
-        parts = urlsplit(uri)
-        _ = parts.port
-    except ValueError:
-        return f'"{uri}" not a valid URI: {{malformed_uri,"{uri}"}}'
+        amqp_uri.parse(uri)
+    except amqp_uri.UriError as exc:
+        if exc.reason is None:
+            return f'"{uri}" not a valid URI: {exc}'
+        return f'"{uri}" not a valid URI: {{{exc.reason},{amqp_uri.erl_string(uri)}}}'
     return None
 
 

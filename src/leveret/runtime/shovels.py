@@ -33,15 +33,16 @@ log = logging.getLogger("leveret.shovel")
 
 
 def strip_credentials(uri: str) -> str:
-    """The URI as shown in status and headers: without user and password."""
+    """The URI as shown in status and headers, as RabbitMQ's amqp_uri:remove_credentials
+    shows it: scheme, host, port and path; no user, password or query (whose TLS options
+    may hold a key's passphrase)."""
     parts = urlsplit(uri)
-    if parts.username is None and parts.password is None:
-        return uri
     host = parts.hostname or ""
     netloc = f"[{host}]" if ":" in host else host
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    with contextlib.suppress(ValueError):  # a malformed port: shown without one
+        if parts.port is not None:
+            netloc += f":{parts.port}"
+    return f"{parts.scheme}://{netloc}{parts.path}"
 
 
 def _timestamp() -> str:
