@@ -24,14 +24,16 @@ settings.register_profile("leveret", deadline=None)
 settings.register_profile("leveret-thorough", deadline=None, max_examples=2000)
 settings.load_profile("leveret")
 
-from rabbit_node import PluginRabbit  # noqa: E402  (tests/ is on sys.path: rootdir conftest)
+from rabbit_node import PluginRabbit, free_node_ports  # noqa: E402  (tests/ is on sys.path: rootdir conftest)
 
 
 @pytest.fixture(scope="session")
 def plugin_rabbit() -> Iterator[PluginRabbit]:
     """A private RabbitMQ node with the shovel and federation plugins (tests/rabbit_node.py),
-    started once per session by the first test that asks for it, stopped at the end."""
-    node = PluginRabbit()
+    started once per session by the first test that asks for it, stopped at the end. Its
+    name and ports are the session's own, so sessions running side by side do not share it."""
+    port, http_port = free_node_ports()
+    node = PluginRabbit(name=f"leveret-test-{os.getpid()}", port=port, http_port=http_port)
     if not node.installed():
         pytest.skip("rabbitmq-server is not installed (../shared/tools/reference-rabbitmq "
                     "installs it)")

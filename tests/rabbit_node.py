@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -28,6 +29,25 @@ PLUGINS = (
     "rabbitmq_federation",
     "rabbitmq_federation_management",
 )
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_node_ports() -> tuple[int, int]:
+    """An AMQP port whose distribution port (+20000) is free too, and a management port:
+    so that test sessions running side by side each get their own node."""
+    rng = random.Random()
+    while True:
+        port, http_port = rng.randrange(20000, 40000), rng.randrange(40000, 45000)
+        if port_free(port) and port_free(port + 20000) and port_free(http_port):
+            return port, http_port
 
 
 def port_open(port: int) -> bool:

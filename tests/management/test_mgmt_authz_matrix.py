@@ -224,6 +224,10 @@ CASES = [
     case("GET", "/api/shovels/{vhost}", "/api/shovels/{v}", leveret_only=not SHOVEL_PLUGIN),
     case("DELETE", "/api/shovels/vhost/{vhost}/{name}/restart",
          "/api/shovels/vhost/{v}/sh/restart", leveret_only=not SHOVEL_PLUGIN),
+    case("GET", "/api/shovels/vhost/{vhost}/{name}", "/api/shovels/vhost/{v}/sh",
+         leveret_only=not SHOVEL_PLUGIN),
+    case("DELETE", "/api/shovels/vhost/{vhost}/{name}", "/api/shovels/vhost/{v}/ssh",
+         scratch="shovel", leveret_only=not SHOVEL_PLUGIN),
     # federation (leveret's rules: those of the shovel parameters)
     *FEDERATION_CASES,
     case("GET", "/api/federation-links", leveret_only=True),
@@ -383,6 +387,10 @@ EXPECTED: dict[str, str] = {
     "GET /api/shovels/{v} B": "401M 401N 401N 200 200",
     "DELETE /api/shovels/vhost/{v}/sh/restart A": "401M 401N 401N 204 204",
     "DELETE /api/shovels/vhost/{v}/sh/restart B": "401M 401N 401N 404 404",
+    "GET /api/shovels/vhost/{v}/sh A": "401M 401N 401N 200:A 200:A",
+    "GET /api/shovels/vhost/{v}/sh B": "401M 401N 401N 404 404",
+    "DELETE /api/shovels/vhost/{v}/ssh A": "401M 401N 401N 204 204",
+    "DELETE /api/shovels/vhost/{v}/ssh B": "401M 401N 401N 404 404",
     # federation: leveret's, as the shovel parameters' (not recorded on RabbitMQ)
     "GET /api/parameters/federation-upstream -": "401M 401O 200:A 401O 200:AB",
     "GET /api/parameters/federation-upstream/{v} A": "401M 401O 200:A 401O 200:A",

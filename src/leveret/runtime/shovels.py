@@ -24,12 +24,23 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from leveret.amqp import spec
-from leveret.broker import shovels
+from leveret.amqp.fields import Long
+from leveret.broker import amqp_uri, shovels
 from leveret.broker.node import INTERNAL_USER, Node
 from leveret.broker.shovels import ShovelReading, ShovelSpec
 from leveret.client import Channel, Connection, connect
+from leveret.client.errors import AMQPClosed
 
 log = logging.getLogger("leveret.shovel")
+
+# RabbitMQ's status reason (an Erlang string, as ~p prints it) of a shovel that stopped
+# because the broker closed a connection or channel while the shovel was setting up
+NEEDED_A_RESTART = '"needed a restart"'
+
+
+class SetupRefused(Exception):
+    """The broker closed a channel or connection while the shovel declared its source or
+    destination (a missing exchange, a refused queue): RabbitMQ's "needed a restart"."""
 
 
 def strip_credentials(uri: str) -> str:
@@ -64,6 +75,7 @@ class Shovel:
         self.published = 0    # published at the destination (a redelivery counts again)
         self.task: asyncio.Task[None] | None = None
         self._conns: list[Connection] = []
+        self._uris = ("", "")  # the URIs of the running session's two ends
 
     def _set(self, state: str, reason: str | None = None) -> None:
         self.state, self.reason, self.timestamp = state, reason, _timestamp()
@@ -86,10 +98,7 @@ class Shovel:
         if self.state == "terminated":
             row["reason"] = self.reason or "shutdown"
         elif self.state == "running":
-            fields = self.spec.status_fields()
-            fields["src_uri"] = strip_credentials(fields["src_uri"])
-            fields["dest_uri"] = strip_credentials(fields["dest_uri"])
-            row.update(fields)
+            row.update(self.spec.status_fields(*self._uris))
         return row
 
     # -- the task ------------------------------------------------------------------------
@@ -102,7 +111,7 @@ class Shovel:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a side went away or refused: try again later
-                reason = str(exc) or type(exc).__name__
+                reason = _reason(exc)
                 log.warning("shovel %s in vhost %s: %s", self.spec.name, self.spec.vhost,
                             reason)
                 self._set("terminated", reason)
@@ -126,10 +135,20 @@ class Shovel:
                     await asyncio.wait_for(conn.close(), 2)
 
     async def _connect(self, uris: list[str]) -> tuple[Connection, str]:
-        uri = random.choice(uris)
-        conn = await connect(self.manager.resolve(uri, self.spec.vhost))
-        self._conns.append(conn)
-        return conn, uri
+        """A connection to one of ``uris``: as RabbitMQ's shovel, one picked at random,
+        then another of those left while they fail; the last failure is raised."""
+        left = list(dict.fromkeys(uris))
+        while True:
+            uri = random.choice(left)
+            try:
+                conn = await connect(self.manager.resolve(uri, self.spec.vhost))
+            except Exception:
+                left.remove(uri)
+                if not left:
+                    raise
+                continue
+            self._conns.append(conn)
+            return conn, uri
 
     async def _ensure_queue(self, conn: Connection, queue: str,
                             args: dict[str, Any]) -> int:
@@ -179,20 +198,27 @@ class Shovel:
         s = self.spec
         src, src_uri = await self._connect(s.src_uris)
         dest, dest_uri = await self._connect(s.dest_uris)
-        if s.dest_queue is not None:
-            await self._ensure_queue(dest, s.dest_queue, s.dest_queue_args)
-        dch = await dest.channel()
-        if s.ack_mode == "on-confirm":
-            await dch.confirm_select()
-        sch = await src.channel()
-        queue, limit = await self._source(src, sch)
-        if limit is not None and limit - self.transferred <= 0:
-            return True
-        remaining = None if limit is None else limit - self.transferred
-        move = _Transfer(self, sch, dch, remaining, self._headers(src_uri, dest_uri))
-        done = move.done
-        await sch.basic_qos(s.prefetch)
-        await sch.basic_consume(queue, move.deliver, no_ack=s.ack_mode == "no-ack")
+        try:
+            if s.dest_queue is not None:
+                await self._ensure_queue(dest, s.dest_queue, s.dest_queue_args)
+            dch = await dest.channel()
+            if s.ack_mode == "on-confirm":
+                await dch.confirm_select()
+            sch = await src.channel()
+            queue, limit = await self._source(src, sch)
+            if limit is not None and limit - self.transferred <= 0:
+                return True
+            remaining = None if limit is None else limit - self.transferred
+            move = _Transfer(self, sch, dch, remaining, self._headers(src_uri, dest_uri))
+            done = move.done
+            await sch.basic_qos(s.prefetch)
+            await sch.basic_consume(queue, move.deliver, no_ack=s.ack_mode == "no-ack",
+                                    arguments=s.consumer_args or None)
+        except AMQPClosed as exc:
+            if exc.reply_code:
+                raise SetupRefused(str(exc)) from exc
+            raise
+        self._uris = (src_uri, dest_uri)
         self._set("running")
         closers = [asyncio.ensure_future(c.wait_closed()) for c in (src, dest)]
         waited: list[asyncio.Future[Any]] = [done, *closers]
@@ -206,7 +232,7 @@ class Shovel:
             return True
         for f in closers:
             if f.done() and not f.cancelled():
-                raise RuntimeError(str(f.result()))
+                raise f.result()
         raise RuntimeError("connection closed")
 
     def _headers(self, src_uri: str, dest_uri: str) -> dict[str, Any] | None:
@@ -216,7 +242,8 @@ class Shovel:
         table: dict[str, Any] = {
             "shovelled-by": self.manager.node.cluster_name, "shovel-type": "dynamic",
             "shovel-name": s.name, "shovel-vhost": s.vhost,
-            "src-uri": strip_credentials(src_uri), "dest-uri": strip_credentials(dest_uri)}
+            "src-uri": amqp_uri.remove_credentials(src_uri),
+            "dest-uri": amqp_uri.remove_credentials(dest_uri)}
         if s.src_queue is not None:
             table["src-queue"] = s.src_queue
         else:
@@ -240,9 +267,17 @@ class Shovel:
                 headers["x-shovelled"] = [table, *(before if isinstance(before, list)
                                                    else [])]
             if self.spec.timestamp_header:
-                headers["x-shovelled-timestamp"] = int(time.time())
+                headers["x-shovelled-timestamp"] = Long(int(time.time()))  # as RabbitMQ
             props.headers = headers
         return props
+
+
+def _reason(exc: Exception) -> str:
+    """A terminated shovel's reason: RabbitMQ's where it reports one (a setup the broker
+    refused), else what failed (RabbitMQ only logs a failed or lost connection)."""
+    if isinstance(exc, SetupRefused):
+        return NEEDED_A_RESTART
+    return str(exc) or type(exc).__name__
 
 
 class _Transfer:
