@@ -11,8 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from leveret.amqp import uri as client_uri
-from leveret.broker import amqp_uri
+from leveret.amqp import uri as amqp_uri
 
 COMPONENT = "shovel"
 DEFAULT_PREFETCH = 1000
@@ -56,15 +55,7 @@ def uri_error(uri: Any) -> str | None:
     what leveret's client could not use (``verify=sometimes``, an unknown auth_mechanism)."""
     if not isinstance(uri, str):
         return f"src-uri should be binary, actually was {erl(uri)}"
-    problem = amqp_uri.error(uri)
-    if problem is None:  # what RabbitMQ accepts but leveret's client could not use
-        try:
-            client_uri.parse(uri)
-        except client_uri.UriError as exc:
-            if exc.reason is None:
-                return f'"{uri}" not a valid URI: {exc}'
-            return f'"{uri}" not a valid URI: {{{exc.reason},{client_uri.erl_string(uri)}}}'
-    return problem
+    return amqp_uri.validation_error(uri)
 
 
 def _num(value: Any) -> bool:

@@ -4,9 +4,12 @@
     amqp://user:pass@host:port/vhost?heartbeat=60&frame_max=131072&channel_max=2047
     amqps://host/vhost?cacertfile=/ca.pem&certfile=/me.pem&keyfile=/me.key&verify=verify_peer
 
-The vhost is the percent-decoded path without its leading slash; an empty path (or "/")
-means "/", and "/%2f" spells "/" explicitly. A URI without a host is 127.0.0.1. The TLS
-options, the SSLContext they make and RabbitMQ's defaults are in ``leveret.client.tls``.
+The vhost is the percent-decoded path without its leading slash; no path means "/", and
+"/%2f" spells "/" explicitly. The path "/" alone (``amqp://host/``) is the vhost "" to
+RabbitMQ's Erlang client (``parse`` says so, and shovel validation goes by it), but "/" to
+this client, as to pika and most clients: URIs ending in "/" are everywhere, and mean
+the default vhost. A URI without a host is 127.0.0.1. The TLS options, the SSLContext they
+make and RabbitMQ's defaults are in ``leveret.client.tls``.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ def parse_url(url: str) -> ConnectionParams:
         port=uri.port or DEFAULT_PORTS[uri.scheme],
         username=uri.username if uri.username is not None else d.username,
         password=uri.password if uri.password is not None else d.password,
-        vhost=uri.vhost or "/",
+        vhost=uri.vhost or "/",  # amqp://host/: "/" (the module's docstring says why)
         heartbeat=d.heartbeat if uri.heartbeat is None else uri.heartbeat,
         frame_max=d.frame_max if uri.frame_max is None else uri.frame_max,
         channel_max=d.channel_max if uri.channel_max is None else uri.channel_max,

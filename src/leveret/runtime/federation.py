@@ -29,12 +29,12 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from leveret.amqp import spec
+from leveret.amqp.uri import remove_credentials
 from leveret.broker import federation
 from leveret.broker.federation import HEADER, Upstream
 from leveret.broker.node import INTERNAL_USER, Node
 from leveret.broker.shovels import local_vhost
 from leveret.client import Channel, Connection, connect
-from leveret.runtime.shovels import strip_credentials
 
 log = logging.getLogger("leveret.federation")
 SYNC_INTERVAL = 0.25
@@ -104,7 +104,7 @@ class Link:
                                f"upstream_{self.kind}": self.upstream_name,
                                "type": self.kind, "vhost": self.vhost,
                                "upstream": self.upstream.name, "id": self.id,
-                               "status": self.status, "uri": strip_credentials(self.uri),
+                               "status": self.status, "uri": remove_credentials(self.uri),
                                "timestamp": self.timestamp}
         if self.status == "error":
             row["error"] = self.error
@@ -255,7 +255,7 @@ class _Transfer:
             if not self.no_ack:
                 self.uch.ack(tag)
             return
-        entry: dict[str, Any] = {"uri": strip_credentials(self.link.uri),
+        entry: dict[str, Any] = {"uri": remove_credentials(self.link.uri),
                                  self.link.kind: self.link.name if self.link.kind ==
                                  "exchange" else self.link.upstream_name,
                                  "redelivered": redelivered, "cluster-name": self.cluster,

@@ -21,11 +21,12 @@ import random
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 from leveret.amqp import spec
+from leveret.amqp import uri as amqp_uri
 from leveret.amqp.fields import Long
-from leveret.broker import amqp_uri, shovels
+from leveret.broker import shovels
 from leveret.broker.node import INTERNAL_USER, Node
 from leveret.broker.shovels import ShovelReading, ShovelSpec
 from leveret.client import Channel, Connection, connect
@@ -41,19 +42,6 @@ NEEDED_A_RESTART = '"needed a restart"'
 class SetupRefused(Exception):
     """The broker closed a channel or connection while the shovel declared its source or
     destination (a missing exchange, a refused queue): RabbitMQ's "needed a restart"."""
-
-
-def strip_credentials(uri: str) -> str:
-    """The URI as shown in status and headers, as RabbitMQ's amqp_uri:remove_credentials
-    shows it: scheme, host, port and path; no user, password or query (whose TLS options
-    may hold a key's passphrase)."""
-    parts = urlsplit(uri)
-    host = parts.hostname or ""
-    netloc = f"[{host}]" if ":" in host else host
-    with contextlib.suppress(ValueError):  # a malformed port: shown without one
-        if parts.port is not None:
-            netloc += f":{parts.port}"
-    return f"{parts.scheme}://{netloc}{parts.path}"
 
 
 def _timestamp() -> str:
@@ -350,17 +338,19 @@ class ShovelManager:
         node.parameter_listeners.append(self._changed)
 
     def resolve(self, uri: str, vhost: str) -> str:
-        """The URI to connect to: one without a host means this broker."""
-        parts = urlsplit(uri)
-        if parts.hostname:
+        """The URI to connect to: one without a host means this broker, reached over
+        loopback without the URI's query (RabbitMQ's direct connection takes none of the
+        network parameters)."""
+        parsed = amqp_uri.parse(uri)
+        if parsed.host is not None:
             return uri
         port = self.local_port()
         if port is None:
             raise RuntimeError("this broker has no AMQP listener for a local shovel end")
         # RabbitMQ's amqp_uri: no path is the vhost "/" (not the shovel's own vhost)
-        path = "/" + quote(shovels.local_vhost(uri) or "/", safe="")
-        return urlunsplit(("amqp", f"{INTERNAL_USER}:{quote(self.node.internal_password)}"
-                                   f"@127.0.0.1:{port}", path, parts.query, ""))
+        path = "/" + quote(parsed.vhost or "/", safe="")
+        credentials = f"{INTERNAL_USER}:{quote(self.node.internal_password)}"
+        return f"amqp://{credentials}@127.0.0.1:{port}{path}"
 
     def start(self) -> None:
         self.running = True
