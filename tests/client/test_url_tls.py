@@ -60,7 +60,29 @@ PARSED: list[tuple[str, dict[str, Any]]] = [
     ("amqp://h", {"auth_mechanisms": ("PLAIN", "AMQPLAIN"), "heartbeat": 60}),
     # no host (a shovel's own broker; RabbitMQ's direct connection): network options ignored
     ("amqp://?heartbeat=abc&auth_mechanism=bogus", {"host": "127.0.0.1", "heartbeat": 60}),
+    # the vhost: no path is "/"; the path "/" is "" to RabbitMQ, "/" to this client (as pika)
+    ("amqp://h", {"vhost": "/"}),
+    ("amqp://h/", {"vhost": "/"}),
+    ("amqp:///", {"host": "127.0.0.1", "vhost": "/"}),
+    ("amqp://h/%2f", {"vhost": "/"}),
+    ("amqp://h/%c3%a9%2Bx", {"vhost": "é+x"}),
+    # RabbitMQ's structure: the first @ ends the user, a signed port, an unclosed [ is a host
+    ("amqp://u%40x:p%2Fw@H.Example:+5", {"username": "u@x", "password": "p/w",
+                                         "host": "H.Example", "port": 5}),
+    ("amqp://[::1", {"host": "::1", "port": 5672}),
+    ("amqp://[::1]:5999", {"host": "::1", "port": 5999}),
+    ("amqp://@h", {"username": "guest"}),
+    # the client's reading, kept: the password is all after the first ":" (RabbitMQ: "p")
+    ("amqp://u:p:x@h", {"username": "u", "password": "p:x"}),
 ]
+
+
+@pytest.mark.parametrize(("url", "vhost"), [
+    ("amqp://", "/"), ("amqp:///", ""), ("amqp:///%2f", "/"), ("amqp:///v", "v"),
+    ("amqp://h", "/"), ("amqp://h/", ""), ("amqps://h/%2F", "/")])
+def test_vhost_as_rabbitmq_reads_it(url: str, vhost: str) -> None:
+    """What shovel and federation validation go by (amqp_uri's reading)."""
+    assert amqp_uri.parse(url).vhost == vhost
 
 
 @pytest.mark.parametrize(("url", "expected"), PARSED)
@@ -112,7 +134,66 @@ ERRORS: list[tuple[str, str | None, str, str | None]] = [
     ("amqp://h/a/b", None, "unescaped '/'", '{invalid_vhost,"a/b"}'),
     ("amqp://:5672", None, "a port needs a host", "port_requires_host"),
     ("http://h", None, "not an AMQP URI", '{unexpected_uri_scheme,"http"}'),
+    ("localhost", None, "no scheme", "{unable_to_parse_uri,no_scheme}"),
+    ("amqp:foo", None, "does not start with '/'", '{case_clause,"foo"}'),
+    ("amqp://h:", None, "is not a number",
+     """{unable_to_parse_uri,{malformed_uri,"amqp://h:",{'EXIT',{badarg,[]}}}}"""),
+    ("amqp://[::1]x", None, "after the IPv6 address",
+     '{unable_to_parse_uri,{malformed_uri,"amqp://[::1]x",{invalid_port,"x"}}}'),
+    ("amqp://h/%zz", None, "invalid %-escape", "{invalid_entitiy,['%',122,122]}"),
+    ("amqp://u%4x@h", None, "invalid %-escape", "{invalid_entitiy,['%',52,120]}"),
+    ("amqp://u:p%4@h", None, "unterminated", "{unterminated_entity,['%',52]}"),
+    ("amqp://h/%-1", None, "not a byte", "badarg"),
+    ("amqp://h%-1", None, "not a byte", None),  # RabbitMQ takes it in a host
+    ("amqp://u:p:%zz@h", None, "invalid %-escape", None),  # RabbitMQ reads "p" only
+    ("amqp://h/a/é", None, "unescaped '/'", '{invalid_vhost,"a/é"}'),
+    ("amqp://h/Ā/x", None, "unescaped '/'", "{invalid_vhost,[196,128,47,120]}"),
+    ("amqp://h?heartbeat=a\n\"b", "heartbeat", "must be an integer",
+     '{invalid_amqp_params_parameter,heartbeat,"a\\n\\"b",[{"heartbeat","a\\n\\"b"}],'
+     '{not_an_integer,"a\\n\\"b"}}'),
+    ("amqps://h?fail_if_no_peer_cert=And", "fail_if_no_peer_cert", "true or false",
+     '{invalid_ssl_parameter,fail_if_no_peer_cert,"And",[{"fail_if_no_peer_cert","And"}],'
+     "{require_boolean,'And'}}"),
+    ("amqp://h?auth_mechanism=a:and:c", "auth_mechanism", "not a mechanism",
+     "{not_mechanism,[a,'and',c]}"),
+    # RabbitMQ's checks come first: its reason, not leveret's earlier-named complaint
+    ("amqps://h?verify=sometimes&heartbeat=x", "heartbeat", "must be an integer",
+     '{invalid_amqp_params_parameter,heartbeat,"x",[{"verify","sometimes"},{"heartbeat","x"}]'
+     ',{not_an_integer,"x"}}'),
+    # without a host, amqps:// still checks its TLS options (as RabbitMQ does)
+    ("amqps:///v?depth=x", "depth", "must be an integer",
+     '{invalid_ssl_parameter,depth,"x",[{"depth","x"}],{not_an_integer,"x"}}'),
 ]
+
+
+# recorded from RabbitMQ 3.10.8 with the shovel plugin (PUT /api/parameters/shovel, ~p's
+# line breaks removed); tests/test_shovels_differential.py compares such texts live
+RABBIT_TEXTS = [
+    ("amqp://h/a\t\x1b\"\\/x",
+     '"amqp://h/a\t\x1b\"\\/x" not a valid URI: {{invalid_vhost,"a\\t\\e\\\"\\\\/x"},'
+     '"amqp://h/a\\t\\e\\\"\\\\/x"}'),
+    ("amqp://h/a/é", '"amqp://h/a/é" not a valid URI: {{invalid_vhost,"a/é"},"amqp://h/a/é"}'),
+    ("amqp://h/Ā/x", '"amqp://h/Ā/x" not a valid URI: {{invalid_vhost,[196,128,47,120]},'
+     "[97,109,113,112,58,47,47,104,47,196,128,47,120]}"),
+    ("amqp://h/%-1", '"amqp://h/%-1" not a valid URI: {badarg,"amqp://h/%-1"}'),
+    ("amqp://h?auth_mechanism=bogus", None),
+    ("amqps://h?verify=sometimes", '"amqps://h?verify=sometimes" not a valid URI: URI query '
+     "parameter verify: must be verify_peer or verify_none, got 'sometimes'"),
+]
+
+
+@pytest.mark.parametrize(("url", "text"), RABBIT_TEXTS[:-2])
+def test_validation_texts(url: str, text: str) -> None:
+    assert amqp_uri.validation_error(url) == text
+
+
+def test_validation_of_what_only_leveret_refuses() -> None:
+    """RabbitMQ takes these (they fail when it connects): leveret's words, no term."""
+    assert amqp_uri.validation_error("amqp://h?auth_mechanism=plain") is None
+    for url, text in RABBIT_TEXTS[-2:]:
+        assert amqp_uri.validation_error(url) == (text or (
+            f'"{url}" not a valid URI: URI query parameter auth_mechanism: must be one of '
+            "plain, amqplain, external, got 'bogus'"))
 
 
 @pytest.mark.parametrize(("url", "parameter", "words", "reason"), ERRORS)
