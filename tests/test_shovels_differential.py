@@ -278,6 +278,9 @@ VALID: list[dict[str, Any]] = [
      "src-consumer-args": {"x-priority": 5}},
     {"src-protocol": "amqp091", "src-uri": "{local}", "src-queue": "a",
      "dest-protocol": "amqp091", "dest-uri": "amqp:///%2f", "dest-queue": "b"},
+    # RabbitMQ's reading: a signed port, a signed escape, an unclosed [ (hosts that fail later)
+    {"src-uri": "amqp://127.0.0.1:+1/%+1", "src-queue": "a",
+     "dest-uri": "amqp://[nowhere.invalid", "dest-queue": "b"},
 ]
 
 
@@ -369,6 +372,18 @@ INVALID: list[tuple[str, Any]] = [
     ("ipv6 port not a number", changed({"src-uri": "amqp://[::1]:x"})),
     ("vhost that is not there", changed({"dest-uri": "amqp:///nosuch"})),
     ("the empty vhost", changed({"src-uri": ["{local}", "amqp:///"]})),
+    # how ~p prints the URI's bytes: latin-1 as it is, escapes, or a list of integers
+    ("non-ASCII in a term", changed({"src-uri": "amqp://h/a/é"})),
+    ("a byte ~p does not print", changed({"src-uri": "amqp://h/Ā/x"})),
+    ("escapes in a term", changed({"src-uri": 'amqp://h?heartbeat=a\n\t\x1b"\\b'})),
+    ("a reserved word as an atom", changed({"src-uri": "amqp://h?auth_mechanism=a:and:c"})),
+    ("a bad escape in the user", changed({"src-uri": "amqp://u%zz@h"})),
+    ("a negative escape in the vhost", changed({"src-uri": "amqp:///%-1"})),
+    ("ipv6 port after junk", changed({"src-uri": "amqp://[::1]x:5/a/b"})),
+    ("a bare key, then a bad value", changed({"src-uri": "amqp://h?heartbeat&heartbeat=x"})),
+    ("amqps without a host: its tls options", changed({"dest-uri": "amqps:///v?depth=x"})),
+    ("rabbitmq's reason before leveret's", changed(
+        {"dest-uri": "amqps://h?verify=sometimes&auth_mechanism=bogus&heartbeat=x"})),
     ("unknown ack-mode", changed({"ack-mode": "bad"})),
     ("ack-mode a number", changed({"ack-mode": 1})),
     ("ack-mode null", changed({"ack-mode": None})),
