@@ -139,7 +139,7 @@ def _text(raw: str) -> str:
     return raw.encode("latin-1").decode("utf-8", "replace")
 
 
-def erl_string(raw: str) -> str:
+def _erl_string(raw: str) -> str:
     """An Erlang string (a list of bytes): "..." when printable, else a list of integers."""
     if raw == "":
         return "[]"
@@ -148,7 +148,7 @@ def erl_string(raw: str) -> str:
     return "[" + ",".join(str(ord(c)) for c in raw) + "]"
 
 
-def erl_atom(raw: str) -> str:
+def _erl_atom(raw: str) -> str:
     if _ATOM.match(raw) and raw not in _RESERVED:
         return raw
     return "'" + "".join(_ATOM_ESCAPES.get(c, c) for c in raw) + "'"
@@ -156,13 +156,22 @@ def erl_atom(raw: str) -> str:
 
 def _erl_query(query: _Query) -> str:
     """uri_parser's query proplist: ``{"k","v"}``, or the bare string of a key without =."""
-    items = [erl_string(k) if v is None else f"{{{erl_string(k)},{erl_string(v)}}}"
+    items = [_erl_string(k) if v is None else f"{{{_erl_string(k)},{_erl_string(v)}}}"
              for k, v in query]
     return "[" + ",".join(items) + "]"
 
 
 def _refused(text: str, reason: str | None, parameter: str | None = None) -> UriError:
     return UriError(text, parameter, None if reason is None else _text(reason))
+
+
+class _Refused(Exception):
+    """A part or value refused: ``text`` for people, ``reason`` RabbitMQ's term (None where
+    RabbitMQ accepts it). The caller names the parameter or the part."""
+
+    def __init__(self, text: str, reason: str | None = None) -> None:
+        super().__init__(text)
+        self.text, self.reason = text, reason
 
 
 # -- uri_parser: the parts ------------------------------------------------------------------
@@ -180,19 +189,11 @@ class _Parts:
     query: _Query
 
 
-class _Malformed(Exception):
-    """uri_parser could not read the URI: ``reason`` is its term, ``text`` why."""
-
-    def __init__(self, text: str, reason: str) -> None:
-        super().__init__(text)
-        self.text, self.reason = text, reason
-
-
 def _port_number(digits: str) -> int:
     """erlang:list_to_integer: an optional sign and decimal digits, nothing else."""
     if not _INTEGER.match(digits):
-        raise _Malformed(f"the port {_text(digits)!r} is not a number",
-                         f"{{'EXIT',{{badarg,{erl_string(digits)}}}}}")
+        raise _Refused(f"the port {_text(digits)!r} is not a number",
+                         f"{{'EXIT',{{badarg,{_erl_string(digits)}}}}}")
     return int(digits)
 
 
@@ -202,8 +203,8 @@ def _host_port(host_port: str) -> tuple[str, int | None]:
         if ":" in after:  # what comes before the colon is ignored
             return host, _port_number(after.partition(":")[2])
         if after:
-            raise _Malformed(f"{_text(after)!r} after the IPv6 address [{_text(host)}]",
-                             f"{{invalid_port,{erl_string(after)}}}")
+            raise _Refused(f"{_text(after)!r} after the IPv6 address [{_text(host)}]",
+                             f"{{invalid_port,{_erl_string(after)}}}")
         return host, None
     host, colon, port = host_port.partition(":")
     return host, _port_number(port) if colon else None
@@ -236,15 +237,6 @@ def _parts(raw: str) -> _Parts:
 
 
 # -- amqp_uri: the values -------------------------------------------------------------------
-
-
-class _Refused(Exception):
-    """A value refused: ``text`` for people, ``reason`` RabbitMQ's term (None where
-    RabbitMQ accepts it). The caller names the parameter or the part."""
-
-    def __init__(self, text: str, reason: str | None = None) -> None:
-        super().__init__(text)
-        self.text, self.reason = text, reason
 
 
 def _unescape(raw: str, binary: bool = True) -> str:
@@ -282,7 +274,7 @@ def _first(query: _Query, key: str) -> str | None:
 def _integer(key: str, value: str, later: list[UriError]) -> int:
     if not _INTEGER.match(value):
         raise _Refused(f"must be an integer, got {_text(value)!r}",
-                       f"{{not_an_integer,{erl_string(value)}}}")
+                       f"{{not_an_integer,{_erl_string(value)}}}")
     number = int(value)
     if not 0 <= number <= INTEGER_LIMITS[key]:
         later.append(UriError(f"URI query parameter {key}: must be between 0 and "
@@ -299,7 +291,7 @@ def _tls_value(key: str, value: str, later: list[UriError]) -> str | bool | int:
     if key == "fail_if_no_peer_cert":
         if value not in ("true", "false"):
             raise _Refused(f"must be true or false, got {_text(value)!r}",
-                           f"{{require_boolean,{erl_atom(value)}}}")
+                           f"{{require_boolean,{_erl_atom(value)}}}")
         return value == "true"
     if key == "depth":
         return _integer(key, value, later)
@@ -320,7 +312,7 @@ def _tls_options(query: _Query, later: list[UriError]) -> TLSOptions:
         try:
             found[key] = _tls_value(key, value, later)
         except _Refused as exc:
-            reason = exc.reason and (f"{{invalid_ssl_parameter,{key},{erl_string(value)},"
+            reason = exc.reason and (f"{{invalid_ssl_parameter,{key},{_erl_string(value)},"
                                      f"{_erl_query(query)},{exc.reason}}}")
             if reason is None:
                 later.append(UriError(f"URI query parameter {key}: {exc.text}", key))
@@ -335,7 +327,7 @@ def _mechanisms(query: _Query, later: list[UriError]) -> tuple[str, ...]:
     for value in wanted:
         tokens = [t for t in value.split(":") if t]
         if len(tokens) not in (1, 2):
-            atoms = ",".join(erl_atom(t) for t in tokens)
+            atoms = ",".join(_erl_atom(t) for t in tokens)
             raise _refused(f"URI query parameter auth_mechanism: not a mechanism: "
                            f"{_text(value)!r}", f"{{not_mechanism,[{atoms}]}}",
                            "auth_mechanism")
@@ -366,10 +358,10 @@ def _record_fields(query: _Query, fields: tuple[str, ...], later: list[UriError]
                 raise _Refused("cannot be set in a URI's query (user, password, host, "
                                "port and vhost belong in the URI itself)",
                                f"{{parameter_unconfigurable_in_query,{field},"
-                               f"{erl_string(value)}}}")
+                               f"{_erl_string(value)}}}")
             found[field] = _integer(field, value, later)
         except _Refused as exc:
-            reason = (f"{{invalid_amqp_params_parameter,{field},{erl_string(value)},"
+            reason = (f"{{invalid_amqp_params_parameter,{field},{_erl_string(value)},"
                       f"{_erl_query(query)},{exc.reason}}}")
             raise _refused(f"URI query parameter {field}: {exc.text}", reason, field) from None
     return found
@@ -391,14 +383,14 @@ def _structure(uri: str, raw: str) -> tuple[_Parts, str]:
                        "{unable_to_parse_uri,no_scheme}")
     try:
         parts = _parts(raw)
-    except _Malformed as exc:
+    except _Refused as exc:
         raise _refused(f"malformed URI ({exc.text}): {uri}",
-                       f"{{unable_to_parse_uri,{{malformed_uri,{erl_string(raw)},"
+                       f"{{unable_to_parse_uri,{{malformed_uri,{_erl_string(raw)},"
                        f"{exc.reason}}}}}") from None
     scheme = parts.scheme.lower()
     if scheme not in SCHEMES:
         raise _refused(f"not an AMQP URI (scheme {_text(scheme)!r}, want amqp or amqps): "
-                       f"{uri}", f"{{unexpected_uri_scheme,{erl_string(scheme)}}}")
+                       f"{uri}", f"{{unexpected_uri_scheme,{_erl_string(scheme)}}}")
     if parts.port is not None and not 0 < parts.port <= 65535:
         raise _refused(f"port {parts.port} is out of range (1-65535): {uri}",
                        f"{{port_out_of_range,{parts.port}}}")
@@ -407,10 +399,10 @@ def _structure(uri: str, raw: str) -> tuple[_Parts, str]:
     elif not parts.path.startswith("/"):
         raise _refused(f"malformed URI (the path {_text(parts.path)!r} does not start with "
                        f"'/'; write {scheme}://...): {uri}",
-                       f"{{case_clause,{erl_string(parts.path)}}}")
+                       f"{{case_clause,{_erl_string(parts.path)}}}")
     elif "/" in parts.path[1:]:
         raise _refused(f"the vhost cannot contain an unescaped '/' (write %2F): {uri}",
-                       f"{{invalid_vhost,{erl_string(parts.path[1:])}}}")
+                       f"{{invalid_vhost,{_erl_string(parts.path[1:])}}}")
     else:
         vhost = _decoded(parts.path[1:], "vhost", uri) or ""
     return parts, vhost
@@ -457,7 +449,7 @@ def validation_error(uri: str) -> str | None:
     except UriError as exc:
         if exc.reason is None:
             return f'"{uri}" not a valid URI: {exc}'
-        return f'"{uri}" not a valid URI: {{{exc.reason},{_text(erl_string(_raw(uri)))}}}'
+        return f'"{uri}" not a valid URI: {{{exc.reason},{_text(_erl_string(_raw(uri)))}}}'
     return None
 
 
@@ -467,7 +459,7 @@ def remove_credentials(uri: str) -> str:
     raw = _raw(uri)
     try:
         parts = _parts(raw)
-    except _Malformed:
+    except _Refused:
         return uri
     port = "" if parts.port is None else f":{parts.port}"
     return _text(f"{parts.scheme}://{parts.host or ''}{port}{parts.path or ''}")
