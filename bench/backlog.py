@@ -8,6 +8,10 @@ segment files left on disk.
 
     python bench/backlog.py --messages 1000000
     python bench/backlog.py --messages 10000000 --dir /var/tmp
+    python bench/backlog.py --messages 1000000 --transient   # delivery-mode 1, no restart
+    python bench/backlog.py --messages 1000000 --transient \\
+        --uri amqp://guest:guest@127.0.0.1:5673/ \\
+        --rss-pid-file /var/tmp/reference-rabbitmq/mnesia/reference@localhost.pid
     python bench/backlog.py --messages 1000000 --no-restart --in-memory 100000000
                                                  # never pages: the drain from memory
     python bench/backlog.py --messages 1000000 --uri amqp://guest:guest@127.0.0.1:5673/ \\
@@ -140,6 +144,10 @@ def disk(data: Path) -> tuple[int, int]:
     return len(files), sum(f.stat().st_size for f in files)
 
 
+def persistent(args: argparse.Namespace) -> tuple[str, ...]:
+    return () if args.transient else ("--persistent",)
+
+
 def bench_leveret(args: argparse.Namespace) -> None:
     base = Path(tempfile.mkdtemp(prefix="leveret-backlog-", dir=args.dir))
     policies = None
@@ -153,7 +161,7 @@ def bench_leveret(args: argparse.Namespace) -> None:
         broker.start()
         idle = status(broker.pid)["VmRSS"]
         with PeakRss(broker.pid) as peak:
-            pub = perf(broker.uri, "--producers", "1", "--consumers", "0", "--persistent",
+            pub = perf(broker.uri, "--producers", "1", "--consumers", "0", *persistent(args),
                        "--size", str(args.size), "--confirm", str(args.confirm),
                        "--pmessages", str(n))
         after_publish = status(broker.pid)["VmRSS"]
@@ -161,7 +169,7 @@ def bench_leveret(args: argparse.Namespace) -> None:
         print(f"publish: {pub['sent_rate']:,.0f} msg/s ({pub['confirmed']:,} confirmed); "
               f"RSS idle {mib(idle)}, after {mib(after_publish)}, peak {mib(peak.peak)}; "
               f"{files} segment files, {mib(size)} on disk", flush=True)
-        if args.restart:
+        if args.restart and not args.transient:  # transient messages do not outlive it
             broker.kill()
             took = broker.start()
             after_start = status(broker.pid)["VmRSS"]
@@ -192,13 +200,14 @@ async def _delete_queue(uri: str) -> None:
 def bench_running(args: argparse.Namespace) -> None:
     """An already running broker (RabbitMQ): no restart; RSS of the named process. The
     queue is deleted first (a run killed earlier) and at the end."""
-    pid = find_process(args.rss_process)
+    pid = (int(Path(args.rss_pid_file).read_text().strip()) if args.rss_pid_file
+           else find_process(args.rss_process))
     n = args.messages
     asyncio.run(_delete_queue(args.uri))
     time.sleep(2)
     idle = status(pid)["VmRSS"]
     with PeakRss(pid) as peak:
-        pub = perf(args.uri, "--producers", "1", "--consumers", "0", "--persistent",
+        pub = perf(args.uri, "--producers", "1", "--consumers", "0", *persistent(args),
                    "--size", str(args.size), "--confirm", str(args.confirm),
                    "--pmessages", str(n))
     after = status(pid)["VmRSS"]
@@ -229,10 +238,16 @@ def main() -> None:
     ap.add_argument("--no-restart", dest="restart", action="store_false",
                     help="drain right after publishing (no kill -9 and start-up)")
     ap.add_argument("--uri", help="measure this running broker instead of starting leveret")
+    ap.add_argument("--rss-pid-file", default=None,
+                    help="with --uri: read the broker's pid here (several beam.smp may run), "
+                         "e.g. /var/tmp/reference-rabbitmq/mnesia/reference@localhost.pid")
+    ap.add_argument("--transient", action="store_true",
+                    help="delivery-mode 1 messages (no restart: they would not outlive it)")
     ap.add_argument("--rss-process", default="beam.smp",
                     help="with --uri: the process whose RSS to report (default: beam.smp)")
     args = ap.parse_args()
-    print(f"# {args.messages:,} persistent messages of {args.size} bytes in one queue "
+    kind = "transient" if args.transient else "persistent"
+    print(f"# {args.messages:,} {kind} messages of {args.size} bytes in one queue "
           f"({args.uri or 'leveret serve'}), {time.strftime('%Y-%m-%d')}", flush=True)
     if args.uri:
         bench_running(args)

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from hypothesis import settings
 
 if importlib.util.find_spec("leveret") is None:
@@ -20,3 +23,24 @@ os.environ.setdefault("LEVERET_MANAGEMENT_PORT", "0")
 settings.register_profile("leveret", deadline=None)
 settings.register_profile("leveret-thorough", deadline=None, max_examples=2000)
 settings.load_profile("leveret")
+
+from rabbit_node import PluginRabbit, free_node_ports  # noqa: E402  (tests/ is on sys.path: rootdir conftest)
+
+
+@pytest.fixture(scope="session")
+def plugin_rabbit() -> Iterator[PluginRabbit]:
+    """A private RabbitMQ node with the shovel and federation plugins (tests/rabbit_node.py),
+    started once per session by the first test that asks for it, stopped at the end. Its
+    name and ports are the session's own, so sessions running side by side do not share it."""
+    port, http_port = free_node_ports()
+    node = PluginRabbit(name=f"leveret-test-{os.getpid()}", port=port, http_port=http_port)
+    if not node.installed():
+        pytest.skip("rabbitmq-server is not installed (../shared/tools/reference-rabbitmq "
+                    "installs it)")
+    try:
+        node.start()
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+        node.stop()
+        pytest.skip(f"the private RabbitMQ node with plugins did not start: {exc}")
+    yield node
+    node.stop()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "leveret"
-SANS_IO_PACKAGES = ("amqp", "broker")
+SANS_IO_PACKAGES = ("amqp", "broker", "streamproto")
 FORBIDDEN = ("asyncio", "socket", "ssl", "selectors", "leveret.server", "leveret.client",
              "leveret.testing")
 

@@ -332,7 +332,8 @@ async def test_parameters_survive_a_restart_and_round_trip_definitions(tmp_path:
         assert defs["parameters"] == [{"value": v, "vhost": "/", "component": "shovel",
                                        "name": "s1"}]
         _, vdefs = await h.call("GET", "/api/definitions/%2f")
-        assert vdefs["parameters"] == [{"value": v, "component": "shovel", "name": "s1"}]
+        assert vdefs["parameters"] == [{"value": v, "vhost": "/", "component": "shovel",
+                                        "name": "s1"}]
     async with broker() as other:
         h = http(other)
         assert (await h.call("POST", "/api/definitions", defs))[0] in (200, 201, 204)

@@ -57,6 +57,23 @@ def port(value: Any) -> int:
     return number
 
 
+def optional_port(value: Any) -> int | None:
+    """A port, or off: "" / "off" / "none" (the stream protocol listener's default)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "off",
+                                                                              "none")):
+        return None
+    try:
+        return port(value)
+    except Expected:
+        raise Expected('a port number 0-65535, or "off"') from None
+
+
+def optional_text(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return text(value)
+
+
 def integer(low: int, high: int | None = None) -> Parser:
     wanted = f"an integer {low}-{high}" if high is not None else f"an integer >= {low}"
 
@@ -239,6 +256,12 @@ KEYS: tuple[Key, ...] = (
     Key("management", "port", port, 15672, "--management-port", "management HTTP API port"),
     Key("management", "tls", boolean, False, "--management-tls",
         "serve the management API over HTTPS with the [amqps] certificate", flag_value=True),
+    Key("stream", "port", optional_port, None, "--stream-port",
+        "RabbitMQ stream protocol port (RabbitMQ's is 5552); off unless set"),
+    Key("stream", "advertised_host", optional_text, None, "--stream-advertised-host",
+        "host stream clients are told to connect to (default: the AMQP host)"),
+    Key("stream", "advertised_port", optional_port, None, "--stream-advertised-port",
+        "port stream clients are told to connect to (default: the stream port)"),
     Key("storage", "data_dir", path, DEFAULT_DATA_DIR, "--data-dir",
         "where the broker keeps its data (also $LEVERET_DATA_DIR)"),
     Key("storage", "fsync", fsync_policy, "always", "--fsync",

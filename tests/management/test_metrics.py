@@ -268,3 +268,53 @@ async def test_stream_metrics(running: Running) -> None:
         await channel.declare_queue("plain")
         m = await running.scrape()
         assert {"vhost": "/", "queue": "plain"} not in m.labels_of("leveret_stream_segments")
+
+
+async def test_shovel_metrics(running: Running) -> None:
+    """Per dynamic shovel: its state (1 for the current one) and the messages it moved;
+    RabbitMQ's rabbitmq_shovel_dynamic counts the shovels by status."""
+    node = running.broker.node
+    m = await running.scrape()
+    assert m.labels_of("rabbitmq_shovel_dynamic") == []
+    assert m.types["rabbitmq_shovel_dynamic"] == "gauge"
+    node.set_parameter("shovel", "/", "move", {
+        "src-uri": "amqp://", "src-queue": "from", "dest-uri": "amqp://", "dest-queue": "to"})
+    node.set_parameter("shovel", "/", "down", {
+        "src-uri": "amqp://", "src-queue": "from2", "dest-uri": "amqp://127.0.0.1:1",
+        "dest-queue": "to", "reconnect-delay": 0})
+    connection = await aio_pika.connect(running.broker.url)
+    async with connection:
+        channel = await connection.channel()
+        await channel.declare_queue("from", durable=True)
+        for i in range(5):
+            await channel.default_exchange.publish(aio_pika.Message(f"m{i}".encode()),
+                                                   routing_key="from")
+        move = {"vhost": "/", "shovel": "move"}
+        for _ in range(200):
+            m = await running.scrape()
+            if (m.samples.get(("leveret_shovel_messages_transferred_total",
+                               frozenset(move.items()))) == 5
+                    and m["leveret_shovel_state", {**move, "state": "running"}] == 1
+                    and m["leveret_shovel_state", {"vhost": "/", "shovel": "down",
+                                                   "state": "terminated"}] == 1):
+                break
+            await asyncio.sleep(0.05)
+        assert m["leveret_shovel_messages_transferred_total", move] == 5
+        assert m["leveret_shovel_messages_published_total", move] == 5
+        assert m["leveret_shovel_state", {**move, "state": "running"}] == 1
+        assert m["leveret_shovel_state", {**move, "state": "starting"}] == 0
+        assert m["leveret_shovel_state", {**move, "state": "terminated"}] == 0
+        down = {"vhost": "/", "shovel": "down"}
+        assert m["leveret_shovel_state", {**down, "state": "terminated"}] == 1
+        assert m["leveret_shovel_state", {**down, "state": "running"}] == 0
+        assert m["leveret_shovel_messages_transferred_total", down] == 0
+        assert m["rabbitmq_shovel_dynamic", {"status": "running"}] == 1
+        assert m["rabbitmq_shovel_dynamic", {"status": "terminated"}] == 1
+        assert m.types["leveret_shovel_messages_transferred"] == "counter"
+        assert m.types["leveret_shovel_state"] == "gauge"
+        to = await channel.declare_queue("to", durable=True)
+        assert to.declaration_result.message_count == 5
+    node.clear_parameter("shovel", "/", "move")
+    node.clear_parameter("shovel", "/", "down")
+    m = await running.scrape()
+    assert m.labels_of("leveret_shovel_state") == []

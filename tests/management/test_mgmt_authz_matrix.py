@@ -42,6 +42,10 @@ SHOVEL = {"src-uri": "amqp://", "src-queue": "authz-shovel-src", "dest-uri": "am
 # The shovel routes come with RabbitMQ's shovel plugins, which the shared reference does not
 # run: their answers were recorded on a RabbitMQ 3.10 node with rabbitmq_shovel and
 # rabbitmq_shovel_management; set LEVERET_REFERENCE_HAS_SHOVEL=1 to check them again there.
+# The federation routes: RabbitMQ's federation plugins are not on the shared reference
+# either; leveret applies the shovel parameters' rules (policymaker, vhost permissions).
+UPSTREAM = {"uri": "amqp://authz-upstream"}
+UPSTREAM_SET = [{"upstream": "fu"}]
 SHOVEL_PLUGIN = bool(os.environ.get("LEVERET_REFERENCE_HAS_SHOVEL"))
 REFERENCE_AMQP = os.environ.get("LEVERET_REFERENCE_URL", "amqp://guest:guest@127.0.0.1:5673/")
 REFUSALS = {
@@ -87,6 +91,25 @@ class Case:
 def case(method: str, route: str, path: str | None = None, body: Any = None,
          **kw: Any) -> Case:
     return Case(method, route, path or route, body, **kw)
+
+
+def _federation_cases() -> list[Case]:
+    found = []
+    for component, scratch, value, name in (("upstream", "upstream", UPSTREAM, "fu"),
+                                            ("upstream-set", "upstream-set", UPSTREAM_SET,
+                                             "fs")):
+        b = f"/api/parameters/federation-{component}"
+        found += [case("GET", b, leveret_only=True),
+                  case("GET", b + "/{vhost}", b + "/{v}", leveret_only=True),
+                  case("GET", b + "/{vhost}/{name}", f"{b}/{{v}}/{name}", leveret_only=True),
+                  case("PUT", b + "/{vhost}/{name}", f"{b}/{{v}}/s{name}", {"value": value},
+                       scratch=scratch, exists=False, leveret_only=True),
+                  case("DELETE", b + "/{vhost}/{name}", f"{b}/{{v}}/s{name}",
+                       scratch=scratch, leveret_only=True)]
+    return found
+
+
+FEDERATION_CASES = _federation_cases()
 
 
 BINDING = "/api/bindings/{vhost}/e/{source}/{kind}/{destination}"
@@ -201,6 +224,15 @@ CASES = [
     case("GET", "/api/shovels/{vhost}", "/api/shovels/{v}", leveret_only=not SHOVEL_PLUGIN),
     case("DELETE", "/api/shovels/vhost/{vhost}/{name}/restart",
          "/api/shovels/vhost/{v}/sh/restart", leveret_only=not SHOVEL_PLUGIN),
+    case("GET", "/api/shovels/vhost/{vhost}/{name}", "/api/shovels/vhost/{v}/sh",
+         leveret_only=not SHOVEL_PLUGIN),
+    case("DELETE", "/api/shovels/vhost/{vhost}/{name}", "/api/shovels/vhost/{v}/ssh",
+         scratch="shovel", leveret_only=not SHOVEL_PLUGIN),
+    # federation (leveret's rules: those of the shovel parameters)
+    *FEDERATION_CASES,
+    case("GET", "/api/federation-links", leveret_only=True),
+    case("GET", "/api/federation-links/{vhost}", "/api/federation-links/{v}",
+         leveret_only=True),
     # policies and definitions
     case("GET", "/api/policies"),
     case("GET", "/api/policies/{vhost}", "/api/policies/{v}"),
@@ -355,6 +387,32 @@ EXPECTED: dict[str, str] = {
     "GET /api/shovels/{v} B": "401M 401N 401N 200 200",
     "DELETE /api/shovels/vhost/{v}/sh/restart A": "401M 401N 401N 204 204",
     "DELETE /api/shovels/vhost/{v}/sh/restart B": "401M 401N 401N 404 404",
+    "GET /api/shovels/vhost/{v}/sh A": "401M 401N 401N 200:A 200:A",
+    "GET /api/shovels/vhost/{v}/sh B": "401M 401N 401N 404 404",
+    "DELETE /api/shovels/vhost/{v}/ssh A": "401M 401N 401N 204 204",
+    "DELETE /api/shovels/vhost/{v}/ssh B": "401M 401N 401N 404 404",
+    # federation: leveret's, as the shovel parameters' (not recorded on RabbitMQ)
+    "GET /api/parameters/federation-upstream -": "401M 401O 200:A 401O 200:AB",
+    "GET /api/parameters/federation-upstream/{v} A": "401M 401O 200:A 401O 200:A",
+    "GET /api/parameters/federation-upstream/{v} B": "401M 401O 401O 401O 200:B",
+    "GET /api/parameters/federation-upstream/{v}/fu A": "401M 401O 200:A 401O 200:A",
+    "GET /api/parameters/federation-upstream/{v}/fu B": "401M 401O 401O 401O 200:B",
+    "PUT /api/parameters/federation-upstream/{v}/sfu A": "401M 401O 201 401O 201",
+    "PUT /api/parameters/federation-upstream/{v}/sfu B": "401M 401O 401O 401O 201",
+    "DELETE /api/parameters/federation-upstream/{v}/sfu A": "401M 401O 204 401O 204",
+    "DELETE /api/parameters/federation-upstream/{v}/sfu B": "401M 401O 401O 401O 204",
+    "GET /api/parameters/federation-upstream-set -": "401M 401O 200:A 401O 200:AB",
+    "GET /api/parameters/federation-upstream-set/{v} A": "401M 401O 200:A 401O 200:A",
+    "GET /api/parameters/federation-upstream-set/{v} B": "401M 401O 401O 401O 200:B",
+    "GET /api/parameters/federation-upstream-set/{v}/fs A": "401M 401O 200:A 401O 200:A",
+    "GET /api/parameters/federation-upstream-set/{v}/fs B": "401M 401O 401O 401O 200:B",
+    "PUT /api/parameters/federation-upstream-set/{v}/sfs A": "401M 401O 201 401O 201",
+    "PUT /api/parameters/federation-upstream-set/{v}/sfs B": "401M 401O 401O 401O 201",
+    "DELETE /api/parameters/federation-upstream-set/{v}/sfs A": "401M 401O 204 401O 204",
+    "DELETE /api/parameters/federation-upstream-set/{v}/sfs B": "401M 401O 401O 401O 204",
+    "GET /api/federation-links -": "401M 401N 401N 200 200",  # no links in the world
+    "GET /api/federation-links/{v} A": "401M 401N 401N 200 200",
+    "GET /api/federation-links/{v} B": "401M 401N 401N 200 200",
     "GET /api/policies -": "401M 200:A 200:A 200:A 200:AB",
     "GET /api/policies/{v} A": "401M 200:A 200:A 200:A 200:A",
     "GET /api/policies/{v} B": "401M 401V 401V 401V 200:B",
@@ -465,6 +523,11 @@ class World:
             self.guest("PUT", f"/api/policies/{v}/p", POLICY)
             if self.api.get("/api/shovels").status == 200:  # a broker with shovels
                 self.guest("PUT", f"/api/parameters/shovel/{v}/sh", {"value": SHOVEL})
+            if self.api.get("/api/federation-links").status == 200:  # with federation
+                self.guest("PUT", f"/api/parameters/federation-upstream/{v}/fu",
+                           {"value": UPSTREAM})
+                self.guest("PUT", f"/api/parameters/federation-upstream-set/{v}/fs",
+                           {"value": UPSTREAM_SET})
             self.connect(variant)
 
     def tear_down(self) -> None:
@@ -523,6 +586,10 @@ class World:
                 "queue": ("PUT", "/api/queues/{v}/sq", {}),
                 "policy": ("PUT", "/api/policies/{v}/sp", POLICY),
                 "shovel": ("PUT", "/api/parameters/shovel/{v}/ssh", {"value": SHOVEL}),
+                "upstream": ("PUT", "/api/parameters/federation-upstream/{v}/sfu",
+                             {"value": UPSTREAM}),
+                "upstream-set": ("PUT", "/api/parameters/federation-upstream-set/{v}/sfs",
+                                 {"value": UPSTREAM_SET}),
                 "binding": ("POST", "/api/bindings/{v}/e/x/q/q", {"routing_key": "sk"}),
             }[scratch]
             if not exists:

@@ -113,6 +113,9 @@ def test_per_vhost_round_trip(api: Api, fresh_api: Api) -> None:
     again = fresh_api.get("/api/definitions/target").json
     assert [p.pop("vhost") for p in again["policies"]] == ["target"]
     assert [p.pop("vhost") for p in exported["policies"]] == [vhost]
+    # RabbitMQ keeps the vhost of parameters too
+    assert {p.pop("vhost") for p in again["parameters"]} == {"target"}
+    assert {p.pop("vhost") for p in exported["parameters"]} == {vhost}
     assert comparable(again) == comparable(exported)
 
 

@@ -19,6 +19,7 @@ then look at the new PNGs before committing them.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import math
 import os
@@ -1253,3 +1254,72 @@ def test_a_stream_shows_its_log_and_its_consumers_offsets(
         expect(row).to_contain_text("stream")
     finally:
         connection.close()
+
+
+def test_the_shovels_page_adds_restarts_and_deletes_shovels(
+        page: Page, ui_broker: BrokerThread, tmp_path: Path) -> None:
+    """The Shovels page: a shovel added in the form moves messages and shows running with
+    its ends; a terminated one shows its reason and, read from its parameter, its ends;
+    restart and delete go through the API. Its screenshot is docs/images/web-ui-shovels.png
+    (with LEVERET_DOCS_SCREENSHOTS=1)."""
+    name, down = unique("orders-out"), unique("audit")
+    source, target = unique("orders"), unique("orders-copy")
+    api(ui_broker, "PUT", f"/parameters/shovel/%2F/{down}", {"value": {
+        "src-uri": "amqp://", "src-exchange": "amq.topic", "src-exchange-key": "orders.#",
+        "dest-uri": "amqp://user:secret@127.0.0.1:1/archive", "dest-exchange": "audit",
+        "reconnect-delay": 0}})
+    try:
+        login(page, ui_broker, hash_="#/shovels")
+        expect(page.get_by_role("navigation", name="Main").get_by_role(
+            "link", name="Shovels")).to_have_attribute("aria-current", "page")
+        form = page.get_by_role("form", name="Add a shovel")
+        form.get_by_label("Name", exact=True).fill(name)
+        form.get_by_label("Source queue or exchange").fill(source)
+        form.get_by_label("Destination URI").fill("amqp://")
+        form.get_by_label("Destination queue or exchange").fill(target)
+        form.get_by_label("Prefetch count").fill("50")
+        form.get_by_role("button", name="Add shovel").click()
+        expect(form).to_contain_text("Shovel saved")
+        assert api(ui_broker, "GET", f"/parameters/shovel/%2F/{name}")["value"] == {
+            "src-protocol": "amqp091", "src-uri": "amqp://", "src-queue": source,
+            "dest-protocol": "amqp091", "dest-uri": "amqp://", "dest-queue": target,
+            "ack-mode": "on-confirm", "src-prefetch-count": 50}
+        connection = amqp(ui_broker)
+        try:
+            channel = connection.channel()
+            channel.queue_declare(source, durable=True)
+            channel.basic_publish("", source, b"moved")
+        finally:
+            connection.close()
+        wait_until(lambda: api(ui_broker, "GET", f"/queues/%2F/{target}").get("messages") == 1,
+                   10)
+        page.get_by_role("button", name="Refresh now").click()
+        table = page.locator("#shovels")
+        row = table.locator("tr", has_text=name)
+        expect(row).to_contain_text("running")
+        expect(row).to_contain_text(f"queue {source} @ amqp://")
+        expect(row).to_contain_text(f"queue {target} @ amqp://")
+        other = table.locator("tr", has_text=down)
+        expect(other).to_contain_text("terminated")
+        expect(other).to_contain_text("Connection refused")
+        expect(other).to_contain_text("exchange amq.topic [orders.#] @ amqp://")
+        expect(other).to_contain_text("exchange audit @ amqp://127.0.0.1:1/archive")
+        expect(other).not_to_contain_text("secret")
+        docs_screenshot(page, "web-ui-shovels", tmp_path)
+
+        page.get_by_role("button", name=f"Restart shovel {name}").click()
+        expect(page.get_by_role("status").filter(has_text="restarted")).to_be_visible()
+        page.get_by_role("button", name=f"Delete shovel {name}").click()
+        page.get_by_role("dialog").get_by_role("button", name="Delete shovel").click()
+        expect(table).not_to_contain_text(name)
+        with pytest.raises(urllib.error.HTTPError):
+            api(ui_broker, "GET", f"/parameters/shovel/%2F/{name}")
+        # the broker's validation, shown in the form
+        form.get_by_label("Name", exact=True).fill(name)
+        form.get_by_label("Destination URI").fill("http://nowhere")
+        form.get_by_role("button", name="Add shovel").click()
+        expect(form.get_by_role("alert")).to_contain_text("Validation failed")
+    finally:
+        for shovel in (name, down):
+            with contextlib.suppress(urllib.error.HTTPError):
+                api(ui_broker, "DELETE", f"/parameters/shovel/%2F/{shovel}")

@@ -254,3 +254,28 @@ def test_random_byte_flips_never_stop_the_store_nor_lose_untouched_messages(data
     touched = {o for o, (f, a, b) in spans.items() if any(f == g and a <= x < b
                                                           for g, x in hit)}
     assert set(expected) - touched <= live
+
+
+def test_a_crash_during_a_roll_loses_nothing_and_warns_nothing(tmp_path, caplog):
+    """Killed just after a roll sealed the old segment and before the new one's first
+    bytes were written: the newest file is empty (it is created before SEALED names it),
+    so recovery removes it quietly; before, it warned that messages from its offset on
+    were lost, though no message had ever been in it."""
+    store = DiskStore(tmp_path / "data", segment_bytes=4096)
+    store.definitions.put("vhost", "/", {})
+    store.definitions.put("queue", "/\x00q", {"durable": True})
+    log = store.open_queue("/", "q")
+    rolled = len(log.segments)
+    committed = 0
+    while len(log.segments) == rolled:
+        log.append(payload(log.next_offset))
+        if len(log.segments) == rolled:
+            store.commit()
+            committed = log.next_offset
+    newest = log.segments[-1].path
+    assert newest.stat().st_size == 0 and committed > 1  # the "kill": no commit, no close
+    expected = set(range(committed))
+    shutil.copytree(tmp_path / "data", tmp_path / "after")  # as the "killed" process left it
+    caplog.clear()
+    assert set(reopen(tmp_path / "after")) == expected
+    assert warnings(caplog) == []

@@ -316,7 +316,9 @@ class Node:
 
     def grants(self, vhost: str, user: str) -> Grants:
         if user == INTERNAL_USER and user not in self.users:
-            return Grants(user, vhost, Permission(), {})
+            # the broker's own shovels: like RabbitMQ's direct connections, they pass on a
+            # message's user_id as it is
+            return Grants(user, vhost, Permission(), {}, impersonator=True)
         u = self.users.get(user)
         topics = {k[2]: t for k, t in self.topic_permissions.items()
                   if k[0] == vhost and k[1] == user}

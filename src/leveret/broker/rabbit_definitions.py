@@ -248,16 +248,14 @@ def export_all(node: Node) -> dict[str, Any]:
 
 
 def export_vhost(node: Node, vhost: VirtualHost) -> dict[str, Any]:
-    """One vhost's definitions, its items without their "vhost" key (but its policies'),
-    as RabbitMQ exports a vhost."""
+    """One vhost's definitions, its items without their "vhost" key (but its policies' and
+    its parameters'), as RabbitMQ 3.10.8 exports a vhost."""
     items = vhost_items(vhost)
     for key, group in items.items():
         if key != "policies":  # RabbitMQ keeps the vhost of policies only
             for item in group:
                 item.pop("vhost", None)
-    params = _limit_parameters(node, [vhost.name])
-    for p in params:
-        p.pop("vhost", None)
+    params = _limit_parameters(node, [vhost.name])  # with their "vhost", as RabbitMQ's
     return {"rabbit_version": RABBITMQ_VERSION, "rabbitmq_version": RABBITMQ_VERSION,
             "product_name": "leveret", "product_version": product_version(),
             "parameters": params, **items}

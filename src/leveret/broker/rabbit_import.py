@@ -25,7 +25,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from leveret.broker import shovels
+from leveret.broker import federation, shovels
 from leveret.broker.access import HASHES, SHA256, parse_tags
 from leveret.broker.arguments import validate_queue_arguments
 from leveret.broker.exchanges import TYPES
@@ -186,6 +186,12 @@ def _check_policies(defs: dict[str, Any], vhost_of: Any) -> None:
             if errors:
                 raise InvalidDefinition("Validation failed\n\n" + "".join(
                     e + "\n" for e in errors))
+        elif component in federation.COMPONENTS:
+            name = _field(p, "name", "str", where, required=True)
+            errors = federation.validate(component, name, p.get("value"))
+            if errors:
+                raise InvalidDefinition("Validation failed\n\n" + "".join(
+                    e + "\n" for e in errors))
     for where, p in _items(defs, "policies"):
         vhost = vhost_of(p, where)
         name = _field(p, "name", "str", where, required=True)
@@ -294,8 +300,8 @@ def _import_vhost_items(node: Node, defs: dict[str, Any], only_vhost: str | None
     for p in defs.get("parameters") or []:
         if p.get("component") == "vhost-limits" and p.get("value"):
             node.set_vhost_limits(vhost(p).name, p["value"])
-        elif p.get("component") == shovels.COMPONENT:
-            node.set_parameter(shovels.COMPONENT, vhost(p).name, p["name"], p["value"])
+        elif p.get("component") in (shovels.COMPONENT, *federation.COMPONENTS):
+            node.set_parameter(p["component"], vhost(p).name, p["name"], p["value"])
     for p in defs.get("policies") or []:
         vhost(p).set_policy(p["name"], p["pattern"], p["definition"], p.get("priority") or 0,
                             p.get("apply-to") or "all")

@@ -22,6 +22,9 @@ The grammar is one verb, then what it acts on (see docs/cli.md):
     leveret publish [--exchange X] [--routing-key K] (--body TEXT | --file F) [--property k=v]
     leveret get QUEUE [--count N] [--requeue]
     leveret close connection NAME [--reason TEXT]
+    leveret declare shovel NAME --src-uri URI (--src-queue Q | --src-exchange X) --dest-uri URI
+                 [--dest-queue Q | --dest-exchange X] [--ack-mode on-confirm] ...
+    leveret list shovels        leveret delete shovel NAME        leveret restart shovel NAME
     leveret status
 
 Every command takes --url, --user, --password, --vhost, --json, --cacert, --insecure. The API
@@ -310,6 +313,62 @@ class Listing:
     help: str = ""
     by_vhost_field: bool = False        # node-wide, but rows say their vhost: --vhost filters
     queue_type: str | None = None       # only the queues of this type
+    # adds computed columns to the rows (given the API, to read more when needed)
+    derive: Callable[[ManagementAPI, list[Any]], list[Any]] | None = None
+
+
+def _shovel_end(row: dict[str, Any], side: str) -> str | None:
+    """A shovel's source or destination in one cell: ``queue:q@URI``,
+    ``exchange:x[key]@URI`` (the URI without its credentials, as the API shows it)."""
+    uri = row.get(f"{side}_uri")
+    if isinstance(uri, list):
+        uri = ",".join(str(u) for u in uri)
+    queue, exchange = row.get(f"{side}_queue"), row.get(f"{side}_exchange")
+    key = row.get(f"{side}_exchange_key")
+    if queue is not None:
+        what = f"queue:{queue}"
+    elif exchange is not None or key is not None:
+        what = f"exchange:{exchange if exchange is not None else '(its own)'}"
+        if key is not None:
+            what += f"[{key}]"
+    else:
+        what = "(its own exchange and key)"
+    return what if uri is None else f"{what}@{uri}"
+
+
+def _shovel_rows(api: ManagementAPI, rows: list[Any]) -> list[Any]:
+    """/api/shovels tells a shovel's ends only while it runs: the others' are read from
+    their parameters (when the user may read them: policymakers and administrators)."""
+    values: dict[tuple[str, str], dict[str, Any]] = {}
+    if any(row.get("state") != "running" for row in rows):
+        try:
+            for item in api.get("/parameters/shovel") or []:
+                values[item.get("vhost"), item.get("name")] = item.get("value") or {}
+        except ApiError:
+            pass
+    derived = []
+    for row in rows:
+        ends = row
+        if row.get("state") != "running":
+            value = values.get((row.get("vhost"), row.get("name")), {})
+            ends = {k.replace("-", "_"): strip_credentials(v) if k.endswith("-uri") else v
+                    for k, v in value.items()}
+        known = "src_uri" in ends
+        derived.append({**row, "src": _shovel_end(ends, "src") if known else None,
+                        "dest": _shovel_end(ends, "dest") if known else None})
+    return derived
+
+
+def strip_credentials(uri: Any) -> Any:
+    """A URI (or a list of them) without user and password, as /api/shovels shows it."""
+    if isinstance(uri, list):
+        return [strip_credentials(u) for u in uri]
+    if not isinstance(uri, str):
+        return uri
+    parts = urllib.parse.urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 LISTINGS: dict[str, Listing] = {
@@ -342,6 +401,10 @@ LISTINGS: dict[str, Listing] = {
                          "prefetch_count"), "/channels",
                         help="channels (all vhosts, or --vhost's)", by_vhost_field=True),
     "users": Listing(("name", "tags"), "/users", help="users"),
+    "shovels": Listing(("name", "vhost", "state", "src", "dest", "reason"), "/shovels",
+                       help="dynamic shovels: state, why one is terminated, where each moves "
+                            "messages from and to (all vhosts, or --vhost's)",
+                       by_vhost_field=True, derive=_shovel_rows),
     "vhosts": Listing(("name", "description", "tags", "messages"), "/vhosts",
                       help="virtual hosts"),
 }
@@ -368,6 +431,8 @@ def _list(api: ManagementAPI, args: argparse.Namespace, out: TextIO) -> int:
         rows = [row for row in rows if row.get("vhost") == args.vhost]
     if listing.queue_type is not None:
         rows = [row for row in rows if row.get("type") == listing.queue_type]
+    if listing.derive is not None:
+        rows = listing.derive(api, rows)
     if args.sort:
         rows.sort(key=lambda row: _sort_key(_lookup(row, args.sort)),
                   reverse=args.sort_reverse)
@@ -662,6 +727,87 @@ def _clear_policy(api: ManagementAPI, args: argparse.Namespace, out: TextIO) -> 
     api.call("DELETE", f"/policies/{_q(vhost)}/{_q(args.name)}",
              about=Resource("policy", args.name, vhost))
     return _done(args, out, f"cleared policy '{args.name}' in vhost '{vhost}'")
+
+
+# -- shovels --------------------------------------------------------------------------------
+
+
+def _delete_after(text: str) -> str | int:
+    if text in ("never", "queue-length"):
+        return text
+    try:
+        count = int(text)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"never, queue-length or a count, not {text!r}")
+    return count
+
+
+def _shovel_value(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``shovel`` parameter's value, with RabbitMQ's keys; only what was given."""
+    value: dict[str, Any] = {
+        "src-protocol": "amqp091",
+        "src-uri": args.src_uri[0] if len(args.src_uri) == 1 else args.src_uri,
+        "dest-protocol": "amqp091",
+        "dest-uri": args.dest_uri[0] if len(args.dest_uri) == 1 else args.dest_uri}
+    for option, key in (("src_queue", "src-queue"), ("src_exchange", "src-exchange"),
+                        ("src_exchange_key", "src-exchange-key"),
+                        ("dest_queue", "dest-queue"), ("dest_exchange", "dest-exchange"),
+                        ("dest_exchange_key", "dest-exchange-key"), ("ack_mode", "ack-mode"),
+                        ("src_prefetch_count", "src-prefetch-count"),
+                        ("src_delete_after", "src-delete-after"),
+                        ("reconnect_delay", "reconnect-delay"),
+                        ("dest_add_forward_headers", "dest-add-forward-headers"),
+                        ("dest_add_timestamp_header", "dest-add-timestamp-header")):
+        given = getattr(args, option)
+        if isinstance(given, float) and given.is_integer():
+            given = int(given)  # as RabbitMQ's own examples write it: 5, not 5.0
+        if given is not None:
+            value[key] = given
+    if args.src_exchange_key is not None and args.src_exchange is None:
+        raise AdminError("--src-exchange-key goes with --src-exchange", EXIT_USAGE)
+    if args.dest_queue is not None and args.dest_exchange_key is not None:
+        raise AdminError("--dest-exchange-key goes with --dest-exchange, not --dest-queue",
+                         EXIT_USAGE)
+    return value
+
+
+def _validation_failure(exc: ApiError) -> AdminError:
+    """RabbitMQ's 400 ``Validation failed\n\nline\n...`` (HTML-escaped) as one line."""
+    text = exc.reason.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    head, _, rest = text.partition("\n\n")
+    lines = [line.strip() for line in rest.splitlines() if line.strip()]
+    return AdminError(f"{head.strip()}: {'; '.join(lines)}" if lines else head.strip())
+
+
+def _declare_shovel(api: ManagementAPI, args: argparse.Namespace, out: TextIO) -> int:
+    vhost = _vhost(args)
+    body = {"value": _shovel_value(args)}
+    try:
+        api.call("PUT", f"/parameters/shovel/{_q(vhost)}/{_q(args.name)}", body,
+                 about=Resource("vhost", vhost))
+    except ApiError as exc:
+        if exc.code == 404:  # RabbitMQ's answer for a missing vhost: "vhost_not_found"
+            raise ApiError(404, exc.reason, f"vhost '{vhost}' not found") from None
+        if exc.code == 400 and exc.reason.startswith("Validation failed"):
+            raise _validation_failure(exc) from None
+        raise
+    return _done(args, out, f"declared shovel '{args.name}' in vhost '{vhost}'")
+
+
+def _delete_shovel(api: ManagementAPI, args: argparse.Namespace, out: TextIO) -> int:
+    vhost = _vhost(args)
+    api.call("DELETE", f"/parameters/shovel/{_q(vhost)}/{_q(args.name)}",
+             about=Resource("shovel", args.name, vhost))
+    return _done(args, out, f"deleted shovel '{args.name}' in vhost '{vhost}'")
+
+
+def _restart_shovel(api: ManagementAPI, args: argparse.Namespace, out: TextIO) -> int:
+    vhost = _vhost(args)
+    api.call("DELETE", f"/shovels/vhost/{_q(vhost)}/{_q(args.name)}/restart",
+             about=Resource("shovel", args.name, vhost))
+    return _done(args, out, f"restarted shovel '{args.name}' in vhost '{vhost}'")
 
 
 # -- definitions -----------------------------------------------------------------------------
@@ -990,8 +1136,8 @@ class _Verbs:
 
 
 LIST_HELP = "list objects as a table (or --json)"
-DECLARE_HELP = "declare a queue, exchange or binding"
-DELETE_HELP = "delete a queue, exchange, binding, user or vhost"
+DECLARE_HELP = "declare a queue, exchange, binding or shovel"
+DELETE_HELP = "delete a queue, exchange, binding, user, vhost or shovel"
 SHOW_HELP = "show one object in detail"
 ADD_HELP = "add a user or a vhost"
 SET_HELP = "set a user's permissions or a policy"
@@ -1005,6 +1151,7 @@ def add_parsers(subparsers: Any) -> None:
     _topology_parsers(v)
     _access_parsers(v)
     _message_parsers(v)
+    _shovel_parsers(v)
 
 
 def _list_parsers(v: _Verbs) -> None:
@@ -1137,6 +1284,52 @@ def _access_parsers(v: _Verbs) -> None:
                   _close_connection)
     p.add_argument("name")
     p.add_argument("--reason", help="the text the client is told")
+
+
+def _shovel_parsers(v: _Verbs) -> None:
+    p = v.command("declare", DECLARE_HELP, "shovel",
+                  "declare (or replace) a dynamic shovel in --vhost: the shovel parameter",
+                  _declare_shovel)
+    p.add_argument("name")
+    p.add_argument("--src-uri", action="append", required=True, metavar="URI",
+                   help="AMQP URI of the source (amqp:// is this broker's vhost /); "
+                        "repeat it for several, one picked at each connection")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--src-queue", metavar="Q", help="consume from this queue")
+    src.add_argument("--src-exchange", metavar="X",
+                     help="or: from a queue bound to this exchange")
+    p.add_argument("--src-exchange-key", metavar="K",
+                   help="the binding key with --src-exchange (default: empty)")
+    p.add_argument("--dest-uri", action="append", required=True, metavar="URI",
+                   help="AMQP URI of the destination; repeatable as --src-uri")
+    dest = p.add_mutually_exclusive_group()
+    dest.add_argument("--dest-queue", metavar="Q", help="publish to this queue")
+    dest.add_argument("--dest-exchange", metavar="X",
+                      help="or: to this exchange (default: the message's own)")
+    p.add_argument("--dest-exchange-key", metavar="K",
+                   help="routing key with --dest-exchange (default: the message's own)")
+    p.add_argument("--ack-mode", choices=["on-confirm", "on-publish", "no-ack"],
+                   help="when a message is acked at the source (default: on-confirm)")
+    p.add_argument("--src-prefetch-count", type=int, metavar="N",
+                   help="unacknowledged messages at once (default: 1000)")
+    p.add_argument("--src-delete-after", type=_delete_after, metavar="never|queue-length|N",
+                   help="stop and delete the shovel after moving what the queue held, or "
+                        "N messages (default: never)")
+    p.add_argument("--reconnect-delay", type=float, metavar="S",
+                   help="seconds before starting again after a failure; 0: stay down "
+                        "(default: 5)")
+    p.add_argument("--dest-add-forward-headers", action=argparse.BooleanOptionalAction,
+                   default=None, help="add the x-shovelled header")
+    p.add_argument("--dest-add-timestamp-header", action=argparse.BooleanOptionalAction,
+                   default=None, help="add the x-shovelled-timestamp header")
+
+    p = v.command("delete", DELETE_HELP, "shovel", "stop a dynamic shovel and delete it",
+                  _delete_shovel)
+    p.add_argument("name")
+    p = v.command("restart", "stop and start a dynamic shovel", "shovel",
+                  "stop a dynamic shovel and start it again (reconnecting both ends)",
+                  _restart_shovel)
+    p.add_argument("name")
 
 
 def _message_parsers(v: _Verbs) -> None:

@@ -103,6 +103,9 @@ def _make_broker(config: cfg.Config, policies: list[dict[str, Any]] | None,
         management_port=management["port"] if management["enabled"] else None,
         management_host=management["host"], management_tls=management["tls"],
         definitions=definitions,
+        stream_port=config.get("stream", "port"),
+        stream_advertised_host=config.get("stream", "advertised_host"),
+        stream_advertised_port=config.get("stream", "advertised_port"),
         limits=Limits(channel_max=limits["channel_max"], frame_max=limits["frame_max"],
                       heartbeat=limits["heartbeat"],
                       max_message_size=limits["max_message_size"],
@@ -119,6 +122,7 @@ def _make_broker(config: cfg.Config, policies: list[dict[str, Any]] | None,
 _LISTEN_HINTS = {
     "AMQP": "try another --port, or --no-plain to serve AMQPS only",
     "AMQPS": "try another --amqps-port",
+    "the stream protocol": "try another --stream-port",
     "the management API": "change --management-port, or turn the API off with "
                           "--no-management",
 }

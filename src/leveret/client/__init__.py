@@ -24,7 +24,10 @@ from leveret.client.errors import (
     ChannelClosed,
     ClientError,
     ConnectionClosed,
+    NoSuitableMechanism,
     ProtocolViolation,
+    TLSError,
+    TLSSetupError,
 )
 from leveret.client.publisher import Publisher, encode_properties
 from leveret.client.url import ConnectionParams, parse_url
@@ -39,9 +42,12 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionParams",
     "DeliverCallback",
+    "NoSuitableMechanism",
     "ProtocolViolation",
     "Publisher",
     "ReturnCallback",
+    "TLSError",
+    "TLSSetupError",
     "connect",
     "encode_properties",
     "parse_url",

@@ -144,6 +144,13 @@ class Channel:
         method = spec.QueueBind(0, queue, exchange, routing_key, False, arguments)
         await self._rpc(method, spec.QueueBindOk)
 
+    async def queue_unbind(
+        self, queue: str, exchange: str, routing_key: str = "",
+        arguments: dict[str, Any] | None = None,
+    ) -> None:  # fmt: skip
+        method = spec.QueueUnbind(0, queue, exchange, routing_key, arguments)
+        await self._rpc(method, spec.QueueUnbindOk)
+
     async def queue_purge(self, queue: str) -> int:
         ok = await self._rpc(spec.QueuePurge(0, queue, False), spec.QueuePurgeOk)
         return int(ok.message_count)

@@ -10,14 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ssl as ssl_module
+import ssl
 from typing import Any
 
 from leveret.amqp import spec
 from leveret.amqp.connection import ProtocolMachine, Role
 from leveret.amqp.content import ContentHead
+from leveret.amqp.fields import encode_table
+from leveret.client import tls
 from leveret.client.channel import Channel
-from leveret.client.errors import AMQPClosed, ChannelClosed, ConnectionClosed, ProtocolViolation
+from leveret.client.errors import (
+    AMQPClosed,
+    ChannelClosed,
+    ConnectionClosed,
+    NoSuitableMechanism,
+    ProtocolViolation,
+)
 from leveret.client.protocol import FrameProtocol
 from leveret.client.url import ConnectionParams, parse_url
 from leveret.errors import AMQPError
@@ -117,10 +125,9 @@ class Connection(FrameProtocol):
         start = await self._expect(spec.ConnectionStart)
         assert isinstance(start, spec.ConnectionStart)
         self.server_properties = start.server_properties
-        if b"PLAIN" not in bytes(start.mechanisms).split():
-            raise ProtocolViolation(f"server does not offer PLAIN auth: {start.mechanisms!r}")
-        response = b"\0" + p.username.encode() + b"\0" + p.password.encode()
-        self._send_method(0, spec.ConnectionStartOk(CLIENT_PROPERTIES, "PLAIN", response))
+        mechanism = self._mechanism(bytes(start.mechanisms).decode(errors="replace").split())
+        self._send_method(0, spec.ConnectionStartOk(
+            CLIENT_PROPERTIES, mechanism, _auth_response(mechanism, p)))
         tune = await self._expect(spec.ConnectionTune)
         assert isinstance(tune, spec.ConnectionTune)
         self.channel_max = _negotiate(p.channel_max, tune.channel_max) or 65535
@@ -132,6 +139,20 @@ class Connection(FrameProtocol):
         self._send_method(0, spec.ConnectionOpen(p.vhost))
         await self._expect(spec.ConnectionOpenOk)
         self._start_heartbeat(self.heartbeat)
+
+    def _mechanism(self, offered: list[str]) -> str:
+        """The first of the URI's mechanisms the server offers (RabbitMQ's client rule)."""
+        wanted = self.params.auth_mechanisms
+        for mechanism in wanted:
+            if mechanism in offered:
+                return mechanism
+        hint = ""
+        if "EXTERNAL" in wanted:
+            hint = (" (a server offers EXTERNAL only over TLS to a client whose certificate "
+                    "it verified: give certfile and keyfile in the amqps URI)")
+        raise NoSuitableMechanism(f"no suitable auth mechanism: the server offers "
+                                  f"{' '.join(offered)}, the URI asks for "
+                                  f"{' '.join(wanted)}{hint}")
 
     async def _expect(self, cls: type[spec.Method]) -> spec.Method:
         self._check_open()
@@ -230,7 +251,9 @@ class Connection(FrameProtocol):
 
 
 async def connect(url: str = "amqp://guest:guest@127.0.0.1:5672/", **overrides: Any) -> Connection:
-    """Open a connection: TCP, protocol header, PLAIN auth, tune, connection.open.
+    """Open a connection: TCP (TLS for amqps://, leveret.client.tls), protocol header,
+    login (PLAIN, AMQPLAIN or EXTERNAL, as the URI's auth_mechanism says), tune,
+    connection.open.
 
     ``overrides`` replace fields of the parsed URL (``heartbeat=0``, ``frame_max=...``).
     """
@@ -238,21 +261,46 @@ async def connect(url: str = "amqp://guest:guest@127.0.0.1:5672/", **overrides: 
     if overrides:
         params = ConnectionParams(**{**_asdict(params), **overrides})
     loop = asyncio.get_running_loop()
-    ssl_ctx = ssl_module.create_default_context() if params.ssl else None
+    tls_args: dict[str, Any] = {}
+    if params.tls is not None:
+        tls_args = {"ssl": tls.client_context(params.tls),
+                    "server_hostname": tls.server_hostname(params.tls, params.host)}
+        tls.warn_unverified(params.tls, params.host, params.port)
 
     async def _open() -> Connection:
-        _t, conn = await loop.create_connection(
-            lambda: Connection(params), params.host, params.port, ssl=ssl_ctx
-        )
         try:
+            transport, conn = await loop.create_connection(
+                lambda: Connection(params), params.host, params.port, **tls_args)
+        except ssl.SSLCertVerificationError as exc:
+            assert params.tls is not None
+            raise tls.verification_failed(exc, params.tls, params.host, params.port) from exc
+        try:
+            if params.tls is not None:
+                tls.check_depth(params.tls, transport.get_extra_info("ssl_object"))
             await conn._handshake()
-        except BaseException:
+        except BaseException as exc:
             if conn._transport is not None:
                 conn._transport.close()
+            if (isinstance(exc, ConnectionClosed) and exc.reply_code == 0
+                    and params.tls is not None and params.tls.certfile is None):
+                # under TLS 1.3 a server's refusal of a client without a certificate
+                # arrives after the handshake, as a hang-up
+                raise ConnectionClosed(0, f"{exc.reply_text}, before the AMQP handshake "
+                                          f"ended; if the server requires a client "
+                                          f"certificate, give certfile and keyfile in the "
+                                          f"amqps URI") from exc
             raise
         return conn
 
     return await asyncio.wait_for(_open(), params.connect_timeout)
+
+
+def _auth_response(mechanism: str, params: ConnectionParams) -> bytes:
+    if mechanism == "PLAIN":
+        return b"\0" + params.username.encode() + b"\0" + params.password.encode()
+    if mechanism == "AMQPLAIN":  # a field table without its 4-byte length
+        return encode_table({"LOGIN": params.username, "PASSWORD": params.password})[4:]
+    return b""  # EXTERNAL: the server takes the user from our certificate
 
 
 def _asdict(params: ConnectionParams) -> dict[str, Any]:

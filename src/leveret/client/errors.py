@@ -48,3 +48,18 @@ class ChannelClosed(AMQPClosed):
 
 class ProtocolViolation(ClientError):
     """The server sent something this client cannot make sense of."""
+
+
+class TLSError(ClientError):
+    """An amqps:// connection's TLS failed: the server's certificate did not pass the
+    URI's checks. The message says which check and what to do; ``__cause__`` is the
+    ``ssl`` module's error when there is one."""
+
+
+class TLSSetupError(TLSError, ValueError):
+    """The TLS options of an amqps:// URI cannot be used: a file that cannot be read or
+    used. The message names the option and the file, and says what to do."""
+
+
+class NoSuitableMechanism(ClientError):
+    """The server offers none of the login mechanisms the URI asks for."""

@@ -30,6 +30,7 @@ from leveret.management import (
     connections,
     definitions,
     exchanges,
+    federation,
     messages,
     metrics,
     overview,
@@ -64,7 +65,7 @@ log = logging.getLogger("leveret.management")
 STATIC = Path(str(resources.files("leveret.management") / "static"))
 API_INDEX = "/api/"
 RESOURCES = (overview, vhosts, users, exchanges, queues, bindings, connections, policies,
-             definitions, messages, shovels)
+             definitions, messages, shovels, federation)
 
 
 @web.middleware

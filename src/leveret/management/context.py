@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from leveret.broker.node import Node
+from leveret.broker.shovels import ShovelReading
 from leveret.management.rates import RateSampler
 
 
@@ -65,6 +66,9 @@ class Runtime(Protocol):
     def local_addresses(self) -> dict[object, tuple[str, int]]: ...
     def shovel_status(self, node_name: str) -> list[dict[str, Any]]: ...
     def restart_shovel(self, vhost: str, name: str) -> bool: ...
+    def shovel_readings(self) -> list[ShovelReading]: ...
+
+    def federation_status(self, node_name: str) -> list[dict[str, Any]]: ...
 
 
 def node_name() -> str:

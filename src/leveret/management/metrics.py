@@ -24,6 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from leveret.broker.node import Node
+from leveret.broker.shovels import STATES as SHOVEL_STATES
 from leveret.broker.snapshot import (
     QueueSnapshot,
     snapshot_connections,
@@ -43,6 +44,7 @@ except ImportError:  # pragma: no cover - Windows has no file descriptor limit t
     resource = None  # type: ignore[assignment]
 
 QUEUE_LABELS = ("vhost", "queue")
+SHOVEL_LABELS = ("vhost", "shovel")
 STREAM_CONSUMER_LABELS = ("vhost", "queue", "channel", "consumer_tag")
 
 # Per-queue delivery counters, under the names RabbitMQ gives them per (channel, queue):
@@ -131,6 +133,7 @@ class BrokerCollector(Collector):
         yield from self._totals()
         yield from self._counters()
         yield from self._resources()
+        yield from self._shovels()
         yield from self._identity()
 
     # -- queues ----------------------------------------------------------------------------
@@ -285,6 +288,38 @@ class BrokerCollector(Collector):
                                     value=soft_limit)
         yield GaugeMetricFamily("leveret_uptime_seconds", "Seconds since the broker started",
                                 value=time.monotonic() - self.started)
+
+    def _shovels(self) -> Iterator[Metric]:
+        """Dynamic shovels: RabbitMQ's count by status (rabbitmq_shovel_prometheus, 3.13+),
+        and per shovel its state (each state's series, 1 for the current one) and how many
+        messages it moved."""
+        readings = self.broker.shovel_readings() if self.broker is not None else []
+        by_status = GaugeMetricFamily("rabbitmq_shovel_dynamic", "Number of dynamic shovels",
+                                      labels=["status"])
+        counts: dict[str, int] = {}
+        for reading in readings:
+            counts[reading.state] = counts.get(reading.state, 0) + 1
+        for status, count in sorted(counts.items()):
+            by_status.add_metric([status], count)
+        yield by_status
+        state = GaugeMetricFamily("leveret_shovel_state",
+                                  "Is 1 for the state a dynamic shovel is in, 0 for the others",
+                                  labels=(*SHOVEL_LABELS, "state"))
+        published = CounterMetricFamily(
+            "leveret_shovel_messages_published",
+            "Messages a shovel published at its destination (a redelivery counts again)",
+            labels=SHOVEL_LABELS)
+        transferred = CounterMetricFamily(
+            "leveret_shovel_messages_transferred",
+            "Messages a shovel moved: published and settled at its source (acked once "
+            "confirmed under on-confirm)", labels=SHOVEL_LABELS)
+        for reading in readings:
+            labels = [reading.vhost, reading.name]
+            for name in SHOVEL_STATES:
+                state.add_metric([*labels, name], 1 if reading.state == name else 0)
+            published.add_metric(labels, reading.published)
+            transferred.add_metric(labels, reading.transferred)
+        yield from (state, published, transferred)
 
     def _disk_free(self, monitor: ResourceReadings | None) -> int | None:
         """Free bytes where the data directory is: the monitor's last reading (taken every

@@ -119,12 +119,38 @@ async def list_shovels(request: web.Request) -> web.Response:
     return listing(request, [r for r in rows if r["vhost"] in names])
 
 
-async def restart_shovel(request: web.Request) -> web.Response:
+def _shovel_rows(request: web.Request) -> list[dict[str, Any]]:
+    """The status rows of /api/shovels/vhost/{vhost}/{name}'s vhost; 404 unless the named
+    shovel is among them (RabbitMQ's resource_exists)."""
     ctx = context(request)
     names = _shovel_vhosts(request)
-    vhost = request.match_info["vhost"]
-    if (ctx.broker is None or vhost not in names
-            or not ctx.broker.restart_shovel(vhost, request.match_info["name"])):
+    vhost, name = request.match_info["vhost"], request.match_info["name"]
+    rows = ctx.broker.shovel_status(ctx.node_name) if ctx.broker is not None else []
+    rows = [r for r in rows if r["vhost"] == vhost and vhost in names]
+    if not any(r["name"] == name for r in rows):
+        raise not_found()
+    return rows
+
+
+async def get_shovel(request: web.Request) -> web.Response:
+    """RabbitMQ answers with every shovel of the vhost, once the named one exists."""
+    return listing(request, _shovel_rows(request))
+
+
+async def delete_shovel(request: web.Request) -> web.Response:
+    """Deletes the shovel's parameter (RabbitMQ's rabbit_shovel_util:delete_shovel; the
+    status's permissions, monitoring or administrator, are enough, as in RabbitMQ)."""
+    _shovel_rows(request)
+    context(request).node.clear_parameter(COMPONENT, request.match_info["vhost"],
+                                          request.match_info["name"])
+    return no_content()
+
+
+async def restart_shovel(request: web.Request) -> web.Response:
+    ctx = context(request)
+    _shovel_rows(request)
+    if ctx.broker is None or not ctx.broker.restart_shovel(request.match_info["vhost"],
+                                                           request.match_info["name"]):
         raise not_found()
     return no_content()
 
@@ -138,4 +164,6 @@ def add_routes(app: web.Application) -> None:
     r.add_delete("/api/parameters/shovel/{vhost}/{name}", delete_parameter)
     r.add_get("/api/shovels", list_shovels)
     r.add_get("/api/shovels/{vhost}", list_shovels)
+    r.add_get("/api/shovels/vhost/{vhost}/{name}", get_shovel)
+    r.add_delete("/api/shovels/vhost/{vhost}/{name}", delete_shovel)
     r.add_delete("/api/shovels/vhost/{vhost}/{name}/restart", restart_shovel)

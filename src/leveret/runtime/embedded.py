@@ -22,11 +22,14 @@ from leveret.broker.node import Limits, Node
 from leveret.broker.rabbit_definitions import InvalidDefinition
 from leveret.broker.rabbit_import import import_definitions
 from leveret.broker.restore import restore
+from leveret.broker.shovels import ShovelReading
 from leveret.errors import LeveretError, StoreError
+from leveret.runtime.federation import FederationManager
 from leveret.runtime.shovels import ShovelManager
 from leveret.server.alarms import ResourceMonitor
 from leveret.server.commit import Committer
 from leveret.server.listener import Listener, bind_sockets, close_sockets
+from leveret.server.stream_protocol import StreamListener
 from leveret.server.tls import TLSConfig, server_context
 from leveret.store.base import FsyncPolicy
 from leveret.store.disk import DiskStore
@@ -38,7 +41,10 @@ class Broker:
     """``port=None`` turns the plain AMQP listener off; ``tls`` adds an AMQPS listener on
     ``tls_port``. ``memory_used`` / ``disk_free`` replace the alarms' readings (bytes).
     ``management_port`` serves the management HTTP API (None: off; 0: any free port) on
-    ``management_host`` (default: ``host``), over HTTPS with ``management_tls``."""
+    ``management_host`` (default: ``host``), over HTTPS with ``management_tls``.
+    ``stream_port`` serves RabbitMQ's stream protocol (None: off, the default; 0: any free
+    port; RabbitMQ's is 5552), advertised to clients as ``stream_advertised_host`` and
+    ``stream_advertised_port`` (default: ``host`` and the port bound)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int | None = 5672,
                  data_dir: str | Path | None = None, users: dict[str, str] | None = None,
@@ -49,7 +55,9 @@ class Broker:
                  disk_free: Callable[[], int] | None = None,
                  management_port: int | None = None, management_host: str | None = None,
                  management_tls: bool = False,
-                 definitions: dict[str, Any] | None = None) -> None:
+                 definitions: dict[str, Any] | None = None,
+                 stream_port: int | None = None, stream_advertised_host: str | None = None,
+                 stream_advertised_port: int | None = None) -> None:
         if port is None and tls is None:
             raise ValueError("no listener: give an AMQP port, TLS settings, or both")
         self.host = host
@@ -68,6 +76,9 @@ class Broker:
         self.store: DiskStore | None = None
         self.resources = ResourceMonitor(self.node, self.data_dir, memory_used, disk_free)
         self.listener = Listener(self.node, self.resources)
+        self.stream_port = stream_port
+        self.stream_listener = StreamListener(self.listener, stream_advertised_host,
+                                              stream_advertised_port)
         self.management_port = management_port
         self.management_host = management_host or host
         if management_tls and self.ssl_context is None:
@@ -76,6 +87,8 @@ class Broker:
         self.management: Any = None  # the ManagementServer while it runs
         # Dynamic shovels (runtime/shovels.py): started once the listeners are up.
         self.shovels = ShovelManager(self.node, lambda: self.port)
+        # Federated exchanges and queues (runtime/federation.py), likewise.
+        self.federation = FederationManager(self.node, lambda: self.port)
         self.running = False
 
     @property
@@ -110,9 +123,17 @@ class Broker:
         """RabbitMQ's /api/shovels rows."""
         return self.shovels.status(node_name)
 
+    def shovel_readings(self) -> list[ShovelReading]:
+        """Each shovel's state and message counters, for /metrics."""
+        return self.shovels.readings()
+
     def restart_shovel(self, vhost: str, name: str) -> bool:
         """Stop and start a dynamic shovel again; False if there is none of that name."""
         return self.shovels.restart(vhost, name)
+
+    def federation_status(self, node_name: str) -> list[dict[str, Any]]:
+        """RabbitMQ's /api/federation-links rows."""
+        return self.federation.status(node_name)
 
     def local_addresses(self) -> dict[object, tuple[str, int]]:
         """Each open connection -> the address it was accepted on (host, port), which the
@@ -148,30 +169,40 @@ class Broker:
                 self.tls_port = await self.listener.listen(self.host, self.tls_port,
                                                            self.ssl_context,
                                                            sockets=bound["amqps"])
+            if self.stream_port is not None:
+                self.stream_port = await self.stream_listener.listen(
+                    self.host, self.stream_port, sockets=bound["stream"])
             if self.management_port is not None:
                 await self._start_management(bound["management"])
         except BaseException:
             for sockets in bound.values():
                 close_sockets(sockets)
+            await self.stream_listener.close(0)
             await self.listener.close(0)
             self._close_store()
             raise
         self.running = True
         self.shovels.start()
+        self.federation.start()
         if self.port is not None:
             log.info("leveret listening on amqp://%s:%d (AMQP 0-9-1)", self.host, self.port)
         if self.ssl_context is not None:
             log.info("leveret listening on amqps://%s:%d (AMQP 0-9-1 over TLS)", self.host,
                      self.tls_port)
+        if self.stream_port is not None:
+            log.info("leveret listening on rabbitmq-stream://%s:%d (stream protocol)",
+                     self.host, self.stream_port)
 
     async def stop(self, timeout: float = 5.0) -> None:
         if not self.running:
             return
         self.running = False
         await self.shovels.stop()
+        await self.federation.stop()
         if self.management is not None:
             await self.management.stop()
             self.management = None
+        await self.stream_listener.close(timeout)
         await self.listener.close(timeout)
         committer = self.listener.committer
         if committer is not None:
@@ -189,6 +220,8 @@ class Broker:
             wanted.append(("amqp", "AMQP", self.host, self.port))
         if self.ssl_context is not None:
             wanted.append(("amqps", "AMQPS", self.host, self.tls_port))
+        if self.stream_port is not None:
+            wanted.append(("stream", "the stream protocol", self.host, self.stream_port))
         if self.management_port is not None:
             wanted.append(("management", "the management API", self.management_host,
                            self.management_port))
@@ -259,8 +292,8 @@ class Broker:
         log.info("recovered %d persistent messages in %.2f s", messages,
                  time.monotonic() - started)
         committer = Committer(store, lambda: [
-            p.conn for p in self.listener.protocols if p.conn is not None],
-            synced=self.node.store_synced)
+            p.conn for p in self.listener.protocols if p.conn is not None
+        ] + self.stream_listener.connections(), synced=self.node.store_synced)
         self.listener.committer = committer
         # What changes the store outside the AMQP input path (the management API's publish
         # and get) asks for the same group commit.

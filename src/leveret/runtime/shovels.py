@@ -21,27 +21,27 @@ import random
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 from leveret.amqp import spec
+from leveret.amqp import uri as amqp_uri
+from leveret.amqp.fields import Long
 from leveret.broker import shovels
 from leveret.broker.node import INTERNAL_USER, Node
-from leveret.broker.shovels import ShovelSpec
+from leveret.broker.shovels import ShovelReading, ShovelSpec
 from leveret.client import Channel, Connection, connect
+from leveret.client.errors import AMQPClosed
 
 log = logging.getLogger("leveret.shovel")
 
+# RabbitMQ's status reason (an Erlang string, as ~p prints it) of a shovel that stopped
+# because the broker closed a connection or channel while the shovel was setting up
+NEEDED_A_RESTART = '"needed a restart"'
 
-def strip_credentials(uri: str) -> str:
-    """The URI as shown in status and headers: without user and password."""
-    parts = urlsplit(uri)
-    if parts.username is None and parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    netloc = f"[{host}]" if ":" in host else host
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+class SetupRefused(Exception):
+    """The broker closed a channel or connection while the shovel declared its source or
+    destination (a missing exchange, a refused queue): RabbitMQ's "needed a restart"."""
 
 
 def _timestamp() -> str:
@@ -59,9 +59,11 @@ class Shovel:
         self.state = "starting"
         self.reason: str | None = None
         self.timestamp = _timestamp()
-        self.transferred = 0
+        self.transferred = 0  # settled: acked at the source as the ack mode says
+        self.published = 0    # published at the destination (a redelivery counts again)
         self.task: asyncio.Task[None] | None = None
         self._conns: list[Connection] = []
+        self._uris = ("", "")  # the URIs of the running session's two ends
 
     def _set(self, state: str, reason: str | None = None) -> None:
         self.state, self.reason, self.timestamp = state, reason, _timestamp()
@@ -84,10 +86,7 @@ class Shovel:
         if self.state == "terminated":
             row["reason"] = self.reason or "shutdown"
         elif self.state == "running":
-            fields = self.spec.status_fields()
-            fields["src_uri"] = strip_credentials(fields["src_uri"])
-            fields["dest_uri"] = strip_credentials(fields["dest_uri"])
-            row.update(fields)
+            row.update(self.spec.status_fields(*self._uris))
         return row
 
     # -- the task ------------------------------------------------------------------------
@@ -100,7 +99,7 @@ class Shovel:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a side went away or refused: try again later
-                reason = str(exc) or type(exc).__name__
+                reason = _reason(exc)
                 log.warning("shovel %s in vhost %s: %s", self.spec.name, self.spec.vhost,
                             reason)
                 self._set("terminated", reason)
@@ -124,10 +123,20 @@ class Shovel:
                     await asyncio.wait_for(conn.close(), 2)
 
     async def _connect(self, uris: list[str]) -> tuple[Connection, str]:
-        uri = random.choice(uris)
-        conn = await connect(self.manager.resolve(uri, self.spec.vhost))
-        self._conns.append(conn)
-        return conn, uri
+        """A connection to one of ``uris``: as RabbitMQ's shovel, one picked at random,
+        then another of those left while they fail; the last failure is raised."""
+        left = list(dict.fromkeys(uris))
+        while True:
+            uri = random.choice(left)
+            try:
+                conn = await connect(self.manager.resolve(uri, self.spec.vhost))
+            except Exception:
+                left.remove(uri)
+                if not left:
+                    raise
+                continue
+            self._conns.append(conn)
+            return conn, uri
 
     async def _ensure_queue(self, conn: Connection, queue: str,
                             args: dict[str, Any]) -> int:
@@ -177,20 +186,27 @@ class Shovel:
         s = self.spec
         src, src_uri = await self._connect(s.src_uris)
         dest, dest_uri = await self._connect(s.dest_uris)
-        if s.dest_queue is not None:
-            await self._ensure_queue(dest, s.dest_queue, s.dest_queue_args)
-        dch = await dest.channel()
-        if s.ack_mode == "on-confirm":
-            await dch.confirm_select()
-        sch = await src.channel()
-        queue, limit = await self._source(src, sch)
-        if limit is not None and limit - self.transferred <= 0:
-            return True
-        remaining = None if limit is None else limit - self.transferred
-        move = _Transfer(self, sch, dch, remaining, self._headers(src_uri, dest_uri))
-        done = move.done
-        await sch.basic_qos(s.prefetch)
-        await sch.basic_consume(queue, move.deliver, no_ack=s.ack_mode == "no-ack")
+        try:
+            if s.dest_queue is not None:
+                await self._ensure_queue(dest, s.dest_queue, s.dest_queue_args)
+            dch = await dest.channel()
+            if s.ack_mode == "on-confirm":
+                await dch.confirm_select()
+            sch = await src.channel()
+            queue, limit = await self._source(src, sch)
+            if limit is not None and limit - self.transferred <= 0:
+                return True
+            remaining = None if limit is None else limit - self.transferred
+            move = _Transfer(self, sch, dch, remaining, self._headers(src_uri, dest_uri))
+            done = move.done
+            await sch.basic_qos(s.prefetch)
+            await sch.basic_consume(queue, move.deliver, no_ack=s.ack_mode == "no-ack",
+                                    arguments=s.consumer_args or None)
+        except AMQPClosed as exc:
+            if exc.reply_code:
+                raise SetupRefused(str(exc)) from exc
+            raise
+        self._uris = (src_uri, dest_uri)
         self._set("running")
         closers = [asyncio.ensure_future(c.wait_closed()) for c in (src, dest)]
         waited: list[asyncio.Future[Any]] = [done, *closers]
@@ -204,7 +220,7 @@ class Shovel:
             return True
         for f in closers:
             if f.done() and not f.cancelled():
-                raise RuntimeError(str(f.result()))
+                raise f.result()
         raise RuntimeError("connection closed")
 
     def _headers(self, src_uri: str, dest_uri: str) -> dict[str, Any] | None:
@@ -214,7 +230,8 @@ class Shovel:
         table: dict[str, Any] = {
             "shovelled-by": self.manager.node.cluster_name, "shovel-type": "dynamic",
             "shovel-name": s.name, "shovel-vhost": s.vhost,
-            "src-uri": strip_credentials(src_uri), "dest-uri": strip_credentials(dest_uri)}
+            "src-uri": amqp_uri.remove_credentials(src_uri),
+            "dest-uri": amqp_uri.remove_credentials(dest_uri)}
         if s.src_queue is not None:
             table["src-queue"] = s.src_queue
         else:
@@ -238,9 +255,17 @@ class Shovel:
                 headers["x-shovelled"] = [table, *(before if isinstance(before, list)
                                                    else [])]
             if self.spec.timestamp_header:
-                headers["x-shovelled-timestamp"] = int(time.time())
+                headers["x-shovelled-timestamp"] = Long(int(time.time()))  # as RabbitMQ
             props.headers = headers
         return props
+
+
+def _reason(exc: Exception) -> str:
+    """A terminated shovel's reason: RabbitMQ's where it reports one (a setup the broker
+    refused), else what failed (RabbitMQ only logs a failed or lost connection)."""
+    if isinstance(exc, SetupRefused):
+        return NEEDED_A_RESTART
+    return str(exc) or type(exc).__name__
 
 
 class _Transfer:
@@ -292,6 +317,7 @@ class _Transfer:
             out = self.shovel._properties(props, self.headers)
         x, k = self.shovel._route(exchange, key)
         seq = self.dch.publish(body, x, k, out)
+        self.shovel.published += 1
         if self.confirm:
             self.pending[seq] = tag
             return
@@ -312,17 +338,19 @@ class ShovelManager:
         node.parameter_listeners.append(self._changed)
 
     def resolve(self, uri: str, vhost: str) -> str:
-        """The URI to connect to: one without a host means this broker."""
-        parts = urlsplit(uri)
-        if parts.hostname:
+        """The URI to connect to: one without a host means this broker, reached over
+        loopback without the URI's query (RabbitMQ's direct connection takes none of the
+        network parameters)."""
+        parsed = amqp_uri.parse(uri)
+        if parsed.host is not None:
             return uri
         port = self.local_port()
         if port is None:
             raise RuntimeError("this broker has no AMQP listener for a local shovel end")
         # RabbitMQ's amqp_uri: no path is the vhost "/" (not the shovel's own vhost)
-        path = "/" + quote(shovels.local_vhost(uri) or "/", safe="")
-        return urlunsplit(("amqp", f"{INTERNAL_USER}:{quote(self.node.internal_password)}"
-                                   f"@127.0.0.1:{port}", path, parts.query, ""))
+        path = "/" + quote(parsed.vhost or "/", safe="")
+        credentials = f"{INTERNAL_USER}:{quote(self.node.internal_password)}"
+        return f"amqp://{credentials}@127.0.0.1:{port}{path}"
 
     def start(self) -> None:
         self.running = True
@@ -360,6 +388,11 @@ class ShovelManager:
     def status(self, node_name: str) -> list[dict[str, Any]]:
         """RabbitMQ's /api/shovels rows."""
         return [s.row(node_name) for s in self.shovels.values()]
+
+    def readings(self) -> list[ShovelReading]:
+        """Each shovel's state and counters, for /metrics."""
+        return [ShovelReading(s.spec.vhost, s.spec.name, s.state, s.published, s.transferred)
+                for s in self.shovels.values()]
 
     def restart(self, vhost: str, name: str) -> bool:
         value = self.node.parameters.get((shovels.COMPONENT, vhost, name))

@@ -8,6 +8,11 @@ Layout: u8 version (1), u8 len + exchange, u8 len + routing key, f64 time (a que
 message: expires_at, NaN for none; a stream's entry: when it was appended; on the broker's
 clock), u32 len + properties as received, then the body. The body is
 passed as its own part so a large one is written without a copy.
+
+A stream's entry published over the stream protocol is an AMQP 1.0 message, kept as the
+client encoded it (``pack_amqp10``): u8 version (2), f64 append time, u8 len + the name of
+the producer that published it ("" for none), u64 its publishing id, then the message.
+The producer and id let the stream rebuild its de-duplication state at start.
 """
 
 from __future__ import annotations
@@ -18,7 +23,10 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 VERSION = 1
+AMQP10 = 2
 _HEAD = struct.Struct("<dI")
+_AMQP10_HEAD = struct.Struct("<dB")
+_PUBLISHING_ID = struct.Struct("<Q")
 
 
 def pack_message(exchange: str, routing_key: str, properties_raw: bytes, body: bytes,
@@ -31,6 +39,30 @@ def pack_message(exchange: str, routing_key: str, properties_raw: bytes, body: b
                      _HEAD.pack(math.nan if expires_at is None else expires_at,
                                 len(properties_raw)), properties_raw))
     return [head, body]
+
+
+def pack_amqp10(message: bytes, stamp: float, producer: str = "", publishing_id: int = 0
+                ) -> list[bytes]:
+    ref = producer.encode("utf-8")
+    head = b"".join((bytes((AMQP10,)), _AMQP10_HEAD.pack(stamp, len(ref)), ref,
+                     _PUBLISHING_ID.pack(publishing_id)))
+    return [head, message]
+
+
+def is_amqp10(data: bytes | memoryview) -> bool:
+    return bool(data) and data[0] == AMQP10
+
+
+def unpack_amqp10(data: bytes | memoryview) -> tuple[float, str, int, bytes]:
+    """(append time, producer, publishing id, message) of a ``pack_amqp10`` record."""
+    if not data or data[0] != AMQP10:
+        raise ValueError("not a leveret AMQP 1.0 record")
+    stamp, n = _AMQP10_HEAD.unpack_from(data, 1)
+    p = 1 + _AMQP10_HEAD.size
+    producer = bytes(data[p:p + n]).decode("utf-8", "replace")
+    p += n
+    (publishing_id,) = _PUBLISHING_ID.unpack_from(data, p)
+    return stamp, producer, publishing_id, bytes(data[p + 8:])
 
 
 class Unpacked(NamedTuple):
@@ -84,6 +116,8 @@ def properties_of(data: bytes | memoryview) -> bytes:
 
 def stamp_of(data: bytes | memoryview) -> float | None:
     """Just the time slot of a packed message: expires_at, or a stream entry's append time."""
+    if data and data[0] == AMQP10:
+        return float(_AMQP10_HEAD.unpack_from(data, 1)[0])
     if not data or data[0] != VERSION:
         raise ValueError("not a leveret message record (unknown version)")
     p = 2 + data[1]

@@ -42,6 +42,8 @@ class _Replay:
         self.out = Recovered()
         self.manifest: tuple[int, list[int]] | None = None
         self.sealed: tuple[int, int] | None = None  # (a sealed segment, the one after it)
+        self.empty_newest: int | None = None  # an empty newest file, removed (a crash as
+        # it was created: the sealed segment before it may name it)
         self.firsts: list[int] = []
 
     def problem(self, text: str) -> None:
@@ -65,6 +67,8 @@ class _Replay:
             (log.debug if size == 0 and is_last else log.warning)(
                 "%s: %s is empty (a crash as it was created): removed", self.what, path.name)
             path.unlink()
+            if is_last:
+                self.empty_newest = first
             return
         seg = Segment(first, path)
         with open(path, "r+b") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
@@ -135,8 +139,9 @@ class _Replay:
         newest = out.segments[-1].first if out.segments else None
         if self.sealed is not None and self.sealed[0] == newest:
             follower = self.sealed[1]
-            self.problem(f"segment {follower:020d}.seg is missing (the newest): messages from "
-                         f"offset {follower} on are lost")
+            if follower != self.empty_newest:
+                self.problem(f"segment {follower:020d}.seg is missing (the newest): messages "
+                             f"from offset {follower} on are lost")
             stop = max(stop, follower)  # offsets are never reused
         out.next_offset = stop
         counts = out.counts

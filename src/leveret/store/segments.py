@@ -105,6 +105,11 @@ class SegmentLog:
         return self.segments[-1]
 
     def roll(self) -> None:
+        seg = Segment(self._next, segment_path(self.dir, self._next))
+        # The file exists before the old segment names it in SEALED: a crash in between
+        # leaves an empty newest file (removed at recovery, nothing lost), never a SEALED
+        # naming an absent file, which recovery must report as lost.
+        fd = os.open(seg.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         if self.segments:
             if self.fd < 0:  # the newest recovered segment: reopened once, to seal it
                 self.fd = os.open(self.tail.path, os.O_RDWR | os.O_APPEND)
@@ -117,8 +122,7 @@ class SegmentLog:
             self.store.sealed(old, self.fd)
             if not old.live:
                 self._reclaim_later()  # every message was acked while it was the newest
-        seg = Segment(self._next, segment_path(self.dir, self._next))
-        self.fd = os.open(seg.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        self.fd = fd
         self.segments.append(seg)
         self.firsts.append(seg.first)
         self.buf += rec.FILE_HEADER.pack(rec.SEGMENT_MAGIC, seg.first)

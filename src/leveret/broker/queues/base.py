@@ -37,7 +37,7 @@ from leveret.broker.entry import Entry
 from leveret.broker.message import Message
 from leveret.broker.stats import Counters
 from leveret.errors import PreconditionFailed
-from leveret.store.base import Store
+from leveret.store.base import Definitions, Store
 
 if TYPE_CHECKING:
     from leveret.broker.exchanges.base import Binding, Exchange
@@ -69,6 +69,7 @@ class QueueHost(Protocol):
     clock: Clock
     timers: Timers
     store: Store | None
+    definitions: Definitions | None  # where durable definitions are recorded, if anywhere
     node_limits: PagingLimits | None
     awaiting_commit: set[Queue]  # queues whose ``synced`` runs after the next commit
 

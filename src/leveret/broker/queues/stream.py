@@ -36,7 +36,7 @@ import struct
 from collections import deque
 from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any, ClassVar, TypeGuard
+from typing import Any, ClassVar, Protocol, TypeGuard
 
 from leveret.amqp.fields import FieldTable, Timestamp
 from leveret.broker.arguments import as_text, erlang_term, parse_interval, wire_type
@@ -44,9 +44,18 @@ from leveret.broker.clock import Timer
 from leveret.broker.entry import Entry
 from leveret.broker.message import FLAG_HEADERS, Message
 from leveret.broker.queues.base import Consumer, Queue, QueueHost
+from leveret.broker.queues.stream_entries import Amqp10Entry, StreamItem, amqp10_bytes
+from leveret.broker.stream_tracking import StreamTracking
 from leveret.errors import NotImplemented_, PreconditionFailed
 from leveret.store.base import QueueLog
-from leveret.store.codec import pack_message, stamp_of, unpack_many
+from leveret.store.codec import (
+    is_amqp10,
+    pack_amqp10,
+    pack_message,
+    stamp_of,
+    unpack_amqp10,
+    unpack_many,
+)
 
 TYPE = "rabbit_stream_queue"
 # RabbitMQ's own limits and defaults (rabbit.hrl, rabbit_stream_queue.erl).
@@ -106,6 +115,26 @@ class Cursor:
         return text in self.filters
 
 
+class StreamReader(Protocol):
+    """A stream-protocol subscription (broker/stream_connection.py): told when more of
+    the stream is durable, and when the stream is gone."""
+
+    def wake(self) -> None: ...
+    def stream_deleted(self) -> None: ...
+
+
+class Chunk:
+    """Entries read for a stream-protocol reader: the first's offset and append time, and
+    each entry's AMQP 1.0 bytes."""
+
+    __slots__ = ("first", "messages", "timestamp")
+
+    def __init__(self, first: int, timestamp: float, messages: list[bytes]) -> None:
+        self.first = first
+        self.timestamp = timestamp
+        self.messages = messages
+
+
 class StreamSegment:
     """A retention unit: entries ``first`` .. ``first + count - 1``, their bytes, and the
     append time of the newest (None until looked up, after a restart)."""
@@ -130,7 +159,8 @@ class StreamQueue(Queue):
         self.log: QueueLog | None = None
         self.first = 0  # the oldest retained offset
         self.segments: list[StreamSegment] = [StreamSegment(0)]
-        self.tail: deque[Message] = deque()  # entries tail_first .. next - 1, decoded
+        self.tail: deque[StreamItem] = deque()  # entries tail_first .. next - 1, decoded
+        self.tail_stamps: deque[float] = deque()  # their append times
         self.tail_first = 0
         self.tail_bytes = 0
         self.last_chunk = 0  # first offset of the newest chunk (x-stream-offset "last")
@@ -143,6 +173,9 @@ class StreamQueue(Queue):
         self._commits: deque[tuple[int, int]] = deque()
         self._dispatching = False
         self._retention_timer: Timer | None = None
+        # Stream-protocol subscriptions, and the producers' and consumers' tracking.
+        self.readers: set[StreamReader] = set()
+        self.tracking = StreamTracking(self.vhost.name, name)
         self.configure(self.arguments)
 
     # -- declaration -----------------------------------------------------------------
@@ -264,13 +297,32 @@ class StreamQueue(Queue):
         self.first = nxt if first is None else first
         self.segments = segments or [StreamSegment(nxt)]
         self.tail.clear()
+        self.tail_stamps.clear()
         self.tail_first = nxt
         self.tail_bytes = 0
         self.last_chunk = max(nxt - 1, self.first)
         self.committed = nxt
         self._commits.clear()
         self.apply_retention()
+        self._recover_tracking()
         return self.message_count
+
+    def _recover_tracking(self) -> None:
+        """The snapshot, then the producers of the entries appended after it."""
+        tracking = self.tracking
+        tracking.load(self.vhost.definitions)
+        start = max(tracking.covered, self.first)
+        log = self.log
+        if log is None or start >= self.next_offset:
+            return
+        for batch in log.live_batches(start):
+            offsets = list(batch.offsets)
+            for i in range(0, len(offsets), READ_BATCH):
+                for record in log.read_many(offsets[i:i + READ_BATCH]):
+                    if is_amqp10(record):
+                        _stamp, producer, publishing_id, _data = unpack_amqp10(record)
+                        if producer:
+                            tracking.producers[producer] = publishing_id
 
     def delete(self) -> None:
         self.deleted = True
@@ -279,6 +331,11 @@ class StreamQueue(Queue):
             self._retention_timer = None
         self.cursors.clear()
         self.tail.clear()
+        self.tail_stamps.clear()
+        self.tracking.forget(self.vhost.definitions)
+        for reader in list(self.readers):
+            reader.stream_deleted()
+        self.readers.clear()
         if self.log is not None:
             store = self.vhost.store
             if store is not None:
@@ -297,12 +354,34 @@ class StreamQueue(Queue):
                                          f"(header '{key}')")
 
     def push(self, message: Message) -> bool:
-        log = self._log()
-        offset = log.next_offset
+        offset = self._log().next_offset
         stored = _as_stored(message, offset)
         now = self.vhost.clock.now()
-        data = pack_message(stored.exchange, stored.routing_key, stored.properties_raw,
-                            stored.body, now)
+        self._append(pack_message(stored.exchange, stored.routing_key, stored.properties_raw,
+                                  stored.body, now), stored, now)
+        return True
+
+    def push_amqp10(self, data: bytes, producer: str = "", publishing_id: int = 0) -> int:
+        """Append an AMQP 1.0 message published over the stream protocol (by ``producer``
+        with ``publishing_id``, when named); returns its offset."""
+        now = self.vhost.clock.now()
+        offset = self._append(pack_amqp10(data, now, producer, publishing_id),
+                              Amqp10Entry(data, producer, publishing_id), now)
+        if producer and self.tracking.published(producer, publishing_id):
+            self.save_tracking()
+        return offset
+
+    def save_tracking(self) -> None:
+        self.tracking.save(self.vhost.definitions, self.next_offset)
+
+    def store_offset(self, reference: str, offset: int) -> None:
+        """A consumer's StoreOffset: kept, and durable with the next group commit."""
+        self.tracking.offsets[reference] = offset
+        self.save_tracking()
+
+    def _append(self, data: list[bytes], item: StreamItem, now: float) -> int:
+        log = self._log()
+        offset = log.next_offset
         size = sum(len(part) for part in data)
         seg = self.segments[-1]
         rolled = bool(seg.count) and seg.bytes + size > self.segment_size
@@ -314,7 +393,7 @@ class StreamQueue(Queue):
         seg.count += 1
         seg.bytes += size
         seg.newest = now
-        self._remember(stored)
+        self._remember(item, now)
         # A chunk is what is written together (osiris writes what its writer received at
         # once): here the entries one group commit covers. An append after the store
         # committed the previous chunk starts the next one.
@@ -327,12 +406,12 @@ class StreamQueue(Queue):
             self.apply_retention()
         if store is None or store.durable_seq >= store.seq:
             self.committed = offset + 1
-            if self.cursors:
+            if self.cursors or self.readers:
                 self.dispatch()
         else:
             self._commits.append((store.seq, offset + 1))
             self.vhost.awaiting_commit.add(self)
-        return True
+        return offset
 
     def synced(self) -> None:
         store = self.vhost.store
@@ -343,15 +422,17 @@ class StreamQueue(Queue):
             self.committed = commits.popleft()[1]
         if commits:
             self.vhost.awaiting_commit.add(self)
-        if self.cursors:
+        if self.cursors or self.readers:
             self.dispatch()
 
-    def _remember(self, message: Message) -> None:
+    def _remember(self, item: StreamItem, now: float) -> None:
         tail = self.tail
-        tail.append(message)
-        self.tail_bytes += len(message.body)
+        tail.append(item)
+        self.tail_stamps.append(now)
+        self.tail_bytes += len(item.body)
         while len(tail) > TAIL_MESSAGES or (self.tail_bytes > TAIL_BYTES and len(tail) > 1):
             self.tail_bytes -= len(tail.popleft().body)
+            self.tail_stamps.popleft()
             self.tail_first += 1
 
     # -- retention -------------------------------------------------------------------
@@ -384,8 +465,11 @@ class StreamQueue(Queue):
         self.first = end
         while self.tail and self.tail_first < end:
             self.tail_bytes -= len(self.tail.popleft().body)
+            self.tail_stamps.popleft()
             self.tail_first += 1
         self.tail_first = max(self.tail_first, end)
+        if self.tracking.producers:
+            self.save_tracking()  # the deleted records' producers live on in the snapshot
         return end - first
 
     def _newest(self, seg: StreamSegment) -> float:
@@ -426,7 +510,7 @@ class StreamQueue(Queue):
                 hi = mid
         return lo
 
-    def _read(self, start: int, count: int, end: int | None = None) -> list[Message]:
+    def _read(self, start: int, count: int, end: int | None = None) -> list[StreamItem]:
         """Entries ``start`` .. up to ``start + count - 1`` (fewer at the end)."""
         end = min(start + count, self.next_offset if end is None else end)
         if start >= end:
@@ -437,15 +521,67 @@ class StreamQueue(Queue):
         stop = min(end, self.tail_first)
         assert self.log is not None
         records = self.log.read_many(range(start, stop))
-        out = unpack_many(records)
-        return [Message(ex, rk, props, body) for ex, rk, props, body in
-                zip(out.exchanges, out.routing_keys, out.properties, out.bodies, strict=True)]
+        if not any(is_amqp10(r) for r in records):
+            return _messages(records)
+        items: list[StreamItem] = []
+        for record in records:  # mixed: each run of 0-9-1 records decoded at once
+            if is_amqp10(record):
+                items.append(Amqp10Entry.from_record(record))
+            else:
+                items.extend(_messages([record]))
+        return items
+
+    def _read_messages(self, start: int, count: int, end: int | None = None
+                       ) -> list[Message]:
+        """``_read`` for AMQP 0-9-1 readers: every entry as a 0-9-1 message."""
+        items = self._read(start, count, end)
+        return [item if isinstance(item, Message) else item.message(self.name, start + i)
+                for i, item in enumerate(items)]
+
+    def read_chunk(self, start: int, max_entries: int, max_bytes: int) -> Chunk | None:
+        """Durable entries from ``start`` on for a stream-protocol reader, as AMQP 1.0:
+        at most ``max_entries``, and past the first entry at most ``max_bytes``."""
+        start = max(start, self.first)
+        items = self._read(start, max_entries, self.committed)
+        if not items:
+            return None
+        out: list[bytes] = []
+        size = 0
+        for item in items:
+            data = amqp10_bytes(item)
+            size += len(data) + 4
+            if out and size > max_bytes:
+                break
+            out.append(data)
+        return Chunk(start, self._stamp_at(start), out)
+
+    def _stamp_at(self, offset: int) -> float:
+        if offset >= self.tail_first and offset - self.tail_first < len(self.tail_stamps):
+            return self.tail_stamps[offset - self.tail_first]
+        stamp = self._stamps(offset)
+        return stamp if stamp is not None else self.vhost.clock.now()
+
+    def reader_start(self, kind: int, value: int) -> int:
+        """Where a stream-protocol subscription starts: offset spec ``kind`` 1 first, 2
+        last, 3 next, 4 offset ``value``, 5 timestamp ``value`` (ms since the epoch)."""
+        nxt = self.next_offset
+        if kind == 1:
+            return self.first
+        if kind == 2:
+            return max(self.last_chunk, self.first) if nxt > self.first else nxt
+        if kind == 3:
+            return nxt
+        if kind == 4:
+            return max(value, self.first)
+        if kind == 5:
+            return self._first_at(value / 1000)
+        raise ValueError(f"unknown offset specification {kind}")
 
     def ready_messages(self) -> Iterator[tuple[Message, bool]]:
         """The retained entries, oldest first (the management API's peek)."""
         offset = self.first
         while offset < self.next_offset:
-            batch = self._read(offset, READ_BATCH)
+            batch = self._read_messages(offset, READ_BATCH)
             if not batch:
                 return
             for message in batch:
@@ -523,6 +659,8 @@ class StreamQueue(Queue):
         try:
             for consumer, cursor in list(self.cursors.items()):
                 self._feed(consumer, cursor)
+            for reader in list(self.readers):
+                reader.wake()
         finally:
             self._dispatching = False
 
@@ -538,7 +676,7 @@ class StreamQueue(Queue):
             if cursor.next >= nxt:
                 return
             room = consumer.prefetch - consumer.unacked
-            batch = self._read(cursor.next, max(1, min(room, READ_BATCH)), nxt)
+            batch = self._read_messages(cursor.next, max(1, min(room, READ_BATCH)), nxt)
             if not batch:
                 return
             for message in batch:
@@ -591,6 +729,12 @@ class StreamQueue(Queue):
 
 
 # -- helpers ------------------------------------------------------------------------
+
+
+def _messages(records: list[bytes]) -> list[StreamItem]:
+    out = unpack_many(records)
+    return [Message(ex, rk, props, body) for ex, rk, props, body in
+            zip(out.exchanges, out.routing_keys, out.properties, out.bodies, strict=True)]
 
 
 def check_stream_arguments(arguments: FieldTable, where: str) -> None:

@@ -6,7 +6,7 @@ import { fill, h } from './dom.js';
 import { clock, num } from './format.js';
 import { loginPage } from './pages/login.js';
 import { routes } from './routes.js';
-import { clearSession, isAdmin, refreshSession, session } from './state.js';
+import { canSeeAll, clearSession, isAdmin, refreshSession, session } from './state.js';
 import { icon } from './icons.js';
 import { errorPanel, loading } from './ui.js';
 
@@ -24,6 +24,7 @@ const NAV = [
   { id: 'vhosts', label: 'Virtual hosts', href: '#/vhosts', admin: true },
   { id: 'limits', label: 'Limits', href: '#/limits', admin: true },
   { id: 'policies', label: 'Policies', href: '#/policies' },
+  { id: 'shovels', label: 'Shovels', href: '#/shovels', monitor: true },
   { id: 'definitions', label: 'Definitions', href: '#/definitions', admin: true },
 ];
 
@@ -77,7 +78,7 @@ function buildShell() {
 
 function drawNav(active) {
   const totals = session.overview?.object_totals || {};
-  fill(shell.nav, NAV.filter((item) => !item.admin || isAdmin()).map((item) => {
+  fill(shell.nav, NAV.filter((item) => (!item.admin || isAdmin()) && (!item.monitor || canSeeAll())).map((item) => {
     if (item.section) return h('div', { class: 'nav-section' }, item.section);
     const current = item.id === active;
     return h('a', { class: ['nav-item', current && 'active'], href: item.href, 'aria-current': current ? 'page' : null,

@@ -12,6 +12,7 @@ const PATHS = {
   vhosts: ['M4 4h16v6H4z', 'M4 14h16v6H4z', 'M8 7h.01', 'M8 17h.01'],
   limits: ['M4 17a8 8 0 1 1 16 0', 'M12 17l4-6', 'M4 21h16'],
   policies: ['M12 3l8 3v6c0 5-3.5 8-8 9-4.5-1-8-4-8-9V6z', 'M9 12l2 2 4-4'],
+  shovels: ['M4 6h7', 'M4 12h7', 'M4 18h7', 'M14 12h6', 'M17 9l3 3-3 3'],
   definitions: ['M12 4v11', 'M7 10l5 5 5-5', 'M5 20h14'],
 };
 

@@ -7,6 +7,7 @@ import * as exchanges from './pages/exchanges.js';
 import { mountLimits } from './pages/limits.js';
 import { mount as overview } from './pages/overview.js';
 import * as queues from './pages/queues.js';
+import { mount as shovels } from './pages/shovels.js';
 import { exchangeLabel, DEFAULT_EXCHANGE } from './links.js';
 
 const SEGMENT = '([^/]+)';
@@ -31,5 +32,6 @@ export const routes = [
   route(`/vhosts/${SEGMENT}`, 'vhosts', ([name]) => `Virtual host ${name}`, admin.mountVhost),
   route('/limits', 'limits', 'Limits', mountLimits),
   route('/policies', 'policies', 'Policies', admin.mountPolicies),
+  route('/shovels', 'shovels', 'Shovels', shovels),
   route('/definitions', 'definitions', 'Definitions', admin.mountDefinitions),
 ];

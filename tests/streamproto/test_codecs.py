@@ -1,0 +1,136 @@
+"""The stream protocol's codecs without a broker: AMQP 1.0 values against rstream's
+vendored AMQP 1.0 codec (Azure's pyamqp) as the oracle, chunks against rstream's Deliver
+parser, and the frame decoder against hostile bytes."""
+
+from __future__ import annotations
+
+import contextlib
+import zlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rstream import AMQPMessage, amqp_decoder
+from rstream._pyamqp.message import Properties
+from rstream.encoding import decode_frame
+
+from leveret.errors import FrameError
+from leveret.streamproto import amqp10, chunks, messages
+from leveret.streamproto import frames as f
+from leveret.streamproto.amqp10 import Value
+
+scalars = st.one_of(
+    st.text(max_size=300), st.binary(max_size=300), st.booleans(), st.none(),
+    st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.text(min_size=1, max_size=20), scalars, max_size=8),
+       st.binary(max_size=2000))
+def test_messages_the_oracle_encodes_decode_here(app: dict, body: bytes) -> None:
+    raw = bytes(AMQPMessage(body=body, application_properties=app or None,
+                            properties=Properties(message_id="id", content_type="t/p")))
+    s = messages.parse(raw)
+    assert s.body == body and s.single_data
+    decoded = {k.value: v.value for k, v in s.application_properties}
+    assert decoded == {k: v for k, v in app.items()}
+
+
+def _value_strategy() -> st.SearchStrategy[Value]:
+    leaf = st.one_of(
+        st.builds(lambda s: Value("utf8", s), st.text(max_size=300)),
+        st.builds(lambda s: Value("symbol", s),
+                  st.text(alphabet=st.characters(max_codepoint=127), max_size=50)),
+        st.builds(lambda b: Value("binary", b), st.binary(max_size=300)),
+        st.builds(lambda i: Value("long", i), st.integers(-(2**63), 2**63 - 1)),
+        st.builds(lambda i: Value("int", i), st.integers(-(2**31), 2**31 - 1)),
+        st.builds(lambda i: Value("ulong", i), st.integers(0, 2**64 - 1)),
+        st.builds(lambda i: Value("uint", i), st.integers(0, 2**32 - 1)),
+        st.builds(lambda i: Value("ubyte", i), st.integers(0, 255)),
+        st.builds(lambda b: Value("boolean", b), st.booleans()),
+        st.builds(lambda i: Value("timestamp", i), st.integers(-(2**63), 2**63 - 1)),
+        st.builds(lambda d: Value("double", d), st.floats(allow_nan=False)),
+        st.just(amqp10.NULL))
+    return st.recursive(leaf, lambda children: st.one_of(
+        st.builds(lambda xs: Value("list", xs), st.lists(children, max_size=5)),
+        st.builds(lambda kv: Value("map", kv),
+                  st.lists(st.tuples(leaf, children), max_size=5))), max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_value_strategy())
+def test_values_round_trip(v: Value) -> None:
+    assert amqp10.decode(amqp10.encode(v)) == [v]
+
+
+def test_a_converted_amqp091_message_is_read_by_the_oracle() -> None:
+    from leveret.amqp.spec import Properties as Basic
+    raw = messages.from_amqp091("ex", "rk", Basic(content_type="text/plain", headers={
+        "a": "b"}, delivery_mode=2, message_id="m", timestamp=1_700_000_000), b"body")
+    m = amqp_decoder(raw)
+    assert m.body == b"body"
+    assert m.application_properties == {b"a": b"b"}
+    assert m.message_annotations == {b"x-routing-key": b"rk", b"x-exchange": b"ex",
+                                     b"x-basic-delivery-mode": 2}
+    assert m.properties.message_id == b"m"
+    assert m.properties.creation_time == 1_700_000_000_000
+
+
+def test_a_deliver_frame_is_what_rstream_parses() -> None:
+    parts = chunks.deliver(7, 100, 1_700_000_000_000, [b"one", b"two", b""])
+    frame = b"".join(parts)
+    assert int.from_bytes(frame[:4], "big") == len(frame) - 4
+    d = decode_frame(frame[4:])
+    assert (d.subscription_id, d.chunk_first_offset, d.num_entries, d.timestamp) == \
+        (7, 100, 3, 1_700_000_000_000)
+    assert d.get_messages() == [b"one", b"two", b""]
+
+
+def test_sub_batches_are_split_into_their_records() -> None:
+    records = [b"a", b"bb", b"ccc"]
+    plain = b"".join(len(r).to_bytes(4, "big") + r for r in records)
+    for kind, data in ((0, plain), (1, _gzip(plain))):
+        body = (bytes((1,)) + f.u32(1) + f.u64(5) + bytes((0x80 | kind << 4,))
+                + len(records).to_bytes(2, "big") + f.u32(len(plain)) + f.u32(len(data))
+                + data)
+        publisher, items = chunks.parse_publish(f.Fields(body), 1)
+        assert publisher == 1 and items[0].publishing_id == 5
+        assert items[0].messages == records
+    with pytest.raises(chunks.UnsupportedCompression):
+        body = bytes((1,)) + f.u32(1) + f.u64(5) + bytes((0x80 | 3 << 4,)) + b"\x00\x01" + \
+            f.u32(1) + f.u32(1) + b"x"
+        chunks.parse_publish(f.Fields(body), 1)
+
+
+def _gzip(data: bytes) -> bytes:
+    c = zlib.compressobj(wbits=31)
+    return c.compress(data) + c.flush()
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=400))
+def test_hostile_bytes_never_escape_as_anything_but_frame_errors(data: bytes) -> None:
+    """The frame buffer, the field reader and the AMQP 1.0 decoder raise FrameError on
+    anything malformed (a frame above the limit by its size prefix alone)."""
+    buffer = f.FrameBuffer(256)
+    buffer.feed(data)
+    try:
+        for frame in buffer.frames():
+            fields = f.Fields(frame)
+            fields.u16()
+            fields.u16()
+            fields.properties()
+    except FrameError:
+        pass
+    try:
+        amqp10.decode(data)
+        messages.parse(data)
+    except FrameError:
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_hostile_publish_bodies(data: bytes) -> None:
+    with contextlib.suppress(FrameError):
+        chunks.parse_publish(f.Fields(data), 2)
