@@ -180,7 +180,9 @@ class StreamConnection:
                 self._closed()
             return  # after our Close, only its answer matters
         if key & f.RESPONSE:
-            return  # (the server asks nothing but Close, answered above)
+            if key == f.CONSUMER_UPDATE | f.RESPONSE and self.state is OPEN:
+                self.session.consumer_update_answered(fields)
+            return  # (the server asks nothing else but Close, answered above)
         allowed = TRANSITIONS.get(self.state)
         if key == f.HEARTBEAT:
             return

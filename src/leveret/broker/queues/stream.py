@@ -45,6 +45,7 @@ from leveret.broker.entry import Entry
 from leveret.broker.message import FLAG_HEADERS, Message
 from leveret.broker.queues.base import Consumer, Queue, QueueHost
 from leveret.broker.queues.stream_entries import Amqp10Entry, StreamItem, amqp10_bytes
+from leveret.broker.stream_groups import ConsumerGroup
 from leveret.broker.stream_tracking import StreamTracking
 from leveret.errors import NotImplemented_, PreconditionFailed
 from leveret.store.base import QueueLog
@@ -176,6 +177,8 @@ class StreamQueue(Queue):
         # Stream-protocol subscriptions, and the producers' and consumers' tracking.
         self.readers: set[StreamReader] = set()
         self.tracking = StreamTracking(self.vhost.name, name)
+        # Single active consumer groups by name (broker/stream_groups.py).
+        self.consumer_groups: dict[str, ConsumerGroup] = {}
         self.configure(self.arguments)
 
     # -- declaration -----------------------------------------------------------------
