@@ -364,7 +364,9 @@ class StreamSession:
         reference = fields.string() or ""
         name = fields.text()
         queue = self._readable(name, WRITE)
-        if isinstance(queue, int):
+        if "disk" in self.conn.node.alarms:  # RabbitMQ's answer while the disk alarm is set
+            code = f.PRECONDITION_FAILED
+        elif isinstance(queue, int):
             code = queue
         elif publisher_id in self.publishers or len(reference) > MAX_REFERENCE or (
                 reference and any(p.reference == reference and p.queue is queue
