@@ -35,6 +35,7 @@ class Target:
     stream_port: int
     amqp_url: str
     broker: Broker | None = None  # leveret's, to look inside or restart
+    http: str = ""  # RabbitMQ's management API (its users, vhosts, limits)
 
 
 @pytest.fixture(scope="session")
@@ -78,4 +79,5 @@ async def target(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
             await broker.stop()
     else:
         node = request.getfixturevalue("stream_rabbit")
-        yield Target("rabbitmq", "127.0.0.1", node.stream_port or 5552, node.url)
+        yield Target("rabbitmq", "127.0.0.1", node.stream_port or 5552, node.url,
+                     http=node.http)

@@ -60,7 +60,11 @@ class RawClient:
                       password: str = "guest") -> RawClient:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         client = cls(reader, writer)
-        await client._handshake(vhost, user, password)
+        try:
+            await client._handshake(vhost, user, password)
+        except BaseException:
+            await client.close()
+            raise
         return client
 
     async def _frame(self) -> Frame:
