@@ -402,12 +402,7 @@ class StreamSession:
                                    f.u64(sequence)))
 
     def publish(self, fields: f.Fields, version: int) -> None:
-        try:
-            publisher_id, items = chunks.parse_publish(fields, version)
-        except chunks.UnsupportedCompression as exc:
-            log.warning("stream publish refused: %s", exc)
-            self.conn.close(f.PRECONDITION_FAILED, str(exc))
-            return
+        publisher_id, items = chunks.parse_publish(fields, version)
         fields.done()
         publisher = self.publishers.get(publisher_id)
         queue = publisher.queue if publisher is not None else None
@@ -424,8 +419,10 @@ class StreamSession:
             ids.append(item.publishing_id)
             if reference and tracking.is_duplicate(reference, item.publishing_id):
                 continue  # confirmed, not stored again (RabbitMQ's de-duplication)
-            for message in item.messages:
-                queue.push_amqp10(message, reference, item.publishing_id)
+            if item.records:  # a sub-batch: kept whole, one offset per record
+                queue.push_amqp10_batch(item.data, reference, item.publishing_id)
+            else:
+                queue.push_amqp10(item.data, reference, item.publishing_id)
         store = self.conn.node.store
         self.unconfirmed += len(ids)
         self.pending.append((store.seq if store is not None else 0, publisher_id, ids))
@@ -608,8 +605,8 @@ class StreamSession:
             committed = min(queue.last_chunk, queue.committed - 1) if self.deliver_v2 \
                 else None
             conn.write_parts(chunks.deliver(sub.id, chunk.first, int(chunk.timestamp * 1000),
-                                            chunk.messages, committed))
-            sub.next = chunk.first + len(chunk.messages)
+                                            chunk.entries, committed))
+            sub.next = chunk.first + chunk.records
             sub.credit -= 1
 
     def release(self) -> None:
