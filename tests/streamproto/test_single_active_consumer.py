@@ -281,3 +281,17 @@ async def test_super_stream_groups_spread_over_the_consumers(leveret) -> None:
     finally:
         for c in consumers.values():
             await c.close()
+
+
+async def test_an_answer_with_an_unknown_offset_type_closes_the_connection(leveret) -> None:
+    stream = await _stream_with(leveret.stream_port, 0)
+    client = await RawClient.connect(leveret.stream_port)
+    try:
+        await client.request(f.SUBSCRIBE, subscribe_body(1, stream, SAC))
+        update = await client.wait_for(lambda fr: fr.key == f.CONSUMER_UPDATE)
+        client.send(consumer_update_answer(999, kind=1))  # not asked: ignored
+        client.send(consumer_update_answer(update.correlation, kind=9))
+        close = await client.wait_for(lambda fr: fr.key == f.CLOSE)
+        assert close.code == f.UNKNOWN_FRAME
+    finally:
+        await client.close()

@@ -67,10 +67,10 @@ def parse_publish(f: Fields, version: int) -> tuple[int, list[Published]]:
             continue
         f.pos -= 4  # the sub-batch header starts with that byte
         start = f.pos
-        _type, records, _uncompressed, size = _SUB_BATCH.unpack_from(
+        _type, records, uncompressed, size = _SUB_BATCH.unpack_from(
             f.buf, f._take(_SUB_BATCH.size))
-        if records == 0:
-            raise FrameError("sub-batch of no records")
+        if records == 0 or 4 * records > uncompressed:  # (each record has a u32 size)
+            raise FrameError(f"sub-batch of {records} records in {uncompressed} bytes")
         f._take(size)
         items.append(Published(publishing_id, bytes(f.buf[start:f.pos]), filter_value,
                                records))
