@@ -1,8 +1,13 @@
 """Fixtures for the stream protocol tests: leveret with its stream listener, and a private
-RabbitMQ node with the rabbitmq_stream plugin (skipped cleanly when it cannot start)."""
+RabbitMQ node with the rabbitmq_stream plugin (skipped cleanly when it cannot start).
+
+The node listens on ``LEVERET_STREAMPROTO_RABBIT_PORT`` (AMQP, default 5851), the stream
+protocol on the port after it and the management API on +10000, so two sessions running
+these tests side by side use different nodes and neither stops the other's."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -18,6 +23,7 @@ from rabbit_node import PluginRabbit
 from leveret.runtime.embedded import Broker
 
 STREAM_PLUGINS = ("rabbitmq_management", "rabbitmq_stream", "rabbitmq_stream_management")
+RABBIT_PORT = int(os.environ.get("LEVERET_STREAMPROTO_RABBIT_PORT", "5851"))
 
 
 @dataclass
@@ -29,12 +35,14 @@ class Target:
     stream_port: int
     amqp_url: str
     broker: Broker | None = None  # leveret's, to look inside or restart
+    http: str = ""  # RabbitMQ's management API (its users, vhosts, limits)
 
 
 @pytest.fixture(scope="session")
 def stream_rabbit() -> Iterator[PluginRabbit]:
-    node = PluginRabbit(name="leveret-streamproto", port=5851, http_port=15851,
-                        plugins=STREAM_PLUGINS, stream_port=5852)
+    node = PluginRabbit(name=f"leveret-streamproto-{RABBIT_PORT}", port=RABBIT_PORT,
+                        http_port=RABBIT_PORT + 10000, plugins=STREAM_PLUGINS,
+                        stream_port=RABBIT_PORT + 1)
     if not node.installed():
         pytest.skip("rabbitmq-server is not installed")
     started = 0.0
@@ -71,4 +79,5 @@ async def target(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
             await broker.stop()
     else:
         node = request.getfixturevalue("stream_rabbit")
-        yield Target("rabbitmq", "127.0.0.1", node.stream_port or 5552, node.url)
+        yield Target("rabbitmq", "127.0.0.1", node.stream_port or 5552, node.url,
+                     http=node.http)

@@ -81,6 +81,16 @@ class NodeConnection(Protocol):
     def force_close(self, reason: str) -> None: ...
 
 
+class StreamClient(Protocol):
+    """What the node needs of an open stream-protocol connection (stream_connection.py):
+    its user and vhost, counted in the connection limits, and closing it."""
+
+    user: str
+    vhost: VirtualHost | None
+
+    def force_close(self, reason: str) -> None: ...
+
+
 class Node:
     """Everything connections share. One per broker process (or embedded broker).
 
@@ -96,6 +106,9 @@ class Node:
         self.cluster_name = cluster_name
         self.vhosts: dict[str, VirtualHost] = {}
         self.connections: set[NodeConnection] = set()
+        # Open stream-protocol connections: they count in the connection limits and close
+        # with their user or vhost, as RabbitMQ's do (it tracks them with its AMQP ones).
+        self.stream_connections: set[StreamClient] = set()
         # direct reply-to pseudo-queues by their amq.rabbitmq.reply-to.<id> name
         self.reply_queues: dict[str, Queue] = {}
         # Users who may log in only from a loopback address (RabbitMQ's loopback_users).
@@ -154,6 +167,8 @@ class Node:
         vhost = self.vhosts.pop(name)  # KeyError if unknown
         for conn in [c for c in self.connections if c.vhost is vhost]:
             conn.force_close("vhost deleted")
+        for stream_conn in [c for c in self.stream_connections if c.vhost is vhost]:
+            stream_conn.force_close("vhost deleted")
         vhost.delete_all()
         for key in [k for k in self.permissions if k[0] == name]:
             self.clear_permissions(*key)
@@ -244,6 +259,8 @@ class Node:
         self._forget(USER, name)
         for conn in [c for c in self.connections if c.user == name]:
             conn.force_close(f"user '{name}' was deleted")
+        for stream_conn in [c for c in self.stream_connections if c.user == name]:
+            stream_conn.force_close(f"user '{name}' was deleted")
 
     def set_user_limits(self, user: str, limits: dict[str, int]) -> None:
         u = self.users[user]
@@ -439,22 +456,24 @@ class Node:
         if (vhost, user) not in self.permissions:
             return Refused("vhost_access_refused",
                            f"access to vhost '{vhost}' refused for user '{user}'")
+        opened = [(c.user, c.vhost.name) for c in self.connections] + [
+            (c.user, c.vhost.name) for c in self.stream_connections if c.vhost is not None]
         limit = self.vhost_limits.get(vhost, {}).get("max-connections")
         if limit is not None and limit >= 0:
-            count = sum(1 for c in self.connections if c.vhost.name == vhost)
+            count = sum(1 for _user, name in opened if name == vhost)
             if count >= limit:
                 return Refused("vhost_connection_limit",
                                f"access to vhost '{vhost}' refused for user '{user}': "
                                f"connection limit ({limit}) is reached")
         u = self.users.get(user)
         limit = u.limits.get("max-connections") if u else None
-        if limit is not None and 0 <= limit <= sum(1 for c in self.connections
-                                                   if c.user == user):
+        if limit is not None and 0 <= limit <= sum(1 for name, _vhost in opened
+                                                   if name == user):
             return Refused("user_connection_limit",
                            f"connection refused for user '{user}': user connection limit "
                            f"({limit}) is reached")
         limit = self.limits.max_connections
-        if limit is not None and len(self.connections) >= limit:
+        if limit is not None and len(opened) >= limit:
             return Refused("node_connection_limit",
                            f"connection refused: node connection limit ({limit}) is reached")
         return None

@@ -55,6 +55,7 @@ SERVER_HEARTBEAT = 60
 HANDSHAKE_FRAME_MAX = 1 << 20  # the largest frame before Tune
 MAX_FRAME = 16 << 20  # what "no limit" (0) in the client's Tune means here
 MAX_UNCONFIRMED = 50_000  # RabbitMQ's initial credits: stop reading beyond this
+DISK_ALARM = "disk"  # (server/alarms.py names the alarms in node.alarms)
 RESUME_UNCONFIRMED = 12_500
 OUTPUT_BATCH = 1 << 20  # output bytes before deliveries wait for the flush
 
@@ -139,10 +140,22 @@ class StreamConnection:
     def update_reading(self) -> None:
         unconfirmed = self.session.unconfirmed
         reading = unconfirmed <= (RESUME_UNCONFIRMED if not self._reading
-                                  else MAX_UNCONFIRMED) and not self.transport_paused
+                                  else MAX_UNCONFIRMED) and not self.transport_paused \
+            and not self.blocked_by_alarm
         if reading != self._reading:
             self._reading = reading
             self.on_reading(reading)
+
+    @property
+    def blocked_by_alarm(self) -> bool:
+        """RabbitMQ's stream plugin stops reading from a connection that has publishers
+        while the disk alarm is set (the memory alarm does not block stream connections:
+        checked on 3.10.8); one without publishers goes on being served."""
+        return bool(self.session.publishers) and DISK_ALARM in self.node.alarms
+
+    def alarms_changed(self) -> None:
+        if self.state is OPEN:
+            self.update_reading()
 
     # -- input ---------------------------------------------------------------------------
 
@@ -180,7 +193,9 @@ class StreamConnection:
                 self._closed()
             return  # after our Close, only its answer matters
         if key & f.RESPONSE:
-            return  # (the server asks nothing but Close, answered above)
+            if key == f.CONSUMER_UPDATE | f.RESPONSE and self.state is OPEN:
+                self.session.consumer_update_answered(fields)
+            return  # (the server asks nothing else but Close, answered above)
         allowed = TRANSITIONS.get(self.state)
         if key == f.HEARTBEAT:
             return
@@ -302,6 +317,7 @@ class StreamConnection:
             self._hang_up()
             return
         self.vhost = self.node.vhosts[vhost]
+        self.node.stream_connections.add(self)
         host, port = self.advertised
         self.write(f.response(f.OPEN, correlation, f.OK, f.properties(
             {"advertised_host": host, "advertised_port": str(port)})))
@@ -367,6 +383,7 @@ class StreamConnection:
 
     def _hang_up(self) -> None:
         self.session.release()
+        self.node.stream_connections.discard(self)
         self.state = CLOSED
         self.on_close()
 
@@ -375,5 +392,6 @@ class StreamConnection:
             self._refusal.cancel()
             self._refusal = None
         self.session.release()
+        self.node.stream_connections.discard(self)
         self.state = CLOSED
 

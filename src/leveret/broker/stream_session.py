@@ -6,23 +6,28 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
 from leveret.amqp.fields import FieldTable, Long
+from leveret.broker import super_streams
 from leveret.broker.access import CONFIGURE, READ, WRITE, Grants
 from leveret.broker.queues.stream import StreamQueue
+from leveret.broker.stream_groups import ConsumerGroup
 from leveret.broker.stream_tracking import MAX_REFERENCE
 from leveret.errors import AMQPError, FrameError
 from leveret.streamproto import chunks
 from leveret.streamproto import frames as f
 
 if TYPE_CHECKING:
+    from leveret.broker.clock import Timer
     from leveret.broker.node import Node
     from leveret.broker.vhost import VirtualHost
 
 log = logging.getLogger("leveret.stream")
 
 CHUNK_ENTRIES = 512  # the most entries one Deliver carries
+REQUEST_TIMEOUT = 60.0  # a ConsumerUpdate unanswered this long closes the connection
 # Create's arguments and the queue arguments they stand for (integers, or text).
 CREATE_ARGUMENTS = {"max-length-bytes": ("x-max-length-bytes", int),
                     "max-age": ("x-max-age", str),
@@ -38,8 +43,9 @@ COMMAND_VERSIONS = ((f.DECLARE_PUBLISHER, 1, 1), (f.PUBLISH, 1, 2),
                     (f.METADATA_UPDATE, 1, 1), (f.PEER_PROPERTIES, 1, 1),
                     (f.SASL_HANDSHAKE, 1, 1), (f.SASL_AUTHENTICATE, 1, 1), (f.TUNE, 1, 1),
                     (f.OPEN, 1, 1), (f.CLOSE, 1, 1), (f.HEARTBEAT, 1, 1), (f.ROUTE, 1, 1),
-                    (f.PARTITIONS, 1, 1), (f.EXCHANGE_COMMAND_VERSIONS, 1, 1),
-                    (f.STREAM_STATS, 1, 1))
+                    (f.PARTITIONS, 1, 1), (f.CONSUMER_UPDATE, 1, 1),
+                    (f.EXCHANGE_COMMAND_VERSIONS, 1, 1), (f.STREAM_STATS, 1, 1),
+                    (f.CREATE_SUPER_STREAM, 1, 1), (f.DELETE_SUPER_STREAM, 1, 1))
 
 
 class SessionHost(Protocol):
@@ -60,6 +66,7 @@ class SessionHost(Protocol):
     def stream(self, name: str) -> StreamQueue | None: ...
     def close(self, code: int, reason: str, hang_up: bool = False) -> None: ...
     def update_reading(self) -> None: ...
+    def next_correlation(self) -> int: ...
 
 
 class StreamLink:
@@ -90,6 +97,7 @@ class Publisher:
 
 class Subscription:
     __slots__ = ("credit", "id", "next", "queue")
+    delivering = True  # (a single active consumer's is False while it is not active)
 
     def __init__(self, subscription_id: int, queue: StreamQueue, start: int,
                  credit: int) -> None:
@@ -97,6 +105,28 @@ class Subscription:
         self.queue = queue
         self.next = start
         self.credit = credit
+
+
+class GroupSubscription(Subscription):
+    """A single active consumer's subscription (stream_groups.py): it reads only while its
+    group has it active, from where the client's answer to the ConsumerUpdate says
+    (``spec``, Subscribe's offset specification, when the answer names none)."""
+
+    __slots__ = ("delivering", "group", "name", "session", "spec", "update")
+
+    def __init__(self, session: StreamSession, subscription_id: int, queue: StreamQueue,
+                 spec: tuple[int, int], credit: int, name: str, group: ConsumerGroup
+                 ) -> None:
+        super().__init__(subscription_id, queue, queue.next_offset, credit)
+        self.session = session
+        self.spec = spec
+        self.name = name
+        self.group = group
+        self.delivering = False
+        self.update = 0  # the correlation id of the newest ConsumerUpdate sent to it
+
+    def consumer_update(self, active: bool) -> None:
+        self.session.consumer_update(self, active)
 
 
 class StreamSession:
@@ -111,6 +141,10 @@ class StreamSession:
         self.ready: dict[int, list[int]] = {}
         self.unconfirmed = 0
         self.deliver_v2 = False  # the client said it reads Deliver v2
+        # ConsumerUpdate requests awaiting their answer: correlation id -> (subscription,
+        # the state it was told, the timer that closes the connection if none comes).
+        self.updates: dict[int, tuple[GroupSubscription, bool, Timer]] = {}
+        self.released = False
 
     # -- dispatch ------------------------------------------------------------------------
 
@@ -173,6 +207,9 @@ class StreamSession:
             del self.publishers[pid]
         for sid in [s.id for s in self.subscriptions.values() if s.queue is queue]:
             del self.subscriptions[sid]
+        queue.consumer_groups.clear()  # (its groups go with it: no member is told)
+        for correlation in [c for c, u in self.updates.items() if u[0].queue is queue]:
+            self.updates.pop(correlation)[2].cancel()
         self.links.pop(queue, None)
         self.conn.write(f.command(f.METADATA_UPDATE, 1, f.u16(f.STREAM_NOT_AVAILABLE) +
                                   f.string(queue.name)))
@@ -262,17 +299,53 @@ class StreamSession:
 
     def route(self, fields: f.Fields) -> None:
         correlation = fields.u32()
-        fields.text()
-        fields.text()
-        # Super streams are not served yet: no super stream exists.
-        self.conn.write(f.response(f.ROUTE, correlation, f.STREAM_DOES_NOT_EXIST,
-                                   f.array([])))
+        routing_key = fields.text()
+        name = fields.text()
+        fields.done()
+        assert self.conn.vhost is not None
+        streams = super_streams.route(self.conn.vhost, name, routing_key)
+        self._streams_response(f.ROUTE, correlation, streams)
 
     def partitions(self, fields: f.Fields) -> None:
         correlation = fields.u32()
-        fields.text()
-        self.conn.write(f.response(f.PARTITIONS, correlation, f.STREAM_DOES_NOT_EXIST,
-                                   f.array([])))
+        name = fields.text()
+        fields.done()
+        assert self.conn.vhost is not None
+        self._streams_response(f.PARTITIONS, correlation,
+                               super_streams.partitions(self.conn.vhost, name))
+
+    def _streams_response(self, key: int, correlation: int, streams: list[str] | None
+                          ) -> None:
+        """Route's and Partitions' answer (no permission is needed for either, as in
+        RabbitMQ). RabbitMQ 3.10 sends it without the response bit in the key, which no
+        client reads; 3.11+ and leveret set it."""
+        code = f.STREAM_DOES_NOT_EXIST if streams is None else f.OK
+        self.conn.write(f.response(key, correlation, code,
+                                   f.array(f.string(s) for s in streams or ())))
+
+    def create_super_stream(self, fields: f.Fields) -> None:
+        correlation = fields.u32()
+        name = fields.text()
+        streams = fields.strings()
+        binding_keys = fields.strings()
+        arguments = fields.properties()
+        fields.done()
+        conn = self.conn
+        assert conn.vhost is not None
+        code = super_streams.create(conn.vhost, conn.grants, name, streams, binding_keys,
+                                    _queue_arguments(arguments))
+        conn.node.store_changed()
+        conn.write(f.response(f.CREATE_SUPER_STREAM, correlation, code))
+
+    def delete_super_stream(self, fields: f.Fields) -> None:
+        correlation = fields.u32()
+        name = fields.text()
+        fields.done()
+        conn = self.conn
+        assert conn.vhost is not None
+        code = super_streams.delete(conn.vhost, conn.grants, name)
+        conn.node.store_changed()
+        conn.write(f.response(f.DELETE_SUPER_STREAM, correlation, code))
 
     def _readable(self, name: str, action: str = READ) -> StreamQueue | int:
         """The stream, or the response code that says why not."""
@@ -291,7 +364,9 @@ class StreamSession:
         reference = fields.string() or ""
         name = fields.text()
         queue = self._readable(name, WRITE)
-        if isinstance(queue, int):
+        if "disk" in self.conn.node.alarms:  # RabbitMQ's answer while the disk alarm is set
+            code = f.PRECONDITION_FAILED
+        elif isinstance(queue, int):
             code = queue
         elif publisher_id in self.publishers or len(reference) > MAX_REFERENCE or (
                 reference and any(p.reference == reference and p.queue is queue
@@ -327,12 +402,7 @@ class StreamSession:
                                    f.u64(sequence)))
 
     def publish(self, fields: f.Fields, version: int) -> None:
-        try:
-            publisher_id, items = chunks.parse_publish(fields, version)
-        except chunks.UnsupportedCompression as exc:
-            log.warning("stream publish refused: %s", exc)
-            self.conn.close(f.PRECONDITION_FAILED, str(exc))
-            return
+        publisher_id, items = chunks.parse_publish(fields, version)
         fields.done()
         publisher = self.publishers.get(publisher_id)
         queue = publisher.queue if publisher is not None else None
@@ -349,8 +419,10 @@ class StreamSession:
             ids.append(item.publishing_id)
             if reference and tracking.is_duplicate(reference, item.publishing_id):
                 continue  # confirmed, not stored again (RabbitMQ's de-duplication)
-            for message in item.messages:
-                queue.push_amqp10(message, reference, item.publishing_id)
+            if item.records:  # a sub-batch: kept whole, one offset per record
+                queue.push_amqp10_batch(item.data, reference, item.publishing_id)
+            else:
+                queue.push_amqp10(item.data, reference, item.publishing_id)
         store = self.conn.node.store
         self.unconfirmed += len(ids)
         self.pending.append((store.seq if store is not None else 0, publisher_id, ids))
@@ -367,22 +439,100 @@ class StreamSession:
         properties = fields.properties() if fields.pos < fields.end else {}
         fields.done()
         queue = self._readable(name)
+        single_active = properties.get("single-active-consumer") == "true"
+        group_name = properties.get("name")
         if isinstance(queue, int):
             code = queue
         elif subscription_id in self.subscriptions:
             code = f.SUBSCRIPTION_ID_ALREADY_EXISTS
-        elif kind not in (1, 2, 3, 4, 5) or properties.get(
-                "single-active-consumer", "false") == "true":
-            code = f.PRECONDITION_FAILED  # (single active consumer is not served yet)
+        elif kind not in (1, 2, 3, 4, 5) or (single_active and not group_name):
+            code = f.PRECONDITION_FAILED  # (a single active consumer needs a name)
         else:
-            sub = Subscription(subscription_id, queue, queue.reader_start(kind, value),
-                               credit)
-            self.subscriptions[subscription_id] = sub
-            self._link(queue)
             code = f.OK
         self.conn.write(f.response(f.SUBSCRIBE, correlation, code))
-        if code == f.OK and not isinstance(queue, int):
-            self.deliver_stream(queue)
+        if code != f.OK or isinstance(queue, int):
+            return
+        self._link(queue)
+        if single_active and group_name:
+            self._join_group(queue, subscription_id, (kind, value), credit, group_name,
+                             properties.get("super-stream"))
+            return
+        sub = Subscription(subscription_id, queue, queue.reader_start(kind, value), credit)
+        self.subscriptions[subscription_id] = sub
+        self.deliver_stream(queue)
+
+    # -- single active consumer --------------------------------------------------------
+
+    def _join_group(self, queue: StreamQueue, subscription_id: int, spec: tuple[int, int],
+                    credit: int, name: str, super_stream: str | None) -> None:
+        group = queue.consumer_groups.get(name)
+        if group is None:
+            assert self.conn.vhost is not None
+            index = -1 if super_stream is None else super_streams.partition_index(
+                self.conn.vhost, super_stream, queue.name)
+            group = queue.consumer_groups[name] = ConsumerGroup(index)
+        sub = GroupSubscription(self, subscription_id, queue, spec, credit, name, group)
+        self.subscriptions[subscription_id] = sub
+        group.register(sub)
+
+    def _leave_group(self, sub: Subscription) -> None:
+        if isinstance(sub, GroupSubscription):
+            group = sub.group
+            group.unregister(sub)
+            if group.empty and sub.queue.consumer_groups.get(sub.name) is group:
+                del sub.queue.consumer_groups[sub.name]
+
+    def consumer_update(self, sub: GroupSubscription, active: bool) -> None:
+        """Tell the client its subscription ``sub`` is now (in)active; it stops reading at
+        once, and starts again when the client answers an activation."""
+        sub.delivering = False
+        if self.released:
+            return  # (the connection is closing: its members are leaving their groups)
+        correlation = self.conn.next_correlation()
+        sub.update = correlation
+        timer = self.conn.node.timers.call_later(
+            REQUEST_TIMEOUT, partial(self._update_unanswered, correlation))
+        self.updates[correlation] = (sub, active, timer)
+        self.conn.write(f.request(f.CONSUMER_UPDATE, correlation,
+                                  bytes((sub.id, 1 if active else 0))))
+
+    def consumer_update_answered(self, fields: f.Fields) -> None:
+        """The client's answer to a ConsumerUpdate: where an activated subscription starts
+        (offset type 0, or none, stands for Subscribe's), or that one has stepped down."""
+        correlation = fields.u32()
+        code = fields.u16()
+        spec: tuple[int, int] | None = None
+        if fields.end - fields.pos >= 2:
+            kind = fields.u16()
+            if kind in (4, 5):
+                spec = (kind, fields.u64() if kind == 4 else fields.i64())
+            elif kind in (1, 2, 3):
+                spec = (kind, 0)  # (any offset sent with these means nothing)
+            elif kind != 0:
+                raise FrameError(f"unknown offset type {kind} in a ConsumerUpdate answer")
+        pending = self.updates.pop(correlation, None)
+        if pending is None:
+            return  # not asked, or for a subscription that is gone: ignored, as RabbitMQ
+        sub, active, timer = pending
+        timer.cancel()
+        if code != f.OK:
+            log.info("ConsumerUpdate answered with code 0x%02x", code)
+        if sub.update != correlation or self.subscriptions.get(sub.id) is not sub:
+            return  # a newer request superseded this one
+        if not active:
+            sub.group.stepped_down(sub)
+        elif sub.group.active is sub:
+            kind, value = spec or sub.spec
+            sub.next = sub.queue.reader_start(kind, value)
+            sub.delivering = True
+            self._deliver(sub)
+
+    def _update_unanswered(self, correlation: int) -> None:
+        if self.updates.pop(correlation, None) is not None:
+            self.conn.close(f.INTERNAL_ERROR, "request timeout (ConsumerUpdate unanswered)",
+                            hang_up=True)
+
+    # -- consuming (continued) -----------------------------------------------------------
 
     def unsubscribe(self, fields: f.Fields) -> None:
         correlation = fields.u32()
@@ -392,6 +542,8 @@ class StreamSession:
         self.conn.write(f.response(f.UNSUBSCRIBE, correlation,
                                    f.OK if sub is not None
                                    else f.SUBSCRIPTION_ID_DOES_NOT_EXIST))
+        if sub is not None:
+            self._leave_group(sub)  # (the group's news after the answer, as in RabbitMQ)
 
     def credit(self, fields: f.Fields) -> None:
         subscription_id = fields.u8()
@@ -403,6 +555,11 @@ class StreamSession:
                 f.SUBSCRIPTION_ID_DOES_NOT_EXIST) + bytes((subscription_id,))))
             return
         sub.credit = min(sub.credit + credit, 0xFFFF)
+        if not sub.delivering:  # an inactive single active consumer: RabbitMQ keeps the
+            # credit and answers "precondition failed"
+            self.conn.write(f.command(f.CREDIT | f.RESPONSE, 1, f.u16(
+                f.PRECONDITION_FAILED) + bytes((subscription_id,))))
+            return
         self._deliver(sub)
 
     def store_offset(self, fields: f.Fields) -> None:
@@ -441,22 +598,30 @@ class StreamSession:
         conn = self.conn
         queue = sub.queue
         max_bytes = conn.frame_max - 64
-        while sub.credit > 0 and conn.writable and sub.next < queue.committed:
+        while sub.delivering and sub.credit > 0 and conn.writable and sub.next < queue.committed:
             chunk = queue.read_chunk(sub.next, CHUNK_ENTRIES, max_bytes)
             if chunk is None:
                 return
             committed = min(queue.last_chunk, queue.committed - 1) if self.deliver_v2 \
                 else None
             conn.write_parts(chunks.deliver(sub.id, chunk.first, int(chunk.timestamp * 1000),
-                                            chunk.messages, committed))
-            sub.next = chunk.first + len(chunk.messages)
+                                            chunk.entries, committed))
+            sub.next = chunk.first + chunk.records
             sub.credit -= 1
 
     def release(self) -> None:
         """The connection ends: nothing it held stays attached to a stream."""
+        self.released = True
         for queue in {p.queue for p in self.publishers.values() if p.reference}:
             if not queue.deleted:
                 queue.save_tracking()
+        for _sub, _active, timer in self.updates.values():
+            timer.cancel()
+        self.updates.clear()
+        members = [s for s in self.subscriptions.values() if isinstance(s, GroupSubscription)]
+        self.subscriptions.clear()  # (so that no group's news comes back to this session)
+        for sub in members:
+            self._leave_group(sub)
         for queue, link in self.links.items():
             queue.readers.discard(link)
         self.links.clear()
@@ -470,7 +635,8 @@ class StreamSession:
         f.STORE_OFFSET: store_offset, f.QUERY_OFFSET: query_offset,
         f.UNSUBSCRIBE: unsubscribe, f.CREATE: create, f.DELETE: delete,
         f.METADATA: metadata, f.EXCHANGE_COMMAND_VERSIONS: exchange_command_versions,
-        f.STREAM_STATS: stream_stats, f.ROUTE: route, f.PARTITIONS: partitions}
+        f.STREAM_STATS: stream_stats, f.ROUTE: route, f.PARTITIONS: partitions,
+        f.CREATE_SUPER_STREAM: create_super_stream, f.DELETE_SUPER_STREAM: delete_super_stream}
 
 
 def _queue_arguments(arguments: dict[str, str]) -> FieldTable | None:

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import socket
 import ssl
+from collections.abc import Callable
 
 from leveret.broker.clock import ManualClock
 from leveret.broker.node import Node
@@ -80,6 +81,9 @@ class Listener:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when: float | None = None
         self.committer: Committer | None = None  # set when the broker has a store
+        # Called when the alarms change, after the AMQP connections heard of it (the
+        # stream listener: its publishers are blocked too).
+        self.alarm_listeners: list[Callable[[], None]] = []
 
     async def listen(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None,
                      sockets: list[socket.socket] | None = None) -> int:
@@ -148,6 +152,8 @@ class Listener:
                 self.blocked_reason = self.resources.blocked_reason()
                 for p in list(self.protocols):
                     p.alarms_changed(self.blocked_reason)
+                for listener in list(self.alarm_listeners):
+                    listener()
             await asyncio.sleep(FLOW_CHECK_INTERVAL)
 
     async def close(self, timeout: float = 5.0) -> None:

@@ -189,6 +189,11 @@ class StreamListener:
         self.advertised = (advertised_host or "localhost", advertised_port or 5552)
         self.protocols: set[StreamProtocol] = set()
         self.servers: list[asyncio.AbstractServer] = []
+        amqp.alarm_listeners.append(self._alarms_changed)
+
+    def _alarms_changed(self) -> None:
+        for conn in self.connections():
+            conn.alarms_changed()
 
     def connections(self) -> list[StreamConnection]:
         return [p.conn for p in self.protocols if p.conn is not None]

@@ -13,6 +13,12 @@ A stream's entry published over the stream protocol is an AMQP 1.0 message, kept
 client encoded it (``pack_amqp10``): u8 version (2), f64 append time, u8 len + the name of
 the producer that published it ("" for none), u64 its publishing id, then the message.
 The producer and id let the stream rebuild its de-duplication state at start.
+
+A sub-entry batch published over the stream protocol takes one offset per record, as in
+RabbitMQ, but is kept whole, never decompressed (``pack_amqp10_batch``): its first offset
+holds u8 version (3), the same fields as above, then the sub-entry as the client sent it
+(its header: type and compression, record count, sizes; then the records); each further
+offset holds u8 version (4), f64 append time, u32 its distance to that first offset.
 """
 
 from __future__ import annotations
@@ -24,9 +30,13 @@ from typing import NamedTuple
 
 VERSION = 1
 AMQP10 = 2
+AMQP10_BATCH = 3
+BATCH_PART = 4
+STREAM_KINDS = (AMQP10, AMQP10_BATCH, BATCH_PART)
 _HEAD = struct.Struct("<dI")
 _AMQP10_HEAD = struct.Struct("<dB")
 _PUBLISHING_ID = struct.Struct("<Q")
+_BATCH_PART = struct.Struct("<BdI")
 
 
 def pack_message(exchange: str, routing_key: str, properties_raw: bytes, body: bytes,
@@ -49,13 +59,31 @@ def pack_amqp10(message: bytes, stamp: float, producer: str = "", publishing_id:
     return [head, message]
 
 
+def pack_amqp10_batch(entry: bytes, stamp: float, producer: str = "",
+                      publishing_id: int = 0) -> list[bytes]:
+    """The first offset of a sub-entry batch: ``entry`` as received, header included."""
+    head = pack_amqp10(entry, stamp, producer, publishing_id)
+    return [bytes((AMQP10_BATCH,)) + head[0][1:], entry]
+
+
+def pack_batch_part(stamp: float, distance: int) -> list[bytes]:
+    """A further offset of a sub-entry batch, ``distance`` after its first."""
+    return [_BATCH_PART.pack(BATCH_PART, stamp, distance)]
+
+
+def batch_part_distance(data: bytes | memoryview) -> int:
+    return int(_BATCH_PART.unpack_from(data, 0)[2])
+
+
 def is_amqp10(data: bytes | memoryview) -> bool:
-    return bool(data) and data[0] == AMQP10
+    """Published over the stream protocol: a message, a batch, or one of its records."""
+    return bool(data) and data[0] in STREAM_KINDS
 
 
 def unpack_amqp10(data: bytes | memoryview) -> tuple[float, str, int, bytes]:
-    """(append time, producer, publishing id, message) of a ``pack_amqp10`` record."""
-    if not data or data[0] != AMQP10:
+    """(append time, producer, publishing id, message) of a ``pack_amqp10`` record (and of a
+    ``pack_amqp10_batch`` one, whose message is the sub-entry)."""
+    if not data or data[0] not in (AMQP10, AMQP10_BATCH):
         raise ValueError("not a leveret AMQP 1.0 record")
     stamp, n = _AMQP10_HEAD.unpack_from(data, 1)
     p = 1 + _AMQP10_HEAD.size
@@ -116,7 +144,7 @@ def properties_of(data: bytes | memoryview) -> bytes:
 
 def stamp_of(data: bytes | memoryview) -> float | None:
     """Just the time slot of a packed message: expires_at, or a stream entry's append time."""
-    if data and data[0] == AMQP10:
+    if data and data[0] in STREAM_KINDS:  # (the time is first after the kind in all three)
         return float(_AMQP10_HEAD.unpack_from(data, 1)[0])
     if not data or data[0] != VERSION:
         raise ValueError("not a leveret message record (unknown version)")

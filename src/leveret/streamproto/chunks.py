@@ -9,9 +9,10 @@ entry is ``<<0:1, Size:31, Data>>``; a sub-batch entry (sub-entry batching) is
 holds ``<<Size:32, Message>>`` records, compressed as the top bits say (0 none, 1 gzip,
 2 snappy, 3 lz4, 4 zstd).
 
-leveret's streams keep entries one per offset, so a published sub-batch is split into its
-records (each gets its own offset, as in RabbitMQ where a sub-batch's records take one
-offset each) and a consumer gets simple entries.
+A sub-batch is kept and delivered as the client sent it, never decompressed (RabbitMQ's
+broker does not decompress either: the consuming client does), so every compression works;
+its records take one offset each. Only an AMQP 0-9-1 reader of a stream needs the records
+themselves (``sub_batch_messages``), which leveret can give for none and gzip.
 """
 
 from __future__ import annotations
@@ -37,19 +38,22 @@ MAX_UNCOMPRESSED = 64 << 20  # a gzip sub-batch may not inflate beyond this
 
 
 class Published(NamedTuple):
-    """One publishing id's messages (several for a sub-batch) and its filter value."""
+    """One publishing id's entry: a message (``records`` 0) or a sub-batch as received,
+    header included (``records``: how many it holds); and its filter value (Publish v2)."""
 
     publishing_id: int
-    messages: list[bytes]
+    data: bytes
     filter_value: str | None
+    records: int = 0
 
 
-class UnsupportedCompression(FrameError):
-    """A sub-batch compressed with a codec leveret does not read."""
+class UnreadableBatch(Exception):
+    """A sub-batch whose records leveret cannot take out (a codec it does not read, or
+    malformed data): stream-protocol readers still get it whole."""
 
 
 def parse_publish(f: Fields, version: int) -> tuple[int, list[Published]]:
-    """Publish's publisher id and its messages (v2 adds a filter value per message)."""
+    """Publish's publisher id and its entries (v2 adds a filter value per entry)."""
     publisher_id = f.u8()
     items = []
     for _ in range(f.count(12)):
@@ -58,61 +62,77 @@ def parse_publish(f: Fields, version: int) -> tuple[int, list[Published]]:
         head = f.u32()
         if head & 0x80000000 == 0:
             start = f._take(head)
-            items.append(Published(publishing_id, [bytes(f.buf[start:start + head])],
+            items.append(Published(publishing_id, bytes(f.buf[start:start + head]),
                                    filter_value))
             continue
         f.pos -= 4  # the sub-batch header starts with that byte
-        entry_type, records, uncompressed, size = _SUB_BATCH.unpack_from(
+        start = f.pos
+        _type, records, uncompressed, size = _SUB_BATCH.unpack_from(
             f.buf, f._take(_SUB_BATCH.size))
-        start = f._take(size)
-        data = bytes(f.buf[start:start + size])
-        items.append(Published(publishing_id, _sub_batch(entry_type, records, uncompressed,
-                                                         data), filter_value))
+        if records == 0 or 4 * records > uncompressed:  # (each record has a u32 size)
+            raise FrameError(f"sub-batch of {records} records in {uncompressed} bytes")
+        f._take(size)
+        items.append(Published(publishing_id, bytes(f.buf[start:f.pos]), filter_value,
+                               records))
     return publisher_id, items
 
 
-def _sub_batch(entry_type: int, records: int, uncompressed: int, data: bytes) -> list[bytes]:
+def sub_batch_records(entry: bytes) -> int:
+    return int(_SUB_BATCH.unpack_from(entry, 0)[1])
+
+
+def sub_batch_messages(entry: bytes) -> list[bytes]:
+    """The records of a sub-batch (as ``parse_publish`` keeps it): uncompressed or gzip."""
+    entry_type, records, uncompressed, size = _SUB_BATCH.unpack_from(entry, 0)
+    data = entry[_SUB_BATCH.size:_SUB_BATCH.size + size]
     compression = (entry_type >> 4) & 0x07
     if compression == 1:
         if uncompressed > MAX_UNCOMPRESSED:
-            raise FrameError(f"sub-batch of {uncompressed} bytes uncompressed is too large")
+            raise UnreadableBatch(f"sub-batch of {uncompressed} bytes uncompressed")
         try:
-            inflater = zlib.decompressobj(31)
-            data = inflater.decompress(data, uncompressed + 1)
+            data = zlib.decompressobj(31).decompress(data, uncompressed + 1)
         except zlib.error as exc:
-            raise FrameError(f"sub-batch does not inflate: {exc}") from None
+            raise UnreadableBatch(f"sub-batch does not inflate: {exc}") from None
     elif compression != 0:
-        raise UnsupportedCompression(
-            f"sub-batch compression {COMPRESSIONS.get(compression, compression)} is not "
-            "supported (none and gzip are)")
+        raise UnreadableBatch(f"sub-batch compressed with "
+                              f"{COMPRESSIONS.get(compression, compression)}")
     out = []
     pos = 0
     for _ in range(records):
         if pos + 4 > len(data):
-            raise FrameError("sub-batch shorter than its record count")
-        (size,) = _ENTRY.unpack_from(data, pos)
+            raise UnreadableBatch("sub-batch shorter than its record count")
+        (length,) = _ENTRY.unpack_from(data, pos)
         pos += 4
-        if pos + size > len(data):
-            raise FrameError("sub-batch record runs past its end")
-        out.append(data[pos:pos + size])
-        pos += size
+        if pos + length > len(data):
+            raise UnreadableBatch("sub-batch record runs past its end")
+        out.append(data[pos:pos + length])
+        pos += length
     return out
 
 
 def deliver(subscription_id: int, first_offset: int, timestamp_ms: int,
-            messages: list[bytes], committed: int | None = None) -> list[bytes]:
+            entries: list[tuple[bytes, int]], committed: int | None = None) -> list[bytes]:
     """A Deliver frame (v2 when ``committed``, the committed chunk id, is given) of one
-    chunk holding ``messages`` from ``first_offset`` on, as parts to write back to back."""
+    chunk of ``entries`` from ``first_offset`` on, as parts to write back to back. An entry
+    is (message, 0) or (a sub-batch as received, its record count)."""
     parts: list[bytes] = [b"", b""]
     size = 0
     crc = 0
-    for m in messages:
-        head = _ENTRY.pack(len(m))
+    records = 0
+    for data, count in entries:
+        if count:
+            parts.append(data)
+            crc = zlib.crc32(data, crc)
+            size += len(data)
+            records += count
+            continue
+        head = _ENTRY.pack(len(data))
         parts.append(head)
-        parts.append(m)
-        crc = zlib.crc32(m, zlib.crc32(head, crc))
-        size += 4 + len(m)
-    header = CHUNK_HEADER.pack(MAGIC_VERSION, USER_CHUNK, len(messages), len(messages),
+        parts.append(data)
+        crc = zlib.crc32(data, zlib.crc32(head, crc))
+        size += 4 + len(data)
+        records += 1
+    header = CHUNK_HEADER.pack(MAGIC_VERSION, USER_CHUNK, len(entries), records,
                                timestamp_ms, EPOCH, first_offset, crc, size, 0, 0)
     if committed is None:
         lead = _DELIVER_V1.pack(4 + 1 + CHUNK_HEADER.size + size, frames.DELIVER, 1,

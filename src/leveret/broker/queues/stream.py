@@ -32,6 +32,7 @@ error where RabbitMQ crashes the connection (541).
 from __future__ import annotations
 
 import datetime
+import logging
 import struct
 from collections import deque
 from collections.abc import Iterator
@@ -44,18 +45,32 @@ from leveret.broker.clock import Timer
 from leveret.broker.entry import Entry
 from leveret.broker.message import FLAG_HEADERS, Message
 from leveret.broker.queues.base import Consumer, Queue, QueueHost
-from leveret.broker.queues.stream_entries import Amqp10Entry, StreamItem, amqp10_bytes
+from leveret.broker.queues.stream_entries import (
+    Amqp10Batch,
+    Amqp10Entry,
+    BatchPart,
+    StreamItem,
+    amqp10_bytes,
+    stream_item,
+)
+from leveret.broker.stream_groups import ConsumerGroup
 from leveret.broker.stream_tracking import StreamTracking
 from leveret.errors import NotImplemented_, PreconditionFailed
 from leveret.store.base import QueueLog
 from leveret.store.codec import (
+    AMQP10,
+    AMQP10_BATCH,
     is_amqp10,
     pack_amqp10,
+    pack_amqp10_batch,
+    pack_batch_part,
     pack_message,
     stamp_of,
     unpack_amqp10,
     unpack_many,
 )
+
+log = logging.getLogger("leveret.stream")
 
 TYPE = "rabbit_stream_queue"
 # RabbitMQ's own limits and defaults (rabbit.hrl, rabbit_stream_queue.erl).
@@ -124,15 +139,18 @@ class StreamReader(Protocol):
 
 
 class Chunk:
-    """Entries read for a stream-protocol reader: the first's offset and append time, and
-    each entry's AMQP 1.0 bytes."""
+    """Entries read for a stream-protocol reader: the first's offset and append time, each
+    entry as (AMQP 1.0 message, 0) or (sub-batch as received, its record count), and how
+    many offsets they cover."""
 
-    __slots__ = ("first", "messages", "timestamp")
+    __slots__ = ("entries", "first", "records", "timestamp")
 
-    def __init__(self, first: int, timestamp: float, messages: list[bytes]) -> None:
+    def __init__(self, first: int, timestamp: float, entries: list[tuple[bytes, int]],
+                 records: int) -> None:
         self.first = first
         self.timestamp = timestamp
-        self.messages = messages
+        self.entries = entries
+        self.records = records
 
 
 class StreamSegment:
@@ -176,6 +194,8 @@ class StreamQueue(Queue):
         # Stream-protocol subscriptions, and the producers' and consumers' tracking.
         self.readers: set[StreamReader] = set()
         self.tracking = StreamTracking(self.vhost.name, name)
+        # Single active consumer groups by name (broker/stream_groups.py).
+        self.consumer_groups: dict[str, ConsumerGroup] = {}
         self.configure(self.arguments)
 
     # -- declaration -----------------------------------------------------------------
@@ -319,7 +339,7 @@ class StreamQueue(Queue):
             offsets = list(batch.offsets)
             for i in range(0, len(offsets), READ_BATCH):
                 for record in log.read_many(offsets[i:i + READ_BATCH]):
-                    if is_amqp10(record):
+                    if record and record[0] in (AMQP10, AMQP10_BATCH):
                         _stamp, producer, publishing_id, _data = unpack_amqp10(record)
                         if producer:
                             tracking.producers[producer] = publishing_id
@@ -357,16 +377,30 @@ class StreamQueue(Queue):
         offset = self._log().next_offset
         stored = _as_stored(message, offset)
         now = self.vhost.clock.now()
-        self._append(pack_message(stored.exchange, stored.routing_key, stored.properties_raw,
-                                  stored.body, now), stored, now)
+        self._append([(pack_message(stored.exchange, stored.routing_key,
+                                    stored.properties_raw, stored.body, now), stored)], now)
         return True
 
     def push_amqp10(self, data: bytes, producer: str = "", publishing_id: int = 0) -> int:
         """Append an AMQP 1.0 message published over the stream protocol (by ``producer``
         with ``publishing_id``, when named); returns its offset."""
         now = self.vhost.clock.now()
-        offset = self._append(pack_amqp10(data, now, producer, publishing_id),
-                              Amqp10Entry(data, producer, publishing_id), now)
+        offset = self._append([(pack_amqp10(data, now, producer, publishing_id),
+                                Amqp10Entry(data, producer, publishing_id))], now)
+        if producer and self.tracking.published(producer, publishing_id):
+            self.save_tracking()
+        return offset
+
+    def push_amqp10_batch(self, entry: bytes, producer: str = "", publishing_id: int = 0
+                          ) -> int:
+        """Append a sub-entry batch as the client sent it: one offset per record (the batch
+        at the first, a ``BatchPart`` at the others), all in one segment; returns the first."""
+        now = self.vhost.clock.now()
+        batch = Amqp10Batch(entry, producer, publishing_id)
+        records: list[tuple[list[bytes], StreamItem]] = [
+            (pack_amqp10_batch(entry, now, producer, publishing_id), batch)]
+        records.extend((pack_batch_part(now, i), BatchPart(i)) for i in range(1, batch.records))
+        offset = self._append(records, now)
         if producer and self.tracking.published(producer, publishing_id):
             self.save_tracking()
         return offset
@@ -379,21 +413,24 @@ class StreamQueue(Queue):
         self.tracking.offsets[reference] = offset
         self.save_tracking()
 
-    def _append(self, data: list[bytes], item: StreamItem, now: float) -> int:
+    def _append(self, records: list[tuple[list[bytes], StreamItem]], now: float) -> int:
+        """Append entries written together (one, or a sub-batch's records); returns the
+        first one's offset."""
         log = self._log()
         offset = log.next_offset
-        size = sum(len(part) for part in data)
+        size = sum(len(part) for data, _item in records for part in data)
         seg = self.segments[-1]
         rolled = bool(seg.count) and seg.bytes + size > self.segment_size
         if rolled:
             seg = StreamSegment(offset)
             self.segments.append(seg)
             log.new_segment()
-        log.append(data)
-        seg.count += 1
+        for data, item in records:
+            log.append(data)
+            self._remember(item, now)
+        seg.count += len(records)
         seg.bytes += size
         seg.newest = now
-        self._remember(item, now)
         # A chunk is what is written together (osiris writes what its writer received at
         # once): here the entries one group commit covers. An append after the store
         # committed the previous chunk starts the next one.
@@ -401,15 +438,16 @@ class StreamQueue(Queue):
         if store is None or store.durable_seq >= self._chunk_seq:
             self.last_chunk = offset
         self._chunk_seq = store.seq if store is not None else 0
-        self.counters.publish += 1
+        self.counters.publish += len(records)
         if rolled:
             self.apply_retention()
+        end = offset + len(records)
         if store is None or store.durable_seq >= store.seq:
-            self.committed = offset + 1
+            self.committed = end
             if self.cursors or self.readers:
                 self.dispatch()
         else:
-            self._commits.append((store.seq, offset + 1))
+            self._commits.append((store.seq, end))
             self.vhost.awaiting_commit.add(self)
         return offset
 
@@ -526,34 +564,65 @@ class StreamQueue(Queue):
         items: list[StreamItem] = []
         for record in records:  # mixed: each run of 0-9-1 records decoded at once
             if is_amqp10(record):
-                items.append(Amqp10Entry.from_record(record))
+                items.append(stream_item(record))
             else:
                 items.extend(_messages([record]))
         return items
 
     def _read_messages(self, start: int, count: int, end: int | None = None
-                       ) -> list[Message]:
-        """``_read`` for AMQP 0-9-1 readers: every entry as a 0-9-1 message."""
+                       ) -> list[Message | None]:
+        """``_read`` for AMQP 0-9-1 readers: every entry as a 0-9-1 message, a sub-batch's
+        records one by one (None for one leveret cannot read: see Amqp10Batch)."""
         items = self._read(start, count, end)
-        return [item if isinstance(item, Message) else item.message(self.name, start + i)
-                for i, item in enumerate(items)]
+        out: list[Message | None] = []
+        for i, item in enumerate(items):
+            if isinstance(item, Message):
+                out.append(item)
+            elif isinstance(item, Amqp10Entry):
+                out.append(item.message(self.name, start + i))
+            elif isinstance(item, Amqp10Batch):
+                out.append(item.message(self.name, start + i, 0))
+            else:
+                head = items[i - item.index] if i >= item.index else \
+                    next(iter(self._read(start + i - item.index, 1)), None)
+                out.append(head.message(self.name, start + i, item.index)
+                           if isinstance(head, Amqp10Batch) else None)
+        return out
 
     def read_chunk(self, start: int, max_entries: int, max_bytes: int) -> Chunk | None:
         """Durable entries from ``start`` on for a stream-protocol reader, as AMQP 1.0:
-        at most ``max_entries``, and past the first entry at most ``max_bytes``."""
+        at most ``max_entries`` offsets, and past the first entry at most ``max_bytes``. A
+        start inside a sub-batch gets the whole batch (as RabbitMQ sends the whole chunk)."""
         start = max(start, self.first)
         items = self._read(start, max_entries, self.committed)
+        if items and isinstance(items[0], BatchPart):
+            head = start - items[0].index
+            if head >= self.first:
+                start = head
+                items = self._read(start, max_entries, self.committed)
+            else:  # (its batch is gone: retention never splits one, but be safe)
+                while items and isinstance(items[0], BatchPart):
+                    items.pop(0)
+                    start += 1
         if not items:
             return None
-        out: list[bytes] = []
+        out: list[tuple[bytes, int]] = []
         size = 0
+        records = 0
         for item in items:
-            data = amqp10_bytes(item)
-            size += len(data) + 4
+            if isinstance(item, BatchPart):
+                continue  # (in the batch before it)
+            if isinstance(item, Amqp10Batch):
+                entry, count = item.body, item.records
+                size += len(entry)
+            else:
+                entry, count = amqp10_bytes(item), 0
+                size += len(entry) + 4
             if out and size > max_bytes:
                 break
-            out.append(data)
-        return Chunk(start, self._stamp_at(start), out)
+            out.append((entry, count))
+            records += count or 1
+        return Chunk(start, self._stamp_at(start), out, records)
 
     def _stamp_at(self, offset: int) -> float:
         if offset >= self.tail_first and offset - self.tail_first < len(self.tail_stamps):
@@ -585,7 +654,8 @@ class StreamQueue(Queue):
             if not batch:
                 return
             for message in batch:
-                yield message, False
+                if message is not None:
+                    yield message, False
             offset += len(batch)
 
     # -- consumers -------------------------------------------------------------------
@@ -681,6 +751,9 @@ class StreamQueue(Queue):
                 return
             for message in batch:
                 offset = cursor.next
+                if message is None:
+                    self._cancel_unreadable(consumer, offset)
+                    return
                 cursor.next = offset + 1
                 if cursor.filters is not None and not cursor.wants(message):
                     continue
@@ -689,6 +762,16 @@ class StreamQueue(Queue):
                 deliver(consumer, Entry(offset, message))
                 if not consumer.can_take():
                     return
+
+    def _cancel_unreadable(self, consumer: Consumer, offset: int) -> None:
+        """An AMQP 0-9-1 consumer reached a sub-batch record leveret cannot read (snappy,
+        lz4 or zstd): it is cancelled (basic.cancel) rather than skip it in silence.
+        RabbitMQ 3.10 closes the consumer's connection (541) on any compressed batch."""
+        log.warning("stream '%s' in vhost '%s': consumer '%s' cancelled at offset %d, a "
+                    "compressed sub-entry batch AMQP 0-9-1 readers cannot read", self.name,
+                    self.vhost.name, consumer.tag, offset)
+        self.remove_consumer(consumer)
+        consumer.channel.cancel_by_server(consumer)
 
     # -- settlement ------------------------------------------------------------------
 
