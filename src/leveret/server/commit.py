@@ -5,6 +5,12 @@ After every input batch (and timer run) that changed the store, ``poke`` writes 
 buffers to the OS (``store.flush()``, on the loop) and runs the blocking half
 (``Sync.run()``: the fsyncs) in a thread. At most one runs at a time; what is appended
 meanwhile goes into the next one, so many messages share one fsync.
+
+What is appended meanwhile still reaches the OS at once (``write_ahead``, also called
+before any output is written to a socket): a delivery's delivered mark must be in the
+OS's hands before the delivery leaves, or a ``kill -9`` during a long fsync brings back
+messages the consumer already had without ``redelivered`` (thousands of them when the
+disk is busy).
 """
 
 from __future__ import annotations
@@ -34,8 +40,10 @@ class Committer:
     def poke(self, force: bool = False) -> None:
         """Something may have changed the store: commit it, unless a commit is running
         (then the next one, started when it ends, takes it)."""
-        if self.running is not None or self.failed or (
-                self.store.seq == self.flushed and not force):
+        if self.running is not None:
+            self.write_ahead()  # the next commit fsyncs it; the OS has it meanwhile
+            return
+        if self.failed or (self.store.seq == self.flushed and not force):
             return
         store = self.store
         try:
@@ -47,6 +55,17 @@ class Committer:
         loop = asyncio.get_running_loop()
         self.running = fut = loop.run_in_executor(self._executor, sync.run)
         fut.add_done_callback(self._done)
+
+    def write_ahead(self) -> None:
+        """Write the store's buffered records to the OS now, without a commit (no fsync,
+        no reclaim): called before output leaves for a socket, so what a delivery depends
+        on (its delivered mark) survives the broker process."""
+        if self.failed or not self.store.unwritten:
+            return
+        try:
+            self.store.write_buffered()
+        except Exception:
+            self._fail()
 
     def _done(self, fut: asyncio.Future[int]) -> None:
         self.running = None

@@ -260,6 +260,9 @@ class AMQPProtocol(asyncio.Protocol):
             return
         data = conn.take_output()
         if data:
+            committer = self.listener.committer
+            if committer is not None:  # delivered marks reach the OS before deliveries
+                committer.write_ahead()  # leave (a kill -9 then brings them redelivered)
             t.write(data)  # may call pause_writing() before it returns
             self.last_send = self.loop.time()
         conn.output_flushed()

@@ -275,6 +275,21 @@ class DiskStore:
         self._unlink = []
         return sync
 
+    @property
+    def unwritten(self) -> bool:
+        """Some log has changes not yet written to the OS (or reclaim to do)."""
+        return bool(self._dirty)
+
+    def write_buffered(self) -> None:
+        """Write every log's buffered records to the OS now (loop thread; no fsync, no
+        reclaim, no roll: the next ``flush`` still does those, and the fsync). Safe while a
+        sync runs: it covers what it captured, the next one covers this."""
+        self._check_open()
+        if self.failed is not None:
+            raise StoreError(f"the store failed earlier: {self.failed}")
+        for qlog in self._dirty:
+            qlog.write_buffered()
+
     def synced(self, seq: int, fsynced: bool) -> int:
         with self.pending.lock:
             if fsynced:

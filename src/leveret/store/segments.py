@@ -499,6 +499,13 @@ class SegmentLog:
         self._write()
         return [seg.path for seg in gone]
 
+    def write_buffered(self) -> None:
+        """Write the buffered records (and pending marks) to the OS; the log stays dirty
+        for the next ``flush``."""
+        if not self.closed:
+            self.encode_marks()
+            self._write()
+
     def delete(self) -> None:
         self.store.delete_queue(self.vhost, self.name)
 
