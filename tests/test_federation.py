@@ -239,3 +239,29 @@ async def test_federated_queue_pulls_when_consumers_are_idle() -> None:
                 row = (await h.call("GET", "/api/federation-links"))[1][0]
                 assert (row["type"], row["queue"], row["upstream_queue"]) == (
                     "queue", "fq", "fq")
+
+
+async def test_each_broker_has_its_own_cluster_name_kept_in_its_data_directory(
+        tmp_path: Any) -> None:
+    """Federation tells brokers apart by cluster name (loops, upstream queue names), so
+    two default brokers must not share one; a data directory keeps it, and a rename
+    (PUT /api/cluster-name, a definitions import) is durable too."""
+    async with broker() as a, broker() as b:
+        assert a.node.cluster_name != b.node.cluster_name
+        assert a.node.cluster_name.startswith("leveret-")
+    async with broker(data_dir=tmp_path) as b:
+        first = b.node.cluster_name
+        status, body = await http(b).call("GET", "/api/cluster-name")
+        assert (status, body) == (200, {"name": first})
+        async with await connect(url(b)) as c:
+            assert c.server_properties["cluster_name"] == first
+    async with broker(data_dir=tmp_path) as b:
+        assert b.node.cluster_name == first
+        assert (await http(b).call("PUT", "/api/cluster-name", {"name": "east"}))[0] == 204
+    async with broker(data_dir=tmp_path) as b:
+        assert b.node.cluster_name == "east"
+        status, _ = await http(b).call("POST", "/api/definitions", {
+            "global_parameters": [{"name": "cluster_name", "value": "west"}]})
+        assert status in (200, 204)
+    async with broker(data_dir=tmp_path) as b:
+        assert (await http(b).call("GET", "/api/overview"))[1]["cluster_name"] == "west"

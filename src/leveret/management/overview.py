@@ -192,7 +192,7 @@ async def put_cluster_name(request: web.Request) -> web.Response:
     require_admin(request)
     body = await read_json(request)
     missing_keys(body, "name")
-    context(request).node.cluster_name = text(body, "name")
+    context(request).node.set_cluster_name(text(body, "name"))
     return no_content()
 
 
