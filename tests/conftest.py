@@ -30,8 +30,15 @@ from rabbit_node import PluginRabbit  # noqa: E402  (tests/ is on sys.path: root
 @pytest.fixture(scope="session")
 def plugin_rabbit() -> Iterator[PluginRabbit]:
     """A private RabbitMQ node with the shovel and federation plugins (tests/rabbit_node.py),
-    started once per session by the first test that asks for it, stopped at the end."""
-    node = PluginRabbit()
+    started once per session by the first test that asks for it, stopped at the end.
+    ``LEVERET_PLUGIN_RABBIT=name:port:http_port`` picks another node, so that sessions run
+    side by side (other worktrees) do not start, share and stop the same one."""
+    chosen = os.environ.get("LEVERET_PLUGIN_RABBIT")
+    if chosen:
+        name, port, http_port = chosen.split(":")
+        node = PluginRabbit(name=name, port=int(port), http_port=int(http_port))
+    else:
+        node = PluginRabbit()
     if not node.installed():
         pytest.skip("rabbitmq-server is not installed (../shared/tools/reference-rabbitmq "
                     "installs it)")

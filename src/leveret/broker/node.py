@@ -328,7 +328,9 @@ class Node:
 
     def grants(self, vhost: str, user: str) -> Grants:
         if user == INTERNAL_USER and user not in self.users:
-            return Grants(user, vhost, Permission(), {})
+            # it may pass on a user_id it did not set (federation's trust-user-id), as
+            # RabbitMQ's internal direct connections may
+            return Grants(user, vhost, Permission(), {}, impersonator=True)
         u = self.users.get(user)
         topics = {k[2]: t for k, t in self.topic_permissions.items()
                   if k[0] == vhost and k[1] == user}

@@ -42,11 +42,16 @@ EXCHANGE_DESCRIPTIONS = {
     "headers": "AMQP headers exchange, as per the AMQP specification",
     "topic": "AMQP topic exchange, as per the AMQP specification",
     "x-delayed-message": "Delayed Message Exchange (leveret, as the RabbitMQ plugin)",
+    "x-federation-upstream": "Federation upstream helper exchange",
 }
+# What RabbitMQ adds to an exchange type made for its own use
+INTERNAL_PURPOSE = {"x-federation-upstream": "federation"}
 
 
 def exchange_types() -> list[dict[str, Any]]:
     return [{"name": name, "description": EXCHANGE_DESCRIPTIONS.get(name, name),
+             **({"internal_purpose": INTERNAL_PURPOSE[name]} if name in INTERNAL_PURPOSE
+                else {}),
              "enabled": True} for name in sorted(TYPES)]
 
 
