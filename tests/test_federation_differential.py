@@ -276,11 +276,18 @@ async def definitions_import(side: Side, _other: Side) -> dict[str, Any]:
         "parameters": [
             {"vhost": DOWN, "component": "federation-upstream", "name": "nowhere",
              "value": {"uri": "amqp://guest:guest@127.0.0.1:9", "reconnect-delay": 30}},
-            {"vhost": DOWN, "component": "federation-upstream-set", "name": "both",
-             "value": [{"upstream": "nowhere"}, {"upstream": "missing"}]},
+            {"vhost": DOWN, "component": "federation-upstream", "name": "wrong-password",
+             "value": {"uri": f"amqp://guest:nope@127.0.0.1:{side.port}/{DOWN}",
+                       "reconnect-delay": 30}},
+            {"vhost": DOWN, "component": "federation-upstream", "name": "no-vhost",
+             "value": {"uri": f"amqp://guest:guest@127.0.0.1:{side.port}/nowhere",
+                       "reconnect-delay": 30}},
+            {"vhost": DOWN, "component": "federation-upstream-set", "name": "them",
+             "value": [{"upstream": "nowhere"}, {"upstream": "missing"},
+                       {"upstream": "wrong-password"}, {"upstream": "no-vhost"}]},
         ],
         "policies": [{"vhost": DOWN, "name": "fed", "pattern": "^fed\\.", "apply-to": "all",
-                      "definition": {"federation-upstream-set": "both"}, "priority": 0}],
+                      "definition": {"federation-upstream-set": "them"}, "priority": 0}],
         "exchanges": [{"vhost": DOWN, "name": "fed.x", "type": "fanout", "durable": True,
                        "auto_delete": False, "internal": False, "arguments": {}}],
         "queues": [{"vhost": DOWN, "name": "fed.q", "durable": True, "auto_delete": False,
@@ -288,20 +295,21 @@ async def definitions_import(side: Side, _other: Side) -> dict[str, Any]:
     }
     status, _ = await side.http.call("POST", "/api/definitions", definitions)
     exported = (await side.http.call("GET", "/api/definitions"))[1]
-    rows = await links(side, DOWN, 2, "error")
+    rows = await links(side, DOWN, 6, "error")
     return {
         "status": status in (200, 201, 204),
-        "parameters": sorted((p for p in exported["parameters"] if p["vhost"] == DOWN),
-                             key=lambda p: (p["component"], p["name"])),
+        "parameters": normal(sorted((p for p in exported["parameters"]
+                                     if p["vhost"] == DOWN),
+                                    key=lambda p: (p["component"], p["name"]))),
         "links": sorted((link_shape(r, side, side) for r in rows),
-                        key=lambda s: s["values"]["type"]),
+                        key=lambda s: (s["values"]["type"], s["values"]["upstream"])),
     }
 
 
 async def test_definitions_import_as_rabbitmq(rabbit: PluginRabbit) -> None:
-    """One upstream that answers nothing: both a federated exchange and a federated queue
-    show an ``error`` link with RabbitMQ's reason; the set's missing upstream is
-    skipped."""
+    """Upstreams that cannot be reached, refuse the login or lack the vhost: a federated
+    exchange and a federated queue show an ``error`` link for each, with RabbitMQ's
+    reasons; the set's missing upstream is skipped."""
     reference = await rabbit_side(rabbit)
     try:
         expected = await definitions_import(reference, reference)
@@ -310,7 +318,9 @@ async def test_definitions_import_as_rabbitmq(rabbit: PluginRabbit) -> None:
     async with leveret_side() as lev:
         got = await definitions_import(lev, lev)
     assert got == expected
-    assert [link["values"]["error"] for link in got["links"]] == ["econnrefused"] * 2
+    assert [link["values"]["error"] for link in got["links"]] == [
+        "not_allowed", "econnrefused", '{auth_failure,"ACCESS_REFUSED - Login was refused '
+        'using authentication mechanism PLAIN. For details see the broker logfile."}'] * 2
 
 
 # -- federated exchanges ----------------------------------------------------------------------
@@ -374,6 +384,54 @@ async def test_federated_exchange_as_rabbitmq(rabbit: PluginRabbit) -> None:
         "x-downstream-name": CLUSTER, "x-downstream-vhost": DOWN,
         "x-internal-purpose": "federation", "x-max-hops": 2}] in reference["upstream"]["exchanges"]
     assert [m[1] for m in reference["messages"]] == [b"one", b"two"]
+
+
+async def exchange_from_a_set(up: Side, down: Side) -> dict[str, Any]:
+    """An upstream set whose entry names another upstream exchange (which exists, of
+    another type) and overrides max-hops and expires."""
+    await up.vhost(UP)
+    await down.vhost(DOWN)
+    async with await connect(up.url(UP)) as c:
+        await (await c.channel()).exchange_declare("fed.src", "fanout", durable=True)
+    async with await connect(down.url(DOWN)) as c:
+        ch = await c.channel()
+        await ch.exchange_declare("fed.r", "direct", durable=True)
+        await ch.queue_declare("fed.rq", durable=True)
+        await ch.queue_bind("fed.rq", "fed.r", "k")
+    d = quote(DOWN, safe="")
+    await down.ok("PUT", f"/api/parameters/federation-upstream/{d}/up",
+                  {"value": {"uri": up.url(UP), "expires": 1000}})
+    await down.ok("PUT", f"/api/parameters/federation-upstream-set/{d}/renamed", {"value": [
+        {"upstream": "up", "exchange": "fed.src", "max-hops": 3, "expires": 50000}]})
+    await down.ok("PUT", f"/api/policies/{d}/fedr", {
+        "pattern": "^fed\\.r$", "apply-to": "exchanges",
+        "definition": {"federation-upstream-set": "renamed"}})
+    [row] = await links(down, DOWN)
+    built: dict[str, Any] = {}
+
+    async def bound() -> bool:
+        nonlocal built
+        built = await upstream_objects(up, UP, up, down)
+        return any(b[0] == "fed.src" for b in built["bindings"])
+    await eventually(bound)
+    async with await connect(up.url(UP)) as c:
+        (await c.channel()).publish(b"r", "fed.src", "k")
+    got = await consume(down.url(DOWN), "fed.rq", 1)
+    return {"link": link_shape(row, up, down), "upstream": built,
+            "messages": normal(got, up.cluster, down.cluster)}
+
+
+async def test_upstream_set_overrides_as_rabbitmq(rabbit: PluginRabbit) -> None:
+    results = await across(rabbit, exchange_from_a_set)
+    same_everywhere(results)
+    reference = results["rabbit->rabbit"]
+    assert reference["link"]["values"]["upstream_exchange"] == "fed.src"
+    assert reference["upstream"]["queues"] == [[
+        f"federation: fed.src -> {CLUSTER}:{DOWN}:fed.r", True, False,
+        {"x-expires": 50000, "x-internal-purpose": "federation"}]]
+    # x-received-from names the downstream exchange
+    [[_key, body, _red, [(_name, [entry])]]] = reference["messages"]
+    assert (body, entry["exchange"]) == (b"r", "fed.r")
 
 
 async def federated_loop(a: Side, b: Side) -> dict[str, Any]:
