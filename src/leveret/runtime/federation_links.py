@@ -233,11 +233,12 @@ class Link:
             while not any(f.done() for f in closers):
                 waiter = asyncio.ensure_future(self._step(uch, move))
                 await asyncio.wait([waiter, *closers], return_when=asyncio.FIRST_COMPLETED)
-                if not waiter.done():
+                if waiter.done():
+                    waiter.result()  # a failed step ends the session with its error
+                else:  # a connection closed: the step is moot
                     waiter.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
                         await waiter
-                waiter.result()  # a failed step ends the session with its error
         finally:
             for f in closers:
                 f.cancel()
