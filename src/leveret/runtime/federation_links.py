@@ -174,9 +174,8 @@ class Link:
         return row
 
     async def _run(self, after: asyncio.Future[Any] | None) -> None:
-        if after is not None:
-            with contextlib.suppress(Exception):
-                await after
+        if after is not None:  # however it ended
+            await asyncio.wait([after])
         while True:
             self._set("starting")
             try:
@@ -237,8 +236,9 @@ class Link:
                     waiter.result()  # a failed step ends the session with its error
                 else:  # a connection closed: the step is moot
                     waiter.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await waiter
+                    # (asyncio.wait: a cancellation of this task itself still comes
+                    # through, where awaiting the waiter would swallow it)
+                    await asyncio.wait([waiter])
         finally:
             for f in closers:
                 f.cancel()
