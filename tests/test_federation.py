@@ -406,3 +406,39 @@ async def test_kill_9_upstream_mid_stream_loses_nothing(tmp_path: Any,
     finally:
         proc.kill()
         proc.wait()
+
+
+# -- what the links write ---------------------------------------------------------------------
+
+def test_bindings_travel_as_far_as_messages_could_come_back() -> None:
+    """rabbit_federation_exchange_link:update_binding: hops count down from the tightest
+    max-hops passed; a binding goes no further at 0 or back to where it came from."""
+    def bind(args: dict[str, Any], max_hops: int) -> dict[str, Any] | None:
+        return federation.upstream_binding(args, max_hops, "up", "/", "me", "v", "x", "B")
+
+    first = bind({"x-match": "any"}, 3)
+    assert first == {"x-bound-from": [{"cluster-name": "me", "vhost": "v",
+                                       "exchange": "v:x B", "hops": 3}], "x-match": "any"}
+    assert list(first) == ["x-bound-from", "x-match"]  # sorted, as RabbitMQ keeps tables
+    prior = {"x-bound-from": [{"cluster-name": "far", "vhost": "/", "hops": 2}]}
+    again = bind(prior, 5)
+    assert again is not None
+    assert [e["hops"] for e in again["x-bound-from"]] == [1, 2]
+    assert bind({"x-bound-from": [{"cluster-name": "far", "hops": 1}]}, 5) is None
+    assert bind({"x-bound-from": [{"cluster-name": "up", "vhost": "/", "hops": 3}]}, 5) is None
+
+
+def test_queue_links_count_visits_per_upstream() -> None:
+    """A message that went round federated queues (rabbit_federation_queue_link
+    update_headers): the first pass records where it was published; each pass through the
+    same upstream moves its entry first and counts it."""
+    once = federation.queue_headers({"CC": ["a"]}, "amqp://u", "q", False, "ex", "rk")
+    assert once == {"x-original-cc": ["a"], "x-original-exchange": "ex",
+                    "x-original-routing-key": "rk", "x-received-from": [
+                        {"uri": "amqp://u", "queue": "q", "redelivered": False,
+                         "visit-count": 1}]}
+    elsewhere = federation.queue_headers(once, "amqp://w", "q", True, "", "q")
+    twice = federation.queue_headers(elsewhere, "amqp://u", "q", False, "", "q")
+    assert twice["x-original-exchange"] == "ex"  # the first pass's, kept
+    assert [(e["uri"], e["visit-count"]) for e in twice["x-received-from"]] == [
+        ("amqp://u", 2), ("amqp://w", 1)]

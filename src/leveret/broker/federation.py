@@ -4,8 +4,11 @@
 federated exchange or queue from its policy (``federation-upstream`` or
 ``federation-upstream-set``).
 
-What runs the links (AMQP connections, asyncio tasks) is ``leveret.runtime.federation``;
-this module stays free of I/O like the rest of ``leveret.broker``.
+It also holds what the links build and write as data: the upstream queue's and internal
+exchange's names and arguments, the ``x-bound-from`` arguments of upstream bindings and the
+headers of forwarded messages, as RabbitMQ 3.10's federation plugin makes them. What runs
+the links (AMQP connections, asyncio tasks) is ``leveret.runtime.federation``; this module
+stays free of I/O like the rest of ``leveret.broker``.
 """
 
 from __future__ import annotations

@@ -94,7 +94,7 @@ class FederationManager:
                     found[(vh.name, "exchange", ex.name, u.name)] = (u, ex.type, bindings)
             for q in vh.queues.values():
                 policy = vh.policies.get(q.policy) if q.policy else None
-                if policy is None or q.exclusive_owner is not None:
+                if policy is None:
                     continue
                 for u in federation.upstreams_for(policy.definition, vh.name,
                                                   self.node.parameters):
