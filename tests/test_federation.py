@@ -6,6 +6,8 @@ real TCP, with /api/federation-links."""
 from __future__ import annotations
 
 import asyncio
+import signal
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -13,8 +15,10 @@ import pytest
 import leveret
 from leveret.amqp import spec
 from leveret.broker import federation
+from leveret.broker.federation import HEADER
 from leveret.client import connect
-from tests.test_shovels import broker, eventually, http
+from leveret.runtime import federation_links
+from tests.test_shovels import _free_port, _serve, broker, count, drain, eventually, http
 
 # What RabbitMQ 3.10.8 answered (the reason, HTML-escaped as its management API does).
 RABBIT_ANSWERS: list[tuple[str, Any, str | None]] = [
@@ -239,3 +243,198 @@ async def test_federated_queue_pulls_when_consumers_are_idle() -> None:
                 row = (await h.call("GET", "/api/federation-links"))[1][0]
                 assert (row["type"], row["queue"], row["upstream_queue"]) == (
                     "queue", "fq", "fq")
+
+
+async def test_each_broker_has_its_own_cluster_name_kept_in_its_data_directory(
+        tmp_path: Any) -> None:
+    """Federation tells brokers apart by cluster name (loops, upstream queue names), so
+    two default brokers must not share one; a data directory keeps it, and a rename
+    (PUT /api/cluster-name, a definitions import) is durable too."""
+    async with broker() as a, broker() as b:
+        assert a.node.cluster_name != b.node.cluster_name
+        assert a.node.cluster_name.startswith("leveret-")
+    async with broker(data_dir=tmp_path) as b:
+        first = b.node.cluster_name
+        status, body = await http(b).call("GET", "/api/cluster-name")
+        assert (status, body) == (200, {"name": first})
+        async with await connect(url(b)) as c:
+            assert c.server_properties["cluster_name"] == first
+    async with broker(data_dir=tmp_path) as b:
+        assert b.node.cluster_name == first
+        assert (await http(b).call("PUT", "/api/cluster-name", {"name": "east"}))[0] == 204
+    async with broker(data_dir=tmp_path) as b:
+        assert b.node.cluster_name == "east"
+        status, _ = await http(b).call("POST", "/api/definitions", {
+            "global_parameters": [{"name": "cluster_name", "value": "west"}]})
+        assert status in (200, 204)
+    async with broker(data_dir=tmp_path) as b:
+        assert (await http(b).call("GET", "/api/overview"))[1]["cluster_name"] == "west"
+
+
+# -- durability -------------------------------------------------------------------------------
+
+async def declare_federated_exchange(b: leveret.Broker, upstream_url: str, **extra: Any
+                                     ) -> None:
+    async with await connect(url(b)) as c:
+        ch = await c.channel()
+        await ch.exchange_declare("fx", "direct", durable=True)
+        await ch.queue_declare("got", durable=True)
+        await ch.queue_bind("got", "fx", "k")
+    h = http(b)
+    await h.call("PUT", "/api/parameters/federation-upstream/%2f/up",
+                 {"value": {"uri": upstream_url, **extra}})
+    await h.call("PUT", "/api/policies/%2f/fed", {"pattern": "^fx$", "apply-to": "exchanges",
+                                                  "definition": {"federation-upstream": "up"}})
+
+
+async def publish_confirmed(target: str, exchange: str, key: str, n: int) -> None:
+    async with await connect(target) as c:
+        ch = await c.channel()
+        await ch.confirm_select()
+        for i in range(n):
+            ch.publish(str(i).encode(), exchange, key, spec.Properties(delivery_mode=2))
+            if i % 500 == 499:
+                await ch.wait_unconfirmed(1000)
+        await ch.wait_for_confirms()
+
+
+async def test_links_come_back_with_the_broker_and_find_what_waited_upstream(
+        tmp_path: Any) -> None:
+    """Parameters and policies are durable: the link starts again with the broker. A
+    broker that stops leaves its upstream queue, so what was published meanwhile
+    arrives; the internal exchange alternates A/B at each start, as RabbitMQ's."""
+    async with broker() as up:
+        async with broker(data_dir=tmp_path) as down:
+            await declare_federated_exchange(down, url(up), **{"reconnect-delay": 1})
+            await links_running(down)
+            queue = f"federation: fx -> {down.node.cluster_name}"
+            assert f"{queue} B" in up.node.vhosts["/"].exchanges
+        assert queue in up.node.vhosts["/"].queues  # left there by a stopping broker
+        await publish_confirmed(url(up), "fx", "k", 100)
+        assert up.node.vhosts["/"].queues[queue].message_count == 100
+        async with broker(data_dir=tmp_path) as down:
+            await links_running(down)
+
+            async def arrived() -> bool:
+                return down.node.vhosts["/"].queues["got"].message_count == 100
+            await eventually(arrived)
+            exchanges = up.node.vhosts["/"].exchanges
+            assert f"{queue} A" in exchanges and f"{queue} B" not in exchanges
+            # the policy goes: the link deletes what it made upstream
+            assert (await http(down).call("DELETE", "/api/policies/%2f/fed"))[0] == 204
+
+            async def cleaned() -> bool:
+                return queue not in up.node.vhosts["/"].queues and not any(
+                    n.startswith(queue) for n in up.node.vhosts["/"].exchanges)
+            await eventually(cleaned)
+
+
+def record_upstream_deliveries(monkeypatch: pytest.MonkeyPatch) -> list[tuple[bytes, bool]]:
+    """Every delivery the links receive from their upstream: (body, redelivered)."""
+    seen: list[tuple[bytes, bool]] = []
+    original = federation_links._Transfer.deliver
+
+    def deliver(self: Any, tag: int, redelivered: bool, exchange: str, key: str,
+                props: bytes, body: bytes) -> None:
+        seen.append((body, redelivered))
+        original(self, tag, redelivered, exchange, key, props, body)
+
+    monkeypatch.setattr(federation_links._Transfer, "deliver", deliver)
+    return seen
+
+
+async def test_kill_9_upstream_mid_stream_loses_nothing(tmp_path: Any,
+                                                        monkeypatch: pytest.MonkeyPatch
+                                                        ) -> None:
+    """``ack-mode: on-confirm``: the upstream (a ``leveret serve`` child process) is killed
+    with SIGKILL while its federation queue drains, and restarted from its data directory;
+    the link reconnects after ``reconnect-delay``. Every message arrives; the link makes
+    no copies of its own and passes each delivery's ``redelivered`` on in x-received-from,
+    so a message that arrives twice carries it. (The upstream fsyncs as by default: its
+    delivered marks reach the OS before the deliveries leave, even while a commit's fsync
+    runs, see server/commit.py's write_ahead.)"""
+    n = 6000
+    seen = record_upstream_deliveries(monkeypatch)
+    port = _free_port()
+    up_url = f"amqp://guest:guest@127.0.0.1:{port}/"
+    proc = _serve(port, tmp_path / "up")
+    try:
+        async with broker(data_dir=tmp_path / "down") as down:
+            await declare_federated_exchange(down, up_url, **{
+                "reconnect-delay": 0.5, "ack-mode": "on-confirm", "prefetch-count": 100})
+            await links_running(down)
+        # the downstream is away: the messages wait in the upstream's federation queue
+        await publish_confirmed(up_url, "fx", "k", n)
+        async with broker(data_dir=tmp_path / "down") as down:
+            got = down.node.vhosts["/"].queues["got"]
+
+            async def some() -> bool:
+                return got.message_count >= n // 5
+            await eventually(some, 30)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            moved = got.message_count
+            assert moved < n, "the transfer was over before the kill"
+
+            async def noticed() -> bool:
+                rows = (await http(down).call("GET", "/api/federation-links"))[1]
+                return rows[0]["status"] != "running"
+            await eventually(noticed)
+            proc = _serve(port, tmp_path / "up")  # from its data directory
+            await links_running(down)
+
+            async def all_there() -> bool:
+                return got.message_count >= n
+            await eventually(all_there, 30)
+            await asyncio.sleep(0.5)  # the last confirms reach the upstream
+            assert await count(up_url, f"federation: fx -> {down.node.cluster_name}") == 0
+            arrived = await drain(url(down), "got", n)
+        copies = Counter((body, bool(p.headers and p.headers[HEADER][0]["redelivered"]))
+                         for _, body, p in arrived)
+        bodies = Counter(body for body, _ in copies.elements())
+        assert set(bodies) == {str(i).encode() for i in range(n)}, "lost messages"
+        assert not copies - Counter(seen), "copies the upstream did not deliver"
+        duplicates = {body for body, times in bodies.items() if times > 1}
+        flagged = {body for body, redelivered in copies if redelivered}
+        assert duplicates <= flagged, f"unflagged: {sorted(duplicates - flagged)[:10]}"
+        print(f"upstream killed with {moved} of {n} moved; {len(flagged)} redelivered, "
+              f"{len(duplicates)} duplicates")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+# -- what the links write ---------------------------------------------------------------------
+
+def test_bindings_travel_as_far_as_messages_could_come_back() -> None:
+    """rabbit_federation_exchange_link:update_binding: hops count down from the tightest
+    max-hops passed; a binding goes no further at 0 or back to where it came from."""
+    def bind(args: dict[str, Any], max_hops: int) -> dict[str, Any] | None:
+        return federation.upstream_binding(args, max_hops, "up", "/", "me", "v", "x", "B")
+
+    first = bind({"x-match": "any"}, 3)
+    assert first == {"x-bound-from": [{"cluster-name": "me", "vhost": "v",
+                                       "exchange": "v:x B", "hops": 3}], "x-match": "any"}
+    assert list(first) == ["x-bound-from", "x-match"]  # sorted, as RabbitMQ keeps tables
+    prior = {"x-bound-from": [{"cluster-name": "far", "vhost": "/", "hops": 2}]}
+    again = bind(prior, 5)
+    assert again is not None
+    assert [e["hops"] for e in again["x-bound-from"]] == [1, 2]
+    assert bind({"x-bound-from": [{"cluster-name": "far", "hops": 1}]}, 5) is None
+    assert bind({"x-bound-from": [{"cluster-name": "up", "vhost": "/", "hops": 3}]}, 5) is None
+
+
+def test_queue_links_count_visits_per_upstream() -> None:
+    """A message that went round federated queues (rabbit_federation_queue_link
+    update_headers): the first pass records where it was published; each pass through the
+    same upstream moves its entry first and counts it."""
+    once = federation.queue_headers({"CC": ["a"]}, "amqp://u", "q", False, "ex", "rk")
+    assert once == {"x-original-cc": ["a"], "x-original-exchange": "ex",
+                    "x-original-routing-key": "rk", "x-received-from": [
+                        {"uri": "amqp://u", "queue": "q", "redelivered": False,
+                         "visit-count": 1}]}
+    elsewhere = federation.queue_headers(once, "amqp://w", "q", True, "", "q")
+    twice = federation.queue_headers(elsewhere, "amqp://u", "q", False, "", "q")
+    assert twice["x-original-exchange"] == "ex"  # the first pass's, kept
+    assert [(e["uri"], e["visit-count"]) for e in twice["x-received-from"]] == [
+        ("amqp://u", 2), ("amqp://w", 1)]

@@ -183,7 +183,8 @@ async def test_node_resources_and_identity(running: Running) -> None:
     [build] = m.labels_of("rabbitmq_build_info")
     assert build["product_name"] == "leveret" and build["product_version"] == __version__
     [identity] = m.labels_of("rabbitmq_identity_info")
-    assert identity["rabbitmq_cluster"] == "leveret"
+    assert identity["rabbitmq_cluster"] == running.broker.node.cluster_name
+    assert identity["rabbitmq_cluster"].startswith("leveret-")
     assert identity["rabbitmq_node"].startswith("leveret@")
     # what any Python exporter has
     assert m.value("process_cpu_seconds_total") >= 0

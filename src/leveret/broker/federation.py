@@ -4,8 +4,11 @@
 federated exchange or queue from its policy (``federation-upstream`` or
 ``federation-upstream-set``).
 
-What runs the links (AMQP connections, asyncio tasks) is ``leveret.runtime.federation``;
-this module stays free of I/O like the rest of ``leveret.broker``.
+It also holds what the links build and write as data: the upstream queue's and internal
+exchange's names and arguments, the ``x-bound-from`` arguments of upstream bindings and the
+headers of forwarded messages, as RabbitMQ 3.10's federation plugin makes them. What runs
+the links (AMQP connections, asyncio tasks) is ``leveret.runtime.federation``; this module
+stays free of I/O like the rest of ``leveret.broker``.
 """
 
 from __future__ import annotations
@@ -13,6 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from leveret.amqp.fields import Long, Short
+from leveret.broker.exchanges.federation_upstream import (
+    DOWNSTREAM_NAME,
+    DOWNSTREAM_VHOST,
+    MAX_HOPS,
+    ROUTING_HEADER,
+    already_seen,
+)
 from leveret.broker.shovels import ACK_MODES, erl, uri_error
 
 UPSTREAM = "federation-upstream"
@@ -21,7 +32,9 @@ COMPONENTS = (UPSTREAM, UPSTREAM_SET)
 DEFAULT_PREFETCH = 1000
 DEFAULT_RECONNECT_DELAY = 5
 DEFAULT_MAX_HOPS = 1
-HEADER = "x-received-from"
+HEADER = ROUTING_HEADER
+BINDING_HEADER = "x-bound-from"
+PURPOSE = {"x-internal-purpose": "federation"}
 
 # rabbit_federation_parameters:shared_validation/0, in its order (errors come reversed)
 SHARED = [("exchange", "bin"), ("queue", "bin"), ("consumer-tag", "bin"),
@@ -115,6 +128,8 @@ class Upstream:
     message_ttl: int | None = None
     trust_user_id: bool = False
     ack_mode: str = "on-confirm"
+    consumer_tag: str = ""
+    resource_cleanup_mode: str = "default"
 
 
 def upstream(name: str, value: dict[str, Any], overrides: dict[str, Any] | None = None
@@ -129,7 +144,9 @@ def upstream(name: str, value: dict[str, Any], overrides: dict[str, Any] | None 
         expires=int(d["expires"]) if _num(d.get("expires")) else None,
         message_ttl=int(d["message-ttl"]) if _num(d.get("message-ttl")) else None,
         trust_user_id=bool(d.get("trust-user-id", False)),
-        ack_mode=d.get("ack-mode", "on-confirm"))
+        ack_mode=d.get("ack-mode", "on-confirm"),
+        consumer_tag=d.get("consumer-tag", f"federation-link-{name}"),
+        resource_cleanup_mode=d.get("resource-cleanup-mode", "default"))
 
 
 def upstreams_for(definition: dict[str, Any], vhost: str,
@@ -173,3 +190,98 @@ def queue_name(exchange: str, cluster_name: str, upstream_vhost: str, vhost: str
     else:
         suffix = "" if downstream == exchange else f":{downstream}"
     return f"federation: {exchange} -> {cluster_name}{suffix}"
+
+
+def internal_exchange_name(queue: str, suffix: str) -> str:
+    """The upstream's ``x-federation-upstream`` exchange of a link: its queue's name and
+    ``A`` or ``B``, alternating at each start of the link so that the new one is bound
+    before the old one goes."""
+    return f"{queue} {suffix}"
+
+
+def queue_arguments(u: Upstream) -> dict[str, Any]:
+    """The upstream queue's arguments, in RabbitMQ's order and field types."""
+    args: dict[str, Any] = {}
+    if u.expires is not None:
+        args["x-expires"] = Long(u.expires)
+    if u.message_ttl is not None:
+        args["x-message-ttl"] = Long(u.message_ttl)
+    return {**args, **PURPOSE}
+
+
+def internal_exchange_arguments(u: Upstream, cluster_name: str, vhost: str
+                                ) -> dict[str, Any]:
+    """What the ``x-federation-upstream`` exchange filters by: hops, and the downstream's
+    cluster name and vhost (who must not receive its own messages back)."""
+    return {MAX_HOPS: Long(u.max_hops), DOWNSTREAM_NAME: cluster_name,
+            DOWNSTREAM_VHOST: vhost, **PURPOSE}
+
+
+def _sorted(table: dict[str, Any]) -> dict[str, Any]:
+    """RabbitMQ keeps a field table it changed sorted by key (rabbit_misc:set_table_value)."""
+    return dict(sorted(table.items()))
+
+
+def _prepend(table: dict[str, Any], name: str, entry: dict[str, Any]) -> dict[str, Any]:
+    prior = table.get(name)
+    return _sorted({**table, name: [entry, *(prior if isinstance(prior, list) else [])]})
+
+
+def upstream_binding(arguments: dict[str, Any], max_hops: int, upstream_cluster: str | None,
+                     upstream_vhost: str, cluster_name: str, vhost: str, exchange: str,
+                     suffix: str) -> dict[str, Any] | None:
+    """The arguments of the upstream binding that stands for a downstream binding, or None
+    when it should travel no further (rabbit_federation_exchange_link:update_binding).
+
+    Bindings travel against the messages' direction and as far as messages could come
+    back: ``hops`` counts down from the tightest ``max-hops`` passed, and a binding that
+    came from the upstream itself goes no further."""
+    prior = arguments.get(BINDING_HEADER)
+    if isinstance(prior, list) and prior:
+        first = prior[0] if isinstance(prior[0], dict) else {}
+        prev = first.get("hops")
+        prev_hops = int(prev) if isinstance(prev, int) and not isinstance(prev, bool) else 0
+        hops = 0 if already_seen(upstream_cluster, upstream_vhost, prior) else min(
+            prev_hops - 1, max_hops)
+    else:
+        hops = max_hops
+    if hops <= 0:
+        return None
+    entry = {"cluster-name": cluster_name, "vhost": vhost,
+             "exchange": f"{vhost}:{exchange} {suffix}", "hops": Short(hops)}
+    return _prepend(arguments, BINDING_HEADER, entry)
+
+
+def exchange_headers(headers: dict[str, Any], uri: str, exchange: str, redelivered: bool,
+                     upstream_cluster: str | None, upstream_vhost: str) -> dict[str, Any]:
+    """A message's headers after an exchange link: its ``x-received-from`` entry first
+    (update_routing_headers); ``cluster-name`` only when the upstream said its name."""
+    entry: dict[str, Any] = {"uri": uri, "exchange": exchange, "redelivered": redelivered}
+    if upstream_cluster is not None:
+        entry["cluster-name"] = upstream_cluster
+    entry["vhost"] = upstream_vhost
+    return _prepend(headers, HEADER, entry)
+
+
+def queue_headers(headers: dict[str, Any], uri: str, queue: str, redelivered: bool,
+                  exchange: str, routing_key: str) -> dict[str, Any]:
+    """A message's headers after a queue link (rabbit_federation_queue_link
+    update_headers): where it was first published (``x-original-exchange`` and
+    ``-routing-key``, the first time), ``CC`` kept as ``x-original-cc``, and one
+    ``x-received-from`` entry per upstream counting its visits."""
+    prior = headers.get(HEADER)
+    count = 0
+    if isinstance(prior, list):
+        mine = [h for h in prior if isinstance(h, dict) and h.get("uri") == uri
+                and h.get("queue") == queue and "virtual_host" not in h]
+        if mine:
+            visits = mine[0].get("visit-count")
+            count = int(visits) if isinstance(visits, int) else 0
+        headers = {**headers, HEADER: [h for h in prior if not any(h is m for m in mine)]}
+    else:
+        headers = _sorted({**headers, "x-original-exchange": exchange,
+                           "x-original-routing-key": routing_key})
+    headers = {("x-original-cc" if k == "CC" else k): v for k, v in headers.items()}
+    entry = {"uri": uri, "queue": queue, "redelivered": redelivered,
+             "visit-count": Long(count + 1)}
+    return _prepend(headers, HEADER, entry)

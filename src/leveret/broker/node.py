@@ -26,6 +26,8 @@ log = logging.getLogger("leveret.node")
 
 # Definitions-log kinds for the access model (exchanges, queues... are in definitions.py).
 USER, VHOST, PERMISSION, TOPIC_PERMISSION = "user", "vhost", "permission", "topic_permission"
+# RabbitMQ's global runtime parameters (only ``cluster_name``): {"name", "value"} by name.
+GLOBAL_PARAMETER = "global_parameter"
 VHOST_LIMITS, USER_LIMITS = "vhost_limits", "user_limits"
 # Runtime parameters of components other than vhost-limits (shovels): the value as given.
 PARAMETER = "parameter"
@@ -99,11 +101,14 @@ class Node:
 
     def __init__(self, users: Mapping[str, str | User] | None = None,
                  limits: Limits | None = None, clock: Clock | None = None,
-                 cluster_name: str = "leveret") -> None:
+                 cluster_name: str | None = None) -> None:
         self.limits = limits if limits is not None else Limits()
         self.clock = clock if clock is not None else Clock()
         self.timers = Timers(self.clock)
-        self.cluster_name = cluster_name
+        # Who this broker is to others (federation's loop detection and upstream queue
+        # names, shovels' shovelled-by): distinct per broker, as RabbitMQ's default (its node
+        # name) is; a data directory keeps it across restarts (attach_definitions).
+        self.cluster_name = cluster_name if cluster_name is not None else default_cluster_name()
         self.vhosts: dict[str, VirtualHost] = {}
         self.connections: set[NodeConnection] = set()
         # Open stream-protocol connections: they count in the connection limits and close
@@ -179,6 +184,13 @@ class Node:
         for component, vh, pname in [k for k in self.parameters if k[1] == name]:
             self.clear_parameter(component, vh, pname)
         self._forget(VHOST, name)
+
+    # -- identity ------------------------------------------------------------------------
+
+    def set_cluster_name(self, name: str) -> None:
+        """Rename the cluster (PUT /api/cluster-name, a definitions import): durable."""
+        self.cluster_name = name
+        self._record(GLOBAL_PARAMETER, "cluster_name", {"name": "cluster_name", "value": name})
 
     # -- runtime parameters (RabbitMQ's /api/parameters/{component}) --------------------
 
@@ -333,8 +345,8 @@ class Node:
 
     def grants(self, vhost: str, user: str) -> Grants:
         if user == INTERNAL_USER and user not in self.users:
-            # the broker's own shovels: like RabbitMQ's direct connections, they pass on a
-            # message's user_id as it is
+            # the broker's own shovels and federation links: like RabbitMQ's direct
+            # connections, they pass on a message's user_id as it is (trust-user-id)
             return Grants(user, vhost, Permission(), {}, impersonator=True)
         u = self.users.get(user)
         topics = {k[2]: t for k, t in self.topic_permissions.items()
@@ -490,6 +502,11 @@ class Node:
         for vhost in self.vhosts.values():
             vhost.definitions = definitions
             vhost.on_definitions_changed = self._on_definitions_changed
+        recorded = definitions.get(GLOBAL_PARAMETER).get("cluster_name")
+        if isinstance(recorded, dict) and isinstance(recorded.get("value"), str):
+            self.cluster_name = recorded["value"]
+        else:  # a new data directory (or one from before names were kept): keep this one
+            self.set_cluster_name(self.cluster_name)
 
     def attach_store(self, store: Store | None) -> None:
         """Keep the persistent messages of durable queues in ``store`` (store/base.py
@@ -573,6 +590,14 @@ class Node:
             "cluster_name": self.cluster_name,
             "capabilities": dict(CAPABILITIES),
         }
+
+
+def default_cluster_name() -> str:
+    """``leveret-<6 hex digits>@<host>``: a node-name-like identity of its own for each new
+    broker (RabbitMQ's default cluster name is its node name, ``rabbit@host``; leveret's
+    node name is the same on every broker of a host, so a random part tells them apart)."""
+    host = platform.node().split(".")[0] or "localhost"
+    return f"leveret-{secrets.token_hex(3)}@{host}"
 
 
 def is_loopback(host: str) -> bool:

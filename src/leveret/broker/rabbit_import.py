@@ -289,7 +289,7 @@ def _import_access(node: Node, defs: dict[str, Any]) -> None:
                                    t["read"])
     for g in defs.get("global_parameters") or []:
         if g.get("name") == "cluster_name" and isinstance(g.get("value"), str):
-            node.cluster_name = g["value"]
+            node.set_cluster_name(g["value"])
 
 
 def _import_vhost_items(node: Node, defs: dict[str, Any], only_vhost: str | None) -> None:

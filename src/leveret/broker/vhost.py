@@ -269,7 +269,8 @@ class VirtualHost:
                 raise PreconditionFailed(
                     f"inequivalent arg '{arg}' for {what}: received '{_fmt(got)}' but current "
                     f"is '{_fmt(have)}'")
-        assert_equivalent(existing.arguments, arguments, EXCHANGE_EQUIVALENT, what)
+        assert_equivalent(existing.arguments, arguments,
+                          EXCHANGE_EQUIVALENT + existing.EQUIVALENT_ARGUMENTS, what)
         return existing
 
     def delete_exchange(self, name: str, if_unused: bool, grants: Grants | None = None) -> None:

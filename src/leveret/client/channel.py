@@ -125,6 +125,24 @@ class Channel:
         )
         await self._rpc(method, spec.ExchangeDeclareOk)
 
+    async def exchange_delete(self, exchange: str, *, if_unused: bool = False) -> None:
+        await self._rpc(spec.ExchangeDelete(0, exchange, if_unused, False),
+                        spec.ExchangeDeleteOk)
+
+    async def exchange_bind(
+        self, destination: str, source: str, routing_key: str = "",
+        arguments: dict[str, Any] | None = None,
+    ) -> None:  # fmt: skip
+        method = spec.ExchangeBind(0, destination, source, routing_key, False, arguments)
+        await self._rpc(method, spec.ExchangeBindOk)
+
+    async def exchange_unbind(
+        self, destination: str, source: str, routing_key: str = "",
+        arguments: dict[str, Any] | None = None,
+    ) -> None:  # fmt: skip
+        method = spec.ExchangeUnbind(0, destination, source, routing_key, False, arguments)
+        await self._rpc(method, spec.ExchangeUnbindOk)
+
     async def queue_declare(
         self, queue: str = "", *, passive: bool = False, durable: bool = False,
         exclusive: bool = False, auto_delete: bool = False,

@@ -74,6 +74,17 @@ class Connection(FrameProtocol):
         return self._closed is not None
 
     @property
+    def addresses(self) -> tuple[tuple[str, int], tuple[str, int]] | None:
+        """(this end, the server's end) of the socket as (host, port); None once closed."""
+        t = self._transport
+        if t is None:
+            return None
+        local, peer = t.get_extra_info("sockname"), t.get_extra_info("peername")
+        if not local or not peer:
+            return None
+        return (str(local[0]), int(local[1])), (str(peer[0]), int(peer[1]))
+
+    @property
     def blocked(self) -> bool:
         """True while the server has sent connection.blocked (a resource alarm)."""
         return self._blocked

@@ -42,11 +42,16 @@ EXCHANGE_DESCRIPTIONS = {
     "headers": "AMQP headers exchange, as per the AMQP specification",
     "topic": "AMQP topic exchange, as per the AMQP specification",
     "x-delayed-message": "Delayed Message Exchange (leveret, as the RabbitMQ plugin)",
+    "x-federation-upstream": "Federation upstream helper exchange",
 }
+# What RabbitMQ adds to an exchange type made for its own use
+INTERNAL_PURPOSE = {"x-federation-upstream": "federation"}
 
 
 def exchange_types() -> list[dict[str, Any]]:
     return [{"name": name, "description": EXCHANGE_DESCRIPTIONS.get(name, name),
+             **({"internal_purpose": INTERNAL_PURPOSE[name]} if name in INTERNAL_PURPOSE
+                else {}),
              "enabled": True} for name in sorted(TYPES)]
 
 
@@ -192,7 +197,7 @@ async def put_cluster_name(request: web.Request) -> web.Response:
     require_admin(request)
     body = await read_json(request)
     missing_keys(body, "name")
-    context(request).node.cluster_name = text(body, "name")
+    context(request).node.set_cluster_name(text(body, "name"))
     return no_content()
 
 

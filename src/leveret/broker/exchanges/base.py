@@ -39,6 +39,8 @@ class Binding:
 class Exchange:
     kind = "exchange"
     TYPE: ClassVar[str] = ""
+    # Arguments of this type that a re-declaration must repeat (beyond every type's own)
+    EQUIVALENT_ARGUMENTS: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, name: str, durable: bool = False, auto_delete: bool = False,
                  internal: bool = False, arguments: FieldTable | None = None) -> None:
