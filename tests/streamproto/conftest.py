@@ -1,8 +1,15 @@
 """Fixtures for the stream protocol tests: leveret with its stream listener, and a private
-RabbitMQ node with the rabbitmq_stream plugin (skipped cleanly when it cannot start)."""
+RabbitMQ node with the rabbitmq_stream plugin (skipped cleanly when it cannot start).
+
+The node listens on ``LEVERET_STREAMPROTO_RABBIT_PORT`` (AMQP, default 5851) and the ports
+after it: +1 the stream protocol, +2 the stream protocol over TLS; +10000 the management
+API, +10001 Prometheus. Two sessions running these tests side by side give different
+bases, so neither stops the other's node."""
 
 from __future__ import annotations
 
+import os
+import ssl
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -14,10 +21,13 @@ import pytest
 pytest.importorskip("rstream", reason="rstream (the test extras) is not installed")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rabbit_node import PluginRabbit
+from tls_certificates import Certs, make_certs
 
 from leveret.runtime.embedded import Broker
 
-STREAM_PLUGINS = ("rabbitmq_management", "rabbitmq_stream", "rabbitmq_stream_management")
+STREAM_PLUGINS = ("rabbitmq_management", "rabbitmq_stream", "rabbitmq_stream_management",
+                  "rabbitmq_prometheus")
+RABBIT_PORT = int(os.environ.get("LEVERET_STREAMPROTO_RABBIT_PORT", "5851"))
 
 
 @dataclass
@@ -29,12 +39,41 @@ class Target:
     stream_port: int
     amqp_url: str
     broker: Broker | None = None  # leveret's, to look inside or restart
+    tls_port: int = 0  # the stream protocol over TLS (0: not served)
+    http: str = ""  # the management API's base URL
+    metrics: str = ""  # the Prometheus endpoint
 
 
 @pytest.fixture(scope="session")
-def stream_rabbit() -> Iterator[PluginRabbit]:
-    node = PluginRabbit(name="leveret-streamproto", port=5851, http_port=15851,
-                        plugins=STREAM_PLUGINS, stream_port=5852)
+def stream_certs() -> Certs:
+    """CA, server and client ("alice") certificates where the rabbitmq user can read them."""
+    directory = Path("/var/tmp") / f"leveret-streamproto-{RABBIT_PORT}-certs"
+    directory.mkdir(exist_ok=True)
+    certs = make_certs(directory)
+    directory.chmod(0o755)
+    for file in directory.iterdir():
+        file.chmod(0o644)
+    return certs
+
+
+def client_context(certs: Certs, client_cert: bool = True) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(certs.ca.pem))
+    if client_cert:
+        context.load_cert_chain(str(certs.alice.cert), str(certs.alice.key))
+    return context
+
+
+@pytest.fixture(scope="session")
+def stream_rabbit(stream_certs: Certs) -> Iterator[PluginRabbit]:
+    c = stream_certs
+    tls = (f"stream.listeners.ssl.1 = 127.0.0.1:{RABBIT_PORT + 2}\n"
+           f"ssl_options.cacertfile = {c.ca.pem}\nssl_options.certfile = {c.server.cert}\n"
+           f"ssl_options.keyfile = {c.server.key}\nssl_options.verify = verify_peer\n"
+           "ssl_options.fail_if_no_peer_cert = false\n"
+           f"prometheus.tcp.port = {RABBIT_PORT + 10001}\n")
+    node = PluginRabbit(name=f"leveret-streamproto-{RABBIT_PORT}", port=RABBIT_PORT,
+                        http_port=RABBIT_PORT + 10000, plugins=STREAM_PLUGINS,
+                        stream_port=RABBIT_PORT + 1, extra_config=tls)
     if not node.installed():
         pytest.skip("rabbitmq-server is not installed")
     started = 0.0
@@ -71,4 +110,10 @@ async def target(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
             await broker.stop()
     else:
         node = request.getfixturevalue("stream_rabbit")
-        yield Target("rabbitmq", "127.0.0.1", node.stream_port or 5552, node.url)
+        yield rabbit_target(node)
+
+
+def rabbit_target(node: PluginRabbit) -> Target:
+    return Target("rabbitmq", "127.0.0.1", node.stream_port or 5552, node.url,
+                  tls_port=node.port + 2, http=node.http,
+                  metrics=f"http://127.0.0.1:{node.http_port + 1}/metrics")

@@ -38,8 +38,8 @@ async def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None
 
 
 async def read(t: Any, stream: str, kind: OffsetType, offset: int | None = None,
-               count: int = 1, settle: float = 0.0, **subscribe: Any
-               ) -> list[tuple[int, bytes]]:
+               count: int = 1, settle: float = 0.0, ssl_context: Any = None,
+               **subscribe: Any) -> list[tuple[int, bytes]]:
     """(offset, raw AMQP 1.0 message) of what a subscription from ``kind`` gets: at least
     ``count`` entries, then whatever arrives in ``settle`` more seconds."""
     got: list[tuple[int, bytes]] = []
@@ -47,7 +47,7 @@ async def read(t: Any, stream: str, kind: OffsetType, offset: int | None = None,
     async def on_message(msg: bytes, ctx: Any) -> None:
         got.append((ctx.offset, bytes(msg)))
 
-    async with consumer(t) as c:
+    async with consumer(t, ssl_context=ssl_context) as c:
         await c.subscribe(stream, on_message, decoder=lambda b: b,
                           offset_specification=ConsumerOffsetSpecification(kind, offset),
                           **subscribe)

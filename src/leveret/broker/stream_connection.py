@@ -37,6 +37,7 @@ from leveret.streamproto.frames import FrameBuffer, FrameTooLarge
 if TYPE_CHECKING:
     from leveret.broker.clock import Timer
     from leveret.broker.node import Node
+    from leveret.broker.tls_session import TLSSession
     from leveret.broker.vhost import VirtualHost
 
 log = logging.getLogger("leveret.stream")
@@ -65,9 +66,15 @@ class StreamConnection:
                  on_write: Callable[[], None] = lambda: None,
                  on_close: Callable[[], None] = lambda: None,
                  on_reading: Callable[[bool], None] = lambda reading: None,
-                 peer_cert_cn: str | None = None) -> None:
+                 peer_cert_cn: str | None = None, *,
+                 local: tuple[str, int] = ("?", 0), tls: TLSSession | None = None) -> None:
         self.node = node
         self.peer = peer
+        self.local = local  # the address it was accepted on (its name in the management API)
+        self.tls = tls
+        self.connected_at = int(node.clock.now() * 1000)
+        self.recv_oct = self.recv_cnt = self.send_oct = self.send_cnt = 0
+        self.auth_mechanism = ""
         self.advertised = advertised
         self.on_write = on_write  # schedule a flush of take_output()
         self.on_close = on_close  # close the transport after the next flush
@@ -114,6 +121,9 @@ class StreamConnection:
         data = b"".join(self.out)
         self.out.clear()
         self.out_bytes = 0
+        if data:
+            self.send_oct += len(data)
+            self.send_cnt += 1
         return data
 
     @property
@@ -149,6 +159,8 @@ class StreamConnection:
     def receive_data(self, data: bytes) -> None:
         if self.state is CLOSED or self._refusal is not None:
             return
+        self.recv_oct += len(data)
+        self.recv_cnt += 1
         buffer = self.buffer
         buffer.feed(data)
         try:
@@ -248,6 +260,7 @@ class StreamConnection:
             self._refuse_login(correlation, mechanism, user, login, code)
             return
         self.user = getattr(login, "name", user or "")
+        self.auth_mechanism = mechanism
         self.write(f.response(f.SASL_AUTHENTICATE, correlation, f.OK))  # no challenge data
         self.write(f.command(f.TUNE, 1, f.u32(SERVER_FRAME_MAX) + f.u32(SERVER_HEARTBEAT)))
         self.state = TUNING
