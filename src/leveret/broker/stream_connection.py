@@ -30,6 +30,7 @@ from leveret.broker.access import Grants
 from leveret.broker.logins import Refused
 from leveret.broker.queues.stream import StreamQueue
 from leveret.broker.stream_session import StreamSession
+from leveret.broker.stream_stats import StreamTotals
 from leveret.errors import FrameError
 from leveret.streamproto import frames as f
 from leveret.streamproto.frames import FrameBuffer, FrameTooLarge
@@ -67,7 +68,8 @@ class StreamConnection:
                  on_close: Callable[[], None] = lambda: None,
                  on_reading: Callable[[bool], None] = lambda reading: None,
                  peer_cert_cn: str | None = None, *,
-                 local: tuple[str, int] = ("?", 0), tls: TLSSession | None = None) -> None:
+                 local: tuple[str, int] = ("?", 0), tls: TLSSession | None = None,
+                 totals: StreamTotals | None = None) -> None:
         self.node = node
         self.peer = peer
         self.local = local  # the address it was accepted on (its name in the management API)
@@ -75,6 +77,7 @@ class StreamConnection:
         self.connected_at = int(node.clock.now() * 1000)
         self.recv_oct = self.recv_cnt = self.send_oct = self.send_cnt = 0
         self.auth_mechanism = ""
+        self.totals = totals if totals is not None else StreamTotals()  # the listener's
         self.advertised = advertised
         self.on_write = on_write  # schedule a flush of take_output()
         self.on_close = on_close  # close the transport after the next flush
@@ -103,6 +106,8 @@ class StreamConnection:
     # -- output --------------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
+        if data[4] & 0x80:  # a response: count its code when it is an error
+            self._count_response(data)
         self.out.append(data)
         self.out_bytes += len(data)
         if not self._flush_requested:
@@ -115,6 +120,13 @@ class StreamConnection:
         if not self._flush_requested:
             self._flush_requested = True
             self.on_write()
+
+    def _count_response(self, frame: bytes) -> None:
+        key = int.from_bytes(frame[4:6], "big") & 0x7FFF
+        if key == f.CREDIT:  # (no correlation id)
+            self.totals.answered(int.from_bytes(frame[8:10], "big"))
+        elif key != f.METADATA and len(frame) >= 14:  # (Metadata's codes are per stream)
+            self.totals.answered(int.from_bytes(frame[12:14], "big"))
 
     def take_output(self) -> bytes:
         self._flush_requested = False
@@ -145,6 +157,11 @@ class StreamConnection:
         """A group commit finished: confirm the publishes it made durable."""
         if self.state is OPEN:
             self.session.store_synced()
+
+    @property
+    def blocked(self) -> bool:
+        """Reading from the client is paused (unconfirmed publishes, or output backed up)."""
+        return not self._reading
 
     def update_reading(self) -> None:
         unconfirmed = self.session.unconfirmed
@@ -363,6 +380,7 @@ class StreamConnection:
         if self.state in (CLOSING, CLOSED):
             return
         self.close_reason = self.close_reason or f"closed by broker: {code} {reason}"
+        self.totals.answered(code)
         self.write(f.request(f.CLOSE, self.next_correlation(), f.u16(code) +
                              f.string(reason)))
         self.session.release()
@@ -370,6 +388,14 @@ class StreamConnection:
             self._hang_up()
         else:
             self.state = CLOSING
+
+    def shut_down(self, reason: str) -> None:
+        """Hang up without a Close frame, as RabbitMQ does when the management API
+        deletes a stream connection."""
+        if self.state is CLOSED:
+            return
+        self.close_reason = f"closed via the management API: {reason}"
+        self._hang_up()
 
     def force_close(self, reason: str) -> None:
         log.info("closing stream connection from %s:%s: %s", *self.peer[:2], reason)

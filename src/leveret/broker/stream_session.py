@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 from leveret.amqp.fields import FieldTable, Long
 from leveret.broker.access import CONFIGURE, READ, WRITE, Grants
 from leveret.broker.queues.stream import StreamQueue
+from leveret.broker.stream_stats import StreamTotals
 from leveret.broker.stream_tracking import MAX_REFERENCE
 from leveret.errors import AMQPError, FrameError
 from leveret.streamproto import chunks
@@ -49,6 +50,7 @@ class SessionHost(Protocol):
     vhost: VirtualHost | None
     advertised: tuple[str, int]
     frame_max: int
+    totals: StreamTotals
 
     @property
     def writable(self) -> bool: ...
@@ -80,16 +82,18 @@ class StreamLink:
 
 
 class Publisher:
-    __slots__ = ("id", "queue", "reference")
+    __slots__ = ("confirmed", "errored", "id", "published", "queue", "reference")
 
     def __init__(self, publisher_id: int, queue: StreamQueue, reference: str) -> None:
         self.id = publisher_id
         self.queue = queue
         self.reference = reference
+        # The management API's counts (RabbitMQ's messages_published/confirmed/errored).
+        self.published = self.confirmed = self.errored = 0
 
 
 class Subscription:
-    __slots__ = ("credit", "id", "next", "queue")
+    __slots__ = ("consumed", "credit", "id", "next", "offset", "properties", "queue")
 
     def __init__(self, subscription_id: int, queue: StreamQueue, start: int,
                  credit: int) -> None:
@@ -97,6 +101,11 @@ class Subscription:
         self.queue = queue
         self.next = start
         self.credit = credit
+        # The management API's view (RabbitMQ's): entries sent, the first offset of the
+        # last chunk sent (the start until then), Subscribe's properties.
+        self.consumed = 0
+        self.offset = start
+        self.properties: dict[str, str] = {}
 
 
 class StreamSession:
@@ -145,7 +154,10 @@ class StreamSession:
         conn = self.conn
         for publisher_id, ids in self.ready.items():
             self.unconfirmed -= len(ids)
-            if publisher_id in self.publishers:  # (a deleted publisher's are dropped)
+            publisher = self.publishers.get(publisher_id)
+            if publisher is not None:  # (a deleted publisher's are dropped)
+                publisher.confirmed += len(ids)
+                conn.totals.confirmed += len(ids)
                 conn.write(f.command(f.PUBLISH_CONFIRM, 1, bytes((publisher_id,)) +
                                      f.array(f.u64(i) for i in ids)))
         self.ready.clear()
@@ -339,6 +351,11 @@ class StreamSession:
         if publisher is None or queue is None or queue.deleted:
             code = f.PUBLISHER_DOES_NOT_EXIST if publisher is None else \
                 f.STREAM_DOES_NOT_EXIST
+            if publisher is not None:
+                publisher.errored += len(items)
+            self.conn.totals.publish_errors += len(items)
+            for _ in items:
+                self.conn.totals.answered(code)
             self.conn.write(f.command(f.PUBLISH_ERROR, 1, bytes((publisher_id,)) + f.array(
                 f.u64(item.publishing_id) + f.u16(code) for item in items)))
             return
@@ -351,6 +368,8 @@ class StreamSession:
                 continue  # confirmed, not stored again (RabbitMQ's de-duplication)
             for message in item.messages:
                 queue.push_amqp10(message, reference, item.publishing_id)
+        publisher.published += len(ids)
+        self.conn.totals.published += len(ids)
         store = self.conn.node.store
         self.unconfirmed += len(ids)
         self.pending.append((store.seq if store is not None else 0, publisher_id, ids))
@@ -377,6 +396,7 @@ class StreamSession:
         else:
             sub = Subscription(subscription_id, queue, queue.reader_start(kind, value),
                                credit)
+            sub.properties = properties
             self.subscriptions[subscription_id] = sub
             self._link(queue)
             code = f.OK
@@ -451,6 +471,9 @@ class StreamSession:
                                             chunk.messages, committed))
             sub.next = chunk.first + len(chunk.messages)
             sub.credit -= 1
+            sub.offset = chunk.first
+            sub.consumed += len(chunk.messages)
+            conn.totals.delivered += len(chunk.messages)
 
     def release(self) -> None:
         """The connection ends: nothing it held stays attached to a stream."""

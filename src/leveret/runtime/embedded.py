@@ -23,6 +23,8 @@ from leveret.broker.rabbit_definitions import InvalidDefinition
 from leveret.broker.rabbit_import import import_definitions
 from leveret.broker.restore import restore
 from leveret.broker.shovels import ShovelReading
+from leveret.broker.stream_connection import StreamConnection
+from leveret.broker.stream_stats import StreamTotals
 from leveret.errors import LeveretError, StoreError
 from leveret.runtime.federation import FederationManager
 from leveret.runtime.shovels import ShovelManager
@@ -142,6 +144,15 @@ class Broker:
     def federation_status(self, node_name: str) -> list[dict[str, Any]]:
         """RabbitMQ's /api/federation-links rows."""
         return self.federation.status(node_name)
+
+    def stream_connections(self) -> list[StreamConnection]:
+        """The stream protocol's connections, plain and TLS."""
+        return self.stream_listener.connections()
+
+    @property
+    def stream_totals(self) -> StreamTotals:
+        """The stream protocol's node-wide counters, for /metrics."""
+        return self.stream_listener.totals
 
     def local_addresses(self) -> dict[object, tuple[str, int]]:
         """Each open connection -> the address it was accepted on (host, port), which the

@@ -12,6 +12,7 @@ import ssl
 from typing import TYPE_CHECKING
 
 from leveret.broker.stream_connection import CLOSED, CLOSING, OPEN, StreamConnection
+from leveret.broker.stream_stats import StreamTotals
 from leveret.server.listener import bind_sockets, close_sockets
 from leveret.server.protocol import WRITE_HIGH_WATER, WRITE_LOW_WATER
 from leveret.server.tls import peer_common_name, session_details
@@ -58,7 +59,8 @@ class StreamProtocol(asyncio.Protocol):
         self.conn = StreamConnection(self.listener.node, peer, advertised,
                                      self._schedule_flush, self._close_after_flush,
                                      self._set_reading, cn, local=(str(local[0]),
-                                                                   int(local[1])), tls=tls)
+                                                                   int(local[1])), tls=tls,
+                                     totals=self.listener.totals)
         self.last_recv = self.last_send = self.loop.time()
         self.listener.protocols.add(self)
         self._timers.append(self.loop.call_later(HANDSHAKE_TIMEOUT, self._handshake_timeout))
@@ -205,6 +207,7 @@ class StreamListener:
         self.advertised_tls = (advertised_host or "localhost", advertised_tls_port or 5551)
         self.protocols: set[StreamProtocol] = set()
         self.servers: list[asyncio.AbstractServer] = []
+        self.totals = StreamTotals()  # every connection's counts, for /metrics
 
     def connections(self) -> list[StreamConnection]:
         return [p.conn for p in self.protocols if p.conn is not None]
