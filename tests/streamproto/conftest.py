@@ -9,11 +9,9 @@ bases, so neither stops the other's node."""
 from __future__ import annotations
 
 import os
-import ssl
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ import pytest
 pytest.importorskip("rstream", reason="rstream (the test extras) is not installed")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rabbit_node import PluginRabbit
+from streamproto_helpers import Target, rabbit_target
 from tls_certificates import Certs, make_certs
 
 from leveret.runtime.embedded import Broker
@@ -28,20 +27,6 @@ from leveret.runtime.embedded import Broker
 STREAM_PLUGINS = ("rabbitmq_management", "rabbitmq_stream", "rabbitmq_stream_management",
                   "rabbitmq_prometheus")
 RABBIT_PORT = int(os.environ.get("LEVERET_STREAMPROTO_RABBIT_PORT", "5851"))
-
-
-@dataclass
-class Target:
-    """One broker the same client-side scenario runs against."""
-
-    kind: str  # "leveret" or "rabbitmq"
-    host: str
-    stream_port: int
-    amqp_url: str
-    broker: Broker | None = None  # leveret's, to look inside or restart
-    tls_port: int = 0  # the stream protocol over TLS (0: not served)
-    http: str = ""  # the management API's base URL
-    metrics: str = ""  # the Prometheus endpoint
 
 
 @pytest.fixture(scope="session")
@@ -54,13 +39,6 @@ def stream_certs() -> Certs:
     for file in directory.iterdir():
         file.chmod(0o644)
     return certs
-
-
-def client_context(certs: Certs, client_cert: bool = True) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=str(certs.ca.pem))
-    if client_cert:
-        context.load_cert_chain(str(certs.alice.cert), str(certs.alice.key))
-    return context
 
 
 @pytest.fixture(scope="session")
@@ -112,8 +90,3 @@ async def target(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         node = request.getfixturevalue("stream_rabbit")
         yield rabbit_target(node)
 
-
-def rabbit_target(node: PluginRabbit) -> Target:
-    return Target("rabbitmq", "127.0.0.1", node.stream_port or 5552, node.url,
-                  tls_port=node.port + 2, http=node.http,
-                  metrics=f"http://127.0.0.1:{node.http_port + 1}/metrics")

@@ -18,10 +18,8 @@ from urllib.parse import quote
 
 import aiohttp
 import pytest
-from conftest import client_context
 from rstream import AMQPMessage, ConsumerOffsetSpecification, OffsetType
-from streamproto_helpers import consumer, producer, unique
-from test_stream_tls import tls_broker
+from streamproto_helpers import client_context, consumer, producer, tls_broker, unique
 from tls_certificates import Certs
 
 from leveret.streamproto import frames as f

@@ -106,8 +106,8 @@ class StreamConnection:
     # -- output --------------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        if data[4] & 0x80:  # a response: count its code when it is an error
-            self._count_response(data)
+        if data[4] & 0x80 and self.state is OPEN:  # count an error answered once open
+            self._count_response(data)  # (RabbitMQ does not count the handshake's)
         self.out.append(data)
         self.out_bytes += len(data)
         if not self._flush_requested:
@@ -380,7 +380,8 @@ class StreamConnection:
         if self.state in (CLOSING, CLOSED):
             return
         self.close_reason = self.close_reason or f"closed by broker: {code} {reason}"
-        self.totals.answered(code)
+        if self.state is OPEN:
+            self.totals.answered(code)
         self.write(f.request(f.CLOSE, self.next_correlation(), f.u16(code) +
                              f.string(reason)))
         self.session.release()

@@ -63,6 +63,7 @@ class StreamConsumerSnapshot:
     consumed: int
     offset: int
     offset_lag: int
+    next_offset: int  # the next offset it will be sent
     properties: Mapping[str, str]
 
 
@@ -104,5 +105,5 @@ def stream_consumers(connection: StreamConnectionSnapshot) -> list[StreamConsume
             connection=connection, subscription_id=sub.id, stream=sub.queue.name,
             vhost=connection.vhost, credits=sub.credit, consumed=sub.consumed,
             offset=sub.offset, offset_lag=max(0, sub.queue.next_offset - sub.next),
-            properties=dict(sub.properties)))
+            next_offset=sub.next, properties=dict(sub.properties)))
     return found
