@@ -49,6 +49,8 @@ from leveret.broker.stream_tracking import StreamTracking
 from leveret.errors import NotImplemented_, PreconditionFailed
 from leveret.store.base import QueueLog
 from leveret.store.codec import (
+    AMQP10,
+    amqp10_message,
     is_amqp10,
     pack_amqp10,
     pack_message,
@@ -382,7 +384,7 @@ class StreamQueue(Queue):
     def _append(self, data: list[bytes], item: StreamItem, now: float) -> int:
         log = self._log()
         offset = log.next_offset
-        size = sum(len(part) for part in data)
+        size = len(data[0]) + len(data[1]) if len(data) == 2 else sum(map(len, data))
         seg = self.segments[-1]
         rolled = bool(seg.count) and seg.bytes + size > self.segment_size
         if rolled:
@@ -540,19 +542,32 @@ class StreamQueue(Queue):
 
     def read_chunk(self, start: int, max_entries: int, max_bytes: int) -> Chunk | None:
         """Durable entries from ``start`` on for a stream-protocol reader, as AMQP 1.0:
-        at most ``max_entries``, and past the first entry at most ``max_bytes``."""
+        at most ``max_entries``, and past the first entry at most ``max_bytes``. Records
+        published over the stream protocol are cut out of the log as they are (no entry
+        objects: this is the reader's hot path); others are converted."""
         start = max(start, self.first)
-        items = self._read(start, max_entries, self.committed)
-        if not items:
+        end = min(start + max_entries, self.committed, self.next_offset)
+        if start >= end:
             return None
         out: list[bytes] = []
         size = 0
-        for item in items:
-            data = amqp10_bytes(item)
-            size += len(data) + 4
-            if out and size > max_bytes:
-                break
-            out.append(data)
+        if start < self.tail_first:
+            assert self.log is not None
+            for record in self.log.read_many(range(start, min(end, self.tail_first))):
+                data = amqp10_message(record) if record[0] == AMQP10 else amqp10_bytes(
+                    _messages([record])[0])
+                size += len(data) + 4
+                if out and size > max_bytes:
+                    return Chunk(start, self._stamp_at(start), out)
+                out.append(data)
+        if end > self.tail_first:
+            begin = max(start, self.tail_first)
+            for item in self._read(begin, end - begin):
+                data = amqp10_bytes(item)
+                size += len(data) + 4
+                if out and size > max_bytes:
+                    break
+                out.append(data)
         return Chunk(start, self._stamp_at(start), out)
 
     def _stamp_at(self, offset: int) -> float:
