@@ -13,14 +13,15 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 pytest.importorskip("rstream", reason="rstream (the test extras) is not installed")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from rabbit_node import PluginRabbit
+from rabbit_node import PluginRabbit, port_open
 from streamproto_helpers import Target, rabbit_target
-from tls_certificates import Certs, make_certs
+from tls_certificates import Certs, Pem, make_certs
 
 from leveret.runtime.embedded import Broker
 
@@ -31,8 +32,17 @@ RABBIT_PORT = int(os.environ.get("LEVERET_STREAMPROTO_RABBIT_PORT", "5851"))
 
 @pytest.fixture(scope="session")
 def stream_certs() -> Certs:
-    """CA, server and client ("alice") certificates where the rabbitmq user can read them."""
+    """CA, server and client ("alice") certificates where the rabbitmq user can read them.
+    A node still running from an earlier session keeps the files it was started with:
+    they are reused then (they are valid for a day)."""
     directory = Path("/var/tmp") / f"leveret-streamproto-{RABBIT_PORT}-certs"
+    names = ("leveret-test-ca.crt", "localhost.crt", "localhost.key", "alice.crt",
+             "alice.key")
+    if port_open(RABBIT_PORT + 2) and all((directory / n).is_file() for n in names):
+        pem = SimpleNamespace
+        return Certs(directory, pem(pem=directory / names[0]), None,  # type: ignore[arg-type]
+                     Pem(directory / names[1], directory / names[2]),
+                     Pem(directory / names[3], directory / names[4]), None, None, None)
     directory.mkdir(exist_ok=True)
     certs = make_certs(directory)
     directory.chmod(0o755)
