@@ -60,14 +60,16 @@ class PluginRabbit:
     """One RabbitMQ node: ``start()``, ``url``, ``http`` (management API), ``kill9()``,
     ``stop()``. Ports default away from the reference (5673) and the benchmarks (5684, 5694).
     ``stream_port`` sets the ``rabbitmq_stream`` plugin's listener (with that plugin in
-    ``plugins``); None leaves the plugin's default (5552)."""
+    ``plugins``); None leaves the plugin's default (5552). ``extra_config`` is appended to
+    rabbitmq.conf (TLS listeners, other plugins' ports)."""
 
     def __init__(self, name: str = "leveret-test", port: int = 5697,
                  http_port: int = 15697, plugins: tuple[str, ...] = PLUGINS,
-                 stream_port: int | None = None) -> None:
+                 stream_port: int | None = None, extra_config: str = "") -> None:
         self.node = f"{name}@localhost"
         self.port, self.http_port, self.plugins = port, http_port, plugins
         self.stream_port = stream_port
+        self.extra_config = extra_config
         self.base = Path("/var/tmp") / f"{name}-rabbitmq"
 
     def env(self) -> dict[str, str]:
@@ -98,7 +100,7 @@ class PluginRabbit:
         conf = f"management.tcp.port = {self.http_port}\nmanagement.tcp.ip = 127.0.0.1\n"
         if self.stream_port is not None:
             conf += f"stream.listeners.tcp.1 = 127.0.0.1:{self.stream_port}\n"
-        (self.base / "rabbitmq.conf").write_text(conf)
+        (self.base / "rabbitmq.conf").write_text(conf + self.extra_config)
         subprocess.run(["chown", "-R", "rabbitmq:rabbitmq", str(self.base)], check=False)
         self.restart(timeout)
         return time.monotonic() - t0

@@ -262,6 +262,11 @@ KEYS: tuple[Key, ...] = (
         "host stream clients are told to connect to (default: the AMQP host)"),
     Key("stream", "advertised_port", optional_port, None, "--stream-advertised-port",
         "port stream clients are told to connect to (default: the stream port)"),
+    Key("stream", "tls_port", optional_port, None, "--stream-tls-port",
+        "stream protocol over TLS port (RabbitMQ's is 5551), with the [amqps] certificate; "
+        "off unless set"),
+    Key("stream", "advertised_tls_port", optional_port, None, "--stream-advertised-tls-port",
+        "port TLS stream clients are told to connect to (default: the stream TLS port)"),
     Key("storage", "data_dir", path, DEFAULT_DATA_DIR, "--data-dir",
         "where the broker keeps its data (also $LEVERET_DATA_DIR)"),
     Key("storage", "fsync", fsync_policy, "always", "--fsync",
@@ -406,6 +411,9 @@ def _check_combination(config: Config) -> None:
     if config.get("management", "enabled") and config.get("management", "tls") and cert is None:
         raise ConfigError(f"{where('management', 'tls')} is true but [amqps] cert and key "
                           "are not set")
+    if config.get("stream", "tls_port") is not None and cert is None:
+        raise ConfigError(f"{where('stream', 'tls_port')} is set but [amqps] cert and key "
+                          "are not: the stream protocol's TLS listener uses them")
     if not config.get("amqp", "enabled") and cert is None:
         raise ConfigError(f"{where('amqp', 'enabled')} is false and [amqps] has no cert and "
                           "key: the broker would accept no connections")

@@ -45,7 +45,8 @@ def test_public_api_is_pinned() -> None:
         "MemoryIdempotencyStore", "Metrics", "NoResponder", "PublishError", "RemoteError",
         "RequestError", "RequestTimeout", "RetryPolicy", "RetryStrategy", "TtlQueueRetry",
         "Unroutable", "event", "event_type",
-        "FileOffsetStore", "MemoryOffsetStore", "OffsetStore", "StreamRetention"}
+        "FileOffsetStore", "MemoryOffsetStore", "OffsetStore", "StreamRetention",
+        "BrokerOffsetStore"}
     for name in leveret.events.__all__:
         assert hasattr(leveret.events, name), name
 

@@ -24,13 +24,14 @@ DEFAULT_REFERENCE = "http://127.0.0.1:15673/"
 
 @pytest.fixture(scope="module")
 def broker() -> Iterator[BrokerThread]:
-    with BrokerThread(management_port=0) as b:
+    with BrokerThread(management_port=0, stream_port=0) as b:
         yield b
 
 
 @pytest.fixture(scope="module")
 def api(broker: BrokerThread) -> Api:
-    return Api(broker.broker.management_url, broker.port)
+    return Api(broker.broker.management_url, broker.port,
+               stream_port=broker.broker.stream_port)
 
 
 @pytest.fixture

@@ -44,9 +44,10 @@ _opener = urllib.request.build_opener(_NoRedirects)
 
 class Api:
     def __init__(self, base: str, amqp_port: int | None = None, user: str = "guest",
-                 password: str = "guest") -> None:
+                 password: str = "guest", stream_port: int | None = None) -> None:
         self.base = base.rstrip("/")
         self.amqp_port = amqp_port
+        self.stream_port = stream_port
         self.user = user
         self.password = password
 

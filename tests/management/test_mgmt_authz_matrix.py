@@ -27,6 +27,7 @@ from typing import Any
 import pika
 import pytest
 from mgmt_helpers import Api, Reply, q
+from stream_client import StreamClient
 
 from leveret.broker.node import Node
 from leveret.management.app import create_app
@@ -47,6 +48,11 @@ SHOVEL = {"src-uri": "amqp://", "src-queue": "authz-shovel-src", "dest-uri": "am
 UPSTREAM = {"uri": "amqp://authz-upstream"}
 UPSTREAM_SET = [{"upstream": "fu"}]
 SHOVEL_PLUGIN = bool(os.environ.get("LEVERET_REFERENCE_HAS_SHOVEL"))
+# Likewise the stream routes (rabbitmq_stream_management): recorded on a RabbitMQ 3.10.8
+# node with rabbitmq_stream; set LEVERET_REFERENCE_HAS_STREAM=1 and
+# LEVERET_REFERENCE_STREAM_PORT to check them again against such a reference.
+STREAM_PLUGIN = bool(os.environ.get("LEVERET_REFERENCE_HAS_STREAM"))
+REFERENCE_STREAM_PORT = int(os.environ.get("LEVERET_REFERENCE_STREAM_PORT", "5552"))
 REFERENCE_AMQP = os.environ.get("LEVERET_REFERENCE_URL", "amqp://guest:guest@127.0.0.1:5673/")
 REFUSALS = {
     "Not management user": "M",  # no management tag
@@ -65,7 +71,9 @@ NOT_API = {"/metrics", "/{path}"}
 class Case:
     """One request. ``path`` and string values in ``body`` name objects by field: {v} the
     vhost (A or B), {sv} a scratch vhost whose permissions are as A's or B's, {conn} and
-    {chan} the connection and channel in the vhost, {victim} a user with permissions and
+    {chan} the connection and channel in the vhost, {sconn} the stream-protocol connection
+    (a publisher and a subscription on stream s) in the vhost, {victim} a user with
+    permissions and
     limits in both vhosts, {grantee} a user whose permissions the cases set and clear,
     {su} a scratch user, {node}, {cluster}, {port} the broker's own."""
 
@@ -80,7 +88,7 @@ class Case:
     @property
     def variants(self) -> tuple[str, ...]:
         """A and B for requests about something in a vhost, else just one."""
-        if any(f in self.path for f in ("{v}", "{sv}", "{conn}", "{chan}")):
+        if any(f in self.path for f in ("{v}", "{sv}", "{conn}", "{chan}", "{sconn}")):
             return ("A", "B")
         return ("-",)
 
@@ -110,6 +118,32 @@ def _federation_cases() -> list[Case]:
 
 
 FEDERATION_CASES = _federation_cases()
+
+
+def _stream_cases() -> list[Case]:
+    c = "/api/stream/connections"
+    named = c + "/{vhost}/{name}"
+    other = not STREAM_PLUGIN
+    return [case("GET", c, leveret_only=other),
+            case("GET", c + "/{vhost}", c + "/{v}", leveret_only=other),
+            case("GET", named, c + "/{v}/{sconn}", leveret_only=other),
+            case("DELETE", named, c + "/{v}/{sconn}", scratch="stream-connection",
+                 leveret_only=other),
+            case("GET", named + "/publishers", c + "/{v}/{sconn}/publishers",
+                 leveret_only=other),
+            case("GET", named + "/consumers", c + "/{v}/{sconn}/consumers",
+                 leveret_only=other),
+            case("GET", "/api/stream/publishers", leveret_only=other),
+            case("GET", "/api/stream/publishers/{vhost}", "/api/stream/publishers/{v}",
+                 leveret_only=other),
+            case("GET", "/api/stream/publishers/{vhost}/{stream}",
+                 "/api/stream/publishers/{v}/s", leveret_only=other),
+            case("GET", "/api/stream/consumers", leveret_only=other),
+            case("GET", "/api/stream/consumers/{vhost}", "/api/stream/consumers/{v}",
+                 leveret_only=other)]
+
+
+STREAM_CASES = _stream_cases()
 
 
 BINDING = "/api/bindings/{vhost}/e/{source}/{kind}/{destination}"
@@ -210,6 +244,8 @@ CASES = [
     case("GET", "/api/channels/{name}", "/api/channels/{chan}"),
     case("GET", "/api/consumers"),
     case("GET", "/api/consumers/{vhost}", "/api/consumers/{v}"),
+    # the stream protocol's (rabbitmq_stream_management)
+    *STREAM_CASES,
     # shovels
     case("GET", "/api/parameters/shovel", leveret_only=not SHOVEL_PLUGIN),
     case("GET", "/api/parameters/shovel/{vhost}", "/api/parameters/shovel/{v}",
@@ -371,6 +407,27 @@ EXPECTED: dict[str, str] = {
     "GET /api/consumers -": "401M 200 200 200:AB 200:AB",
     "GET /api/consumers/{v} A": "401M 200 200 200:A 200:A",
     "GET /api/consumers/{v} B": "401M 200 200 200:B 200:B",
+    # recorded on RabbitMQ 3.10.8 with rabbitmq_stream_management (see STREAM_PLUGIN): the
+    # vhost's connections are open to monitoring users without permissions there
+    "GET /api/stream/connections -": "401M 200 200 200:AB 200:AB",
+    "GET /api/stream/connections/{v} A": "401M 200 200 200:A 200:A",
+    "GET /api/stream/connections/{v} B": "401M 401V 401V 200:B 200:B",
+    "GET /api/stream/connections/{v}/{sconn} A": "401M 401O 401O 200:A 200:A",
+    "GET /api/stream/connections/{v}/{sconn} B": "401M 401O 401O 200:B 200:B",
+    "DELETE /api/stream/connections/{v}/{sconn} A": "401M 401O 401O 401O 204",
+    "DELETE /api/stream/connections/{v}/{sconn} B": "401M 401O 401O 401O 204",
+    "GET /api/stream/connections/{v}/{sconn}/publishers A": "401M 401O 401O 200:A 200:A",
+    "GET /api/stream/connections/{v}/{sconn}/publishers B": "401M 401O 401O 200:B 200:B",
+    "GET /api/stream/connections/{v}/{sconn}/consumers A": "401M 401O 401O 200:A 200:A",
+    "GET /api/stream/connections/{v}/{sconn}/consumers B": "401M 401O 401O 200:B 200:B",
+    "GET /api/stream/publishers -": "401M 200 200 200:AB 200:AB",
+    "GET /api/stream/publishers/{v} A": "401M 200 200 200:A 200:A",
+    "GET /api/stream/publishers/{v} B": "401M 200 200 200:B 200:B",
+    "GET /api/stream/publishers/{v}/s A": "401M 200 200 200:A 200:A",
+    "GET /api/stream/publishers/{v}/s B": "401M 200 200 200:B 200:B",
+    "GET /api/stream/consumers -": "401M 200 200 200:AB 200:AB",
+    "GET /api/stream/consumers/{v} A": "401M 200 200 200:A 200:A",
+    "GET /api/stream/consumers/{v} B": "401M 200 200 200:B 200:B",
     # recorded on RabbitMQ 3.10.8 with the shovel plugins (see SHOVEL_PLUGIN); the PUT is a
     # 400 since "amqp://" is the vhost "/", where these users have no permissions
     "GET /api/parameters/shovel -": "401M 401O 200:A 401O 200:AB",
@@ -480,9 +537,13 @@ class World:
     permissions in A only, and the scratch objects the mutating cases change, on one
     broker; ``answers(case)`` asks the case as each tag's user."""
 
-    def __init__(self, api: Api, host: str, port: int) -> None:
+    def __init__(self, api: Api, host: str, port: int, stream_port: int | None = None
+                 ) -> None:
         self.api = api
         self.host, self.port = host, port
+        self.stream_port = stream_port  # None: no stream protocol (no {sconn} cases)
+        self.stream_clients: dict[str, StreamClient] = {}
+        self.stream_connection_names: dict[str, str] = {}
         run = uuid.uuid4().hex[:8]
         self.vhosts = {"A": f"authz-a-{run}", "B": f"authz-b-{run}"}
         self.scratch_vhosts = {"A": f"authz-sa-{run}", "B": f"authz-sb-{run}"}
@@ -529,10 +590,16 @@ class World:
                 self.guest("PUT", f"/api/parameters/federation-upstream-set/{v}/fs",
                            {"value": UPSTREAM_SET})
             self.connect(variant)
+            if self.stream_port is not None:
+                self.guest("PUT", f"/api/queues/{v}/s",
+                           {"durable": True, "arguments": {"x-queue-type": "stream"}})
+                self.connect_stream(variant)
 
     def tear_down(self) -> None:
         for client in self.clients.values():
             close_quietly(client)
+        for stream_client in self.stream_clients.values():
+            stream_client.close()
         for vhost in (*self.vhosts.values(), *self.scratch_vhosts.values()):
             self.api.delete(f"/api/vhosts/{q(vhost)}")
         for user in (*self.users.values(), self.victim, self.grantee, self.scratch_user):
@@ -550,7 +617,7 @@ class World:
         self.clients[variant] = client
         connection = wait_for_one(lambda: [
             c for c in self.guest("GET", f"/api/vhosts/{q(vhost)}/connections").json
-            if c["name"] != old])
+            if c["name"] != old and c["protocol"] != "stream"])
         self.connection_names[variant] = connection["name"]
         channel = wait_for_one(lambda: self.guest(
             "GET", f"/api/connections/{q(connection['name'])}/channels").json)
@@ -561,20 +628,44 @@ class World:
             if r.status == 200])
         wait_for_one(lambda: self.guest("GET", f"/api/consumers/{q(vhost)}").json)
 
+    def connect_stream(self, variant: str) -> None:
+        """A stream-protocol connection as guest in the variant's vhost, with a publisher
+        and a subscription on its stream s."""
+        assert self.stream_port is not None
+        vhost = self.vhosts[variant]
+        old = self.stream_connection_names.get(variant)
+        if variant in self.stream_clients:
+            self.stream_clients[variant].close()
+        client = StreamClient(self.host, self.stream_port, vhost, name=f"authz-{variant}")
+        client.declare_publisher(0, "s", "authz")
+        client.subscribe(0, "s")
+        self.stream_clients[variant] = client
+        connection = wait_for_one(lambda: [
+            c for c in self.guest("GET", f"/api/stream/connections/{q(vhost)}").json
+            if c["name"] != old])
+        self.stream_connection_names[variant] = connection["name"]
+        # RabbitMQ lists publishers and consumers once the connection's statistics arrive
+        wait_for_one(lambda: self.guest("GET", f"/api/stream/publishers/{q(vhost)}").json)
+        wait_for_one(lambda: self.guest("GET", f"/api/stream/consumers/{q(vhost)}").json)
+
     def fields(self, variant: str) -> dict[str, str]:
         named = variant if variant in self.vhosts else "A"
         return {"v": q(self.vhosts[named]), "sv": q(self.scratch_vhosts[named]),
                 "conn": q(self.connection_names[named]),
+                "sconn": q(self.stream_connection_names.get(named, "")),
                 "chan": q(self.channel_names[named]), "victim": self.victim,
                 "grantee": self.grantee, "su": self.scratch_user, "node": q(self.node),
                 "cluster": self.cluster, "port": str(self.port)}
 
     def make(self, scratch: str, variant: str, exists: bool) -> None:
         """Create or remove a scratch object as guest, unless it already is that way."""
-        if self.exists.get((scratch, variant), scratch == "connection") == exists:
+        connections = ("connection", "stream-connection")
+        if self.exists.get((scratch, variant), scratch in connections) == exists:
             return
         if scratch == "connection":  # only the cases remove it
             self.connect(variant)
+        elif scratch == "stream-connection":
+            self.connect_stream(variant)
         elif scratch == "vhost":
             self.make_scratch_vhost(variant, exists)
         else:
@@ -622,8 +713,8 @@ class World:
             if case.scratch and 200 <= reply.status < 300:
                 self.exists[case.scratch, variant] = not case.exists
             answers.append(self.answer(reply))
-        if case.scratch == "connection":  # the reads after it need it
-            self.make("connection", variant, True)
+        if case.scratch in ("connection", "stream-connection"):  # the reads after need it
+            self.make(case.scratch, variant, True)
         return " ".join(answers)
 
     def answer(self, reply: Reply) -> str:
@@ -652,8 +743,9 @@ def as_table(got: dict[str, str]) -> str:
     return "\n".join(f"    {key!r}: {answer!r}," for key, answer in got.items())
 
 
-def world_on(api: Api, host: str, port: int) -> Iterator[World]:
-    world = World(api, host, port)
+def world_on(api: Api, host: str, port: int, stream_port: int | None = None
+             ) -> Iterator[World]:
+    world = World(api, host, port, stream_port)
     try:
         world.build()
         yield world
@@ -664,13 +756,14 @@ def world_on(api: Api, host: str, port: int) -> Iterator[World]:
 @pytest.fixture(scope="module")
 def leveret_world(api: Api) -> Iterator[World]:
     assert api.amqp_port is not None
-    yield from world_on(api, "127.0.0.1", api.amqp_port)
+    yield from world_on(api, "127.0.0.1", api.amqp_port, api.stream_port)
 
 
 @pytest.fixture(scope="module")
 def reference_world(reference: Api) -> Iterator[World]:
     amqp = pika.URLParameters(REFERENCE_AMQP)
-    yield from world_on(reference, amqp.host, amqp.port)
+    yield from world_on(reference, amqp.host, amqp.port,
+                        REFERENCE_STREAM_PORT if STREAM_PLUGIN else None)
 
 
 def test_every_route_has_cases() -> None:

@@ -73,7 +73,7 @@ if not CHROMIUM.exists():
 
 @pytest.fixture(scope="module")
 def ui_broker() -> Iterator[BrokerThread]:
-    with BrokerThread(management_port=0) as broker:
+    with BrokerThread(management_port=0, stream_port=0) as broker:
         yield broker
 
 
@@ -645,6 +645,34 @@ def test_channels_list_names_the_client_connection(page: Page, ui_broker: Broker
         expect(row).to_have_count(1)
         expect(row).to_contain_text(f"{name} (1)")
         expect(row.locator(".badge")).to_have_text("C")
+
+
+def test_a_stream_connection_shows_its_publishers_and_consumers(
+        page: Page, ui_broker: BrokerThread) -> None:
+    from stream_client import StreamClient, StreamClientError
+
+    name, stream = unique("streaming"), unique("ui-stream")
+    api(ui_broker, "PUT", f"/queues/%2F/{stream}", {"durable": True,
+                                                      "arguments": {"x-queue-type": "stream"}})
+    client = StreamClient("127.0.0.1", ui_broker.broker.stream_port or 0, name=name)
+    try:
+        client.declare_publisher(0, stream, "ui-publisher")
+        client.subscribe(3, stream)
+        login(page, ui_broker, hash_="#/connections")
+        row = page.locator("#connections tbody tr", has_text=name)
+        expect(row.locator(".badge", has_text="stream")).to_be_visible()
+        page.get_by_role("link", name=name).click()
+        expect(page.get_by_role("heading", name=name)).to_be_visible()
+        expect(page.locator("#stream-publishers")).to_contain_text("ui-publisher")
+        expect(page.locator("#stream-consumers")).to_contain_text("stream.subid-3")
+        page.get_by_role("button", name="Close connection").click()
+        page.get_by_role("dialog").get_by_role("button", name="Close connection").click()
+        expect(page.get_by_role("heading", name="Connections")).to_be_visible()
+        with pytest.raises((StreamClientError, OSError)):
+            client.request(0x0F, b"\x00\x00\x00\x00")  # Metadata: the socket is closed
+    finally:
+        client.close()
+        api(ui_broker, "DELETE", f"/queues/%2F/{stream}")
 
 
 # -- admin -------------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """Fixtures for the stream protocol tests: leveret with its stream listener, and a private
 RabbitMQ node with the rabbitmq_stream plugin (skipped cleanly when it cannot start).
 
-The node listens on ``LEVERET_STREAMPROTO_RABBIT_PORT`` (AMQP, default 5851), the stream
-protocol on the port after it and the management API on +10000, so two sessions running
-these tests side by side use different nodes and neither stops the other's."""
+The node listens on ``LEVERET_STREAMPROTO_RABBIT_PORT`` (AMQP, default 5851) and the ports
+after it: +1 the stream protocol, +2 the stream protocol over TLS; +10000 the management
+API, +10001 Prometheus. Two sessions running these tests side by side give different
+bases, so neither stops the other's node."""
 
 from __future__ import annotations
 
@@ -11,38 +12,56 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 pytest.importorskip("rstream", reason="rstream (the test extras) is not installed")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from rabbit_node import PluginRabbit
+from rabbit_node import PluginRabbit, port_open
+from streamproto_helpers import Target, rabbit_target
+from tls_certificates import Certs, Pem, make_certs
 
 from leveret.runtime.embedded import Broker
 
-STREAM_PLUGINS = ("rabbitmq_management", "rabbitmq_stream", "rabbitmq_stream_management")
+STREAM_PLUGINS = ("rabbitmq_management", "rabbitmq_stream", "rabbitmq_stream_management",
+                  "rabbitmq_prometheus")
 RABBIT_PORT = int(os.environ.get("LEVERET_STREAMPROTO_RABBIT_PORT", "5851"))
 
 
-@dataclass
-class Target:
-    """One broker the same client-side scenario runs against."""
-
-    kind: str  # "leveret" or "rabbitmq"
-    host: str
-    stream_port: int
-    amqp_url: str
-    broker: Broker | None = None  # leveret's, to look inside or restart
-    http: str = ""  # RabbitMQ's management API (its users, vhosts, limits)
+@pytest.fixture(scope="session")
+def stream_certs() -> Certs:
+    """CA, server and client ("alice") certificates where the rabbitmq user can read them.
+    A node still running from an earlier session keeps the files it was started with:
+    they are reused then (they are valid for a day)."""
+    directory = Path("/var/tmp") / f"leveret-streamproto-{RABBIT_PORT}-certs"
+    names = ("leveret-test-ca.crt", "localhost.crt", "localhost.key", "alice.crt",
+             "alice.key")
+    if port_open(RABBIT_PORT + 2) and all((directory / n).is_file() for n in names):
+        pem = SimpleNamespace
+        return Certs(directory, pem(pem=directory / names[0]), None,  # type: ignore[arg-type]
+                     Pem(directory / names[1], directory / names[2]),
+                     Pem(directory / names[3], directory / names[4]), None, None, None)
+    directory.mkdir(exist_ok=True)
+    certs = make_certs(directory)
+    directory.chmod(0o755)
+    for file in directory.iterdir():
+        file.chmod(0o644)
+    return certs
 
 
 @pytest.fixture(scope="session")
-def stream_rabbit() -> Iterator[PluginRabbit]:
+def stream_rabbit(stream_certs: Certs) -> Iterator[PluginRabbit]:
+    c = stream_certs
+    tls = (f"stream.listeners.ssl.1 = 127.0.0.1:{RABBIT_PORT + 2}\n"
+           f"ssl_options.cacertfile = {c.ca.pem}\nssl_options.certfile = {c.server.cert}\n"
+           f"ssl_options.keyfile = {c.server.key}\nssl_options.verify = verify_peer\n"
+           "ssl_options.fail_if_no_peer_cert = false\n"
+           f"prometheus.tcp.port = {RABBIT_PORT + 10001}\n")
     node = PluginRabbit(name=f"leveret-streamproto-{RABBIT_PORT}", port=RABBIT_PORT,
                         http_port=RABBIT_PORT + 10000, plugins=STREAM_PLUGINS,
-                        stream_port=RABBIT_PORT + 1)
+                        stream_port=RABBIT_PORT + 1, extra_config=tls)
     if not node.installed():
         pytest.skip("rabbitmq-server is not installed")
     started = 0.0
@@ -79,5 +98,5 @@ async def target(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
             await broker.stop()
     else:
         node = request.getfixturevalue("stream_rabbit")
-        yield Target("rabbitmq", "127.0.0.1", node.stream_port or 5552, node.url,
-                     http=node.http)
+        yield rabbit_target(node)
+

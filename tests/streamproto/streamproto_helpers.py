@@ -3,15 +3,60 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import struct
 import uuid
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rstream import Consumer, ConsumerOffsetSpecification, OffsetType, Producer
 
 from leveret.streamproto import amqp10
 from leveret.streamproto import frames as f
+
+if TYPE_CHECKING:
+    from rabbit_node import PluginRabbit
+    from tls_certificates import Certs
+
+    from leveret.runtime.embedded import Broker
+
+
+@dataclass
+class Target:
+    """One broker the same client-side scenario runs against."""
+
+    kind: str  # "leveret" or "rabbitmq"
+    host: str
+    stream_port: int
+    amqp_url: str
+    broker: Broker | None = None  # leveret's, to look inside or restart
+    tls_port: int = 0  # the stream protocol over TLS (0: not served)
+    http: str = ""  # the management API's base URL
+    metrics: str = ""  # the Prometheus endpoint
+
+
+def client_context(certs: Certs, client_cert: bool = True) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(certs.ca.pem))
+    if client_cert:
+        context.load_cert_chain(str(certs.alice.cert), str(certs.alice.key))
+    return context
+
+def tls_broker(certs: Certs, data_dir: Path, verify: str = "verify_peer") -> Broker:
+    """leveret with AMQPS and the stream protocol, plain and over TLS, on free ports."""
+    from leveret.runtime.embedded import Broker
+    from leveret.server.tls import TLSConfig
+
+    tls = TLSConfig(certs.server.cert, certs.server.key, cafile=certs.ca.pem, verify=verify)
+    return Broker(port=0, tls=tls, tls_port=0, stream_port=0, stream_tls_port=0,
+                  data_dir=data_dir)
+
+
+def rabbit_target(node: PluginRabbit) -> Target:
+    return Target("rabbitmq", "127.0.0.1", node.stream_port or 5552, node.url,
+                  tls_port=node.port + 2, http=node.http,
+                  metrics=f"http://127.0.0.1:{node.http_port + 1}/metrics")
 
 
 def unique(prefix: str = "s") -> str:
@@ -38,8 +83,8 @@ async def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None
 
 
 async def read(t: Any, stream: str, kind: OffsetType, offset: int | None = None,
-               count: int = 1, settle: float = 0.0, **subscribe: Any
-               ) -> list[tuple[int, bytes]]:
+               count: int = 1, settle: float = 0.0, ssl_context: Any = None,
+               **subscribe: Any) -> list[tuple[int, bytes]]:
     """(offset, raw AMQP 1.0 message) of what a subscription from ``kind`` gets: at least
     ``count`` entries, then whatever arrives in ``settle`` more seconds."""
     got: list[tuple[int, bytes]] = []
@@ -47,7 +92,7 @@ async def read(t: Any, stream: str, kind: OffsetType, offset: int | None = None,
     async def on_message(msg: bytes, ctx: Any) -> None:
         got.append((ctx.offset, bytes(msg)))
 
-    async with consumer(t) as c:
+    async with consumer(t, ssl_context=ssl_context) as c:
         await c.subscribe(stream, on_message, decoder=lambda b: b,
                           offset_specification=ConsumerOffsetSpecification(kind, offset),
                           **subscribe)

@@ -30,6 +30,7 @@ from leveret.broker.access import Grants
 from leveret.broker.logins import Refused
 from leveret.broker.queues.stream import StreamQueue
 from leveret.broker.stream_session import StreamSession
+from leveret.broker.stream_stats import StreamTotals
 from leveret.errors import FrameError
 from leveret.streamproto import frames as f
 from leveret.streamproto.frames import FrameBuffer, FrameTooLarge
@@ -37,6 +38,7 @@ from leveret.streamproto.frames import FrameBuffer, FrameTooLarge
 if TYPE_CHECKING:
     from leveret.broker.clock import Timer
     from leveret.broker.node import Node
+    from leveret.broker.tls_session import TLSSession
     from leveret.broker.vhost import VirtualHost
 
 log = logging.getLogger("leveret.stream")
@@ -66,9 +68,17 @@ class StreamConnection:
                  on_write: Callable[[], None] = lambda: None,
                  on_close: Callable[[], None] = lambda: None,
                  on_reading: Callable[[bool], None] = lambda reading: None,
-                 peer_cert_cn: str | None = None) -> None:
+                 peer_cert_cn: str | None = None, *,
+                 local: tuple[str, int] = ("?", 0), tls: TLSSession | None = None,
+                 totals: StreamTotals | None = None) -> None:
         self.node = node
         self.peer = peer
+        self.local = local  # the address it was accepted on (its name in the management API)
+        self.tls = tls
+        self.connected_at = int(node.clock.now() * 1000)
+        self.recv_oct = self.recv_cnt = self.send_oct = self.send_cnt = 0
+        self.auth_mechanism = ""
+        self.totals = totals if totals is not None else StreamTotals()  # the listener's
         self.advertised = advertised
         self.on_write = on_write  # schedule a flush of take_output()
         self.on_close = on_close  # close the transport after the next flush
@@ -97,6 +107,8 @@ class StreamConnection:
     # -- output --------------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
+        if data[4] & 0x80 and self.state is OPEN:  # count an error answered once open
+            self._count_response(data)  # (RabbitMQ does not count the handshake's)
         self.out.append(data)
         self.out_bytes += len(data)
         if not self._flush_requested:
@@ -110,11 +122,21 @@ class StreamConnection:
             self._flush_requested = True
             self.on_write()
 
+    def _count_response(self, frame: bytes) -> None:
+        key = int.from_bytes(frame[4:6], "big") & 0x7FFF
+        if key == f.CREDIT:  # (no correlation id)
+            self.totals.answered(int.from_bytes(frame[8:10], "big"))
+        elif key != f.METADATA and len(frame) >= 14:  # (Metadata's codes are per stream)
+            self.totals.answered(int.from_bytes(frame[12:14], "big"))
+
     def take_output(self) -> bytes:
         self._flush_requested = False
         data = b"".join(self.out)
         self.out.clear()
         self.out_bytes = 0
+        if data:
+            self.send_oct += len(data)
+            self.send_cnt += 1
         return data
 
     @property
@@ -136,6 +158,11 @@ class StreamConnection:
         """A group commit finished: confirm the publishes it made durable."""
         if self.state is OPEN:
             self.session.store_synced()
+
+    @property
+    def blocked(self) -> bool:
+        """Reading from the client is paused (unconfirmed publishes, or output backed up)."""
+        return not self._reading
 
     def update_reading(self) -> None:
         unconfirmed = self.session.unconfirmed
@@ -162,6 +189,8 @@ class StreamConnection:
     def receive_data(self, data: bytes) -> None:
         if self.state is CLOSED or self._refusal is not None:
             return
+        self.recv_oct += len(data)
+        self.recv_cnt += 1
         buffer = self.buffer
         buffer.feed(data)
         try:
@@ -263,6 +292,7 @@ class StreamConnection:
             self._refuse_login(correlation, mechanism, user, login, code)
             return
         self.user = getattr(login, "name", user or "")
+        self.auth_mechanism = mechanism
         self.write(f.response(f.SASL_AUTHENTICATE, correlation, f.OK))  # no challenge data
         self.write(f.command(f.TUNE, 1, f.u32(SERVER_FRAME_MAX) + f.u32(SERVER_HEARTBEAT)))
         self.state = TUNING
@@ -366,6 +396,8 @@ class StreamConnection:
         if self.state in (CLOSING, CLOSED):
             return
         self.close_reason = self.close_reason or f"closed by broker: {code} {reason}"
+        if self.state is OPEN:
+            self.totals.answered(code)
         self.write(f.request(f.CLOSE, self.next_correlation(), f.u16(code) +
                              f.string(reason)))
         self.session.release()
@@ -373,6 +405,14 @@ class StreamConnection:
             self._hang_up()
         else:
             self.state = CLOSING
+
+    def shut_down(self, reason: str) -> None:
+        """Hang up without a Close frame, as RabbitMQ does when the management API
+        deletes a stream connection."""
+        if self.state is CLOSED:
+            return
+        self.close_reason = f"closed via the management API: {reason}"
+        self._hang_up()
 
     def force_close(self, reason: str) -> None:
         log.info("closing stream connection from %s:%s: %s", *self.peer[:2], reason)

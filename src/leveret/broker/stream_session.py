@@ -14,6 +14,7 @@ from leveret.broker import super_streams
 from leveret.broker.access import CONFIGURE, READ, WRITE, Grants
 from leveret.broker.queues.stream import StreamQueue
 from leveret.broker.stream_groups import ConsumerGroup
+from leveret.broker.stream_stats import StreamTotals
 from leveret.broker.stream_tracking import MAX_REFERENCE
 from leveret.errors import AMQPError, FrameError
 from leveret.streamproto import chunks
@@ -55,6 +56,7 @@ class SessionHost(Protocol):
     vhost: VirtualHost | None
     advertised: tuple[str, int]
     frame_max: int
+    totals: StreamTotals
 
     @property
     def writable(self) -> bool: ...
@@ -87,16 +89,18 @@ class StreamLink:
 
 
 class Publisher:
-    __slots__ = ("id", "queue", "reference")
+    __slots__ = ("confirmed", "errored", "id", "published", "queue", "reference")
 
     def __init__(self, publisher_id: int, queue: StreamQueue, reference: str) -> None:
         self.id = publisher_id
         self.queue = queue
         self.reference = reference
+        # The management API's counts (RabbitMQ's messages_published/confirmed/errored).
+        self.published = self.confirmed = self.errored = 0
 
 
 class Subscription:
-    __slots__ = ("credit", "id", "next", "queue")
+    __slots__ = ("consumed", "credit", "id", "next", "offset", "properties", "queue")
     delivering = True  # (a single active consumer's is False while it is not active)
 
     def __init__(self, subscription_id: int, queue: StreamQueue, start: int,
@@ -105,6 +109,11 @@ class Subscription:
         self.queue = queue
         self.next = start
         self.credit = credit
+        # The management API's view (RabbitMQ's): entries sent, the first offset of the
+        # last chunk sent (the start until then), Subscribe's properties.
+        self.consumed = 0
+        self.offset = start
+        self.properties: dict[str, str] = {}
 
 
 class GroupSubscription(Subscription):
@@ -179,7 +188,10 @@ class StreamSession:
         conn = self.conn
         for publisher_id, ids in self.ready.items():
             self.unconfirmed -= len(ids)
-            if publisher_id in self.publishers:  # (a deleted publisher's are dropped)
+            publisher = self.publishers.get(publisher_id)
+            if publisher is not None:  # (a deleted publisher's are dropped)
+                publisher.confirmed += len(ids)
+                conn.totals.confirmed += len(ids)
                 conn.write(f.command(f.PUBLISH_CONFIRM, 1, bytes((publisher_id,)) +
                                      f.array(f.u64(i) for i in ids)))
         self.ready.clear()
@@ -409,6 +421,11 @@ class StreamSession:
         if publisher is None or queue is None or queue.deleted:
             code = f.PUBLISHER_DOES_NOT_EXIST if publisher is None else \
                 f.STREAM_DOES_NOT_EXIST
+            if publisher is not None:
+                publisher.errored += len(items)
+            self.conn.totals.publish_errors += len(items)
+            for _ in items:
+                self.conn.totals.answered(code)
             self.conn.write(f.command(f.PUBLISH_ERROR, 1, bytes((publisher_id,)) + f.array(
                 f.u64(item.publishing_id) + f.u16(code) for item in items)))
             return
@@ -423,6 +440,8 @@ class StreamSession:
                 queue.push_amqp10_batch(item.data, reference, item.publishing_id)
             else:
                 queue.push_amqp10(item.data, reference, item.publishing_id)
+        publisher.published += len(ids)
+        self.conn.totals.published += len(ids)
         store = self.conn.node.store
         self.unconfirmed += len(ids)
         self.pending.append((store.seq if store is not None else 0, publisher_id, ids))
@@ -456,8 +475,10 @@ class StreamSession:
         if single_active and group_name:
             self._join_group(queue, subscription_id, (kind, value), credit, group_name,
                              properties.get("super-stream"))
+            self.subscriptions[subscription_id].properties = properties
             return
         sub = Subscription(subscription_id, queue, queue.reader_start(kind, value), credit)
+        sub.properties = properties
         self.subscriptions[subscription_id] = sub
         self.deliver_stream(queue)
 
@@ -608,6 +629,9 @@ class StreamSession:
                                             chunk.entries, committed))
             sub.next = chunk.first + chunk.records
             sub.credit -= 1
+            sub.offset = chunk.first
+            sub.consumed += chunk.records
+            conn.totals.delivered += chunk.records
 
     def release(self) -> None:
         """The connection ends: nothing it held stays attached to a stream."""

@@ -106,6 +106,8 @@ def _make_broker(config: cfg.Config, policies: list[dict[str, Any]] | None,
         stream_port=config.get("stream", "port"),
         stream_advertised_host=config.get("stream", "advertised_host"),
         stream_advertised_port=config.get("stream", "advertised_port"),
+        stream_tls_port=config.get("stream", "tls_port"),
+        stream_advertised_tls_port=config.get("stream", "advertised_tls_port"),
         limits=Limits(channel_max=limits["channel_max"], frame_max=limits["frame_max"],
                       heartbeat=limits["heartbeat"],
                       max_message_size=limits["max_message_size"],
@@ -123,6 +125,7 @@ _LISTEN_HINTS = {
     "AMQP": "try another --port, or --no-plain to serve AMQPS only",
     "AMQPS": "try another --amqps-port",
     "the stream protocol": "try another --stream-port",
+    "the stream protocol over TLS": "try another --stream-tls-port",
     "the management API": "change --management-port, or turn the API off with "
                           "--no-management",
 }

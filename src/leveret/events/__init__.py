@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from leveret.events.policy import NO_RETRY, RetryPolicy
     from leveret.events.retry import DelayedExchangeRetry, RetryStrategy, TtlQueueRetry
     from leveret.events.stream import StreamRetention
+    from leveret.events.stream_offsets import BrokerOffsetStore
 
 _HOME = {
     "EventBus": "bus", "event": "codec", "event_type": "codec",
@@ -47,11 +48,12 @@ _HOME = {
     "Metrics": "metrics", "NO_RETRY": "policy", "RetryPolicy": "policy",
     "DelayedExchangeRetry": "retry", "RetryStrategy": "retry", "TtlQueueRetry": "retry",
     "FileOffsetStore": "offsets", "MemoryOffsetStore": "offsets", "OffsetStore": "offsets",
-    "StreamRetention": "stream",
+    "StreamRetention": "stream", "BrokerOffsetStore": "stream_offsets",
 }
 
 __all__ = [
     "NO_RETRY",
+    "BrokerOffsetStore",
     "DeadLetter",
     "DeadLetterInfo",
     "DeadLetterQueue",

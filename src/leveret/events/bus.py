@@ -30,12 +30,18 @@ from leveret.events.errors import EventsError
 from leveret.events.handler import Handler
 from leveret.events.idempotency import IdempotencyStore, MemoryIdempotencyStore
 from leveret.events.metrics import Metrics
-from leveret.events.offsets import MemoryOffsetStore, OffsetStore
+from leveret.events.offsets import (
+    MemoryOffsetStore,
+    OffsetStore,
+    StreamAwareOffsetStore,
+    store_for,
+)
 from leveret.events.policy import RetryPolicy
 from leveret.events.publisher import Publisher
 from leveret.events.replay import DEFAULT_PREFETCH, Replay, ReplayConsumer
 from leveret.events.rpc import Requester, Responder, ResponderConsumer
 from leveret.events.stream import Start, StartPoint, StreamRetention
+from leveret.events.stream_offsets import BrokerOffsetStore
 from leveret.events.subscriber import GroupConsumer, Services, Subscription
 from leveret.events.tracing import Tracer
 
@@ -43,6 +49,16 @@ F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T", bound=type)
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
 URL_ENV = "LEVERET_EVENTS_URL"
+# Where replay offsets go by default: the broker's stream protocol at this URL (a
+# rabbitmq-stream:// URL, or "auto": the bus's broker on port 5552); else memory.
+OFFSETS_ENV = "LEVERET_EVENTS_OFFSETS_URL"
+
+
+def default_offsets() -> OffsetStore | StreamAwareOffsetStore:
+    url = os.environ.get(OFFSETS_ENV)
+    if url:
+        return BrokerOffsetStore(None if url == "auto" else url)
+    return MemoryOffsetStore()
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -62,7 +78,7 @@ class EventBus:
                  retry_strategy: retry.StrategyFactory | None = None,
                  publish_timeout: float = 30.0, reconnect_interval: float = 1.0,
                  version: str = "1.0.0", keep: StreamRetention | None = None,
-                 offsets: OffsetStore | None = None) -> None:
+                 offsets: OffsetStore | StreamAwareOffsetStore | None = None) -> None:
         self.url = url
         self.name = name
         self.exchange = exchange
@@ -78,7 +94,7 @@ class EventBus:
         self._strategy_factory = retry_strategy
         self.retention = keep                       # keep every event in <exchange>.stream
         self.kept: dict[str, StreamRetention] = {}  # topic -> <exchange>.stream.<topic>
-        self.offsets = offsets or MemoryOffsetStore()
+        self.offsets = offsets or default_offsets()
         self.events: dict[str, type] = {}
         self.subscriptions: list[Subscription] = []
         self.responders: list[Responder] = []
@@ -123,7 +139,8 @@ class EventBus:
         return topology.stream_name(self.exchange) if self.retention is not None else None
 
     def replay(self, *patterns: str, name: str, start: Start = "first",
-               store: OffsetStore | None = None, stream: str | None = None,
+               store: OffsetStore | StreamAwareOffsetStore | None = None,
+               stream: str | None = None,
                event: Any = None, prefetch: int | None = None) -> Callable[[F], F]:
         """Read kept events in order, once each, from ``start`` (``"first"``, ``"last"``,
         ``"next"``, an offset, a datetime, a timedelta or ``"1h"``), then follow new ones.
@@ -207,6 +224,9 @@ class EventBus:
         self.retry_strategy = factory(channel, self._publisher)
         self._requester = Requester(await self.connection.channel(
             publisher_confirms=True, on_return_raises=True))
+        for store in self._offset_stores():
+            if isinstance(store, BrokerOffsetStore):
+                store.attach(self.url, props)
 
     async def start(self, url: str | None = None) -> None:
         """Connect, then declare and consume every subscriber group and responder."""
@@ -229,7 +249,7 @@ class EventBus:
             stream = (rep.stream or self.stream_for(rep.patterns[0])
                       or await topology.find_stream(self.connection, self.exchange,
                                                     rep.patterns[0]))
-            reader = ReplayConsumer(rep, rep.store or self.offsets,
+            reader = ReplayConsumer(rep, store_for(rep.store or self.offsets, stream),
                                     await self.connection.channel(), stream, self.metrics,
                                     self.tracer)
             await reader.start()
@@ -243,6 +263,10 @@ class EventBus:
             streams.append((topology.stream_name(self.exchange), self.retention, ("#",)))
         return streams
 
+    def _offset_stores(self) -> list[Any]:
+        return list({id(s): s for s in (self.offsets, *(r.store for r in self.replays))
+                     if s is not None}.values())
+
     @property
     def readers(self) -> list[ReplayConsumer]:
         """The running replay readers (``error``, ``last``, ``handled`` of each)."""
@@ -253,6 +277,9 @@ class EventBus:
         then close; whatever is unfinished goes back to its queue."""
         consumers, self._consumers = self._consumers, []
         await asyncio.gather(*(c.stop(timeout) for c in consumers))
+        for store in self._offset_stores():
+            if isinstance(store, BrokerOffsetStore):
+                await store.close()
         if self.connection is not None:
             connection, self.connection = self.connection, None
             await connection.close()

@@ -1,11 +1,12 @@
 """Where a replay reader remembers how far it got.
 
-Over AMQP 0-9-1 the broker does not track a stream reader's position (RabbitMQ does so only
-in its native stream protocol), so the application keeps it: after each handled event the
-reader saves that event's offset under its name, and on start it resumes at the saved
-offset + 1. A store is anything with ``load`` and ``save``; write one on Redis
-(``GET``/``SET``) or a SQL table (``UPSERT``) the same way. Saving the offset in the same
-transaction as the projection it describes makes a replay exactly-once.
+After each handled event the reader saves that event's offset under its name, and on
+start it resumes at the saved offset + 1. A store is anything with ``load`` and ``save``;
+write one on Redis (``GET``/``SET``) or a SQL table (``UPSERT``) the same way. Saving the
+offset in the same transaction as the projection it describes makes a replay
+exactly-once. Over AMQP 0-9-1 the broker does not track a stream reader's position; over
+its native stream protocol it does: stream_offsets.py's ``BrokerOffsetStore`` keeps the
+offsets there (a ``StreamAwareOffsetStore``: one store for the readers of every stream).
 """
 
 from __future__ import annotations
@@ -28,6 +29,21 @@ class OffsetStore(Protocol):
     async def save(self, name: str, offset: int) -> None:
         """Record that reader ``name`` processed every event up to ``offset``."""
         ...
+
+
+@runtime_checkable
+class StreamAwareOffsetStore(Protocol):
+    """A store that keeps offsets per stream: a reader of ``stream`` uses
+    ``for_stream(stream)``."""
+
+    def for_stream(self, stream: str) -> OffsetStore: ...
+
+
+def store_for(store: OffsetStore | StreamAwareOffsetStore, stream: str) -> OffsetStore:
+    """What a reader of ``stream`` loads from and saves to."""
+    if isinstance(store, StreamAwareOffsetStore):
+        return store.for_stream(stream)
+    return store
 
 
 class MemoryOffsetStore:

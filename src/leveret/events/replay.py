@@ -30,7 +30,7 @@ from leveret.events.envelope import Delivery
 from leveret.events.errors import EventsError, EventValidationError
 from leveret.events.handler import Handler
 from leveret.events.metrics import Metrics
-from leveret.events.offsets import OffsetStore
+from leveret.events.offsets import OffsetStore, StreamAwareOffsetStore
 from leveret.events.publisher import SETTLE_ERRORS
 from leveret.events.stream import STREAM_OFFSET, Start, StartPoint, offset_of, topic_matches
 from leveret.events.tracing import Tracer
@@ -47,7 +47,7 @@ class Replay:
     name: str
     handler: Handler
     start: Start
-    store: OffsetStore | None  # None: the bus's
+    store: OffsetStore | StreamAwareOffsetStore | None  # None: the bus's
     stream: str | None         # None: found from the patterns (``EventBus.stream_for``)
     prefetch: int
 

@@ -37,6 +37,7 @@ from leveret.management import (
     policies,
     queues,
     shovels,
+    stream_connections,
     users,
     vhosts,
 )
@@ -65,7 +66,7 @@ log = logging.getLogger("leveret.management")
 STATIC = Path(str(resources.files("leveret.management") / "static"))
 API_INDEX = "/api/"
 RESOURCES = (overview, vhosts, users, exchanges, queues, bindings, connections, policies,
-             definitions, messages, shovels, federation)
+             definitions, messages, shovels, federation, stream_connections)
 
 
 @web.middleware
@@ -148,6 +149,8 @@ class ManagementServer:
         self.port = port
         self.ssl_context = ssl_context
         self.sampler = RateSampler(node)
+        if broker is not None:
+            self.sampler.stream_connections = broker.stream_connections
         self.sample_interval = sample_interval
         self.app = create_app(node, broker, self.sampler)
         self._runner: web.AppRunner | None = None

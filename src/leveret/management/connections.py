@@ -23,6 +23,7 @@ from leveret.broker.snapshot import (
     snapshot_connections,
 )
 from leveret.broker.stats import DELIVERING, PUBLISHING
+from leveret.broker.stream_snapshot import stream_consumers
 from leveret.management.auth import (
     check_owner,
     current_user,
@@ -34,6 +35,13 @@ from leveret.management.context import Context, context
 from leveret.management.http import no_content, not_found
 from leveret.management.listing import listing, one, stats_disabled
 from leveret.management.rates import details, message_stats
+from leveret.management.stream_connections import (
+    amqp_consumer_json,
+    close_stream_connection,
+    find_stream_connection,
+    stream_connection_json,
+    visible_stream_connections,
+)
 
 DEFAULT_REASON = "Closed via management plugin"
 
@@ -162,19 +170,31 @@ def _find_connection(request: web.Request) -> tuple[ServerConnection, Connection
 
 
 async def list_connections(request: web.Request) -> web.Response:
+    """AMQP and stream-protocol connections (RabbitMQ lists both, the latter with protocol
+    ``stream``)."""
     ctx = context(request)
     vhost = vhost_of(request, ctx.node).name if "vhost" in request.match_info else None
     stats = not stats_disabled(request)
-    return listing(request, [connection_json(ctx, snapshot, stats)
-                             for _, snapshot in _visible_connections(request, vhost)])
+    rows = [connection_json(ctx, snapshot, stats)
+            for _, snapshot in _visible_connections(request, vhost)]
+    rows += [stream_connection_json(ctx, c, stats)
+             for c in visible_stream_connections(request, vhost)]
+    return listing(request, rows)
 
 
 async def get_connection(request: web.Request) -> web.Response:
+    stream = find_stream_connection(request, request.match_info["name"])
+    if stream is not None:
+        return one(request, stream_connection_json(context(request), stream, single=True))
     _, snapshot = _find_connection(request)
     return one(request, connection_json(context(request), snapshot))
 
 
 async def delete_connection(request: web.Request) -> web.Response:
+    stream = find_stream_connection(request, request.match_info["name"])
+    if stream is not None:
+        close_stream_connection(request, stream)
+        return no_content()
     conn, _ = _find_connection(request)
     reason = request.headers.get("X-Reason") or DEFAULT_REASON
     conn.close(320, f"CONNECTION_FORCED - {reason}")
@@ -189,6 +209,8 @@ def _channels(request: web.Request, connections: Visible) -> list[dict[str, Any]
 
 
 async def connection_channels(request: web.Request) -> web.Response:
+    if find_stream_connection(request, request.match_info["name"]) is not None:
+        return listing(request, [])  # the stream protocol has no channels
     return listing(request, _channels(request, [_find_connection(request)]))
 
 
@@ -216,6 +238,9 @@ async def list_consumers(request: web.Request) -> web.Response:
     found = [consumer_json(ctx, consumer)
              for conn, snapshot in _visible_connections(request, vhost)
              for consumer in connection_consumers(conn, snapshot)]
+    found += [amqp_consumer_json(ctx, sub)
+              for conn in visible_stream_connections(request, vhost)
+              for sub in stream_consumers(conn)]
     return listing(request, found, default_sort=("consumer_tag",))
 
 

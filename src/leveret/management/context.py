@@ -21,6 +21,8 @@ from aiohttp import web
 
 from leveret.broker.node import Node
 from leveret.broker.shovels import ShovelReading
+from leveret.broker.stream_connection import StreamConnection
+from leveret.broker.stream_stats import StreamTotals
 from leveret.management.rates import RateSampler
 
 
@@ -69,6 +71,15 @@ class Runtime(Protocol):
     def shovel_readings(self) -> list[ShovelReading]: ...
 
     def federation_status(self, node_name: str) -> list[dict[str, Any]]: ...
+
+    # the stream protocol's listeners (None: off), connections and counters
+    @property
+    def stream_port(self) -> int | None: ...
+    @property
+    def stream_tls_port(self) -> int | None: ...
+    def stream_connections(self) -> list[StreamConnection]: ...
+    @property
+    def stream_totals(self) -> StreamTotals: ...
 
 
 def node_name() -> str:

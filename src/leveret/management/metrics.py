@@ -36,6 +36,7 @@ from leveret.broker.stats import node_counters
 from leveret.management.connections import channel_name, connection_name
 from leveret.management.context import ResourceReadings, Runtime, node_name
 from leveret.management.process import open_fds, process_rss
+from leveret.management.stream_metrics import StreamReading
 from leveret.version import __version__
 
 try:
@@ -129,9 +130,11 @@ class BrokerCollector(Collector):
         self.started = time.monotonic()
 
     def collect(self) -> Iterator[Metric]:
-        yield from self._queues()
-        yield from self._totals()
-        yield from self._counters()
+        stream = StreamReading.of(self.broker)  # the stream protocol's connections
+        yield from self._queues(stream)
+        yield from self._totals(stream)
+        yield from self._counters(stream)
+        yield from stream.metrics()
         yield from self._resources()
         yield from self._shovels()
         yield from self._identity()
@@ -142,7 +145,7 @@ class BrokerCollector(Collector):
         local = self.broker.local_addresses() if self.broker is not None else {}
         return snapshot_queues(self.node, list(self.node.vhosts), local)
 
-    def _queues(self) -> Iterator[Metric]:
+    def _queues(self, stream_protocol: StreamReading) -> Iterator[Metric]:
         def gauge(name: str, doc: str) -> GaugeMetricFamily:
             return GaugeMetricFamily(name, doc, labels=QUEUE_LABELS)
 
@@ -176,12 +179,14 @@ class BrokerCollector(Collector):
                 family.add_metric(labels, queue.counters[event])
         yield from (ready, unacked, depth, consumers, ready_bytes, unacked_bytes, total_bytes)
         yield from (family for family, _ in counters)
-        yield from self._streams(queues)
+        yield from self._streams(queues, stream_protocol)
 
-    def _streams(self, queues: list[QueueSnapshot]) -> Iterator[Metric]:
-        """Per stream queue: its log's offsets and segments, and where its consumers are.
-        (Its retained entries and bytes are rabbitmq_queue_messages and
-        rabbitmq_queue_messages_bytes above.)"""
+    def _streams(self, queues: list[QueueSnapshot], stream_protocol: StreamReading
+                 ) -> Iterator[Metric]:
+        """Per stream queue: its log's offsets and segments, and where its consumers are,
+        AMQP's and the stream protocol's subscriptions (channel: the connection's name,
+        tag: ``stream.subid-<id>``, as /api/consumers shows them). (Its retained entries
+        and bytes are rabbitmq_queue_messages and rabbitmq_queue_messages_bytes above.)"""
         def gauge(name: str, doc: str, labels: tuple[str, ...] = QUEUE_LABELS
                   ) -> GaugeMetricFamily:
             return GaugeMetricFamily(name, doc, labels=labels)
@@ -198,6 +203,9 @@ class BrokerCollector(Collector):
                        "will be sent", STREAM_CONSUMER_LABELS)
         lag = gauge("leveret_stream_consumer_offset_lag", "Retained messages a stream "
                     "consumer has still to read", STREAM_CONSUMER_LABELS)
+        subscriptions: dict[tuple[str, str], list[tuple[str, str, int, int]]] = {}
+        for vhost, name, channel, tag, at, behind in stream_protocol.stream_readers():
+            subscriptions.setdefault((vhost, name), []).append((channel, tag, at, behind))
         for queue in queues:
             stream = queue.stream
             if stream is None:
@@ -207,6 +215,10 @@ class BrokerCollector(Collector):
             first.add_metric(labels, stream.first_offset)
             nxt.add_metric(labels, stream.next_offset)
             lags = []
+            for channel, tag, at, behind in subscriptions.get((queue.vhost, queue.name), []):
+                offset.add_metric([*labels, channel, tag], at)
+                lag.add_metric([*labels, channel, tag], behind)
+                lags.append(behind)
             for reader in stream.readers:
                 if reader.stream is None:
                     continue
@@ -221,12 +233,12 @@ class BrokerCollector(Collector):
 
     # -- node-wide -------------------------------------------------------------------------
 
-    def _totals(self) -> Iterator[Metric]:
+    def _totals(self, stream_protocol: StreamReading) -> Iterator[Metric]:
         connections = [c for _, c in snapshot_connections(self.node)]
         queues = self._queue_snapshots()
-        consumers = sum(q.consumers for q in queues)
+        consumers = sum(q.consumers for q in queues) + stream_protocol.subscriptions
         yield GaugeMetricFamily("rabbitmq_connections", "Connections currently open",
-                                value=len(connections))
+                                value=len(connections) + len(stream_protocol.connections))
         yield GaugeMetricFamily("rabbitmq_channels", "Channels currently open",
                                 value=sum(c.channels for c in connections))
         yield GaugeMetricFamily("rabbitmq_consumers", "Consumers currently connected",
@@ -241,7 +253,7 @@ class BrokerCollector(Collector):
                                 "Bytes of message bodies held in memory, ready or unacked",
                                 value=resident)
 
-    def _counters(self) -> Iterator[Metric]:
+    def _counters(self, stream_protocol: StreamReading) -> Iterator[Metric]:
         families = [(CounterMetricFamily(name, doc, labels=["vhost"]), event)
                     for name, event, doc in VHOST_COUNTERS]
         for vhost in list(self.node.vhosts.values()):
@@ -254,6 +266,7 @@ class BrokerCollector(Collector):
             family = CounterMetricFamily(f"rabbitmq_global_messages_{name}", doc,
                                          labels=["protocol"])
             family.add_metric(["amqp091"], read(everything))
+            family.add_metric(["stream"], stream_protocol.global_count(name))
             yield family
 
     def _resources(self) -> Iterator[Metric]:

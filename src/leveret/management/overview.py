@@ -20,6 +20,7 @@ from leveret.broker.exchanges import TYPES
 from leveret.broker.rabbit_definitions import RABBITMQ_VERSION, product_version
 from leveret.broker.snapshot import snapshot_connections, snapshot_queue
 from leveret.broker.stats import EVENTS, node_counters
+from leveret.broker.stream_snapshot import stream_consumers
 from leveret.management.auth import current_user, require_admin, require_monitor, visible_vhosts
 from leveret.management.context import Context, context
 from leveret.management.http import (
@@ -33,6 +34,7 @@ from leveret.management.http import (
 from leveret.management.listing import listing, one, stats_disabled
 from leveret.management.process import open_fds, process_rss
 from leveret.management.rates import DEPTHS, details, message_stats, queue_depths
+from leveret.management.stream_connections import all_stream_connections
 from leveret.management.validate import text
 
 STARTED = time.monotonic()
@@ -66,6 +68,11 @@ def listeners(ctx: Context) -> list[dict[str, Any]]:
             found.append({"node": ctx.node_name, "protocol": "amqp/ssl",
                           "ip_address": broker.host, "port": broker.tls_port,
                           "socket_opts": {}})
+        for protocol, port in (("stream", broker.stream_port),
+                               ("stream/ssl", broker.stream_tls_port)):
+            if port is not None:
+                found.append({"node": ctx.node_name, "protocol": protocol,
+                              "ip_address": broker.host, "port": port, "socket_opts": {}})
         port = broker.management_port
         if port:
             found.append({"node": ctx.node_name,
@@ -95,6 +102,7 @@ async def overview(request: web.Request) -> web.Response:
     vhosts = [node.vhosts[n] for n in names]
     queues = [snapshot_queue(q) for v in vhosts for q in list(v.queues.values())]
     conns = [c for _, c in snapshot_connections(node) if c.vhost in names]
+    streams = [c for c in all_stream_connections(ctx) if c.vhost in names]
     with_stats = not stats_disabled(request)
     item: dict[str, Any] = {
         "management_version": product_version(), "rates_mode": "basic",
@@ -110,9 +118,10 @@ async def overview(request: web.Request) -> web.Response:
         "disable_stats": not with_stats,
         "enable_queue_totals": request.query.get("enable_queue_totals") == "true",
         "object_totals": {
-            "connections": len(conns),
+            "connections": len(conns) + len(streams),
             "channels": sum(c.channels for c in conns),
-            "consumers": sum(q.consumers for q in queues),
+            "consumers": sum(q.consumers for q in queues) + sum(
+                len(stream_consumers(c)) for c in streams),
             "exchanges": sum(len(v.exchanges) for v in vhosts),
             "queues": len(queues),
         },
@@ -228,6 +237,10 @@ def _listeners(ctx: Context) -> list[tuple[str, int]]:
         found.append(("amqp", broker.port))
     if broker.ssl_context is not None:
         found.append(("amqp/ssl", broker.tls_port))
+    if broker.stream_port is not None:
+        found.append(("stream", broker.stream_port))
+    if broker.stream_tls_port is not None:
+        found.append(("stream/ssl", broker.stream_tls_port))
     if broker.management_port is not None:
         found.append(("https" if broker.management_tls else "http", broker.management_port))
     return found

@@ -23,6 +23,8 @@ from leveret.broker.snapshot import (
     snapshot_vhost,
 )
 from leveret.broker.stats import EVENTS, node_counters
+from leveret.broker.stream_connection import StreamConnection
+from leveret.broker.stream_snapshot import snapshot_stream_connections
 from leveret.management.history import MAX_SAMPLES, Range, Series
 
 SAMPLE_INTERVAL = 5.0
@@ -99,6 +101,8 @@ class RateSampler:
         self._rates: dict[int, dict[str, float]] = {}
         self._series: dict[int, Series] = {}
         self._fields: dict[tuple[str, frozenset[str]], tuple[str, ...]] = {}
+        # The runtime's stream-protocol connections (the node does not know them).
+        self.stream_connections: Callable[[], list[StreamConnection]] = list
 
     def _observed(self) -> Iterator[tuple[object, str, dict[str, float]]]:
         node = self.node
@@ -123,6 +127,9 @@ class RateSampler:
                                        "send_oct": connection.send_oct}
             for channel in snapshot_channels(conn, connection):
                 yield channel.handle, "channel", _counter_values(channel.counters)
+        for stream_connection in snapshot_stream_connections(self.stream_connections()):
+            yield stream_connection.handle, "connection", {
+                "recv_oct": stream_connection.recv_oct, "send_oct": stream_connection.send_oct}
         yield node, "node", {**_counter_values(node_counters(node).as_dict()), **totals}
 
     def _fields_of(self, kind: str, values: dict[str, float]) -> tuple[str, ...]:

@@ -23,6 +23,8 @@ from leveret.broker.rabbit_definitions import InvalidDefinition
 from leveret.broker.rabbit_import import import_definitions
 from leveret.broker.restore import restore
 from leveret.broker.shovels import ShovelReading
+from leveret.broker.stream_connection import StreamConnection
+from leveret.broker.stream_stats import StreamTotals
 from leveret.errors import LeveretError, StoreError
 from leveret.runtime.federation import FederationManager
 from leveret.runtime.shovels import ShovelManager
@@ -44,7 +46,9 @@ class Broker:
     ``management_host`` (default: ``host``), over HTTPS with ``management_tls``.
     ``stream_port`` serves RabbitMQ's stream protocol (None: off, the default; 0: any free
     port; RabbitMQ's is 5552), advertised to clients as ``stream_advertised_host`` and
-    ``stream_advertised_port`` (default: ``host`` and the port bound)."""
+    ``stream_advertised_port`` (default: ``host`` and the port bound); ``stream_tls_port``
+    serves it over TLS with the ``tls`` settings (RabbitMQ's is 5551), advertised to TLS
+    clients with ``stream_advertised_tls_port``."""
 
     def __init__(self, host: str = "127.0.0.1", port: int | None = 5672,
                  data_dir: str | Path | None = None, users: dict[str, str] | None = None,
@@ -57,9 +61,13 @@ class Broker:
                  management_tls: bool = False,
                  definitions: dict[str, Any] | None = None,
                  stream_port: int | None = None, stream_advertised_host: str | None = None,
-                 stream_advertised_port: int | None = None) -> None:
+                 stream_advertised_port: int | None = None,
+                 stream_tls_port: int | None = None,
+                 stream_advertised_tls_port: int | None = None) -> None:
         if port is None and tls is None:
             raise ValueError("no listener: give an AMQP port, TLS settings, or both")
+        if stream_tls_port is not None and tls is None:
+            raise ValueError("stream_tls_port needs the tls settings (certificate and key)")
         self.host = host
         self.port = port
         self.tls = tls
@@ -77,8 +85,10 @@ class Broker:
         self.resources = ResourceMonitor(self.node, self.data_dir, memory_used, disk_free)
         self.listener = Listener(self.node, self.resources)
         self.stream_port = stream_port
+        self.stream_tls_port = stream_tls_port
         self.stream_listener = StreamListener(self.listener, stream_advertised_host,
-                                              stream_advertised_port)
+                                              stream_advertised_port,
+                                              stream_advertised_tls_port)
         self.management_port = management_port
         self.management_host = management_host or host
         if management_tls and self.ssl_context is None:
@@ -135,6 +145,15 @@ class Broker:
         """RabbitMQ's /api/federation-links rows."""
         return self.federation.status(node_name)
 
+    def stream_connections(self) -> list[StreamConnection]:
+        """The stream protocol's connections, plain and TLS."""
+        return self.stream_listener.connections()
+
+    @property
+    def stream_totals(self) -> StreamTotals:
+        """The stream protocol's node-wide counters, for /metrics."""
+        return self.stream_listener.totals
+
     def local_addresses(self) -> dict[object, tuple[str, int]]:
         """Each open connection -> the address it was accepted on (host, port), which the
         management API names connections by: only the socket knows it."""
@@ -162,16 +181,7 @@ class Broker:
         try:
             if self.definitions is not None:
                 self._import_definitions(self.definitions)
-            if self.port is not None:
-                self.port = await self.listener.listen(self.host, self.port,
-                                                       sockets=bound["amqp"])
-            if self.ssl_context is not None:
-                self.tls_port = await self.listener.listen(self.host, self.tls_port,
-                                                           self.ssl_context,
-                                                           sockets=bound["amqps"])
-            if self.stream_port is not None:
-                self.stream_port = await self.stream_listener.listen(
-                    self.host, self.stream_port, sockets=bound["stream"])
+            await self._listen(bound)
             if self.management_port is not None:
                 await self._start_management(bound["management"])
         except BaseException:
@@ -184,14 +194,31 @@ class Broker:
         self.running = True
         self.shovels.start()
         self.federation.start()
+        for url, port, what in (("amqp", self.port, "AMQP 0-9-1"),
+                                ("amqps", self.tls_port if self.ssl_context else None,
+                                 "AMQP 0-9-1 over TLS"),
+                                ("rabbitmq-stream", self.stream_port, "stream protocol"),
+                                ("rabbitmq-stream+tls", self.stream_tls_port,
+                                 "stream protocol over TLS")):
+            if port is not None:
+                log.info("leveret listening on %s://%s:%d (%s)", url, self.host, port, what)
+
+    async def _listen(self, bound: dict[str, list[socket.socket]]) -> None:
+        """Serve on the sockets ``_bind`` bound; ports given as 0 become the ones bound."""
         if self.port is not None:
-            log.info("leveret listening on amqp://%s:%d (AMQP 0-9-1)", self.host, self.port)
+            self.port = await self.listener.listen(self.host, self.port,
+                                                   sockets=bound["amqp"])
         if self.ssl_context is not None:
-            log.info("leveret listening on amqps://%s:%d (AMQP 0-9-1 over TLS)", self.host,
-                     self.tls_port)
+            self.tls_port = await self.listener.listen(self.host, self.tls_port,
+                                                       self.ssl_context,
+                                                       sockets=bound["amqps"])
         if self.stream_port is not None:
-            log.info("leveret listening on rabbitmq-stream://%s:%d (stream protocol)",
-                     self.host, self.stream_port)
+            self.stream_port = await self.stream_listener.listen(
+                self.host, self.stream_port, sockets=bound["stream"])
+        if self.stream_tls_port is not None:
+            self.stream_tls_port = await self.stream_listener.listen(
+                self.host, self.stream_tls_port, self.ssl_context,
+                sockets=bound["stream_tls"])
 
     async def stop(self, timeout: float = 5.0) -> None:
         if not self.running:
@@ -222,6 +249,9 @@ class Broker:
             wanted.append(("amqps", "AMQPS", self.host, self.tls_port))
         if self.stream_port is not None:
             wanted.append(("stream", "the stream protocol", self.host, self.stream_port))
+        if self.stream_tls_port is not None:
+            wanted.append(("stream_tls", "the stream protocol over TLS", self.host,
+                           self.stream_tls_port))
         if self.management_port is not None:
             wanted.append(("management", "the management API", self.management_host,
                            self.management_port))

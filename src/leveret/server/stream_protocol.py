@@ -12,9 +12,10 @@ import ssl
 from typing import TYPE_CHECKING
 
 from leveret.broker.stream_connection import CLOSED, CLOSING, OPEN, StreamConnection
+from leveret.broker.stream_stats import StreamTotals
 from leveret.server.listener import bind_sockets, close_sockets
 from leveret.server.protocol import WRITE_HIGH_WATER, WRITE_LOW_WATER
-from leveret.server.tls import peer_common_name
+from leveret.server.tls import peer_common_name, session_details
 from leveret.streamproto import frames
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ log = logging.getLogger("leveret.server")
 
 HANDSHAKE_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 3.0
+TLS_CLOSE_LINGER = 0.1
 HEARTBEAT_FRAME = frames.command(frames.HEARTBEAT, 1)
 
 
@@ -48,12 +50,17 @@ class StreamProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername") or ("?", 0)
         local = transport.get_extra_info("sockname") or ("?", 0)
         self.name = f"{peer[0]}:{peer[1]} -> {local[0]}:{local[1]}"
-        cn = None
+        cn = tls = None
+        advertised = self.listener.advertised
         if transport.get_extra_info("sslcontext") is not None:
             cn = peer_common_name(transport.get_extra_info("peercert"))
-        self.conn = StreamConnection(self.listener.node, peer, self.listener.advertised,
+            tls = session_details(transport.get_extra_info("ssl_object"))
+            advertised = self.listener.advertised_tls  # Metadata names the TLS port
+        self.conn = StreamConnection(self.listener.node, peer, advertised,
                                      self._schedule_flush, self._close_after_flush,
-                                     self._set_reading, cn)
+                                     self._set_reading, cn, local=(str(local[0]),
+                                                                   int(local[1])), tls=tls,
+                                     totals=self.listener.totals)
         self.last_recv = self.last_send = self.loop.time()
         self.listener.protocols.add(self)
         self._timers.append(self.loop.call_later(HANDSHAKE_TIMEOUT, self._handshake_timeout))
@@ -124,7 +131,13 @@ class StreamProtocol(asyncio.Protocol):
             t.write(data)
             self.last_send = self.loop.time()
         if self._closing:
-            t.close()
+            if self.conn is not None and self.conn.tls is not None:
+                # TLS sends its close_notify right behind the last answer, and a client
+                # that reads both in one go may drop that answer (rstream 1.1 does, and
+                # times out instead of reporting a refused login): close a moment later.
+                self._timers.append(self.loop.call_later(TLS_CLOSE_LINGER, t.close))
+            else:
+                t.close()
             self._timers.append(self.loop.call_later(CLOSE_TIMEOUT, t.abort))
             return
         if conn.state is CLOSING and not self._close_timer:
@@ -175,20 +188,26 @@ class StreamProtocol(asyncio.Protocol):
 
 
 class StreamListener:
-    """Accepts stream-protocol connections; shares the AMQP listener's node and group
-    commit (``amqp``). Metadata and Open name ``advertised_host`` and ``advertised_port``
-    as where to connect (default: the address listened on, and its port), so a client
-    behind NAT or in a container can be pointed elsewhere."""
+    """Accepts stream-protocol connections, over TLS on the sockets listened on with an
+    SSL context; shares the AMQP listener's node and group commit (``amqp``). Metadata and
+    Open name ``advertised_host`` and ``advertised_port`` as where to connect (default: the
+    address listened on, and its port), so a client behind NAT or in a container can be
+    pointed elsewhere; TLS clients are told ``advertised_tls_port`` (default: the TLS
+    port), as RabbitMQ's plugin does."""
 
     def __init__(self, amqp: Listener, advertised_host: str | None = None,
-                 advertised_port: int | None = None) -> None:
+                 advertised_port: int | None = None,
+                 advertised_tls_port: int | None = None) -> None:
         self.amqp = amqp
         self.node: Node = amqp.node
         self.advertised_host = advertised_host
         self.advertised_port = advertised_port
+        self.advertised_tls_port = advertised_tls_port
         self.advertised = (advertised_host or "localhost", advertised_port or 5552)
+        self.advertised_tls = (advertised_host or "localhost", advertised_tls_port or 5551)
         self.protocols: set[StreamProtocol] = set()
         self.servers: list[asyncio.AbstractServer] = []
+        self.totals = StreamTotals()  # every connection's counts, for /metrics
         amqp.alarm_listeners.append(self._alarms_changed)
 
     def _alarms_changed(self) -> None:
@@ -213,7 +232,12 @@ class StreamListener:
         finally:
             close_sockets(sockets)
         host_named = host if host not in ("", "0.0.0.0", "::") else "localhost"
-        self.advertised = (self.advertised_host or host_named, self.advertised_port or bound)
+        if ssl_context is None:
+            self.advertised = (self.advertised_host or host_named,
+                               self.advertised_port or bound)
+        else:
+            self.advertised_tls = (self.advertised_host or host_named,
+                                   self.advertised_tls_port or bound)
         return bound
 
     async def close(self, timeout: float = 5.0) -> None:

@@ -15,10 +15,13 @@ certificate's subject common name (RabbitMQ's ``ssl_cert_login_from = common_nam
 
 from __future__ import annotations
 
+import datetime
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from leveret.broker.tls_session import TLSSession
 
 VERIFY_MODES = {
     "verify_none": ssl.CERT_NONE,
@@ -96,3 +99,64 @@ def peer_common_name(peercert: dict[str, Any] | None) -> str | None:
             if key == "commonName":
                 return str(value)
     return None
+
+
+def session_details(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> TLSSession | None:
+    """The management API's view of a TLS connection (None for a plain one)."""
+    if ssl_object is None:
+        return None
+    version = (ssl_object.version() or "").lower()
+    suite = ssl_object.cipher()
+    key_exchange, cipher, mac = _erlang_suite(suite[0] if suite else "", version)
+    peer = ssl_object.getpeercert() or {}
+    subject = _distinguished_name(peer.get("subject"))
+    issuer = _distinguished_name(peer.get("issuer"))
+    validity = None
+    if "notBefore" in peer and "notAfter" in peer:
+        validity = f"{_iso(str(peer['notBefore']))} - {_iso(str(peer['notAfter']))}"
+    return TLSSession(version, key_exchange, cipher, mac, subject, issuer, validity)
+
+
+def _erlang_suite(name: str, version: str) -> tuple[str, str, str]:
+    """(key exchange, cipher, hash) of an OpenSSL cipher suite name as Erlang's ssl names
+    them: TLS_AES_256_GCM_SHA384 is (any, aes_256_gcm, aead); ECDHE-RSA-AES128-SHA256 is
+    (ecdhe_rsa, aes_128_cbc, sha256)."""
+    parts = name.removeprefix("TLS_").split("_" if name.startswith("TLS_") else "-")
+    if version == "tlsv1.3" or name.startswith("TLS_"):
+        cipher_parts, mac = parts[:-1], "aead"
+        exchange = "any"
+    else:
+        exchange_parts = []
+        while parts and parts[0] in ("ECDHE", "DHE", "RSA", "ECDSA", "PSK"):
+            exchange_parts.append(parts.pop(0))
+        exchange = "_".join(exchange_parts).lower() or "rsa"
+        if parts and parts[-1] == "POLY1305":  # an AEAD: no hash in the name
+            cipher_parts, mac = parts, "aead"
+        else:
+            cipher_parts, mac = parts[:-1], parts[-1].lower() if parts else ""
+    cipher = "_".join(cipher_parts).lower()
+    if cipher.startswith("aes") and not cipher.startswith("aes_"):  # AES128-GCM
+        size = cipher[3:].split("_")[0]
+        rest = cipher[3 + len(size):].lstrip("_")
+        cipher = f"aes_{size}_{rest or 'cbc'}"
+    if cipher.endswith("_gcm") or cipher.startswith("chacha20"):
+        mac = "aead"
+    return exchange, cipher, mac
+
+
+def _distinguished_name(rdns: Any) -> str | None:
+    """RFC 4514 text of a name from ``getpeercert()``, most specific first
+    (``CN=alice,O=example``), as RabbitMQ prints it."""
+    if not rdns:
+        return None
+    short = {"commonName": "CN", "organizationName": "O", "organizationalUnitName": "OU",
+             "countryName": "C", "stateOrProvinceName": "ST", "localityName": "L",
+             "emailAddress": "emailAddress", "domainComponent": "DC"}
+    parts = ["+".join(f"{short.get(k, k)}={v}" for k, v in rdn) for rdn in rdns]
+    return ",".join(reversed(parts))
+
+
+def _iso(when: str) -> str:
+    seconds = ssl.cert_time_to_seconds(when)
+    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")

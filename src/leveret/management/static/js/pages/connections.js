@@ -40,9 +40,10 @@ export async function mountList() {
       {
         key: 'state', label: 'State',
         cell: (c) => h('span', { class: 'badges' }, badge(c.state, c.state === 'running' ? 'ok' : 'warn'),
-          c.ssl ? badge(c.ssl_protocol || 'TLS', 'info', 'TLS') : null),
+          c.ssl ? badge(c.ssl_protocol || 'TLS', 'info', 'TLS') : null,
+          isStream(c) ? badge('stream', 'info', 'RabbitMQ stream protocol') : null),
       },
-      { key: 'channels', label: 'Channels', numeric: true, cell: (c) => num(c.channels) },
+      { key: 'channels', label: 'Channels', numeric: true, cell: (c) => (isStream(c) ? '–' : num(c.channels)) },
       { key: 'recv', label: 'From client', numeric: true, value: (c) => rateOf(c, 'recv_oct') ?? 0, cell: (c) => byteRate(rateOf(c, 'recv_oct') ?? 0) },
       { key: 'send', label: 'To client', numeric: true, value: (c) => rateOf(c, 'send_oct') ?? 0, cell: (c) => byteRate(rateOf(c, 'send_oct') ?? 0) },
       {
@@ -57,10 +58,15 @@ export async function mountList() {
   return { el, refresh };
 }
 
-export async function closeConnection(name, label) {
+function isStream(c) {
+  return c.protocol === 'stream';
+}
+
+export async function closeConnection(name, label, stream = false) {
   const reason = await confirmDialog({
     title: `Close connection ${label}?`,
-    message: 'The client receives connection.close (320 CONNECTION_FORCED) with this reason.',
+    message: stream ? 'The broker closes the socket (the stream protocol has no reason to send); the reason goes to its log.'
+      : 'The client receives connection.close (320 CONNECTION_FORCED) with this reason.',
     confirmLabel: 'Close connection', danger: true,
     input: { label: 'Reason', value: 'Closed via the management UI' },
   });
@@ -85,8 +91,14 @@ export async function mountConnection([name]) {
 
   async function refresh() {
     let channels;
+    let publishers = [];
+    let consumers = [];
     try {
       [c, channels] = await Promise.all([get(url), get(`${url}/channels`)]);
+      if (isStream(c)) {
+        const streamUrl = path`/stream/connections/${c.vhost}/${name}`;
+        [publishers, consumers] = await Promise.all([get(`${streamUrl}/publishers`), get(`${streamUrl}/consumers`)]);
+      }
     } catch (exc) {
       if (exc.status === 404) {
         fill(headerHolder, pageHeader({ title: displayName(c), kicker: 'Connection', back: { href: links.connections(), label: 'Connections' },
@@ -101,11 +113,12 @@ export async function mountConnection([name]) {
       badges: [badge(`user ${c.user}`, 'accent'), badge(`vhost ${c.vhost}`, 'accent'), badge(c.state, c.state === 'running' ? 'ok' : 'warn'),
         c.ssl ? badge(c.ssl_protocol || 'TLS', 'ok') : null].filter(Boolean),
       actions: [button('Close connection', async () => {
-        if (await closeConnection(name, label)) location.hash = links.connections();
+        if (await closeConnection(name, label, isStream(c))) location.hash = links.connections();
       }, { kind: 'danger' })],
     }));
     fill(tiles, stats([
-      stat('Channels', num(c.channels), { key: 'channels' }),
+      isStream(c) ? stat('Publishers', num(publishers.length), { key: 'publishers' }) : stat('Channels', num(c.channels), { key: 'channels' }),
+      isStream(c) ? stat('Consumers', num(consumers.length), { key: 'consumers' }) : null,
       stat('From client', byteRate(rateOf(c, 'recv_oct') ?? 0), { hint: `${bytes(c.recv_oct)} in total` }),
       stat('To client', byteRate(rateOf(c, 'send_oct') ?? 0), { hint: `${bytes(c.send_oct)} in total` }),
       stat('Heartbeat', c.timeout ? `${c.timeout} s` : 'off'),
@@ -119,12 +132,32 @@ export async function mountConnection([name]) {
         c.peer_cert_subject && ['Client certificate', c.peer_cert_subject],
       ])),
       card({ title: 'Client properties' }, fieldTable(c.client_properties))));
-    fill(channelsBody, channels.length ? channelTable(channels) : empty('No channels', 'This connection has no open channel.'));
+    if (isStream(c)) {
+      fill(channelsBody, streamTables(publishers, consumers));
+    } else {
+      fill(channelsBody, channels.length ? channelTable(channels) : empty('No channels', 'This connection has no open channel.'));
+    }
   }
 
   await refresh();
-  const el = h('div', { class: 'page' }, headerHolder, tiles, props, card({ title: 'Channels' }, channelsBody));
+  const el = h('div', { class: 'page' }, headerHolder, tiles, props,
+    card({ title: isStream(c) ? 'Publishers and consumers' : 'Channels' }, channelsBody));
   return { el, refresh };
+}
+
+// A stream-protocol connection's publishers and subscriptions (/api/stream/connections/...).
+function streamTables(publishers, consumers) {
+  const queueLink = (row) => h('a', { href: links.queue(row.queue.vhost, row.queue.name) }, row.queue.name);
+  const table = (id, heads, rows, cells) => h('div', { class: 'table-wrap' }, h('table', { class: 'table', id },
+    h('thead', {}, h('tr', {}, heads.map((t, i) => h('th', i > 1 ? { class: 'num' } : {}, t)))),
+    h('tbody', {}, rows.map((row) => h('tr', {}, cells(row).map((v, i) => h('td', i > 1 ? { class: 'num' } : {}, v)))))));
+  return h('div', {},
+    publishers.length ? table('stream-publishers', ['Stream', 'Reference', 'Publisher id', 'Published', 'Confirmed', 'Errored'], publishers,
+      (p) => [queueLink(p), p.reference || `#${p.publisher_id}`, num(p.publisher_id), num(p.published), num(p.confirmed), num(p.errored)])
+      : empty('No publishers', 'This connection has declared no publisher.'),
+    consumers.length ? table('stream-consumers', ['Stream', 'Subscription', 'Credits', 'Consumed', 'Offset', 'Lag'], consumers,
+      (s) => [queueLink(s), h('span', { class: 'mono' }, `stream.subid-${s.subscription_id}`), num(s.credits), num(s.consumed), num(s.offset), num(s.offset_lag)])
+      : empty('No consumers', 'This connection has no subscription.'));
 }
 
 function mode(ch) {
