@@ -247,8 +247,10 @@ def test_stream_queue_differential(pair: tuple[Pair, str, str], api: Api,
     with stream_with_reader(api.amqp_port or 0, vhost, "s", **args), \
             stream_with_reader(REFERENCE_AMQP_PORT, vhost, "s", **args):
         def ready(x: Any) -> bool:
-            return x.get("messages") == 10 and x.get("consumers") == 1 \
-                and "message_stats" in x and bool(x.get("consumer_details"))
+            # a consumer's channel_details is [] until its channel's statistics arrive
+            return (x.get("messages") == 10 and x.get("consumers") == 1
+                    and "message_stats" in x and bool(x.get("consumer_details"))
+                    and all(c.get("channel_details") for c in x["consumer_details"]))
 
         theirs = wait_for(lambda: reference.get(f"/api/queues/{v}/s").json, ready)
         ours = api.get(f"/api/queues/{v}/s").json
