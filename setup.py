@@ -57,6 +57,9 @@ class OptionalBuildExt(build_ext):
     extension already built is removed again, never leaving a stub without its library."""
 
     def run(self) -> None:
+        # Rebuild every stub with the library: their dates tell leveret.build whether the
+        # sources were edited since (stale_extensions).
+        self.force = True
         try:
             super().run()
         except Exception as exc:  # CompileError, LinkError, PlatformError, ...

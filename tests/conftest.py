@@ -22,7 +22,7 @@ os.environ.setdefault("LEVERET_MANAGEMENT_PORT", "0")
 
 # An in-place compiled build (make compile) whose sources were edited since would test the old
 # code: refuse to start rather than pass on it.
-from leveret.build import stale_extensions  # noqa: E402
+from leveret.build import stale_extensions
 
 if stale_extensions():
     pytest.exit(f"compiled modules older than their sources: {', '.join(stale_extensions())}; "
