@@ -149,6 +149,26 @@ def parse_content_header(payload: bytes) -> tuple[int, int, bytes]:
     return class_id, body_size, payload[12:]
 
 
+def decode_publish(payload: bytes) -> spec.BasicPublish:
+    """basic.publish's method frame payload (class and method ids first), hand-written for
+    the hot path: what ``spec.BasicPublish.decode(payload, 4)`` returns, refusing exactly
+    what it refuses (short, overrunning or trailing bytes), in a fifth of its work."""
+    size = len(payload)
+    if size < 9:  # ids, ticket, two short-string lengths, the bits
+        raise FrameError("basic.publish: too short")
+    key_at = 7 + payload[6]
+    if key_at >= size:
+        raise FrameError("basic.publish: exchange runs past the end of the frame")
+    bits_at = key_at + 1 + payload[key_at]
+    if bits_at + 1 != size:
+        raise FrameError("basic.publish: routing key and bits do not fill the frame")
+    bits = payload[bits_at]
+    return spec.BasicPublish((payload[4] << 8) | payload[5],
+                             payload[7:key_at].decode("utf-8", "surrogateescape"),
+                             payload[key_at + 1:bits_at].decode("utf-8", "surrogateescape"),
+                             bits & 1 == 1, bits & 2 == 2)
+
+
 _DELIVER_HEAD = b"\x00\x3c\x00\x3c"  # basic.deliver: class 60, method 60
 _GET_OK_HEAD = b"\x00\x3c\x00\x47"  # basic.get-ok: class 60, method 71
 _Q = struct.Struct(">Q")
