@@ -10,26 +10,28 @@ short names the connection code uses.
 from __future__ import annotations
 
 import struct
+from typing import Final
 
 from leveret.amqp import spec
 from leveret.errors import FrameError
 
-METHOD = spec.FRAME_METHOD  # 1
-HEADER = spec.FRAME_HEADER  # 2
-BODY = spec.FRAME_BODY  # 3
-HEARTBEAT = spec.FRAME_HEARTBEAT  # 8
-FRAME_END = spec.FRAME_END  # 0xCE
-FRAME_MIN_SIZE = spec.FRAME_MIN_SIZE  # 4096
+# Final: mypyc (leveret/build.py) makes them constants, not a module lookup per use.
+METHOD: Final = spec.FRAME_METHOD  # 1
+HEADER: Final = spec.FRAME_HEADER  # 2
+BODY: Final = spec.FRAME_BODY  # 3
+HEARTBEAT: Final = spec.FRAME_HEARTBEAT  # 8
+FRAME_END: Final = spec.FRAME_END  # 0xCE
+FRAME_MIN_SIZE: Final = spec.FRAME_MIN_SIZE  # 4096
 # The largest frame_max leveret offers: RabbitMQ's default (128 KiB).
-DEFAULT_FRAME_MAX = 131072
+DEFAULT_FRAME_MAX: Final = 131072
 
-_FRAME_HEAD = struct.Struct(">BHI")
-FRAME_END_BYTE = bytes((FRAME_END,))
-PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
-HEARTBEAT_FRAME = _FRAME_HEAD.pack(HEARTBEAT, 0, 0) + FRAME_END_BYTE
-_METHOD_HEAD = struct.Struct(">BHIHH")  # frame header + class id + method id
-_CONTENT_HEAD = struct.Struct(">BHIHHQ")  # frame header + class, weight, body size
-_II = struct.Struct(">I")
+_FRAME_HEAD: Final = struct.Struct(">BHI")
+FRAME_END_BYTE: Final = bytes((FRAME_END,))
+PROTOCOL_HEADER: Final = b"AMQP\x00\x00\x09\x01"
+HEARTBEAT_FRAME: Final = _FRAME_HEAD.pack(HEARTBEAT, 0, 0) + FRAME_END_BYTE
+_METHOD_HEAD: Final = struct.Struct(">BHIHH")  # frame header + class id + method id
+_CONTENT_HEAD: Final = struct.Struct(">BHIHHQ")  # frame header + class, weight, body size
+_II: Final = struct.Struct(">I")
 
 
 class FrameBuffer:
@@ -65,6 +67,9 @@ class FrameBuffer:
         pos = self._pos
         if len(buf) - pos < 7:
             return None
+        ftype: int
+        channel: int
+        size: int
         ftype, channel, size = _FRAME_HEAD.unpack_from(buf, pos)
         if size > self.frame_max:
             # RabbitMQ's limit and wording: frame_max bounds the payload, not the whole frame
@@ -169,11 +174,11 @@ def decode_publish(payload: bytes) -> spec.BasicPublish:
                              bits & 1 == 1, bits & 2 == 2)
 
 
-_DELIVER_HEAD = b"\x00\x3c\x00\x3c"  # basic.deliver: class 60, method 60
-_GET_OK_HEAD = b"\x00\x3c\x00\x47"  # basic.get-ok: class 60, method 71
-_Q = struct.Struct(">Q")
-_QB = struct.Struct(">QB")
-_QI = struct.Struct(">I")
+_DELIVER_HEAD: Final = b"\x00\x3c\x00\x3c"  # basic.deliver: class 60, method 60
+_GET_OK_HEAD: Final = b"\x00\x3c\x00\x47"  # basic.get-ok: class 60, method 71
+_Q: Final = struct.Struct(">Q")
+_QB: Final = struct.Struct(">QB")
+_QI: Final = struct.Struct(">I")
 
 
 def route_bytes(exchange: str, routing_key: str) -> bytes:

@@ -7,19 +7,19 @@ decodes them. They are decoded lazily, once, when routing or validation needs a 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from leveret.amqp.frames import route_bytes
 from leveret.amqp.spec import Properties
 from leveret.errors import InternalError, PreconditionFailed
 
 # Property flag bits of the content header (see Properties in amqp/spec.py).
-FLAG_HEADERS = 0x2000
-FLAG_DELIVERY_MODE = 0x1000
-FLAG_PRIORITY = 0x0800
-FLAG_REPLY_TO = 0x0200
-FLAG_EXPIRATION = 0x0100
-FLAG_USER_ID = 0x0010
+FLAG_HEADERS: Final = 0x2000
+FLAG_DELIVERY_MODE: Final = 0x1000
+FLAG_PRIORITY: Final = 0x0800
+FLAG_REPLY_TO: Final = 0x0200
+FLAG_EXPIRATION: Final = 0x0100
+FLAG_USER_ID: Final = 0x0010
 
 
 def parse_expiration(text: str) -> int:
@@ -43,7 +43,7 @@ def parse_expiration(text: str) -> int:
 
 
 # RabbitMQ's ceiling for a per-message TTL: ten years, in milliseconds.
-MAX_EXPIRATION = 315_360_000_000
+MAX_EXPIRATION: Final = 315_360_000_000
 
 
 class Message:
