@@ -20,10 +20,10 @@ import os
 
 # The modules a message passes through (frames, content, the protocol machine, the server
 # connection and its channels, the vhost's publish and routing, the queue types and where
-# their messages are kept, the store's message log): compiled as one group, so calls
-# between them are native calls. Subclasses of a compiled class must be compiled too (a
-# native class cannot be subclassed by an interpreted one), hence every exchange and queue
-# type.
+# their messages are kept, the store's message logs and their records), compiled as one
+# group so that calls between them are native calls. Subclasses of a compiled class must be
+# compiled too (a native class cannot be subclassed by an interpreted one), hence every
+# exchange and queue type.
 COMPILED_MODULES: tuple[str, ...] = (
     "leveret.amqp.frames",
     "leveret.amqp.content",
@@ -48,6 +48,11 @@ COMPILED_MODULES: tuple[str, ...] = (
     "leveret.broker.queues.ready",
     "leveret.broker.queues.backing",
     "leveret.broker.queues.paging",
+    "leveret.store.codec",
+    "leveret.store.records",
+    "leveret.store.index",
+    "leveret.store.segments",
+    "leveret.store.disk",
 )
 
 _EXTENSIONS = tuple(importlib.machinery.EXTENSION_SUFFIXES)

@@ -171,7 +171,26 @@ class Message:
 
     @property
     def persistent(self) -> bool:
-        return bool(self.flags & FLAG_DELIVERY_MODE) and self.properties.delivery_mode == 2
+        """delivery_mode 2, read from the raw property list without decoding it (once per
+        message written to a durable queue): the fields before it are skipped by their
+        lengths, as ``replace_reply_to`` does."""
+        flags = self.flags
+        if not flags & FLAG_DELIVERY_MODE:
+            return False
+        if self._properties is not None:
+            return self._properties.delivery_mode == 2
+        raw = self.properties_raw
+        off = 2
+        try:
+            if flags & 0x8000:  # content-type
+                off += 1 + raw[off]
+            if flags & 0x4000:  # content-encoding
+                off += 1 + raw[off]
+            if flags & FLAG_HEADERS:
+                off += 4 + int.from_bytes(raw[off:off + 4], "big")
+            return raw[off] == 2
+        except IndexError:  # a list that never passed validate(): let the decoder judge
+            return self.properties.delivery_mode == 2
 
     @property
     def size(self) -> int:
