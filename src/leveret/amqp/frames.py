@@ -38,27 +38,54 @@ class FrameBuffer:
     """Received bytes waiting to be parsed into frames.
 
     ``next_frame`` returns ``(frame_type, channel, payload)`` or None when more bytes are
-    needed. Call ``compact`` after each batch so the buffer does not grow without bound.
+    needed. Frames are cut straight out of the bytes received (one copy per payload, by
+    slicing bytes); bytes fed while a frame is incomplete are kept as they came and joined
+    once, behind what is left unread, only when together they complete it, so a large frame
+    arriving in many reads is copied once, not once per read. ``compact`` after a batch
+    drops the buffer once it is all read.
     """
 
-    __slots__ = ("_buf", "_pos", "frame_max")
+    __slots__ = ("_buf", "_chunks", "_chunks_size", "_pos", "frame_max")
 
     def __init__(self, frame_max: int = DEFAULT_FRAME_MAX) -> None:
-        self._buf = bytearray()
+        self._buf = b""
         self._pos = 0
+        self._chunks: list[bytes] = []  # fed after _buf, not yet joined to it
+        self._chunks_size = 0
         self.frame_max = frame_max
 
     def feed(self, data: bytes) -> None:
-        self._buf += data
+        if type(data) is not bytes:  # (a caller's bytearray must not change under us)
+            data = bytes(data)
+        if self._pos == len(self._buf) and not self._chunks:
+            self._buf = data  # everything before was read: no copy
+            self._pos = 0
+        else:
+            self._chunks.append(data)
+            self._chunks_size += len(data)
 
     def __len__(self) -> int:
-        return len(self._buf) - self._pos
+        return len(self._buf) - self._pos + self._chunks_size
+
+    def _gather(self, need: int) -> bool:
+        """Join the unread bytes and the chunks fed since into one buffer, if together they
+        hold ``need`` bytes; False (nothing joined) if they do not."""
+        rest = len(self._buf) - self._pos
+        if rest + self._chunks_size < need:
+            return False
+        chunks = self._chunks
+        chunks.insert(0, self._buf[self._pos:])
+        self._buf = b"".join(chunks)
+        self._pos = 0
+        self._chunks = []
+        self._chunks_size = 0
+        return True
 
     def take(self, n: int) -> bytes | None:
         """Take ``n`` raw bytes (the protocol header), or None if not all arrived yet."""
-        if len(self._buf) - self._pos < n:
+        if len(self._buf) - self._pos < n and not self._gather(n):
             return None
-        data = bytes(self._buf[self._pos : self._pos + n])
+        data = self._buf[self._pos : self._pos + n]
         self._pos += n
         return data
 
@@ -66,7 +93,10 @@ class FrameBuffer:
         buf = self._buf
         pos = self._pos
         if len(buf) - pos < 7:
-            return None
+            if not self._chunks or not self._gather(7):
+                return None
+            buf = self._buf
+            pos = 0
         ftype: int
         channel: int
         size: int
@@ -79,8 +109,12 @@ class FrameBuffer:
                              f"{{frame_too_large,{size},{self.frame_max - 8}}}")
         end = pos + 7 + size
         if len(buf) <= end:
-            return None
-        payload = bytes(buf[pos + 7 : end])
+            if not self._chunks or not self._gather(size + 8):
+                return None
+            buf = self._buf
+            pos = 0
+            end = 7 + size
+        payload = buf[pos + 7 : end]
         if buf[end] != FRAME_END:
             prefix = f"type {ftype}, first 16 octets = {erlang_binary(payload[:16])}: "
             raise FrameError(prefix + erlang_tuple(len(prefix), "invalid_frame_end_marker",
@@ -89,8 +123,10 @@ class FrameBuffer:
         return ftype, channel, payload
 
     def compact(self) -> None:
-        if self._pos:
-            del self._buf[: self._pos]
+        """After a batch: drop the buffer once every byte of it was read (a partly read one
+        is joined with what comes next when that completes a frame)."""
+        if self._pos and self._pos == len(self._buf):
+            self._buf = b""
             self._pos = 0
 
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
-VERSION = 1
-_HEAD = struct.Struct("<dI")
+VERSION: Final = 1
+_HEAD: Final = struct.Struct("<dI")
 
 
 def pack_message(exchange: str, routing_key: str, properties_raw: bytes, body: bytes,
