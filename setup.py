@@ -39,8 +39,14 @@ def _fallback(reason: str) -> list:
     return []
 
 
+# Commands that describe or package the sources and compile nothing (pip asks for the build
+# requirements and the metadata through them, before mypy is installed).
+_NO_BUILD = {"egg_info", "dist_info", "sdist", "--version", "--name"}
+
+
 def ext_modules() -> list:
-    if not WANTED:
+    commands = [arg for arg in sys.argv[1:] if not arg.startswith("-") or arg in _NO_BUILD]
+    if not WANTED or (commands and set(commands) <= _NO_BUILD):
         return []
     try:
         from mypyc.build import mypycify
