@@ -29,6 +29,7 @@ manual acks, one multiple ack and one group commit per batch):
 
     python bench/stages.py                     # every stage: instructions and us/message
     python bench/stages.py --stage machine     # one stage, timed
+    python bench/stages.py --cprofile          # cProfile's split of the two whole paths
 """
 
 from __future__ import annotations
@@ -180,6 +181,52 @@ def _durable_runner(stage: str, size: int) -> Callable[[int], None]:
     return run
 
 
+# cProfile's inclusive time of the functions that make each stage, per message: where the
+# time goes inside the whole path (cProfile's own cost per call inflates the small ones).
+PROFILED = (
+    ("frame parsing", "amqp/frames.py", "next_frame"),
+    ("basic.publish decode", "amqp/frames.py", "decode_publish"),
+    ("method decode (generated)", "amqp/spec.py", "decode"),
+    ("content assembly", "amqp/content.py", "header"),
+    ("content assembly", "amqp/content.py", "body"),
+    ("channel publish (checks, Message)", "broker/channel.py", "publish"),
+    ("vhost publish", "broker/vhost.py", "publish"),
+    ("routing", "broker/vhost.py", "route"),
+    ("queue push", "broker/queues/classic.py", "push"),
+    ("channel deliver", "broker/channel.py", "deliver"),
+    ("delivery encode", "amqp/frames.py", "encode_deliver"),
+    ("output batching", "broker/connection.py", "write"),
+    ("store encode", "store/codec.py", "pack_message"),
+    ("store append (record head, CRC)", "store/segments.py", "append"),
+    ("store CRC", "store/records.py", "message_head"),
+    ("acks", "broker/channel.py", "ack"),
+    ("confirms", "broker/channel.py", "flush_confirms"),
+    ("group commit", "store/disk.py", "commit"),
+    ("group commit", "store/disk.py", "flush"),
+)
+
+
+def profile_stage(stage: str, messages: int, size: int) -> None:
+    import cProfile
+    import pstats
+
+    run = stage_runner(stage, size)
+    run(10)
+    profiler = cProfile.Profile()
+    t0 = time.perf_counter()
+    profiler.runcall(run, messages // BATCH)
+    total = time.perf_counter() - t0
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    print(f"\n{stage}: {total / messages * 1e6:.2f} us/message under cProfile")
+    print("| function | us/message (inclusive) | share |")
+    print("|---|---:|---:|")
+    for label, path, name in PROFILED:
+        for (filename, line, func), (_cc, _nc, _tt, ct, _callers) in stats.items():
+            if filename.endswith(path) and func == name:
+                print(f"| {label}: `{path}` `{func}` (line {line}) | "
+                      f"{ct / messages * 1e6:.2f} | {ct / total:.0%} |")
+
+
 def time_stage(stage: str, messages: int, size: int) -> float:
     run = stage_runner(stage, size)
     run(10)  # warm up
@@ -228,7 +275,13 @@ def main() -> None:
     ap.add_argument("--n1", type=int, default=10_000)
     ap.add_argument("--n2", type=int, default=40_000)
     ap.add_argument("--only", choices=("noack", "durable"))
+    ap.add_argument("--cprofile", action="store_true",
+                    help="cProfile the whole no-ack and persistent paths instead")
     args = ap.parse_args()
+    if args.cprofile:
+        for stage in (args.stage,) if args.stage else ("delivered", "d-persistent"):
+            profile_stage(stage, args.messages, args.size)
+        return
     if args.stage is not None:
         run = stage_runner(args.stage, args.size)
         t0 = time.perf_counter()
@@ -236,7 +289,11 @@ def main() -> None:
         dt = time.perf_counter() - t0
         print(f"{args.stage}: {dt / args.messages * 1e6:.2f} us/message", file=sys.stderr)
         return
-    from leveret.build import describe
+    try:
+        from leveret.build import describe
+    except ImportError:  # a tree from before the compiled build
+        def describe() -> str:
+            return "pure Python"
     print(f"{describe()}; {args.size} B bodies, batches of {BATCH}; instructions: "
           f"({args.n2:,} - {args.n1:,} messages) / {args.n2 - args.n1:,}")
     if args.only != "durable":
