@@ -257,7 +257,7 @@ hot_path = pytest.mark.skipif(
 
 @hot_path
 @given(utf8_text(255), utf8_text(100), utf8_text(100), st.integers(0, 2**64 - 1),
-       st.booleans(), st.binary(max_size=10_000), st.sampled_from([4096, 131072]))
+       st.booleans(), st.binary(max_size=10_000), st.sampled_from([0, 100, 4096, 131072]))
 def test_encode_deliver_matches_the_generated_codec(tag, exchange, key, delivery_tag,
                                                     redelivered, body, frame_max):
     props = spec.Properties(content_type="t", headers={"a": 1}).encode()
