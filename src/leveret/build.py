@@ -73,9 +73,12 @@ def describe() -> str:
     found = compiled_modules()
     if not found:
         return "pure Python"
+    stale = stale_extensions()
+    warning = f"; {len(stale)} OLDER than their sources" if stale else ""
     if len(found) == len(COMPILED_MODULES):
-        return f"hot path compiled by mypyc: {len(found)} modules"
-    return f"PARTLY compiled by mypyc: {len(found)} of {len(COMPILED_MODULES)} modules"
+        return f"hot path compiled by mypyc: {len(found)} modules{warning}"
+    return (f"PARTLY compiled by mypyc: {len(found)} of {len(COMPILED_MODULES)} "
+            f"modules{warning}")
 
 
 def stale_extensions() -> list[str]:

@@ -189,6 +189,12 @@ def serve(args: argparse.Namespace) -> int:
         print(f"leveret serve: {exc}", file=sys.stderr)
         return 2
     configure_logging(config.get("log", "level"), config.get("log", "format"))
+    from leveret.build import stale_extensions
+
+    stale = stale_extensions()
+    if stale:  # an in-place compiled build (make compile) older than edited sources
+        log.warning("compiled modules older than their sources run the old code: %s "
+                    "(make compile again, or make clean-compiled)", ", ".join(stale))
     try:
         import uvloop
 
