@@ -20,6 +20,14 @@ if importlib.util.find_spec("leveret") is None:
 # several of them (and other people's test runs) never collide; a test's flag still wins.
 os.environ.setdefault("LEVERET_MANAGEMENT_PORT", "0")
 
+# An in-place compiled build (make compile) whose sources were edited since would test the old
+# code: refuse to start rather than pass on it.
+from leveret.build import stale_extensions
+
+if stale_extensions():
+    pytest.exit(f"compiled modules older than their sources: {', '.join(stale_extensions())}; "
+                "run `make compile` again, or `make clean-compiled` for pure Python", 4)
+
 settings.register_profile("leveret", deadline=None)
 settings.register_profile("leveret-thorough", deadline=None, max_examples=2000)
 settings.load_profile("leveret")

@@ -87,11 +87,13 @@ def test_help_lists_commands() -> None:
 
 @pytest.mark.parametrize("args", [["--version"], ["-V"], ["version"]])
 def test_version(args: list[str]) -> None:
+    """The version and the build: pure Python, or the hot path compiled (leveret/build.py)."""
+    from leveret.build import describe
     from leveret.version import __version__
 
     result = leveret(*args)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"leveret {__version__}"
+    assert result.stdout.strip() == f"leveret {__version__} ({describe()})"
 
 
 def test_a_bare_leveret_prints_the_help() -> None:

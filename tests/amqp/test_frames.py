@@ -257,7 +257,7 @@ hot_path = pytest.mark.skipif(
 
 @hot_path
 @given(utf8_text(255), utf8_text(100), utf8_text(100), st.integers(0, 2**64 - 1),
-       st.booleans(), st.binary(max_size=10_000), st.sampled_from([4096, 131072]))
+       st.booleans(), st.binary(max_size=10_000), st.sampled_from([0, 100, 4096, 131072]))
 def test_encode_deliver_matches_the_generated_codec(tag, exchange, key, delivery_tag,
                                                     redelivered, body, frame_max):
     props = spec.Properties(content_type="t", headers={"a": 1}).encode()
@@ -282,6 +282,37 @@ def test_encode_get_ok_matches_the_generated_codec(exchange, key, delivery_tag, 
         delivery_tag=delivery_tag, redelivered=redelivered, exchange=exchange,
         routing_key=key, message_count=count)) + frames.encode_content(1, 60, props, body, 4096)
     assert fast == slow
+
+
+def _publish_or_error(decode: object, payload: bytes) -> object:
+    try:
+        m = decode(payload)  # type: ignore[operator]
+    except Exception:
+        return "refused"
+    return (m.ticket, m.exchange, m.routing_key, m.mandatory, m.immediate)
+
+
+_PUBLISH_IDS = b"\x00\x3c\x00\x28"
+
+
+@given(st.integers(0, 0xFFFF), st.binary(max_size=255), st.binary(max_size=255),
+       st.integers(0, 255))
+def test_decode_publish_matches_the_generated_codec(ticket, exchange, key, bits):
+    """Any exchange and routing key bytes (UTF-8 or not) and any bits byte."""
+    payload = _PUBLISH_IDS + ticket.to_bytes(2, "big") + bytes([len(exchange)]) + exchange + \
+        bytes([len(key)]) + key + bytes([bits])
+    fast = _publish_or_error(frames.decode_publish, payload)
+    assert fast == _publish_or_error(lambda p: spec.BasicPublish.decode(p, 4), payload)
+    assert fast != "refused"
+
+
+@given(st.binary(max_size=40), st.integers(0, 40), st.binary(max_size=3))
+def test_decode_publish_refuses_what_the_generated_codec_refuses(tail, cut, extra):
+    """Truncated, overrunning and trailing arguments: refused by both, or read alike."""
+    good = _PUBLISH_IDS + b"\x00\x00\x03abc\x02rk\x01"
+    for payload in (_PUBLISH_IDS + tail, good[:cut], good + extra):
+        assert _publish_or_error(frames.decode_publish, payload) == \
+            _publish_or_error(lambda p: spec.BasicPublish.decode(p, 4), payload)
 
 
 @pytest.mark.skipif(not hasattr(frames, "erlang_binary"), reason="no erlang_binary")

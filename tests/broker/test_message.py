@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from leveret.amqp.spec import Properties
 from leveret.broker.message import Message
@@ -31,6 +33,19 @@ def test_header_wire_types_survive_reply_to_rewrite() -> None:
     m.replace_reply_to("r")
     assert b"\x01al" + (5).to_bytes(8, "big") in m.properties_raw
     assert Properties.decode(m.properties_raw).reply_to == "r"
+
+
+@given(st.none() | st.text(max_size=20), st.none() | st.text(max_size=20),
+       st.none() | st.dictionaries(st.text(max_size=5), st.integers(0, 2**31) | st.text()),
+       st.none() | st.integers(0, 255), st.none() | st.integers(0, 9),
+       st.none() | st.text(max_size=8))
+def test_persistent_reads_the_raw_list_as_the_decoder_would(
+        content_type: str | None, encoding: str | None, headers: dict[str, object] | None,
+        mode: int | None, priority: int | None, message_id: str | None) -> None:
+    """``persistent`` skips the fields before delivery_mode by their lengths, undecoded."""
+    raw = Properties(content_type=content_type, content_encoding=encoding, headers=headers,
+                     delivery_mode=mode, priority=priority, message_id=message_id).encode()
+    assert Message("", "", raw, b"").persistent == (Properties.decode(raw).delivery_mode == 2)
 
 
 def test_persistent_flag() -> None:

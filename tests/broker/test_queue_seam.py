@@ -200,3 +200,17 @@ def test_a_stream_reader_gets_only_what_the_store_made_durable() -> None:
     for waiting in list(vhost.awaiting_commit):
         waiting.synced()
     assert owner.bodies() == [b"1", b"2"] and offsets(owner) == [0, 1]
+
+
+def test_each_queue_type_is_an_instance_of_its_own_classes_only() -> None:
+    """isinstance tells the types apart, in whatever order it is asked (compiled by mypyc,
+    an ABCMeta hierarchy once shared one isinstance cache: a quorum queue passed for a
+    stream once any queue had passed for a Queue)."""
+    queues = {kind: make(kind) for kind in QUEUE_TYPES}
+    for q in queues.values():
+        assert isinstance(q, Queue)
+    # a quorum queue is a classic queue that counts deliveries (quorum.py)
+    expected = {"classic": {"classic"}, "quorum": {"classic", "quorum"}, "stream": {"stream"}}
+    for kind, q in queues.items():
+        found = {other for other, cls in QUEUE_TYPES.items() if isinstance(q, cls)}
+        assert found == expected[kind], kind

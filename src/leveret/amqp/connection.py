@@ -34,7 +34,7 @@ from typing import Final, Protocol
 
 from leveret.amqp import frames, spec
 from leveret.amqp.content import ContentAssembler, ContentHead, head_ids
-from leveret.amqp.frames import FrameBuffer, encode_method
+from leveret.amqp.frames import FrameBuffer, decode_publish, encode_method
 from leveret.errors import (
     AMQPError,
     ChannelError,
@@ -323,6 +323,7 @@ _BODY: Final = frames.BODY
 _CONTENT_FRAMES: Final = frozenset({frames.BODY, frames.HEADER})
 _METHOD: Final = frames.METHOD
 _METHODS: Final = spec.METHODS
+_PUBLISH: Final = spec.BasicPublish.INDEX
 
 
 def _decode_error(exc: Exception, cls: type[spec.Method], number: int,
@@ -492,7 +493,8 @@ class ProtocolMachine:
         if cls is None:
             raise UnknownFieldType(f"unknown method {index >> 16}.{index & 0xFFFF}")
         try:
-            m = cls.decode(payload, 4)
+            # basic.publish, once per message: its hand-written decoder
+            m = decode_publish(payload) if index == _PUBLISH else cls.decode(payload, 4)
         except Exception as exc:  # FrameError, struct.error, IndexError, ValueError, ...
             raise _decode_error(exc, cls, number, payload) from None
         if number == 0:

@@ -11,6 +11,7 @@ them once, so a message split over many frames costs one copy.
 from __future__ import annotations
 
 import struct
+from typing import Final
 
 from leveret.amqp import spec
 from leveret.amqp.frames import erlang_binary
@@ -24,10 +25,10 @@ ContentHead = spec.Method | FastDeliver
 # A complete message: (head, raw properties, body).
 Message = tuple[ContentHead, bytes, bytes]
 
-_DELIVER_IDS = (spec.BasicDeliver.CLASS_ID, spec.BasicDeliver.METHOD_ID)
+_DELIVER_IDS: Final = (spec.BasicDeliver.CLASS_ID, spec.BasicDeliver.METHOD_ID)
 # Only the basic class carries content in 0-9-1, whichever method of it came first.
-_BASIC_CLASS = spec.BasicPublish.CLASS_ID
-_CLASS_WEIGHT_SIZE = struct.Struct(">HHQ")
+_BASIC_CLASS: Final = spec.BasicPublish.CLASS_ID
+_CLASS_WEIGHT_SIZE: Final = struct.Struct(">HHQ")
 
 
 def head_ids(head: ContentHead) -> tuple[int, int]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from leveret.amqp import spec
 from leveret.amqp.connection import ConnectionState, ProtocolMachine, Role
@@ -44,9 +44,9 @@ from leveret.errors import (
 log = logging.getLogger("leveret.connection")
 
 # The states other layers look at (server/protocol.py, management).
-RUNNING = ConnectionState.RUNNING
-CLOSING = ConnectionState.CLOSING
-CLOSED = ConnectionState.CLOSED
+RUNNING: Final = ConnectionState.RUNNING
+CLOSING: Final = ConnectionState.CLOSING
+CLOSED: Final = ConnectionState.CLOSED
 # Before the client has tuned the connection, RabbitMQ hangs up on a misbehaving client
 # without a connection.close.
 _BEFORE_TUNED = frozenset({ConnectionState.START_OK, ConnectionState.TUNE,
@@ -54,9 +54,9 @@ _BEFORE_TUNED = frozenset({ConnectionState.START_OK, ConnectionState.TUNE,
 
 # Bytes of deliveries queued for one connection before they are written out and delivery
 # continues on the next turn of the event loop.
-OUTPUT_BATCH = 1 << 20
+OUTPUT_BATCH: Final = 1 << 20
 
-_BASIC_PUBLISH = spec.BasicPublish  # handled before the HANDLERS lookup: the hot one
+_BASIC_PUBLISH: Final = spec.BasicPublish  # handled before the HANDLERS lookup: the hot one
 
 
 def closed_by_client(code: int, text: str) -> str:

@@ -7,19 +7,19 @@ decodes them. They are decoded lazily, once, when routing or validation needs a 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from leveret.amqp.frames import route_bytes
 from leveret.amqp.spec import Properties
 from leveret.errors import InternalError, PreconditionFailed
 
 # Property flag bits of the content header (see Properties in amqp/spec.py).
-FLAG_HEADERS = 0x2000
-FLAG_DELIVERY_MODE = 0x1000
-FLAG_PRIORITY = 0x0800
-FLAG_REPLY_TO = 0x0200
-FLAG_EXPIRATION = 0x0100
-FLAG_USER_ID = 0x0010
+FLAG_HEADERS: Final = 0x2000
+FLAG_DELIVERY_MODE: Final = 0x1000
+FLAG_PRIORITY: Final = 0x0800
+FLAG_REPLY_TO: Final = 0x0200
+FLAG_EXPIRATION: Final = 0x0100
+FLAG_USER_ID: Final = 0x0010
 
 
 def parse_expiration(text: str) -> int:
@@ -43,7 +43,7 @@ def parse_expiration(text: str) -> int:
 
 
 # RabbitMQ's ceiling for a per-message TTL: ten years, in milliseconds.
-MAX_EXPIRATION = 315_360_000_000
+MAX_EXPIRATION: Final = 315_360_000_000
 
 
 class Message:
@@ -171,7 +171,26 @@ class Message:
 
     @property
     def persistent(self) -> bool:
-        return bool(self.flags & FLAG_DELIVERY_MODE) and self.properties.delivery_mode == 2
+        """delivery_mode 2, read from the raw property list without decoding it (once per
+        message written to a durable queue): the fields before it are skipped by their
+        lengths, as ``replace_reply_to`` does."""
+        flags = self.flags
+        if not flags & FLAG_DELIVERY_MODE:
+            return False
+        if self._properties is not None:
+            return self._properties.delivery_mode == 2
+        raw = self.properties_raw
+        off = 2
+        try:
+            if flags & 0x8000:  # content-type
+                off += 1 + raw[off]
+            if flags & 0x4000:  # content-encoding
+                off += 1 + raw[off]
+            if flags & FLAG_HEADERS:
+                off += 4 + int.from_bytes(raw[off:off + 4], "big")
+            return raw[off] == 2
+        except IndexError:  # a list that never passed validate(): let the decoder judge
+            return self.properties.delivery_mode == 2
 
     @property
     def size(self) -> int:

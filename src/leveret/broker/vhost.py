@@ -23,7 +23,7 @@ import base64
 import json
 import os
 from collections.abc import Callable
-from typing import Any, Protocol, cast
+from typing import Any, Final, Protocol, cast
 
 from leveret.amqp.fields import FieldTable
 from leveret.broker import deadletter
@@ -67,8 +67,8 @@ from leveret.errors import (
 )
 from leveret.store.base import Definitions, Store
 
-REPLY_TO = "amq.rabbitmq.reply-to"
-REPLY_TO_PREFIX = REPLY_TO + "."
+REPLY_TO: Final = "amq.rabbitmq.reply-to"
+REPLY_TO_PREFIX: Final = REPLY_TO + "."
 
 DEFAULT_EXCHANGES = {
     "amq.direct": "direct",

@@ -196,6 +196,12 @@ def serve(args: argparse.Namespace) -> int:
         print(f"leveret serve: {exc}", file=sys.stderr)
         return 2
     configure_logging(config.get("log", "level"), config.get("log", "format"))
+    from leveret.build import stale_extensions
+
+    stale = stale_extensions()
+    if stale:  # an in-place compiled build (make compile) older than edited sources
+        log.warning("compiled modules older than their sources run the old code: %s "
+                    "(make compile again, or make clean-compiled)", ", ".join(stale))
     try:
         import uvloop
 
@@ -233,20 +239,36 @@ event-driven applications with leveret.events (docs/events.md):
 """
 
 
-def _version(args: argparse.Namespace) -> int:
+def version_line() -> str:
+    """``leveret 0.1.0 (pure Python)``, or which modules run compiled (leveret/build.py)."""
+    from leveret.build import describe
     from leveret.version import __version__
 
-    print(f"leveret {__version__}")
+    return f"leveret {__version__} ({describe()})"
+
+
+def _version(args: argparse.Namespace) -> int:
+    print(version_line())
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from leveret.version import __version__
+class _VersionAction(argparse.Action):
+    """``--version``, worked out only when asked (it imports the hot modules)."""
 
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS,
+                 help: str = "show leveret's version and build, and exit") -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        print(version_line())
+        parser.exit()
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="leveret", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-V", "--version", action="version",
-                        version=f"leveret {__version__}")
+    parser.add_argument("-V", "--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     p = sub.add_parser("serve", help="run the broker")
     _serve_arguments(p)
@@ -263,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     events_cli.add_parser(sub)
     from leveret.cli import admin  # list, declare, delete, ... through the management API
     admin.add_parsers(sub)
-    sub.add_parser("version", help="print leveret's version").set_defaults(func=_version)
+    sub.add_parser("version", help="print leveret's version and build").set_defaults(func=_version)
     return parser
 
 

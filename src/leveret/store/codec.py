@@ -26,17 +26,17 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
-VERSION = 1
-AMQP10 = 2
-AMQP10_BATCH = 3
-BATCH_PART = 4
-STREAM_KINDS = (AMQP10, AMQP10_BATCH, BATCH_PART)
-_HEAD = struct.Struct("<dI")
-_AMQP10_HEAD = struct.Struct("<dB")
-_PUBLISHING_ID = struct.Struct("<Q")
-_BATCH_PART = struct.Struct("<BdI")
+VERSION: Final = 1
+AMQP10: Final = 2
+AMQP10_BATCH: Final = 3
+BATCH_PART: Final = 4
+STREAM_KINDS: Final = (AMQP10, AMQP10_BATCH, BATCH_PART)
+_HEAD: Final = struct.Struct("<dI")
+_AMQP10_HEAD: Final = struct.Struct("<dB")
+_PUBLISHING_ID: Final = struct.Struct("<Q")
+_BATCH_PART: Final = struct.Struct("<BdI")
 
 
 def pack_message(exchange: str, routing_key: str, properties_raw: bytes, body: bytes,

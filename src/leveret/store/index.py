@@ -13,25 +13,27 @@ import re
 from array import array
 from collections.abc import Callable
 from pathlib import Path
+from typing import Final
 
-LIVE = 1
-DELIVERED = 2
-TRANSIENT = 4
+LIVE: Final = 1
+DELIVERED: Final = 2
+TRANSIENT: Final = 4
 
 
 def _table(fn: Callable[[int], int]) -> bytes:
     return bytes(fn(b) for b in range(256))
 
 
-IS_LIVE = _table(lambda b: 1 if b & LIVE else 0)
+IS_LIVE: Final = _table(lambda b: 1 if b & LIVE else 0)
 # Persistent, live, delivered: what a DELIVERED snapshot record must carry.
-IS_MARKED = _table(lambda b: 1 if b & (LIVE | DELIVERED | TRANSIENT) == LIVE | DELIVERED else 0)
-SET_DELIVERED = _table(lambda b: b | DELIVERED if b & LIVE else b)
-IS_DELIVERED = _table(lambda b: 1 if b & DELIVERED else 0)
+IS_MARKED: Final = _table(
+    lambda b: 1 if b & (LIVE | DELIVERED | TRANSIENT) == LIVE | DELIVERED else 0)
+SET_DELIVERED: Final = _table(lambda b: b | DELIVERED if b & LIVE else b)
+IS_DELIVERED: Final = _table(lambda b: 1 if b & DELIVERED else 0)
 # Live and written for recovery: the messages whose acks must be recorded.
-IS_PERSISTENT = _table(lambda b: 1 if b & (LIVE | TRANSIENT) == LIVE else 0)
-_RUN = re.compile(rb"\x01+")
-_GAP = re.compile(rb"\x00+")
+IS_PERSISTENT: Final = _table(lambda b: 1 if b & (LIVE | TRANSIENT) == LIVE else 0)
+_RUN: Final = re.compile(rb"\x01+")
+_GAP: Final = re.compile(rb"\x00+")
 
 
 class Segment:

@@ -17,40 +17,44 @@ import struct
 import zlib
 from collections.abc import Iterator
 from mmap import mmap
+from typing import Final
 
 from leveret.store.base import Payload
 
 # What records are read from: a whole file's bytes, or a segment mapped by recovery.
 Readable = bytes | bytearray | mmap
 
-MAGIC = 0x564C
-MAGIC_BYTES = MAGIC.to_bytes(2, "little")
-HEADER = struct.Struct("<HBBII")  # magic, type, flags, length, crc
-HEAD8 = struct.Struct("<HBBI")
-CRC = struct.Struct("<I")
-MSG_HEAD = struct.Struct("<HBBIIQ")  # header + u64 offset, the start of a message record
-U64 = struct.Struct("<Q")
-RANGE = struct.Struct("<QI")  # first offset, count
-FILE_HEADER = struct.Struct("<8sQ")
-HEADER_SIZE = HEADER.size  # 12
-MSG_OVERHEAD = MSG_HEAD.size  # 20: header and offset before the message bytes
+MAGIC: Final = 0x564C
+MAGIC_BYTES: Final = MAGIC.to_bytes(2, "little")
+HEADER: Final = struct.Struct("<HBBII")  # magic, type, flags, length, crc
+HEAD8: Final = struct.Struct("<HBBI")
+CRC: Final = struct.Struct("<I")
+MSG_HEAD: Final = struct.Struct("<HBBIIQ")  # header + u64 offset, the start of a message record
+U64: Final = struct.Struct("<Q")
+RANGE: Final = struct.Struct("<QI")  # first offset, count
+FILE_HEADER: Final = struct.Struct("<8sQ")
+HEADER_SIZE: Final = HEADER.size  # 12
+MSG_OVERHEAD: Final = MSG_HEAD.size  # 20: header and offset before the message bytes
 
-SEGMENT_MAGIC = b"LVSEG\x00\x00\x01"
-DEFINITIONS_MAGIC = b"LVDEF\x00\x00\x01"
+SEGMENT_MAGIC: Final = b"LVSEG\x00\x00\x01"
+DEFINITIONS_MAGIC: Final = b"LVDEF\x00\x00\x01"
 
 # Record types.
-MSG = 1  # u64 offset, message bytes; flags bit 0: transient (not recovered)
-ACK = 2  # (u64 first, u32 count) ranges of acked offsets
-DELIVERED = 3  # ranges of offsets delivered at least once
-COUNT = 4  # (u64 offset, u32 delivery count) pairs; the last one written wins
-SEGMENTS = 5  # u64 next offset, then the u64 first offsets of the live segments
-SEALED = 6  # u64 first offset of the segment that follows: the last record of a sealed one
-DEF_PUT = 16  # JSON [kind, key, value]
-DEF_DELETE = 17  # JSON [kind, key]
-TYPES = frozenset((MSG, ACK, DELIVERED, COUNT, SEGMENTS, SEALED, DEF_PUT, DEF_DELETE))
+MSG: Final = 1  # u64 offset, message bytes; flags bit 0: transient (not recovered)
+ACK: Final = 2  # (u64 first, u32 count) ranges of acked offsets
+DELIVERED: Final = 3  # ranges of offsets delivered at least once
+COUNT: Final = 4  # (u64 offset, u32 delivery count) pairs; the last one written wins
+SEGMENTS: Final = 5  # u64 next offset, then the u64 first offsets of the live segments
+SEALED: Final = 6  # u64 first offset of the segment that follows: the last record of a sealed one
+DEF_PUT: Final = 16  # JSON [kind, key, value]
+DEF_DELETE: Final = 17  # JSON [kind, key]
+TYPES: Final = frozenset((MSG, ACK, DELIVERED, COUNT, SEGMENTS, SEALED, DEF_PUT, DEF_DELETE))
 
-F_TRANSIENT = 1
-MAX_RANGES = 4096  # per ACK / DELIVERED / COUNT record
+# Final: a constant to mypyc (leveret/build.py), not an attribute lookup on each record
+_crc32: Final = zlib.crc32
+
+F_TRANSIENT: Final = 1
+MAX_RANGES: Final = 4096  # per ACK / DELIVERED / COUNT record
 
 
 def record(rtype: int, payload: bytes, flags: int = 0) -> bytes:
@@ -62,12 +66,12 @@ def message_head(offset: int, data: Payload, size: int, flags: int = 0) -> bytes
     """The 20 bytes before a message's data (``data`` is a buffer or a list of parts)."""
     head = HEAD8.pack(MAGIC, MSG, flags, size + 8)
     off = U64.pack(offset)
-    crc = zlib.crc32(off, zlib.crc32(head))
-    if isinstance(data, bytes | bytearray | memoryview):
-        crc = zlib.crc32(data, crc)
+    crc = _crc32(off, _crc32(head))
+    if isinstance(data, (bytes, bytearray, memoryview)):  # (a tuple: mypyc tests each type)
+        crc = _crc32(data, crc)
     else:
         for part in data:
-            crc = zlib.crc32(part, crc)
+            crc = _crc32(part, crc)
     return head + CRC.pack(crc) + off
 
 

@@ -21,7 +21,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import compress
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from leveret.store import reclaim
 from leveret.store import records as rec
@@ -37,13 +37,13 @@ from leveret.store.index import (
     Segment,
 )
 
-BUFFER_MAX = 1 << 20  # write the tail's buffer once it holds this much
-DIRECT = 256 << 10  # messages this large skip the buffer (written with writev, no copy)
+BUFFER_MAX: Final = 1 << 20  # write the tail's buffer once it holds this much
+DIRECT: Final = 256 << 10  # messages this large skip the buffer (written with writev, no copy)
 # a newest segment whose messages are all acked rolls at a flush once it holds
 # segment_bytes // EMPTY_TAIL_ROLL bytes, so that reclaim deletes it (a drained queue keeps
 # under half a segment on disk; one drained at every flush rolls twice as often)
-EMPTY_TAIL_ROLL = 2
-READ_SPAN = 1 << 20  # read_many: records this close together in a file share one pread
+EMPTY_TAIL_ROLL: Final = 2
+READ_SPAN: Final = 1 << 20  # read_many: records this close together in a file share one pread
 
 
 def segment_path(directory: Path, first: int) -> Path:
@@ -152,7 +152,7 @@ class SegmentLog:
     def append(self, payload: Payload, persistent: bool = True) -> int:
         if self.closed:
             raise StoreClosed(f"the log of queue '{self.name}' is closed")
-        parts = None if isinstance(payload, bytes | bytearray | memoryview) else list(payload)
+        parts = None if isinstance(payload, (bytes, bytearray, memoryview)) else list(payload)
         size = len(payload) if parts is None else sum(len(p) for p in parts)
         tail = self.tail
         if tail.flags and tail.end + len(self.buf) + size + rec.MSG_OVERHEAD > \

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from leveret.amqp.fields import FieldTable
 from leveret.broker.exchanges.base import Destination, Exchange
 from leveret.broker.message import Message
 
@@ -9,8 +10,9 @@ from leveret.broker.message import Message
 class DirectExchange(Exchange):
     TYPE = "direct"
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, name: str, durable: bool = False, auto_delete: bool = False,
+                 internal: bool = False, arguments: FieldTable | None = None) -> None:
+        super().__init__(name, durable, auto_delete, internal, arguments)
         self._index: dict[str, list[Destination]] = {}
 
     def bindings_changed(self) -> None:

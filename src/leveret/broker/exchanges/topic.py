@@ -8,6 +8,7 @@ bindings change, since real traffic repeats a small set of keys.
 
 from __future__ import annotations
 
+from leveret.amqp.fields import FieldTable
 from leveret.broker.exchanges.base import Destination, Exchange
 from leveret.broker.message import Message
 
@@ -37,7 +38,8 @@ def topic_matches(pattern: str, key: str) -> bool:
 class _Hit:
     """The one destination of topic_matches' throwaway trie."""
 
-    kind = name = "hit"
+    kind = "hit"
+    name = "hit"
     durable = False
 
 
@@ -84,8 +86,9 @@ def _match(root: _Node, words: list[str]) -> list[Destination]:
 class TopicExchange(Exchange):
     TYPE = "topic"
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, name: str, durable: bool = False, auto_delete: bool = False,
+                 internal: bool = False, arguments: FieldTable | None = None) -> None:
+        super().__init__(name, durable, auto_delete, internal, arguments)
         self._trie = _Node()
         self._cache: dict[str, list[Destination]] = {}
 

@@ -26,7 +26,7 @@ global prefetch; ``Output.writable``: the connection's socket) plus its own pref
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
@@ -151,8 +151,12 @@ class Consumer:
         return self.gate.open and self.output.writable
 
 
-class Queue(ABC):
-    """What every queue type is to the vhost, channels and the management API."""
+class Queue:
+    """What every queue type is to the vhost, channels and the management API.
+
+    Not an ``abc.ABC``: compiled by mypyc (leveret/build.py), a native class hierarchy under
+    ABCMeta shares one isinstance cache between its subclasses, so a quorum queue would pass
+    for a stream. mypy still refuses to instantiate a class with an abstract method left."""
 
     kind = "queue"  # a binding destination is a queue or an exchange
     TYPE_NAME: ClassVar[str] = ""  # the x-queue-type that selects it

@@ -19,6 +19,7 @@ business; this module only asks it.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Final
 
 from leveret.amqp.fields import FieldTable, Long
 from leveret.broker import deadletter
@@ -35,7 +36,7 @@ from leveret.broker.queues.ready import FifoReady
 EXPIRY_BUDGET = 10_000
 EXPIRY_PAUSE = 0.001
 # Direct reply-to pseudo-queues are never paged (they are not declared, never deleted).
-_REPLY_TO = "amq.rabbitmq.reply-to."
+_REPLY_TO: Final = "amq.rabbitmq.reply-to."
 
 
 class ClassicQueue(Queue):

@@ -1,0 +1,96 @@
+"""Which build of leveret is running: pure Python, or its hot path compiled by mypyc.
+
+leveret is pure Python and installs as such by default. ``LEVERET_COMPILE=1 pip install .``
+(or ``make compile`` in a checkout) compiles the modules listed in ``COMPILED_MODULES`` with
+mypyc into C extensions that sit next to the same ``.py`` files; the import system prefers an
+extension module to a source file, so the compiled build runs the very same code, and where no
+C compiler was found the source runs as before (msgpack's and aiohttp's wheel-or-fallback).
+docs/benchmarks.md ("Issue 14") has the figures and why these modules.
+
+This module imports nothing of leveret at import time (setup.py reads ``COMPILED_MODULES``
+from it without importing the package); ``compiled_modules()`` imports the hot modules.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.machinery
+import importlib.util
+import os
+
+# The modules a message passes through (frames, content, the protocol machine, the server
+# connection and its channels, the vhost's publish and routing, the queue types and where
+# their messages are kept, the store's message logs and their records), compiled as one
+# group so that calls between them are native calls. Subclasses of a compiled class must be
+# compiled too (a native class cannot be subclassed by an interpreted one), hence every
+# exchange and queue type.
+COMPILED_MODULES: tuple[str, ...] = (
+    "leveret.amqp.frames",
+    "leveret.amqp.content",
+    "leveret.amqp.connection",
+    "leveret.broker.connection",
+    "leveret.broker.channel",
+    "leveret.broker.dispatch",
+    "leveret.broker.message",
+    "leveret.broker.entry",
+    "leveret.broker.stats",
+    "leveret.broker.vhost",
+    "leveret.broker.exchanges.base",
+    "leveret.broker.exchanges.direct",
+    "leveret.broker.exchanges.fanout",
+    "leveret.broker.exchanges.topic",
+    "leveret.broker.exchanges.headers",
+    "leveret.broker.exchanges.delayed",
+    "leveret.broker.queues.base",
+    "leveret.broker.queues.classic",
+    "leveret.broker.queues.quorum",
+    "leveret.broker.queues.stream",
+    "leveret.broker.queues.ready",
+    "leveret.broker.queues.backing",
+    "leveret.broker.queues.paging",
+    "leveret.store.codec",
+    "leveret.store.records",
+    "leveret.store.index",
+    "leveret.store.segments",
+    "leveret.store.disk",
+)
+
+_EXTENSIONS = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+
+
+def compiled_modules() -> list[str]:
+    """The modules of ``COMPILED_MODULES`` running compiled (importing them)."""
+    found = []
+    for name in COMPILED_MODULES:
+        path = getattr(importlib.import_module(name), "__file__", None) or ""
+        if path.endswith(_EXTENSIONS):
+            found.append(name)
+    return found
+
+
+def describe() -> str:
+    """One line for ``leveret --version``: which build this is."""
+    found = compiled_modules()
+    if not found:
+        return "pure Python"
+    stale = stale_extensions()
+    warning = f"; {len(stale)} OLDER than their sources" if stale else ""
+    if len(found) == len(COMPILED_MODULES):
+        return f"hot path compiled by mypyc: {len(found)} modules{warning}"
+    return (f"PARTLY compiled by mypyc: {len(found)} of {len(COMPILED_MODULES)} "
+            f"modules{warning}")
+
+
+def stale_extensions() -> list[str]:
+    """Compiled modules whose source was edited after they were built (an in-place build,
+    ``make compile``): they would run the old code, so the test suite refuses to start."""
+    stale = []
+    for name in COMPILED_MODULES:
+        spec = importlib.util.find_spec(name)
+        origin = spec.origin if spec is not None else None
+        if origin is None or not origin.endswith(_EXTENSIONS):
+            continue
+        source = origin[: origin.rindex(os.sep) + 1] + name.rsplit(".", 1)[1] + ".py"
+        if os.path.exists(source) and os.path.getmtime(source) > os.path.getmtime(origin):
+            stale.append(name)
+    return stale
