@@ -41,6 +41,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "leveret.broker.exchanges.topic",
     "leveret.broker.exchanges.headers",
     "leveret.broker.exchanges.delayed",
+    "leveret.broker.exchanges.federation_upstream",
     "leveret.broker.queues.base",
     "leveret.broker.queues.classic",
     "leveret.broker.queues.quorum",
