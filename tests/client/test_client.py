@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 import pytest
@@ -231,10 +232,17 @@ async def test_nacks_are_tracked(amqp_url: str, name: str) -> None:
 
 
 async def test_drain_respects_transport_backpressure(amqp_url: str, name: str) -> None:
-    n, body = 5000, b"x" * 2000
+    n, body = 50, b"x" * 262144
     async with await connect(amqp_url) as conn:
         assert conn._transport is not None
         conn._transport.set_write_buffer_limits(high=8192)
+        # A small kernel send buffer makes one send() take at most ~64 KB, so a 256 KB message
+        # leaves the rest in the transport's buffer, past its high mark, however fast the broker
+        # reads (with the default buffers a fast broker drained 2.5 MB batches without a pause).
+        # After the first batch the buffer grows again: with 4 KB every send waits for a
+        # delayed ACK, and 50 messages would take half a minute.
+        sock = conn._transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
         pauses = 0
         original = conn.pause_writing
 
@@ -252,13 +260,12 @@ async def test_drain_respects_transport_backpressure(amqp_url: str, name: str) -
             rch = await receiver.channel()
             await rch.basic_consume(name, inbox, no_ack=True)
             publish = ch.publisher("", name)
-            # Batches of 2.5 MB: more than a new loopback connection's socket buffers take
-            # at once, so the transport must buffer past its high mark and pause, however
-            # fast the broker reads (batches of 100 KB paused only on a loaded machine).
-            for _ in range(n // 1250):
-                for _ in range(1250):
+            for batch in range(n // 5):
+                for _ in range(5):
                     publish(body)
                 await conn.drain()
+                if batch == 0:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
             await inbox.wait(n, timeout=30)
         finally:
             await receiver.close()
