@@ -1,9 +1,11 @@
-"""Build hook. By default leveret installs as pure Python (no compiler needed).
+"""Build hook: the hot path compiled where it can be, pure Python where it cannot.
 
-``LEVERET_COMPILE=1 pip install .`` (or ``make compile`` in a checkout) also compiles the hot
-path, the modules listed in ``leveret.build.COMPILED_MODULES``, with mypyc into C extensions
-beside the same sources. If mypyc or a C compiler is missing the build says so and installs
-pure Python, unless ``LEVERET_COMPILE=require``, which fails instead (CI's compiled pass).
+``pip install .`` (and ``pip install -e .``, ``make run``, ``make test``) compiles the modules
+listed in ``leveret.build.COMPILED_MODULES`` with mypyc into C extensions beside the same
+sources when a C compiler is installed (tools/build_backend.py then fetches mypy into the build
+environment). Without a compiler, or if the build fails, it says so and installs pure Python.
+``LEVERET_COMPILE=0`` installs pure Python without trying; ``LEVERET_COMPILE=require`` fails
+instead of falling back (CI's compiled pass). leveret/build.py reads the setting.
 """
 
 from __future__ import annotations
@@ -17,18 +19,20 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).resolve().parent
-MODE = os.environ.get("LEVERET_COMPILE", "").strip().lower()
-WANTED = MODE in ("1", "yes", "true", "require")
-REQUIRED = MODE == "require"
 
 
-def _compiled_modules() -> tuple[str, ...]:
-    # read from src/leveret/build.py without importing the package (nothing is installed yet)
+def _load_build_settings():  # type: ignore[no-untyped-def]
+    # src/leveret/build.py, read without importing the package (nothing is installed yet)
     spec = importlib.util.spec_from_file_location("_leveret_build", HERE / "src/leveret/build.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return tuple(module.COMPILED_MODULES)
+    return module
+
+
+BUILD = _load_build_settings()
+MODE = BUILD.compile_mode()
+REQUIRED = MODE == "require"
 
 
 def _fallback(reason: str) -> list:
@@ -46,14 +50,18 @@ _NO_BUILD = {"egg_info", "dist_info", "sdist", "--version", "--name"}
 
 def ext_modules() -> list:
     commands = [arg for arg in sys.argv[1:] if not arg.startswith("-") or arg in _NO_BUILD]
-    if not WANTED or (commands and set(commands) <= _NO_BUILD):
+    if MODE == "off" or (commands and set(commands) <= _NO_BUILD):
         return []
+    if BUILD.c_compiler() is None:
+        return _fallback("no C compiler found: install gcc, or set CC")
     try:
         from mypyc.build import mypycify
     except ImportError:
         return _fallback("mypyc is not installed")
     os.chdir(HERE)  # mypyc reads [tool.mypy] from pyproject.toml here
-    paths = ["src/" + name.replace(".", "/") + ".py" for name in _compiled_modules()]
+    print("leveret: compiling the hot path with mypyc (a minute or two; LEVERET_COMPILE=0 "
+          "skips it)", file=sys.stderr)
+    paths = ["src/" + name.replace(".", "/") + ".py" for name in BUILD.COMPILED_MODULES]
     return mypycify(paths, opt_level="3", debug_level="1")
 
 

@@ -1,10 +1,11 @@
 """Which build of leveret is running: pure Python, or its hot path compiled by mypyc.
 
-leveret is pure Python and installs as such by default. ``LEVERET_COMPILE=1 pip install .``
-(or ``make compile`` in a checkout) compiles the modules listed in ``COMPILED_MODULES`` with
-mypyc into C extensions that sit next to the same ``.py`` files; the import system prefers an
-extension module to a source file, so the compiled build runs the very same code, and where no
-C compiler was found the source runs as before (msgpack's and aiohttp's wheel-or-fallback).
+Where a C compiler is at hand, ``pip install`` (and so ``make run`` / ``make test``) compiles
+the modules listed in ``COMPILED_MODULES`` with mypyc into C extensions that sit next to the
+same ``.py`` files; the import system prefers an extension module to a source file, so the
+compiled build runs the very same code. Where no compiler is found, or the build fails, or
+``LEVERET_COMPILE=0`` says so, the sources run as they are (msgpack's and aiohttp's
+wheel-or-fallback); ``LEVERET_COMPILE=require`` fails instead of falling back.
 docs/benchmarks.md ("Issue 14") has the figures and why these modules.
 
 This module imports nothing of leveret at import time (setup.py reads ``COMPILED_MODULES``
@@ -58,6 +59,31 @@ COMPILED_MODULES: tuple[str, ...] = (
 
 _EXTENSIONS = tuple(importlib.machinery.EXTENSION_SUFFIXES)
 
+_OFF = ("0", "no", "false", "off", "pure")
+
+
+def compile_mode(value: str | None = None) -> str:
+    """``LEVERET_COMPILE`` as a build reads it: "auto" (the default: compile where mypyc and a
+    C compiler are at hand, else pure Python), "off" (0, no, false, off, pure) or "require"
+    (fail rather than fall back: CI's compiled pass)."""
+    if value is None:
+        value = os.environ.get("LEVERET_COMPILE", "")
+    value = value.strip().lower()
+    if value in _OFF:
+        return "off"
+    return "require" if value == "require" else "auto"
+
+
+def c_compiler() -> str | None:
+    """The C compiler a build would call (``$CC``, else the one Python was built with), if it
+    is installed; None where there is none, so the build can go pure without trying."""
+    import shlex
+    import shutil
+    import sysconfig
+
+    command = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
+    return shutil.which(command[0]) if command else None
+
 
 def compiled_modules() -> list[str]:
     """The modules of ``COMPILED_MODULES`` running compiled (importing them)."""
@@ -95,3 +121,12 @@ def stale_extensions() -> list[str]:
         if os.path.exists(source) and os.path.getmtime(source) > os.path.getmtime(origin):
             stale.append(name)
     return stale
+
+
+if __name__ == "__main__":  # `python -m leveret.build`: exit 1 when compiled modules are stale
+    import sys
+
+    names = stale_extensions()
+    if names:
+        print(f"compiled modules older than their sources: {', '.join(names)}", file=sys.stderr)
+    sys.exit(1 if names else 0)
