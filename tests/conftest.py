@@ -26,7 +26,8 @@ from leveret.build import stale_extensions
 
 if stale_extensions():
     pytest.exit(f"compiled modules older than their sources: {', '.join(stale_extensions())}; "
-                "run `make compile` again, or `make clean-compiled` for pure Python", 4)
+                "`make test` compiles them again (or run `make compile`; `make clean-compiled` for "
+                "pure Python)", 4)
 
 settings.register_profile("leveret", deadline=None)
 settings.register_profile("leveret-thorough", deadline=None, max_examples=2000)
