@@ -24,7 +24,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# name -> (description, perf arguments)
+# name -> (description, perf arguments). e-j with a and b are issue 14's rows (ISSUE14).
 SCENARIOS: dict[str, tuple[str, list[str]]] = {
     "a": ("1 producer, 1 consumer, 16 B, autoack",
           ["--producers", "1", "--consumers", "1", "--size", "16", "--autoack"]),
@@ -36,7 +36,33 @@ SCENARIOS: dict[str, tuple[str, list[str]]] = {
     "d": ("latency at a fixed 10,000 msg/s, 16 B, autoack",
           ["--producers", "1", "--consumers", "1", "--size", "16", "--autoack",
            "--rate", "10000"]),
+    "e": ("16 B, manual ack, prefetch 100, multiple-ack every 50",
+          ["--producers", "1", "--consumers", "1", "--size", "16", "--prefetch", "100",
+           "--multi-ack-every", "50"]),
+    "g": ("4 KiB messages, autoack",
+          ["--producers", "1", "--consumers", "1", "--size", "4096", "--autoack"]),
+    "h": ("64 KiB messages, autoack",
+          ["--producers", "1", "--consumers", "1", "--size", "65536", "--autoack"]),
+    "i": ("fanout to 10 queues (deliveries counted), 16 B, autoack",
+          ["--producers", "1", "--consumers", "10", "--size", "16", "--autoack"]),
+    "j": ("latency at a fixed 1,000 msg/s, 16 B, autoack",
+          ["--producers", "1", "--consumers", "1", "--size", "16", "--autoack",
+           "--rate", "1000"]),
 }  # fmt: skip
+
+# Issue 14's table, in its order: 1p1c no-ack, manual ack, persistent, 4 KiB, 64 KiB,
+# fanout to 10 queues, latency at 1,000 msg/s.
+ISSUE14 = "aebghij"
+
+
+def scenario_keys(text: str) -> str:
+    """``--scenarios``: letters of SCENARIOS, or ``issue14``."""
+    keys = ISSUE14 if text == "issue14" else text
+    unknown = set(keys) - set(SCENARIOS)
+    if unknown:
+        raise SystemExit(f"unknown scenario(s) {''.join(sorted(unknown))}: "
+                         f"choose from {''.join(SCENARIOS)} or issue14")
+    return keys
 
 
 def perf_command(url: str, args: list[str], seconds: float) -> list[str]:
@@ -97,7 +123,8 @@ def main() -> int:
     p.add_argument("--rabbitmq", default="amqp://guest:guest@127.0.0.1:5673/")
     p.add_argument("--only", choices=["leveret", "rabbitmq"], help="run against one broker")
     p.add_argument("--time", type=float, default=10.0, help="seconds per run (default 10)")
-    p.add_argument("--scenarios", default="abcd", help="which scenarios (default: abcd)")
+    p.add_argument("--scenarios", default="abcd",
+                   help="which scenarios: letters, or issue14 (default: abcd)")
     p.add_argument("--repeat", type=int, default=1, help="runs per cell; the best is kept")
     p.add_argument("--pause", type=float, default=3.0, help="seconds between runs")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
@@ -107,7 +134,7 @@ def main() -> int:
     brokers = [args.only] if args.only else ["leveret", "rabbitmq"]
     results: dict[str, dict[str, dict[str, Any] | None]] = {}
     raw: list[dict[str, Any]] = []
-    for key in args.scenarios:
+    for key in scenario_keys(args.scenarios):
         _desc, perf_args = SCENARIOS[key]
         results[key] = {}
         for broker in brokers:
