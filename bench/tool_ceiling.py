@@ -165,6 +165,16 @@ RUNS = {
                              "--uri", "VHOST:size-1024"],
     "push, 1 KiB messages": ["--producers", "1", "--consumers", "0", "--queue", "q",
                              "--size", "1024"],
+    "pull, 4 KiB messages": ["--producers", "0", "--consumers", "1", "--autoack",
+                             "--uri", "VHOST:size-4096"],
+    "push, 4 KiB messages": ["--producers", "1", "--consumers", "0", "--queue", "q",
+                             "--size", "4096"],
+    "pull, 64 KiB messages": ["--producers", "0", "--consumers", "1", "--autoack",
+                              "--uri", "VHOST:size-65536"],
+    "push, 64 KiB messages": ["--producers", "1", "--consumers", "0", "--queue", "q",
+                              "--size", "65536"],
+    # fanout to 10 queues: 10 consumer connections in the tool's one consumer process
+    "pull, 10 consumers": ["--producers", "0", "--consumers", "10", "--autoack"],
 }  # fmt: skip
 
 
@@ -174,6 +184,7 @@ def main() -> int:
     p.add_argument("--serve", action="store_true")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--time", type=float, default=5.0)
+    p.add_argument("--only", default="", help="only the runs whose name contains this")
     args = p.parse_args()
     if args.serve:
         import uvloop
@@ -190,10 +201,12 @@ def main() -> int:
         url = f"amqp://guest:guest@127.0.0.1:{port}/"
         print(f"{'run':36s} {'sent msg/s':>12s} {'received msg/s':>15s}  tool cpu")
         for name, extra in RUNS.items():
+            if args.only not in name:
+                continue
             cmd = [sys.executable, "-m", "leveret.cli.perf", "--uri", url, "--time",
                    str(args.time), "--json", "--quiet", *extra]  # fmt: skip
-            if "VHOST:size-1024" in extra:  # the null broker feeds 1 KiB bodies there
-                cmd = [a.replace("VHOST:size-1024", url + "size-1024") for a in cmd]
+            # vhost "size-N": the null broker feeds N-byte bodies there
+            cmd = [a.replace("VHOST:", url) for a in cmd]
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if proc.returncode:
                 print(f"{name:36s} failed: {proc.stderr.strip()[-300:]}")
