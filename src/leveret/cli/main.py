@@ -265,7 +265,9 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(serve_only: bool = False) -> argparse.ArgumentParser:
+    """The whole command line, or with ``serve_only`` just ``serve``: a broker then does not
+    import the clients' modules (the admin verbs' HTTP client alone is ~4 MiB of RSS)."""
     parser = argparse.ArgumentParser(prog="leveret", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-V", "--version", action=_VersionAction)
@@ -273,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the broker")
     _serve_arguments(p)
     p.set_defaults(func=serve)
+    if serve_only:
+        return parser
     try:
         from leveret.cli import perf
     except ImportError:  # pragma: no cover - perf ships with the package
@@ -290,8 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv if argv is not None else sys.argv[1:])
+    argv = argv if argv is not None else sys.argv[1:]
+    parser = build_parser(serve_only=argv[:1] == ["serve"])
+    args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:  # a bare `leveret`: say what it can do
         parser.print_help()
         return 0
