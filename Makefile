@@ -31,13 +31,13 @@ $(TOOLS): $(RUNTIME)
 	LEVERET_COMPILE=0 $(PY) -m pip install --quiet -e '.[test,dev]'
 	@touch $@
 
-# Compiled modules older than their sources would run the old code: compile them again.
-fresh: $(RUNTIME)
-	@$(PY) -m leveret.build || { echo "compiling the hot path again (sources edited)..."; \
-	  $(MAKE) --no-print-directory compile COMPILE_MODE=auto; }
-
 install: $(RUNTIME)
 	@echo "leveret is installed in $(VENV): '. $(VENV)/bin/activate' puts the leveret command on your PATH"
+
+# Compiled modules older than their sources would run the old code: compile them again
+# (leveret/build.py; nothing to do for a pure-Python checkout).
+fresh: $(RUNTIME)
+	@$(PY) -m leveret.build --refresh
 
 run: $(RUNTIME) fresh
 	@echo "(in another shell: '. $(VENV)/bin/activate', then 'leveret --help')"
@@ -53,10 +53,9 @@ lint: $(TOOLS)
 codegen: $(TOOLS)
 	$(PY) tools/codegen.py
 
-COMPILE_MODE ?= require
-compile: $(TOOLS)
-	$(PY) -m pip install --quiet 'setuptools>=77' wheel
-	LEVERET_COMPILE=$(COMPILE_MODE) $(PY) setup.py --quiet build_ext --inplace
+compile: $(RUNTIME)
+	$(PY) -m pip install --quiet 'setuptools>=77' wheel 'mypy>=1.15'
+	LEVERET_COMPILE=require $(PY) setup.py --quiet build_ext --inplace
 	$(PY) -m leveret version
 
 clean-compiled:

@@ -123,9 +123,40 @@ def stale_extensions() -> list[str]:
     return stale
 
 
-if __name__ == "__main__":  # `python -m leveret.build`: exit 1 when compiled modules are stale
+COMPILE_TOOLS = ("setuptools>=77", "wheel", "mypy>=1.15")
+
+
+def refresh() -> int:
+    """Compile stale in-place modules again (``make run`` / ``make test`` call this): the
+    build tools into this environment, then setup.py's in-place build, which falls back to
+    pure Python if it fails. Returns 0 when nothing is stale afterwards."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    names = stale_extensions()
+    if not names:
+        return 0
+    root = Path(__file__).resolve().parents[2]
+    print(f"compiling the hot path again: {', '.join(names)} edited since it was compiled "
+          "(a minute or two)...", file=sys.stderr, flush=True)
+    if not (root / "setup.py").exists():
+        print(f"no setup.py in {root}: reinstall leveret", file=sys.stderr)
+        return 1
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *COMPILE_TOOLS],
+                   check=True)
+    env = {**os.environ, "LEVERET_COMPILE": "auto"}
+    subprocess.run([sys.executable, "setup.py", "--quiet", "build_ext", "--inplace"],
+                   cwd=root, env=env, check=True)
+    # a new process: this one has the old extensions loaded
+    return subprocess.run([sys.executable, "-m", "leveret", "version"]).returncode
+
+
+if __name__ == "__main__":  # `python -m leveret.build [--refresh]`: exit 1 while stale
     import sys
 
+    if sys.argv[1:] == ["--refresh"]:
+        sys.exit(refresh())
     names = stale_extensions()
     if names:
         print(f"compiled modules older than their sources: {', '.join(names)}", file=sys.stderr)
