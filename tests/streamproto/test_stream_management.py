@@ -20,8 +20,8 @@ from urllib.parse import quote
 import aio_pika
 import aiohttp
 import pytest
-from rstream import AMQPMessage, ConsumerOffsetSpecification, OffsetType
 from raw_client import RawClient, subscribe_body
+from rstream import AMQPMessage, ConsumerOffsetSpecification, OffsetType
 from streamproto_helpers import client_context, consumer, producer, tls_broker, unique
 from tls_certificates import Certs
 
@@ -328,7 +328,8 @@ async def test_a_stream_queue_counts_its_subscriptions_as_rabbitmq(
     # (RabbitMQ 3.10's readers, osiris's count, does not drop when a stream-protocol
     # reader's connection closes: compared while all three read)
     assert [r.pop("readers") for r in ours] == [3, 2, 1]
-    assert [r.pop("readers") for r in theirs][0] == 3
+    their_readers = [r.pop("readers") for r in theirs]
+    assert their_readers[0] == 3
     assert ours == theirs
     assert [d[0] for d in ours[0]["details"]] == ["amqp-reader", "stream.subid-0",
                                                   "stream.subid-0"]
