@@ -626,7 +626,8 @@ class StreamSession:
             committed = min(queue.last_chunk, queue.committed - 1) if self.deliver_v2 \
                 else None
             conn.write_parts(chunks.deliver(sub.id, chunk.first, int(chunk.timestamp * 1000),
-                                            chunk.entries, committed))
+                                            chunk.parts, chunk.entries, chunk.records,
+                                            committed))
             sub.next = chunk.first + chunk.records
             sub.credit -= 1
             sub.offset = chunk.first

@@ -60,6 +60,9 @@ from leveret.store.base import QueueLog
 from leveret.store.codec import (
     AMQP10,
     AMQP10_BATCH,
+    BATCH_PART,
+    amqp10_message,
+    batch_part_distance,
     is_amqp10,
     pack_amqp10,
     pack_amqp10_batch,
@@ -68,6 +71,7 @@ from leveret.store.codec import (
     stamp_of,
     unpack_amqp10,
     unpack_many,
+    unpack_message,
 )
 
 log = logging.getLogger("leveret.stream")
@@ -139,18 +143,37 @@ class StreamReader(Protocol):
 
 
 class Chunk:
-    """Entries read for a stream-protocol reader: the first's offset and append time, each
-    entry as (AMQP 1.0 message, 0) or (sub-batch as received, its record count), and how
-    many offsets they cover."""
+    """Entries read for a stream-protocol reader, framed as an osiris chunk holds them (the
+    Deliver's data, streamproto/chunks.py): a message as its u32 size then its bytes, a
+    sub-batch as the client sent it. ``first`` is the first entry's offset, ``records``
+    how many offsets the entries cover, ``size`` their framed bytes. The reader's hot path:
+    no object per entry, the parts are joined once."""
 
-    __slots__ = ("entries", "first", "records", "timestamp")
+    __slots__ = ("entries", "first", "max_bytes", "parts", "records", "size", "timestamp")
 
-    def __init__(self, first: int, timestamp: float, entries: list[tuple[bytes, int]],
-                 records: int) -> None:
+    def __init__(self, first: int, max_bytes: int) -> None:
         self.first = first
-        self.timestamp = timestamp
-        self.entries = entries
-        self.records = records
+        self.timestamp = 0.0
+        self.max_bytes = max_bytes
+        self.parts: list[bytes] = []
+        self.entries = 0
+        self.records = 0
+        self.size = 0
+
+    def add(self, data: bytes, count: int) -> bool:
+        """Add a message (``count`` 0) or a sub-batch of ``count`` records; False, and
+        nothing added, when it would take the chunk past ``max_bytes`` (the first entry
+        is always taken)."""
+        n = len(data) if count else len(data) + 4
+        if self.entries and self.size + n > self.max_bytes:
+            return False
+        if not count:
+            self.parts.append(len(data).to_bytes(4, "big"))
+        self.parts.append(data)
+        self.size += n
+        self.entries += 1
+        self.records += count if count else 1
+        return True
 
 
 class StreamSegment:
@@ -592,37 +615,67 @@ class StreamQueue(Queue):
     def read_chunk(self, start: int, max_entries: int, max_bytes: int) -> Chunk | None:
         """Durable entries from ``start`` on for a stream-protocol reader, as AMQP 1.0:
         at most ``max_entries`` offsets, and past the first entry at most ``max_bytes``. A
-        start inside a sub-batch gets the whole batch (as RabbitMQ sends the whole chunk)."""
-        start = max(start, self.first)
-        items = self._read(start, max_entries, self.committed)
-        if items and isinstance(items[0], BatchPart):
-            head = start - items[0].index
-            if head >= self.first:
-                start = head
-                items = self._read(start, max_entries, self.committed)
-            else:  # (its batch is gone: retention never splits one, but be safe)
-                while items and isinstance(items[0], BatchPart):
-                    items.pop(0)
-                    start += 1
-        if not items:
+        start inside a sub-batch gets the whole batch (as RabbitMQ sends the whole chunk).
+        Records published over the stream protocol are cut out of the log as they are."""
+        start = self._entry_start(max(start, self.first))
+        end = min(start + max_entries, self.committed)
+        if start >= end:
             return None
-        out: list[tuple[bytes, int]] = []
-        size = 0
-        records = 0
-        for item in items:
-            if isinstance(item, BatchPart):
-                continue  # (in the batch before it)
-            if isinstance(item, Amqp10Batch):
-                entry, count = item.body, item.records
-                size += len(entry)
-            else:
-                entry, count = amqp10_bytes(item), 0
-                size += len(entry) + 4
-            if out and size > max_bytes:
-                break
-            out.append((entry, count))
-            records += count or 1
-        return Chunk(start, self._stamp_at(start), out, records)
+        chunk = Chunk(start, max_bytes)
+        if start < self.tail_first:
+            assert self.log is not None
+            for record in self.log.read_many(range(start, min(end, self.tail_first))):
+                kind = record[0]
+                if kind == BATCH_PART:
+                    continue  # (in the batch before it)
+                if kind == AMQP10:
+                    taken = chunk.add(amqp10_message(record), 0)
+                elif kind == AMQP10_BATCH:
+                    entry = amqp10_message(record)
+                    taken = chunk.add(entry, entry[1] << 8 | entry[2])  # (its record count)
+                else:  # published over AMQP 0-9-1: converted
+                    ex, rk, props, body, _stamp = unpack_message(record)
+                    taken = chunk.add(amqp10_bytes(Message(ex, rk, props, body)), 0)
+                if not taken:
+                    return self._stamped(chunk)
+        if end > self.tail_first:
+            begin = max(start, self.tail_first)
+            for item in self._read(begin, end - begin):
+                if isinstance(item, BatchPart):
+                    continue
+                if isinstance(item, Amqp10Batch):
+                    taken = chunk.add(item.body, item.records)
+                else:
+                    taken = chunk.add(amqp10_bytes(item), 0)
+                if not taken:
+                    break
+        return self._stamped(chunk) if chunk.entries else None
+
+    def _stamped(self, chunk: Chunk) -> Chunk:
+        chunk.timestamp = self._stamp_at(chunk.first)
+        return chunk
+
+    def _entry_start(self, offset: int) -> int:
+        """Where the entry holding ``offset`` starts: a sub-batch's first offset when
+        ``offset`` is one of its further records, else ``offset``."""
+        while offset < self.committed:
+            distance = self._part_distance(offset)
+            if not distance:
+                return offset
+            if offset - distance >= self.first:
+                return offset - distance
+            offset += 1  # (its batch is gone: retention never splits one, but be safe)
+        return offset
+
+    def _part_distance(self, offset: int) -> int:
+        """How far the entry at ``offset`` is from its sub-batch's first (0: not a
+        further record of one)."""
+        if offset >= self.tail_first:
+            item = self.tail[offset - self.tail_first]
+            return item.index if isinstance(item, BatchPart) else 0
+        assert self.log is not None
+        record = self.log.read(offset)
+        return batch_part_distance(record) if record[0] == BATCH_PART else 0
 
     def _stamp_at(self, offset: int) -> float:
         if offset >= self.tail_first and offset - self.tail_first < len(self.tail_stamps):
