@@ -417,13 +417,13 @@ class StreamQueue(Queue):
     def push_amqp10_batch(self, entry: bytes, producer: str = "", publishing_id: int = 0
                           ) -> int:
         """Append a sub-entry batch as the client sent it: one offset per record (the batch
-        at the first, a ``BatchPart`` at the others), all in one segment; returns the first."""
+        at the first, a small ``BatchPart`` record at each other, appended in one call:
+        a batch may hold 65,535 records), all in one segment; returns the first."""
         now = self.vhost.clock.now()
         batch = Amqp10Batch(entry, producer, publishing_id)
-        records: list[tuple[list[bytes], StreamItem]] = [
-            (pack_amqp10_batch(entry, now, producer, publishing_id), batch)]
-        records.extend((pack_batch_part(now, i), BatchPart(i)) for i in range(1, batch.records))
-        offset = self._append(records, now)
+        parts = [pack_batch_part(now, i)[0] for i in range(1, batch.records)]
+        offset = self._append([(pack_amqp10_batch(entry, now, producer, publishing_id),
+                                batch)], now, parts)
         if producer and self.tracking.published(producer, publishing_id):
             self.save_tracking()
         return offset
@@ -436,12 +436,21 @@ class StreamQueue(Queue):
         self.tracking.offsets[reference] = offset
         self.save_tracking()
 
-    def _append(self, records: list[tuple[list[bytes], StreamItem]], now: float) -> int:
-        """Append entries written together (one, or a sub-batch's records); returns the
-        first one's offset."""
+    def _append(self, records: list[tuple[list[bytes], StreamItem]], now: float,
+                parts: list[bytes] | None = None) -> int:
+        """Append entries written together (one, or a sub-batch: its first record, then
+        ``parts``, the records of its further offsets); returns the first one's offset."""
         log = self._log()
         offset = log.next_offset
-        size = sum(len(part) for data, _item in records for part in data)
+        size = 0
+        for data, _item in records:
+            for part in data:
+                size += len(part)
+        count = len(records)
+        if parts:
+            count += len(parts)
+            for part in parts:
+                size += len(part)
         seg = self.segments[-1]
         rolled = bool(seg.count) and seg.bytes + size > self.segment_size
         if rolled:
@@ -451,7 +460,10 @@ class StreamQueue(Queue):
         for data, item in records:
             log.append(data)
             self._remember(item, now)
-        seg.count += len(records)
+        if parts:
+            log.append_many(parts)
+            self._remember_parts(len(parts), now)
+        seg.count += count
         seg.bytes += size
         seg.newest = now
         # A chunk is what is written together (osiris writes what its writer received at
@@ -461,10 +473,10 @@ class StreamQueue(Queue):
         if store is None or store.durable_seq >= self._chunk_seq:
             self.last_chunk = offset
         self._chunk_seq = store.seq if store is not None else 0
-        self.counters.publish += len(records)
+        self.counters.publish += count
         if rolled:
             self.apply_retention()
-        end = offset + len(records)
+        end = offset + count
         if store is None or store.durable_seq >= store.seq:
             self.committed = end
             if self.cursors or self.readers:
@@ -485,6 +497,18 @@ class StreamQueue(Queue):
             self.vhost.awaiting_commit.add(self)
         if self.cursors or self.readers:
             self.dispatch()
+
+    def _remember_parts(self, count: int, now: float) -> None:
+        """``_remember`` of a batch's ``count`` further offsets, just appended after its
+        first: only the newest ``TAIL_MESSAGES`` make objects (a batch may hold 65,535)."""
+        keep = min(count, TAIL_MESSAGES)
+        if keep < count:  # everything before the kept ones falls out of the tail
+            self.tail.clear()
+            self.tail_stamps.clear()
+            self.tail_bytes = 0
+            self.tail_first = self._log().next_offset - keep
+        for index in range(count - keep + 1, count + 1):
+            self._remember(BatchPart(index), now)
 
     def _remember(self, item: StreamItem, now: float) -> None:
         tail = self.tail
