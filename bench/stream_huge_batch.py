@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """How long one sub-entry batch of 65,535 gzip records (299 bytes on the wire) holds the
 broker's event loop when appended to a stream (``StreamQueue.push_amqp10_batch``), and
-how long a Deliver of it takes to read (``read_chunk``), in-process:
+how long a Deliver of it takes to read (``read_chunk``), and an AMQP 0-9-1 reader's reads
+of 100 of its records, in-process:
 
     python bench/stream_huge_batch.py
 """
@@ -50,6 +51,12 @@ async def main() -> None:
             chunk = q.read_chunk(RECORDS + 7, 512, 1 << 20)
             assert chunk is not None and chunk.records == RECORDS
             print(f"read_chunk from inside it: {(time.perf_counter() - t0) * 1000:.1f} ms")
+            for start in (RECORDS + 7, RECORDS + 107):  # an AMQP 0-9-1 reader's reads
+                t0 = time.perf_counter()
+                got = q._read_messages(start, 100, q.committed)
+                assert len(got) == 100
+                print(f"AMQP 0-9-1 read of 100 records from {start}: "
+                      f"{(time.perf_counter() - t0) * 1000:.1f} ms")
         finally:
             await broker.stop()
 
