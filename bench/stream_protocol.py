@@ -172,9 +172,12 @@ async def delete_stream(b: Broker, stream: str) -> None:
 
 
 def show(kind: str, what: str, r: Result) -> str:
-    broker = f"{r.broker_cpu:.2f}" if r.broker_cpu is not None else "?"
-    return (f"{kind:8} {what:8} {r.rate:>10,.0f} msg/s  client cpu {r.client_cpu:.2f}  "
-            f"broker cpu {broker}  load {r.load:.2f}")
+    """The rate, and each side's CPU as a share of one core and in µs per message."""
+    broker = f"{r.broker_cpu:.2f} ({r.broker_cpu / r.rate * 1e6:.2f} us/msg)" \
+        if r.broker_cpu is not None else "?"
+    return (f"{kind:8} {what:8} {r.rate:>10,.0f} msg/s  client cpu {r.client_cpu:.2f} "
+            f"({r.client_cpu / r.rate * 1e6:.2f} us/msg)  broker cpu {broker}  "
+            f"load {r.load:.2f}")
 
 
 async def run(args: argparse.Namespace, brokers: list[Broker]) -> None:

@@ -26,6 +26,27 @@ def test_append_parts_and_read_back(backend):
     assert log.live() == [Live(off, 9, 0, False)]
 
 
+def test_append_many_is_append_one_by_one(backend):
+    """A sub-entry batch's further offsets (broker/queues/stream.py): the same records,
+    read back, counted, acked and recovered like appended ones."""
+    store = backend.store
+    log = store.open_queue("/", "q")
+    log.append(b"first")
+    seq = store.seq
+    assert log.append_many([b"a", b"bb", b"", b"ccc"]) == 1
+    assert log.append_many([]) == 5
+    assert store.seq > seq
+    assert log.next_offset == 5 and len(log) == 5 and log.bytes == 11
+    assert log.read_many(range(5)) == [b"first", b"a", b"bb", b"", b"ccc"]
+    log.ack(2)
+    store.commit()
+    log = backend.reopen().open_queue("/", "q")
+    assert [(x.offset, x.size) for x in log.live()] == [(0, 5), (1, 1), (3, 0), (4, 3)]
+    assert log.read(4) == b"ccc" and log.append(b"after") == 5
+    scratch = backend.store.open_queue("/", "tmp", transient=True)
+    assert scratch.append_many([b"x", b"y"]) == 0 and scratch.read(1) == b"y"
+
+
 def test_read_or_ack_of_unknown_offset_raises_key_error(backend):
     log = backend.store.open_queue("/", "q")
     fill(log, 2)

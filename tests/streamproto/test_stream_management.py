@@ -2,8 +2,9 @@
 rabbitmq_stream_management: the same clients (a plain producer, a TLS consumer) on both,
 then the same requests, comparing what each answers (status, keys, JSON types, and the
 values that must agree: names, users, counts, TLS details). Also /api/connections and
-/api/consumers, which list stream connections and subscriptions too, and DELETE, which
-closes the socket without a Close frame."""
+/api/consumers, which list stream connections and subscriptions too, a stream queue's
+consumers and consumer_details, which count its subscriptions, and DELETE, which closes
+the socket without a Close frame."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import aio_pika
 import aiohttp
 import pytest
+from raw_client import RawClient, subscribe_body
 from rstream import AMQPMessage, ConsumerOffsetSpecification, OffsetType
 from streamproto_helpers import client_context, consumer, producer, tls_broker, unique
 from tls_certificates import Certs
@@ -40,6 +43,7 @@ class Side:
     stream_port: int
     tls_port: int
     stream: str = ""
+    amqp_url: str = ""
 
 
 def json_type(value: Any) -> str:
@@ -98,7 +102,8 @@ async def leveret_side(tmp_path: Path, stream_certs: Certs) -> AsyncIterator[Sid
     await broker.start()
     try:
         yield Side("leveret", (broker.management_url or "").rstrip("/"),
-                   broker.stream_port or 0, broker.stream_tls_port or 0)
+                   broker.stream_port or 0, broker.stream_tls_port or 0,
+                   amqp_url=broker.url)
     finally:
         await broker.stop()
 
@@ -106,7 +111,7 @@ async def leveret_side(tmp_path: Path, stream_certs: Certs) -> AsyncIterator[Sid
 @pytest.fixture
 def rabbit_side(stream_rabbit: Any) -> Side:
     return Side("rabbitmq", stream_rabbit.http, stream_rabbit.stream_port,
-                stream_rabbit.port + 2)
+                stream_rabbit.port + 2, amqp_url=stream_rabbit.url)
 
 
 def auth() -> dict[str, str]:
@@ -241,3 +246,125 @@ async def _open(port: int, name: str) -> tuple[asyncio.StreamReader, asyncio.Str
     writer.write(f.request(f.OPEN, 2, f.string("/")))
     assert await frame() == f.OPEN | f.RESPONSE
     return reader, writer
+
+
+async def _queue_consumers(session: aiohttp.ClientSession, side: Side, stream: str,
+                           count: int) -> dict[str, Any]:
+    """What /api/queues says of ``stream``'s consumers once it counts ``count`` (RabbitMQ
+    shows a subscription after its next statistics emission)."""
+    path = f"/api/queues/%2F/{quote(stream, safe='')}"
+    item = await wait_for_rows(session, side, path, lambda q: q.get("consumers") == count
+                               and len(q.get("consumer_details", [])) == count)
+    rows = await wait_for_rows(session, side, "/api/queues/%2F",
+                               lambda rows: [r.get("consumers") for r in rows
+                                             if r["name"] == stream] == [count])
+    [row] = [r for r in rows if r["name"] == stream]
+    # (RabbitMQ 3.10 shows an AMQP 0-9-1 consumer of a stream inactive, "active": false
+    # with activity_status "up", as its rabbit_stream_queue registers it; leveret shows it
+    # active, which it is: compared for subscriptions only)
+    details = sorted(
+        (d["consumer_tag"], d["ack_required"], d["prefetch_count"], d["exclusive"],
+         d["active"] if d["consumer_tag"].startswith("stream.") else None,
+         d["activity_status"], str(sorted(d["arguments"].items())),
+         sorted(d["channel_details"]), d["queue"]["name"] == stream)
+        for d in item["consumer_details"])
+    return {"consumers": item["consumers"], "listed": row["consumers"],
+            "readers": sum(item["readers"].values()), "details": details}
+
+
+async def stream_queue_consumers(side: Side) -> list[dict[str, Any]]:
+    """A stream read by an AMQP 0-9-1 consumer and two subscriptions (one with
+    properties), then by one subscription fewer: /api/queues' view each time."""
+    stream = unique("qcons")
+    t = type("T", (), {"host": "127.0.0.1", "stream_port": side.stream_port})()
+    p = producer(t)
+    await p.start()
+    readers = [consumer(t, connection_name=f"reader-{i}") for i in range(2)]
+    amqp = await aio_pika.connect(side.amqp_url)
+    seen = []
+    try:
+        await p.create_stream(stream)
+        for i in range(3):
+            await p.send_wait(stream, AMQPMessage(body=f"m{i}".encode()))
+        channel = await amqp.channel()
+        await channel.set_qos(10)
+        queue = await channel.get_queue(stream, ensure=False)
+
+        async def on_delivery(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            await message.ack()
+
+        tag = await queue.consume(on_delivery, consumer_tag="amqp-reader",
+                                  arguments={"x-stream-offset": "first"})
+
+        async def on_message(msg: bytes, ctx: Any) -> None:
+            pass
+
+        first = ConsumerOffsetSpecification(OffsetType.FIRST)
+        for reader, properties in zip(readers, ({"purpose": "audit"}, {}), strict=True):
+            await reader.start()
+            await reader.subscribe(stream, on_message, offset_specification=first,
+                                   properties=properties)
+        async with aiohttp.ClientSession(headers=auth()) as session:
+            seen.append(await _queue_consumers(session, side, stream, 3))
+            await readers.pop(0).close()
+            seen.append(await _queue_consumers(session, side, stream, 2))
+            # (RabbitMQ 3.10 keeps listing a stream's AMQP 0-9-1 consumer whose channel
+            # closed, in /api/consumers too; cancelled, it goes)
+            await queue.cancel(tag)
+            seen.append(await _queue_consumers(session, side, stream, 1))
+    finally:
+        for reader in readers:
+            await reader.close()
+        await amqp.close()
+        await p.delete_stream(stream)
+        await p.close()
+    return seen
+
+
+async def test_a_stream_queue_counts_its_subscriptions_as_rabbitmq(
+        leveret_side: Side, rabbit_side: Side) -> None:
+    ours = await stream_queue_consumers(leveret_side)
+    theirs = await stream_queue_consumers(rabbit_side)
+    # (RabbitMQ 3.10's readers, osiris's count, does not drop when a stream-protocol
+    # reader's connection closes: compared while all three read)
+    assert [r.pop("readers") for r in ours] == [3, 2, 1]
+    their_readers = [r.pop("readers") for r in theirs]
+    assert their_readers[0] == 3
+    assert ours == theirs
+    assert [d[0] for d in ours[0]["details"]] == ["amqp-reader", "stream.subid-0",
+                                                  "stream.subid-0"]
+
+
+async def test_overview_and_single_active_subscriptions(leveret_side: Side) -> None:
+    """Each subscription counts once in the overview's and /metrics' totals; a single
+    active consumer's waiting members are shown inactive (RabbitMQ 3.11's statuses)."""
+    side = leveret_side
+    stream = unique("sac")
+    sac = {"single-active-consumer": "true", "name": "group"}
+    t = type("T", (), {"host": "127.0.0.1", "stream_port": side.stream_port})()
+    p = producer(t)
+    await p.start()
+    members = [await RawClient.connect(side.stream_port) for _ in range(2)]
+    try:
+        await p.create_stream(stream)
+        for client in members:
+            answer = await client.request(f.SUBSCRIBE, subscribe_body(1, stream, sac))
+            assert answer.code == f.OK
+        async with aiohttp.ClientSession(headers=auth()) as session:
+            item = await wait_for_rows(session, side, f"/api/queues/%2F/{stream}",
+                                       lambda q: q["consumers"] == 2)
+            states = [(d["active"], d["activity_status"], d["arguments"])
+                      for d in item["consumer_details"]]
+            assert sorted(states, key=str) == [(False, "waiting", sac),
+                                               (True, "single_active", sac)]
+            _, overview = await get(session, side, "/api/overview")
+            assert overview["object_totals"]["consumers"] == 2
+            async with session.get(side.http + "/metrics") as reply:
+                text = await reply.text()
+            assert "\nrabbitmq_consumers 2.0\n" in text
+            assert f'rabbitmq_queue_consumers{{queue="{stream}",vhost="/"}} 2.0' in text
+    finally:
+        for client in members:
+            await client.close()
+        await p.delete_stream(stream)
+        await p.close()

@@ -27,6 +27,7 @@ from leveret.broker.connection import CLOSED, CLOSING, RUNNING, ServerConnection
 from leveret.broker.exchanges import Exchange
 from leveret.broker.node import Node
 from leveret.broker.queues import Consumer, Queue, StreamQueue
+from leveret.broker.stream_snapshot import StreamConsumerSnapshot, stream_subscriptions
 from leveret.broker.vhost import VirtualHost
 
 Address = tuple[str, int]
@@ -116,6 +117,7 @@ class StreamSnapshot:
     max_age: float | None  # seconds
     max_segment_size_bytes: int
     readers: tuple[ConsumerSnapshot, ...]  # the stream's consumers (each with .stream)
+    subscriptions: tuple[StreamConsumerSnapshot, ...] = ()  # and the stream protocol's
 
     @property
     def last_offset(self) -> int | None:
@@ -312,24 +314,27 @@ def snapshot_stream(q: StreamQueue, local: Mapping[object, Address] = NO_ADDRESS
     return StreamSnapshot(
         first_offset=q.first, next_offset=q.next_offset, segments=len(q.segments),
         bytes=q.ready_bytes, max_length_bytes=q.max_length_bytes, max_age=q.max_age,
-        max_segment_size_bytes=q.segment_size, readers=tuple(readers))
+        max_segment_size_bytes=q.segment_size, readers=tuple(readers),
+        subscriptions=tuple(stream_subscriptions(q)))
 
 
 def _snapshot_stream(q: StreamQueue, local: Mapping[object, Address],
                      policy_definition: Mapping[str, Any]) -> QueueSnapshot:
     """A stream as RabbitMQ 3.10 counts one: every retained entry is ready, none
     unacknowledged (deliveries awaiting their ack are the consumers' credit, not messages
-    taken out), nothing is paged out (every entry is in the log, a few also in memory)."""
-    consumers = list(q.consumers)
+    taken out), nothing is paged out (every entry is in the log, a few also in memory);
+    its consumers are its AMQP 0-9-1 consumers and its stream-protocol subscriptions."""
+    stream = snapshot_stream(q, local)
     return QueueSnapshot(
         handle=q, name=q.name, vhost=q.vhost.name, type=q.queue_type, durable=q.durable,
         auto_delete=q.auto_delete, owner=None, arguments=dict(q.arguments), policy=q.policy,
-        policy_definition=dict(policy_definition), consumers=len(consumers),
+        policy_definition=dict(policy_definition),
+        consumers=len(q.consumers) + len(stream.subscriptions),
         exclusive_consumer_tag=None, single_active_consumer_tag=None,
         messages_ready=q.message_count, messages_unacknowledged=0,
         message_bytes_ready=q.ready_bytes, message_bytes_unacknowledged=0,
         messages_paged_out=0, message_bytes_paged_out=0, counters=q.counters.as_dict(),
-        stream=snapshot_stream(q, local))
+        stream=stream)
 
 
 def snapshot_queues(node: Node, vhosts: Iterable[str],

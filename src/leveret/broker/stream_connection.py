@@ -70,7 +70,8 @@ class StreamConnection:
                  on_reading: Callable[[bool], None] = lambda reading: None,
                  peer_cert_cn: str | None = None, *,
                  local: tuple[str, int] = ("?", 0), tls: TLSSession | None = None,
-                 totals: StreamTotals | None = None) -> None:
+                 totals: StreamTotals | None = None,
+                 on_continue: Callable[[], None] | None = None) -> None:
         self.node = node
         self.peer = peer
         self.local = local  # the address it was accepted on (its name in the management API)
@@ -83,6 +84,9 @@ class StreamConnection:
         self.on_write = on_write  # schedule a flush of take_output()
         self.on_close = on_close  # close the transport after the next flush
         self.on_reading = on_reading  # resume (True) or pause (False) reading input
+        # Call continue_input at the next turn of the event loop (None: never yield).
+        self.on_continue = on_continue
+        self._yielding = False  # waiting for that turn, reading paused
         self.peer_cert_cn = peer_cert_cn
         self.state = PEER_PROPERTIES
         self.buffer = FrameBuffer(HANDSHAKE_FRAME_MAX)
@@ -168,7 +172,7 @@ class StreamConnection:
         unconfirmed = self.session.unconfirmed
         reading = unconfirmed <= (RESUME_UNCONFIRMED if not self._reading
                                   else MAX_UNCONFIRMED) and not self.transport_paused \
-            and not self.blocked_by_alarm
+            and not self.blocked_by_alarm and not self._yielding
         if reading != self._reading:
             self._reading = reading
             self.on_reading(reading)
@@ -191,14 +195,39 @@ class StreamConnection:
             return
         self.recv_oct += len(data)
         self.recv_cnt += 1
+        self.buffer.feed(data)
+        if not self._yielding:  # (else the turn already asked for goes on with them)
+            self._process_input()
+
+    def continue_input(self) -> None:
+        """The next turn of the event loop after this connection yielded: on with the
+        entries and frames left."""
+        self._yielding = False
+        if self.state is not CLOSED and self._refusal is None:
+            self._process_input()
+        else:
+            self.update_reading()
+
+    def _must_yield(self) -> bool:
+        """Fairness: a connection that appended its share this turn stops (its reading
+        paused, the rest of its input kept) and goes on at the next turn, so that a flood
+        of sub-entry batches does not hold the event loop from the other connections."""
+        return self.on_continue is not None and self.session.busy
+
+    def _process_input(self) -> None:
         buffer = self.buffer
-        buffer.feed(data)
+        session = self.session
+        session.turn_offsets = 0
         try:
-            for frame in buffer.frames():
-                self._frame(frame)
-                if self.state is CLOSED or self._refusal is not None:
-                    buffer.buf.clear()
-                    break
+            session.continue_publish()
+            if not self._must_yield():
+                for frame in buffer.frames():
+                    self._frame(frame)
+                    if self.state is CLOSED or self._refusal is not None:
+                        buffer.buf.clear()
+                        break
+                    if self._must_yield():
+                        break
         except FrameTooLarge as exc:
             buffer.buf.clear()
             self.close(f.FRAME_TOO_LARGE, str(exc), hang_up=True)
@@ -210,7 +239,11 @@ class StreamConnection:
             buffer.buf.clear()
             self.close(f.INTERNAL_ERROR, f"internal error: {exc}", hang_up=True)
         finally:
-            self.session.after_input()
+            if self.on_continue is not None and self.state is not CLOSED and (
+                    session.busy and (session.deferred is not None or buffer.buffered)):
+                self._yielding = True
+                self.on_continue()
+            session.after_input()
             self.update_reading()
 
     def _frame(self, frame: bytes) -> None:

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("leveret.stream")
 
 CHUNK_ENTRIES = 512  # the most entries one Deliver carries
+# Offsets a connection appends in one turn of the event loop before it lets the others
+# run (a sub-entry batch of 65,535 records is a few hundred bytes on the wire).
+TURN_OFFSETS = 16_384
 REQUEST_TIMEOUT = 60.0  # a ConsumerUpdate unanswered this long closes the connection
 # Create's arguments and the queue arguments they stand for (integers, or text).
 CREATE_ARGUMENTS = {"max-length-bytes": ("x-max-length-bytes", int),
@@ -154,6 +157,9 @@ class StreamSession:
         # the state it was told, the timer that closes the connection if none comes).
         self.updates: dict[int, tuple[GroupSubscription, bool, Timer]] = {}
         self.released = False
+        # Fairness: offsets appended this turn, and a Publish's entries left for the next.
+        self.turn_offsets = 0
+        self.deferred: tuple[int, list[chunks.Published]] | None = None
 
     # -- dispatch ------------------------------------------------------------------------
 
@@ -416,6 +422,23 @@ class StreamSession:
     def publish(self, fields: f.Fields, version: int) -> None:
         publisher_id, items = chunks.parse_publish(fields, version)
         fields.done()
+        self._publish(publisher_id, items)
+
+    @property
+    def busy(self) -> bool:
+        """This turn's share of appends is used up (the connection yields to the others)."""
+        return self.deferred is not None or self.turn_offsets >= TURN_OFFSETS
+
+    def continue_publish(self) -> None:
+        """Append the entries of a Publish left over from an earlier turn."""
+        if self.deferred is not None:
+            publisher_id, items = self.deferred
+            self.deferred = None
+            self._publish(publisher_id, items)
+
+    def _publish(self, publisher_id: int, items: list[chunks.Published]) -> None:
+        """Append ``items`` in order until this turn's share is used up; the rest wait in
+        ``deferred`` (the connection reads nothing more meanwhile, so order holds)."""
         publisher = self.publishers.get(publisher_id)
         queue = publisher.queue if publisher is not None else None
         if publisher is None or queue is None or queue.deleted:
@@ -432,14 +455,19 @@ class StreamSession:
         reference = publisher.reference
         tracking = queue.tracking
         ids = []
-        for item in items:
+        for i, item in enumerate(items):
+            if self.turn_offsets >= TURN_OFFSETS:
+                self.deferred = (publisher_id, items[i:])
+                break
             ids.append(item.publishing_id)
             if reference and tracking.is_duplicate(reference, item.publishing_id):
                 continue  # confirmed, not stored again (RabbitMQ's de-duplication)
             if item.records:  # a sub-batch: kept whole, one offset per record
                 queue.push_amqp10_batch(item.data, reference, item.publishing_id)
+                self.turn_offsets += item.records
             else:
                 queue.push_amqp10(item.data, reference, item.publishing_id)
+                self.turn_offsets += 1
         publisher.published += len(ids)
         self.conn.totals.published += len(ids)
         store = self.conn.node.store
@@ -626,7 +654,8 @@ class StreamSession:
             committed = min(queue.last_chunk, queue.committed - 1) if self.deliver_v2 \
                 else None
             conn.write_parts(chunks.deliver(sub.id, chunk.first, int(chunk.timestamp * 1000),
-                                            chunk.entries, committed))
+                                            chunk.parts, chunk.entries, chunk.records,
+                                            committed))
             sub.next = chunk.first + chunk.records
             sub.credit -= 1
             sub.offset = chunk.first

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import cast
 
+from leveret.broker.queues.stream import StreamQueue
 from leveret.broker.stream_connection import CLOSED, CLOSING, OPEN, StreamConnection
+from leveret.broker.stream_session import GroupSubscription, StreamLink, Subscription
 from leveret.broker.tls_session import TLSSession
 
 
@@ -65,6 +68,10 @@ class StreamConsumerSnapshot:
     offset_lag: int
     next_offset: int  # the next offset it will be sent
     properties: Mapping[str, str]
+    # A single active consumer's subscription waits (active False) while another
+    # member of its group reads; RabbitMQ's activity status: up, single_active, waiting.
+    active: bool = True
+    activity_status: str = "up"
 
 
 def snapshot_stream_connection(conn: StreamConnection) -> StreamConnectionSnapshot:
@@ -99,11 +106,36 @@ def stream_publishers(connection: StreamConnectionSnapshot) -> list[StreamPublis
 
 def stream_consumers(connection: StreamConnectionSnapshot) -> list[StreamConsumerSnapshot]:
     session = connection.handle.session
+    return [_subscription(connection, sub)
+            for sub in sorted(session.subscriptions.values(), key=lambda s: s.id)]
+
+
+def stream_subscriptions(queue: StreamQueue) -> list[StreamConsumerSnapshot]:
+    """The stream-protocol subscriptions to ``queue``, of every open connection (a stream
+    queue counts them among its consumers, as RabbitMQ does)."""
     found = []
-    for sub in sorted(session.subscriptions.values(), key=lambda s: s.id):
-        found.append(StreamConsumerSnapshot(
-            connection=connection, subscription_id=sub.id, stream=sub.queue.name,
-            vhost=connection.vhost, credits=sub.credit, consumed=sub.consumed,
-            offset=sub.offset, offset_lag=max(0, sub.queue.next_offset - sub.next),
-            next_offset=sub.next, properties=dict(sub.properties)))
+    for link in list(queue.readers):
+        if not isinstance(link, StreamLink):
+            continue
+        conn = cast(StreamConnection, link.session.conn)
+        if conn.vhost is None or conn.state is CLOSED:
+            continue
+        connection = snapshot_stream_connection(conn)
+        found += [_subscription(connection, sub)
+                  for sub in sorted(link.session.subscriptions.values(), key=lambda s: s.id)
+                  if sub.queue is queue]
     return found
+
+
+def _subscription(connection: StreamConnectionSnapshot, sub: Subscription
+                  ) -> StreamConsumerSnapshot:
+    active, status = True, "up"
+    if isinstance(sub, GroupSubscription):
+        active = sub.group.active is sub
+        status = "single_active" if active else "waiting"
+    return StreamConsumerSnapshot(
+        connection=connection, subscription_id=sub.id, stream=sub.queue.name,
+        vhost=connection.vhost, credits=sub.credit, consumed=sub.consumed,
+        offset=sub.offset, offset_lag=max(0, sub.queue.next_offset - sub.next),
+        next_offset=sub.next, properties=dict(sub.properties), active=active,
+        activity_status=status)

@@ -236,7 +236,7 @@ class BrokerCollector(Collector):
     def _totals(self, stream_protocol: StreamReading) -> Iterator[Metric]:
         connections = [c for _, c in snapshot_connections(self.node)]
         queues = self._queue_snapshots()
-        consumers = sum(q.consumers for q in queues) + stream_protocol.subscriptions
+        consumers = sum(q.consumers for q in queues)  # (a stream's subscriptions included)
         yield GaugeMetricFamily("rabbitmq_connections", "Connections currently open",
                                 value=len(connections) + len(stream_protocol.connections))
         yield GaugeMetricFamily("rabbitmq_channels", "Channels currently open",

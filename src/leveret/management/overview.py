@@ -20,7 +20,6 @@ from leveret.broker.exchanges import TYPES
 from leveret.broker.rabbit_definitions import RABBITMQ_VERSION, product_version
 from leveret.broker.snapshot import snapshot_connections, snapshot_queue
 from leveret.broker.stats import EVENTS, node_counters
-from leveret.broker.stream_snapshot import stream_consumers
 from leveret.management.auth import current_user, require_admin, require_monitor, visible_vhosts
 from leveret.management.context import Context, context
 from leveret.management.http import (
@@ -120,8 +119,8 @@ async def overview(request: web.Request) -> web.Response:
         "object_totals": {
             "connections": len(conns) + len(streams),
             "channels": sum(c.channels for c in conns),
-            "consumers": sum(q.consumers for q in queues) + sum(
-                len(stream_consumers(c)) for c in streams),
+            # (a stream queue counts its stream-protocol subscriptions among them)
+            "consumers": sum(q.consumers for q in queues),
             "exchanges": sum(len(v.exchanges) for v in vhosts),
             "queues": len(queues),
         },

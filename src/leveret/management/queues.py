@@ -42,6 +42,7 @@ from leveret.management.http import (
 )
 from leveret.management.listing import listing, one, stats_disabled
 from leveret.management.rates import details, message_stats, queue_depths
+from leveret.management.stream_connections import amqp_consumer_json, stream_connection_name
 from leveret.management.validate import boolean
 
 QUEUE_DELIVERY = (*DELIVERING, "deliver_get")
@@ -69,7 +70,11 @@ def stream_json(ctx: Context, stream: StreamSnapshot) -> dict[str, Any]:
                            connection_name(c.connection), c.channel_number),
                        "connection_name": connection_name(c.connection),
                        "next_offset": c.stream.next_offset, "lag": c.stream.lag}
-                      for c in stream.readers if c.stream is not None],
+                      for c in stream.readers if c.stream is not None] + [
+                      {"consumer_tag": f"stream.subid-{s.subscription_id}", "channel": "",
+                       "connection_name": stream_connection_name(s.connection),
+                       "next_offset": s.next_offset, "lag": s.offset_lag}
+                      for s in stream.subscriptions],
     }
 
 
@@ -83,10 +88,11 @@ def _stream_queue_json(ctx: Context, q: QueueSnapshot, stream: StreamSnapshot
         "arguments": jsonable(q.arguments),
         "policy": q.policy, "operator_policy": None,
         "effective_policy_definition": jsonable(q.policy_definition),
+        # its AMQP 0-9-1 consumers and its stream-protocol subscriptions, as RabbitMQ's
         "consumers": q.consumers,
         # one node: the stream's only member; readers counts its consumers, as osiris's
         "members": [ctx.node_name], "online": [ctx.node_name],
-        "readers": {ctx.node_name: len(stream.readers)} if stream.readers else {},
+        "readers": {ctx.node_name: q.consumers} if q.consumers else {},
         **depths,
         "message_bytes": q.message_bytes_ready,
         "message_bytes_ready": q.message_bytes_ready,
@@ -176,6 +182,9 @@ async def get_queue(request: web.Request) -> web.Response:
     snapshot = snapshot_queue(q, unacked_bytes(ctx.node).get(q, 0), local)
     item = queue_json(ctx, snapshot, not stats_disabled(request))
     item["consumer_details"] = [consumer_json(ctx, c) for c in queue_consumers(q, local)]
+    if snapshot.stream is not None:  # (RabbitMQ lists a stream's subscriptions too)
+        item["consumer_details"] += [amqp_consumer_json(ctx, s)
+                                     for s in snapshot.stream.subscriptions]
     item["incoming"] = []
     item["deliveries"] = []
     return one(request, item)

@@ -113,11 +113,14 @@ def consumer_json(ctx: Context, c: StreamConsumerSnapshot) -> dict[str, Any]:
 
 
 def amqp_consumer_json(ctx: Context, c: StreamConsumerSnapshot) -> dict[str, Any]:
-    """A subscription as a row of /api/consumers (RabbitMQ lists them there too)."""
+    """A subscription as a row of /api/consumers and of its stream's consumer_details
+    (RabbitMQ lists them there too)."""
     conn = c.connection
     return {"consumer_tag": f"stream.subid-{c.subscription_id}", "exclusive": False,
-            "ack_required": False, "prefetch_count": 0, "arguments": {}, "active": True,
-            "activity_status": "up", "queue": {"name": c.stream, "vhost": c.vhost},
+            "ack_required": False, "prefetch_count": 0,
+            "arguments": dict(c.properties),  # Subscribe's properties, as RabbitMQ shows
+            "active": c.active, "activity_status": c.activity_status,
+            "queue": {"name": c.stream, "vhost": c.vhost},
             "channel_details": {"name": "", "connection_name": stream_connection_name(conn),
                                 "node": ctx.node_name, "number": 0,
                                 "peer_host": conn.peer_host, "peer_port": conn.peer_port,

@@ -60,7 +60,8 @@ class StreamProtocol(asyncio.Protocol):
                                      self._schedule_flush, self._close_after_flush,
                                      self._set_reading, cn, local=(str(local[0]),
                                                                    int(local[1])), tls=tls,
-                                     totals=self.listener.totals)
+                                     totals=self.listener.totals,
+                                     on_continue=self._schedule_continue)
         self.last_recv = self.last_send = self.loop.time()
         self.listener.protocols.add(self)
         self._timers.append(self.loop.call_later(HANDSHAKE_TIMEOUT, self._handshake_timeout))
@@ -79,6 +80,20 @@ class StreamProtocol(asyncio.Protocol):
             committer.poke()
         if not was_open and conn.state is OPEN:
             self._opened(conn)
+
+    def _schedule_continue(self) -> None:
+        self.loop.call_soon(self._continue_input)
+
+    def _continue_input(self) -> None:
+        """The connection yielded the loop last turn (a share of appends done): on with
+        its input."""
+        conn = self.conn
+        if conn is None:
+            return
+        conn.continue_input()
+        committer = self.listener.amqp.committer
+        if committer is not None:
+            committer.poke()
 
     def connection_lost(self, exc: Exception | None) -> None:
         for timer in self._timers:

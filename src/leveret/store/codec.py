@@ -93,6 +93,13 @@ def unpack_amqp10(data: bytes | memoryview) -> tuple[float, str, int, bytes]:
     return stamp, producer, publishing_id, bytes(data[p + 8:])
 
 
+def amqp10_message(data: bytes) -> bytes:
+    """Only the message of a ``pack_amqp10`` record (the sub-entry of a
+    ``pack_amqp10_batch`` one): what a stream-protocol reader needs, cut out with one slice
+    after the kind, time, producer (its length at byte 9) and publishing id."""
+    return data[1 + _AMQP10_HEAD.size + data[9] + _PUBLISHING_ID.size:]
+
+
 class Unpacked(NamedTuple):
     """A batch of messages, column by column (no tuple per message)."""
 

@@ -65,6 +65,12 @@ class MemoryQueueLog:
         self.store.changed(persistent and not self.transient)
         return offset
 
+    def append_many(self, payloads: Sequence[bytes]) -> int:
+        first = self._next
+        for payload in payloads:
+            self.append(payload)
+        return first
+
     def new_segment(self) -> None:
         return None  # no files to cut
 

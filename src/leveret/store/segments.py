@@ -189,6 +189,53 @@ class SegmentLog:
             self._write()
         return offset
 
+    def append_many(self, payloads: Sequence[bytes]) -> int:
+        """``append`` of many small persistent payloads (a sub-entry batch's further
+        offsets: 65,535 of them at most), the per-record work only: one roll check, one
+        report to the store; returns the first offset."""
+        if self.closed:
+            raise StoreClosed(f"the log of queue '{self.name}' is closed")
+        count = len(payloads)
+        total = 0
+        for payload in payloads:
+            total += len(payload)
+        tail = self.tail
+        if tail.flags and tail.end + len(self.buf) + total + count * rec.MSG_OVERHEAD > \
+                self.store.segment_bytes:
+            self.roll()
+            tail = self.tail
+        durable = not self.transient
+        flags = 0 if durable else rec.F_TRANSIENT
+        first = offset = self._next
+        buf = self.buf
+        pos = tail.end + len(buf)
+        positions, sizes = tail.pos, tail.size
+        pack, pack_offset, crc32 = rec.MSG_HEAD.pack, rec.U64.pack, zlib.crc32
+        last_size = -1
+        head_crc = 0
+        for payload in payloads:  # (rec.message_head inlined, its head's CRC reused)
+            size = len(payload)
+            if size != last_size:
+                last_size = size
+                head_crc = crc32(rec.HEAD8.pack(rec.MAGIC, rec.MSG, flags, size + 8))
+            buf += pack(rec.MAGIC, rec.MSG, flags, size + 8,
+                        crc32(payload, crc32(pack_offset(offset), head_crc)), offset)
+            buf += payload
+            positions.append(pos)
+            sizes.append(size)
+            pos += rec.MSG_OVERHEAD + size
+            offset += 1
+        self._next = offset
+        tail.flags += bytes((LIVE if durable else LIVE | TRANSIENT,)) * count
+        tail.live += count
+        tail.live_bytes += total
+        self.live_count += count
+        self.live_bytes += total
+        self.store.changed(self, durable)
+        if len(self.buf) >= BUFFER_MAX:
+            self._write()
+        return first
+
     def locate(self, offset: int) -> tuple[Segment, int]:
         segs = self.segments
         seg = segs[0]  # acks are mostly at the head, appends at the tail

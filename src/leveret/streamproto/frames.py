@@ -69,8 +69,9 @@ class FrameBuffer:
                     raise FrameTooLarge(f"frame of {size} bytes (limit {self.limit})")
                 if len(buf) - pos - 4 < size:
                     break
-                yield bytes(buf[pos + 4:pos + 4 + size])
-                pos += 4 + size
+                frame = bytes(buf[pos + 4:pos + 4 + size])
+                pos += 4 + size  # (before the yield: a caller may stop after any frame)
+                yield frame
         finally:
             if pos:
                 del buf[:pos]

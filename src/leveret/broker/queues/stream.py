@@ -60,6 +60,9 @@ from leveret.store.base import QueueLog
 from leveret.store.codec import (
     AMQP10,
     AMQP10_BATCH,
+    BATCH_PART,
+    amqp10_message,
+    batch_part_distance,
     is_amqp10,
     pack_amqp10,
     pack_amqp10_batch,
@@ -68,6 +71,7 @@ from leveret.store.codec import (
     stamp_of,
     unpack_amqp10,
     unpack_many,
+    unpack_message,
 )
 
 log = logging.getLogger("leveret.stream")
@@ -139,18 +143,37 @@ class StreamReader(Protocol):
 
 
 class Chunk:
-    """Entries read for a stream-protocol reader: the first's offset and append time, each
-    entry as (AMQP 1.0 message, 0) or (sub-batch as received, its record count), and how
-    many offsets they cover."""
+    """Entries read for a stream-protocol reader, framed as an osiris chunk holds them (the
+    Deliver's data, streamproto/chunks.py): a message as its u32 size then its bytes, a
+    sub-batch as the client sent it. ``first`` is the first entry's offset, ``records``
+    how many offsets the entries cover, ``size`` their framed bytes. The reader's hot path:
+    no object per entry, the parts are joined once."""
 
-    __slots__ = ("entries", "first", "records", "timestamp")
+    __slots__ = ("entries", "first", "max_bytes", "parts", "records", "size", "timestamp")
 
-    def __init__(self, first: int, timestamp: float, entries: list[tuple[bytes, int]],
-                 records: int) -> None:
+    def __init__(self, first: int, max_bytes: int) -> None:
         self.first = first
-        self.timestamp = timestamp
-        self.entries = entries
-        self.records = records
+        self.timestamp = 0.0
+        self.max_bytes = max_bytes
+        self.parts: list[bytes] = []
+        self.entries = 0
+        self.records = 0
+        self.size = 0
+
+    def add(self, data: bytes, count: int) -> bool:
+        """Add a message (``count`` 0) or a sub-batch of ``count`` records; False, and
+        nothing added, when it would take the chunk past ``max_bytes`` (the first entry
+        is always taken)."""
+        n = len(data) if count else len(data) + 4
+        if self.entries and self.size + n > self.max_bytes:
+            return False
+        if not count:
+            self.parts.append(len(data).to_bytes(4, "big"))
+        self.parts.append(data)
+        self.size += n
+        self.entries += 1
+        self.records += count if count else 1
+        return True
 
 
 class StreamSegment:
@@ -196,6 +219,10 @@ class StreamQueue(Queue):
         self.tracking = StreamTracking(self.vhost.name, name)
         # Single active consumer groups by name (broker/stream_groups.py).
         self.consumer_groups: dict[str, ConsumerGroup] = {}
+        # The sub-batch an AMQP 0-9-1 reader read last, its records decoded once: such a
+        # reader goes through a batch of up to 65,535 records over many reads.
+        self._batch: Amqp10Batch | None = None
+        self._batch_offset = -1
         self.configure(self.arguments)
 
     # -- declaration -----------------------------------------------------------------
@@ -352,6 +379,7 @@ class StreamQueue(Queue):
         self.cursors.clear()
         self.tail.clear()
         self.tail_stamps.clear()
+        self._batch = None
         self.tracking.forget(self.vhost.definitions)
         for reader in list(self.readers):
             reader.stream_deleted()
@@ -394,13 +422,13 @@ class StreamQueue(Queue):
     def push_amqp10_batch(self, entry: bytes, producer: str = "", publishing_id: int = 0
                           ) -> int:
         """Append a sub-entry batch as the client sent it: one offset per record (the batch
-        at the first, a ``BatchPart`` at the others), all in one segment; returns the first."""
+        at the first, a small ``BatchPart`` record at each other, appended in one call:
+        a batch may hold 65,535 records), all in one segment; returns the first."""
         now = self.vhost.clock.now()
         batch = Amqp10Batch(entry, producer, publishing_id)
-        records: list[tuple[list[bytes], StreamItem]] = [
-            (pack_amqp10_batch(entry, now, producer, publishing_id), batch)]
-        records.extend((pack_batch_part(now, i), BatchPart(i)) for i in range(1, batch.records))
-        offset = self._append(records, now)
+        parts = [pack_batch_part(now, i)[0] for i in range(1, batch.records)]
+        offset = self._append([(pack_amqp10_batch(entry, now, producer, publishing_id),
+                                batch)], now, parts)
         if producer and self.tracking.published(producer, publishing_id):
             self.save_tracking()
         return offset
@@ -413,12 +441,21 @@ class StreamQueue(Queue):
         self.tracking.offsets[reference] = offset
         self.save_tracking()
 
-    def _append(self, records: list[tuple[list[bytes], StreamItem]], now: float) -> int:
-        """Append entries written together (one, or a sub-batch's records); returns the
-        first one's offset."""
+    def _append(self, records: list[tuple[list[bytes], StreamItem]], now: float,
+                parts: list[bytes] | None = None) -> int:
+        """Append entries written together (one, or a sub-batch: its first record, then
+        ``parts``, the records of its further offsets); returns the first one's offset."""
         log = self._log()
         offset = log.next_offset
-        size = sum(len(part) for data, _item in records for part in data)
+        size = 0
+        for data, _item in records:
+            for part in data:
+                size += len(part)
+        count = len(records)
+        if parts:
+            count += len(parts)
+            for part in parts:
+                size += len(part)
         seg = self.segments[-1]
         rolled = bool(seg.count) and seg.bytes + size > self.segment_size
         if rolled:
@@ -428,7 +465,10 @@ class StreamQueue(Queue):
         for data, item in records:
             log.append(data)
             self._remember(item, now)
-        seg.count += len(records)
+        if parts:
+            log.append_many(parts)
+            self._remember_parts(len(parts), now)
+        seg.count += count
         seg.bytes += size
         seg.newest = now
         # A chunk is what is written together (osiris writes what its writer received at
@@ -438,10 +478,10 @@ class StreamQueue(Queue):
         if store is None or store.durable_seq >= self._chunk_seq:
             self.last_chunk = offset
         self._chunk_seq = store.seq if store is not None else 0
-        self.counters.publish += len(records)
+        self.counters.publish += count
         if rolled:
             self.apply_retention()
-        end = offset + len(records)
+        end = offset + count
         if store is None or store.durable_seq >= store.seq:
             self.committed = end
             if self.cursors or self.readers:
@@ -462,6 +502,18 @@ class StreamQueue(Queue):
             self.vhost.awaiting_commit.add(self)
         if self.cursors or self.readers:
             self.dispatch()
+
+    def _remember_parts(self, count: int, now: float) -> None:
+        """``_remember`` of a batch's ``count`` further offsets, just appended after its
+        first: only the newest ``TAIL_MESSAGES`` make objects (a batch may hold 65,535)."""
+        keep = min(count, TAIL_MESSAGES)
+        if keep < count:  # everything before the kept ones falls out of the tail
+            self.tail.clear()
+            self.tail_stamps.clear()
+            self.tail_bytes = 0
+            self.tail_first = self._log().next_offset - keep
+        for index in range(count - keep + 1, count + 1):
+            self._remember(BatchPart(index), now)
 
     def _remember(self, item: StreamItem, now: float) -> None:
         tail = self.tail
@@ -501,6 +553,8 @@ class StreamQueue(Queue):
         if self.log is not None:
             self.log.ack_runs([(first, end - first)])
         self.first = end
+        if self._batch_offset < end:
+            self._batch, self._batch_offset = None, -1
         while self.tail and self.tail_first < end:
             self.tail_bytes -= len(self.tail.popleft().body)
             self.tail_stamps.popleft()
@@ -581,48 +635,95 @@ class StreamQueue(Queue):
             elif isinstance(item, Amqp10Entry):
                 out.append(item.message(self.name, start + i))
             elif isinstance(item, Amqp10Batch):
-                out.append(item.message(self.name, start + i, 0))
+                batch = self._decoded_batch(start + i, item)
+                out.append(batch.message(self.name, start + i, 0) if batch is not None
+                           else None)
             else:
-                head = items[i - item.index] if i >= item.index else \
-                    next(iter(self._read(start + i - item.index, 1)), None)
+                head = self._decoded_batch(start + i - item.index)
                 out.append(head.message(self.name, start + i, item.index)
-                           if isinstance(head, Amqp10Batch) else None)
+                           if head is not None else None)
         return out
+
+    def _decoded_batch(self, offset: int, batch: Amqp10Batch | None = None
+                       ) -> Amqp10Batch | None:
+        """The sub-batch whose first record is at ``offset`` (``batch``, when the caller
+        read it), the same object while readers stay in it: its records are decoded once,
+        not on every read (a gzip batch of 65,535 records takes ~10 ms to decode)."""
+        if self._batch is not None and self._batch_offset == offset:
+            return self._batch
+        if batch is None:
+            head = next(iter(self._read(offset, 1)), None) if offset >= self.first else None
+            if not isinstance(head, Amqp10Batch):
+                return None
+            batch = head
+        self._batch = batch
+        self._batch_offset = offset
+        return batch
 
     def read_chunk(self, start: int, max_entries: int, max_bytes: int) -> Chunk | None:
         """Durable entries from ``start`` on for a stream-protocol reader, as AMQP 1.0:
         at most ``max_entries`` offsets, and past the first entry at most ``max_bytes``. A
-        start inside a sub-batch gets the whole batch (as RabbitMQ sends the whole chunk)."""
-        start = max(start, self.first)
-        items = self._read(start, max_entries, self.committed)
-        if items and isinstance(items[0], BatchPart):
-            head = start - items[0].index
-            if head >= self.first:
-                start = head
-                items = self._read(start, max_entries, self.committed)
-            else:  # (its batch is gone: retention never splits one, but be safe)
-                while items and isinstance(items[0], BatchPart):
-                    items.pop(0)
-                    start += 1
-        if not items:
+        start inside a sub-batch gets the whole batch (as RabbitMQ sends the whole chunk).
+        Records published over the stream protocol are cut out of the log as they are."""
+        start = self._entry_start(max(start, self.first))
+        end = min(start + max_entries, self.committed)
+        if start >= end:
             return None
-        out: list[tuple[bytes, int]] = []
-        size = 0
-        records = 0
-        for item in items:
-            if isinstance(item, BatchPart):
-                continue  # (in the batch before it)
-            if isinstance(item, Amqp10Batch):
-                entry, count = item.body, item.records
-                size += len(entry)
-            else:
-                entry, count = amqp10_bytes(item), 0
-                size += len(entry) + 4
-            if out and size > max_bytes:
-                break
-            out.append((entry, count))
-            records += count or 1
-        return Chunk(start, self._stamp_at(start), out, records)
+        chunk = Chunk(start, max_bytes)
+        if start < self.tail_first:
+            assert self.log is not None
+            for record in self.log.read_many(range(start, min(end, self.tail_first))):
+                kind = record[0]
+                if kind == BATCH_PART:
+                    continue  # (in the batch before it)
+                if kind == AMQP10:
+                    taken = chunk.add(amqp10_message(record), 0)
+                elif kind == AMQP10_BATCH:
+                    entry = amqp10_message(record)
+                    taken = chunk.add(entry, entry[1] << 8 | entry[2])  # (its record count)
+                else:  # published over AMQP 0-9-1: converted
+                    ex, rk, props, body, _stamp = unpack_message(record)
+                    taken = chunk.add(amqp10_bytes(Message(ex, rk, props, body)), 0)
+                if not taken:
+                    return self._stamped(chunk)
+        if end > self.tail_first:
+            begin = max(start, self.tail_first)
+            for item in self._read(begin, end - begin):
+                if isinstance(item, BatchPart):
+                    continue
+                if isinstance(item, Amqp10Batch):
+                    taken = chunk.add(item.body, item.records)
+                else:
+                    taken = chunk.add(amqp10_bytes(item), 0)
+                if not taken:
+                    break
+        return self._stamped(chunk) if chunk.entries else None
+
+    def _stamped(self, chunk: Chunk) -> Chunk:
+        chunk.timestamp = self._stamp_at(chunk.first)
+        return chunk
+
+    def _entry_start(self, offset: int) -> int:
+        """Where the entry holding ``offset`` starts: a sub-batch's first offset when
+        ``offset`` is one of its further records, else ``offset``."""
+        while offset < self.committed:
+            distance = self._part_distance(offset)
+            if not distance:
+                return offset
+            if offset - distance >= self.first:
+                return offset - distance
+            offset += 1  # (its batch is gone: retention never splits one, but be safe)
+        return offset
+
+    def _part_distance(self, offset: int) -> int:
+        """How far the entry at ``offset`` is from its sub-batch's first (0: not a
+        further record of one)."""
+        if offset >= self.tail_first:
+            item = self.tail[offset - self.tail_first]
+            return item.index if isinstance(item, BatchPart) else 0
+        assert self.log is not None
+        record = self.log.read(offset)
+        return batch_part_distance(record) if record[0] == BATCH_PART else 0
 
     def _stamp_at(self, offset: int) -> float:
         if offset >= self.tail_first and offset - self.tail_first < len(self.tail_stamps):
