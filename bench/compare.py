@@ -36,6 +36,10 @@ SCENARIOS: dict[str, tuple[str, list[str]]] = {
     "d": ("latency at a fixed 10,000 msg/s, 16 B, autoack",
           ["--producers", "1", "--consumers", "1", "--size", "16", "--autoack",
            "--rate", "10000"]),
+    "e": ("64 KiB messages, autoack",
+          ["--producers", "1", "--consumers", "1", "--size", "65536", "--autoack"]),
+    "f": ("4 KiB messages, autoack",
+          ["--producers", "1", "--consumers", "1", "--size", "4096", "--autoack"]),
 }  # fmt: skip
 
 

@@ -83,7 +83,7 @@ class NullBroker(asyncio.Protocol):
                 # publishes fixed-size bodies), so from now on bytes are just counted
                 self.msg_len = self.first[0]
                 self.count = 1
-                rest = bytes(self.buf._buf[self.buf._pos :])
+                rest = self.buf.take(len(self.buf)) or b""
                 self.buf = frames.FrameBuffer()
                 self.count_publishes(rest)
                 return
@@ -129,10 +129,12 @@ class NullBroker(asyncio.Protocol):
                 self.feeding = None
             self.send(ch, replies[type(m)])
 
-    def feed(self, batch: int = 500) -> None:
-        """Write a batch of deliveries, then come back on the next loop turn."""
+    def feed(self) -> None:
+        """Write a batch of deliveries (500, or 1 MiB of large ones), then come back on the
+        next loop turn."""
         if self.feeding is None or self.paused or self.t.is_closing():
             return
+        batch = max(1, min(500, (1 << 20) // self.size))
         ch, tag = self.feeding
         method = frames.encode_method(ch, spec.BasicDeliver(tag, 1, False, "amq.direct", "k"))
         body = _TS.pack(time.monotonic_ns()) + bytes(self.size - 8)
@@ -165,6 +167,10 @@ RUNS = {
                              "--uri", "VHOST:size-1024"],
     "push, 1 KiB messages": ["--producers", "1", "--consumers", "0", "--queue", "q",
                              "--size", "1024"],
+    "pull, 64 KiB messages": ["--producers", "0", "--consumers", "1", "--autoack",
+                              "--uri", "VHOST:size-65536"],
+    "push, 64 KiB messages": ["--producers", "1", "--consumers", "0", "--queue", "q",
+                              "--size", "65536"],
 }  # fmt: skip
 
 
@@ -174,6 +180,7 @@ def main() -> int:
     p.add_argument("--serve", action="store_true")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--time", type=float, default=5.0)
+    p.add_argument("--only", default="", help="run only the runs whose name contains this")
     args = p.parse_args()
     if args.serve:
         import uvloop
@@ -190,10 +197,13 @@ def main() -> int:
         url = f"amqp://guest:guest@127.0.0.1:{port}/"
         print(f"{'run':36s} {'sent msg/s':>12s} {'received msg/s':>15s}  tool cpu")
         for name, extra in RUNS.items():
+            if args.only not in name:
+                continue
             cmd = [sys.executable, "-m", "leveret.cli.perf", "--uri", url, "--time",
                    str(args.time), "--json", "--quiet", *extra]  # fmt: skip
-            if "VHOST:size-1024" in extra:  # the null broker feeds 1 KiB bodies there
-                cmd = [a.replace("VHOST:size-1024", url + "size-1024") for a in cmd]
+            for a in extra:  # "VHOST:size-N": the null broker feeds N-byte bodies there
+                if a.startswith("VHOST:"):
+                    cmd = [url + a[6:] if b == a else b for b in cmd]
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if proc.returncode:
                 print(f"{name:36s} failed: {proc.stderr.strip()[-300:]}")
