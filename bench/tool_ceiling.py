@@ -83,7 +83,7 @@ class NullBroker(asyncio.Protocol):
                 # publishes fixed-size bodies), so from now on bytes are just counted
                 self.msg_len = self.first[0]
                 self.count = 1
-                rest = bytes(self.buf._buf[self.buf._pos :])
+                rest = self.buf.take(len(self.buf)) or b""
                 self.buf = frames.FrameBuffer()
                 self.count_publishes(rest)
                 return
@@ -129,10 +129,12 @@ class NullBroker(asyncio.Protocol):
                 self.feeding = None
             self.send(ch, replies[type(m)])
 
-    def feed(self, batch: int = 500) -> None:
-        """Write a batch of deliveries, then come back on the next loop turn."""
+    def feed(self) -> None:
+        """Write a batch of deliveries (500, or 1 MiB of large ones), then come back on the
+        next loop turn."""
         if self.feeding is None or self.paused or self.t.is_closing():
             return
+        batch = max(1, min(500, (1 << 20) // self.size))
         ch, tag = self.feeding
         method = frames.encode_method(ch, spec.BasicDeliver(tag, 1, False, "amq.direct", "k"))
         body = _TS.pack(time.monotonic_ns()) + bytes(self.size - 8)

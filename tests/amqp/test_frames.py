@@ -325,3 +325,77 @@ def test_decode_publish_refuses_what_the_generated_codec_refuses(tail, cut, extr
 ])
 def test_erlang_binary(data, text):
     assert frames.erlang_binary(data) == text
+
+
+# ------------------------------------------------------------------ large frames
+
+@given(st.lists(st.integers(0, 140000), min_size=1, max_size=4),
+       st.lists(st.integers(1, 70000), min_size=1, max_size=12),
+       st.lists(st.integers(1, 4), min_size=1, max_size=5))
+def test_frame_buffer_large_frames_fed_in_bursts(sizes, cuts, bursts):
+    """Frames up to twice 64 KiB, cut anywhere and fed a few reads at a time before
+    parsing: every payload comes out whole, and nothing is left over."""
+    bodies = [bytes([i % 251]) * n for i, n in enumerate(sizes)]
+    data = b"".join(frame(3, 1, b) for b in bodies)
+    buf = frames.FrameBuffer(1 << 20)
+    got: list[bytes] = []
+    pos = i = 0
+    while pos < len(data):
+        for _ in range(bursts[i % len(bursts)]):
+            step = cuts[i % len(cuts)]
+            buf.feed(data[pos:pos + step])
+            pos += step
+            i += 1
+        while (f := buf.next_frame()) is not None:
+            assert type(f[2]) is bytes
+            got.append(f[2])
+        buf.compact()
+    assert got == bodies
+    assert len(buf) == 0
+
+
+def test_frame_buffer_keeps_the_rest_of_a_read_uncopied():
+    """A frame completed by the start of a read: the rest of that read is parsed where it
+    is (the same bytes object), not joined behind what came before."""
+    big = frame(3, 1, b"a" * 70000)
+    small = frame(1, 1, b"method")
+    data = big + small
+    buf = frames.FrameBuffer(1 << 20)
+    buf.feed(data[:1000])
+    second = data[1000:]
+    buf.feed(second)
+    assert buf.next_frame() == (3, 1, b"a" * 70000)
+    assert buf._buf is second
+    assert buf.next_frame() == (1, 1, b"method")
+
+
+def test_frame_buffer_header_split_across_reads():
+    data = frame(1, 5, b"abc") + frame(3, 5, b"x" * 5000)
+    for cut in range(1, 14):
+        buf = frames.FrameBuffer()
+        buf.feed(data[:cut])
+        buf.feed(data[cut:cut + 3])
+        buf.feed(data[cut + 3:])
+        assert buf.next_frame() == (1, 5, b"abc")
+        assert buf.next_frame() == (3, 5, b"x" * 5000)
+        assert buf.next_frame() is None and len(buf) == 0
+
+
+def test_frame_buffer_bad_frame_end_after_a_split_frame():
+    data = frame(3, 1, b"q" * 9000, end=b"\x00")
+    buf = frames.FrameBuffer()
+    buf.feed(data[:5000])
+    buf.feed(data[5000:])
+    with pytest.raises(FrameError, match="invalid_frame_end_marker"):
+        buf.next_frame()
+
+
+@pytest.mark.parametrize("size", [frames.LARGE_BODY, 65536, 131064])
+def test_deliver_head_is_encode_deliver_before_the_body(size):
+    body = bytes(range(256)) * (size // 256) + b"t" * (size % 256)
+    route = frames.route_bytes("amq.direct", "key")
+    tag_frame = b"\x04ctag"
+    head = frames.encode_deliver_head(3, tag_frame, 77, True, route, b"\x10\x00\x02", size)
+    whole = frames.encode_deliver(3, tag_frame, 77, True, route, b"\x10\x00\x02", body,
+                                  131072)
+    assert head + body + frames.FRAME_END_BYTE == whole

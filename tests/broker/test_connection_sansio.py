@@ -218,3 +218,45 @@ def test_wrong_protocol_header_gets_ours_and_a_hang_up() -> None:
     conn.receive_data(b"AMQP\x01\x01\x00\x0a")
     assert conn.take_output() == frames.PROTOCOL_HEADER
     assert closed == [True] and conn.state == CLOSED
+
+
+# -- large bodies: delivered as received, beside the frames around them ---------------------
+
+def test_large_bodies_are_delivered_as_separate_pieces_of_the_output() -> None:
+    peer = Peer(Node())
+    peer.send(1, spec.QueueDeclare(queue="big"))
+    peer.received()
+    peer.send(1, spec.BasicConsume(queue="big", consumer_tag="c", no_ack=True))
+    peer.received()
+    bodies = [bytes(range(256)) * 256, b"small", b"z" * frames.LARGE_BODY, b"y" * 200000]
+    for body in bodies:  # the last is larger than frame_max: split, joined as before
+        peer.publish("big", body)
+    parts = peer.conn.take_output_parts()
+    q = peer.conn.node.vhosts["/"].queues["big"]
+    assert q.message_count == 0
+    # each body of a frame of its own is its own piece (the very object received), the
+    # frames between them joined
+    large = [p for p in parts if len(p) in (65536, frames.LARGE_BODY)]
+    assert [len(p) for p in large] == [65536, frames.LARGE_BODY]
+    peer.inbox.feed(b"".join(parts))
+    peer.conn.output_flushed()
+    got = peer.received()
+    assert [d[2] for d in deliveries(got)] == [bodies[0], b"small", bodies[2],
+                                               bodies[3][:131064]]
+    assert b"".join(p for p in got if isinstance(p, bytes))[-200000:] == bodies[3]
+
+
+def test_input_is_handled_a_share_of_frames_at_a_time() -> None:
+    peer = Peer(Node())
+    peer.send(1, spec.QueueDeclare(queue="q"))
+    peer.received()
+    one = (frames.encode_method(1, spec.BasicPublish(routing_key="q"))
+           + frames.encode_content(1, 60, b"\x00\x00", b"x" * 70000, 131072))
+    q = peer.conn.node.vhosts["/"].queues["q"]
+    assert peer.conn.receive_data(one * 3, max_frames=4) is True  # 1 message + 1 frame
+    assert q.message_count == 1
+    assert peer.conn.receive_data(b"", max_frames=4) is True
+    assert q.message_count == 2
+    assert peer.conn.receive_data(b"", max_frames=4) is False  # 1 frame was left
+    assert q.message_count == 3
+    assert [e.message.body for e in q.ready] == [b"x" * 70000] * 3

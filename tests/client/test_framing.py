@@ -16,13 +16,13 @@ def _delivery(tag: int, body: bytes, frame_max: int = 4096) -> bytes:
                                                                    frame_max)  # fmt: skip
 
 
-def _client() -> tuple[Connection, Channel, list[tuple[object, ...]]]:
+def _client(frame_max: int = 4096) -> tuple[Connection, Channel, list[tuple[object, ...]]]:
     """A client whose handshake is done (frame_max 4096) and channel 1 open, no socket."""
     conn = Connection(parse_url("amqp://localhost/"))
     amqp = conn._amqp
     amqp.state = ConnectionState.TUNE_OK
-    conn.frame_max = 4096
-    amqp.send(0, spec.ConnectionTuneOk(2047, 4096, 0))
+    conn.frame_max = frame_max
+    amqp.send(0, spec.ConnectionTuneOk(2047, frame_max, 0))
     amqp.send(0, spec.ConnectionOpen("/"))
     amqp.receive_data(frames.encode_method(0, spec.ConnectionOpenOk()))
     chan = Channel(conn, 1)
@@ -52,7 +52,9 @@ async def test_every_split_point_gives_the_same_messages(lane: bool) -> None:
         conn, chan, got = _client()
         if not lane:  # every frame through the machine's tables, no hand-written parsing
             conn._amqp.fast_methods.clear()
-            conn._fast_lane = conn._amqp.receive_data  # type: ignore[method-assign]
+            machine = conn._amqp
+            conn._fast_lane = (  # type: ignore[method-assign]
+                lambda data, pos, machine=machine: machine.receive_data(data[pos:]))
         chan._confirm = True
         chan._unconfirmed = {1, 2, 3}
         chan._seq = 3
@@ -61,6 +63,41 @@ async def test_every_split_point_gives_the_same_messages(lane: bool) -> None:
         assert got == expected, f"split every {step} bytes"
         assert (chan.acked, chan.unconfirmed) == (2, 1)
         assert conn._closed is None
+
+
+LARGE = [bytes(range(256)) * 256, b"small", bytes(range(7, 250)) * 300, b"x" * 70000]
+
+
+@pytest.mark.parametrize("step", [1000, 4096, 65536, 65551, 100000, 262144])
+async def test_large_bodies_in_reads_of_any_size(step: int) -> None:
+    """64 KiB-class bodies in one frame each (frame_max 128 KiB), in reads that end inside
+    their frames: the unfinished frame is completed from the next read, the rest of that
+    read parsed where it is; every body arrives whole, as bytes."""
+    frame_max = 131072
+    stream = b"".join(_delivery(i + 1, body, frame_max) for i, body in enumerate(LARGE))
+    conn, _chan, got = _client(frame_max)
+    for start in range(0, len(stream), step):
+        conn.data_received(stream[start : start + step])
+    assert [(g[0], g[-1]) for g in got] == [(i + 1, b) for i, b in enumerate(LARGE)]
+    assert all(type(g[-1]) is bytes for g in got)
+    assert conn._tail == b"" and conn._closed is None
+
+
+async def test_large_bodies_are_published_uncopied_beside_the_frames() -> None:
+    conn, chan, _got = _client(131072)
+    publish = chan.publisher("", "q")
+    bodies = [b"a" * 70000, b"tiny", b"b" * (frames.LARGE_BODY + 1)]
+    for body in bodies:
+        publish(body)
+    assert conn._wparts[1] is bodies[0]  # the body object itself, not a copy
+    written = b"".join([*conn._wparts, conn._wbuf])
+    buf = frames.FrameBuffer(1 << 20)
+    buf.feed(written)
+    got = []
+    while (frame := buf.next_frame()) is not None:
+        if frame[0] == frames.BODY:
+            got.append(frame[2])
+    assert got == bodies
 
 
 async def test_malformed_frame_closes_the_connection() -> None:

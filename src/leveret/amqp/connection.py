@@ -389,23 +389,28 @@ class ProtocolMachine:
         hold it."""
         self._buffer = FrameBuffer(self._buffer.frame_max)
 
-    def receive_data(self, data: bytes) -> None:
-        """Handle every whole frame in the bytes received so far. Hard errors propagate.
-        (Once per socket read: the frame loop is written out here, no call of its own.)"""
+    def receive_data(self, data: bytes, max_frames: int = 0) -> bool:
+        """Handle the whole frames in the bytes received so far, at most ``max_frames`` of
+        them if it is not 0 (a server's share of work per turn for one client). Returns
+        True when it stopped there with more bytes buffered: call again, with ``b""`` or
+        more data, to go on. Hard errors propagate. (Once per socket read: the frame loop
+        is written out here, no call of its own.)"""
         buffer = self._buffer
         state = self.state
         if state is _START and data[:4] == b"AMQP" and not len(buffer):
             # the server answers a protocol version it does not speak with its own header
             raise FrameError(f"server refused the protocol version: {data[:8]!r}")
-        buffer.feed(data)
+        if data:
+            buffer.feed(data)
+        left = max_frames
         try:
             if state is _HEADER and not self._read_protocol_header():
-                return
+                return False
             next_frame = buffer.next_frame
             while self.state is not _CLOSED:
                 frame = next_frame()
                 if frame is None:
-                    return
+                    return False
                 ftype, number, payload = frame
                 # two of a message's three frames: straight to their handler
                 if ftype in _CONTENT_FRAMES:
@@ -418,6 +423,11 @@ class ProtocolMachine:
                 else:  # an unknown type, or a heartbeat with a payload
                     raise FrameError(f"type {ftype}, all octets = "
                                      f"{frames.erlang_binary(payload)}: unknown_frame")
+                if left:
+                    left -= 1
+                    if not left:  # this turn's share is done
+                        return len(buffer) > 0
+            return False
         finally:
             buffer.compact()
 

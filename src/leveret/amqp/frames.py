@@ -38,11 +38,12 @@ class FrameBuffer:
     """Received bytes waiting to be parsed into frames.
 
     ``next_frame`` returns ``(frame_type, channel, payload)`` or None when more bytes are
-    needed. Frames are cut straight out of the bytes received (one copy per payload, by
-    slicing bytes); bytes fed while a frame is incomplete are kept as they came and joined
-    once, behind what is left unread, only when together they complete it, so a large frame
-    arriving in many reads is copied once, not once per read. ``compact`` after a batch
-    drops the buffer once it is all read.
+    needed. The bytes are kept as they were received: the chunk being read (``_buf`` from
+    ``_pos``) and the chunks fed after it. A payload is copied once, out of the chunk that
+    holds it (a bytes slice), or joined once from the pieces of the chunks it spans; the
+    chunk where a frame ends becomes the one being read, uncopied. So a large frame
+    arriving in many reads is copied once, and so is every other byte, whatever the read
+    boundaries. ``compact`` after a batch drops the chunk once it is all read.
     """
 
     __slots__ = ("_buf", "_chunks", "_chunks_size", "_pos", "frame_max")
@@ -50,7 +51,7 @@ class FrameBuffer:
     def __init__(self, frame_max: int = DEFAULT_FRAME_MAX) -> None:
         self._buf = b""
         self._pos = 0
-        self._chunks: list[bytes] = []  # fed after _buf, not yet joined to it
+        self._chunks: list[bytes] = []  # fed after _buf, unread
         self._chunks_size = 0
         self.frame_max = frame_max
 
@@ -60,47 +61,56 @@ class FrameBuffer:
         if self._pos == len(self._buf) and not self._chunks:
             self._buf = data  # everything before was read: no copy
             self._pos = 0
-        else:
+        elif data:
             self._chunks.append(data)
             self._chunks_size += len(data)
 
     def __len__(self) -> int:
         return len(self._buf) - self._pos + self._chunks_size
 
-    def _gather(self, need: int) -> bool:
-        """Join the unread bytes and the chunks fed since into one buffer, if together they
-        hold ``need`` bytes; False (nothing joined) if they do not."""
-        rest = len(self._buf) - self._pos
-        if rest + self._chunks_size < need:
-            return False
+    def _take(self, n: int) -> bytes:
+        """The next ``n`` bytes, which must all have arrived, in one copy."""
+        buf = self._buf
+        pos = self._pos
+        have = len(buf) - pos
+        if have >= n:
+            self._pos = pos + n
+            return buf[pos : pos + n]
+        pieces: list[bytes | memoryview] = [memoryview(buf)[pos:]] if have else []
         chunks = self._chunks
-        chunks.insert(0, self._buf[self._pos:])
-        self._buf = b"".join(chunks)
-        self._pos = 0
-        self._chunks = []
-        self._chunks_size = 0
-        return True
+        while True:
+            chunk = chunks.pop(0)
+            self._chunks_size -= len(chunk)
+            want = n - have
+            if len(chunk) >= want:  # the rest of this chunk is read next, as it is
+                self._buf = chunk
+                self._pos = want
+                pieces.append(memoryview(chunk)[:want])
+                return b"".join(pieces)
+            pieces.append(chunk)
+            have += len(chunk)
 
     def take(self, n: int) -> bytes | None:
         """Take ``n`` raw bytes (the protocol header), or None if not all arrived yet."""
-        if len(self._buf) - self._pos < n and not self._gather(n):
+        if len(self) < n:
             return None
-        data = self._buf[self._pos : self._pos + n]
-        self._pos += n
-        return data
+        return self._take(n)
 
     def next_frame(self) -> tuple[int, int, bytes] | None:
         buf = self._buf
         pos = self._pos
         if len(buf) - pos < 7:
-            if not self._chunks or not self._gather(7):
+            if len(buf) - pos + self._chunks_size < 7:
                 return None
-            buf = self._buf
-            pos = 0
+            if pos == len(buf):  # the next chunk, uncopied
+                buf = self._buf = self._chunks.pop(0)
+                self._chunks_size -= len(buf)
+                pos = self._pos = 0
+        head = buf if len(buf) - pos >= 7 else self.peek(7)
         ftype: int
         channel: int
         size: int
-        ftype, channel, size = _FRAME_HEAD.unpack_from(buf, pos)
+        ftype, channel, size = _FRAME_HEAD.unpack_from(head, pos if head is buf else 0)
         if size > self.frame_max:
             # RabbitMQ's limit and wording: frame_max bounds the payload, not the whole frame
             # (some clients, AMQPStorm among them, fill a body frame with frame_max bytes),
@@ -108,25 +118,41 @@ class FrameBuffer:
             raise FrameError(f"type {ftype}, all octets = <<>>: "
                              f"{{frame_too_large,{size},{self.frame_max - 8}}}")
         end = pos + 7 + size
-        if len(buf) <= end:
-            if not self._chunks or not self._gather(size + 8):
+        if len(buf) > end:  # the whole frame in this chunk
+            payload = buf[pos + 7 : end]
+            frame_end = buf[end]
+            self._pos = end + 1
+        else:  # it goes on in the chunks fed since
+            if len(buf) - pos + self._chunks_size < size + 8:
                 return None
-            buf = self._buf
-            pos = 0
-            end = 7 + size
-        payload = buf[pos + 7 : end]
-        if buf[end] != FRAME_END:
+            self._take(7)
+            payload = self._take(size)
+            frame_end = self._take(1)[0]
+        if frame_end != FRAME_END:
             prefix = f"type {ftype}, first 16 octets = {erlang_binary(payload[:16])}: "
             raise FrameError(prefix + erlang_tuple(len(prefix), "invalid_frame_end_marker",
-                                                   str(buf[end])))
-        self._pos = end + 1
+                                                   str(frame_end)))
         return ftype, channel, payload
 
+    def peek(self, n: int) -> bytes:
+        """The next ``n`` bytes (which must all have arrived), left unread."""
+        pieces: list[bytes | memoryview] = [memoryview(self._buf)[self._pos :]]
+        have = len(self._buf) - self._pos
+        for chunk in self._chunks:
+            if have >= n:
+                break
+            pieces.append(chunk)
+            have += len(chunk)
+        return b"".join(pieces)[:n]
+
     def compact(self) -> None:
-        """After a batch: drop the buffer once every byte of it was read (a partly read one
-        is joined with what comes next when that completes a frame)."""
+        """After a batch: drop the chunk being read once every byte of it was read."""
         if self._pos and self._pos == len(self._buf):
-            self._buf = b""
+            if self._chunks:
+                self._buf = self._chunks.pop(0)
+                self._chunks_size -= len(self._buf)
+            else:
+                self._buf = b""
             self._pos = 0
 
 
@@ -252,6 +278,27 @@ def encode_deliver(channel: int, tag_frame: bytes, delivery_tag: int, redelivere
         b"\xce\x02", ch, (12 + len(properties)).to_bytes(4, "big"), b"\x00\x3c\x00\x00",
         size.to_bytes(8, "big"), properties,
         b"\xce\x03", ch, size.to_bytes(4, "big"), body, b"\xce",
+    ))
+
+
+# A body at least this large is delivered as it was received, beside the frames around it
+# (``encode_deliver_head``, then a vectored write), not copied into one join with them;
+# smaller ones are cheaper joined (docs/benchmarks.md, "Large bodies without copies").
+LARGE_BODY: Final = 16 << 10
+
+
+def encode_deliver_head(channel: int, tag_frame: bytes, delivery_tag: int, redelivered: bool,
+                        route: bytes, properties: bytes, size: int) -> bytes:
+    """What ``encode_deliver`` frames before a body of ``size`` bytes that fits one frame
+    (up to the body frame's header): for a large body written after it as it is, not
+    copied into a join, followed by ``FRAME_END_BYTE``."""
+    ch = channel.to_bytes(2, "big")
+    return b"".join((
+        b"\x01", ch, (13 + len(tag_frame) + len(route)).to_bytes(4, "big"), _DELIVER_HEAD,
+        tag_frame, delivery_tag.to_bytes(8, "big"), b"\x01" if redelivered else b"\x00", route,
+        b"\xce\x02", ch, (12 + len(properties)).to_bytes(4, "big"), b"\x00\x3c\x00\x00",
+        size.to_bytes(8, "big"), properties,
+        b"\xce\x03", ch, size.to_bytes(4, "big"),
     ))
 
 

@@ -14,7 +14,13 @@ from collections import OrderedDict, deque
 from typing import Any, Protocol
 
 from leveret.amqp import spec
-from leveret.amqp.frames import encode_content, encode_deliver, encode_get_ok
+from leveret.amqp.frames import (
+    LARGE_BODY,
+    encode_content,
+    encode_deliver,
+    encode_deliver_head,
+    encode_get_ok,
+)
 from leveret.broker.access import READ, Grants
 from leveret.broker.arguments import wire_type
 from leveret.broker.entry import Entry
@@ -55,6 +61,7 @@ class ChannelConnection(Protocol):
     @property
     def grants(self) -> Grants: ...
     def write(self, data: bytes) -> None: ...
+    def write_body(self, head: bytes, body: bytes) -> None: ...
     def send(self, channel: int, method: spec.Method) -> None: ...
     def client_capability(self, name: str) -> bool: ...
     def channel_error(self, ch: Channel, exc: AMQPError) -> None: ...
@@ -125,8 +132,14 @@ class Channel:
         if redelivered:
             self.counters.redeliver += 1
         conn = self.connection
+        body = msg.body
+        if len(body) >= LARGE_BODY and len(body) <= conn.frame_max - 8:
+            conn.write_body(encode_deliver_head(self.number, consumer.tag_frame, tag,
+                                                redelivered, msg.route, msg.properties_raw,
+                                                len(body)), body)
+            return
         conn.write(encode_deliver(self.number, consumer.tag_frame, tag, redelivered,
-                                  msg.route, msg.properties_raw, msg.body, conn.frame_max))
+                                  msg.route, msg.properties_raw, body, conn.frame_max))
 
     def redispatch(self) -> None:
         """Capacity came back (acks, flow, qos, writable socket): let queues deliver."""

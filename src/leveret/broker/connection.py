@@ -6,7 +6,7 @@ its owner on the server side and decides what only a broker decides: logins
 (``node.authenticate``), vhost admission (``node.check_connection_allowed``), per-user channel
 limits, what each channel method does (``Channel`` and ``dispatch.HANDLERS``) and what a
 closing connection frees (its channels and exclusive queues). Around that it batches output
-(the server writes ``take_output()`` once per batch), holds deliveries while the client's
+(the server writes ``take_output_parts()`` once per batch), holds deliveries while the client's
 socket is backed up, flushes publisher confirms once per batch and pauses publishers whose
 queues are congested, so the asyncio layer decides nothing.
 """
@@ -21,6 +21,7 @@ from leveret.amqp import spec
 from leveret.amqp.connection import ConnectionState, ProtocolMachine, Role
 from leveret.amqp.content import ContentHead
 from leveret.amqp.fields import decode_table
+from leveret.amqp.frames import FRAME_END_BYTE, LARGE_BODY
 from leveret.broker.access import Grants, User
 from leveret.broker.channel import Channel
 from leveret.broker.clock import Timer
@@ -86,6 +87,7 @@ class ServerConnection:
                                         frame_max=node.limits.frame_max,
                                         max_body_size=node.limits.max_message_size)
         self.out: list[bytes] = []
+        self._large_out = False  # a large body is among ``out``: take_output_parts keeps it
         self._flush_requested = False
         # Deliveries stop while the client's socket is backed up (transport_paused) or a
         # batch of output is waiting to be written (output_full), so that one consumer's
@@ -143,13 +145,43 @@ class ServerConnection:
             self._flush_requested = True
             self.on_write()
 
+    def write_body(self, head: bytes, body: bytes) -> None:
+        """``head`` (frames up to a body frame's header), the body, the frame end: a body
+        of ``LARGE_BODY`` or more stays its own piece of the output, shared, not copied."""
+        self.write(head)
+        self.out.append(body)
+        self.out_bytes += len(body)
+        self._large_out = True
+        self.write(FRAME_END_BYTE)
+
     def take_output(self) -> bytes:
+        """The output batch as one byte string."""
+        return b"".join(self.take_output_parts())
+
+    def take_output_parts(self) -> list[bytes]:
+        """The output batch for a vectored write: runs of small pieces joined, each large
+        body by itself (one join of everything when there is none)."""
         self._flush_requested = False
-        data = b"".join(self.out)
-        self.out.clear()
+        out = self.out
         self.send_oct += self.out_bytes
         self.out_bytes = 0
-        return data
+        if not self._large_out:
+            data = b"".join(out)
+            out.clear()
+            return [data]
+        self._large_out = False
+        parts: list[bytes] = []
+        start = 0
+        for i, piece in enumerate(out):
+            if len(piece) >= LARGE_BODY:
+                if start < i:
+                    parts.append(out[start] if start + 1 == i else b"".join(out[start:i]))
+                parts.append(piece)
+                start = i + 1
+        if start < len(out):
+            parts.append(b"".join(out[start:]))
+        out.clear()
+        return parts
 
     def output_flushed(self) -> None:
         """The server wrote the output batch: deliveries may resume if they were held."""
@@ -170,13 +202,16 @@ class ServerConnection:
 
     # -- input -----------------------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes, max_frames: int = 0) -> bool:
+        """Handle what the client sent, at most ``max_frames`` frames of it (0: all). True
+        if whole frames may be left: call again with ``b""`` (on a later turn) to go on."""
         protocol = self.protocol
         if protocol.state is CLOSED or self.input_closed or self._refusal is not None:
-            return
+            return False
         self.recv_oct += len(data)
+        more = False
         try:
-            protocol.receive_data(data)
+            more = protocol.receive_data(data, max_frames)
         except AMQPError as exc:
             self._hard_error(exc)
         except Exception as exc:  # a bug must close one connection, never the broker
@@ -190,6 +225,7 @@ class ServerConnection:
                 self._confirming.clear()
         if self.last_routed:
             self._check_congestion()
+        return more and not self.input_closed
 
     def _check_congestion(self) -> None:
         for q in self.last_routed:

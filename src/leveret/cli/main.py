@@ -202,6 +202,9 @@ def serve(args: argparse.Namespace) -> int:
     if stale:  # an in-place compiled build (make compile) older than edited sources
         log.warning("compiled modules older than their sources run the old code: %s "
                     "(make compile again, or make clean-compiled)", ", ".join(stale))
+    from leveret.server.allocator import tune_allocator
+
+    tune_allocator()
     try:
         import uvloop
 

@@ -36,6 +36,36 @@ _OPEN = ChannelState.OPEN
 WRITE_HIGH_WATER = 512 * 1024
 
 
+def _completing(tail: bytes, data: bytes, frame_max: int) -> int:
+    """How many bytes of ``data`` finish the frame left unfinished at the end of ``tail``
+    (which starts where a frame starts) and, if that is a basic.deliver or its content
+    header, the content frames after it that ``data`` holds whole, so the fast lane sees
+    the message in one piece; -1 if ``data`` does not finish that frame."""
+    pos = 0
+    while len(tail) - pos >= 7:  # the unfinished frame: after the whole ones
+        end = pos + 8 + _HEAD.unpack_from(tail, pos)[2]
+        if end > len(tail):
+            break
+        pos = end
+    head = tail[pos:] + data[:7] if len(tail) - pos < 7 else tail[pos : pos + 7]
+    if len(head) < 7:
+        return -1
+    ftype, _ch, size = _HEAD.unpack_from(head, 0)
+    if size + 8 > frame_max:
+        return len(data)  # too big a frame: the machine says so
+    k = pos + 8 + size - len(tail)
+    if k > len(data):
+        return -1
+    for _ in range(2 if ftype in (1, 2) else 0):
+        if len(data) - k < 7:
+            break
+        ftype, _ch, size = _HEAD.unpack_from(data, k)
+        if ftype not in (2, 3) or k + 8 + size > len(data):
+            break
+        k += 8 + size
+    return k
+
+
 class FrameProtocol(asyncio.Protocol):
     """Framing and I/O shared by :class:`leveret.client.Connection`."""
 
@@ -47,6 +77,8 @@ class FrameProtocol(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._tail = b""  # an unfinished frame left over from the previous chunk
         self._wbuf = bytearray()
+        # written before _wbuf: earlier buffers and large bodies, for one vectored write
+        self._wparts: list[bytes | bytearray] = []
         self._flush_pending = False
         self._paused = False  # transport buffer above its high-water mark
         self._blocked = False  # connection.blocked from the server (resource alarm)
@@ -98,21 +130,32 @@ class FrameProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._recv_flag = True
-        if self._tail:
-            data = self._tail + data
-            self._tail = b""
         amqp = self._amqp
         try:
+            start = 0
+            if self._tail:
+                # complete the unfinished frame (and its message) with the start of this
+                # chunk; the rest of the chunk is read where it is, not copied behind it
+                start = _completing(self._tail, data, amqp.frame_max)
+                if start < 0:
+                    self._tail += data
+                    return
+                head = self._tail + data[:start]
+                self._tail = b""
+                self._fast_lane(head, 0)
+                if self._tail:  # (cannot be: head ends where a frame ends)
+                    self._tail += data[start:]
+                    return
             if amqp.state is ConnectionState.RUNNING and not amqp.buffered:
-                self._fast_lane(data)
+                self._fast_lane(data, start)
             else:
-                amqp.receive_data(data)
+                amqp.receive_data(data[start:] if start else data)
         except AMQPError as exc:  # a broken frame or order: nothing after it can be trusted
             self._fail(ConnectionClosed(exc.reply_code, exc.reply_text), exc.reply_code)
         except Exception as exc:
             self._fail(exc, 541)
 
-    def _fast_lane(self, data: bytes) -> None:
+    def _fast_lane(self, data: bytes, pos: int) -> None:
         """The fast path beside the machine, for a consumer under load: a basic.deliver whose
         content header and single body frame are all in this chunk goes to its consumer in
         one step, and basic.ack / basic.nack straight to their channel. Every other run of
@@ -125,7 +168,7 @@ class FrameProtocol(asyncio.Protocol):
         channels = self._channels
         frame_max = amqp.frame_max
         n = len(data)
-        pos = start = 0  # [start, pos): whole frames for the machine
+        start = pos  # [start, pos): whole frames for the machine
         while n - pos >= 8:
             ftype, ch, size = _HEAD.unpack_from(data, pos)
             end = pos + 7 + size
@@ -215,14 +258,29 @@ class FrameProtocol(asyncio.Protocol):
     def _flush(self) -> None:
         self._flush_pending = False
         data = self._wbuf
-        if not data:
+        parts = self._wparts
+        if not data and not parts:
             return
         # a fresh buffer each time: the transport may keep a reference to the old one
         self._wbuf = bytearray()
         t = self._transport
-        if t is not None and not t.is_closing():
+        if parts:
+            self._wparts = []
+            if data:
+                parts.append(data)
+            if t is not None and not t.is_closing():
+                t.writelines(parts)
+                self._sent_flag = True
+        elif t is not None and not t.is_closing():
             t.write(data)
             self._sent_flag = True
+
+    def _send_large(self, body: bytes) -> None:
+        """A large body goes out as it is, after what is buffered, not copied into it (the
+        caller goes on with the new ``_wbuf``)."""
+        self._wparts.append(self._wbuf)
+        self._wparts.append(body)
+        self._wbuf = bytearray()
 
     def _send(self, data: bytes) -> None:
         self._wbuf += data

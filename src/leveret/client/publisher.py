@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 
 from leveret.amqp import frames, spec
+from leveret.amqp.frames import LARGE_BODY
 from leveret.client.links import ChannelLink
 
 _HEADER_HEAD = struct.Struct(">BHIHH")  # type, channel, size, class id, weight
@@ -66,7 +67,11 @@ class Publisher:
             self._head = self._prefix + _Q.pack(n) + self._mid + _I.pack(n)
         w = conn._wbuf
         w += self._head
-        w += body
+        if n < LARGE_BODY:
+            w += body
+        else:  # written as it is beside the frames (a vectored write), not copied
+            conn._send_large(body)
+            w = conn._wbuf
         w += b"\xce"
         if not conn._flush_pending:
             conn._schedule_flush()

@@ -7,9 +7,10 @@ close timeouts) and applies backpressure both ways:
 - a resource alarm (memory, disk): the listener blocks connections that publish, which get
   connection.blocked and are no longer read from until the alarm clears.
 
-It also keeps one busy client from starving the others: bytes are handled at most
-``INPUT_SLICE`` at a time, the rest on later turns of the event loop (reading paused
-meanwhile), so every other connection is served between one flood's slices.
+It also keeps one busy client from starving the others: at most ``INPUT_FRAMES`` frames of
+its input are handled per turn of the event loop, the rest (left where it was received, in
+the protocol machine's frame buffer: no copy) on later turns, reading paused meanwhile, so
+every other connection is served between one flood's shares.
 
 It also logs each connection's life: accepted, opened (user, vhost, client-provided name),
 closed (with the reason), with structured fields for the JSON log format.
@@ -38,11 +39,14 @@ HANDSHAKE_TIMEOUT = 10.0
 CLOSE_OK_TIMEOUT = 3.0
 WRITE_HIGH_WATER = 1 << 20
 WRITE_LOW_WATER = 1 << 18
-# Bytes of one connection's input handled per turn of the event loop: ~200 small publishes,
+# Frames of one connection's input handled per turn of the event loop: ~200 small publishes,
 # about a millisecond of work, so a flood delays another client by that much, not by the
-# 256 KiB a socket read can bring (bench/fairness.py: 16 KiB gave a quiet client 3 ms
-# beside a flood, 64 KiB 10 ms, unsliced 53 ms; the flood's own rate did not change).
-INPUT_SLICE = 16 << 10
+# 256 KiB a socket read can bring (bench/fairness.py: a 16 KiB share gave a quiet client
+# 3 ms beside a flood, 64 KiB 10 ms, unsliced 53 ms; the flood's own rate did not change).
+# Counted in frames, not bytes: a frame's cost is mostly per frame, and a share in bytes
+# cut large bodies into pieces that had to be copied and joined again (docs/benchmarks.md,
+# "Large bodies without copies").
+INPUT_FRAMES = 600
 # After a framing error nothing the client sends can be parsed: it is read and dropped, so a
 # client that hangs up is seen at once, but past this much we stop reading altogether and
 # the close timeout ends the connection (a client that keeps writing gets nothing more).
@@ -79,7 +83,7 @@ class AMQPProtocol(asyncio.Protocol):
         self._heartbeat_timer: asyncio.TimerHandle | None = None
         self._close_timer = False
         self._draining = False  # closed by the client: its input is dropped until it hangs up
-        self._pending = b""  # input read but not yet handled: waits for its turn
+        self._more_input = False  # whole frames received but not handled: wait their turn
         self._slice_scheduled = False
         self._dropped = 0  # bytes read and dropped after a framing error
         self._unsent = 0  # our write buffer at the last heartbeat tick: does the client read?
@@ -120,14 +124,7 @@ class AMQPProtocol(asyncio.Protocol):
             if self._dropped > DROP_AFTER_ERROR:
                 self._update_reading()
             return
-        if self._pending:  # (a TLS transport may still hand over bytes after pausing)
-            self._pending += data
-            return
-        if len(data) > INPUT_SLICE:
-            self._pending = data[INPUT_SLICE:]
-            data = data[:INPUT_SLICE]
-            self._update_reading()  # paused until the rest had its turns
-        self._handle(data)
+        self._handle(data)  # (a TLS transport may hand over bytes after pausing: queued)
 
     def _schedule_slice(self) -> None:
         if not self._slice_scheduled:
@@ -137,20 +134,17 @@ class AMQPProtocol(asyncio.Protocol):
     def _next_slice(self) -> None:
         self._slice_scheduled = False
         t = self.transport
-        if t is None or t.is_closing() or not self._pending or self._held():
+        if t is None or t.is_closing() or not self._more_input or self._held():
             return  # when nothing holds the input any more, _update_reading calls us again
-        data = self._pending
-        self._pending = data[INPUT_SLICE:]
-        self._handle(data[:INPUT_SLICE])
-        self._update_reading()  # the next slice, or reading again
+        self._handle(b"")
 
     def _handle(self, data: bytes) -> None:
         conn = self.conn
         assert conn is not None
-        conn.receive_data(data)
-        if conn.input_closed and self._pending:  # a framing error: nothing after it parses
-            self._pending = b""
-            self._update_reading()  # (reading paused for the slices): see its EOF
+        more = conn.receive_data(data, INPUT_FRAMES)
+        if more or self._more_input:  # pause reading for the next share, or read again
+            self._more_input = more  # (not after a framing error: nothing after it parses)
+            self._update_reading()
         committer = self.listener.committer
         if committer is not None:
             committer.poke()
@@ -241,10 +235,10 @@ class AMQPProtocol(asyncio.Protocol):
         t = self.transport
         if t is None or t.is_closing():
             return
-        if self._held() or self._pending:
+        if self._held() or self._more_input:
             if t.is_reading():
                 t.pause_reading()
-            if self._pending and not self._held():
+            if self._more_input and not self._held():
                 self._schedule_slice()
         elif not t.is_reading():
             t.resume_reading()
@@ -258,12 +252,17 @@ class AMQPProtocol(asyncio.Protocol):
         conn, t = self.conn, self.transport
         if conn is None or t is None or t.is_closing():
             return
-        data = conn.take_output()
-        if data:
+        parts = conn.take_output_parts()
+        if len(parts) > 1 or parts[0]:
             committer = self.listener.committer
             if committer is not None:  # delivered marks reach the OS before deliveries
                 committer.write_ahead()  # leave (a kill -9 then brings them redelivered)
-            t.write(data)  # may call pause_writing() before it returns
+            # may call pause_writing() before it returns; large bodies as they are, in one
+            # vectored write (uvloop: writev; asyncio's default loop joins them)
+            if len(parts) == 1:
+                t.write(parts[0])
+            else:
+                t.writelines(parts)
             self.last_send = self.loop.time()
         conn.output_flushed()
         if self._closing and conn.closed_by_client:
@@ -289,7 +288,7 @@ class AMQPProtocol(asyncio.Protocol):
         instead of close-ok. Its EOF closes the transport (eof_received); a client that
         does not hang up is closed after the timeout."""
         self._draining = True
-        self._pending = b""
+        self._more_input = False
         self._update_reading()
         self._timers.append(self.loop.call_later(CLOSE_OK_TIMEOUT, self._hang_up))
 

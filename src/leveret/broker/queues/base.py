@@ -50,8 +50,13 @@ if TYPE_CHECKING:
 # A consumer whose socket has stayed full for STUCK_AFTER seconds no longer counts: one
 # client that stopped reading must not stop the publishers for good (the backlog pages to
 # disk as it does with no consumer), and a publisher is paused at most this long at a time.
+# The same marks in body bytes, for large messages: below the default in-memory limit of a
+# queue (64 MiB, Limits.queue_memory_bytes), so a backlog of 64 KiB messages pauses its
+# publishers before it pages to disk, which would slow its consumer further.
 BACKLOG_HIGH = 4096
 BACKLOG_LOW = 1024
+BACKLOG_HIGH_BYTES = 32 << 20
+BACKLOG_LOW_BYTES = 8 << 20
 STUCK_AFTER = 1.0
 
 
@@ -356,7 +361,8 @@ class Queue:
 
     def congested(self) -> bool:
         """Too many ready messages for consumers whose connections are not draining."""
-        return self.message_count > BACKLOG_HIGH and any(
+        return (self.message_count > BACKLOG_HIGH
+                or self.ready_bytes > BACKLOG_HIGH_BYTES) and any(
             not c.output.writable and not c.output.stuck for c in self.consumers)
 
     def wake_publishers(self) -> None:

@@ -29,7 +29,13 @@ from leveret.broker.dedup import DedupWindow
 from leveret.broker.entry import Entry
 from leveret.broker.message import FLAG_EXPIRATION, FLAG_PRIORITY, Message
 from leveret.broker.queues.backing import MEMORY_BYTES, MEMORY_MESSAGES, Backing
-from leveret.broker.queues.base import BACKLOG_LOW, Consumer, Queue, QueueHost
+from leveret.broker.queues.base import (
+    BACKLOG_LOW,
+    BACKLOG_LOW_BYTES,
+    Consumer,
+    Queue,
+    QueueHost,
+)
 from leveret.broker.queues.ready import FifoReady
 
 # Expired messages dropped per expiry-timer run; the rest go EXPIRY_PAUSE seconds later.
@@ -401,7 +407,8 @@ class ClassicQueue(Queue):
                 self._deliver(chosen, self._prepare(self.backing.pop()))
         finally:
             self._dispatching = False
-            if self.waiting_publishers and len(self.ready) <= BACKLOG_LOW:
+            if self.waiting_publishers and len(self.ready) <= BACKLOG_LOW and (
+                    self.backing.ready_bytes <= BACKLOG_LOW_BYTES):
                 self.wake_publishers()
 
     def _drain_fifo(self, consumer: Consumer) -> None:
