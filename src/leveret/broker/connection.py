@@ -83,6 +83,9 @@ class ServerConnection:
         self._flow_timer: Timer | None = None
         self.blocked_sent = False
         self.last_routed: list[Queue] = []
+        # a queue it last published into is behind its consumers (Queue.behind): the
+        # protocol gives its input a smaller share of each turn of the event loop
+        self.publishing_behind = False
         self.protocol = ProtocolMachine(Role.SERVER, self, self.write,
                                         frame_max=node.limits.frame_max,
                                         max_body_size=node.limits.max_message_size)
@@ -228,7 +231,10 @@ class ServerConnection:
         return more and not self.input_closed
 
     def _check_congestion(self) -> None:
+        behind = False
         for q in self.last_routed:
+            if q.behind():
+                behind = True
             if q.congested() and not self.flow_paused:
                 self.flow_paused = True
                 q.waiting_publishers.add(self)
@@ -236,6 +242,7 @@ class ServerConnection:
                 self._flow_timer = self.node.timers.call_later(STUCK_AFTER,
                                                                self._flow_timeout)
                 self.on_flow(True)
+        self.publishing_behind = behind
         self.last_routed = []
 
     def _flow_timeout(self) -> None:

@@ -47,6 +47,11 @@ WRITE_LOW_WATER = 1 << 18
 # cut large bodies into pieces that had to be copied and joined again (docs/benchmarks.md,
 # "Large bodies without copies").
 INPUT_FRAMES = 600
+# The share of a publisher into a queue whose consumers are behind (Queue.behind): 25 small
+# publishes. With 600 frames a turn, a consumer at its prefetch limit (acks come round once
+# a turn) fell further behind every turn, until its queue paged to disk (docs/benchmarks.md,
+# "Issue 14: side by side").
+INPUT_FRAMES_BEHIND = 75
 # After a framing error nothing the client sends can be parsed: it is read and dropped, so a
 # client that hangs up is seen at once, but past this much we stop reading altogether and
 # the close timeout ends the connection (a client that keeps writing gets nothing more).
@@ -141,7 +146,8 @@ class AMQPProtocol(asyncio.Protocol):
     def _handle(self, data: bytes) -> None:
         conn = self.conn
         assert conn is not None
-        more = conn.receive_data(data, INPUT_FRAMES)
+        more = conn.receive_data(data, INPUT_FRAMES_BEHIND if conn.publishing_behind
+                                 else INPUT_FRAMES)
         if more or self._more_input:  # pause reading for the next share, or read again
             self._more_input = more  # (not after a framing error: nothing after it parses)
             self._update_reading()

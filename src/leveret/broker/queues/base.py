@@ -365,6 +365,15 @@ class Queue:
                 or self.ready_bytes > BACKLOG_HIGH_BYTES) and any(
             not c.output.writable and not c.output.stuck for c in self.consumers)
 
+    def behind(self) -> bool:
+        """A backlog its consumers are not keeping up with, though they read: each publisher
+        into it then gets a smaller share of the event loop per turn (``INPUT_FRAMES_BEHIND``)
+        so that consumers' acks, and the deliveries they allow, come round sooner. Unlike
+        ``congested`` this never stops a publisher: on an idle loop turns are quick and it
+        goes as fast as before; it only loses to consumers where they compete for the CPU,
+        as RabbitMQ's credit flow slows a publisher whose queue process is busy."""
+        return self.message_count > BACKLOG_HIGH and bool(self.consumers)
+
     def wake_publishers(self) -> None:
         waiting, self.waiting_publishers = self.waiting_publishers, set()
         for connection in waiting:

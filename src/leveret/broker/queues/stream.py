@@ -301,6 +301,9 @@ class StreamQueue(Queue):
     def congested(self) -> bool:
         return False  # readers go at their own pace; a stream never pauses a publisher
 
+    def behind(self) -> bool:
+        return False  # its message count is what it retains, not a backlog
+
     @property
     def has_exclusive_consumer(self) -> bool:
         return False
