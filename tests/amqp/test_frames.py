@@ -354,19 +354,66 @@ def test_frame_buffer_large_frames_fed_in_bursts(sizes, cuts, bursts):
     assert len(buf) == 0
 
 
-def test_frame_buffer_keeps_the_rest_of_a_read_uncopied():
-    """A frame completed by the start of a read: the rest of that read is parsed where it
-    is (the same bytes object), not joined behind what came before."""
-    big = frame(3, 1, b"a" * 70000)
-    small = frame(1, 1, b"method")
-    data = big + small
+def _read_into(buf: frames.FrameBuffer, data: bytes, most: int) -> None:
+    """What a BufferedProtocol transport does: recv_into ``get_buffer``'s room, at most
+    ``most`` bytes a read, then ``buffer_updated``."""
+    pos = 0
+    while pos < len(data):
+        room = buf.get_buffer(-1)
+        assert len(room) >= frames.MIN_READ
+        k = min(len(room), most, len(data) - pos)
+        room[:k] = data[pos:pos + k]
+        buf.buffer_updated(k)
+        pos += k
+
+
+@given(st.lists(st.integers(0, 300000), min_size=1, max_size=6),
+       st.integers(1, 300000))
+def test_frame_buffer_reads_straight_into_its_ring(sizes, most):
+    """Reads land in the ring in pieces of any size; frames (up to beyond the ring's size,
+    as a large frame_max allows) come out whole and as bytes."""
+    bodies = [bytes([i % 251]) * n for i, n in enumerate(sizes)] + [b"m"]
+    data = b"".join(frame(3, 1, b) for b in bodies)
     buf = frames.FrameBuffer(1 << 20)
-    buf.feed(data[:1000])
-    second = data[1000:]
-    buf.feed(second)
-    assert buf.next_frame() == (3, 1, b"a" * 70000)
-    assert buf._buf is second
-    assert buf.next_frame() == (1, 1, b"method")
+    got: list[bytes] = []
+    for start in range(0, len(data), most):
+        _read_into(buf, data[start:start + most], most)
+        while (f := buf.next_frame()) is not None:
+            assert type(f[2]) is bytes
+            got.append(f[2])
+        buf.compact()
+    assert got == bodies
+    assert len(buf) == 0
+
+
+def test_frame_buffer_room_for_the_whole_of_a_frame_begun():
+    """Once a frame's header is in, the next read has room for all the rest of it."""
+    buf = frames.FrameBuffer(1 << 20)
+    data = frame(3, 1, b"b" * 200000)
+    room = buf.get_buffer(-1)
+    room[:100] = data[:100]
+    buf.buffer_updated(100)
+    assert buf.next_frame() is None
+    buf.compact()
+    assert len(buf.get_buffer(-1)) >= len(data) - 100
+
+
+def test_frame_buffer_holds_no_ring_between_reads():
+    """An idle connection holds no 256 KiB ring: after a batch, nothing is kept when all
+    was read, and the start of a frame is kept in a buffer of its own size."""
+    buf = frames.FrameBuffer()
+    _read_into(buf, frame(1, 1, b"abc") * 3 + b"\x01\x00\x01", 1 << 20)
+    assert [buf.next_frame() for _ in range(3)] == [(1, 1, b"abc")] * 3
+    assert buf.next_frame() is None
+    buf.compact()
+    assert len(buf) == 3 and len(buf._ring) == 3
+    _read_into(buf, b"\x00\x00\x00\x02hi\xce", 1 << 20)
+    assert buf.next_frame() == (1, 1, b"hi")
+    buf.compact()
+    assert len(buf) == 0 and len(buf._ring) == 0
+    buf.release()  # and a released buffer can be used again
+    _read_into(buf, frames.HEARTBEAT_FRAME, 1 << 20)
+    assert buf.next_frame() == (8, 0, b"")
 
 
 def test_frame_buffer_header_split_across_reads():

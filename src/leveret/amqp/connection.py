@@ -387,7 +387,15 @@ class ProtocolMachine:
         """Drop what was received and not yet handled: after a framing error the rest of
         the stream cannot be parsed, and a client that keeps writing must not make us
         hold it."""
-        self._buffer = FrameBuffer(self._buffer.frame_max)
+        self._buffer.release()
+
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        """Where the next socket read goes (asyncio's BufferedProtocol): then
+        ``buffer_updated`` with how much arrived, then ``receive_data(b"")`` handles it."""
+        return self._buffer.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._buffer.buffer_updated(nbytes)
 
     def receive_data(self, data: bytes, max_frames: int = 0) -> bool:
         """Handle the whole frames in the bytes received so far, at most ``max_frames`` of
@@ -684,3 +692,4 @@ class ProtocolMachine:
         """The transport is gone (or about to be): nothing more is received."""
         self.state = ConnectionState.CLOSED
         self.channels.clear()
+        self._buffer.release()

@@ -1,8 +1,8 @@
 """AMQP 0-9-1 framing: the frame envelope, heartbeats, content headers and body splitting.
 
 A frame is ``type:octet channel:short size:long payload:size frame-end:octet(0xCE)``.
-``FrameBuffer`` accumulates received bytes and hands out whole frames; it keeps a read
-offset and compacts once per batch instead of slicing per frame (bounded, copy-light).
+``FrameBuffer`` is where a connection's socket reads land (asyncio's BufferedProtocol) and
+hands out whole frames, each payload copied once.
 The frame types and sizes come from the generated spec (one source of truth), under the
 short names the connection code uses.
 """
@@ -34,126 +34,184 @@ _CONTENT_HEAD: Final = struct.Struct(">BHIHHQ")  # frame header + class, weight,
 _II: Final = struct.Struct(">I")
 
 
+# The receive buffer (``FrameBuffer``): a socket read goes straight into it (asyncio's
+# BufferedProtocol), not into a bytes object the frames are then copied out of again. Its
+# 256 KiB rings are what uvloop reads at once; a connection holds one only while bytes wait in
+# it (a few are kept in ``_POOL`` for the next), so an idle connection holds none.
+RING_SIZE: Final = 256 << 10
+POOL_MAX: Final = 4
+# A read is offered at least this much room; with less left at the end of the ring, what is
+# unread moves to the front of another ring first.
+MIN_READ: Final = 16 << 10
+# Small frames are sliced out of one bytes copy of up to this much of the ring (one copy for
+# some twenty small messages); a frame that does not fit in that copy is copied once, straight
+# out of the ring: a 64 KiB body costs one copy, not two.
+SNAPSHOT: Final = 2048
+# After a batch, unread bytes up to this many (the start of a frame still arriving) move to a
+# buffer of their own size and the ring goes back to the pool.
+SPILL: Final = 16 << 10
+
+_POOL: list[bytearray] = []
+_NO_BYTES: Final = bytearray()
+
+
+def _acquire_ring() -> bytearray:
+    try:
+        return _POOL.pop()  # (one call: atomic where a client and a broker share a process)
+    except IndexError:
+        return bytearray(RING_SIZE)
+
+
 class FrameBuffer:
     """Received bytes waiting to be parsed into frames.
 
-    ``next_frame`` returns ``(frame_type, channel, payload)`` or None when more bytes are
-    needed. The bytes are kept as they were received: the chunk being read (``_buf`` from
-    ``_pos``) and the chunks fed after it. A payload is copied once, out of the chunk that
-    holds it (a bytes slice), or joined once from the pieces of the chunks it spans; the
-    chunk where a frame ends becomes the one being read, uncopied. So a large frame
-    arriving in many reads is copied once, and so is every other byte, whatever the read
-    boundaries. ``compact`` after a batch drops the chunk once it is all read.
+    A socket read lands in the ring: ``get_buffer`` offers the free space after the bytes
+    not yet read (from ``_r`` to ``_w``), ``buffer_updated`` takes what arrived (``feed``
+    copies bytes in the same way). ``next_frame`` returns ``(frame_type, channel, payload)``
+    or None when more bytes are needed; every payload is its own bytes object, copied once
+    (small ones as a slice of ``_snap``, a bytes copy of the ring from ``_snap_at``).
+    ``compact`` after a batch gives the ring back once nothing, or only the start of a frame,
+    is left in it.
     """
 
-    __slots__ = ("_buf", "_chunks", "_chunks_size", "_pos", "frame_max")
+    __slots__ = ("_r", "_ring", "_snap", "_snap_at", "_view", "_w", "frame_max")
 
     def __init__(self, frame_max: int = DEFAULT_FRAME_MAX) -> None:
-        self._buf = b""
-        self._pos = 0
-        self._chunks: list[bytes] = []  # fed after _buf, unread
-        self._chunks_size = 0
+        self._ring = _NO_BYTES
+        self._view = memoryview(_NO_BYTES)
+        self._r = 0
+        self._w = 0
+        self._snap = b""
+        self._snap_at = 0
         self.frame_max = frame_max
 
-    def feed(self, data: bytes) -> None:
-        if type(data) is not bytes:  # (a caller's bytearray must not change under us)
-            data = bytes(data)
-        if self._pos == len(self._buf) and not self._chunks:
-            self._buf = data  # everything before was read: no copy
-            self._pos = 0
-        elif data:
-            self._chunks.append(data)
-            self._chunks_size += len(data)
+    # -- receiving into the ring ---------------------------------------------------------
+
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        """Where the next read goes: room for at least ``MIN_READ`` (or ``sizehint``) bytes,
+        and for the whole of a frame whose start has arrived."""
+        w = self._w
+        if w and self._r == w:  # all read: start again at the front
+            self._r = self._w = w = 0
+            self._snap = b""
+        if len(self._ring) - w < MIN_READ:
+            self._make_room(sizehint)
+            w = self._w
+        return self._view[w:]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """``nbytes`` arrived where ``get_buffer`` said."""
+        self._w += nbytes
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Copy received bytes in (a caller that reads into ``get_buffer`` copies none)."""
+        view = memoryview(data)
+        n = len(view)
+        done = 0
+        while done < n:
+            room = self.get_buffer(n - done)
+            k = min(len(room), n - done)
+            room[:k] = view[done : done + k]
+            self._w += k
+            done += k
+
+    def _make_room(self, sizehint: int) -> None:
+        """Move the unread bytes to the front of another ring with room after them."""
+        r = self._r
+        w = self._w
+        pending = w - r
+        want = pending + max(sizehint, MIN_READ)
+        if pending >= 7:  # a frame has begun: room for all of it
+            size: int = _FRAME_HEAD.unpack_from(self._ring, r)[2]
+            if size <= self.frame_max:  # (next_frame refuses a larger one)
+                want = max(want, size + 8)
+        ring = _acquire_ring() if want <= RING_SIZE else bytearray(want)
+        view = memoryview(ring)
+        if pending:
+            view[:pending] = self._view[r:w]
+        self._release()
+        self._ring = ring
+        self._view = view
+        self._r = 0
+        self._w = pending
+
+    def _release(self) -> None:
+        ring = self._ring
+        if len(ring) == RING_SIZE and len(_POOL) < POOL_MAX:
+            _POOL.append(ring)
+        self._ring = _NO_BYTES
+        self._view = memoryview(_NO_BYTES)
+        self._r = self._w = 0
+        self._snap = b""
+
+    def release(self) -> None:
+        """Drop what is buffered and give the ring back (the buffer can be used again)."""
+        self._release()
+
+    def compact(self) -> None:
+        """After a batch: give the ring back if nothing is left in it, or keep only the
+        little that is (the start of a frame) in a buffer of its own."""
+        pending = self._w - self._r
+        if not pending:
+            if self._ring is not _NO_BYTES:
+                self._release()
+        elif pending <= SPILL and len(self._ring) >= RING_SIZE:
+            rest = bytearray(self._view[self._r : self._w])
+            self._release()
+            self._ring = rest
+            self._view = memoryview(rest)
+            self._w = pending
+
+    # -- reading frames ------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return len(self._buf) - self._pos + self._chunks_size
-
-    def _take(self, n: int) -> bytes:
-        """The next ``n`` bytes, which must all have arrived, in one copy."""
-        buf = self._buf
-        pos = self._pos
-        have = len(buf) - pos
-        if have >= n:
-            self._pos = pos + n
-            return buf[pos : pos + n]
-        pieces: list[bytes | memoryview] = [memoryview(buf)[pos:]] if have else []
-        chunks = self._chunks
-        while True:
-            chunk = chunks.pop(0)
-            self._chunks_size -= len(chunk)
-            want = n - have
-            if len(chunk) >= want:  # the rest of this chunk is read next, as it is
-                self._buf = chunk
-                self._pos = want
-                pieces.append(memoryview(chunk)[:want])
-                return b"".join(pieces)
-            pieces.append(chunk)
-            have += len(chunk)
+        return self._w - self._r
 
     def take(self, n: int) -> bytes | None:
         """Take ``n`` raw bytes (the protocol header), or None if not all arrived yet."""
-        if len(self) < n:
+        r = self._r
+        if self._w - r < n:
             return None
-        return self._take(n)
+        self._r = r + n
+        return self._view[r : r + n].tobytes()
 
     def next_frame(self) -> tuple[int, int, bytes] | None:
-        buf = self._buf
-        pos = self._pos
-        if len(buf) - pos < 7:
-            if len(buf) - pos + self._chunks_size < 7:
-                return None
-            if pos == len(buf):  # the next chunk, uncopied
-                buf = self._buf = self._chunks.pop(0)
-                self._chunks_size -= len(buf)
-                pos = self._pos = 0
-        head = buf if len(buf) - pos >= 7 else self.peek(7)
+        r = self._r
+        avail = self._w - r
+        if avail < 7:
+            return None
+        snap = self._snap
+        off = r - self._snap_at
+        if off < 0 or off + 7 > len(snap):
+            snap = self._snap = self._view[r : r + min(avail, SNAPSHOT)].tobytes()
+            self._snap_at = r
+            off = 0
         ftype: int
         channel: int
         size: int
-        ftype, channel, size = _FRAME_HEAD.unpack_from(head, pos if head is buf else 0)
+        ftype, channel, size = _FRAME_HEAD.unpack_from(snap, off)
         if size > self.frame_max:
             # RabbitMQ's limit and wording: frame_max bounds the payload, not the whole frame
             # (some clients, AMQPStorm among them, fill a body frame with frame_max bytes),
             # though the text names frame_max - 8 as the limit.
             raise FrameError(f"type {ftype}, all octets = <<>>: "
                              f"{{frame_too_large,{size},{self.frame_max - 8}}}")
-        end = pos + 7 + size
-        if len(buf) > end:  # the whole frame in this chunk
-            payload = buf[pos + 7 : end]
-            frame_end = buf[end]
-            self._pos = end + 1
-        else:  # it goes on in the chunks fed since
-            if len(buf) - pos + self._chunks_size < size + 8:
+        end = off + 7 + size
+        if end < len(snap):  # the whole frame in the snapshot
+            payload = snap[off + 7 : end]
+            frame_end = snap[end]
+        else:  # a large frame, or one past the snapshot's end: straight from the ring
+            if avail < size + 8:
                 return None
-            self._take(7)
-            payload = self._take(size)
-            frame_end = self._take(1)[0]
+            start = r + 7
+            payload = self._view[start : start + size].tobytes()
+            frame_end = self._ring[start + size]
+        self._r = r + 8 + size
         if frame_end != FRAME_END:
             prefix = f"type {ftype}, first 16 octets = {erlang_binary(payload[:16])}: "
             raise FrameError(prefix + erlang_tuple(len(prefix), "invalid_frame_end_marker",
                                                    str(frame_end)))
         return ftype, channel, payload
-
-    def peek(self, n: int) -> bytes:
-        """The next ``n`` bytes (which must all have arrived), left unread."""
-        pieces: list[bytes | memoryview] = [memoryview(self._buf)[self._pos :]]
-        have = len(self._buf) - self._pos
-        for chunk in self._chunks:
-            if have >= n:
-                break
-            pieces.append(chunk)
-            have += len(chunk)
-        return b"".join(pieces)[:n]
-
-    def compact(self) -> None:
-        """After a batch: drop the chunk being read once every byte of it was read."""
-        if self._pos and self._pos == len(self._buf):
-            if self._chunks:
-                self._buf = self._chunks.pop(0)
-                self._chunks_size -= len(self._buf)
-            else:
-                self._buf = b""
-            self._pos = 0
 
 
 def erlang_binary(data: bytes) -> str:

@@ -205,6 +205,22 @@ class ServerConnection:
 
     # -- input -----------------------------------------------------------------------
 
+    @property
+    def taking_input(self) -> bool:
+        """False once what the client sends is dropped unread (closed, refused, or after a
+        framing error)."""
+        return not (self.protocol.state is CLOSED or self.input_closed
+                    or self._refusal is not None)
+
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        """Where the next socket read goes (the protocol machine's frame buffer)."""
+        return self.protocol.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """``nbytes`` arrived in ``get_buffer``: ``receive_data(b"")`` handles them."""
+        self.recv_oct += nbytes
+        self.protocol.buffer_updated(nbytes)
+
     def receive_data(self, data: bytes, max_frames: int = 0) -> bool:
         """Handle what the client sent, at most ``max_frames`` frames of it (0: all). True
         if whole frames may be left: call again with ``b""`` (on a later turn) to go on."""

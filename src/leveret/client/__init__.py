@@ -17,8 +17,13 @@ reply code and text. ``properties_raw`` can be decoded with
 ``leveret.amqp.spec.Properties.decode(properties_raw)`` when needed.
 """
 
-from leveret.client.channel import Channel, ConfirmCallback, DeliverCallback, ReturnCallback
-from leveret.client.connection import Connection, connect
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# The errors are light; everything else loads on first use, so the broker, which needs the
+# client only once a shovel or a federation link starts, does not carry it at idle.
 from leveret.client.errors import (
     AMQPClosed,
     ChannelClosed,
@@ -29,8 +34,34 @@ from leveret.client.errors import (
     TLSError,
     TLSSetupError,
 )
-from leveret.client.publisher import Publisher, encode_properties
-from leveret.client.url import ConnectionParams, parse_url
+
+if TYPE_CHECKING:
+    from leveret.client.channel import (
+        Channel,
+        ConfirmCallback,
+        DeliverCallback,
+        ReturnCallback,
+    )
+    from leveret.client.connection import Connection, connect
+    from leveret.client.publisher import Publisher, encode_properties
+    from leveret.client.url import ConnectionParams, parse_url
+
+_LAZY = {
+    "Channel": "channel", "ConfirmCallback": "channel", "DeliverCallback": "channel",
+    "ReturnCallback": "channel", "Connection": "connection", "connect": "connection",
+    "Publisher": "publisher", "encode_properties": "publisher",
+    "ConnectionParams": "url", "parse_url": "url",
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"leveret.client.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "AMQPClosed",

@@ -46,10 +46,10 @@ from leveret.amqp.uri import remove_credentials as strip_credentials
 from leveret.broker import federation
 from leveret.broker.exchanges.federation_upstream import TYPE_NAME, should_forward
 from leveret.broker.federation import Upstream
-from leveret.client import Channel, Connection, connect
 from leveret.client.errors import AMQPClosed, ChannelClosed, ConnectionClosed
 
 if TYPE_CHECKING:
+    from leveret.client import Channel, Connection
     from leveret.runtime.federation import FederationManager
 
 log = logging.getLogger("leveret.federation")
@@ -206,6 +206,8 @@ class Link:
                     await asyncio.wait_for(conn.close(), 2)
 
     async def _connect(self, uri: str) -> Connection:
+        from leveret.client import connect  # (loaded once a link starts: idle memory)
+
         conn = await connect(self.manager.resolve(uri))
         self._conns.append(conn)
         return conn
@@ -346,6 +348,8 @@ class ExchangeLink(Link):
             self.upstream, self.manager.node.cluster_name, self.vhost)
         flags = {"durable": True, "auto_delete": True, "internal": True}
         try:
+            from leveret.client import connect
+
             conn = await connect(self.manager.resolve(self.upstream_uri))
             try:
                 ch = await conn.channel()

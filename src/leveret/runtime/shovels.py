@@ -20,7 +20,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from leveret.amqp import spec
@@ -29,8 +29,10 @@ from leveret.amqp.fields import Long
 from leveret.broker import shovels
 from leveret.broker.node import INTERNAL_USER, Node
 from leveret.broker.shovels import ShovelReading, ShovelSpec
-from leveret.client import Channel, Connection, connect
 from leveret.client.errors import AMQPClosed
+
+if TYPE_CHECKING:
+    from leveret.client import Channel, Connection
 
 log = logging.getLogger("leveret.shovel")
 
@@ -129,6 +131,8 @@ class Shovel:
         while True:
             uri = random.choice(left)
             try:
+                from leveret.client import connect  # (loaded once a shovel starts)
+
                 conn = await connect(self.manager.resolve(uri, self.spec.vhost))
             except Exception:
                 left.remove(uri)

@@ -71,7 +71,14 @@ class ConnectionListener(Protocol):
     def blocked_reason(self) -> str | None: ...  # set while a resource alarm blocks
 
 
-class AMQPProtocol(asyncio.Protocol):
+# Where a connection's input is read when it is dropped unread (shared: never looked at).
+_SCRATCH = memoryview(bytearray(64 << 10))
+
+
+class AMQPProtocol(asyncio.BufferedProtocol):
+    """One AMQP connection's transport events. Its socket reads land straight in the
+    protocol machine's frame buffer (``get_buffer``), each frame copied out of it once."""
+
     def __init__(self, listener: ConnectionListener) -> None:
         self.listener = listener
         self.loop = asyncio.get_running_loop()
@@ -91,6 +98,7 @@ class AMQPProtocol(asyncio.Protocol):
         self._more_input = False  # whole frames received but not handled: wait their turn
         self._slice_scheduled = False
         self._dropped = 0  # bytes read and dropped after a framing error
+        self._dropping = False  # the last get_buffer gave the scratch buffer
         self._unsent = 0  # our write buffer at the last heartbeat tick: does the client read?
         self.name = "?"  # "client:port -> server:port", as RabbitMQ names connections
         self.tls = False
@@ -119,17 +127,26 @@ class AMQPProtocol(asyncio.Protocol):
                         "client_address": _address(peer), "tls": self.tls,
                         "peer_cert_cn": conn.peer_cert_cn})
 
-    def data_received(self, data: bytes) -> None:
-        self.last_recv = self.loop.time()
-        if self._draining:
-            return
+    def get_buffer(self, sizehint: int) -> memoryview:
         conn = self.conn
-        if conn is not None and conn.input_closed:  # dropped; see DROP_AFTER_ERROR
-            self._dropped += len(data)
-            if self._dropped > DROP_AFTER_ERROR:
-                self._update_reading()
+        if conn is None or self._draining or not conn.taking_input:
+            self._dropping = True  # read, then dropped: see DROP_AFTER_ERROR
+            return _SCRATCH
+        self._dropping = False
+        return conn.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.last_recv = self.loop.time()
+        conn = self.conn
+        if self._dropping:
+            if conn is not None and conn.input_closed and not self._draining:
+                self._dropped += nbytes
+                if self._dropped > DROP_AFTER_ERROR:
+                    self._update_reading()
             return
-        self._handle(data)  # (a TLS transport may hand over bytes after pausing: queued)
+        assert conn is not None
+        conn.buffer_updated(nbytes)
+        self._handle()  # (a TLS transport may hand over bytes after pausing: queued)
 
     def _schedule_slice(self) -> None:
         if not self._slice_scheduled:
@@ -141,12 +158,12 @@ class AMQPProtocol(asyncio.Protocol):
         t = self.transport
         if t is None or t.is_closing() or not self._more_input or self._held():
             return  # when nothing holds the input any more, _update_reading calls us again
-        self._handle(b"")
+        self._handle()
 
-    def _handle(self, data: bytes) -> None:
+    def _handle(self) -> None:
         conn = self.conn
         assert conn is not None
-        more = conn.receive_data(data, INPUT_FRAMES_BEHIND if conn.publishing_behind
+        more = conn.receive_data(b"", INPUT_FRAMES_BEHIND if conn.publishing_behind
                                  else INPUT_FRAMES)
         if more or self._more_input:  # pause reading for the next share, or read again
             self._more_input = more  # (not after a framing error: nothing after it parses)
