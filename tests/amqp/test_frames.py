@@ -398,6 +398,18 @@ def test_frame_buffer_room_for_the_whole_of_a_frame_begun():
     assert len(buf.get_buffer(-1)) >= len(data) - 100
 
 
+def test_frame_buffer_does_not_set_aside_what_a_header_announces():
+    """With a large frame_max, a header announcing a frame of 1 GiB makes the buffer grow
+    with what arrives, not by 1 GiB."""
+    buf = frames.FrameBuffer(1 << 31)
+    _read_into(buf, struct.pack(">BHI", 3, 1, 1 << 30) + bytes(100), 1 << 20)
+    assert buf.next_frame() is None
+    buf.compact()
+    assert len(buf.get_buffer(-1)) <= frames.RING_SIZE
+    _read_into(buf, bytes(2 << 20), 1 << 20)
+    assert len(buf._ring) <= 8 << 20
+
+
 def test_frame_buffer_holds_no_ring_between_reads():
     """An idle connection holds no 256 KiB ring: after a batch, nothing is kept when all
     was read, and the start of a frame is kept in a buffer of its own size."""

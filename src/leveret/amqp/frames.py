@@ -121,10 +121,13 @@ class FrameBuffer:
         w = self._w
         pending = w - r
         want = pending + max(sizehint, MIN_READ)
-        if pending >= 7:  # a frame has begun: room for all of it
+        if pending >= 7:  # a frame has begun: room for all of it, up to a ring's size;
+            # past that (a large frame_max) twice what has arrived, so a header alone never
+            # makes us set aside what it announces
             size: int = _FRAME_HEAD.unpack_from(self._ring, r)[2]
             if size <= self.frame_max:  # (next_frame refuses a larger one)
-                want = max(want, size + 8)
+                want = max(want, size + 8 if size + 8 <= RING_SIZE
+                           else min(size + 8, 2 * pending))
         ring = _acquire_ring() if want <= RING_SIZE else bytearray(want)
         view = memoryview(ring)
         if pending:
