@@ -47,11 +47,14 @@ WRITE_LOW_WATER = 1 << 18
 # cut large bodies into pieces that had to be copied and joined again (docs/benchmarks.md,
 # "Large bodies without copies").
 INPUT_FRAMES = 600
-# The share of a publisher into a queue whose consumers are behind (Queue.behind): 25 small
-# publishes. With 600 frames a turn, a consumer at its prefetch limit (acks come round once
-# a turn) fell further behind every turn, until its queue paged to disk (docs/benchmarks.md,
-# "Issue 14: side by side").
-INPUT_FRAMES_BEHIND = 75
+# The share of a publisher into a queue whose consumers are behind (Queue.behind): three
+# small publishes. With 600 frames a turn, a consumer at its prefetch limit (acks come round
+# once a turn) fell further behind every turn, until its queue paged to disk; with 75 (25
+# publishes, about what such a consumer drains a turn) the backlog still grew and paged
+# within seconds on a slower day; with 9 the consumer drains more than the publisher adds,
+# and shorter turns bring its acks round sooner (docs/benchmarks.md, "Issue 14: side by
+# side" and "A publisher's share when consumers are behind").
+INPUT_FRAMES_BEHIND = 9
 # After a framing error nothing the client sends can be parsed: it is read and dropped, so a
 # client that hangs up is seen at once, but past this much we stop reading altogether and
 # the close timeout ends the connection (a client that keeps writing gets nothing more).
