@@ -3,6 +3,7 @@ messages pass the memory watermark, and resumed (connection.unblocked) below it.
 
 from __future__ import annotations
 
+import socket
 import time
 
 import pika
@@ -71,3 +72,57 @@ def test_a_publisher_into_a_queue_its_consumers_lag_gets_a_smaller_share_not_a_s
         pch.basic_publish("", "lagging", b"m")
         assert not conn.publishing_behind
         publisher.close()
+
+
+def test_a_client_that_stops_midway_through_a_large_frame_gives_its_ring_back() -> None:
+    """Clients that send the first 20 KiB of a 100 KiB body frame and stop: each was read
+    into a 256 KiB receive ring; once it has sent nothing for RING_IDLE the broker keeps
+    only the bytes it sent (server/protocol.py), so such clients cost what they sent. The
+    frame, completed later, is handled as any other."""
+    from leveret.amqp import frames, spec
+    from leveret.server.protocol import RING_IDLE
+
+    handshake = frames.PROTOCOL_HEADER + b"".join(frames.encode_method(0, m) for m in (
+        spec.ConnectionStartOk(client_properties={}, mechanism="PLAIN",
+                               response=b"\x00guest\x00guest"),
+        spec.ConnectionTuneOk(channel_max=2047, frame_max=131072, heartbeat=0),
+        spec.ConnectionOpen(virtual_host="/"),
+    ))
+    with BrokerThread() as broker:
+        declare = pika.BlockingConnection(pika.URLParameters(broker.url))
+        declare.channel().queue_declare("completed")
+        body = b"b" * (100 << 10)
+        data = (handshake + frames.encode_method(1, spec.ChannelOpen())
+                + frames.encode_method(1, spec.BasicPublish(exchange="",
+                                                            routing_key="completed"))
+                + frames.encode_content(1, 60, b"\x00\x00", body, 131072))
+        cut = len(data) - len(body) + (20 << 10)
+        socks = [socket.create_connection(("127.0.0.1", broker.port)) for _ in range(5)]
+        try:
+            for s in socks:
+                s.sendall(data[:cut])
+            deadline = time.monotonic() + 5
+            held: list[bool] = []
+            while time.monotonic() < deadline:
+                held = [p.conn.holds_input_ring for p in list(broker.broker.listener.protocols)
+                        if p.conn is not None and p.conn.recv_oct >= cut]
+                if len(held) == len(socks) and any(held):
+                    break
+                time.sleep(0.01)
+            assert len(held) == len(socks) and any(held)  # read into rings first
+            time.sleep(RING_IDLE * 2 + 0.5)
+            assert not any(p.conn.holds_input_ring for p in broker.broker.listener.protocols
+                           if p.conn is not None)
+            for s in socks:
+                s.sendall(data[cut:])
+            deadline = time.monotonic() + 5
+            count = 0
+            while count < len(socks) and time.monotonic() < deadline:
+                count = declare.channel().queue_declare("completed", passive=True
+                                                        ).method.message_count
+                time.sleep(0.05)
+            assert count == len(socks)
+        finally:
+            for s in socks:
+                s.close()
+            declare.close()

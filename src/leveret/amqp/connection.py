@@ -389,6 +389,15 @@ class ProtocolMachine:
         hold it."""
         self._buffer.release()
 
+    @property
+    def holds_input_ring(self) -> bool:
+        """The frame buffer holds a ring for bytes still to be read (``shrink_input``)."""
+        return self._buffer.holds_ring
+
+    def shrink_input(self) -> None:
+        """Keep what is buffered in a buffer of its own size, the ring back to its pool."""
+        self._buffer.shrink()
+
     def get_buffer(self, sizehint: int = -1) -> memoryview:
         """Where the next socket read goes (asyncio's BufferedProtocol): then
         ``buffer_updated`` with how much arrived, then ``receive_data(b"")`` handles it."""

@@ -158,9 +158,23 @@ class FrameBuffer:
         if not pending:
             if self._ring is not _NO_BYTES:
                 self._release()
-        elif pending <= SPILL and len(self._ring) >= RING_SIZE:
-            rest = bytearray(self._view[self._r : self._w])
-            self._release()
+        elif pending <= SPILL:
+            self.shrink()
+
+    @property
+    def holds_ring(self) -> bool:
+        """A ring (256 KiB or more) is held, with bytes in it still to be read."""
+        return len(self._ring) >= RING_SIZE
+
+    def shrink(self) -> None:
+        """Keep only the unread bytes, in a buffer of their own size, and give the ring
+        back: for a connection that stopped sending, whatever it sent before."""
+        if len(self._ring) < RING_SIZE:
+            return
+        pending = self._w - self._r
+        rest = bytearray(self._view[self._r : self._w]) if pending else _NO_BYTES
+        self._release()
+        if pending:
             self._ring = rest
             self._view = memoryview(rest)
             self._w = pending

@@ -216,6 +216,15 @@ class ServerConnection:
         """Where the next socket read goes (the protocol machine's frame buffer)."""
         return self.protocol.get_buffer(sizehint)
 
+    @property
+    def holds_input_ring(self) -> bool:
+        return self.protocol.holds_input_ring
+
+    def shrink_input(self) -> None:
+        """The client has sent nothing for a while: what it sent before waits in a buffer
+        of its own size, not in a 256 KiB ring (amqp/frames.py)."""
+        self.protocol.shrink_input()
+
     def buffer_updated(self, nbytes: int) -> None:
         """``nbytes`` arrived in ``get_buffer``: ``receive_data(b"")`` handles them."""
         self.recv_oct += nbytes

@@ -55,6 +55,11 @@ INPUT_FRAMES = 600
 # and shorter turns bring its acks round sooner (docs/benchmarks.md, "Issue 14: side by
 # side" and "A publisher's share when consumers are behind").
 INPUT_FRAMES_BEHIND = 9
+# A connection that holds a receive ring (the start of a large frame, or frames it may not
+# handle yet) and has sent nothing for this long keeps only those bytes, in a buffer of their
+# own size: so a client that sends part of a large frame and stops makes us hold what it
+# sent, not 256 KiB.
+RING_IDLE = 1.0
 # After a framing error nothing the client sends can be parsed: it is read and dropped, so a
 # client that hangs up is seen at once, but past this much we stop reading altogether and
 # the close timeout ends the connection (a client that keeps writing gets nothing more).
@@ -102,6 +107,7 @@ class AMQPProtocol(asyncio.BufferedProtocol):
         self._slice_scheduled = False
         self._dropped = 0  # bytes read and dropped after a framing error
         self._dropping = False  # the last get_buffer gave the scratch buffer
+        self._ring_timer: asyncio.TimerHandle | None = None  # see RING_IDLE
         self._unsent = 0  # our write buffer at the last heartbeat tick: does the client read?
         self.name = "?"  # "client:port -> server:port", as RabbitMQ names connections
         self.tls = False
@@ -150,6 +156,18 @@ class AMQPProtocol(asyncio.BufferedProtocol):
         assert conn is not None
         conn.buffer_updated(nbytes)
         self._handle()  # (a TLS transport may hand over bytes after pausing: queued)
+        if self._ring_timer is None and conn.holds_input_ring:
+            self._ring_timer = self.loop.call_later(RING_IDLE, self._idle_ring)
+
+    def _idle_ring(self) -> None:
+        self._ring_timer = None
+        conn = self.conn
+        if conn is None or not conn.holds_input_ring:
+            return
+        if self.loop.time() - self.last_recv >= RING_IDLE:
+            conn.shrink_input()
+        else:
+            self._ring_timer = self.loop.call_later(RING_IDLE, self._idle_ring)
 
     def _schedule_slice(self) -> None:
         if not self._slice_scheduled:
@@ -184,6 +202,8 @@ class AMQPProtocol(asyncio.BufferedProtocol):
             self._block(reason)  # its first publish since the alarm was set
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._ring_timer is not None:
+            self._ring_timer.cancel()
         for t in self._timers:
             t.cancel()
         self._timers.clear()
