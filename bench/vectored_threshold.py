@@ -1,11 +1,11 @@
 """Where a vectored write starts to beat one join: frames.LARGE_BODY.
 
 An output batch of ~1 MiB of deliveries (a 60-byte head, the body, the frame end) written
-to /dev/null either joined into one bytes object (one copy of every body) or as the
-server's ``take_output_parts`` cuts it (the runs of small pieces joined, each body of at
-least 1 KiB by itself) with ``os.writev``. /dev/null copies nothing, so the difference is
-the user-space copy against the cost of the extra pieces; the kernel's copy into a socket
-is the same either way.
+to /dev/null either joined into one bytes object (one copy of every body) or cut as the
+server cuts it (``vectored_parts``: the runs of small pieces joined, each body of at
+least 1 KiB by itself) and written with ``os.writev``. /dev/null copies nothing, so the
+difference is the user-space copy against the cost of the extra pieces; the kernel's copy
+into a socket is the same either way.
 
     python bench/vectored_threshold.py
 """
@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 import time
+
+from leveret.broker.connection import vectored_parts
 
 
 def main() -> None:
@@ -29,16 +31,7 @@ def main() -> None:
             os.write(fd, b"".join(out))
 
         def vectored(out: list[bytes] = out) -> None:
-            parts: list[bytes] = []
-            start = 0
-            for i, p in enumerate(out):
-                if len(p) >= 1024:
-                    if start < i:
-                        parts.append(out[start] if start + 1 == i else b"".join(out[start:i]))
-                    parts.append(p)
-                    start = i + 1
-            if start < len(out):
-                parts.append(b"".join(out[start:]))
+            parts = vectored_parts(out, 1024)
             for k in range(0, len(parts), 1024):  # IOV_MAX
                 os.writev(fd, parts[k : k + 1024])
 

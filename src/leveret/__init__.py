@@ -10,9 +10,9 @@ import the broker, the server and the store.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from leveret.lazy import lazy_getattr
 from leveret.version import __version__
 
 if TYPE_CHECKING:
@@ -24,13 +24,7 @@ __all__ = ["Broker", "__version__"]
 _LAZY = {"Broker": "leveret.runtime.embedded"}
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'leveret' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # the next read does not come here
-    return value
+__getattr__ = lazy_getattr("leveret", _LAZY, globals())
 
 
 def __dir__() -> list[str]:

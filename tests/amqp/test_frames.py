@@ -329,6 +329,16 @@ def test_erlang_binary(data, text):
 
 # ------------------------------------------------------------------ large frames
 
+def _payloads(buf: frames.FrameBuffer) -> list[bytes]:
+    """The payloads of the whole frames buffered (each its own bytes), then a compact."""
+    got = []
+    while (f := buf.next_frame()) is not None:
+        assert type(f[2]) is bytes
+        got.append(f[2])
+    buf.compact()
+    return got
+
+
 @given(st.lists(st.integers(0, 140000), min_size=1, max_size=4),
        st.lists(st.integers(1, 70000), min_size=1, max_size=12),
        st.lists(st.integers(1, 4), min_size=1, max_size=5))
@@ -346,10 +356,7 @@ def test_frame_buffer_large_frames_fed_in_bursts(sizes, cuts, bursts):
             buf.feed(data[pos:pos + step])
             pos += step
             i += 1
-        while (f := buf.next_frame()) is not None:
-            assert type(f[2]) is bytes
-            got.append(f[2])
-        buf.compact()
+        got += _payloads(buf)
     assert got == bodies
     assert len(buf) == 0
 
@@ -378,10 +385,7 @@ def test_frame_buffer_reads_straight_into_its_ring(sizes, most):
     got: list[bytes] = []
     for start in range(0, len(data), most):
         _read_into(buf, data[start:start + most], most)
-        while (f := buf.next_frame()) is not None:
-            assert type(f[2]) is bytes
-            got.append(f[2])
-        buf.compact()
+        got += _payloads(buf)
     assert got == bodies
     assert len(buf) == 0
 

@@ -132,13 +132,14 @@ class FrameBuffer:
         view = memoryview(ring)
         if pending:
             view[:pending] = self._view[r:w]
-        self._release()
+        self.release()
         self._ring = ring
         self._view = view
         self._r = 0
         self._w = pending
 
-    def _release(self) -> None:
+    def release(self) -> None:
+        """Drop what is buffered and give the ring back (the buffer can be used again)."""
         ring = self._ring
         if len(ring) == RING_SIZE and len(_POOL) < POOL_MAX:
             _POOL.append(ring)
@@ -147,17 +148,13 @@ class FrameBuffer:
         self._r = self._w = 0
         self._snap = b""
 
-    def release(self) -> None:
-        """Drop what is buffered and give the ring back (the buffer can be used again)."""
-        self._release()
-
     def compact(self) -> None:
         """After a batch: give the ring back if nothing is left in it, or keep only the
         little that is (the start of a frame) in a buffer of its own."""
         pending = self._w - self._r
         if not pending:
             if self._ring is not _NO_BYTES:
-                self._release()
+                self.release()
         elif pending <= SPILL:
             self.shrink()
 
@@ -173,7 +170,7 @@ class FrameBuffer:
             return
         pending = self._w - self._r
         rest = bytearray(self._view[self._r : self._w]) if pending else _NO_BYTES
-        self._release()
+        self.release()
         if pending:
             self._ring = rest
             self._view = memoryview(rest)

@@ -68,6 +68,22 @@ def closed_by_client(code: int, text: str) -> str:
     return f"closed by the client (connection.close {code} {text!r})"
 
 
+def vectored_parts(out: list[bytes], large: int) -> list[bytes]:
+    """The parts of one vectored write of ``out``: each piece of ``large`` bytes or more by
+    itself, as it is; the runs of smaller pieces between them joined."""
+    parts: list[bytes] = []
+    start = 0
+    for i, piece in enumerate(out):
+        if len(piece) >= large:
+            if start < i:
+                parts.append(out[start] if start + 1 == i else b"".join(out[start:i]))
+            parts.append(piece)
+            start = i + 1
+    if start < len(out):
+        parts.append(b"".join(out[start:]))
+    return parts
+
+
 class ServerConnection:
     def __init__(self, node: Node, peer: tuple[str, int] = ("?", 0),
                  on_write: Callable[[], None] = lambda: None,
@@ -173,16 +189,7 @@ class ServerConnection:
             out.clear()
             return [data]
         self._large_out = False
-        parts: list[bytes] = []
-        start = 0
-        for i, piece in enumerate(out):
-            if len(piece) >= LARGE_BODY:
-                if start < i:
-                    parts.append(out[start] if start + 1 == i else b"".join(out[start:i]))
-                parts.append(piece)
-                start = i + 1
-        if start < len(out):
-            parts.append(b"".join(out[start:]))
+        parts = vectored_parts(out, LARGE_BODY)
         out.clear()
         return parts
 
@@ -233,9 +240,9 @@ class ServerConnection:
     def receive_data(self, data: bytes, max_frames: int = 0) -> bool:
         """Handle what the client sent, at most ``max_frames`` frames of it (0: all). True
         if whole frames may be left: call again with ``b""`` (on a later turn) to go on."""
-        protocol = self.protocol
-        if protocol.state is CLOSED or self.input_closed or self._refusal is not None:
+        if not self.taking_input:
             return False
+        protocol = self.protocol
         self.recv_oct += len(data)
         more = False
         try:

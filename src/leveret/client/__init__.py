@@ -19,8 +19,7 @@ reply code and text. ``properties_raw`` can be decoded with
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 # The errors are light; everything else loads on first use, so the broker, which needs the
 # client only once a shovel or a federation link starts, does not carry it at idle.
@@ -34,6 +33,7 @@ from leveret.client.errors import (
     TLSError,
     TLSSetupError,
 )
+from leveret.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from leveret.client.channel import (
@@ -54,13 +54,7 @@ _LAZY = {
 }  # fmt: skip
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"leveret.client.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr("leveret.client", _LAZY, globals())
 
 
 __all__ = [

@@ -11,8 +11,9 @@ command) neither needs nor loads aio-pika: ``pip install 'leveret[events]'`` bri
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from leveret.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from leveret.events.bus import EventBus
@@ -83,12 +84,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOME:
-        raise AttributeError(f"module 'leveret.events' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"leveret.events.{_HOME[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr("leveret.events", _HOME, globals())
 
 
 def __dir__() -> list[str]:
