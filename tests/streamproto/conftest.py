@@ -8,6 +8,7 @@ bases, so neither stops the other's node."""
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -28,6 +29,16 @@ from leveret.runtime.embedded import Broker
 STREAM_PLUGINS = ("rabbitmq_management", "rabbitmq_stream", "rabbitmq_stream_management",
                   "rabbitmq_prometheus")
 RABBIT_PORT = int(os.environ.get("LEVERET_STREAMPROTO_RABBIT_PORT", "5851"))
+
+
+@pytest.fixture(autouse=True)
+def _collect_client_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test marked CLIENT_LEAKS_REFUSED_SOCKET collects what the client leaked before it
+    ends, under its own warning filter (the collector may otherwise run in the next test)."""
+    yield
+    if any(mark.args == ("ignore::pytest.PytestUnraisableExceptionWarning",)
+           for mark in request.node.iter_markers("filterwarnings")):
+        gc.collect()
 
 
 @pytest.fixture(scope="session")

@@ -11,10 +11,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pytest
 from rstream import Consumer, ConsumerOffsetSpecification, OffsetType, Producer
 
 from leveret.streamproto import amqp10
 from leveret.streamproto import frames as f
+
+# rstream leaves the socket of a refused connection unclosed (its close() skips a connection
+# the server already hung up): a client-side ResourceWarning, not the broker's. Tests marked
+# with it are also garbage-collected before they end (conftest.py), so the warning is not
+# reported against whichever test comes next.
+CLIENT_LEAKS_REFUSED_SOCKET = pytest.mark.filterwarnings(
+    "ignore::pytest.PytestUnraisableExceptionWarning")
 
 if TYPE_CHECKING:
     from rabbit_node import PluginRabbit

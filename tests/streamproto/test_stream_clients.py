@@ -8,14 +8,16 @@ import time
 
 import pytest
 from rstream import AMQPMessage, OffsetType, RawMessage, exceptions
-from streamproto_helpers import consumer, producer, read, unique, wait_for
+from streamproto_helpers import (
+    CLIENT_LEAKS_REFUSED_SOCKET,
+    consumer,
+    producer,
+    read,
+    unique,
+    wait_for,
+)
 
 from leveret.streamproto import amqp10
-
-# rstream leaves the socket of a refused connection unclosed (its close() skips a connection
-# the server already hung up): a client-side ResourceWarning, not the broker's.
-CLIENT_LEAKS_REFUSED_SOCKET = pytest.mark.filterwarnings(
-    "ignore::pytest.PytestUnraisableExceptionWarning")
 
 
 @CLIENT_LEAKS_REFUSED_SOCKET

@@ -16,7 +16,15 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from rstream import AMQPMessage, ConsumerOffsetSpecification, OffsetType, exceptions
-from streamproto_helpers import Target, consumer, producer, rabbit_target, unique, wait_for
+from streamproto_helpers import (
+    CLIENT_LEAKS_REFUSED_SOCKET,
+    Target,
+    consumer,
+    producer,
+    rabbit_target,
+    unique,
+    wait_for,
+)
 
 from leveret.runtime.embedded import Broker
 
@@ -31,10 +39,6 @@ MOVED = ("rabbitmq_global_messages_received_total", "rabbitmq_global_messages_co
          "rabbitmq_global_stream_error_stream_already_exists_total",
          "rabbitmq_global_stream_error_stream_does_not_exist_total",
          "rabbitmq_global_stream_error_authentication_failure_total")
-
-CLIENT_LEAKS_REFUSED_SOCKET = pytest.mark.filterwarnings(
-    "ignore::pytest.PytestUnraisableExceptionWarning")
-
 
 @pytest.fixture(params=["leveret", "rabbitmq"])
 async def metrics_target(request: pytest.FixtureRequest, tmp_path: Path

@@ -13,6 +13,7 @@ import pytest
 from rstream import AMQPMessage, OffsetType, exceptions
 from rstream.constants import SlasMechanism
 from streamproto_helpers import (
+    CLIENT_LEAKS_REFUSED_SOCKET,
     Target,
     client_context,
     producer,
@@ -26,10 +27,6 @@ from tls_certificates import Certs
 from leveret.config import ConfigError, load
 from leveret.runtime.embedded import Broker
 from leveret.streamproto import frames as f
-
-# rstream leaves the socket of a refused connection unclosed: a client-side warning.
-CLIENT_LEAKS_REFUSED_SOCKET = pytest.mark.filterwarnings(
-    "ignore::pytest.PytestUnraisableExceptionWarning")
 
 
 @pytest.fixture(params=["leveret", "rabbitmq"])
