@@ -7,7 +7,7 @@ consumes it back; we time publish -> confirm and publish -> deliver. The flood i
 default, so its queue grows; ``--flood-consumers 1`` drains it).
 
     python bench/fairness.py --url amqp://guest:guest@127.0.0.1:5672/ \
-        [--rabbitmq amqp://guest:guest@127.0.0.1:5673/] [--seconds 10]
+        [--rabbitmq amqp://guest:guest@127.0.0.1:5673/] [--seconds 10] [--flood-size 65536]
 """
 
 from __future__ import annotations
@@ -66,11 +66,13 @@ def _summary(confirm_ms: list[float], deliver_ms: list[float]) -> dict[str, floa
             "deliver_p99": pct(deliver_ms, 0.99)}
 
 
-def run(url: str, seconds: float, flood_consumers: int) -> tuple[dict[str, float], ...]:
+def run(url: str, seconds: float, flood_consumers: int,
+        flood_size: int) -> tuple[dict[str, float], ...]:
     quiet = asyncio.run(probe(url, seconds))
     flood = subprocess.Popen(
         [sys.executable, "-m", "leveret", "perf", "--uri", url, "--producers", "1",
          "--consumers", str(flood_consumers), "--confirm", "5000", "--autoack",
+         "--size", str(flood_size),
          "--time", str(seconds + 3), "--quiet", "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
@@ -88,12 +90,14 @@ def main() -> None:
     ap.add_argument("--rabbitmq", default=None, help="the reference's URL, for a side by side")
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--flood-consumers", type=int, default=0)
+    ap.add_argument("--flood-size", type=int, default=16, help="the flood's body size (bytes)")
     args = ap.parse_args()
     brokers = [("leveret", args.url)] + ([("rabbitmq", args.rabbitmq)] if args.rabbitmq else [])
     print(f"{'broker':10} {'load':6} {'probes':>6} {'confirm p50':>12} {'p99':>9} "
           f"{'deliver p50':>12} {'p99':>9}   (ms)")
     for name, url in brokers:
-        for load, s in zip(("alone", "flood"), run(url, args.seconds, args.flood_consumers)):
+        for load, s in zip(("alone", "flood"), run(url, args.seconds, args.flood_consumers,
+                                                       args.flood_size), strict=True):
             print(f"{name:10} {load:6} {s['probes']:6.0f} {s['confirm_p50']:12.2f} "
                   f"{s['confirm_p99']:9.2f} {s['deliver_p50']:12.2f} {s['deliver_p99']:9.2f}",
                   flush=True)
