@@ -40,7 +40,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -50,6 +49,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import aiohttp
+from nodes import RabbitNode, free_port, wait_port
 
 import leveret
 from leveret.amqp import spec
@@ -59,91 +59,10 @@ from leveret.runtime import shovels as runtime_shovels
 BASE = Path("/var/tmp/shovel-bench")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
-class RabbitNode:
-    """A private RabbitMQ node with the shovel plugins (as bench/streams.py's)."""
-
-    NAME = "shovelbench@localhost"
-
-    def __init__(self, base: Path = BASE / "rabbit", port: int = 5694,
-                 http_port: int = 15694) -> None:
-        self.base, self.port, self.http_port = base, port, http_port
-
-    def env(self) -> dict[str, str]:
-        b = self.base
-        return {**os.environ, "RABBITMQ_NODENAME": self.NAME,
-                "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1", "RABBITMQ_NODE_PORT": str(self.port),
-                "RABBITMQ_DIST_PORT": str(self.port + 20000),
-                "RABBITMQ_MNESIA_BASE": str(b / "mnesia"), "RABBITMQ_LOG_BASE": str(b / "log"),
-                "RABBITMQ_ENABLED_PLUGINS_FILE": str(b / "enabled_plugins"),
-                "RABBITMQ_CONFIG_FILE": str(b / "rabbitmq.conf")}
-
-    def running(self) -> bool:
-        with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", self.port), 0.2):
-            return True
-        return False
-
-    def start(self, fresh: bool = False) -> float:
-        """Start the node (on its existing data, after ``kill9``; on none if ``fresh``)."""
-        t0 = time.monotonic()
-        if self.running():
-            return 0.0
-        if fresh:
-            shutil.rmtree(self.base, ignore_errors=True)
-        self.base.mkdir(parents=True, exist_ok=True)
-        (self.base / "enabled_plugins").write_text(
-            "[rabbitmq_management,rabbitmq_shovel,rabbitmq_shovel_management].\n")
-        (self.base / "rabbitmq.conf").write_text(
-            f"management.tcp.port = {self.http_port}\nmanagement.tcp.ip = 127.0.0.1\n")
-        subprocess.run(["chown", "-R", "rabbitmq:rabbitmq", str(self.base.parent)],
-                       check=False)
-        subprocess.run(["rabbitmq-server", "-detached"], env=self.env(), check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(self.port, 180)
-        wait_port(self.http_port, 60)
-        return time.monotonic() - t0
-
-    @property
-    def url(self) -> str:
-        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
-
-    def vhost_url(self, vhost: str) -> str:
-        return f"amqp://guest:guest@127.0.0.1:{self.port}/{vhost}"
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    @property
-    def pid(self) -> int:
-        return int((self.base / "mnesia" / f"{self.NAME}.pid").read_text().strip())
-
-    def kill9(self) -> None:
-        os.kill(self.pid, signal.SIGKILL)
-        deadline = time.monotonic() + 30
-        while self.running() and time.monotonic() < deadline:
-            time.sleep(0.05)
-
-    def stop(self, remove: bool = True) -> None:
-        subprocess.run(["rabbitmqctl", "-n", self.NAME, "stop"], env=self.env(),
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-        if remove:
-            shutil.rmtree(self.base, ignore_errors=True)
+def shovel_node() -> RabbitNode:
+    """A private RabbitMQ node with the shovel plugins."""
+    return RabbitNode("shovelbench@localhost", BASE / "rabbit", 5694, 15694, plugins=(
+        "rabbitmq_management", "rabbitmq_shovel", "rabbitmq_shovel_management"))
 
 
 class LeveretProc:
@@ -286,7 +205,7 @@ async def timed_shovel(http: str, vhost: str, value: dict[str, Any], dest_url: s
 
 async def throughput(n: int, size: int) -> list[tuple[str, float]]:
     rows: list[tuple[str, float]] = []
-    rabbit = RabbitNode()
+    rabbit = shovel_node()
     print(f"RabbitMQ private node started in {rabbit.start():.1f} s", flush=True)
     a, b = LeveretProc(BASE / "lev-a"), LeveretProc(BASE / "lev-b")
     try:
@@ -331,7 +250,7 @@ async def throughput(n: int, size: int) -> list[tuple[str, float]]:
     finally:
         a.stop()
         b.stop()
-        rabbit.stop()
+        rabbit.stop(remove=True)
         for d in ("lev-a", "lev-b"):
             shutil.rmtree(BASE / d, ignore_errors=True)
     print(f"\n{n:,} persistent messages of {size} B, ack-mode on-confirm, "
@@ -520,7 +439,7 @@ async def kills(n: int, which: list[str]) -> int:
     rows = []
     rabbit = None
     if any("RabbitMQ" in (SCENARIOS[k].source, SCENARIOS[k].dest) for k in which):
-        rabbit = RabbitNode()
+        rabbit = shovel_node()
         print(f"RabbitMQ private node started in {rabbit.start(fresh=True):.1f} s",
               flush=True)
     try:
@@ -528,7 +447,7 @@ async def kills(n: int, which: list[str]) -> int:
             rows.append(await run_kill(key, SCENARIOS[key], n, rabbit))
     finally:
         if rabbit is not None:
-            rabbit.stop()
+            rabbit.stop(remove=True)
     keys = [k for k in rows[0] if k != "failures"]
     print(f"\nload average at the end: {os.getloadavg()[0]:.2f} (1 min)")
     print("\n| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))

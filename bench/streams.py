@@ -47,6 +47,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from nodes import RabbitNode  # noqa: E402
+
 from leveret.amqp import spec  # noqa: E402
 from leveret.client import connect  # noqa: E402
 from leveret.client.channel import Channel  # noqa: E402
@@ -111,58 +113,6 @@ class LeveretProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-
-
-class RabbitNode:
-    """A private RabbitMQ node (its own name, port and data directory), so restarting it
-    never disturbs the shared reference broker."""
-
-    NAME = "streambench@localhost"
-
-    def __init__(self, base: Path, port: int = 5684) -> None:
-        self.base = base
-        self.port = port
-        self.started = 0.0
-
-    def env(self) -> dict[str, str]:
-        b = self.base
-        return {**os.environ, "RABBITMQ_NODENAME": self.NAME,
-                "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1", "RABBITMQ_NODE_PORT": str(self.port),
-                "RABBITMQ_DIST_PORT": str(self.port + 20000),
-                "RABBITMQ_MNESIA_BASE": str(b / "mnesia"), "RABBITMQ_LOG_BASE": str(b / "log"),
-                "RABBITMQ_ENABLED_PLUGINS_FILE": str(b / "enabled_plugins"),
-                "RABBITMQ_CONFIG_FILE": str(b / "rabbitmq.conf")}
-
-    def start(self) -> float:
-        """Start detached; returns seconds until the AMQP port accepts connections."""
-        self.base.mkdir(parents=True, exist_ok=True)
-        (self.base / "enabled_plugins").write_text("[].\n")
-        (self.base / "rabbitmq.conf").write_text("")
-        subprocess.run(["chown", "-R", "rabbitmq:rabbitmq", str(self.base)], check=False)
-        self.started = time.monotonic()
-        subprocess.run(["rabbitmq-server", "-detached"], env=self.env(), check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = self.started + 300
-        while time.monotonic() < deadline:
-            try:
-                with contextlib.closing(__import__("socket").create_connection(
-                        ("127.0.0.1", self.port), 0.2)):
-                    return time.monotonic() - self.started
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("the RabbitMQ node did not start")
-
-    @property
-    def url(self) -> str:
-        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
-
-    @property
-    def pid(self) -> int:
-        return int((self.base / "mnesia" / f"{self.NAME}.pid").read_text().strip())
-
-    def stop(self) -> None:
-        subprocess.run(["rabbitmqctl", "-n", self.NAME, "stop"], env=self.env(),
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
 
 
 def reference_pid() -> int | None:
@@ -431,7 +381,7 @@ async def run_startup(a: argparse.Namespace) -> list[list[str]]:
     name = "bench-stream-startup"
     broker: LeveretProcess | RabbitNode
     if a.start_rabbitmq_node:
-        broker = RabbitNode(base)
+        broker = RabbitNode("streambench@localhost", base, 5684)
     else:
         base.mkdir(parents=True, exist_ok=True)
         broker = LeveretProcess(base, a.fsync)
@@ -468,7 +418,7 @@ async def run_startup(a: argparse.Namespace) -> list[list[str]]:
         broker.stop()
     if a.du:
         d = stream_dir(name, base if isinstance(broker, LeveretProcess) else None,
-                       str(base / "mnesia" / RabbitNode.NAME)
+                       str(base / "mnesia" / broker.name)
                        if isinstance(broker, RabbitNode) else None)
         if d is not None:
             rows.append(disk_row(d, have, a.size))
