@@ -1,30 +1,49 @@
-"""``leveret serve`` as a subprocess for the tests that kill it (kill -9 and restart)."""
+"""``leveret serve`` as a subprocess, for the tests that stop, kill (-9) or restart it."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pika
 
 
-def serve(data: Path) -> tuple[subprocess.Popen[str], int]:
-    """Start a broker on ``data`` and a free port (AMQP only); returns it and the port."""
-    env = {**os.environ, "LEVERET_MANAGEMENT_ENABLED": "false"}  # no fixed HTTP port
+def serve(data: Path, *args: str,
+          until: str = "listening on amqp://") -> tuple[subprocess.Popen[str], int]:
+    """Start ``leveret serve --port 0 --data-dir data *args`` (management off, so no fixed
+    HTTP port) and return it with the port on its first stderr line containing ``until``
+    (the AMQP listener's by default; ``rabbitmq-stream://`` for the stream listener's)."""
+    env = {**os.environ, "LEVERET_MANAGEMENT_ENABLED": "false"}
     proc = subprocess.Popen([sys.executable, "-m", "leveret", "serve", "--port", "0",
-                             "--data-dir", str(data)], env=env, stderr=subprocess.PIPE,
-                            text=True)
+                             "--data-dir", str(data), *args], env=env,
+                            stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
-    for _ in range(40):
+    pattern = re.compile(re.escape(until) + r"\S*:(\d+)")  # (the last :port of the URL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
         line = proc.stderr.readline()
-        if "listening on" in line:
-            return proc, int(line.rsplit(":", 1)[1].split()[0])
+        if not line:
+            break
+        match = pattern.search(line)
+        if match:
+            return proc, int(match.group(1))
     proc.kill()
-    raise AssertionError("the broker did not start (no listening line)")
+    raise AssertionError(f"the broker did not start (no {until!r} line)")
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    """Kill the broker if it still runs, and reap it."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=15)
+    if proc.stderr is not None:
+        proc.stderr.close()
 
 
 def kill(proc: subprocess.Popen[str], conn: pika.BlockingConnection | None = None) -> None:

@@ -2,44 +2,19 @@
 
 from __future__ import annotations
 
-import re
 import signal
 import subprocess
 import sys
-import time
 
 import pika
 import pika.exceptions
 import pytest
-
-
-def start_server(tmp_path) -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "leveret", "serve", "--port", "0", "--data-dir",
-         str(tmp_path / "data")],
-        stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        match = re.search(r"listening on amqp://127\.0\.0\.1:(\d+)", line)
-        if match:
-            return proc, int(match.group(1))
-    proc.kill()
-    raise AssertionError("leveret serve did not log its listening line")
-
-
-def stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(timeout=15)
-    assert proc.stderr is not None
-    proc.stderr.close()
+from served import serve, stop
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_serve_shuts_down_gracefully(tmp_path, sig: signal.Signals) -> None:
-    proc, port = start_server(tmp_path)
+    proc, port = serve(tmp_path / "data")
     try:
         conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
         ch = conn.channel()
@@ -57,7 +32,7 @@ def test_serve_shuts_down_gracefully(tmp_path, sig: signal.Signals) -> None:
 
 
 def test_port_in_use_is_a_clear_error(tmp_path) -> None:
-    proc, port = start_server(tmp_path)
+    proc, port = serve(tmp_path / "data")
     try:
         second = subprocess.run(
             [sys.executable, "-m", "leveret", "serve", "--port", str(port), "--data-dir",

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pika
 import pytest
+from served import stop
 
 from leveret import config as cfg
 from leveret.cli.main import _given_flags, build_parser
@@ -225,14 +226,6 @@ def read_json_lines(proc: subprocess.Popen[str], until: str,
         if until in str(entry["message"]):
             return lines
     raise AssertionError(f"no log line with {until!r} in {lines}")
-
-
-def stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(timeout=15)
-    if proc.stderr is not None:
-        proc.stderr.close()
 
 
 def test_serve_with_a_config_file(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import sys
 
 import pika
 import pytest
+from served import serve, stop
 
 from leveret.broker.clock import ManualClock
 from leveret.runtime.threaded import BrokerThread
@@ -160,15 +161,8 @@ def test_serve_loads_policies_from_a_definitions_file(tmp_path) -> None:
     defs.write_text(json.dumps({"policies": [{
         "vhost": "/", "name": "ttl", "pattern": "^short$", "apply-to": "queues",
         "definition": {"max-length": 1}, "priority": 0}]}))
-    proc = subprocess.Popen([sys.executable, "-m", "leveret", "serve", "--port", "0",
-                             "--data-dir", str(tmp_path / "d"), "--policies", str(defs)],
-                            stderr=subprocess.PIPE, text=True)
+    proc, port = serve(tmp_path / "d", "--policies", str(defs))
     try:
-        assert proc.stderr is not None
-        line = proc.stderr.readline()
-        while "listening on" not in line:
-            line = proc.stderr.readline()
-        port = int(line.rsplit(":", 1)[1].split()[0])
         conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
         c = conn.channel()
         c.queue_declare("short")
@@ -177,9 +171,7 @@ def test_serve_loads_policies_from_a_definitions_file(tmp_path) -> None:
         assert count(c, "short") == 1
         conn.close()
     finally:
-        proc.terminate()
-        proc.wait(timeout=15)
-        proc.stderr.close()
+        stop(proc)
 
 
 def test_bad_policy_file_is_a_clear_error(tmp_path) -> None:

@@ -2,36 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 from rstream import OffsetType, RawMessage
+from served import kill, serve
 from streamproto_helpers import consumer, producer, read, unique
-
-
-def serve(data: Path) -> tuple[subprocess.Popen[str], int]:
-    env = {**os.environ, "LEVERET_MANAGEMENT_ENABLED": "false"}
-    proc = subprocess.Popen([sys.executable, "-m", "leveret", "serve", "--port", "0",
-                             "--stream-port", "0", "--data-dir", str(data)], env=env,
-                            stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    for _ in range(60):
-        line = proc.stderr.readline()
-        if "rabbitmq-stream://" in line:
-            return proc, int(line.split("rabbitmq-stream://")[1].split(":")[1].split()[0])
-    proc.kill()
-    raise AssertionError("the broker did not start (no stream listening line)")
-
-
-def kill(proc: subprocess.Popen[str]) -> None:
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
-    assert proc.stderr is not None
-    proc.stderr.close()
 
 
 async def publish(t: SimpleNamespace, stream: str, ids: range) -> None:
@@ -43,7 +19,7 @@ async def publish(t: SimpleNamespace, stream: str, ids: range) -> None:
 
 async def test_offsets_and_sequences_survive_sigkill(tmp_path: Path) -> None:
     stream = unique()
-    proc, port = serve(tmp_path)
+    proc, port = serve(tmp_path, "--stream-port", "0", until="rabbitmq-stream://")
     try:
         t = SimpleNamespace(host="127.0.0.1", stream_port=port)
         async with producer(t) as p:
@@ -55,7 +31,7 @@ async def test_offsets_and_sequences_survive_sigkill(tmp_path: Path) -> None:
         await publish(t, stream, range(6, 9))  # after the tracking snapshot: from the log
     finally:
         kill(proc)
-    proc, port = serve(tmp_path)
+    proc, port = serve(tmp_path, "--stream-port", "0", until="rabbitmq-stream://")
     try:
         t = SimpleNamespace(host="127.0.0.1", stream_port=port)
         async with consumer(t) as c:
