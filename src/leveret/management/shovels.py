@@ -2,8 +2,9 @@
 [/{name}]]) and their status (/api/shovels[/{vhost}], restart), as RabbitMQ's shovel and
 shovel_management plugins serve them.
 
-Parameters need the policymaker (or administrator) tag and permissions in the vhost, as in
-RabbitMQ; the status lists the shovels of the vhosts the user may see.
+The parameters are served as every component's are (management/parameters.py); a shovel's
+value may name only vhosts of this broker the user has permissions in. The status lists the
+shovels of the vhosts the user may see.
 """
 
 from __future__ import annotations
@@ -13,108 +14,26 @@ from typing import Any
 from aiohttp import web
 
 from leveret.broker import shovels
-from leveret.management.auth import (
-    POLICY_TAGS,
-    current_user,
-    has_permissions,
-    is_admin,
-    named_vhost,
-    permitted_vhosts,
-    policy_vhost_of,
-    require_monitor,
-    tags_of,
-)
+from leveret.management.auth import current_user, has_permissions
 from leveret.management.context import context
-from leveret.management.http import (
-    ApiError,
-    bad_request,
-    created,
-    no_content,
-    not_authorised,
-    not_found,
-    read_json,
-)
-from leveret.management.listing import listing, one
+from leveret.management.http import no_content, not_found
+from leveret.management.listing import listing
+from leveret.management.parameters import add_parameter_routes, status_vhosts
 
 COMPONENT = shovels.COMPONENT
 
 
-def _json(vhost: str, name: str, value: dict[str, Any]) -> dict[str, Any]:
-    return {"value": value, "vhost": vhost, "component": COMPONENT, "name": name}
-
-
-def _escape(text: str) -> str:
-    """RabbitMQ's management API HTML-escapes the reason of a failed validation."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-async def list_parameters(request: web.Request) -> web.Response:
-    ctx = context(request)
+def _validate(request: web.Request, name: str, value: Any) -> list[str]:
+    """A shovel's value, checked as RabbitMQ does: a URI naming this broker needs a vhost
+    the acting user has permissions in."""
+    node = context(request).node
     user = current_user(request)
-    if "vhost" in request.match_info:
-        names = [policy_vhost_of(request, ctx.node).name]
-    else:
-        if not is_admin(user) and not POLICY_TAGS & tags_of(user):
-            raise not_authorised("User not authorised to access object")
-        names = permitted_vhosts(ctx.node, user)
-    rows = [_json(vh, name, value) for (component, vh, name), value
-            in ctx.node.parameters.items() if component == COMPONENT and vh in names]
-    return listing(request, rows)
-
-
-async def get_parameter(request: web.Request) -> web.Response:
-    node = context(request).node
-    vhost = policy_vhost_of(request, node)
-    name = request.match_info["name"]
-    value = node.parameters.get((COMPONENT, vhost.name, name))
-    if value is None:
-        raise not_found()
-    return one(request, _json(vhost.name, name, value))
-
-
-async def put_parameter(request: web.Request) -> web.Response:
-    node = context(request).node
-    if request.match_info["vhost"] not in node.vhosts:  # RabbitMQ's answer, not a plain 404
-        raise ApiError(404, "not_found", "vhost_not_found")
-    vhost = policy_vhost_of(request, node)
-    body = await read_json(request)
-    if "value" not in body:
-        raise bad_request("[{key_missing,value}]")
-    name = request.match_info["name"]
-    user = current_user(request)
-    errors = shovels.validate(name, body["value"], user.name,
-                              lambda v: has_permissions(node, user, v))
-    if errors:
-        raise bad_request(_escape("Validation failed\n\n" + "".join(e + "\n" for e in errors)))
-    existed = (COMPONENT, vhost.name, name) in node.parameters
-    node.set_parameter(COMPONENT, vhost.name, name, body["value"])
-    return no_content() if existed else created()
-
-
-async def delete_parameter(request: web.Request) -> web.Response:
-    node = context(request).node
-    vhost = policy_vhost_of(request, node)
-    name = request.match_info["name"]
-    if (COMPONENT, vhost.name, name) not in node.parameters:
-        raise not_found()
-    node.clear_parameter(COMPONENT, vhost.name, name)
-    return no_content()
-
-
-def _shovel_vhosts(request: web.Request) -> set[str]:
-    """RabbitMQ's shovel status: monitoring users and administrators, about the vhosts they
-    have permissions in (an unknown or other vhost: an empty list, or 404 on restart)."""
-    node = context(request).node
-    user = require_monitor(request)
-    names = {v for v in node.vhosts if has_permissions(node, user, v)}
-    if "vhost" in request.match_info:
-        names &= {named_vhost(request, node).name}
-    return names
+    return shovels.validate(name, value, user.name, lambda v: has_permissions(node, user, v))
 
 
 async def list_shovels(request: web.Request) -> web.Response:
     ctx = context(request)
-    names = _shovel_vhosts(request)
+    names = status_vhosts(request)
     rows = ctx.broker.shovel_status(ctx.node_name) if ctx.broker is not None else []
     return listing(request, [r for r in rows if r["vhost"] in names])
 
@@ -123,7 +42,7 @@ def _shovel_rows(request: web.Request) -> list[dict[str, Any]]:
     """The status rows of /api/shovels/vhost/{vhost}/{name}'s vhost; 404 unless the named
     shovel is among them (RabbitMQ's resource_exists)."""
     ctx = context(request)
-    names = _shovel_vhosts(request)
+    names = status_vhosts(request)
     vhost, name = request.match_info["vhost"], request.match_info["name"]
     rows = ctx.broker.shovel_status(ctx.node_name) if ctx.broker is not None else []
     rows = [r for r in rows if r["vhost"] == vhost and vhost in names]
@@ -156,12 +75,8 @@ async def restart_shovel(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    add_parameter_routes(app, COMPONENT, _validate)
     r = app.router
-    r.add_get("/api/parameters/shovel", list_parameters)
-    r.add_get("/api/parameters/shovel/{vhost}", list_parameters)
-    r.add_get("/api/parameters/shovel/{vhost}/{name}", get_parameter)
-    r.add_put("/api/parameters/shovel/{vhost}/{name}", put_parameter)
-    r.add_delete("/api/parameters/shovel/{vhost}/{name}", delete_parameter)
     r.add_get("/api/shovels", list_shovels)
     r.add_get("/api/shovels/{vhost}", list_shovels)
     r.add_get("/api/shovels/vhost/{vhost}/{name}", get_shovel)
