@@ -1,11 +1,10 @@
-"""AMQPS: real certificates made here (a CA, a server cert for 127.0.0.1/localhost, client
-certs), pika and aio-pika over TLS, peer verification modes, and the EXTERNAL mechanism."""
+"""AMQPS: real certificates (tls_certificates.py: a CA, a server cert for 127.0.0.1/localhost,
+client certs), pika and aio-pika over TLS, peer verification modes, and the EXTERNAL
+mechanism."""
 
 from __future__ import annotations
 
 import base64
-import datetime
-import ipaddress
 import logging
 import re
 import signal
@@ -15,7 +14,6 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import aio_pika
@@ -23,97 +21,17 @@ import pika
 import pika.credentials
 import pika.exceptions
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from tls_certificates import Certs, Pem, make_certs
 
 from leveret.runtime.threaded import BrokerThread
 from leveret.server.tls import TLSConfig, TLSConfigError, server_context
 
-# -- certificates ----------------------------------------------------------------------------
-
-
-@dataclass
-class Pem:
-    cert: Path
-    key: Path
-
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "leveret tests"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _write(directory: Path, stem: str, key: ec.EllipticCurvePrivateKey,
-           cert: x509.Certificate) -> Pem:
-    pem = Pem(directory / f"{stem}.crt", directory / f"{stem}.key")
-    pem.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pem.key.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                          serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-    return pem
-
-
-class CertificateAuthority:
-    def __init__(self, directory: Path, name: str) -> None:
-        self.directory = directory
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        self.cert = (x509.CertificateBuilder()
-                     .subject_name(_name(name)).issuer_name(_name(name))
-                     .public_key(self.key.public_key())
-                     .serial_number(x509.random_serial_number())
-                     .not_valid_before(now - datetime.timedelta(minutes=5))
-                     .not_valid_after(now + datetime.timedelta(days=1))
-                     .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-                     .add_extension(x509.KeyUsage(
-                         digital_signature=True, key_cert_sign=True, crl_sign=True,
-                         content_commitment=False, key_encipherment=False,
-                         data_encipherment=False, key_agreement=False,
-                         encipher_only=False, decipher_only=False), True)
-                     .sign(self.key, hashes.SHA256()))
-        self.pem = _write(directory, name, self.key, self.cert)
-
-    def issue(self, cn: str, server: bool) -> Pem:
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        builder = (x509.CertificateBuilder()
-                   .subject_name(_name(cn)).issuer_name(self.cert.subject)
-                   .public_key(key.public_key())
-                   .serial_number(x509.random_serial_number())
-                   .not_valid_before(now - datetime.timedelta(minutes=5))
-                   .not_valid_after(now + datetime.timedelta(days=1))
-                   .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
-                   .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                       self.key.public_key()), False)
-                   .add_extension(x509.ExtendedKeyUsage(
-                       [ExtendedKeyUsageOID.SERVER_AUTH if server
-                        else ExtendedKeyUsageOID.CLIENT_AUTH]), False))
-        if server:
-            builder = builder.add_extension(x509.SubjectAlternativeName([
-                x509.DNSName("localhost"),
-                x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        cert = builder.sign(self.key, hashes.SHA256())
-        return _write(self.directory, cn, key, cert)
-
-
-@dataclass
-class Certs:
-    ca: CertificateAuthority
-    other_ca: CertificateAuthority  # signs nothing the broker trusts
-    server: Pem
-    alice: Pem  # a client certificate for user "alice"
-    mallory: Pem  # a client certificate from the other CA
+# -- certificates (tls_certificates.py) ------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
-    directory = tmp_path_factory.mktemp("certs")
-    ca = CertificateAuthority(directory, "leveret-test-ca")
-    other = CertificateAuthority(directory, "other-ca")
-    return Certs(ca, other, ca.issue("localhost", server=True), ca.issue("alice", False),
-                 other.issue("mallory", False))
+    return make_certs(tmp_path_factory.mktemp("certs"))
 
 
 def client_context(cafile: Path, client: Pem | None = None) -> ssl.SSLContext:
@@ -124,7 +42,7 @@ def client_context(cafile: Path, client: Pem | None = None) -> ssl.SSLContext:
 
 
 def tls_broker(certs: Certs, verify: str = "verify_none", **kwargs: object) -> BrokerThread:
-    config = TLSConfig(certs.server.cert, certs.server.key, certs.ca.pem.cert, verify=verify)
+    config = TLSConfig(certs.server.cert, certs.server.key, certs.ca.pem, verify=verify)
     return BrokerThread(tls=config, tls_port=0, **kwargs)  # type: ignore[arg-type]
 
 
@@ -148,7 +66,7 @@ def broker(certs: Certs) -> Iterator[BrokerThread]:
 
 
 def test_pika_publishes_and_consumes_over_tls(broker: BrokerThread, certs: Certs) -> None:
-    conn = pika.BlockingConnection(pika_params(broker, client_context(certs.ca.pem.cert)))
+    conn = pika.BlockingConnection(pika_params(broker, client_context(certs.ca.pem)))
     ch = conn.channel()
     ch.queue_declare("tls-q")
     ch.confirm_delivery()
@@ -167,7 +85,7 @@ async def test_aio_pika_publishes_and_consumes_over_tls(certs: Certs) -> None:
     with tls_broker(certs) as broker:
         connection = await aio_pika.connect(
             f"amqps://guest:guest@127.0.0.1:{broker.tls_port}/",
-            ssl_context=client_context(certs.ca.pem.cert))
+            ssl_context=client_context(certs.ca.pem))
         async with connection:
             channel = await connection.channel()
             queue = await channel.declare_queue("tls-aio", auto_delete=True)
@@ -181,30 +99,30 @@ async def test_aio_pika_publishes_and_consumes_over_tls(certs: Certs) -> None:
 
 def test_client_with_the_wrong_ca_fails_the_handshake(broker: BrokerThread,
                                                       certs: Certs) -> None:
-    context = client_context(certs.other_ca.pem.cert)
+    context = client_context(certs.other_ca.pem)
     with pytest.raises(ssl.SSLCertVerificationError):
         pika.BlockingConnection(pika_params(broker, context))
-    conn = pika.BlockingConnection(pika_params(broker, client_context(certs.ca.pem.cert)))
+    conn = pika.BlockingConnection(pika_params(broker, client_context(certs.ca.pem)))
     conn.close()
 
 
 def test_fail_if_no_peer_cert_refuses_clients_without_one(certs: Certs) -> None:
     with tls_broker(certs, verify="fail_if_no_peer_cert") as broker:
         with pytest.raises(pika.exceptions.AMQPConnectionError):
-            pika.BlockingConnection(pika_params(broker, client_context(certs.ca.pem.cert)))
+            pika.BlockingConnection(pika_params(broker, client_context(certs.ca.pem)))
+        mallory = certs.other_ca.issue("mallory", server=False)
         with pytest.raises(pika.exceptions.AMQPConnectionError):  # a cert from another CA
-            pika.BlockingConnection(pika_params(
-                broker, client_context(certs.ca.pem.cert, certs.mallory)))
+            pika.BlockingConnection(pika_params(broker, client_context(certs.ca.pem, mallory)))
         # ...and the broker keeps serving the clients it trusts
         conn = pika.BlockingConnection(pika_params(
-            broker, client_context(certs.ca.pem.cert, certs.alice)))
+            broker, client_context(certs.ca.pem, certs.alice)))
         conn.channel().queue_declare("still-up")
         conn.close()
 
 
 def test_verify_peer_accepts_clients_without_a_cert(certs: Certs) -> None:
     with tls_broker(certs, verify="verify_peer") as broker:
-        conn = pika.BlockingConnection(pika_params(broker, client_context(certs.ca.pem.cert)))
+        conn = pika.BlockingConnection(pika_params(broker, client_context(certs.ca.pem)))
         assert conn.is_open
         conn.close()
 
@@ -214,7 +132,7 @@ def test_external_logs_in_as_the_certificate_cn(certs: Certs,
     caplog.set_level(logging.INFO, "leveret")
     with tls_broker(certs, verify="verify_peer",
                     users={"guest": "guest", "alice": "not-used"}) as broker:
-        context = client_context(certs.ca.pem.cert, certs.alice)
+        context = client_context(certs.ca.pem, certs.alice)
         conn = pika.BlockingConnection(pika_params(
             broker, context, pika.credentials.ExternalCredentials()))
         conn.channel().queue_declare("external-q")
@@ -229,7 +147,7 @@ async def test_aio_pika_external_login(certs: Certs) -> None:
                     users={"guest": "guest", "alice": "x"}) as broker:
         connection = await aio_pika.connect(
             f"amqps://127.0.0.1:{broker.tls_port}/?auth=external",
-            ssl_context=client_context(certs.ca.pem.cert, certs.alice))
+            ssl_context=client_context(certs.ca.pem, certs.alice))
         async with connection:
             channel = await connection.channel()
             await channel.declare_queue("aio-external", auto_delete=True)
@@ -243,7 +161,7 @@ def test_external_is_refused_without_a_verified_cert(certs: Certs) -> None:
         # no client certificate: the broker does not offer EXTERNAL
         with pytest.raises(pika.exceptions.AMQPConnectionError):
             pika.BlockingConnection(pika_params(
-                broker, client_context(certs.ca.pem.cert), external))
+                broker, client_context(certs.ca.pem), external))
         # nor on the plain listener
         with pytest.raises(pika.exceptions.AMQPConnectionError):
             pika.BlockingConnection(pika.ConnectionParameters(
@@ -254,7 +172,7 @@ def test_external_refuses_a_cn_that_is_not_a_user(certs: Certs) -> None:
     with (tls_broker(certs, verify="verify_peer") as broker,  # no user "alice"
           pytest.raises(pika.exceptions.ProbableAuthenticationError)):
         pika.BlockingConnection(pika_params(
-            broker, client_context(certs.ca.pem.cert, certs.alice),
+            broker, client_context(certs.ca.pem, certs.alice),
             pika.credentials.ExternalCredentials()))
 
 
@@ -262,7 +180,7 @@ def test_tls_only_broker(certs: Certs) -> None:
     config = TLSConfig(certs.server.cert, certs.server.key)
     with BrokerThread(port=None, tls=config, tls_port=0) as broker:
         assert broker.url.startswith("amqps://")
-        conn = pika.BlockingConnection(pika_params(broker, client_context(certs.ca.pem.cert)))
+        conn = pika.BlockingConnection(pika_params(broker, client_context(certs.ca.pem)))
         conn.close()
 
 
@@ -285,7 +203,7 @@ def test_serve_with_amqps_and_management_https(certs: Certs, tmp_path: Path) -> 
     proc = subprocess.Popen(
         [sys.executable, "-m", "leveret", "serve", "--no-plain", "--amqps-port", "0",
          "--tls-cert", str(certs.server.cert), "--tls-key", str(certs.server.key),
-         "--tls-ca", str(certs.ca.pem.cert), "--tls-verify", "verify_peer",
+         "--tls-ca", str(certs.ca.pem), "--tls-verify", "verify_peer",
          "--management-tls", "--management-port", "0", "--data-dir", str(tmp_path / "data")],
         stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
@@ -300,7 +218,7 @@ def test_serve_with_amqps_and_management_https(certs: Certs, tmp_path: Path) -> 
                 if match:
                     ports[scheme] = int(match.group(1))
         assert set(ports) == {"amqps", "https"}, ports
-        context = client_context(certs.ca.pem.cert)
+        context = client_context(certs.ca.pem)
         conn = pika.BlockingConnection(pika.ConnectionParameters(
             "127.0.0.1", ports["amqps"], ssl_options=pika.SSLOptions(context, "localhost"),
             connection_attempts=1))
