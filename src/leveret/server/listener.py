@@ -7,7 +7,8 @@ import contextlib
 import logging
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from typing import Protocol, TypeVar
 
 from leveret.broker.clock import ManualClock
 from leveret.broker.node import Node
@@ -67,6 +68,35 @@ def close_sockets(sockets: list[socket.socket]) -> None:
         with contextlib.suppress(OSError):
             sock.close()
     sockets.clear()
+
+
+class _Served(Protocol):
+    @property
+    def transport(self) -> asyncio.Transport | None: ...
+
+
+_P = TypeVar("_P", bound=_Served)
+
+
+async def close_served(servers: list[asyncio.AbstractServer], protocols: Collection[_P],
+                       close: Callable[[_P], None], timeout: float) -> None:
+    """Stop accepting, ``close`` every connection, give them ``timeout`` seconds to go
+    (each leaves ``protocols`` when its transport is lost), abort the rest, and wait until
+    the servers are closed."""
+    for server in servers:
+        server.close()
+    for p in list(protocols):
+        close(p)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while protocols and loop.time() < deadline:
+        await asyncio.sleep(0.02)
+    for p in list(protocols):
+        if p.transport is not None:
+            p.transport.abort()
+    for server in servers:
+        await server.wait_closed()
+    servers.clear()
 
 
 class Listener:
@@ -158,23 +188,14 @@ class Listener:
 
     async def close(self, timeout: float = 5.0) -> None:
         """Stop accepting, close every connection with 320 CONNECTION_FORCED, wait."""
-        for server in self.servers:
-            server.close()
         if self._flow_task is not None:
             self._flow_task.cancel()
         if self._timer is not None:
             self._timer.cancel()
-        for p in list(self.protocols):
-            if p.conn is not None:
-                p.conn.close(320, "CONNECTION_FORCED - broker forced connection closure "
-                             "with reason 'shutdown'")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self.protocols and loop.time() < deadline:
-            await asyncio.sleep(0.02)
-        for p in list(self.protocols):
-            if p.transport is not None:
-                p.transport.abort()
-        for server in self.servers:
-            await server.wait_closed()
-        self.servers.clear()
+        await close_served(self.servers, self.protocols, _force_close, timeout)
+
+
+def _force_close(p: AMQPProtocol) -> None:
+    if p.conn is not None:
+        p.conn.close(320, "CONNECTION_FORCED - broker forced connection closure "
+                     "with reason 'shutdown'")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from leveret.broker.stream_connection import CLOSED, CLOSING, OPEN, StreamConnection
 from leveret.broker.stream_stats import StreamTotals
-from leveret.server.listener import bind_sockets, close_sockets
+from leveret.server.listener import bind_sockets, close_served, close_sockets
 from leveret.server.protocol import WRITE_HIGH_WATER, WRITE_LOW_WATER
 from leveret.server.tls import peer_common_name, session_details
 from leveret.streamproto import frames
@@ -256,18 +256,9 @@ class StreamListener:
         return bound
 
     async def close(self, timeout: float = 5.0) -> None:
-        for server in self.servers:
-            server.close()
-        for p in list(self.protocols):
-            if p.conn is not None:
-                p.conn.close(frames.OK, "shutdown", hang_up=True)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self.protocols and loop.time() < deadline:
-            await asyncio.sleep(0.02)
-        for p in list(self.protocols):
-            if p.transport is not None:
-                p.transport.abort()
-        for server in self.servers:
-            await server.wait_closed()
-        self.servers.clear()
+        await close_served(self.servers, self.protocols, _close_for_shutdown, timeout)
+
+
+def _close_for_shutdown(p: StreamProtocol) -> None:
+    if p.conn is not None:
+        p.conn.close(frames.OK, "shutdown", hang_up=True)
